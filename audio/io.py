@@ -1,0 +1,194 @@
+"""Reading and writing audio files (wav, flac, aiff) through soundfile, with validation.
+
+Audio arrays are float32 with shape ``(channels, samples)``. Every problem a user
+can cause (missing file, not audio, empty, non-finite samples, wrong rate or
+channel count) raises :class:`common.errors.UserError` with a message that names
+the file, so entry scripts can print it as one ``error:`` line.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from common.atomic import atomic_path
+from common.errors import UserError
+
+__all__ = ["AudioInfo", "audio_info", "read_audio", "read_pair", "write_audio", "check_pair", "process_file"]
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    frames: int
+    subtype: str
+    format: str
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Header of an audio file, without reading the samples."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: file not found")
+    if p.is_dir():
+        raise UserError(f"{p}: is a folder, not an audio file")
+    try:
+        info = sf.info(str(p))
+    except Exception as exc:  # soundfile raises several types for junk files
+        raise UserError(f"{p}: not a readable audio file ({_reason(exc)})") from None
+    return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames),
+                     str(info.subtype), str(info.format))
+
+
+def read_audio(path: str | os.PathLike, *, sample_rate: int | None = None,
+               channels: int | None = None, allow_silence: bool = False,
+               start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Read ``path`` as float32 ``(channels, samples)`` and validate it.
+
+    Args:
+        sample_rate: required rate, or None to accept any.
+        channels: required channel count, or None to accept any.
+        allow_silence: accept an all-zero file (rejected by default).
+        start, stop: sample range to read (for chunked processing).
+
+    Returns:
+        ``(audio, sample_rate)``.
+    """
+    p = Path(path)
+    info = audio_info(p)
+    if info.frames == 0:
+        raise UserError(f"{p}: audio file is empty (0 samples)")
+    if sample_rate is not None and info.sample_rate != sample_rate:
+        raise UserError(f"{p}: sample rate is {info.sample_rate} Hz, expected {sample_rate} Hz")
+    if channels is not None and info.channels != channels:
+        raise UserError(f"{p}: has {info.channels} channels, expected {channels}")
+    try:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True, start=start, stop=stop)
+    except Exception as exc:
+        raise UserError(f"{p}: could not read audio ({_reason(exc)})") from None
+    data = np.ascontiguousarray(data.T)
+    if data.shape[1] == 0:
+        raise UserError(f"{p}: audio file is empty (0 samples)")
+    if not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise UserError(f"{p}: contains {bad} NaN or infinite samples")
+    if not allow_silence and start == 0 and stop is None and not np.any(data):
+        raise UserError(f"{p}: audio is silent (all samples are zero)")
+    return data, int(sr)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
+                subtype: str = "FLOAT") -> None:
+    """Write ``(channels, samples)`` (or 1-D mono) audio atomically.
+
+    The folder must exist; an existing file is replaced only once the new one is
+    complete.
+    """
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"{p}: output folder {folder} does not exist")
+    if p.is_dir():
+        raise UserError(f"{p}: is a folder, cannot write audio there")
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    if not np.all(np.isfinite(audio)):
+        raise UserError(f"{p}: refusing to write NaN or infinite samples")
+    fmt = _format_for(p)
+    with atomic_path(p) as tmp:
+        sf.write(str(tmp), audio.T, int(sample_rate), subtype=subtype, format=fmt)
+
+
+def check_pair(input_path: str | os.PathLike, target_path: str | os.PathLike,
+               x: np.ndarray, sr_x: int, y: np.ndarray, sr_y: int) -> None:
+    """Raise if an input/target pair cannot be compared sample by sample."""
+    if sr_x != sr_y:
+        raise UserError(f"{target_path}: sample rate {sr_y} Hz does not match "
+                        f"{input_path} ({sr_x} Hz)")
+    if x.shape[0] != y.shape[0]:
+        raise UserError(f"{target_path}: has {y.shape[0]} channels but {input_path} "
+                        f"has {x.shape[0]}")
+    if x.shape[1] != y.shape[1]:
+        raise UserError(f"{target_path}: length {y.shape[1]} samples does not match "
+                        f"{input_path} ({x.shape[1]} samples)")
+
+
+_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
+
+
+def _format_for(p: Path) -> str:
+    fmt = _FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{p}: unsupported output extension (use .wav, .flac or .aiff)")
+    return fmt
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text.split(": ", 1)[-1] if text else type(exc).__name__
+
+
+def read_pair(input_path: str | os.PathLike, target_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read and cross-check an input/target pair: same rate, channels and length."""
+    x, sr_x = read_audio(input_path)
+    y, sr_y = read_audio(target_path)
+    check_pair(input_path, target_path, x, sr_x, y, sr_y)
+    return x, y, sr_x
+
+
+def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, process_block,
+                 block: int = 1 << 16) -> dict:
+    """Stream ``input_path`` through ``process_block`` into ``output_path``.
+
+    ``process_block((channels, n) float32) -> (channels, n)`` is called on
+    consecutive blocks (it keeps its own state). The output keeps the input's
+    rate, channel count, format and subtype; memory is bounded by the block. It
+    is written to a temporary file and renamed into place only when complete.
+
+    Returns:
+        ``{"sample_rate", "channels", "frames", "clipped"}``; ``clipped`` counts
+        samples limited to [-1, 1] for an integer output format.
+    """
+    inp, out = Path(input_path), Path(output_path)
+    info = audio_info(inp)
+    if info.frames == 0:
+        raise UserError(f"{inp}: audio file is empty (0 samples)")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"{out}: output folder {folder} does not exist")
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder, cannot write audio there")
+    if out.resolve() == inp.resolve():
+        raise UserError(f"{out}: output would overwrite the input file")
+    fmt = _format_for(out)
+    subtype = info.subtype if sf.check_format(fmt, info.subtype) else "FLOAT"
+    integer = subtype.startswith("PCM") or subtype in ("ULAW", "ALAW")
+    clipped, silent = 0, True
+    with atomic_path(out) as tmp:
+        try:
+            reader = sf.SoundFile(str(inp))
+        except Exception as exc:
+            raise UserError(f"{inp}: not a readable audio file ({_reason(exc)})") from None
+        with reader, sf.SoundFile(str(tmp), "w", info.sample_rate, info.channels, subtype, format=fmt) as writer:
+            for chunk in reader.blocks(blocksize=block, dtype="float32", always_2d=True):
+                x = np.ascontiguousarray(chunk.T)
+                if not np.all(np.isfinite(x)):
+                    raise UserError(f"{inp}: contains NaN or infinite samples")
+                silent = silent and not np.any(x)
+                y = np.asarray(process_block(x), dtype=np.float32)
+                if not np.all(np.isfinite(y)):
+                    raise UserError(f"{inp}: processing produced non-finite samples")
+                if integer:
+                    over = np.abs(y) > 1.0
+                    clipped += int(over.sum())
+                    y = np.clip(y, -1.0, 1.0)
+                writer.write(y.T)
+        if silent:
+            raise UserError(f"{inp}: audio is silent (all samples are zero)")
+    return {"sample_rate": info.sample_rate, "channels": info.channels, "frames": info.frames,
+            "clipped": clipped}

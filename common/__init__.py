@@ -1,0 +1,1 @@
+"""Small pieces every entry point shares: user-facing errors and atomic writes."""

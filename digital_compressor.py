@@ -1,0 +1,52 @@
+"""Render a target through the plain digital compressor (torchcomp semantics).
+
+    python digital_compressor.py IN.wav OUT.wav --threshold -20 --ratio 3 --attack 1 --release 100 --make-up 0
+
+Peak level |x|, hard knee, gain smoothing coefficient 1 - exp(-2200 / (ms * sr)).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from audio.io import audio_info, process_file
+from common.errors import UserError, run_main
+from dsp.render import BlockCompressor
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input")
+    ap.add_argument("output")
+    ap.add_argument("--threshold", type=float, required=True, help="dB")
+    ap.add_argument("--ratio", type=float, required=True, help="> 1")
+    ap.add_argument("--attack", type=float, required=True, help="ms, > 0")
+    ap.add_argument("--release", type=float, required=True, help="ms, > 0")
+    ap.add_argument("--make-up", type=float, default=0.0, help="dB")
+    return ap.parse_args(argv)
+
+
+def main() -> int:
+    a = parse_args(sys.argv[1:])
+    values = {"--threshold": a.threshold, "--ratio": a.ratio, "--attack": a.attack, "--release": a.release,
+              "--make-up": a.make_up}
+    for name, v in values.items():
+        if not math.isfinite(v):
+            raise UserError(f"{name} must be a finite number, got {v}")
+    if a.ratio <= 1.0:
+        raise UserError(f"--ratio must be greater than 1, got {a.ratio:g}")
+    if a.attack <= 0 or a.release <= 0:
+        raise UserError("--attack and --release must be positive (ms)")
+    if not -200 <= a.threshold <= 0 or not -100 <= a.make_up <= 100:
+        raise UserError("--threshold must lie in -200..0 dB and --make-up in -100..100 dB")
+    params = {"threshold_db": a.threshold, "ratio": a.ratio, "attack_ms": a.attack,
+              "release_ms": a.release, "make_up_db": a.make_up}
+    sr = audio_info(a.input).sample_rate
+    process_file(a.input, a.output, BlockCompressor(params, sr).process)
+    print(f"wrote {a.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

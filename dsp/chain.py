@@ -1,0 +1,159 @@
+"""The peak-reduction chain: one fit per (mode, PR), each starting from the last.
+
+For each mode the levels are fitted from the highest PR down (100, 95, ..., 40);
+with ``init="chain"`` a level starts from the previous level's parameters, with
+``init="default"`` every level starts cold from the default point. Each level's
+checkpoint is written as soon as it is fitted, so a killed run loses at most the
+level in progress; a rerun skips levels with a valid checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from audio.framing import make_frames
+from audio.io import read_pair
+from common.atomic import write_text_atomic
+from common.errors import UserError
+from dsp.checkpoint import load_checkpoint, save_checkpoint
+from dsp.fit import FitOptions, evaluate_esr, fit_frames
+from dsp.knobmap import KnobMap
+from dsp.params import PARAM_NAMES
+
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "level_dir", "write_summary", "knobmap_check"]
+
+SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
+
+
+@dataclass
+class ChainSpec:
+    modes: list[str]
+    levels: list[int]
+    init: str = "chain"                  # chain | default
+    default_init: dict | None = None     # physical start of a cold fit (None: the published one)
+    frame_s: float = 12.0
+    overlap_s: float = 1.0
+
+
+def level_dir(ckpt_dir: Path, mode: str, pr: int) -> Path:
+    return Path(ckpt_dir) / mode / f"pr_{int(pr)}"
+
+
+def _fit_record(res, mode, pr, init, inp, tgt, sample_rate, hessian) -> dict:
+    return {"params": res.params, "esr": res.esr, "loss": res.loss, "iterations": res.iterations,
+            "converged": res.converged, "seconds": res.seconds, "sample_rate": sample_rate,
+            "mode": mode, "peak_reduction": int(pr), "init": init, "reason": res.reason,
+            "hessian": hessian, "initial_params": res.initial_params,
+            "input": str(inp), "target": str(tgt)}
+
+
+def _row(record: dict) -> dict:
+    return {"mode": record["mode"], "peak_reduction": int(record["peak_reduction"]),
+            **record["params"], "esr": record["esr"], "iterations": record["iterations"],
+            "seconds": record["seconds"], "converged": record.get("converged", True),
+            "skipped": record.get("skipped", False)}
+
+
+def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_dir: Path, spec: ChainSpec,
+              options: FitOptions, on_level: Callable[[str, int, str], None] | None = None,
+              on_iteration: Callable[[int, float, float], None] | None = None) -> list[dict]:
+    """Fit every (mode, level) that ``find_pair`` has files for.
+
+    Args:
+        find_pair: ``(mode, pr) -> (input, target)`` or None when the corpus lacks that setting.
+        ckpt_dir: output folder (``<mode>/pr_<level>/ckpt.yaml`` per level).
+        on_level: called as ``(mode, pr, status)`` with status "fit", "skip" or "missing".
+        on_iteration: Newton progress callback.
+
+    Returns:
+        Summary rows (dicts with :data:`SUMMARY_COLUMNS` plus ``converged``, ``skipped``).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if ckpt_dir.exists() and not ckpt_dir.is_dir():
+        raise UserError(f"{ckpt_dir}: checkpoint folder is a file")
+    rows: list[dict] = []
+    for mode in spec.modes:
+        previous = None
+        for pr in sorted(spec.levels, reverse=True):
+            files = find_pair(mode, pr)
+            if files is None:
+                if on_level:
+                    on_level(mode, pr, "missing")
+                continue
+            inp, tgt = files
+            ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
+            record = _existing(ckpt, spec.init)
+            if record is not None:
+                if on_level:
+                    on_level(mode, pr, "skip")
+                record["skipped"] = True
+            else:
+                if on_level:
+                    on_level(mode, pr, "fit")
+                x, y, sr = read_pair(inp, tgt)
+                frames = make_frames(x, y, sr, spec.frame_s, spec.overlap_s)
+                chained = spec.init == "chain" and previous is not None
+                start = previous if chained else spec.default_init
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    res = fit_frames(frames, start, options, on_iteration, level_match=not chained)
+                record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(ckpt, record)
+            previous = record["params"]
+            rows.append(_row(record))
+    return rows
+
+
+def _existing(ckpt: Path, init: str) -> dict | None:
+    """A finished level's record, or None if it must be (re)fitted."""
+    if not ckpt.is_file():
+        return None
+    try:
+        record = load_checkpoint(ckpt)
+    except UserError as exc:
+        warnings.warn(f"refitting: {exc}", RuntimeWarning, stacklevel=3)
+        return None
+    if record.get("init", init) != init:
+        raise UserError(f"{ckpt}: was fitted with init={record.get('init')}, this run uses "
+                        f"init={init}; choose another ckpt_dir to compare them")
+    return record
+
+
+def write_summary(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in SUMMARY_COLUMNS})
+    write_text_atomic(path, buf.getvalue())
+
+
+def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10) -> list[dict]:
+    """The paper's check: a knob map from every ``step``-th PR, evaluated in between.
+
+    For each fitted level that is not a multiple of ``step`` (45, 55, ..., 95),
+    compares the ESR of its own fitted parameters with the ESR of parameters
+    interpolated from the multiples of ``step`` around it, on the same audio.
+    """
+    full = KnobMap.from_rows(rows)
+    sparse = full.subset(lambda pr: pr % step == 0)
+    out = []
+    for r in rows:
+        mode, pr = r["mode"], int(r["peak_reduction"])
+        if pr % step == 0 or mode not in sparse.table:
+            continue
+        lv = sparse.levels(mode)
+        if not (min(lv) < pr < max(lv)):
+            continue
+        inp, tgt = find_pair(mode, pr)
+        x, y, sr = read_pair(inp, tgt)
+        frames = make_frames(x, y, sr, spec.frame_s, spec.overlap_s)
+        interp = sparse.at(mode, pr)
+        out.append({"mode": mode, "peak_reduction": pr, "esr_fitted": r["esr"],
+                    "esr_interpolated": evaluate_esr(frames, interp, options.ranges)})
+    return out

@@ -1,0 +1,89 @@
+"""The fit's objective: sum of squared pre-emphasised error over the scored samples.
+
+An objective is built from :class:`audio.framing.Frames` and a
+:class:`dsp.params.Parameterisation` and offers, for the solver's unconstrained
+``z`` (float64, shape ``(5,)``):
+
+- ``loss(z) -> float``: the line-search path;
+- ``loss_grad_hess(z) -> (float, (5,) tensor, (5, 5) tensor)``: exact derivatives;
+- ``energy``: the pre-emphasised target energy over the scored samples (ESR = loss / energy);
+- ``output(z) -> (B, T) numpy``: the compressor output (for level matching and reports).
+
+:class:`AutogradObjective` gets its derivatives from torch autograd through
+torchcomp (reverse over reverse, as the published method); the fused kernel in
+:mod:`dsp.kernel` offers the same interface much faster.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from audio.framing import Frames
+from dsp.compressor import compress
+from dsp.params import Parameterisation
+from dsp.preemphasis import preemphasis
+
+__all__ = ["AutogradObjective", "target_energy"]
+
+
+def target_energy(frames: Frames) -> float:
+    """Pre-emphasised target energy over the scored samples."""
+    from dsp.preemphasis import preemphasis_np
+    return float(np.sum(preemphasis_np(frames.y) ** 2 * frames.score_mask()))
+
+
+class AutogradObjective:
+    """Objective with derivatives from autograd.
+
+    Args:
+        frames: the framed pair.
+        param: the parameter map.
+        device: torch device (CUDA is used when given).
+        dtype: float64 by default (the solver's precision).
+    """
+
+    def __init__(self, frames: Frames, param: Parameterisation, device="cpu", dtype=torch.float64):
+        self.param = param
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.x = torch.as_tensor(frames.x, dtype=dtype, device=self.device)
+        target_pe = preemphasis(torch.as_tensor(frames.y, dtype=dtype, device=self.device))
+        self.mask = torch.as_tensor(frames.score_mask(), device=self.device)
+        self.target_pe = torch.where(self.mask, target_pe, 0.0)
+        self.energy = float((self.target_pe ** 2).sum())
+
+    def _loss_tensor(self, z: torch.Tensor) -> torch.Tensor:
+        y = compress(self.x, self.param.natural(z))
+        err = torch.where(self.mask, preemphasis(y) - self.target_pe, 0.0)
+        return (err ** 2).sum()
+
+    def loss(self, z: torch.Tensor) -> float:
+        with torch.no_grad():
+            try:
+                return float(self._loss_tensor(self._z(z)))
+            except AssertionError:  # torchcomp rejects a saturated parameter (e.g. ratio == 1)
+                return math.inf
+
+    def loss_grad(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
+        z = self._z(z).requires_grad_(True)
+        f = self._loss_tensor(z)
+        (g,) = torch.autograd.grad(f, z)
+        return float(f.detach()), g.detach().cpu().to(torch.float64)
+
+    def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        z = self._z(z).requires_grad_(True)
+        f = self._loss_tensor(z)
+        (g,) = torch.autograd.grad(f, z, create_graph=True)
+        rows = [torch.autograd.grad(g[i], z, retain_graph=i < 4)[0] for i in range(5)]
+        h = torch.stack(rows)
+        h = 0.5 * (h + h.T)
+        return float(f.detach()), g.detach().cpu().to(torch.float64), h.detach().cpu().to(torch.float64)
+
+    def output(self, z: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return compress(self.x, self.param.natural(self._z(z))).cpu().numpy()
+
+    def _z(self, z: torch.Tensor) -> torch.Tensor:
+        return z.detach().to(device=self.device, dtype=self.dtype)

@@ -1,0 +1,157 @@
+"""Output forms: how a backbone's prediction turns into the output signal.
+
+Every head wraps one backbone (built by name from :data:`neural.models.BACKBONES`)
+and has the same signature, so training and comparison code loop over heads
+without special cases:
+
+- ``head(x, y_dsp, g_dsp, cond) -> y``: offline.
+- ``head.process(x_blk, y_dsp_blk, g_dsp_blk, cond, state) -> (y_blk, state)``:
+  streaming; ``state=None`` or ``head.initial_state(batch_size)`` means silence.
+
+The heads:
+
+- :class:`HybridGainDB` (``"hybrid_gain"``): from ``(x, y_dsp, g_dsp / 20)`` the
+  backbone predicts a gain correction per sample, ``y = y_dsp * 10^(dg / 20)``.
+  Silence stays silent.
+- :class:`HybridAdditive` (``"hybrid_add"``): same inputs, ``y = y_dsp + r``.
+- :class:`BlackBoxGain` (``"blackbox"``): from ``x`` alone (and the knobs as cond)
+  the backbone predicts the whole gain, ``y = x * 10^(g / 20)`` (as the S6 paper's
+  models output a gain times the input). ``y_dsp`` and ``g_dsp`` are ignored.
+
+The backbone's output layer starts at zero: both hybrids start as the DSP model
+exactly, the black box as unity gain. Gains are predicted in units of 20 dB
+(the backbone outputs ``log10`` of the linear gain, ``dg_db = 20 * output``),
+mirroring the ``g_dsp / 20`` input feature.
+
+Shape:
+    - x, y_dsp, g_dsp (dB), y: :math:`(B, T)`
+    - cond: :math:`(B, C)` (or :math:`(B, T, C)`), None when ``cond_dim = 0``
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .models import BACKBONES, ConditionedStack, State
+
+__all__ = ["HybridGainDB", "HybridAdditive", "BlackBoxGain", "HEADS", "build_head"]
+
+_LN10 = 2.302585092994046
+
+
+class _Head(nn.Module):
+    """Shared plumbing: build the backbone, check shapes, run offline or streaming."""
+
+    in_features: int = 0
+    uses_dsp: bool = True
+
+    def __init__(self, backbone: str = "s6", cond_dim: int = 0, **hyperparameters):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
+        self.backbone_name = backbone
+        self.cond_dim = cond_dim
+        self.backbone: ConditionedStack = BACKBONES[backbone](self.in_features, 1, cond_dim, **hyperparameters)
+        self.backbone.zero_output_()
+
+    def initial_state(self, batch_size: int) -> State:
+        """Zero state for ``batch_size`` signals."""
+        return self.backbone.initial_state(batch_size)
+
+    def _check(self, x: Tensor, y_dsp: Optional[Tensor], g_dsp: Optional[Tensor]) -> None:
+        if x.dim() != 2:
+            raise ValueError(f"x must be (B, T), got {tuple(x.shape)}")
+        if self.uses_dsp:
+            for name, t in (("y_dsp", y_dsp), ("g_dsp", g_dsp)):
+                if t is None or t.shape != x.shape:
+                    got = None if t is None else tuple(t.shape)
+                    raise ValueError(f"{name} must have the shape of x {tuple(x.shape)}, got {got}")
+
+    def _features(self, x: Tensor, y_dsp: Optional[Tensor], g_dsp: Optional[Tensor]) -> Tensor:
+        return torch.stack([x, y_dsp, g_dsp * 0.05], dim=-1)
+
+    def _output(self, o: Tensor, x: Tensor, y_dsp: Optional[Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def process(
+        self,
+        x: Tensor,
+        y_dsp: Optional[Tensor],
+        g_dsp: Optional[Tensor],
+        cond: Optional[Tensor],
+        state: Optional[State] = None,
+    ) -> Tuple[Tensor, State]:
+        """One block of a stream. Shapes :math:`(B, T_{blk})`; returns ``(y_blk, state)``."""
+        self._check(x, y_dsp, g_dsp)
+        o, state = self.backbone.process(self._features(x, y_dsp, g_dsp), cond, state)
+        return self._output(o.squeeze(-1), x, y_dsp), state
+
+    def forward(
+        self,
+        x: Tensor,
+        y_dsp: Optional[Tensor] = None,
+        g_dsp: Optional[Tensor] = None,
+        cond: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Offline, from silence. Shapes :math:`(B, T)` -> :math:`(B, T)`."""
+        return self.process(x, y_dsp, g_dsp, cond, None)[0]
+
+
+class HybridGainDB(_Head):
+    """``y = y_dsp * 10^(dg / 20)`` with ``dg`` (dB) predicted from ``(x, y_dsp, g_dsp / 20)``.
+
+    Args:
+        backbone: name in :data:`neural.models.BACKBONES`.
+        cond_dim: size of the conditioning vector (e.g. 5 fitted DSP parameters).
+        **hyperparameters: passed to the backbone constructor.
+    """
+
+    in_features = 3
+
+    def _output(self, o: Tensor, x: Tensor, y_dsp: Optional[Tensor]) -> Tensor:
+        return y_dsp * torch.exp(o * _LN10)
+
+
+class HybridAdditive(_Head):
+    """``y = y_dsp + r`` with the residual ``r`` predicted from ``(x, y_dsp, g_dsp / 20)``.
+
+    Same arguments as :class:`HybridGainDB`.
+    """
+
+    in_features = 3
+
+    def _output(self, o: Tensor, x: Tensor, y_dsp: Optional[Tensor]) -> Tensor:
+        return y_dsp + o
+
+
+class BlackBoxGain(_Head):
+    """``y = x * 10^(g / 20)`` with the gain ``g`` (dB) predicted from ``x`` and cond only.
+
+    Same arguments as :class:`HybridGainDB` (cond: the knobs, e.g. peak reduction and
+    the compress/limit switch). ``y_dsp`` and ``g_dsp`` are ignored and may be None.
+    """
+
+    in_features = 1
+    uses_dsp = False
+
+    def _features(self, x: Tensor, y_dsp: Optional[Tensor], g_dsp: Optional[Tensor]) -> Tensor:
+        return x.unsqueeze(-1)
+
+    def _output(self, o: Tensor, x: Tensor, y_dsp: Optional[Tensor]) -> Tensor:
+        return x * torch.exp(o * _LN10)
+
+
+HEADS: Dict[str, Callable[..., _Head]] = {
+    "hybrid_gain": HybridGainDB,
+    "hybrid_add": HybridAdditive,
+    "blackbox": BlackBoxGain,
+}
+
+
+def build_head(head: str, backbone: str = "s6", cond_dim: int = 0, **hyperparameters) -> _Head:
+    """``HEADS[head](backbone, cond_dim, **hyperparameters)`` with a readable error for a bad name."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose from {sorted(HEADS)}")
+    return HEADS[head](backbone, cond_dim, **hyperparameters)

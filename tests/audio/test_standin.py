@@ -1,0 +1,230 @@
+"""Stand-in optical leveller: the acceptance probes (timing, static curve, tone) and CLI.
+
+Every number is measured from what the model renders (its per-sample gain or its
+output), never taken from its constants.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audio.standin import MODES, probe_tone_burst, render, render_with_gain, tone
+
+SR = 44100
+REPO = Path(__file__).resolve().parents[2]
+
+
+@lru_cache(maxsize=None)
+def _probe(pr: float, mode: str, burst_s: float = 1.0) -> dict:
+    return probe_tone_burst(pr, mode, burst_s=burst_s, post_s=12.0)
+
+
+def _steady_reduction_db(freq: float, level_db: float, pr: float, mode: str) -> float:
+    """Mean gain reduction over the last 0.2 s of a 1.5 s tone."""
+    _, gain = render_with_gain(tone(freq, level_db, 1.5, SR), SR, pr, mode)
+    return float(-np.mean(gain[-int(0.2 * SR):]))
+
+
+def _steady_out_db(level_db: float, pr: float, mode: str) -> float:
+    """RMS level (dB re a full-scale sine) of the output for a 1 kHz tone, steady state."""
+    y = render(tone(1000.0, level_db, 1.5, SR), SR, pr, mode)
+    tail = y[-SR // 5:].astype(np.float64)
+    return float(20 * np.log10(np.sqrt(2 * np.mean(tail ** 2))))
+
+
+def _thd_percent(y: np.ndarray, freq: int = 1000) -> float:
+    """THD (harmonics 2..10 over the fundamental) over the last second.
+
+    One second holds a whole number of periods of ``freq``, so every harmonic sits
+    exactly on an FFT bin and no window is needed.
+    """
+    seg = y[-SR:].astype(np.float64)
+    spec = np.abs(np.fft.rfft(seg))
+    harmonics = spec[[freq * k for k in range(1, 11)]]
+    return float(100.0 * np.sqrt(np.sum(harmonics[1:] ** 2)) / harmonics[0])
+
+
+# --------------------------------------------------------------------------- timing
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("pr", [40, 70, 100])
+def test_attack_90_percent_within_1_to_60_ms(pr, mode):
+    p = _probe(pr, mode)
+    assert p["reduction_db"] > 3.0
+    assert 1.0 <= p["attack_ms"] <= 60.0, p
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("pr", [40, 70, 100])
+def test_two_stage_release(pr, mode):
+    p = _probe(pr, mode)
+    assert 20.0 <= p["release50_ms"] <= 300.0, p
+    assert np.isfinite(p["release90_ms"]), p
+    assert p["release90_ms"] >= 3.0 * p["release50_ms"], p
+
+
+@pytest.mark.parametrize("pr", [70, 100])
+def test_release_is_program_dependent(pr):
+    short = _probe(pr, "compress", burst_s=0.2)
+    long = _probe(pr, "compress", burst_s=5.0)
+    assert long["release90_ms"] >= 1.3 * short["release90_ms"], (short, long)
+    assert long["release50_ms"] >= short["release50_ms"]
+
+
+def test_gain_trace_matches_output_level():
+    """The reported gain is what the output shows (quiet tone: the tube is linear)."""
+    x = tone(1000.0, -40.0, 3.0, SR)
+    x[: SR] *= 10 ** (34 / 20)  # 1 s at -6 dBFS, then -40 dBFS: gain recovering
+    y, gain = render_with_gain(x, SR, 100, "compress")
+    for start in (int(1.3 * SR), int(2.0 * SR), int(2.8 * SR)):
+        sl = slice(start, start + 441)  # 10 ms: gain nearly constant
+        measured = 20 * np.log10(np.sqrt(np.mean(y[sl].astype(float) ** 2)
+                                         / np.mean(x[sl].astype(float) ** 2)))
+        assert measured == pytest.approx(float(np.mean(gain[sl])), abs=0.3)
+
+
+# --------------------------------------------------------------------- static curve
+def test_steady_reduction_grows_with_peak_reduction():
+    red = {pr: _steady_reduction_db(1000.0, -6.0, pr, "compress") for pr in (0, 40, 70, 100)}
+    assert red[0] < 0.1
+    assert red[40] < red[70] < red[100], red
+    assert 6.0 <= red[100] <= 30.0, red
+
+
+def test_threshold_moves_about_linearly_in_db():
+    """Input level that gets 6 dB of reduction (the knee centre) vs PR."""
+    levels = np.arange(-50.0, 0.01, 1.0)
+    knee = {}
+    for pr in (40, 70, 100):
+        red = np.array([_steady_reduction_db(200.0, lv, pr, "compress") for lv in levels[::4]])
+        knee[pr] = float(np.interp(6.0, red, levels[::4]))
+    assert knee[100] < knee[70] < knee[40]
+    step1, step2 = knee[40] - knee[70], knee[70] - knee[100]
+    assert step1 == pytest.approx(step2, rel=0.25), knee
+
+
+def test_limit_mode_is_steeper_at_heavy_reduction():
+    slope = {}
+    for mode in MODES:
+        lo, hi = _steady_out_db(-20.0, 100, mode), _steady_out_db(0.0, 100, mode)
+        slope[mode] = (hi - lo) / 20.0
+    assert slope["limit"] < 0.75 * slope["compress"], slope
+    assert slope["limit"] > -0.1, slope  # no strong over-compression
+    assert (_steady_reduction_db(1000.0, 0.0, 100, "limit")
+            > _steady_reduction_db(1000.0, 0.0, 100, "compress") + 2.0)
+
+
+def test_highs_are_reduced_more_than_lows():
+    low = _steady_reduction_db(100.0, -12.0, 70, "compress")
+    high = _steady_reduction_db(5000.0, -12.0, 70, "compress")
+    assert high > low + 1.0, (low, high)
+
+
+@pytest.mark.parametrize("level_db, pr", [(-6.0, 40), (-12.0, 0), (-6.0, 0)])
+def test_thd_of_moderate_tone(level_db, pr):
+    y = render(tone(1000.0, level_db, 2.0, SR), SR, pr, "compress")
+    assert 0.3 <= _thd_percent(y) <= 3.0
+
+
+# ------------------------------------------------------------------------ behaviour
+def test_deterministic_and_shapes():
+    x = tone(440.0, -10.0, 0.5, SR)
+    a = render(x, SR, 80, "compress")
+    assert a.dtype == np.float32 and a.shape == x.shape
+    assert np.array_equal(a, render(x, SR, 80, "compress"))
+    b = render(x[None, :], SR, 80, "compress")
+    assert b.shape == (1, x.size) and np.array_equal(b[0], a)
+
+
+def test_stereo_is_linked():
+    x = tone(440.0, -10.0, 0.5, SR)
+    y, gain = render_with_gain(np.stack([x, 0.1 * x]), SR, 80, "compress")
+    assert y.shape == (2, x.size) and gain.shape == (x.size,)
+    tail = slice(-SR // 10, None)
+    ratio0 = np.sqrt(np.mean(y[0, tail] ** 2) / np.mean(x[tail] ** 2))
+    ratio1 = np.sqrt(np.mean(y[1, tail] ** 2) / np.mean((0.1 * x[tail]) ** 2))
+    assert ratio0 == pytest.approx(ratio1, rel=0.05)
+
+
+def test_time_constants_in_seconds():
+    a = probe_tone_burst(70, "compress", post_s=1.0, sample_rate=44100)
+    b = probe_tone_burst(70, "compress", post_s=1.0, sample_rate=96000)
+    assert b["attack_ms"] == pytest.approx(a["attack_ms"], rel=0.2)
+    assert b["release50_ms"] == pytest.approx(a["release50_ms"], rel=0.2)
+    assert b["reduction_db"] == pytest.approx(a["reduction_db"], abs=1.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"peak_reduction": 101}, "peak reduction"),
+    ({"peak_reduction": -1}, "peak reduction"),
+    ({"peak_reduction": float("nan")}, "peak reduction"),
+    ({"mode": "expand"}, "mode"),
+    ({"sample_rate": 0}, "sample rate"),
+])
+def test_bad_arguments(kwargs, match):
+    args = {"x": np.zeros(100, np.float32), "sample_rate": SR, "peak_reduction": 50,
+            "mode": "compress", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        render(**args)
+
+
+def test_bad_audio():
+    with pytest.raises(ValueError, match="NaN"):
+        render(np.array([0.0, np.nan], np.float32), SR, 50, "compress")
+    with pytest.raises(ValueError, match="shape"):
+        render(np.zeros((1, 2, 3), np.float32), SR, 50, "compress")
+
+
+# ------------------------------------------------------------------------------ CLI
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audio.standin", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_good_run(tmp_path):
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    x = tone(1000.0, -6.0, 1.0, SR)
+    sf.write(src, x, SR, subtype="FLOAT")
+    res = _cli(str(src), str(dst), "--peak-reduction", "70", "--mode", "limit")
+    assert res.returncode == 0, res.stderr
+    y, sr = sf.read(dst, dtype="float32")
+    assert sr == SR and y.shape == x.shape
+    assert np.allclose(y, render(x, SR, 70, "limit"), atol=1e-6)
+
+
+@pytest.fixture()
+def wav(tmp_path):
+    path = tmp_path / "in.wav"
+    sf.write(path, tone(1000.0, -6.0, 0.2, SR), SR)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "pr150", "mode", "folder", "no_pr"])
+def test_cli_errors_are_one_line(case, wav, tmp_path):
+    out = tmp_path / "out.wav"
+    args = [str(wav), str(out), "--peak-reduction", "50", "--mode", "compress"]
+    if case == "missing":
+        args[0] = str(tmp_path / "nope.wav")
+    elif case == "text":
+        fake = tmp_path / "fake.wav"
+        fake.write_text("not audio\n")
+        args[0] = str(fake)
+    elif case == "pr150":
+        args[3] = "150"
+    elif case == "mode":
+        args[5] = "squash"
+    elif case == "folder":
+        args[1] = str(tmp_path / "no_such_dir" / "out.wav")
+    elif case == "no_pr":
+        args = args[:2]
+    res = _cli(*args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.exists()

@@ -1,0 +1,23 @@
+"""Fit the 5-parameter compressor with Newton-Raphson (Hydra-style overrides).
+
+    python train_comp.py                                   # both chains on the stand-in corpus
+    python train_comp.py data=signaltrain data.root=DIR    # the real SignalTrain LA-2A
+    python train_comp.py data.input=IN.wav data.target=TARGET.wav ckpt_dir=DIR   # one pair
+    python train_comp.py data=ff_a                         # recover a digital compressor
+"""
+from __future__ import annotations
+
+import sys
+
+from common.errors import run_main
+from common.config import load_config
+from dsp.jobs import run_fit_job
+
+
+def main() -> int:
+    cfg = load_config("config", sys.argv[1:])
+    return run_fit_job(cfg)
+
+
+if __name__ == "__main__":
+    run_main(main)
