@@ -47,13 +47,28 @@ def _build():
     return kernel
 
 
+def _smoke_test(kernel) -> None:
+    """Compile for float32 with the layouts S6Block passes (B, C: strided views) and check."""
+    a = torch.full((1, 2, 1, 1), 0.5)
+    bc = torch.ones(1, 2, 2)
+    u, h, y = torch.ones(1, 2, 1), torch.zeros(1, 1, 1), torch.zeros(1, 2, 1)
+    kernel(a.numpy(), u.numpy(), bc[..., :1].numpy(), bc[..., 1:].numpy(), u.numpy(), torch.ones(1).numpy(),
+           h.numpy(), y.numpy())
+    if not torch.allclose(y.flatten(), torch.tensor([2.0, 2.5])):
+        raise RuntimeError("fused selective scan gave a wrong result")
+
+
 def available() -> bool:
-    """Whether the compiled kernel can be used (numba importable)."""
+    """Whether the compiled kernel can be used (numba importable and working).
+
+    The first call compiles the kernel (about a second; numba caches it on disk).
+    """
     global _AVAILABLE, _KERNEL
     if _AVAILABLE is None:
         try:
-            _KERNEL = _build()
-            _AVAILABLE = True
+            kernel = _build()
+            _smoke_test(kernel)
+            _KERNEL, _AVAILABLE = kernel, True
         except Exception:  # numba missing or broken: the torch path serves
             _AVAILABLE = False
     return _AVAILABLE

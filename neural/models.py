@@ -101,6 +101,9 @@ class ConditionedStack(nn.Module):
         Shape: x :math:`(B, T, F_{in})` -> :math:`(B, T, F_{out})`; cond :math:`(B, C)`.
         """
         self._check(x, cond, state)
+        if x.shape[1] == 0:  # an empty block changes nothing
+            state = self.initial_state(x.shape[0]) if state is None else state
+            return x.new_zeros(x.shape[0], 0, self.out_features), state
         h = self.in_proj(x)
         new_state = []
         for i, (block, film, glu) in enumerate(zip(self.blocks, self.films, self.glus)):

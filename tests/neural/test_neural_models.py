@@ -54,6 +54,20 @@ def test_streaming_equals_offline(head, backbone, hp):
             assert (torch.cat(parts, 1) - offline).abs().max().item() < 1e-5 * scale, block
 
 
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_empty_blocks_change_nothing(backbone):
+    model = _model("hybrid_gain", backbone, {})
+    x, y_dsp, g_dsp, cond = _signals(steps=100)
+    empty = x[:, :0]
+    with torch.inference_mode():
+        y0, state = model.process(empty, empty, empty, cond, None)
+        assert y0.shape == (2, 0)
+        y1, state = model.process(x, y_dsp, g_dsp, cond, state)
+        y2, state = model.process(empty, empty, empty, cond, state)
+        whole = model(x, y_dsp, g_dsp, cond)
+    assert y2.shape == (2, 0) and torch.allclose(y1, whole, atol=1e-6)
+
+
 @pytest.mark.parametrize("head, backbone", list(itertools.product(sorted(HEADS), sorted(BACKBONES))))
 def test_conditioning_changes_the_output(head, backbone):
     model = _model(head, backbone, {})
