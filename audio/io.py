@@ -166,7 +166,7 @@ def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
     if out.resolve() == inp.resolve():
         raise UserError(f"{out}: output would overwrite the input file")
     fmt = _format_for(out)
-    subtype = info.subtype if sf.check_format(fmt, info.subtype) else "FLOAT"
+    subtype = next(s for s in (info.subtype, "FLOAT", "PCM_24") if sf.check_format(fmt, s))  # FLAC has no float
     integer = subtype.startswith("PCM") or subtype in ("ULAW", "ALAW")
     clipped, silent = 0, True
     with atomic_path(out) as tmp:

@@ -1,0 +1,236 @@
+"""Training data for the neural models: tracks with their DSP features, random segments.
+
+A :class:`Track` is one (input, target) pair of the corpus at one setting (mode, peak
+reduction), held in memory with the fitted DSP compressor's gain at that setting,
+computed once over the whole file (so a segment cut from the middle carries the
+compressor's true history). The DSP output is not stored: it is ``x * 10^(g_db / 20)``.
+
+Conditioning vectors (what FiLM sees), one function each, shared by training and
+inference so a checkpoint renders exactly as it was trained:
+
+- :func:`fitted_conditioning` (hybrid): the fitted DSP parameters, normalised to about
+  unit range: ``threshold / 40, ln(ratio), log10(attack ms), log10(release ms) - 2,
+  make-up / 10`` and the switch (0 compress, 1 limit).
+- :func:`knob_conditioning` (black box): ``PR / 100`` and the switch.
+
+:class:`SegmentSampler` draws batches of random segments (an unscored warm-up followed
+by the scored part) from the training tracks; the draw for step ``k`` depends only on
+``(seed, k)``, so a resumed run sees the same batches as an uninterrupted one.
+:func:`fixed_segments` cuts the deterministic validation batch.
+
+Shape: every signal is 1-D float32 ``(T,)`` per track; batches are ``(B, T)`` tensors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from audio.io import read_pair
+from audio.signaltrain import Pair
+from common.errors import UserError
+from dsp.knobmap import KnobMap
+from dsp.render import BlockCompressor
+
+__all__ = [
+    "SAMPLE_RATE", "MODE_INDEX", "FITTED_FEATURES", "KNOB_FEATURES", "CONDITIONINGS",
+    "fitted_conditioning", "knob_conditioning", "dsp_gain_db", "Track", "load_tracks",
+    "Batch", "SegmentSampler", "fixed_segments",
+]
+
+SAMPLE_RATE = 44100
+MODE_INDEX = {"compress": 0.0, "limit": 1.0}
+FITTED_FEATURES = ("threshold_db/40", "ln ratio", "log10 attack_ms", "log10 release_ms - 2",
+                   "make_up_db/10", "mode")
+KNOB_FEATURES = ("peak_reduction/100", "mode")
+
+
+def _mode_value(mode: str) -> float:
+    if mode not in MODE_INDEX:
+        raise UserError(f"unknown mode {mode!r} (use compress or limit)")
+    return MODE_INDEX[mode]
+
+
+def fitted_conditioning(params: dict, mode: str) -> np.ndarray:
+    """The hybrid models' conditioning vector from physical DSP parameters. Shape ``(6,)``."""
+    return np.asarray([
+        float(params["threshold_db"]) / 40.0,
+        math.log(float(params["ratio"])),
+        math.log10(float(params["attack_ms"])),
+        math.log10(float(params["release_ms"])) - 2.0,
+        float(params["make_up_db"]) / 10.0,
+        _mode_value(mode),
+    ], dtype=np.float32)
+
+
+def knob_conditioning(peak_reduction: float, mode: str) -> np.ndarray:
+    """The black-box models' conditioning vector from the knobs. Shape ``(2,)``."""
+    return np.asarray([float(peak_reduction) / 100.0, _mode_value(mode)], dtype=np.float32)
+
+
+# name -> (size, function of (params, mode, peak_reduction))
+CONDITIONINGS: dict[str, tuple[int, Callable[[dict, str, float], np.ndarray]]] = {
+    "fitted": (len(FITTED_FEATURES), lambda params, mode, pr: fitted_conditioning(params, mode)),
+    "knobs": (len(KNOB_FEATURES), lambda params, mode, pr: knob_conditioning(pr, mode)),
+}
+
+
+def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> np.ndarray:
+    """The DSP compressor's gain in dB, make-up included, for one block (advances ``comp``).
+
+    Shape: block ``(channels, n)`` or ``(n,)`` -> ``(n,)`` float32 (linked detection).
+    """
+    g = comp.gain(block)
+    return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
+
+
+@dataclass
+class Track:
+    """One pair at one setting, with the fitted DSP gain over the whole file."""
+    split: str
+    mode: str
+    peak_reduction: int
+    id: int
+    x: np.ndarray          # input, (T,) float32
+    y: np.ndarray          # target, (T,) float32
+    g_db: np.ndarray       # DSP gain incl. make-up, dB, (T,) float32
+    params: dict           # the DSP parameters used
+    cond: dict = field(default_factory=dict)   # conditioning name -> (C,) float32
+
+    @property
+    def level(self) -> tuple[str, int]:
+        return self.mode, self.peak_reduction
+
+    def y_dsp(self, sl: slice = slice(None)) -> np.ndarray:
+        return self.x[sl] * np.power(10.0, self.g_db[sl] / 20.0, dtype=np.float32)
+
+
+def load_tracks(pairs: Sequence[Pair], knobmap: KnobMap, splits: Iterable[str],
+                keep: Callable[[str, int], bool] = lambda mode, pr: True,
+                quiet: bool = False, desc: str = "tracks") -> list[Track]:
+    """Read the mono 44.1 kHz pairs of ``splits`` at settings where ``keep(mode, pr)``.
+
+    Raises:
+        UserError: a file that is not mono 44.1 kHz, or a mode the knob map lacks.
+    """
+    splits = tuple(splits)
+    chosen = [p for p in pairs if p.split in splits and keep(p.mode, p.peak_reduction)]
+    tracks = []
+    for p in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
+        x, y, sr = read_pair(p.input, p.target)
+        if sr != SAMPLE_RATE:
+            raise UserError(f"{p.target}: sample rate {sr} Hz; the neural models run at {SAMPLE_RATE} Hz")
+        if x.shape[0] != 1:
+            raise UserError(f"{p.target}: {x.shape[0]} channels; training expects mono pairs")
+        params = knobmap.at(p.mode, p.peak_reduction)
+        g_db = dsp_gain_db(BlockCompressor(params, sr), x, params["make_up_db"])
+        cond = {name: fn(params, p.mode, p.peak_reduction) for name, (_, fn) in CONDITIONINGS.items()}
+        tracks.append(Track(p.split, p.mode, p.peak_reduction, p.id, x[0], y[0], g_db, params, cond))
+    return tracks
+
+
+@dataclass
+class Batch:
+    """Segments of equal length: the first ``warmup`` samples are not scored."""
+    x: torch.Tensor        # (B, T)
+    y: torch.Tensor        # (B, T) target
+    y_dsp: torch.Tensor    # (B, T)
+    g_db: torch.Tensor     # (B, T)
+    cond: torch.Tensor     # (B, C)
+    warmup: int
+    levels: list           # (mode, peak_reduction) of every row
+
+    def to(self, device) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.x), move(self.y), move(self.y_dsp), move(self.g_db), move(self.cond),
+                     self.warmup, self.levels)
+
+
+def _stack(tracks: Sequence[Track], starts: Sequence[int], length: int, warmup: int, conditioning: str) -> Batch:
+    rows = [(t, slice(s, s + length)) for t, s in zip(tracks, starts)]
+    as_t = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
+    return Batch(
+        x=as_t([t.x[sl] for t, sl in rows]), y=as_t([t.y[sl] for t, sl in rows]),
+        y_dsp=as_t([t.y_dsp(sl) for t, sl in rows]), g_db=as_t([t.g_db[sl] for t, sl in rows]),
+        cond=as_t([t.cond[conditioning] for t, _ in rows]), warmup=warmup,
+        levels=[t.level for t, _ in rows],
+    )
+
+
+def _loud_enough(track: Track, start: int, warmup: int, length: int, floor: float) -> bool:
+    seg = track.y[start + warmup:start + length]
+    return float(np.mean(seg * seg)) > floor
+
+
+class SegmentSampler:
+    """Random training segments: ``warmup`` unscored samples, then ``scored`` samples.
+
+    Args:
+        tracks: the training tracks (every row of every batch comes from one of them).
+        warmup, scored: samples.
+        batch_size: segments per batch.
+        seed: the batch of step ``k`` depends on ``(seed, k)`` only.
+        conditioning: key of :data:`CONDITIONINGS` put in ``Batch.cond``.
+        floor: mean-square target level below which a scored part is redrawn (near
+            silence says nothing about a compressor and inflates an ESR).
+    """
+
+    def __init__(self, tracks: Sequence[Track], warmup: int, scored: int, batch_size: int, seed: int,
+                 conditioning: str, floor: float = 1e-6):
+        if not tracks:
+            raise UserError("no training material: every level is held out or missing")
+        self.tracks = list(tracks)
+        self.warmup, self.scored, self.batch_size = int(warmup), int(scored), int(batch_size)
+        self.length = self.warmup + self.scored
+        short = [t for t in self.tracks if len(t.x) < self.length]
+        if short:
+            raise UserError(f"{len(short[0].x) / SAMPLE_RATE:.2f} s of training audio is shorter than one "
+                            f"segment ({self.length / SAMPLE_RATE:.2f} s); shorten train.warmup_s/segment_s")
+        self.seed, self.conditioning, self.floor = int(seed), conditioning, float(floor)
+
+    @property
+    def levels(self) -> set:
+        """Every (mode, peak_reduction) a batch can contain."""
+        return {t.level for t in self.tracks}
+
+    def batch(self, step: int) -> Batch:
+        rng = np.random.default_rng([self.seed, int(step)])
+        picks, starts = [], []
+        for _ in range(self.batch_size):
+            for attempt in range(20):  # the last draw is kept even if quiet
+                t = self.tracks[int(rng.integers(len(self.tracks)))]
+                s = int(rng.integers(0, len(t.x) - self.length + 1))
+                if _loud_enough(t, s, self.warmup, self.length, self.floor):
+                    break
+            picks.append(t)
+            starts.append(s)
+        return _stack(picks, starts, self.length, self.warmup, self.conditioning)
+
+
+def fixed_segments(tracks: Sequence[Track], warmup: int, scored: int, per_track: int, seed: int,
+                   conditioning: str, floor: float = 1e-6) -> Batch:
+    """A deterministic batch of ``per_track`` segments from every track (validation).
+
+    Segments start at evenly spaced positions (jittered by ``seed``); a quiet one is
+    moved to the loudest candidate of a few.
+    """
+    length = warmup + scored
+    rng = np.random.default_rng([seed, 7919])
+    picks, starts = [], []
+    for t in tracks:
+        room = len(t.x) - length
+        if room < 0:
+            raise UserError(f"validation audio of {len(t.x) / SAMPLE_RATE:.2f} s is shorter than one "
+                            f"validation segment ({length / SAMPLE_RATE:.2f} s)")
+        for k in range(per_track):
+            cands = [int((k + rng.random()) / per_track * room) for _ in range(4)]
+            best = next((s for s in cands if _loud_enough(t, s, warmup, length, floor)), None)
+            if best is None:
+                best = max(cands, key=lambda s: float(np.mean(t.y[s + warmup:s + length] ** 2)))
+            picks.append(t)
+            starts.append(best)
+    return _stack(picks, starts, length, warmup, conditioning)

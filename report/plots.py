@@ -1,0 +1,120 @@
+"""The comparison's pictures (matplotlib, written as PNG).
+
+Each function takes plain data and a path and writes one figure:
+ESR against PR, the knob map, drum-hit waveforms with gain reduction, and
+sine-sweep spectrograms (the aliasing check of the CL 1B study).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.signal import spectrogram  # noqa: E402
+
+from common.atomic import atomic_path  # noqa: E402
+from dsp.knobmap import KnobMap  # noqa: E402
+from dsp.params import PARAM_NAMES  # noqa: E402
+
+__all__ = ["plot_esr_vs_pr", "plot_knobmap", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
+
+_UNITS = {"threshold_db": "threshold (dB)", "ratio": "ratio", "attack_ms": "attack (ms)",
+          "release_ms": "release (ms)", "make_up_db": "make-up (dB)"}
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def plot_esr_vs_pr(rows: list[dict], path: Path, unseen: set[int]) -> None:
+    modes = sorted({r["mode"] for r in rows})
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
+    series = sorted({(r["model"], r["kind"]) for r in rows}, key=lambda s: (s[1] != "dsp", s))
+    for ax, mode in zip(axes[0], modes):
+        for model, kind in series:
+            pts = sorted((r["peak_reduction"], r["esr"]) for r in rows
+                         if r["mode"] == mode and r["model"] == model and r["kind"] == kind)
+            if pts:
+                pr, esr = zip(*pts)
+                label = model if kind.startswith("dsp") and model == "dsp" and kind == "dsp" else f"{model} {kind}"
+                ax.plot(pr, esr, marker="o", ms=3, label=label)
+        for u in unseen:
+            ax.axvline(u, color="0.85", lw=6, zorder=0)
+        ax.set_yscale("log")
+        ax.set_title(f"{mode} (grey: levels never trained on)")
+        ax.set_xlabel("peak reduction")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("ESR (pre-emphasised, Test)")
+    axes[0][-1].legend(fontsize=8, loc="best")
+    _save(fig, path)
+
+
+def plot_knobmap(kmap: KnobMap, path: Path) -> None:
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
+    for mode in kmap.modes:
+        levels = kmap.levels(mode)
+        fine = np.linspace(min(levels), max(levels), 121)
+        for ax, name in zip(axes, PARAM_NAMES):
+            ax.plot(levels, [kmap.table[mode][pr][name] for pr in levels], "o", ms=4, label=f"{mode} fitted")
+            ax.plot(fine, [kmap.at(mode, q)[name] for q in fine], "-", lw=1, label=f"{mode} interpolated")
+    for ax, name in zip(axes, PARAM_NAMES):
+        ax.set_xlabel("peak reduction")
+        ax.set_ylabel(_UNITS[name])
+        if name in ("attack_ms", "release_ms"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("knob map: fitted compressor parameters against peak reduction")
+    _save(fig, path)
+
+
+def gain_reduction_db(x: np.ndarray, y: np.ndarray, sample_rate: int, window_ms: float = 2.0) -> np.ndarray:
+    """Gain in dB from output and input envelopes (moving RMS), comparable across models."""
+    n = max(1, int(window_ms * 1e-3 * sample_rate))
+    k = np.ones(n) / n
+    ex = np.sqrt(np.convolve(np.asarray(x, float) ** 2, k, mode="same"))
+    ey = np.sqrt(np.convolve(np.asarray(y, float) ** 2, k, mode="same"))
+    g = 20 * np.log10((ey + 1e-9) / (ex + 1e-9))
+    g[ex < 10 ** (-60 / 20)] = np.nan  # undefined where the input is silent
+    return g
+
+
+def plot_drum_hit(x: np.ndarray, outputs: dict[str, np.ndarray], sample_rate: int, title: str, path: Path) -> None:
+    t = np.arange(len(x)) / sample_rate * 1e3
+    fig, (a0, a1) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    a0.plot(t, x, color="0.75", lw=0.8, label="input")
+    for name, y in outputs.items():
+        a0.plot(t, y, lw=0.9, label=name)
+        a1.plot(t, gain_reduction_db(x, y, sample_rate), lw=1.0, label=name)
+    a0.set_ylabel("amplitude")
+    a0.legend(fontsize=8, loc="upper right")
+    a0.set_title(title)
+    a1.set_ylabel("gain (dB, 2 ms envelopes)")
+    a1.set_xlabel("time (ms)")
+    a1.legend(fontsize=8, loc="lower right")
+    for a in (a0, a1):
+        a.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_sweep_spectrograms(outputs: dict[str, np.ndarray], sample_rate: int, title: str, path: Path) -> None:
+    n = len(outputs)
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    for ax, (name, y) in zip(axes.flat, outputs.items()):
+        f, tt, s = spectrogram(np.asarray(y, float), fs=sample_rate, nperseg=1024, noverlap=768)
+        im = ax.pcolormesh(tt, f / 1e3, 10 * np.log10(s + 1e-14), vmin=-140, vmax=-20, shading="auto")
+        ax.set_title(name)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("frequency (kHz)")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes, label="power (dB)", shrink=0.8)
+    fig.suptitle(title)
+    _save(fig, path)

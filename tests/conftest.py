@@ -1,0 +1,231 @@
+"""Shared fixtures: short audio pairs, running the CLIs, and checking clean failures.
+
+CLI tests run a script as a user would (``python SCRIPT ARGS`` in a working
+directory) through :func:`run_cli`. By default the command runs in a child forked
+from a server that has already imported torch, Hydra and the project
+(``tests/_cli_server.py``): a real process with its own argv, cwd, stdout, stderr
+and exit status, without paying seconds of imports per command. ``fresh=True``
+starts ``sys.executable SCRIPT`` with :mod:`subprocess` instead; the tests that
+matter most (the main job, the kill test, a sample of the bad-input cases) use it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from audio.material import synthesize  # noqa: E402
+from dsp.render import render  # noqa: E402
+
+SR = 44100
+# the digital compressor the short pairs are rendered with (FF-A of the DAFx-24 paper)
+TRUE_PARAMS = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 0.0}
+
+# The tiny chain every chain test shares: two modes, three levels, 3 s of Train audio.
+CHAIN_MODES = ("compress", "limit")
+CHAIN_LEVELS = (100, 90, 80)
+CHAIN_TRAIN_S = 3.0
+CHAIN_EVAL_S = 1.0
+
+
+def chain_overrides(cache_dir: Path, ckpt_dir: Path) -> list[str]:
+    """``train_comp.py`` overrides for the tiny chain (corpus in ``cache_dir``)."""
+    levels = ",".join(str(v) for v in CHAIN_LEVELS)
+    modes = ",".join(CHAIN_MODES)
+    return [f"data.corpus.train_seconds={CHAIN_TRAIN_S}", f"data.corpus.eval_seconds={CHAIN_EVAL_S}",
+            f"data.corpus.levels=[{levels}]", f"data.corpus.modes=[{modes}]",
+            f"levels=[{levels}]", f"modes=[{modes}]", f"data.cache_dir={cache_dir}",
+            f"ckpt_dir={ckpt_dir}", "quiet=true"]
+
+
+# --------------------------------------------------------------------------------------
+# audio files
+# --------------------------------------------------------------------------------------
+def program(seconds: float = 3.0, sr: int = SR, seed: int = 1, channels: int = 1) -> np.ndarray:
+    """Synthesised program material, ``(channels, samples)`` float64."""
+    chans = [synthesize(seconds, sr, seed=seed + 101 * c).astype(np.float64) for c in range(channels)]
+    return np.stack(chans)
+
+
+def write_wav(path: Path, audio: np.ndarray, sr: int = SR, subtype: str = "FLOAT") -> Path:
+    audio = np.atleast_2d(audio)
+    sf.write(str(path), audio.T, sr, subtype=subtype)
+    return Path(path)
+
+
+def write_pair(folder: Path, name: str = "pair", seconds: float = 3.0, sr: int = SR, seed: int = 1,
+               params: dict | None = None, channels: int = 1, subtype: str = "FLOAT") -> tuple[Path, Path]:
+    """``folder/<name>_in.wav`` (program material) and ``<name>_target.wav`` (rendered)."""
+    x = program(seconds, sr, seed, channels)
+    y = render(x, sr, params or TRUE_PARAMS)
+    folder.mkdir(parents=True, exist_ok=True)
+    return (write_wav(folder / f"{name}_in.wav", x, sr, subtype),
+            write_wav(folder / f"{name}_target.wav", y, sr, subtype))
+
+
+@pytest.fixture
+def make_pair(tmp_path):
+    """``make_pair(name="pair", seconds=3, sr=44100, seed=1, params=..., channels=1, subtype="FLOAT")``."""
+    def make(name: str = "pair", **kw) -> tuple[Path, Path]:
+        return write_pair(kw.pop("folder", tmp_path), name, **kw)
+    return make
+
+
+# --------------------------------------------------------------------------------------
+# running the command-line tools
+# --------------------------------------------------------------------------------------
+class _CliServer:
+    def __init__(self):
+        env = {k: v for k, v in os.environ.items() if k != "LA2A_DEBUG"}
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "_cli_server.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     cwd=str(ROOT))
+        ready = self.proc.stdout.readline()
+        if not ready:
+            raise RuntimeError("the CLI fork server did not start")
+        self.tmp = Path(tempfile.mkdtemp(prefix="cli-server-"))
+
+    def run(self, script: str, args: list[str], cwd: Path, env: dict | None, timeout: float):
+        out, err = self.tmp / "stdout", self.tmp / "stderr"
+        req = {"script": str(ROOT / script), "args": [str(a) for a in args], "cwd": str(cwd),
+               "stdout": str(out), "stderr": str(err), "env": env or {}, "timeout": timeout}
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline())
+        if reply["timed_out"]:
+            raise subprocess.TimeoutExpired([script, *args], timeout)
+        return reply["rc"], out.read_text(), err.read_text()
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        for f in self.tmp.iterdir():
+            f.unlink()
+        self.tmp.rmdir()
+
+
+@pytest.fixture(scope="session")
+def _cli_server():
+    server = _CliServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def run_cli(_cli_server):
+    """``run_cli([script, *args], cwd=ROOT, fresh=False, env=None, timeout=300) -> CompletedProcess``.
+
+    ``script`` is a file name at the repository root (``train_comp.py``); it is run by
+    absolute path, so ``cwd`` may be anywhere and relative arguments resolve there.
+    """
+    def run(args, cwd: Path = ROOT, *, fresh: bool = False, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        script, rest = str(args[0]), [str(a) for a in args[1:]]
+        if fresh:
+            full_env = {k: v for k, v in os.environ.items() if k != "LA2A_DEBUG"}
+            full_env.update(env or {})
+            return subprocess.run([sys.executable, str(ROOT / script), *rest], cwd=str(cwd), env=full_env,
+                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        rc, out, err = _cli_server.run(script, rest, Path(cwd), env, timeout)
+        return subprocess.CompletedProcess([script, *rest], rc, out, err)
+    return run
+
+
+# --------------------------------------------------------------------------------------
+# checking that a failure is clean
+# --------------------------------------------------------------------------------------
+def snapshot(*paths: Path) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime of every file at or under ``paths`` (folders are listed recursively,
+    so a new or half-written file shows up as a difference)."""
+    snap = {}
+    for p in map(Path, paths):
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            if f.exists():
+                snap[str(f)] = (f.read_bytes(), f.stat().st_mtime_ns)
+    return snap
+
+
+def check_clean_failure(result: subprocess.CompletedProcess, *names: str,
+                        before: dict | None = None, watch: tuple = ()) -> str:
+    """Assert a user error: exit 2, exactly one stderr line ``error: ...`` holding each
+    of ``names``, no traceback, and the files in ``watch`` as in ``before``.
+
+    Returns the error line.
+    """
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text, text
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one stderr line, got:\n{result.stderr}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    assert "internal error" not in line, line
+    assert result.returncode == 2, (result.returncode, line)
+    for name in names:
+        assert str(name) in line, f"{name!r} not named in {line!r}"
+    if before is not None:
+        assert snapshot(*watch) == before, "files on disk changed after a failed run"
+    return line
+
+
+@pytest.fixture(scope="session")
+def clean_failure():
+    """The checker :func:`check_clean_failure` as a fixture."""
+    return check_clean_failure
+
+
+@pytest.fixture(scope="session")
+def take_snapshot():
+    return snapshot
+
+
+# --------------------------------------------------------------------------------------
+# the tiny chain shared by the chain tests
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def chain_cache(tmp_path_factory) -> Path:
+    """A cache folder holding the tiny chain's stand-in corpus (generated once)."""
+    from audio.corpus import CorpusSpec, ensure_corpus
+    cache = tmp_path_factory.mktemp("chain-cache")
+    spec = CorpusSpec(train_seconds=CHAIN_TRAIN_S, eval_seconds=CHAIN_EVAL_S,
+                      levels=tuple(CHAIN_LEVELS), modes=tuple(CHAIN_MODES))
+    ensure_corpus(cache, spec, quiet=True)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def chain_reference(tmp_path_factory, chain_cache, run_cli) -> Path:
+    """An uninterrupted run of the tiny chain (``python train_comp.py ...``); its ckpt_dir."""
+    ckpt = tmp_path_factory.mktemp("chain-ref") / "fits"
+    res = run_cli(["train_comp.py", *chain_overrides(chain_cache, ckpt)], fresh=True)
+    assert res.returncode == 0, res.stderr
+    return ckpt
+
+
+@pytest.fixture(scope="session")
+def chain_args(chain_cache):
+    """``chain_args(ckpt_dir) -> [overrides]`` for the tiny chain on the shared corpus."""
+    return lambda ckpt_dir: chain_overrides(chain_cache, ckpt_dir)
+
+
+def _read_summary(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="session")
+def read_summary():
+    """``read_summary(path) -> [row dicts]`` of a summary.csv (values as strings)."""
+    return _read_summary
