@@ -100,8 +100,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     if not np.all(np.isfinite(audio)):
         raise UserError(f"{p}: refusing to write NaN or infinite samples")
     fmt = _format_for(p)
-    with atomic_path(p) as tmp:
-        sf.write(str(tmp), audio.T, int(sample_rate), subtype=subtype, format=fmt)
+    with atomic_path(p) as tmp, _open_for_write(tmp, sample_rate, audio.shape[0], subtype, fmt) as f:
+        f.write(audio.T)
 
 
 def check_pair(input_path: str | os.PathLike, target_path: str | os.PathLike,
@@ -116,6 +116,20 @@ def check_pair(input_path: str | os.PathLike, target_path: str | os.PathLike,
     if x.shape[1] != y.shape[1]:
         raise UserError(f"{target_path}: length {y.shape[1]} samples does not match "
                         f"{input_path} ({x.shape[1]} samples)")
+
+
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile command (sndfile.h)
+
+
+def _open_for_write(path: Path, sample_rate: int, channels: int, subtype: str, fmt: str) -> sf.SoundFile:
+    """Open ``path`` for writing, without the PEAK chunk of float files: it holds the
+    time of writing, so the same audio would give different bytes on every run."""
+    f = sf.SoundFile(str(path), "w", int(sample_rate), int(channels), subtype, format=fmt)
+    try:
+        sf._snd.sf_command(f._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
+    except AttributeError:  # soundfile internals changed: files stay valid, only not byte-stable
+        pass
+    return f
 
 
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
@@ -174,7 +188,7 @@ def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
             reader = sf.SoundFile(str(inp))
         except Exception as exc:
             raise UserError(f"{inp}: not a readable audio file ({_reason(exc)})") from None
-        with reader, sf.SoundFile(str(tmp), "w", info.sample_rate, info.channels, subtype, format=fmt) as writer:
+        with reader, _open_for_write(tmp, info.sample_rate, info.channels, subtype, fmt) as writer:
             for chunk in reader.blocks(blocksize=block, dtype="float32", always_2d=True):
                 x = np.ascontiguousarray(chunk.T)
                 if not np.all(np.isfinite(x)):

@@ -28,6 +28,8 @@ class FitOptions:
     hessian: str = "kernel"           # kernel | autograd
     newton: NewtonOptions = field(default_factory=NewtonOptions)
     atol_esr: float = 1e-13           # stop when the predicted ESR gain is below this
+    # largest move of one Newton step: threshold dB, ratio/attack/release logits, make-up dB
+    max_step: tuple[float, ...] = (6.0, 2.0, 2.0, 2.0, 6.0)
     device: str = "cpu"
 
 
@@ -96,7 +98,8 @@ def fit_frames(frames: Frames, init: dict[str, float] | None = None, options: Fi
     if level_match if level_match is not None else init is None:
         z0[4] = level_matched_make_up(objective, frames, z0)
     initial = param.to_physical(z0)
-    nopts = NewtonOptions(**{**options.newton.__dict__, "atol": options.atol_esr * objective.energy})
+    nopts = NewtonOptions(**{**options.newton.__dict__, "atol": options.atol_esr * objective.energy,
+                             "max_step": options.max_step})
     result = newton(objective, z0, nopts, progress)
     if not result.converged:
         warnings.warn(f"fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)

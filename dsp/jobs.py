@@ -44,6 +44,8 @@ def run_fit_job(cfg) -> int:
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
     data = cfg.data
+    if data.get("kind") == "manifest":
+        return _manifest_job(cfg, ckpt_dir, options, init)
     if data.get("input") or data.get("target"):
         if not (data.get("input") and data.get("target")):
             raise UserError("a single fit needs both data.input and data.target")
@@ -202,3 +204,47 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     write_text_atomic(path, buf.getvalue())
+
+
+# --- a manifest of arbitrary knob settings -----------------------------------------------
+MANIFEST_SUMMARY = "manifest_summary.csv"
+
+
+def manifest_row_dir(ckpt_dir: Path, row) -> Path:
+    return Path(ckpt_dir) / "rows" / f"{row.index:04d}_{row.label()}"
+
+
+def _manifest_job(cfg, ckpt_dir, options, init) -> int:
+    from audio.manifest import knob_names, read_manifest
+    from dsp.checkpoint import load_checkpoint
+
+    rows = [r for r in read_manifest(str(cfg.data.path)) if r.split in set(cfg.data.fit_splits)]
+    if not rows:
+        raise UserError(f"{cfg.data.path}: no rows in splits {list(cfg.data.fit_splits)}")
+    knobs = knob_names(rows)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
+        ckpt = manifest_row_dir(ckpt_dir, row) / "ckpt.yaml"
+        record = None
+        if ckpt.is_file():
+            try:
+                record = load_checkpoint(ckpt)
+            except UserError:
+                record = None
+        if record is None:
+            x, y, sr = read_pair(row.input, row.target)
+            frames = _frames(cfg, x, y, sr, row.target)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = fit_frames(frames, init, options, None, level_match=True)
+            record = _record(res, sr, options, input=str(row.input), target=str(row.target), knobs=row.knobs)
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(ckpt, record)
+        out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],
+                    "iterations": record["iterations"], "seconds": record["seconds"]})
+    _write_csv(ckpt_dir / MANIFEST_SUMMARY, out)
+    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS +
+                       [("esr", "ESR", ".4g"), ("iterations", "iters", "d")]))
+    print(f"wrote {ckpt_dir / MANIFEST_SUMMARY}")
+    return 0

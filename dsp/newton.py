@@ -47,6 +47,7 @@ class NewtonOptions:
     armijo: float = 1e-4
     max_halvings: int = 20
     max_damping_tries: int = 6
+    max_step: tuple[float, ...] | None = None  # per-coordinate cap on one step (trust region)
 
 
 @dataclass
@@ -119,6 +120,7 @@ def newton(objective: Objective, z0: torch.Tensor, options: NewtonOptions = Newt
         for attempt in range(options.max_damping_tries):
             if attempt > 0:
                 p, dec2, lam = _forced_damping(g, h, lam)
+            p = _capped(p, options.max_step)
             t, slope = 1.0, float(g @ p)
             for _ in range(options.max_halvings):
                 z_new = z + t * p
@@ -143,6 +145,19 @@ def newton(objective: Objective, z0: torch.Tensor, options: NewtonOptions = Newt
     if f_last < best_f:
         best_z, best_f = z.clone(), f_last
     return NewtonResult(best_z, best_f, it, converged, reason, time.perf_counter() - start, history)
+
+
+def _capped(p: torch.Tensor, cap) -> torch.Tensor:
+    """Shrink the step uniformly so no coordinate moves further than its cap.
+
+    A full Newton step far from the optimum can jump into a flat region (for a
+    compressor: a threshold above every peak, where nothing else matters) and
+    stall there; bounded steps let the line search see the way down first.
+    """
+    if cap is None:
+        return p
+    over = float(torch.max(p.abs() / p.new_tensor(cap)))
+    return p / over if over > 1.0 else p
 
 
 def _forced_damping(g, h, lam):

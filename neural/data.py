@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audio.io import read_pair
+from audio.io import check_pair, read_audio
 from audio.signaltrain import Pair
 from common.errors import UserError
 from dsp.knobmap import KnobMap
@@ -111,8 +111,11 @@ class Track:
 
 def load_tracks(pairs: Sequence[Pair], knobmap: KnobMap, splits: Iterable[str],
                 keep: Callable[[str, int], bool] = lambda mode, pr: True,
-                quiet: bool = False, desc: str = "tracks") -> list[Track]:
+                quiet: bool = False, desc: str = "tracks", max_samples: int | None = None) -> list[Track]:
     """Read the mono 44.1 kHz pairs of ``splits`` at settings where ``keep(mode, pr)``.
+
+    ``max_samples`` reads only the start of every file (bounds the memory on long
+    recordings such as SignalTrain's 20-minute files).
 
     Raises:
         UserError: a file that is not mono 44.1 kHz, or a mode the knob map lacks.
@@ -121,7 +124,10 @@ def load_tracks(pairs: Sequence[Pair], knobmap: KnobMap, splits: Iterable[str],
     chosen = [p for p in pairs if p.split in splits and keep(p.mode, p.peak_reduction)]
     tracks = []
     for p in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
-        x, y, sr = read_pair(p.input, p.target)
+        x, sr_x = read_audio(p.input, stop=max_samples)
+        y, sr_y = read_audio(p.target, stop=max_samples)
+        check_pair(p.input, p.target, x, sr_x, y, sr_y)
+        sr = sr_x
         if sr != SAMPLE_RATE:
             raise UserError(f"{p.target}: sample rate {sr} Hz; the neural models run at {SAMPLE_RATE} Hz")
         if x.shape[0] != 1:

@@ -151,9 +151,10 @@ def snapshot(*paths: Path) -> dict[str, tuple[bytes, int]]:
     so a new or half-written file shows up as a difference)."""
     snap = {}
     for p in map(Path, paths):
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            if f.exists():
+        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+            if f.is_dir():
+                snap[str(f)] = (b"<folder>", 0)
+            elif f.exists():
                 snap[str(f)] = (f.read_bytes(), f.stat().st_mtime_ns)
     return snap
 
@@ -215,6 +216,12 @@ def chain_reference(tmp_path_factory, chain_cache, run_cli) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chain_settings() -> dict:
+    """The tiny chain's ``modes`` and ``levels``."""
+    return {"modes": list(CHAIN_MODES), "levels": list(CHAIN_LEVELS)}
+
+
+@pytest.fixture(scope="session")
 def chain_args(chain_cache):
     """``chain_args(ckpt_dir) -> [overrides]`` for the tiny chain on the shared corpus."""
     return lambda ckpt_dir: chain_overrides(chain_cache, ckpt_dir)
@@ -229,3 +236,79 @@ def _read_summary(path: Path) -> list[dict]:
 def read_summary():
     """``read_summary(path) -> [row dicts]`` of a summary.csv (values as strings)."""
     return _read_summary
+
+
+# --------------------------------------------------------------------------------------
+# a folder of good and bad files for the bad-input tests of every CLI
+# --------------------------------------------------------------------------------------
+def _ckpt_text(params: dict, **over) -> str:
+    import yaml
+    rec = {"kind": "dsp-compressor", "params": dict(params), "esr": 0.01, "loss": 1.0, "iterations": 3,
+           "converged": True, "seconds": 0.1, "sample_rate": SR, **over}
+    return yaml.safe_dump(rec, sort_keys=False)
+
+
+def _signaltrain(root: Path, names: list[str], x: np.ndarray) -> None:
+    (root / "Train").mkdir(parents=True)
+    for name in names:
+        write_wav(root / "Train" / name, x)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    """A folder (used as the working directory) holding, by relative name:
+
+    ``in.wav``/``tgt.wav`` a good 3 s pair; ``junk.wav`` random bytes; ``text.wav`` text;
+    ``empty.wav`` 0 samples; ``tgt48.wav`` 48 kHz; ``tgt_short.wav`` 1 s shorter;
+    ``tgt_stereo.wav``; ``silent.wav``; ``nan.wav``/``inf.wav`` non-finite samples;
+    ``late_silent.wav`` a target silent after the 1 s warm-up; ``short_in.wav``/
+    ``short_tgt.wav`` a 0.5 s pair; ``fits/ckpt.yaml`` a good checkpoint and ``out.wav``
+    an earlier output (both must survive failed runs); damaged checkpoints
+    ``garbage.yaml``, ``nokeys.yaml``, ``neural.yaml``, ``ratio05.yaml``, ``nanparam.yaml``;
+    ``nomap/`` a folder without knobmap.yaml; ``kmap/`` a compress-only knob map;
+    ``afile`` a plain file; SignalTrain folders ``st_good``, ``st_unpaired``, ``st_dup``,
+    ``st_unknown``.
+    """
+    from dsp.knobmap import KnobMap
+    ws = tmp_path_factory.mktemp("workspace")
+    x = program(3.0, SR, seed=7)
+    y = render(x, SR, TRUE_PARAMS)
+    write_wav(ws / "in.wav", x)
+    write_wav(ws / "tgt.wav", y)
+    (ws / "junk.wav").write_bytes(np.random.default_rng(1).bytes(8192))
+    (ws / "text.wav").write_text("RIFF? no: just some text that ends in .wav\n")
+    write_wav(ws / "empty.wav", np.zeros((1, 0)))
+    write_wav(ws / "tgt48.wav", y, 48000)
+    write_wav(ws / "tgt_short.wav", y[:, :-SR])
+    write_wav(ws / "tgt_stereo.wav", np.concatenate([y, y]))
+    write_wav(ws / "silent.wav", np.zeros_like(x))
+    nan = x.copy()
+    nan[0, SR] = np.nan
+    write_wav(ws / "nan.wav", nan)
+    inf = y.copy()
+    inf[0, -5] = np.inf
+    write_wav(ws / "inf.wav", inf)
+    late = y.copy()
+    late[:, SR // 2:] = 0.0
+    write_wav(ws / "late_silent.wav", late)
+    write_wav(ws / "short_in.wav", x[:, :SR // 2])
+    write_wav(ws / "short_tgt.wav", y[:, :SR // 2])
+    (ws / "fits").mkdir()
+    (ws / "fits" / "ckpt.yaml").write_text(_ckpt_text(TRUE_PARAMS))
+    write_wav(ws / "out.wav", y, subtype="PCM_16")
+    (ws / "garbage.yaml").write_bytes(bytes(range(256)) * 8)
+    (ws / "nokeys.yaml").write_text("params: {threshold_db: -20}\n")
+    (ws / "neural.yaml").write_text(_ckpt_text(TRUE_PARAMS, kind="neural"))
+    (ws / "ratio05.yaml").write_text(_ckpt_text({**TRUE_PARAMS, "ratio": 0.5}))
+    (ws / "nanparam.yaml").write_text(_ckpt_text({**TRUE_PARAMS, "release_ms": float("nan")}))
+    (ws / "nomap").mkdir()
+    (ws / "nomap" / "summary.csv").write_text("mode\n")
+    (ws / "kmap").mkdir()
+    KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}}).save(ws / "kmap" / "knobmap.yaml")
+    (ws / "afile").write_text("not a folder\n")
+    good = ["input_001_.wav", "target_001_LA2A_3c__0__100.wav"]
+    _signaltrain(ws / "st_good", good, x)
+    _signaltrain(ws / "st_unpaired", good + ["input_002_.wav"], x)
+    _signaltrain(ws / "st_dup", good + ["target_001_LA2A_3c__0__90.wav"], x)
+    _signaltrain(ws / "st_unknown", good + ["take2.wav"], x)
+    return ws

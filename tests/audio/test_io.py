@@ -135,13 +135,13 @@ def test_write_failure_leaves_old_file_untouched(tmp_path, monkeypatch):
     write_audio(path, _signal(1, seed=3), SR)
     before = (path.read_bytes(), path.stat().st_mtime_ns)
 
-    real_write = sf.write
+    real_write = sf.SoundFile.write
 
-    def half_write(file, data, *args, **kw):  # write part of the file, then fail
-        real_write(file, data[: len(data) // 2], *args, **kw)
+    def half_write(self, data):  # write part of the file, then fail
+        real_write(self, data[: len(data) // 2])
         raise OSError("disk full")
 
-    monkeypatch.setattr(sf, "write", half_write)
+    monkeypatch.setattr(sf.SoundFile, "write", half_write)
     with pytest.raises(OSError, match="disk full"):
         write_audio(path, _signal(1, seed=4), SR)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
@@ -162,6 +162,18 @@ def test_write_refuses_bad_targets(tmp_path):
     with pytest.raises(UserError, match="o.wav: refusing to write NaN"):
         write_audio(tmp_path / "o.wav", bad, SR)
     assert not (tmp_path / "o.wav").exists() and not (tmp_path / "o.mp3").exists()
+
+
+def test_same_audio_same_bytes(tmp_path):
+    """No timestamp in the file (libsndfile's PEAK chunk of float files holds one)."""
+    x = _signal(2)
+    write_audio(tmp_path / "a.wav", x, SR)
+    write_audio(tmp_path / "b.wav", x, SR)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    process_file(tmp_path / "a.wav", tmp_path / "c.wav", lambda b: b * 0.5)
+    process_file(tmp_path / "a.wav", tmp_path / "d.wav", lambda b: b * 0.5)
+    assert (tmp_path / "c.wav").read_bytes() == (tmp_path / "d.wav").read_bytes()
+    assert b"PEAK" not in (tmp_path / "a.wav").read_bytes()
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):

@@ -1,0 +1,121 @@
+"""Neural checkpoints (``.pt``): what a trained model is, saved atomically, loaded with checks.
+
+A checkpoint is self-contained: the model spec (backbone, head, conditioning, sizes),
+the state dict, the variant, the knob map table the model was trained with (the DSP
+parameters at every fitted level, which the hybrids need at render time), the levels
+it was trained on and held out, the run's config and its metrics. ``last.pt`` holds
+the same plus a ``resume`` entry (optimiser and loop state).
+
+Everything is stored as plain Python types and tensors and read back with
+``torch.load(weights_only=True)``: loading a checkpoint runs no pickled code.
+"""
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+
+import torch
+
+from common.atomic import atomic_path
+from common.errors import UserError
+from dsp.knobmap import KnobMap
+from dsp.params import PARAM_NAMES
+from neural.data import CONDITIONINGS
+from neural.heads import HEADS, build_head
+
+__all__ = ["KIND", "FORMAT", "model_spec", "build_model", "save_checkpoint", "load_checkpoint",
+           "looks_like_checkpoint", "knobmap_table", "knobmap_from_table"]
+
+KIND = "neural-leveller"
+FORMAT = 1
+_REQUIRED = ("kind", "format", "model", "variant", "sample_rate", "knobmap", "state_dict")
+
+
+def model_spec(backbone: str, head: str, conditioning: str, hyperparameters: dict) -> dict:
+    """The plain description a model is rebuilt from."""
+    return {"backbone": str(backbone), "head": str(head), "conditioning": str(conditioning),
+            "cond_dim": CONDITIONINGS[conditioning][0], "hyperparameters": dict(hyperparameters)}
+
+
+def build_model(spec: dict) -> torch.nn.Module:
+    """A fresh model (output layer at zero) from a :func:`model_spec` dict.
+
+    Raises:
+        ValueError: unknown backbone, head, conditioning or hyperparameter.
+    """
+    if spec.get("conditioning") not in CONDITIONINGS:
+        raise ValueError(f"unknown conditioning {spec.get('conditioning')!r}; choose from {sorted(CONDITIONINGS)}")
+    if spec.get("head") not in HEADS:
+        raise ValueError(f"unknown head {spec.get('head')!r}; choose from {sorted(HEADS)}")
+    try:
+        return build_head(spec["head"], spec["backbone"], int(spec["cond_dim"]), **spec["hyperparameters"])
+    except TypeError as exc:  # an unknown keyword for the backbone
+        raise ValueError(f"bad hyperparameters for {spec['backbone']}: {exc}") from None
+
+
+def knobmap_table(knobmap: KnobMap) -> dict:
+    return {m: {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
+            for m, lv in knobmap.table.items()}
+
+
+def knobmap_from_table(table: dict) -> KnobMap:
+    return KnobMap({str(m): {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
+                    for m, lv in table.items()})
+
+
+def save_checkpoint(path: str | Path, record: dict) -> None:
+    """Write ``record`` (see the module doc) with ``torch.save``, atomically."""
+    data = {"kind": KIND, "format": FORMAT, **record}
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def looks_like_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a file in torch's zip format (a ``.pt`` whatever its name)."""
+    p = Path(path)
+    return p.is_file() and zipfile.is_zipfile(p)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[dict, torch.nn.Module]:
+    """Read, validate and rebuild: returns ``(record, model)`` with the weights loaded.
+
+    Raises:
+        UserError: missing file, not a torch checkpoint, not a neural checkpoint,
+            missing entries, weights that do not fit the described model.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: checkpoint not found")
+    if p.is_dir():
+        raise UserError(f"{p}: is a folder; expected a neural checkpoint (.pt)")
+    try:
+        data = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise UserError(f"{p}: not a readable torch checkpoint ({reason})") from None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        kind = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise UserError(f"{p}: not a neural compressor checkpoint (kind {kind!r}, expected {KIND!r})")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise UserError(f"{p}: checkpoint lacks {', '.join(missing)}")
+    if int(data["format"]) > FORMAT:
+        raise UserError(f"{p}: checkpoint format {data['format']} is newer than this tool ({FORMAT})")
+    try:
+        model = build_model(data["model"])
+        model.load_state_dict(data["state_dict"])
+    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise UserError(f"{p}: the weights do not fit the model described in the checkpoint ({reason})") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values()):
+        raise UserError(f"{p}: checkpoint holds NaN or infinite weights")
+    try:
+        data["knobmap_obj"] = knobmap_from_table(data["knobmap"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(f"{p}: checkpoint holds an invalid knob map") from None
+    if not all(math.isfinite(v) for lv in data["knobmap_obj"].table.values() for pv in lv.values()
+               for v in pv.values()):
+        raise UserError(f"{p}: checkpoint knob map holds non-finite values")
+    model.eval()
+    return data, model

@@ -1,0 +1,254 @@
+"""The training loop: Adam on random segments, validation, early stopping, checkpoints, resume.
+
+One step: the batch of step ``k`` (:class:`neural.data.SegmentSampler`, a function of
+``(seed, k)``), the loss on its scored part (:mod:`neural.losses`), Adam with gradient
+clipping. Every ``val_every`` steps: the validation ESR (pre-emphasised, pooled per
+setting, averaged over settings, as the test table), ``log.csv`` rewritten, ``last.pt``
+written, and ``best.pt`` when the validation ESR improved. The learning rate halves
+after ``plateau`` validations without improvement; training stops after ``patience``
+of them, at ``max_steps``, or when ``max_minutes`` of training (summed over resumed
+runs) are spent.
+
+Resuming: ``last.pt`` holds the weights, the optimiser, the step, the time spent, the
+early-stopping state and the log; since batches depend only on the step, a resumed run
+continues as the uninterrupted one would have. An interrupt (Ctrl-C) writes ``last.pt``
+at the current step before the run ends.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from common.atomic import write_text_atomic
+from common.errors import UserError
+from dsp.preemphasis import preemphasis
+from neural.checkpoint import save_checkpoint
+from neural.data import Batch, SegmentSampler
+from neural.inference import run_chunked
+from neural.losses import HybridLoss
+
+__all__ = ["TrainSettings", "TrainState", "LOG_COLUMNS", "train", "validate"]
+
+LOG_COLUMNS = ["step", "seconds", "lr", "train_loss", "train_esr", "train_stft", "val_esr", "val_esr_dsp", "best"]
+
+
+@dataclass
+class TrainSettings:
+    lr: float = 3e-3
+    batch_size: int = 4
+    warmup_s: float = 0.25        # unscored start of every segment
+    segment_s: float = 0.5        # scored part of every segment
+    max_steps: int = 100000
+    max_minutes: float = 12.0     # training time budget (validation included)
+    val_every: int = 50
+    patience: int = 8             # validations without improvement before stopping
+    plateau: int = 3              # ... before halving the learning rate
+    lr_min: float = 1e-4
+    grad_clip: float = 1.0
+    esr_weight: float = 1.0
+    stft_weight: float = 0.01
+    val_warmup_s: float = 0.5
+    val_segment_s: float = 2.0
+    val_per_track: int = 2
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainSettings":
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserError(f"train: unknown setting {unknown[0]!r} (known: {', '.join(known)})")
+        out = cls()
+        for k, v in values.items():
+            if v is None:
+                continue
+            default = getattr(out, k)
+            try:
+                setattr(out, k, type(default)(v))
+            except (TypeError, ValueError):
+                raise UserError(f"train.{k}: expected a {type(default).__name__}, got {v!r}") from None
+        out.check()
+        return out
+
+    def check(self) -> None:
+        positive = ["lr", "batch_size", "segment_s", "max_steps", "max_minutes", "val_every", "patience",
+                    "plateau", "val_segment_s", "val_per_track"]
+        bad = [k for k in positive if not getattr(self, k) > 0]
+        bad += [k for k in ("warmup_s", "val_warmup_s", "grad_clip", "esr_weight", "stft_weight", "lr_min")
+                if not getattr(self, k) >= 0]
+        if bad:
+            raise UserError(f"train.{bad[0]} = {getattr(self, bad[0])!r} is out of range")
+        if self.esr_weight == 0 and self.stft_weight == 0:
+            raise UserError("train.esr_weight and train.stft_weight are both 0: nothing to learn from")
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    seconds: float = 0.0
+    lr: float = 0.0
+    best_val: float = math.inf
+    best_step: int = -1
+    bad: int = 0                  # validations since the last improvement
+    since_lr: int = 0             # validations since the last improvement or lr cut
+    log: list = field(default_factory=list)
+    sums: dict = field(default_factory=lambda: {"loss": 0.0, "esr": 0.0, "stft": 0.0, "n": 0})
+    stopped: str = ""
+
+    def done(self, s: TrainSettings) -> str:
+        if self.bad >= s.patience:
+            return f"early stop: no improvement in {s.patience} validations"
+        if self.step >= s.max_steps:
+            return f"max_steps {s.max_steps} reached"
+        if self.seconds >= s.max_minutes * 60:
+            return f"time budget of {s.max_minutes:g} min spent"
+        return ""
+
+
+def _level_esr(pred: torch.Tensor, batch: Batch) -> float:
+    """Mean over settings of the ESR pooled over each setting's rows (scored part only)."""
+    p = preemphasis(pred.double())[:, batch.warmup:]
+    t = preemphasis(batch.y.double())[:, batch.warmup:]
+    err, energy = (p - t).square().sum(1), t.square().sum(1)
+    sums: dict = {}
+    for i, level in enumerate(batch.levels):
+        acc = sums.setdefault(level, [0.0, 0.0])
+        acc[0] += float(err[i])
+        acc[1] += float(energy[i])
+    return sum(e / max(en, 1e-30) for e, en in sums.values()) / len(sums)
+
+
+@torch.no_grad()
+def validate(model, batch: Batch, rows: int = 8) -> float:
+    """Validation ESR of ``model`` on a fixed batch (in groups of ``rows``, chunked in time)."""
+    was_training = model.training
+    model.eval()
+    outs = []
+    for i in range(0, batch.x.shape[0], rows):
+        sl = slice(i, i + rows)
+        y, _ = run_chunked(model, batch.x[sl], batch.y_dsp[sl], batch.g_db[sl], batch.cond[sl])
+        outs.append(y)
+    model.train(was_training)
+    return _level_esr(torch.cat(outs), batch)
+
+
+def _write_log(path: Path, rows: list) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in LOG_COLUMNS})
+    write_text_atomic(path, buf.getvalue())
+
+
+def _save(path: Path, record: dict, model, state: TrainState, extra: Optional[dict] = None) -> None:
+    metrics = {"step": state.step, "seconds": state.seconds, "best_val_esr": state.best_val,
+               "best_step": state.best_step}
+    save_checkpoint(path, {**record, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                           "metrics": metrics, **(extra or {})})
+
+
+def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSettings, out_dir: Path,
+          record: dict, device: str = "cpu", resume: Optional[dict] = None, quiet: bool = False) -> TrainState:
+    """Train ``model`` in place; writes ``best.pt``, ``last.pt`` and ``log.csv`` in ``out_dir``.
+
+    Args:
+        record: the checkpoint skeleton (model spec, variant, knob map, config, levels).
+        resume: the ``resume`` entry of a previous ``last.pt`` (its weights already
+            loaded into ``model``), or None for a fresh start.
+
+    Returns:
+        the final :class:`TrainState` (``stopped`` says why it stopped).
+    """
+    out_dir = Path(out_dir)
+    model.to(device).train()
+    criterion = HybridLoss(settings.esr_weight, settings.stft_weight).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    state = TrainState(lr=settings.lr)
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        state = TrainState(**resume["state"])
+    for g in opt.param_groups:
+        g["lr"] = state.lr
+    val_batch = val_batch.to(device)
+    val_dsp = _level_esr(val_batch.y_dsp, val_batch) if model.uses_dsp else _level_esr(val_batch.x, val_batch)
+
+    def save_last():
+        _save(out_dir / "last.pt", record, model, state,
+              {"resume": {"optimizer": opt.state_dict(), "state": asdict(state)}})
+
+    def validation():
+        s = state.sums
+        n = max(s["n"], 1)
+        val = validate(model, val_batch)
+        improved = val < state.best_val
+        if improved:
+            state.best_val, state.best_step, state.bad, state.since_lr = val, state.step, 0, 0
+            _save(out_dir / "best.pt", record, model, state)
+        else:
+            state.bad += 1
+            state.since_lr += 1
+            if state.since_lr >= settings.plateau and state.lr > settings.lr_min:
+                state.lr = max(state.lr * 0.5, settings.lr_min)
+                state.since_lr = 0
+                for g in opt.param_groups:
+                    g["lr"] = state.lr
+        state.log.append({"step": state.step, "seconds": state.seconds, "lr": opt.param_groups[0]["lr"],
+                          "train_loss": s["loss"] / n if s["n"] else "", "train_esr": s["esr"] / n if s["n"] else "",
+                          "train_stft": s["stft"] / n if s["n"] else "", "val_esr": val, "val_esr_dsp": val_dsp,
+                          "best": int(improved)})
+        state.sums = {"loss": 0.0, "esr": 0.0, "stft": 0.0, "n": 0}
+        _write_log(out_dir / "log.csv", state.log)
+        save_last()
+        return val
+
+    budget = settings.max_minutes * 60
+    bar = tqdm(total=round(budget), initial=min(round(state.seconds), round(budget)), unit="s",
+               desc="train", disable=quiet, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s {postfix}")
+    if state.step == 0 and not state.log:  # the starting point: the DSP model itself for a hybrid
+        t0 = time.perf_counter()
+        validation()
+        state.seconds += time.perf_counter() - t0
+    try:
+        while not (reason := state.done(settings)):
+            t0 = time.perf_counter()
+            batch = sampler.batch(state.step).to(device)
+            pred = model(batch.x, batch.y_dsp, batch.g_db, batch.cond)
+            loss, parts = criterion(pred, batch.y, batch.warmup)
+            if torch.isfinite(loss):
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if settings.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                opt.step()
+                s = state.sums
+                s["loss"] += float(loss)
+                s["esr"] += float(parts["esr"])
+                s["stft"] += float(parts.get("stft", 0.0))
+                s["n"] += 1
+            state.step += 1
+            if state.step % settings.val_every == 0:
+                validation()
+            dt = time.perf_counter() - t0
+            state.seconds += dt
+            bar.update(min(dt, max(budget - bar.n, 0)))
+            last = state.log[-1]
+            bar.set_postfix_str(f"step {state.step} val ESR {last['val_esr']:.4f} best {state.best_val:.4f} "
+                                f"(DSP {val_dsp:.4f})", refresh=False)
+        if state.log[-1]["step"] != state.step:
+            validation()
+    except KeyboardInterrupt:
+        save_last()
+        bar.close()
+        raise
+    bar.close()
+    state.stopped = reason
+    save_last()
+    return state

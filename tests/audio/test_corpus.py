@@ -1,0 +1,83 @@
+"""The embedded stand-in corpus: SignalTrain layout, reproducible byte for byte, cached,
+and never half-built."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import soundfile as sf
+
+from audio import corpus as corpus_mod
+from audio.corpus import DATASET_DIR, CorpusSpec, ensure_corpus
+from audio.signaltrain import SPLITS, scan_corpus
+
+SPEC = CorpusSpec(seed=3, train_seconds=2.0, eval_seconds=1.0, levels=(100, 90), modes=("compress", "limit"))
+
+
+@pytest.fixture(scope="module")
+def two_corpora(tmp_path_factory):
+    a = ensure_corpus(tmp_path_factory.mktemp("cache-a"), SPEC, quiet=True)
+    b = ensure_corpus(tmp_path_factory.mktemp("cache-b"), SPEC, quiet=True)
+    return a, b
+
+
+def test_layout_has_every_setting(two_corpora):
+    root, _ = two_corpora
+    assert root.name == DATASET_DIR
+    pairs = scan_corpus(root)
+    assert sorted((p.split, p.mode, p.peak_reduction) for p in pairs) == sorted(
+        (s, m, pr) for s in SPLITS for m in SPEC.modes for pr in SPEC.levels)
+    assert len({p.id for p in pairs}) == len(pairs)
+    for p in pairs:
+        seconds = SPEC.train_seconds if p.split == "Train" else SPEC.eval_seconds
+        for path in (p.input, p.target):
+            info = sf.info(str(path))
+            assert (info.samplerate, info.channels, info.frames) == (SPEC.sample_rate, 1,
+                                                                     round(seconds * SPEC.sample_rate))
+    meta = json.loads((root.parent / "corpus.json").read_text())
+    assert meta["seed"] == 3 and meta["levels"] == [100, 90]
+
+
+def test_reproducible_byte_for_byte(two_corpora):
+    a, b = two_corpora
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*.wav"))
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*.wav"))
+    assert files_a == files_b and len(files_a) == 2 * 3 * 2 * 2
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    assert a.parent.name == b.parent.name  # the folder is named by the settings' hash
+
+
+def test_second_call_reuses_the_cache(two_corpora, monkeypatch):
+    root, _ = two_corpora
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*.wav")}
+
+    def boom(*a, **k):
+        raise AssertionError("regenerated a cached corpus")
+
+    monkeypatch.setattr(corpus_mod.material, "synthesize", boom)
+    assert ensure_corpus(root.parent.parent, SPEC, quiet=True) == root
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.wav")} == stamps
+
+
+def test_other_settings_get_another_folder():
+    assert CorpusSpec(seed=4).key() != CorpusSpec(seed=3).key()
+    assert CorpusSpec(levels=(100,)).key() != CorpusSpec(levels=(90,)).key()
+    assert CorpusSpec().key() == CorpusSpec().key()
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = corpus_mod.standin.render
+
+    def fail_on_third(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(corpus_mod.standin, "render", fail_on_third)
+    spec = CorpusSpec(seed=5, train_seconds=0.5, eval_seconds=0.5, levels=(100, 90), modes=("compress",))
+    with pytest.raises(KeyboardInterrupt):
+        ensure_corpus(tmp_path, spec, quiet=True)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,136 @@
+"""``train_comp.py`` as a user runs it: one pair (relative paths, another working
+directory), a chain (summary, checkpoints, knob map), a SignalTrain folder made by
+hand, and every kind of bad input ending in one ``error:`` line."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from dsp.chain import SUMMARY_COLUMNS
+from dsp.knobmap import KnobMap
+from dsp.params import PARAM_NAMES
+from dsp.render import render
+
+SR = 44100
+TRUE = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 0.0}
+DESIGN_KEYS = ("params", "esr", "loss", "iterations", "converged", "seconds", "sample_rate")
+
+
+def _assert_recovers(params: dict, truth: dict, rel: float = 1e-3) -> None:
+    for k in PARAM_NAMES:
+        tol = rel if k.endswith("_db") else rel * abs(truth[k])
+        assert abs(params[k] - truth[k]) <= tol, (k, params[k], truth[k])
+
+
+# --------------------------------------------------------------------------------------
+# one pair
+# --------------------------------------------------------------------------------------
+def test_single_pair_relative_paths_from_another_directory(run_cli, make_pair, tmp_path):
+    make_pair("song", params=TRUE)
+    before = set(p.name for p in tmp_path.iterdir())
+    res = run_cli(["train_comp.py", "data.input=song_in.wav", "data.target=song_target.wav",
+                   "ckpt_dir=fits/song", "quiet=true"], cwd=tmp_path, fresh=True)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "thresh dB" in res.stdout   # a short table at the end
+    ckpt = tmp_path / "fits" / "song" / "ckpt.yaml"
+    data = yaml.safe_load(ckpt.read_text())
+    for key in DESIGN_KEYS:
+        assert key in data, key
+    assert list(data["params"]) == list(PARAM_NAMES)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in data["params"].values())
+    assert data["converged"] is True and data["sample_rate"] == SR
+    assert isinstance(data["iterations"], int) and data["iterations"] >= 1
+    assert data["seconds"] > 0 and data["loss"] >= 0 and 0 <= data["esr"] < 1e-6
+    _assert_recovers(data["params"], TRUE)
+    # the run did not change directory: nothing new beside the inputs but fits/, and no
+    # Hydra outputs/ folder anywhere
+    assert set(p.name for p in tmp_path.iterdir()) == before | {"fits"}
+    assert not any(p.name.startswith(".") for p in ckpt.parent.iterdir())
+
+
+def test_single_pair_stereo_float_at_48k(run_cli, make_pair, tmp_path):
+    make_pair("st", params=TRUE, sr=48000, channels=2, seconds=2.5)
+    res = run_cli(["train_comp.py", "data.input=st_in.wav", "data.target=st_target.wav", "ckpt_dir=out",
+                   "quiet=true"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    data = yaml.safe_load((tmp_path / "out" / "ckpt.yaml").read_text())
+    assert data["sample_rate"] == 48000
+    _assert_recovers(data["params"], TRUE)
+
+
+def test_clipped_full_scale_pair_fits(run_cli, tmp_path):
+    """Input clipped at full scale (int16) is ordinary audio: the fit runs and converges."""
+    rng = np.random.default_rng(3)
+    x = np.clip(rng.normal(0, 0.6, 3 * SR), -1, 1)
+    x[::500] = 1.0
+    sf.write(str(tmp_path / "hot.wav"), x, SR, subtype="PCM_16")
+    xr, _ = sf.read(str(tmp_path / "hot.wav"))
+    sf.write(str(tmp_path / "hot_t.wav"), render(xr, SR, TRUE), SR, subtype="FLOAT")
+    res = run_cli(["train_comp.py", "data.input=hot.wav", "data.target=hot_t.wav", "ckpt_dir=c", "quiet=true"],
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert yaml.safe_load((tmp_path / "c" / "ckpt.yaml").read_text())["esr"] < 1e-4
+
+
+def test_help(run_cli):
+    res = run_cli(["train_comp.py", "--help"])
+    assert res.returncode == 0 and "data.input" in res.stdout and res.stderr == ""
+
+
+# --------------------------------------------------------------------------------------
+# chains
+# --------------------------------------------------------------------------------------
+def test_chain_outputs(chain_reference, chain_settings, read_summary):
+    """summary.csv with exactly the documented columns, one ckpt.yaml per level, the knob map."""
+    with open(chain_reference / "summary.csv") as fh:
+        assert fh.readline().strip() == ",".join(SUMMARY_COLUMNS)
+    assert SUMMARY_COLUMNS == ["mode", "peak_reduction", "threshold_db", "ratio", "attack_ms", "release_ms",
+                               "make_up_db", "esr", "iterations", "seconds"]
+    rows = read_summary(chain_reference / "summary.csv")
+    expected = [(m, pr) for m in chain_settings["modes"] for pr in sorted(chain_settings["levels"], reverse=True)]
+    assert [(r["mode"], int(r["peak_reduction"])) for r in rows] == expected
+    found = sorted(p.relative_to(chain_reference).as_posix() for p in chain_reference.rglob("ckpt.yaml"))
+    assert found == sorted(f"{m}/pr_{pr}/ckpt.yaml" for m, pr in expected)
+    km = KnobMap.load(chain_reference / "knobmap.yaml")
+    for r in rows:
+        ck = yaml.safe_load((chain_reference / r["mode"] / f"pr_{r['peak_reduction']}" / "ckpt.yaml").read_text())
+        for key in DESIGN_KEYS:
+            assert key in ck
+        assert ck["mode"] == r["mode"] and ck["peak_reduction"] == int(r["peak_reduction"])
+        for k in PARAM_NAMES:  # the summary rounds to 6 significant digits
+            assert float(r[k]) == pytest.approx(ck["params"][k], rel=1e-5, abs=1e-9)
+            assert km.at(r["mode"], int(r["peak_reduction"]))[k] == pytest.approx(ck["params"][k], rel=1e-9,
+                                                                                  abs=1e-9)
+        assert float(r["esr"]) == pytest.approx(ck["esr"], rel=1e-5) and 0 < ck["esr"] < 1
+        assert int(r["iterations"]) == ck["iterations"] >= 1
+
+
+def test_signaltrain_folder_made_by_hand(run_cli, tmp_path, read_summary):
+    """``data=signaltrain data.root=DIR`` fits whatever levels the folder holds."""
+    root = tmp_path / "SignalTrain"
+    from audio.material import synthesize
+    truths = {("compress", 100): {**TRUE, "threshold_db": -30.0}, ("compress", 70): TRUE,
+              ("limit", 90): {**TRUE, "ratio": 10.0}}
+    layout = [("Train", 1, "compress", 100), ("Val", 2, "compress", 70), ("Test", 3, "limit", 90)]
+    for split, fid, mode, pr in layout:
+        (root / split).mkdir(parents=True, exist_ok=True)
+        x = synthesize(3.0, SR, seed=fid).astype(np.float64)
+        sf.write(str(root / split / f"input_{fid:03d}_.wav"), x, SR, subtype="FLOAT")
+        switch = 0 if mode == "compress" else 1
+        sf.write(str(root / split / f"target_{fid:03d}_LA2A_3c__{switch}__{pr}.wav"),
+                 render(x, SR, truths[mode, pr]), SR, subtype="FLOAT")
+    res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={root}", "ckpt_dir=fits", "quiet=true",
+                   "init=default"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = read_summary(tmp_path / "fits" / "summary.csv")
+    assert [(r["mode"], int(r["peak_reduction"])) for r in rows] == [("compress", 100), ("compress", 70),
+                                                                      ("limit", 90)]
+    for r in rows:
+        ck = yaml.safe_load((tmp_path / "fits" / r["mode"] / f"pr_{r['peak_reduction']}" / "ckpt.yaml").read_text())
+        _assert_recovers(ck["params"], truths[r["mode"], int(r["peak_reduction"])], rel=1e-2)
+    km = KnobMap.load(tmp_path / "fits" / "knobmap.yaml")
+    assert km.levels("compress") == [70, 100] and km.levels("limit") == [90]
