@@ -11,12 +11,12 @@ import math
 import sys
 
 from audio.io import audio_info, process_file
-from common.errors import UserError, run_main
+from common.errors import ArgumentParser, UserError, run_main
 from dsp.render import BlockCompressor
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input")
     ap.add_argument("output")
     ap.add_argument("--threshold", type=float, required=True, help="dB")
@@ -43,8 +43,10 @@ def main() -> int:
     params = {"threshold_db": a.threshold, "ratio": a.ratio, "attack_ms": a.attack,
               "release_ms": a.release, "make_up_db": a.make_up}
     sr = audio_info(a.input).sample_rate
-    process_file(a.input, a.output, BlockCompressor(params, sr).process)
+    stats = process_file(a.input, a.output, BlockCompressor(params, sr).process)
     print(f"wrote {a.output}")
+    if stats["clipped"]:
+        print(f"warning: {stats['clipped']} samples clipped to full scale in {a.output}", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,11 @@
 
     python test_comp.py CKPT.yaml IN.wav OUT.wav
     python test_comp.py CHAIN_DIR IN.wav OUT.wav --peak-reduction 65 --mode compress
+    python test_comp.py --neural MODEL.pt IN.wav OUT.wav --peak-reduction 65 --mode compress
+
+A neural checkpoint (from train_neural.py) is recognised by its content, so
+``test_comp.py MODEL.pt IN.wav OUT.wav --peak-reduction P --mode M`` works too; it
+renders at 44.1 kHz only.
 
 Any sample rate (time constants are in ms), mono or stereo (linked detection on
 the louder channel), integer or float files (the output keeps the input's
@@ -14,19 +19,23 @@ import sys
 from pathlib import Path
 
 from audio.io import audio_info, process_file
-from common.errors import UserError, run_main
+from common.errors import ArgumentParser, UserError, run_main
 from dsp.checkpoint import load_checkpoint
 from dsp.knobmap import KnobMap
 from dsp.render import BlockCompressor
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", help="ckpt.yaml, or a chain folder holding knobmap.yaml")
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # with --neural the checkpoint positional may be left out (IN OUT only)
+    neural = any(a == "--neural" or a.startswith("--neural=") for a in argv)
+    ap.add_argument("checkpoint", nargs="?" if neural else None,
+                    help="ckpt.yaml, a chain folder holding knobmap.yaml, or a neural .pt")
     ap.add_argument("input", help="audio file to compress")
     ap.add_argument("output", help="where to write the result (.wav, .flac, .aiff)")
     ap.add_argument("--peak-reduction", type=float, help="PR setting 0..100 (with a chain folder)")
     ap.add_argument("--mode", choices=["compress", "limit"], help="switch setting (with a chain folder)")
+    ap.add_argument("--neural", metavar="MODEL.pt", help="render through a trained neural model")
     ap.add_argument("--block", type=int, default=1 << 16, help="samples per processing block")
     args = ap.parse_args(argv)
     if args.block < 1:
@@ -36,20 +45,55 @@ def parse_args(argv):
 
 def resolve_params(args) -> tuple[dict, str]:
     src = Path(args.checkpoint)
+    if not src.exists():
+        raise UserError(f"{src}: checkpoint (ckpt.yaml or chain folder) not found")
     if src.is_dir():
         if args.peak_reduction is None or args.mode is None:
             raise UserError(f"{src}: a chain folder needs --peak-reduction and --mode")
         if not 0 <= args.peak_reduction <= 100:
             raise UserError(f"--peak-reduction {args.peak_reduction:g} is outside 0..100")
-        params = KnobMap.load(src / "knobmap.yaml").at(args.mode, args.peak_reduction)
+        kmap = KnobMap.load(src / "knobmap.yaml")
+        if args.mode not in kmap.modes:
+            raise UserError(f"{src / 'knobmap.yaml'}: has no {args.mode!r} mode (has {', '.join(kmap.modes)})")
+        params = kmap.at(args.mode, args.peak_reduction)
         return params, f"{args.mode} PR {args.peak_reduction:g} from {src / 'knobmap.yaml'}"
     if args.peak_reduction is not None or args.mode is not None:
         raise UserError(f"{src}: --peak-reduction and --mode need a chain folder, not a ckpt.yaml")
     return load_checkpoint(src)["params"], str(src)
 
 
+def neural_checkpoint(args) -> Path | None:
+    """The neural checkpoint to render with, or None for the DSP paths."""
+    if args.neural is not None:
+        if args.checkpoint is not None and Path(args.checkpoint) != Path(args.neural):
+            raise UserError(f"{args.checkpoint}: give either a checkpoint or --neural {args.neural}, not both")
+        return Path(args.neural)
+    if args.checkpoint is None:
+        raise UserError("no checkpoint given (CKPT IN OUT, or --neural MODEL.pt IN OUT)")
+    from neural.checkpoint import looks_like_checkpoint
+    return Path(args.checkpoint) if looks_like_checkpoint(args.checkpoint) else None
+
+
+def main_neural(args, path: Path) -> int:
+    from neural.inference import NeuralRenderer
+    if args.peak_reduction is None or args.mode is None:
+        raise UserError(f"{path}: a neural model needs --peak-reduction and --mode")
+    renderer = NeuralRenderer.load(path)
+    sr = audio_info(args.input).sample_rate
+    proc = renderer.block_processor(sr, args.mode, args.peak_reduction)
+    stats = process_file(args.input, args.output, proc, args.block)
+    print(f"wrote {args.output} ({stats['frames'] / sr:.2f} s, {stats['channels']} ch, {sr} Hz) with {path} "
+          f"({renderer.name}, {renderer.num_parameters} parameters) at {args.mode} PR {args.peak_reduction:g}")
+    if stats["clipped"]:
+        print(f"warning: {stats['clipped']} samples clipped to full scale in {args.output}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     args = parse_args(sys.argv[1:])
+    neural = neural_checkpoint(args)
+    if neural is not None:
+        return main_neural(args, neural)
     params, source = resolve_params(args)
     sr = audio_info(args.input).sample_rate
     comp = BlockCompressor(params, sr)

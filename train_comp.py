@@ -15,6 +15,9 @@ from dsp.jobs import run_fit_job
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__.strip() + "\n\nSettings: key=value overrides of cfg/config.yaml and cfg/data/*.yaml.")
+        return 0
     cfg = load_config("config", sys.argv[1:])
     return run_fit_job(cfg)
 

@@ -7,7 +7,9 @@ the file, so entry scripts can print it as one ``error:`` line.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +39,13 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     if p.is_dir():
         raise UserError(f"{p}: is a folder, not an audio file")
     try:
-        info = sf.info(str(p))
+        with _c_stderr_silenced():  # libsndfile's MPEG probe prints "Note: ..." lines on junk
+            info = sf.info(str(p))
     except Exception as exc:  # soundfile raises several types for junk files
-        raise UserError(f"{p}: not a readable audio file ({_reason(exc)})") from None
+        reason = _reason(exc)
+        if "does not exist" in reason:  # libsndfile's words for a format it cannot recognise
+            reason = "unknown format or damaged file"
+        raise UserError(f"{p}: not a readable audio file ({reason})") from None
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames),
                      str(info.subtype), str(info.format))
 
@@ -140,6 +146,25 @@ def _format_for(p: Path) -> str:
     if fmt is None:
         raise UserError(f"{p}: unsupported output extension (use .wav, .flac or .aiff)")
     return fmt
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced():
+    """Send the C-level stderr (file descriptor 2) to /dev/null for the duration."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _reason(exc: Exception) -> str:

@@ -45,7 +45,6 @@ from audio.framing import Frames, make_frames  # noqa: E402
 from audio.material import synthesize  # noqa: E402
 from dsp.compressor import compress  # noqa: E402
 from dsp.fit import FitOptions, FitResult, fit_frames  # noqa: E402
-from dsp.objective import AutogradObjective  # noqa: E402
 from dsp.params import DEFAULT_INIT, PARAM_NAMES, Parameterisation  # noqa: E402
 
 SR = 44100

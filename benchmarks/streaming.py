@@ -11,7 +11,10 @@ Wall-clock RTF is the figure that counts; the CPU-time RTF beside it (CPU second
 this process) shows what the model costs when the machine is shared and the process
 waits for a core.
 
-    python benchmarks/streaming.py [--seconds 1] [--repeats 7] [--blocks 64 256 1024]
+    python benchmarks/streaming.py [--seconds 1] [--repeats 7] [--blocks 64 256 1024] [--backbones s6 lru ...]
+
+Every backbone in :data:`neural.models.BACKBONES` is measured (s6, lstm, and the seed
+papers' ff, ed, s4d, lru) unless ``--backbones`` names a subset.
 """
 from __future__ import annotations
 
@@ -81,13 +84,15 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="runs per figure, best kept (default 7)")
     parser.add_argument("--blocks", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES),
+                        help="backbones to measure (default: all)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     models = {}
     cases = []
-    for backbone in BACKBONES:
+    for backbone in args.backbones:
         for head in HEADS:
             model = build_head(head, backbone, COND_DIM[head]).eval()
             cond = torch.rand(1, COND_DIM[head])

@@ -8,15 +8,23 @@ command line or ``LA2A_DEBUG=1`` is set.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable
 
-__all__ = ["UserError", "run_main", "debug_enabled"]
+__all__ = ["UserError", "ArgumentParser", "run_main", "debug_enabled"]
 
 
 class UserError(Exception):
     """A problem with the user's input that the message fully explains."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a UserError (one ``error:`` line)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
 
 
 def debug_enabled(argv: list[str] | None = None) -> bool:

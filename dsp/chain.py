@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from audio.framing import make_frames
+import numpy as np
+
+from audio.framing import Frames, make_frames
 from audio.io import read_pair
 from common.atomic import write_text_atomic
 from common.errors import UserError
@@ -24,7 +26,7 @@ from dsp.fit import FitOptions, evaluate_esr, fit_frames
 from dsp.knobmap import KnobMap
 from dsp.params import PARAM_NAMES
 
-__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "level_dir", "write_summary", "knobmap_check"]
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "frame_pair", "level_dir", "write_summary", "knobmap_check"]
 
 SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
 
@@ -37,6 +39,18 @@ class ChainSpec:
     default_init: dict | None = None     # physical start of a cold fit (None: the published one)
     frame_s: float = 12.0
     overlap_s: float = 1.0
+
+
+def frame_pair(x, y, sample_rate: int, frame_s: float, overlap_s: float, target) -> Frames:
+    """Frames for a fit; a UserError naming ``target`` if the pair is too short for the
+    warm-up or the target is silent where it is scored."""
+    try:
+        frames = make_frames(x, y, sample_rate, frame_s, overlap_s)
+    except ValueError as exc:
+        raise UserError(f"{target}: {exc}") from None
+    if not np.any(frames.y[frames.score_mask()]):
+        raise UserError(f"{target}: target is silent after the {overlap_s:g} s warm-up; nothing to fit")
+    return frames
 
 
 def level_dir(ckpt_dir: Path, mode: str, pr: int) -> Path:
@@ -95,7 +109,7 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 if on_level:
                     on_level(mode, pr, "fit")
                 x, y, sr = read_pair(inp, tgt)
-                frames = make_frames(x, y, sr, spec.frame_s, spec.overlap_s)
+                frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
                 chained = spec.init == "chain" and previous is not None
                 start = previous if chained else spec.default_init
                 with warnings.catch_warnings():
@@ -152,7 +166,7 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
             continue
         inp, tgt = find_pair(mode, pr)
         x, y, sr = read_pair(inp, tgt)
-        frames = make_frames(x, y, sr, spec.frame_s, spec.overlap_s)
+        frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
         interp = sparse.at(mode, pr)
         out.append({"mode": mode, "peak_reduction": pr, "esr_fitted": r["esr"],
                     "esr_interpolated": evaluate_esr(frames, interp, options.ranges)})

@@ -16,13 +16,12 @@ from tqdm import tqdm
 
 from audio.datasets import corpus_spec, fit_pair_finder, load_pairs
 from audio.corpus import ensure_corpus
-from audio.framing import make_frames
 from audio.io import read_audio, read_pair
 from audio.signaltrain import levels_by_mode, scan_corpus
 from common.atomic import write_text_atomic
 from common.errors import UserError
 from common.table import format_table
-from dsp.chain import ChainSpec, SUMMARY_COLUMNS, knobmap_check, run_chain, write_summary
+from dsp.chain import ChainSpec, SUMMARY_COLUMNS, frame_pair, knobmap_check, run_chain, write_summary
 from dsp.checkpoint import save_checkpoint
 from dsp.fit import FitResult, fit_frames
 from dsp.knobmap import KnobMap
@@ -41,6 +40,9 @@ def run_fit_job(cfg) -> int:
     ckpt_dir = Path(str(cfg.ckpt_dir))
     if ckpt_dir.exists() and not ckpt_dir.is_dir():
         raise UserError(f"{ckpt_dir}: checkpoint folder is a file")
+    for parent in ckpt_dir.parents:  # found now, not after the fit when the folder is made
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
     data = cfg.data
@@ -118,10 +120,7 @@ def _digital_job(cfg, ckpt_dir, options, init) -> int:
 
 
 def _frames(cfg, x, y, sr, path):
-    try:
-        return make_frames(x, y, sr, float(cfg.data.frame_s), float(cfg.data.overlap_s))
-    except ValueError as exc:
-        raise UserError(f"{path}: {exc}") from None
+    return frame_pair(x, y, sr, float(cfg.data.frame_s), float(cfg.data.overlap_s), path)
 
 
 def _report_single(res: FitResult, path: Path) -> None:

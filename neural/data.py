@@ -149,21 +149,23 @@ class Batch:
     cond: torch.Tensor     # (B, C)
     warmup: int
     levels: list           # (mode, peak_reduction) of every row
+    fresh: bool = True     # the rows start here (model from silence), not where the last batch ended
 
     def to(self, device) -> "Batch":
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.x), move(self.y), move(self.y_dsp), move(self.g_db), move(self.cond),
-                     self.warmup, self.levels)
+                     self.warmup, self.levels, self.fresh)
 
 
-def _stack(tracks: Sequence[Track], starts: Sequence[int], length: int, warmup: int, conditioning: str) -> Batch:
+def _stack(tracks: Sequence[Track], starts: Sequence[int], length: int, warmup: int, conditioning: str,
+           fresh: bool = True) -> Batch:
     rows = [(t, slice(s, s + length)) for t, s in zip(tracks, starts)]
     as_t = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
     return Batch(
         x=as_t([t.x[sl] for t, sl in rows]), y=as_t([t.y[sl] for t, sl in rows]),
         y_dsp=as_t([t.y_dsp(sl) for t, sl in rows]), g_db=as_t([t.g_db[sl] for t, sl in rows]),
         cond=as_t([t.cond[conditioning] for t, _ in rows]), warmup=warmup,
-        levels=[t.level for t, _ in rows],
+        levels=[t.level for t, _ in rows], fresh=fresh,
     )
 
 
@@ -173,29 +175,40 @@ def _loud_enough(track: Track, start: int, warmup: int, length: int, floor: floa
 
 
 class SegmentSampler:
-    """Random training segments: ``warmup`` unscored samples, then ``scored`` samples.
+    """Training batches: ``batch_size`` streams of consecutive segments (truncated BPTT).
+
+    Each stream runs ``episode`` consecutive segments of one track from a random start,
+    then every stream jumps to a new random place (a new episode). The first segment of
+    an episode starts with ``warmup`` unscored samples and the model starts from
+    silence (``Batch.fresh``); the following segments continue where the previous one
+    ended, and the training loop carries the model state over (detached), so they are
+    scored in full and the model sees seconds of context at the cost of one segment.
+    ``episode=1`` gives independent segments, each with its warm-up.
 
     Args:
         tracks: the training tracks (every row of every batch comes from one of them).
         warmup, scored: samples.
-        batch_size: segments per batch.
+        batch_size: streams.
         seed: the batch of step ``k`` depends on ``(seed, k)`` only.
         conditioning: key of :data:`CONDITIONINGS` put in ``Batch.cond``.
-        floor: mean-square target level below which a scored part is redrawn (near
+        episode: segments per stream before it jumps.
+        floor: mean-square target level below which an episode's start is redrawn (near
             silence says nothing about a compressor and inflates an ESR).
     """
 
     def __init__(self, tracks: Sequence[Track], warmup: int, scored: int, batch_size: int, seed: int,
-                 conditioning: str, floor: float = 1e-6):
+                 conditioning: str, episode: int = 1, floor: float = 1e-6):
         if not tracks:
             raise UserError("no training material: every level is held out or missing")
         self.tracks = list(tracks)
         self.warmup, self.scored, self.batch_size = int(warmup), int(scored), int(batch_size)
-        self.length = self.warmup + self.scored
-        short = [t for t in self.tracks if len(t.x) < self.length]
+        self.episode = int(episode)
+        self.span = self.warmup + self.scored * self.episode  # samples one stream covers
+        short = [t for t in self.tracks if len(t.x) < self.span]
         if short:
-            raise UserError(f"{len(short[0].x) / SAMPLE_RATE:.2f} s of training audio is shorter than one "
-                            f"segment ({self.length / SAMPLE_RATE:.2f} s); shorten train.warmup_s/segment_s")
+            raise UserError(f"{len(short[0].x) / SAMPLE_RATE:.2f} s of training audio is shorter than one episode "
+                            f"({self.span / SAMPLE_RATE:.2f} s: warm-up + episode x segment); shorten "
+                            "train.warmup_s, train.segment_s or train.episode")
         self.seed, self.conditioning, self.floor = int(seed), conditioning, float(floor)
 
     @property
@@ -203,18 +216,26 @@ class SegmentSampler:
         """Every (mode, peak_reduction) a batch can contain."""
         return {t.level for t in self.tracks}
 
-    def batch(self, step: int) -> Batch:
-        rng = np.random.default_rng([self.seed, int(step)])
+    def _episode(self, index: int) -> tuple[list, list]:
+        rng = np.random.default_rng([self.seed, int(index)])
         picks, starts = [], []
         for _ in range(self.batch_size):
             for attempt in range(20):  # the last draw is kept even if quiet
                 t = self.tracks[int(rng.integers(len(self.tracks)))]
-                s = int(rng.integers(0, len(t.x) - self.length + 1))
-                if _loud_enough(t, s, self.warmup, self.length, self.floor):
+                s = int(rng.integers(0, len(t.x) - self.span + 1))
+                if _loud_enough(t, s, self.warmup, self.span, self.floor):
                     break
             picks.append(t)
             starts.append(s)
-        return _stack(picks, starts, self.length, self.warmup, self.conditioning)
+        return picks, starts
+
+    def batch(self, step: int) -> Batch:
+        index, part = divmod(int(step), self.episode)
+        picks, starts = self._episode(index)
+        if part == 0:
+            return _stack(picks, starts, self.warmup + self.scored, self.warmup, self.conditioning, fresh=True)
+        offset = self.warmup + part * self.scored
+        return _stack(picks, [s + offset for s in starts], self.scored, 0, self.conditioning, fresh=False)
 
 
 def fixed_segments(tracks: Sequence[Track], warmup: int, scored: int, per_track: int, seed: int,

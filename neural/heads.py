@@ -23,6 +23,12 @@ exactly, the black box as unity gain. Gains are predicted in units of 20 dB
 (the backbone outputs ``log10`` of the linear gain, ``dg_db = 20 * output``),
 mirroring the ``g_dsp / 20`` input feature.
 
+Level feature (``level_feature=True``): one more input per sample, the input's level
+``log10(max(|x|, 1e-4))`` (dB / 20, floored at -80 dB), in the units of the
+``g_dsp / 20`` feature. A compressor's gain is a function of the level in dB; with it
+the recurrences smooth a level instead of having to learn a rectifier first. It is
+stateless, so streaming is unchanged.
+
 Shape:
     - x, y_dsp, g_dsp (dB), y: :math:`(B, T)`
     - cond: :math:`(B, C)` (or :math:`(B, T, C)`), None when ``cond_dim = 0``
@@ -39,6 +45,12 @@ from .models import BACKBONES, ConditionedStack, State
 __all__ = ["HybridGainDB", "HybridAdditive", "BlackBoxGain", "HEADS", "build_head"]
 
 _LN10 = 2.302585092994046
+_LEVEL_FLOOR = 1e-4
+
+
+def _level(x: Tensor) -> Tensor:
+    """``log10(max(|x|, 1e-4))``: the level in dB / 20."""
+    return torch.log10(x.abs().clamp_min(_LEVEL_FLOOR))
 
 
 class _Head(nn.Module):
@@ -47,13 +59,15 @@ class _Head(nn.Module):
     in_features: int = 0
     uses_dsp: bool = True
 
-    def __init__(self, backbone: str = "s6", cond_dim: int = 0, **hyperparameters):
+    def __init__(self, backbone: str = "s6", cond_dim: int = 0, level_feature: bool = False, **hyperparameters):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
         self.backbone_name = backbone
         self.cond_dim = cond_dim
-        self.backbone: ConditionedStack = BACKBONES[backbone](self.in_features, 1, cond_dim, **hyperparameters)
+        self.level_feature = bool(level_feature)
+        features = self.in_features + int(self.level_feature)
+        self.backbone: ConditionedStack = BACKBONES[backbone](features, 1, cond_dim, **hyperparameters)
         self.backbone.zero_output_()
 
     def initial_state(self, batch_size: int) -> State:
@@ -72,6 +86,10 @@ class _Head(nn.Module):
     def _features(self, x: Tensor, y_dsp: Optional[Tensor], g_dsp: Optional[Tensor]) -> Tensor:
         return torch.stack([x, y_dsp, g_dsp * 0.05], dim=-1)
 
+    def _all_features(self, x: Tensor, y_dsp: Optional[Tensor], g_dsp: Optional[Tensor]) -> Tensor:
+        f = self._features(x, y_dsp, g_dsp)
+        return torch.cat([f, _level(x).unsqueeze(-1)], dim=-1) if self.level_feature else f
+
     def _output(self, o: Tensor, x: Tensor, y_dsp: Optional[Tensor]) -> Tensor:
         raise NotImplementedError
 
@@ -85,7 +103,7 @@ class _Head(nn.Module):
     ) -> Tuple[Tensor, State]:
         """One block of a stream. Shapes :math:`(B, T_{blk})`; returns ``(y_blk, state)``."""
         self._check(x, y_dsp, g_dsp)
-        o, state = self.backbone.process(self._features(x, y_dsp, g_dsp), cond, state)
+        o, state = self.backbone.process(self._all_features(x, y_dsp, g_dsp), cond, state)
         return self._output(o.squeeze(-1), x, y_dsp), state
 
     def forward(

@@ -26,6 +26,7 @@ from neural.checkpoint import build_model, knobmap_table, load_checkpoint, model
 from neural.data import SAMPLE_RATE, SegmentSampler, fixed_segments, load_tracks
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
 from neural.inference import NeuralRenderer
+from neural.losses import MIN_STFT_SAMPLES
 from neural.models import count_parameters
 from neural.training import TrainSettings, train
 
@@ -123,8 +124,11 @@ def run_train_job(cfg) -> int:
         raise UserError("no validation material: the Val split has no pair at a trained level")
     conditioning = spec["conditioning"]
     sr = SAMPLE_RATE
+    if settings.stft_weight and settings.segment_s * sr < MIN_STFT_SAMPLES:
+        raise UserError(f"train.segment_s = {settings.segment_s:g} s is too short for the MR-STFT loss "
+                        f"(at least {MIN_STFT_SAMPLES / sr:.3f} s), or set train.stft_weight=0")
     sampler = SegmentSampler(train_tracks, round(settings.warmup_s * sr), round(settings.segment_s * sr),
-                             settings.batch_size, int(cfg.seed), conditioning)
+                             settings.batch_size, int(cfg.seed), conditioning, settings.episode)
     val_batch = fixed_segments(val_tracks, round(settings.val_warmup_s * sr), round(settings.val_segment_s * sr),
                                settings.val_per_track, int(cfg.seed), conditioning)
     assert not any(level[1] in unseen for level in sampler.levels | set(val_batch.levels))
@@ -139,11 +143,14 @@ def run_train_job(cfg) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{name} {variant} ({spec['head']}): {count_parameters(model)} parameters; "
           f"{len(train_tracks)} train pairs at {len(sampler.levels)} settings, unseen levels {unseen}; "
-          f"batch {settings.batch_size} x ({settings.warmup_s:g} s warm-up + {settings.segment_s:g} s); "
+          f"batch {settings.batch_size} x ({settings.warmup_s:g} s warm-up + {settings.episode} x "
+          f"{settings.segment_s:g} s); "
           f"budget {settings.max_minutes:g} min on {device}" + (" (resumed)" if resume else ""))
     state = train(model, sampler, val_batch, settings, out_dir, record, device, resume, cfg.quiet)
     print(f"stopped at step {state.step} after {state.seconds / 60:.1f} min ({state.stopped}); "
           f"best validation ESR {state.best_val:.4f} at step {state.best_step}")
+    if not cfg.test:
+        return 0
     return _test(cfg, pairs, knobmap, in_range, unseen, out_dir, limit)
 
 

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 
 from dsp.preemphasis import preemphasis
 
-__all__ = ["ESRLoss", "HybridLoss"]
+__all__ = ["ESRLoss", "HybridLoss", "MIN_STFT_SAMPLES"]
+
+MIN_STFT_SAMPLES = 2048  # the scored part must be longer than half the largest FFT (reflect padding)
 
 
 class ESRLoss(nn.Module):

@@ -176,9 +176,20 @@ class LSTMModel(ConditionedStack):
         super().__init__(in_features, out_features, cond_dim, hidden, blocks, film_hidden)
 
 
-BACKBONES: Dict[str, Callable[..., ConditionedStack]] = {
+# the seed papers' other models; imported here, after ConditionedStack, which
+# the S4D and LRU backbones build on
+from .ed import EDModel  # noqa: E402
+from .ff import FFModel  # noqa: E402
+from .lru import LRUModel  # noqa: E402
+from .s4d import S4DModel  # noqa: E402
+
+BACKBONES: Dict[str, Callable[..., nn.Module]] = {
     "s6": S6Model,
     "lstm": LSTMModel,
+    "ff": FFModel,
+    "ed": EDModel,
+    "s4d": S4DModel,
+    "lru": LRUModel,
 }
 
 

@@ -34,6 +34,7 @@ from neural.checkpoint import save_checkpoint
 from neural.data import Batch, SegmentSampler
 from neural.inference import run_chunked
 from neural.losses import HybridLoss
+from neural.models import detach_state
 
 __all__ = ["TrainSettings", "TrainState", "LOG_COLUMNS", "train", "validate"]
 
@@ -46,6 +47,7 @@ class TrainSettings:
     batch_size: int = 4
     warmup_s: float = 0.25        # unscored start of every segment
     segment_s: float = 0.5        # scored part of every segment
+    episode: int = 1              # consecutive segments per stream (state carried over)
     max_steps: int = 100000
     max_minutes: float = 12.0     # training time budget (validation included)
     val_every: int = 50
@@ -78,7 +80,7 @@ class TrainSettings:
         return out
 
     def check(self) -> None:
-        positive = ["lr", "batch_size", "segment_s", "max_steps", "max_minutes", "val_every", "patience",
+        positive = ["lr", "batch_size", "segment_s", "episode", "max_steps", "max_minutes", "val_every", "patience",
                     "plateau", "val_segment_s", "val_per_track"]
         bad = [k for k in positive if not getattr(self, k) > 0]
         bad += [k for k in ("warmup_s", "val_warmup_s", "grad_clip", "esr_weight", "stft_weight", "lr_min")
@@ -110,6 +112,15 @@ class TrainState:
         if self.seconds >= s.max_minutes * 60:
             return f"time budget of {s.max_minutes:g} min spent"
         return ""
+
+
+def _to(tree, device):
+    """A nested tuple of tensors moved to ``device`` (None stays None)."""
+    if tree is None:
+        return None
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    return tuple(_to(t, device) for t in tree)
 
 
 def _level_esr(pred: torch.Tensor, batch: Batch) -> float:
@@ -168,13 +179,16 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
         the final :class:`TrainState` (``stopped`` says why it stopped).
     """
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device).train()
     criterion = HybridLoss(settings.esr_weight, settings.stft_weight).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     state = TrainState(lr=settings.lr)
+    carried = None  # the model state at the end of the last batch (truncated BPTT)
     if resume is not None:
         opt.load_state_dict(resume["optimizer"])
         state = TrainState(**resume["state"])
+        carried = _to(resume.get("carried"), device)
     for g in opt.param_groups:
         g["lr"] = state.lr
     val_batch = val_batch.to(device)
@@ -182,7 +196,7 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
 
     def save_last():
         _save(out_dir / "last.pt", record, model, state,
-              {"resume": {"optimizer": opt.state_dict(), "state": asdict(state)}})
+              {"resume": {"optimizer": opt.state_dict(), "state": asdict(state), "carried": _to(carried, "cpu")}})
 
     def validation():
         s = state.sums
@@ -220,7 +234,9 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
         while not (reason := state.done(settings)):
             t0 = time.perf_counter()
             batch = sampler.batch(state.step).to(device)
-            pred = model(batch.x, batch.y_dsp, batch.g_db, batch.cond)
+            pred, carried = model.process(batch.x, batch.y_dsp, batch.g_db, batch.cond,
+                                          None if batch.fresh else carried)
+            carried = detach_state(carried)
             loss, parts = criterion(pred, batch.y, batch.warmup)
             if torch.isfinite(loss):
                 opt.zero_grad(set_to_none=True)
@@ -229,7 +245,7 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
                     torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
                 opt.step()
                 s = state.sums
-                s["loss"] += float(loss)
+                s["loss"] += float(loss.detach())
                 s["esr"] += float(parts["esr"])
                 s["stft"] += float(parts.get("stft", 0.0))
                 s["n"] += 1

@@ -59,7 +59,10 @@ def test_single_pair_stereo_float_at_48k(run_cli, make_pair, tmp_path):
     assert res.returncode == 0, res.stderr
     data = yaml.safe_load((tmp_path / "out" / "ckpt.yaml").read_text())
     assert data["sample_rate"] == 48000
-    _assert_recovers(data["params"], TRUE)
+    # the fit frames the channels one after another while the renderer links them (the
+    # louder channel drives both), so a stereo target is matched closely, not exactly
+    _assert_recovers(data["params"], TRUE, rel=2e-2)
+    assert data["esr"] < 1e-4
 
 
 def test_clipped_full_scale_pair_fits(run_cli, tmp_path):
@@ -118,7 +121,7 @@ def test_signaltrain_folder_made_by_hand(run_cli, tmp_path, read_summary):
     layout = [("Train", 1, "compress", 100), ("Val", 2, "compress", 70), ("Test", 3, "limit", 90)]
     for split, fid, mode, pr in layout:
         (root / split).mkdir(parents=True, exist_ok=True)
-        x = synthesize(3.0, SR, seed=fid).astype(np.float64)
+        x = synthesize(2.0, SR, seed=fid).astype(np.float64)
         sf.write(str(root / split / f"input_{fid:03d}_.wav"), x, SR, subtype="FLOAT")
         switch = 0 if mode == "compress" else 1
         sf.write(str(root / split / f"target_{fid:03d}_LA2A_3c__{switch}__{pr}.wav"),
@@ -134,3 +137,70 @@ def test_signaltrain_folder_made_by_hand(run_cli, tmp_path, read_summary):
         _assert_recovers(ck["params"], truths[r["mode"], int(r["peak_reduction"])], rel=1e-2)
     km = KnobMap.load(tmp_path / "fits" / "knobmap.yaml")
     assert km.levels("compress") == [70, 100] and km.levels("limit") == [90]
+
+
+# --------------------------------------------------------------------------------------
+# bad input: one line, no traceback, nothing on disk changed
+# --------------------------------------------------------------------------------------
+def _pair(inp: str, tgt: str) -> list[str]:
+    return [f"data.input={inp}", f"data.target={tgt}", "ckpt_dir=fits", "quiet=true"]
+
+
+# case: (arguments after train_comp.py, words the error line must hold)
+BAD = {
+    "missing input": (_pair("nothere.wav", "tgt.wav"), ["nothere.wav", "not found"]),
+    "missing target": (_pair("in.wav", "nothere.wav"), ["nothere.wav", "not found"]),
+    "random bytes": (_pair("junk.wav", "tgt.wav"), ["junk.wav", "not a readable audio file"]),
+    "text named .wav": (_pair("in.wav", "text.wav"), ["text.wav", "not a readable audio file"]),
+    "empty wav": (_pair("empty.wav", "tgt.wav"), ["empty.wav", "empty"]),
+    "folder as input": (_pair("fits", "tgt.wav"), ["fits", "folder"]),
+    "sample rates differ": (_pair("in.wav", "tgt48.wav"), ["tgt48.wav", "in.wav", "sample rate"]),
+    "lengths differ": (_pair("in.wav", "tgt_short.wav"), ["tgt_short.wav", "in.wav", "length"]),
+    "channels differ": (_pair("in.wav", "tgt_stereo.wav"), ["tgt_stereo.wav", "channels"]),
+    "silent input": (_pair("silent.wav", "tgt.wav"), ["silent.wav", "silent"]),
+    "silent target": (_pair("in.wav", "silent.wav"), ["silent.wav", "silent"]),
+    "target silent after warm-up": (_pair("in.wav", "late_silent.wav"), ["late_silent.wav", "silent"]),
+    "NaN samples": (_pair("nan.wav", "tgt.wav"), ["nan.wav", "NaN"]),
+    "Inf samples": (_pair("in.wav", "inf.wav"), ["inf.wav", "infinite"]),
+    "shorter than warm-up": (_pair("short_in.wav", "short_tgt.wav"), ["short_", "warm-up"]),
+    "input without target": (["data.input=in.wav", "ckpt_dir=fits"], ["data.target"]),
+    "hessian=bogus": (_pair("in.wav", "tgt.wav") + ["optimiser.hessian=bogus"], ["optimiser.hessian", "bogus"]),
+    "init ratio 50": (_pair("in.wav", "tgt.wav") + ["compressor.init.ratio=50"], ["compressor.init", "ratio"]),
+    "inverted range": (_pair("in.wav", "tgt.wav") + ["compressor.ranges.attack_ms=[10,1]"], ["attack_ms"]),
+    "max_iterations 0": (_pair("in.wav", "tgt.wav") + ["optimiser.max_iterations=0"], ["max_iterations"]),
+    "ckpt_dir is a file": ([*_pair("in.wav", "tgt.wav")[:2], "ckpt_dir=afile"], ["afile", "is a file"]),
+    "ckpt_dir under a file": ([*_pair("in.wav", "tgt.wav")[:2], "ckpt_dir=afile/sub"], ["afile"]),
+    "unknown key": (_pair("in.wav", "tgt.wav") + ["bogus_key=1"], ["bogus_key"]),
+    "dash option": (["--ratio", "3"], ["--ratio"]),
+    "unknown data set": (["data=nosuch"], ["nosuch"]),
+    "device cuda": (_pair("in.wav", "tgt.wav") + ["device=tpu"], ["device", "tpu"]),
+    "chain levels out of range": (["data=signaltrain", "data.root=st_good", "levels=[150]", "ckpt_dir=fits2"],
+                                  ["levels", "0..100"]),
+    "chain unknown mode": (["data=signaltrain", "data.root=st_good", "modes=[squash]", "ckpt_dir=fits2"],
+                           ["squash"]),
+    "chain unknown init": (["data=signaltrain", "data.root=st_good", "init=warm", "ckpt_dir=fits2"], ["init", "warm"]),
+    "chain no such level": (["data=signaltrain", "data.root=st_good", "levels=[50]", "ckpt_dir=fits2"],
+                            ["st_good", "no pairs"]),
+    "signaltrain missing folder": (["data=signaltrain", "data.root=nowhere", "ckpt_dir=fits2"],
+                                   ["nowhere", "not found"]),
+    "signaltrain root unset": (["data=signaltrain", "ckpt_dir=fits2"], ["data.root"]),
+    "signaltrain unpaired": (["data=signaltrain", "data.root=st_unpaired", "ckpt_dir=fits2"],
+                             ["input_002_.wav", "unpaired"]),
+    "signaltrain duplicate id": (["data=signaltrain", "data.root=st_dup", "ckpt_dir=fits2"],
+                                 ["target_001_LA2A_3c__0__90.wav", "duplicate ID"]),
+    "signaltrain unknown name": (["data=signaltrain", "data.root=st_unknown", "ckpt_dir=fits2"],
+                                 ["take2.wav", "unknown file name"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input(case, run_cli, workspace, clean_failure, take_snapshot):
+    args, words = BAD[case]
+    before = take_snapshot(workspace)
+    res = run_cli(["train_comp.py", *args], cwd=workspace)
+    clean_failure(res, *words, before=before, watch=(workspace,))
+
+
+def test_debug_shows_the_traceback(run_cli, workspace):
+    res = run_cli(["train_comp.py", *BAD["missing input"][0]], cwd=workspace, env={"LA2A_DEBUG": "1"})
+    assert res.returncode != 0 and "Traceback" in res.stderr and "UserError" in res.stderr

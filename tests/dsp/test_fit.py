@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 from audio.framing import make_frames
 from audio.material import synthesize
@@ -61,7 +60,7 @@ def test_recovers_digital_target_from_default_start(name):
 
 
 def test_kernel_and_autograd_agree():
-    frames = _frames(TARGETS["ff_a"], 3.0, seed=1)
+    frames = _frames(TARGETS["ff_a"], 2.0, seed=2)   # 1 s scored: autograd stays quick
     kern = _fit(frames, options=FitOptions(hessian="kernel"))
     auto = _fit(frames, options=FitOptions(hessian="autograd"))
     assert kern.converged and auto.converged

@@ -128,17 +128,13 @@ class BrokenDerivatives(Quadratic):
         return f, g, h
 
 
-def _steps(progress_calls):
-    return len(progress_calls)
-
-
 def test_quadratic_one_step():
     obj = Quadratic()
     z0 = torch.tensor([3.0, -2.0, 1.0, 4.0, -5.0], dtype=F64)
     calls = []
     res = newton(obj, z0, NewtonOptions(), progress=lambda *a: calls.append(a))
     assert res.converged, res.reason
-    assert _steps(calls) == 1                        # one Newton step lands on the minimum
+    assert len(calls) == 1                            # one Newton step lands on the minimum
     assert res.iterations == 2                       # ... and the next derivative call confirms it
     assert obj.n_hess == 2
     assert torch.allclose(res.z, obj.c, rtol=0, atol=1e-10)
@@ -288,6 +284,44 @@ def test_tolerances_stop_early():
     assert loose.iterations < tight.iterations
     by_gradient = newton(Rosenbrock(), z0, NewtonOptions(max_iterations=200, rtol=0.0, gtol=1e-3))
     assert by_gradient.converged and by_gradient.reason == "gradient norm below tolerance"
+
+
+class RecordingQuadratic(Quadratic):
+    """A quadratic that remembers where its derivatives were taken (the accepted points)."""
+
+    def __init__(self):
+        super().__init__(seed=5)
+        self.points = []
+
+    def fgh(self, z):
+        self.points.append(z.clone())
+        return super().fgh(z)
+
+
+def test_max_step_caps_every_coordinate():
+    obj = RecordingQuadratic()
+    z0 = obj.c + torch.tensor([30.0, -20.0, 10.0, 5.0, -40.0], dtype=F64)
+    cap = (1.0, 2.0, 0.5, 0.5, 3.0)
+    res = newton(obj, z0, NewtonOptions(max_iterations=200, max_step=cap))
+    assert res.converged, res.reason
+    assert torch.allclose(res.z, obj.c, rtol=0, atol=1e-9)
+    moves = torch.diff(torch.stack(obj.points), dim=0).abs()
+    assert torch.all(moves <= torch.tensor(cap, dtype=F64) * (1 + 1e-12))
+    # 30 units of the first coordinate at 1 a step: at least 30 steps
+    assert len(obj.points) >= 31
+
+
+def test_small_relative_loss_change_stops():
+    """A loss change tiny against the loss itself ends the fit as converged, after the step."""
+    obj = Quadratic(f0=1e12, seed=2)
+    z0 = obj.c + 3.0
+    res = newton(obj, z0, NewtonOptions(rtol=0.0, ftol=1e-8))
+    assert res.converged and res.reason == "relative loss change below tolerance"
+    assert res.iterations == 1
+    assert torch.allclose(res.z, obj.c, rtol=0, atol=1e-6)
+    # without it, the next iteration's derivatives decide
+    res0 = newton(Quadratic(f0=1e12, seed=2), z0, NewtonOptions(rtol=0.0, ftol=0.0))
+    assert res0.converged and res0.iterations == 2
 
 
 def test_start_is_not_modified():

@@ -1,0 +1,122 @@
+"""NeuralRenderer: self-contained checkpoints, streaming equals offline, clean failures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from common.errors import UserError
+from dsp.knobmap import KnobMap
+from dsp.render import render
+from neural.checkpoint import build_model, knobmap_table, model_spec, save_checkpoint
+from neural.inference import NeuralRenderer
+
+SR = 44100
+PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
+KNOBMAP = KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "threshold_db": -12.0, "ratio": 3.0}},
+                   "limit": {100: {**PARAMS, "ratio": 8.0}, 40: {**PARAMS, "threshold_db": -14.0}}})
+CASES = [("s6", "hybrid", "hybrid_gain", "fitted"), ("s6", "hybrid", "hybrid_add", "fitted"),
+         ("lstm", "hybrid", "hybrid_gain", "fitted"), ("s6", "blackbox", "blackbox", "knobs"),
+         ("lstm", "blackbox", "blackbox", "knobs")]
+
+
+def _signal(seconds=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    env = 0.05 + 0.6 * (np.sin(2 * np.pi * 3 * np.arange(n) / SR) > 0)
+    return (env * rng.standard_normal(n) * 0.5).astype(np.float32)
+
+
+def _checkpoint(path, backbone, variant, head, conditioning, seed=0):
+    torch.manual_seed(seed)
+    hp = {"width": 8, "state": 3} if backbone == "s6" else {"hidden": 8}
+    spec = model_spec(backbone, head, conditioning, {**hp, "level_feature": True})
+    model = build_model(spec)
+    with torch.no_grad():  # a model whose output is not just the DSP's or the input
+        model.backbone.out_proj.weight.normal_(0.0, 0.05)
+        model.backbone.out_proj.bias.normal_(0.0, 0.01)
+    save_checkpoint(path, {"model": spec, "variant": variant, "sample_rate": SR, "knobmap": knobmap_table(KNOBMAP),
+                           "state_dict": model.state_dict(), "config": {"seed": seed}})
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("backbone, variant, head, conditioning", CASES)
+def test_streaming_equals_offline(tmp_path, backbone, variant, head, conditioning):
+    r = NeuralRenderer.load(_checkpoint(tmp_path / "m.pt", backbone, variant, head, conditioning))
+    assert r.variant == variant and r.head == head and r.name == f"{backbone} {variant}"
+    assert 100 < r.num_parameters < 10000
+    x = _signal()
+    offline = r.render(x, SR, "limit", 65)
+    assert offline.shape == x.shape and offline.dtype == np.float32 and np.isfinite(offline).all()
+    for block in (1000, 4093):
+        proc = r.block_processor(SR, "limit", 65)
+        parts = [proc(x[None, i:i + block])[0] for i in range(0, len(x), block)]
+        np.testing.assert_allclose(np.concatenate(parts), offline, rtol=0, atol=1e-5)
+    # stereo: the channels run as a batch on a linked DSP gain; equal channels give the mono result
+    proc = r.block_processor(SR, "limit", 65)
+    stereo = np.concatenate([proc(np.stack([x, x])[:, i:i + 2048]) for i in range(0, len(x), 2048)], axis=1)
+    np.testing.assert_allclose(stereo[0], offline, atol=1e-5)
+    np.testing.assert_allclose(stereo[1], offline, atol=1e-5)
+    # the knobs matter
+    assert np.abs(r.render(x, SR, "compress", 65) - offline).max() > 1e-4
+
+
+def test_hybrid_gain_is_the_dsp_model_corrected(tmp_path):
+    r = NeuralRenderer.load(_checkpoint(tmp_path / "m.pt", "s6", "hybrid", "hybrid_gain", "fitted"))
+    x = _signal()
+    x[: SR // 10] = 0.0
+    y = r.render(x, SR, "compress", 70)
+    assert np.all(y[: SR // 10] == 0.0)  # silence stays silent
+    y_dsp = render(x, SR, KNOBMAP.at("compress", 70))
+    ratio_db = 20 * np.log10(np.abs(y[SR // 10:]) / np.maximum(np.abs(y_dsp[SR // 10:]), 1e-12) + 1e-12)
+    assert np.median(np.abs(ratio_db)) < 6.0  # a correction of the DSP output, not another signal
+    # an untrained hybrid (zero output layer) is exactly the DSP model
+    torch.manual_seed(0)
+    spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 8})
+    save_checkpoint(tmp_path / "zero.pt", {"model": spec, "variant": "hybrid", "sample_rate": SR,
+                                           "knobmap": knobmap_table(KNOBMAP),
+                                           "state_dict": build_model(spec).state_dict()})
+    y0 = NeuralRenderer.load(tmp_path / "zero.pt").render(x, SR, "compress", 70)
+    np.testing.assert_allclose(y0, y_dsp, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_settings_and_rates(tmp_path):
+    r = NeuralRenderer.load(_checkpoint(tmp_path / "m.pt", "s6", "hybrid", "hybrid_gain", "fitted"))
+    x = _signal(0.05)
+    with pytest.raises(UserError, match="48000 Hz"):
+        r.render(x, 48000, "compress", 50)
+    with pytest.raises(UserError, match="mode"):
+        r.block_processor(SR, "squash", 50)
+    with pytest.raises(UserError, match="outside 0..100"):
+        r.render(x, SR, "compress", 120)
+    with pytest.raises(UserError, match="NaN"):
+        r.render(np.full(100, np.nan, np.float32), SR, "compress", 50)
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "yaml", "other_dict", "bad_weights", "missing"])
+def test_bad_checkpoints(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif content == "truncated":
+        good = _checkpoint(tmp_path / "good.pt", "s6", "hybrid", "hybrid_gain", "fitted").read_bytes()
+        path.write_bytes(good[: len(good) // 2])
+    elif content == "yaml":
+        path.write_text("kind: dsp-compressor\nparams: {}\n")
+    elif content == "other_dict":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif content == "bad_weights":
+        _checkpoint(path, "s6", "hybrid", "hybrid_gain", "fitted")
+        data = torch.load(path, weights_only=True)
+        data["model"]["hyperparameters"]["width"] = 12
+        torch.save(data, path)
+    with pytest.raises(UserError, match="bad.pt"):
+        NeuralRenderer.load(path)

@@ -1,0 +1,145 @@
+"""Training pieces: held-out levels never reach a batch, batches depend on (seed, step),
+the loss, and a short training run that is deterministic and resumes exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from audio import standin
+from audio.material import synthesize
+from common.errors import UserError
+from dsp.knobmap import KnobMap
+from dsp.render import BlockCompressor
+from neural.checkpoint import build_model, knobmap_table, load_checkpoint, model_spec
+from neural.data import (CONDITIONINGS, SegmentSampler, Track, dsp_gain_db, fitted_conditioning,
+                         fixed_segments, knob_conditioning)
+from neural.losses import ESRLoss, HybridLoss
+from neural.training import TrainSettings, train
+
+SR = 44100
+LEVELS = (100, 80, 60)
+BASE = {"threshold_db": -30.0, "ratio": 3.0, "attack_ms": 5.0, "release_ms": 120.0, "make_up_db": -2.0}
+KNOBMAP = KnobMap({m: {pr: {**BASE, "threshold_db": -13.0 - (pr - 40) * 22 / 60} for pr in LEVELS}
+                   for m in ("compress", "limit")})
+
+
+def _track(split, mode, pr, seconds, seed):
+    x = synthesize(seconds, SR, seed=seed).astype(np.float32)
+    y = standin.render(x, SR, pr, mode).astype(np.float32)
+    params = KNOBMAP.at(mode, pr)
+    g = dsp_gain_db(BlockCompressor(params, SR), x, params["make_up_db"])
+    cond = {name: fn(params, mode, pr) for name, (_, fn) in CONDITIONINGS.items()}
+    return Track(split, mode, pr, seed, x, y, g, params, cond)
+
+
+@pytest.fixture(scope="module")
+def tracks():
+    out = {"Train": [], "Val": []}
+    for i, (mode, pr) in enumerate((m, p) for m in ("compress", "limit") for p in LEVELS):
+        out["Train"].append(_track("Train", mode, pr, 1.5, 10 + i))
+        out["Val"].append(_track("Val", mode, pr, 0.4, 40 + i))
+    return out
+
+
+def test_conditioning_vectors():
+    c = fitted_conditioning(BASE, "limit")
+    np.testing.assert_allclose(c, [-0.75, np.log(3.0), np.log10(5.0), np.log10(120.0) - 2, -0.2, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(knob_conditioning(65, "compress"), [0.65, 0.0])
+    with pytest.raises(UserError, match="mode"):
+        knob_conditioning(65, "squash")
+
+
+@pytest.mark.parametrize("episode", [1, 3])
+def test_held_out_levels_never_reach_a_batch(tracks, episode):
+    unseen = {80}
+    train_tracks = [t for t in tracks["Train"] if t.peak_reduction not in unseen]
+    sampler = SegmentSampler(train_tracks, 441, 882, batch_size=4, seed=0, conditioning="fitted", episode=episode)
+    assert sampler.levels == {(m, p) for m in ("compress", "limit") for p in LEVELS if p not in unseen}
+    seen = set()
+    for step in range(40):
+        b = sampler.batch(step)
+        seen |= set(b.levels)
+        assert b.x.shape == b.y.shape == b.y_dsp.shape == b.g_db.shape == (4, b.x.shape[1])
+        assert b.cond.shape == (4, 6)
+        # the DSP output is the DSP gain applied to the input
+        torch.testing.assert_close(b.y_dsp, b.x * 10 ** (b.g_db / 20), rtol=1e-5, atol=1e-7)
+    assert seen == sampler.levels and not any(pr in unseen for _, pr in seen)
+
+
+def test_batches_depend_on_seed_and_step_only(tracks):
+    make = lambda seed: SegmentSampler(tracks["Train"], 441, 882, 3, seed, "knobs", episode=2)  # noqa: E731
+    a, b, c = make(0), make(0), make(1)
+    for step in (0, 1, 2, 7):
+        torch.testing.assert_close(a.batch(step).x, b.batch(step).x, rtol=0, atol=0)
+    assert not torch.equal(a.batch(0).x, c.batch(0).x)
+    # an episode: the second segment continues where the first ended, scored in full
+    first, second = a.batch(4), a.batch(5)
+    assert first.fresh and first.warmup == 441 and first.x.shape[1] == 441 + 882
+    assert not second.fresh and second.warmup == 0 and second.x.shape[1] == 882
+    assert first.levels == second.levels
+
+
+def test_too_short_material_is_a_user_error(tracks):
+    with pytest.raises(UserError, match="shorter than one episode"):
+        SegmentSampler(tracks["Train"], 441, SR, 2, 0, "fitted", episode=4)
+    with pytest.raises(UserError, match="no training material"):
+        SegmentSampler([], 441, 882, 2, 0, "fitted")
+
+
+def test_losses():
+    torch.manual_seed(0)
+    y = torch.randn(2, 4000)
+    esr = ESRLoss()
+    assert esr(y, y)[0].item() == 0.0
+    assert esr(0.5 * y, y)[0].item() == pytest.approx(0.25, rel=1e-4)
+    # the warm-up is not scored
+    p = y.clone()
+    p[:, :1000] = 0.0
+    assert esr(p, y, warmup=1000)[0].item() < 1e-3 < 0.2 < esr(p, y)[0].item()
+    total, parts = HybridLoss(1.0, 0.1)(0.5 * y, y, 500)
+    assert set(parts) == {"esr", "stft"}
+    assert total.item() == pytest.approx(parts["esr"].item() + 0.1 * parts["stft"].item(), rel=1e-5)
+
+
+def test_settings_are_checked():
+    assert TrainSettings.from_dict({"lr": "1e-3", "batch_size": 2}).lr == 1e-3
+    with pytest.raises(UserError, match="unknown setting 'lrr'"):
+        TrainSettings.from_dict({"lrr": 1})
+    with pytest.raises(UserError, match="batch_size"):
+        TrainSettings.from_dict({"batch_size": 0})
+
+
+def _run(tracks, out_dir, max_steps, seed=0, resume=None, model=None):
+    settings = TrainSettings(lr=1e-2, batch_size=2, warmup_s=0.01, segment_s=0.05, episode=2,
+                             max_steps=max_steps, max_minutes=10, val_every=2, patience=50,
+                             val_warmup_s=0.01, val_segment_s=0.05, val_per_track=1)
+    spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 4, "state": 2, "level_feature": True})
+    torch.manual_seed(seed)
+    model = model or build_model(spec)
+    sampler = SegmentSampler(tracks["Train"], 441, 2205, 2, seed, "fitted", episode=2)
+    val = fixed_segments(tracks["Val"], 441, 2205, 1, seed, "fitted")
+    record = {"model": spec, "variant": "hybrid", "sample_rate": SR, "knobmap": knobmap_table(KNOBMAP),
+              "config": {"seed": seed}}
+    state = train(model, sampler, val, settings, out_dir, record, "cpu", resume, quiet=True)
+    return model, state
+
+
+def test_training_is_deterministic_and_resumes_exactly(tracks, tmp_path):
+    straight, s1 = _run(tracks, tmp_path / "a", max_steps=5)
+    again, _ = _run(tracks, tmp_path / "b", max_steps=5)
+    for (k, v), w in zip(straight.state_dict().items(), again.state_dict().values()):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    assert s1.step == 5 and "max_steps" in s1.stopped
+    assert [r["step"] for r in s1.log] == [0, 2, 4, 5]
+    assert (tmp_path / "a" / "best.pt").is_file() and (tmp_path / "a" / "log.csv").is_file()
+    # stop at step 3 (mid-episode: the carried state is in last.pt), then resume to 5
+    _run(tracks, tmp_path / "c", max_steps=3)
+    record, model = load_checkpoint(tmp_path / "c" / "last.pt")
+    assert record["resume"]["state"]["step"] == 3 and record["resume"]["carried"] is not None
+    resumed, s2 = _run(tracks, tmp_path / "c", max_steps=5, resume=record["resume"], model=model.train())
+    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(v, w, rtol=1e-6, atol=1e-7, msg=k)
+    assert [r["step"] for r in s2.log] == [0, 2, 3, 4, 5]
+    lines = (tmp_path / "c" / "log.csv").read_text().splitlines()
+    assert lines[0].startswith("step,seconds,lr,train_loss") and len(lines) == 6
