@@ -12,7 +12,7 @@ Works on any objective offering ``loss(z)`` and ``loss_grad_hess(z)`` (see
    retried (this turns the step towards steepest descent);
 4. stop when converged: half the squared Newton decrement ``-g.p/2`` (the
    predicted remaining decrease) is below ``rtol * loss + atol``; or an accepted
-   step lowered the loss by less than ``ftol * loss`` (the objective is only
+   full Newton step lowered the loss by less than ``ftol * loss`` (the objective is only
    piecewise smooth: where the attack/release branch pattern flips, Newton can
    creep with tiny steps for ever); or the gradient norm is below ``gtol``.
    Otherwise it stops at the iteration cap or when no step decreases the loss,
@@ -127,6 +127,7 @@ def newton(objective: Objective, z0: torch.Tensor, options: NewtonOptions = Newt
                 f_new = objective.loss(z_new)
                 if math.isfinite(f_new) and f_new <= f + options.armijo * t * slope:
                     z, stepped = z_new, True
+                    full_step = attempt == 0 and t == 1.0
                     break
                 t *= 0.5
             if stepped:
@@ -137,7 +138,9 @@ def newton(objective: Objective, z0: torch.Tensor, options: NewtonOptions = Newt
             break
         if progress is not None:
             progress(it, f_new, dec2)
-        if f - f_new <= options.ftol * f:
+        # only a plain Newton step (undamped by the line search) counts: a heavily
+        # damped gradient step is small for reasons other than being at the minimum
+        if full_step and f - f_new <= options.ftol * f:
             converged, reason = True, "relative loss change below tolerance"
             break
     # the last accepted point may be the best one

@@ -19,11 +19,13 @@ Encoders (``encoder=``):
 
 The decoder is one ``LSTMCell`` step; a linear layer reads its hidden state out.
 
-Training cost: the windows of all ``B * T`` samples are encoded as one batch of
-``(B * T, window, F_in)`` sequences (``Tensor.unfold``, no Python loop over time):
-``window`` LSTM steps on a large batch, fully parallel over time. The LSTM encoder
-keeps its gates for all of them for the backward pass (about
-``B * T * window * 6 * hidden`` floats); the conv encoder about ``B * T * 3 * hidden``.
+Training cost: the windows of all ``B * T`` samples are encoded as batches of
+``(2048, window, F_in)`` sequences (``Tensor.unfold``, no Python loop over time):
+``window`` LSTM steps per sample, parallel over time (on 2 CPU cores, a batch of
+4 x 0.75 s trains in about the time of the S6 model). The LSTM encoder keeps its
+gates for the backward pass (about ``B * T * window * 6 * hidden`` floats: 0.8 GB for
+4 x 0.75 s at the defaults); the conv encoder about ``B * T * 3 * hidden``, and is
+4-5x faster.
 
 Streaming: the state is the last ``window`` input samples; block-wise output equals
 the offline output. Before the first sample the input is taken as silence.
@@ -46,6 +48,7 @@ from .film import FiLM
 __all__ = ["EDModel"]
 
 EDState = Tuple[Tensor]
+_ENCODER_BATCH = 2048  # windows per LSTM call when encoding
 
 
 class EDModel(nn.Module):
@@ -107,7 +110,10 @@ class EDModel(nn.Module):
         b, t = windows.shape[:2]
         if self.encoder_kind == "lstm":
             seq = windows.permute(0, 1, 3, 2).reshape(b * t, self.window, self.in_features)
-            _, (h, c) = self.encoder(seq)
+            # a few thousand windows per call: the LSTM kernels stay in cache (2-3x faster)
+            finals = [self.encoder(part)[1] for part in seq.split(_ENCODER_BATCH)]
+            h = torch.cat([f[0][0] for f in finals]) if len(finals) > 1 else finals[0][0][0]
+            c = torch.cat([f[1][0] for f in finals]) if len(finals) > 1 else finals[0][1][0]
             return h.reshape(b, t, self.hidden), c.reshape(b, t, self.hidden)
         h, c = self.encoder(windows.transpose(2, 3).reshape(b, t, self.window * self.in_features)).chunk(2, dim=-1)
         return torch.tanh(h), c

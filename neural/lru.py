@@ -61,14 +61,15 @@ _AVAILABLE: Optional[bool] = None
 
 def _build_kernel():
     import numba
+    import numpy as np
 
     @numba.njit(cache=True, nogil=True)
     def kernel(lam, bu, h, out):  # pragma: no cover - compiled
         batch, steps, states = bu.shape
         for i in range(batch):
             for n in range(states):
-                a = lam[n]  # complex128: the state accumulates in double precision
-                hn = a * 0.0 + h[i, n]
+                a = lam[n]  # complex128
+                hn = np.complex128(h[i, n])  # the state accumulates in double precision
                 for t in range(steps):
                     hn = a * hn + bu[i, t, n]
                     out[i, t, n] = hn

@@ -29,18 +29,21 @@ Computation (offline and streaming alike): the signal is cut into chunks of
 kernel ``K_l = 2 Re(C Bbar Abar^l)`` (plus ``D`` at lag 0), one Toeplitz matmul for
 all chunks at once; each chunk's contribution to the state at its end is a second
 matmul; the states at the chunk ends follow ``H_j = Abar^chunk H_{j-1} + E_j``, a
-short complex recurrence solved with :func:`neural.scan.scan_parallel`; the state
-entering every chunk adds ``2 Re(C Abar^(t+1) H)`` to its outputs. This is the
-recurrent form evaluated chunk by chunk (powers ``Abar^l`` are taken as
-``exp(l dt A)``, never by repeated multiplication), so a signal run block by block
-gives the offline output (to float rounding) for any block length, and a streaming
-block costs a fixed handful of tensor operations rather than one per sample.
+short complex recurrence solved with :func:`neural.scan.scan_parallel` in double
+precision (a float32 ``Abar^chunk`` applied thousands of times would drift on the
+slow modes); the state entering every chunk adds ``2 Re(C Abar^(t+1) H)`` to its
+outputs. A length that is not a multiple of ``chunk`` is padded with zeros at the
+end (they change no earlier output) and the final state is taken from the state
+entering the last chunk. This is the recurrent form evaluated chunk by chunk (powers
+``Abar^l`` are taken as ``exp(l dt A)``, never by repeated multiplication), so a
+signal run block by block gives the offline output (to float rounding) for any
+block length.
 
 Streaming (no autograd, CPU, numba available, ``fused=True``): the recurrence itself,
 sample by sample, in one compiled loop per layer (numba, compiled on first use and
-cached on disk), which is what makes short blocks cheap. Without autograd the
-discretised parameters and chunk matrices are cached (revalidated against the
-parameters' values on every call).
+cached on disk; the state accumulates in double precision), which is what makes
+short blocks cheap. Without autograd the discretised parameters and chunk matrices
+are cached (revalidated against the parameters' values on every call).
 
 Shape:
     - S4D layer: u, y :math:`(B, T, D)`; state :math:`(B, D, N)` complex
@@ -66,6 +69,7 @@ _AVAILABLE: Optional[bool] = None
 
 def _build_kernel():
     import numba
+    import numpy as np
 
     @numba.njit(cache=True, nogil=True)
     def kernel(u, abar, bbar, c2, skip, h, y):  # pragma: no cover - compiled
@@ -77,7 +81,7 @@ def _build_kernel():
                     y[i, t, d] = skip[d] * u[i, t, d]
                 for n in range(states):
                     a, b, c = abar[d, n], bbar[d, n], c2[d, n]  # complex128
-                    hn = a * 0.0 + h[i, d, n]  # the state accumulates in double precision
+                    hn = np.complex128(h[i, d, n])  # the state accumulates in double precision
                     for t in range(steps):
                         hn = a * hn + b * u[i, t, d]
                         y[i, t, d] += (c * hn).real
@@ -94,8 +98,7 @@ def fused_available() -> bool:
             kernel = _build_kernel()
             u, y = torch.ones(1, 2, 1), torch.zeros(1, 2, 1)
             h = torch.zeros(1, 1, 1, dtype=torch.complex64)
-            c = torch.full((1, 1), 0.5 + 0.0j, dtype=torch.complex64)
-            c = c.to(torch.complex128)
+            c = torch.full((1, 1), 0.5 + 0.0j, dtype=torch.complex128)
             kernel(u.numpy(), c.numpy(), (2 * c).numpy(), (2 * c).numpy(), torch.ones(1).numpy(), h.numpy(), y.numpy())
             if not torch.allclose(y.flatten(), torch.tensor([2.0, 2.5])):
                 raise RuntimeError("the fused S4D recurrence gave a wrong result")
