@@ -111,9 +111,8 @@ class EDModel(nn.Module):
         if self.encoder_kind == "lstm":
             seq = windows.permute(0, 1, 3, 2).reshape(b * t, self.window, self.in_features)
             # a few thousand windows per call: the LSTM kernels stay in cache (2-3x faster)
-            finals = [self.encoder(part)[1] for part in seq.split(_ENCODER_BATCH)]
-            h = torch.cat([f[0][0] for f in finals]) if len(finals) > 1 else finals[0][0][0]
-            c = torch.cat([f[1][0] for f in finals]) if len(finals) > 1 else finals[0][1][0]
+            finals = [self.encoder(part)[1] for part in seq.split(_ENCODER_BATCH)]  # (h, c), each (1, n, H)
+            h, c = (torch.cat([final[i][0] for final in finals]) for i in (0, 1))
             return h.reshape(b, t, self.hidden), c.reshape(b, t, self.hidden)
         h, c = self.encoder(windows.transpose(2, 3).reshape(b, t, self.window * self.in_features)).chunk(2, dim=-1)
         return torch.tanh(h), c

@@ -236,7 +236,8 @@ class LRULayer(nn.Module):
         else:
             h, h_last = scan_lti(self.log_eigenvalues(), bu, h0, self.chunk)
         # Re(C h) = C_re h_re - C_im h_im, as one real matmul on (h_re, h_im) pairs
-        w_out = (self.C * torch.tensor([1.0, -1.0], dtype=self.C.dtype, device=self.C.device)).reshape(self.width, 2 * self.state)
+        sign = torch.tensor([1.0, -1.0], dtype=self.C.dtype, device=self.C.device)
+        w_out = (self.C * sign).reshape(self.width, 2 * self.state)
         y = torch.addcmul(F.linear(torch.view_as_real(h).flatten(-2), w_out), u, self.D)
         return y, h_last
 

@@ -103,8 +103,7 @@ def test_inference_cache_follows_the_parameters():
         layer.C.data.mul_(2.0)  # through .data: the version counter does not move
         after = layer(u)[0]
         again = layer(u)[0]
-    layer.zero_grad()
-    fresh = layer(u)[0]  # autograd: computed afresh
+    fresh = layer(u)[0]  # autograd recorded: computed afresh
     assert not torch.allclose(before, after) and torch.equal(after, again)
     assert torch.allclose(fresh, after, atol=1e-6)
 
