@@ -50,7 +50,9 @@ def dsp_candidates(kmap: KnobMap) -> list[Candidate]:
 def neural_candidate(checkpoint: Path) -> Candidate:
     from neural.inference import NeuralRenderer
     r = NeuralRenderer.load(checkpoint)
-    return Candidate(r.name, r.variant, int(r.num_parameters), render=r.render, block_processor=r.block_processor)
+    # a hybrid also carries the five DSP parameters it corrects
+    params = int(r.num_parameters) + (5 if r.uses_dsp else 0)
+    return Candidate(r.backbone, r.variant, params, render=r.render, block_processor=r.block_processor)
 
 
 def real_time_factor(candidate: Candidate, sample_rate: int, mode: str, pr: int, seconds: float = 2.0,
