@@ -16,7 +16,7 @@ inference so a checkpoint renders exactly as it was trained:
 :class:`SegmentSampler` draws batches of random segments (an unscored warm-up followed
 by the scored part) from the training tracks; the draw for step ``k`` depends only on
 ``(seed, k)``, so a resumed run sees the same batches as an uninterrupted one.
-:func:`fixed_segments` cuts the deterministic validation batch.
+:func:`validation_batch` holds the start of every validation pair.
 
 Shape: every signal is 1-D float32 ``(T,)`` per track; batches are ``(B, T)`` tensors.
 """
@@ -39,7 +39,7 @@ from dsp.render import BlockCompressor
 __all__ = [
     "SAMPLE_RATE", "MODE_INDEX", "FITTED_FEATURES", "KNOB_FEATURES", "CONDITIONINGS",
     "fitted_conditioning", "knob_conditioning", "dsp_gain_db", "Track", "load_tracks",
-    "Batch", "SegmentSampler", "fixed_segments",
+    "Batch", "SegmentSampler", "validation_batch",
 ]
 
 SAMPLE_RATE = 44100
@@ -238,26 +238,17 @@ class SegmentSampler:
         return _stack(picks, [s + offset for s in starts], self.scored, 0, self.conditioning, fresh=False)
 
 
-def fixed_segments(tracks: Sequence[Track], warmup: int, scored: int, per_track: int, seed: int,
-                   conditioning: str, floor: float = 1e-6) -> Batch:
-    """A deterministic batch of ``per_track`` segments from every track (validation).
+def validation_batch(tracks: Sequence[Track], seconds: float, warmup_s: float, conditioning: str) -> Batch:
+    """The start of every track, ``seconds`` long (all cut to the shortest), from silence.
 
-    Segments start at evenly spaced positions (jittered by ``seed``); a quiet one is
-    moved to the loudest candidate of a few.
+    Scored like the test files, from their first sample (after ``warmup_s`` if set), so
+    the slow, history-dependent part of the device's behaviour counts as it does there.
     """
-    length = warmup + scored
-    rng = np.random.default_rng([seed, 7919])
-    picks, starts = [], []
-    for t in tracks:
-        room = len(t.x) - length
-        if room < 0:
-            raise UserError(f"validation audio of {len(t.x) / SAMPLE_RATE:.2f} s is shorter than one "
-                            f"validation segment ({length / SAMPLE_RATE:.2f} s)")
-        for k in range(per_track):
-            cands = [int((k + rng.random()) / per_track * room) for _ in range(4)]
-            best = next((s for s in cands if _loud_enough(t, s, warmup, length, floor)), None)
-            if best is None:
-                best = max(cands, key=lambda s: float(np.mean(t.y[s + warmup:s + length] ** 2)))
-            picks.append(t)
-            starts.append(best)
-    return _stack(picks, starts, length, warmup, conditioning)
+    if not tracks:
+        raise UserError("no validation material")
+    length = min(int(round(seconds * SAMPLE_RATE)), min(len(t.x) for t in tracks))
+    warmup = int(round(warmup_s * SAMPLE_RATE))
+    if length <= warmup:
+        raise UserError(f"validation audio of {length / SAMPLE_RATE:.2f} s is not longer than the "
+                        f"{warmup_s:g} s validation warm-up")
+    return _stack(tracks, [0] * len(tracks), length, warmup, conditioning)

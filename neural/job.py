@@ -15,15 +15,14 @@ from pathlib import Path
 
 import torch
 import yaml
-from omegaconf import OmegaConf
 
 from audio.datasets import load_pairs
 from common.config import CONFIG_DIR, load_config, to_plain
 from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.settings import resolve_device
-from neural.checkpoint import build_model, knobmap_table, load_checkpoint, model_spec
-from neural.data import SAMPLE_RATE, SegmentSampler, fixed_segments, load_tracks
+from neural.checkpoint import build_model, fit_cond_norm, knobmap_table, load_checkpoint, model_spec
+from neural.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
 from neural.inference import NeuralRenderer
 from neural.losses import MIN_STFT_SAMPLES
@@ -65,7 +64,8 @@ def _ensure_chain(cfg, dsp_dir: Path) -> KnobMap:
                             "(or set fit_chain=true)")
         print(f"no DSP chain in {dsp_dir}: fitting it first (python train_comp.py ckpt_dir={dsp_dir})")
         from dsp.jobs import run_fit_job  # the chain job, as train_comp.py runs it
-        fit_cfg = load_config("config", [f"ckpt_dir={dsp_dir}", f"quiet={bool(cfg.quiet)}"])
+        modes = ",".join(str(m) for m in cfg.modes)
+        fit_cfg = load_config("config", [f"ckpt_dir={dsp_dir}", f"quiet={bool(cfg.quiet)}", f"modes=[{modes}]"])
         fit_cfg.data = cfg.data
         run_fit_job(fit_cfg)
     return KnobMap.load(path)
@@ -129,10 +129,12 @@ def run_train_job(cfg) -> int:
                         f"(at least {MIN_STFT_SAMPLES / sr:.3f} s), or set train.stft_weight=0")
     sampler = SegmentSampler(train_tracks, round(settings.warmup_s * sr), round(settings.segment_s * sr),
                              settings.batch_size, int(cfg.seed), conditioning, settings.episode)
-    val_batch = fixed_segments(val_tracks, round(settings.val_warmup_s * sr), round(settings.val_segment_s * sr),
-                               settings.val_per_track, int(cfg.seed), conditioning)
+    val_batch = validation_batch(val_tracks, settings.val_seconds, settings.val_warmup_s, conditioning)
     assert not any(level[1] in unseen for level in sampler.levels | set(val_batch.levels))
 
+    if cfg.normalise_conditioning:
+        spec = {**spec, **model_spec(spec["backbone"], spec["head"], conditioning, spec["hyperparameters"],
+                                     fit_cond_norm([t.cond[conditioning] for t in train_tracks]))}
     torch.manual_seed(int(cfg.seed))
     model = build_model(spec)
     record = {"model": spec, "variant": variant, "name": f"{name}_{variant}", "sample_rate": sr,

@@ -15,7 +15,6 @@ Shape: prediction, target :math:`(B, T)`; warmup: an int < T.
 from __future__ import annotations
 
 import auraloss
-import torch
 from torch import Tensor, nn
 
 from dsp.preemphasis import preemphasis

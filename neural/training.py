@@ -44,11 +44,11 @@ LOG_COLUMNS = ["step", "seconds", "lr", "train_loss", "train_esr", "train_stft",
 @dataclass
 class TrainSettings:
     lr: float = 3e-3
-    batch_size: int = 4
-    warmup_s: float = 0.25        # unscored start of every segment
-    segment_s: float = 0.5        # scored part of every segment
-    episode: int = 1              # consecutive segments per stream (state carried over)
-    max_steps: int = 100000
+    batch_size: int = 8           # streams
+    warmup_s: float = 0.25        # unscored start of every stream (episode)
+    segment_s: float = 0.25       # samples per step and stream
+    episode: int = 40             # consecutive segments per stream (state carried over)
+    max_steps: int = 800
     max_minutes: float = 12.0     # training time budget (validation included)
     val_every: int = 50
     patience: int = 8             # validations without improvement before stopping
@@ -56,10 +56,9 @@ class TrainSettings:
     lr_min: float = 1e-4
     grad_clip: float = 1.0
     esr_weight: float = 1.0
-    stft_weight: float = 0.01
-    val_warmup_s: float = 0.5
-    val_segment_s: float = 2.0
-    val_per_track: int = 2
+    stft_weight: float = 0.1
+    val_seconds: float = 8.0      # validation: the first seconds of every Val pair
+    val_warmup_s: float = 0.0     # ... of which this much is not scored
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainSettings":
@@ -81,7 +80,7 @@ class TrainSettings:
 
     def check(self) -> None:
         positive = ["lr", "batch_size", "segment_s", "episode", "max_steps", "max_minutes", "val_every", "patience",
-                    "plateau", "val_segment_s", "val_per_track"]
+                    "plateau", "val_seconds"]
         bad = [k for k in positive if not getattr(self, k) > 0]
         bad += [k for k in ("warmup_s", "val_warmup_s", "grad_clip", "esr_weight", "stft_weight", "lr_min")
                 if not getattr(self, k) >= 0]
@@ -192,7 +191,7 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
     for g in opt.param_groups:
         g["lr"] = state.lr
     val_batch = val_batch.to(device)
-    val_dsp = _level_esr(val_batch.y_dsp, val_batch) if model.uses_dsp else _level_esr(val_batch.x, val_batch)
+    val_dsp = _level_esr(val_batch.y_dsp, val_batch)  # the DSP model's, for reference (any variant)
 
     def save_last():
         _save(out_dir / "last.pt", record, model, state,

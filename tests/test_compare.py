@@ -25,7 +25,7 @@ def compared(tmp_path_factory, run_cli):
     # a tiny hybrid model (a few steps: the plumbing, not the accuracy, is under test)
     res = run_cli(["train_neural.py", "model=s6", "variant=hybrid", f"out_dir={runs}/s6_hybrid",
                    f"dsp_dir={dsp_dir}", "unseen_levels=[90]", "train.max_steps=2", "train.val_every=1", "train.val_warmup_s=0.25",
-                   "train.val_segment_s=1.0",
+                   "train.val_seconds=1.5", "train.episode=2",
                    "test=false", *_tiny(cache)], cwd=tmp, fresh=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     out = tmp / "report"

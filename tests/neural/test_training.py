@@ -13,7 +13,7 @@ from dsp.knobmap import KnobMap
 from dsp.render import BlockCompressor
 from neural.checkpoint import build_model, knobmap_table, load_checkpoint, model_spec
 from neural.data import (CONDITIONINGS, SegmentSampler, Track, dsp_gain_db, fitted_conditioning,
-                         fixed_segments, knob_conditioning)
+                         knob_conditioning, validation_batch)
 from neural.losses import ESRLoss, HybridLoss
 from neural.training import TrainSettings, train
 
@@ -113,12 +113,12 @@ def test_settings_are_checked():
 def _run(tracks, out_dir, max_steps, seed=0, resume=None, model=None):
     settings = TrainSettings(lr=1e-2, batch_size=2, warmup_s=0.01, segment_s=0.05, episode=2,
                              max_steps=max_steps, max_minutes=10, val_every=2, patience=50,
-                             val_warmup_s=0.01, val_segment_s=0.05, val_per_track=1)
+                             val_seconds=0.1)
     spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 4, "state": 2, "level_feature": True})
     torch.manual_seed(seed)
     model = model or build_model(spec)
     sampler = SegmentSampler(tracks["Train"], 441, 2205, 2, seed, "fitted", episode=2)
-    val = fixed_segments(tracks["Val"], 441, 2205, 1, seed, "fitted")
+    val = validation_batch(tracks["Val"], 0.1, 0.0, "fitted")
     record = {"model": spec, "variant": "hybrid", "sample_rate": SR, "knobmap": knobmap_table(KNOBMAP),
               "config": {"seed": seed}}
     state = train(model, sampler, val, settings, out_dir, record, "cpu", resume, quiet=True)
