@@ -3,10 +3,12 @@
     python test_comp.py CKPT.yaml IN.wav OUT.wav
     python test_comp.py CHAIN_DIR IN.wav OUT.wav --peak-reduction 65 --mode compress
     python test_comp.py --neural MODEL.pt IN.wav OUT.wav --peak-reduction 65 --mode compress
+    python test_comp.py --neural MODEL.pt IN.wav OUT.wav --knob threshold=-20 --knob ratio=4 ...
 
 A neural checkpoint (from train_neural.py) is recognised by its content, so
 ``test_comp.py MODEL.pt IN.wav OUT.wav --peak-reduction P --mode M`` works too; it
-renders at 44.1 kHz only.
+renders at 44.1 kHz only. A neural model trained on a manifest corpus (a device with
+arbitrary knobs) renders at a knob setting: one ``--knob NAME=VALUE`` per knob.
 
 Any sample rate (time constants are in ms), mono or stereo (linked detection on
 the louder channel), integer or float files (the output keeps the input's
@@ -36,6 +38,8 @@ def parse_args(argv):
     ap.add_argument("--peak-reduction", type=float, help="PR setting 0..100 (with a chain folder)")
     ap.add_argument("--mode", choices=["compress", "limit"], help="switch setting (with a chain folder)")
     ap.add_argument("--neural", metavar="MODEL.pt", help="render through a trained neural model")
+    ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                    help="knob setting of a neural model trained on a manifest (one per knob)")
     ap.add_argument("--block", type=int, default=1 << 16, help="samples per processing block")
     args = ap.parse_args(argv)
     if args.block < 1:
@@ -74,16 +78,43 @@ def neural_checkpoint(args) -> Path | None:
     return Path(args.checkpoint) if looks_like_checkpoint(args.checkpoint) else None
 
 
+def parse_knobs(items: list[str]) -> dict:
+    """``["threshold=-20", "ratio=4"]`` -> ``{"threshold": -20.0, "ratio": 4.0}``."""
+    knobs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            knobs[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UserError(f"--knob {item!r}: expected NAME=VALUE with a number")
+    return knobs
+
+
 def main_neural(args, path: Path) -> int:
     from neural.inference import NeuralRenderer
-    if args.peak_reduction is None or args.mode is None:
-        raise UserError(f"{path}: a neural model needs --peak-reduction and --mode")
     renderer = NeuralRenderer.load(path)
+    if renderer.knobs is not None:
+        if args.peak_reduction is not None or args.mode is not None or not args.knob:
+            raise UserError(f"{path}: a model of a device with the knobs {', '.join(renderer.knobs)} needs "
+                            "--knob NAME=VALUE for each (not --peak-reduction or --mode)")
+        knobs = parse_knobs(args.knob)
+        setting = ", ".join(f"{k} {v:g}" for k, v in knobs.items())
+    else:
+        if args.knob:
+            raise UserError(f"{path}: an LA-2A model takes --peak-reduction and --mode, not --knob")
+        if args.peak_reduction is None or args.mode is None:
+            raise UserError(f"{path}: a neural model needs --peak-reduction and --mode")
+        setting = f"{args.mode} PR {args.peak_reduction:g}"
     sr = audio_info(args.input).sample_rate
-    proc = renderer.block_processor(sr, args.mode, args.peak_reduction)
+    if renderer.knobs is not None:
+        proc = renderer.knob_block_processor(sr, knobs)
+    else:
+        proc = renderer.block_processor(sr, args.mode, args.peak_reduction)
     stats = process_file(args.input, args.output, proc, args.block)
     print(f"wrote {args.output} ({stats['frames'] / sr:.2f} s, {stats['channels']} ch, {sr} Hz) with {path} "
-          f"({renderer.name}, {renderer.num_parameters} parameters) at {args.mode} PR {args.peak_reduction:g}")
+          f"({renderer.name}, {renderer.num_parameters} parameters) at {setting}")
     if stats["clipped"]:
         print(f"warning: {stats['clipped']} samples clipped to full scale in {args.output}", file=sys.stderr)
     return 0
@@ -94,6 +125,8 @@ def main() -> int:
     neural = neural_checkpoint(args)
     if neural is not None:
         return main_neural(args, neural)
+    if args.knob:
+        raise UserError("--knob NAME=VALUE is for a neural model trained on a manifest (--neural MODEL.pt)")
     params, source = resolve_params(args)
     sr = audio_info(args.input).sample_rate
     comp = BlockCompressor(params, sr)

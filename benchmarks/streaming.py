@@ -14,7 +14,9 @@ waits for a core.
     python benchmarks/streaming.py [--seconds 1] [--repeats 7] [--blocks 64 256 1024] [--backbones s6 lru ...]
 
 Every backbone in :data:`neural.models.BACKBONES` is measured (s6, lstm, and the seed
-papers' ff, ed, s4d, lru) unless ``--backbones`` names a subset.
+papers' ff, ed, s4d, lru) unless ``--backbones`` names a subset, each with the sizes
+and the heads its model file ``cfg/neural/<backbone>.yaml`` trains by default (its
+hybrid head and the black box; control rate included where the file sets ``frame``).
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from neural import BACKBONES, HEADS, build_head, count_parameters  # noqa: E402
+from neural import BACKBONES, build_head, count_parameters  # noqa: E402
+from neural.job import model_file  # noqa: E402
 
 SAMPLE_RATE = 44100
 # hybrids are conditioned on the 5 fitted DSP parameters, the black box on the knobs
-COND_DIM = {"hybrid_gain": 5, "hybrid_add": 5, "blackbox": 2}
+COND_DIM = {"hybrid_gain": 6, "hybrid_add": 6, "blackbox": 2}
 
 
 def _signals(n: int, seed: int = 0):
@@ -93,8 +96,9 @@ def main(argv=None) -> int:
     models = {}
     cases = []
     for backbone in args.backbones:
-        for head in HEADS:
-            model = build_head(head, backbone, COND_DIM[head]).eval()
+        spec = model_file(backbone)
+        for head in (spec["heads"]["hybrid"], spec["heads"]["blackbox"]):
+            model = build_head(head, backbone, COND_DIM[head], **spec["hyperparameters"]).eval()
             cond = torch.rand(1, COND_DIM[head])
             models[backbone, head] = model
             cases += [((backbone, head, block), model, cond, block) for block in args.blocks]
@@ -105,12 +109,12 @@ def main(argv=None) -> int:
           f"torch {torch.__version__}, best of {args.repeats} x {args.seconds:g} s")
     print("cells: wall / CPU  (audio seconds per wall second / per CPU second of this process; "
           f"load average at start {load:.2f} on {os.cpu_count()} CPUs)")
-    header = f"{'backbone':<9}{'head':<13}{'params':>7}" + "".join(f"{'@' + str(b):>15}" for b in args.blocks)
+    header = f"{'backbone':<9}{'head':<13}{'frame':>6}{'params':>7}" + "".join(f"{'@' + str(b):>15}" for b in args.blocks)
     print(header)
     print("-" * len(header))
     for (backbone, head), model in models.items():
         cells = "".join(f"{'%.1f / %.1f' % rtf[backbone, head, b]:>15}" for b in args.blocks)
-        print(f"{backbone:<9}{head:<13}{count_parameters(model):>7}{cells}")
+        print(f"{backbone:<9}{head:<13}{model.frame:>6}{count_parameters(model):>7}{cells}")
     return 0
 
 

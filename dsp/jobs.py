@@ -216,6 +216,7 @@ def manifest_row_dir(ckpt_dir: Path, row) -> Path:
 def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     from audio.manifest import knob_names, read_manifest
     from dsp.checkpoint import load_checkpoint
+    from dsp.knobtable import fit_matches
 
     rows = [r for r in read_manifest(str(cfg.data.path)) if r.split in set(cfg.data.fit_splits)]
     if not rows:
@@ -231,13 +232,16 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
                 record = load_checkpoint(ckpt)
             except UserError:
                 record = None
+            if record is not None and not fit_matches(record, row):  # another manifest's row
+                record = None
         if record is None:
             x, y, sr = read_pair(row.input, row.target)
             frames = _frames(cfg, x, y, sr, row.target)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = fit_frames(frames, init, options, None, level_match=True)
-            record = _record(res, sr, options, input=str(row.input), target=str(row.target), knobs=row.knobs)
+            record = _record(res, sr, options, input=str(row.input.resolve()), target=str(row.target.resolve()),
+                             knobs=row.knobs)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt, record)
         out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],

@@ -6,6 +6,12 @@ parameters at every fitted level, which the hybrids need at render time), the le
 it was trained on and held out, the run's config and its metrics. ``last.pt`` holds
 the same plus a ``resume`` entry (optimiser and loop state).
 
+A model of a device with arbitrary knobs (trained on a manifest corpus) carries a
+``manifest`` entry instead of a knob map (``knobmap`` is then empty): the knob names
+and the fitted DSP parameters at every trained setting (:class:`dsp.knobtable.KnobTable`),
+from which it renders at any knob setting. Such a checkpoint has format 2, so an
+older tool refuses it instead of rendering it as an LA-2A model.
+
 Everything is stored as plain Python types and tensors and read back with
 ``torch.load(weights_only=True)``: loading a checkpoint runs no pickled code.
 """
@@ -25,26 +31,28 @@ from common.atomic import atomic_path
 from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.params import PARAM_NAMES
-from neural.data import CONDITIONINGS
+from dsp.knobtable import KnobTable
+from neural.data import CONDITIONINGS, MANIFEST_CONDITIONINGS, conditioning_size
 from neural.heads import HEADS, build_head
 
 __all__ = ["KIND", "FORMAT", "model_spec", "fit_cond_norm", "CondNormalised", "build_model", "save_checkpoint", "load_checkpoint",
            "looks_like_checkpoint", "knobmap_table", "knobmap_from_table"]
 
 KIND = "neural-leveller"
-FORMAT = 1
+FORMAT = 2           # 1: LA-2A models (still written so); 2: adds manifest models
 _REQUIRED = ("kind", "format", "model", "variant", "sample_rate", "knobmap", "state_dict")
 
 
 def model_spec(backbone: str, head: str, conditioning: str, hyperparameters: dict,
-               cond_norm: Optional[dict] = None) -> dict:
+               cond_norm: Optional[dict] = None, knobs: Optional[int] = None) -> dict:
     """The plain description a model is rebuilt from.
 
     ``cond_norm``: ``{"mean": [...], "std": [...], "clip": c}`` standardising the
     conditioning vector (see :class:`CondNormalised`), or None for none.
+    ``knobs``: the number of knobs, for the manifest conditionings.
     """
     spec = {"backbone": str(backbone), "head": str(head), "conditioning": str(conditioning),
-            "cond_dim": CONDITIONINGS[conditioning][0], "hyperparameters": dict(hyperparameters)}
+            "cond_dim": conditioning_size(conditioning, knobs), "hyperparameters": dict(hyperparameters)}
     if cond_norm is not None:
         spec["cond_norm"] = {"mean": [float(v) for v in cond_norm["mean"]],
                              "std": [float(v) for v in cond_norm["std"]], "clip": float(cond_norm["clip"])}
@@ -96,8 +104,9 @@ def build_model(spec: dict) -> torch.nn.Module:
     Raises:
         ValueError: unknown backbone, head, conditioning or hyperparameter.
     """
-    if spec.get("conditioning") not in CONDITIONINGS:
-        raise ValueError(f"unknown conditioning {spec.get('conditioning')!r}; choose from {sorted(CONDITIONINGS)}")
+    if spec.get("conditioning") not in CONDITIONINGS and spec.get("conditioning") not in MANIFEST_CONDITIONINGS:
+        raise ValueError(f"unknown conditioning {spec.get('conditioning')!r}; "
+                         f"choose from {sorted(CONDITIONINGS) + sorted(MANIFEST_CONDITIONINGS)}")
     if spec.get("head") not in HEADS:
         raise ValueError(f"unknown head {spec.get('head')!r}; choose from {sorted(HEADS)}")
     try:
@@ -124,7 +133,7 @@ def knobmap_from_table(table: dict) -> KnobMap:
 
 def save_checkpoint(path: str | Path, record: dict) -> None:
     """Write ``record`` (see the module doc) with ``torch.save``, atomically."""
-    data = {"kind": KIND, "format": FORMAT, **record}
+    data = {"kind": KIND, "format": 2 if record.get("manifest") else 1, **record}
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
 
@@ -175,5 +184,18 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[dict, torch.n
     if not all(math.isfinite(v) for lv in data["knobmap_obj"].table.values() for pv in lv.values()
                for v in pv.values()):
         raise UserError(f"{p}: checkpoint knob map holds non-finite values")
+    data["manifest_obj"] = None
+    if data.get("manifest"):
+        try:
+            table = KnobTable.from_record(data["manifest"])
+        except (KeyError, TypeError, ValueError, AttributeError, UserError):
+            raise UserError(f"{p}: checkpoint holds an invalid knob table") from None
+        if not all(math.isfinite(v) for pv in table.table.values() for v in pv.values()):
+            raise UserError(f"{p}: checkpoint knob table holds non-finite values")
+        if data["model"].get("conditioning") not in MANIFEST_CONDITIONINGS:
+            raise UserError(f"{p}: checkpoint holds a knob table but an LA-2A conditioning")
+        data["manifest_obj"] = table
+    elif data["model"].get("conditioning") in MANIFEST_CONDITIONINGS:
+        raise UserError(f"{p}: checkpoint of a manifest model lacks its knob table")
     model.eval()
     return data, model

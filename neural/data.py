@@ -13,6 +13,17 @@ inference so a checkpoint renders exactly as it was trained:
   make-up / 10`` and the switch (0 compress, 1 limit).
 - :func:`knob_conditioning` (black box): ``PR / 100`` and the switch.
 
+A device with arbitrary knobs (a manifest corpus, :mod:`audio.manifest`) has its own
+two, of a size set by its number of knobs K (:data:`MANIFEST_CONDITIONINGS`):
+
+- ``manifest_fitted`` (hybrid): the 5 normalised DSP parameters above (no switch)
+  followed by the K knob values, size ``5 + K``;
+- ``manifest_knobs`` (black box): the K knob values.
+
+The knob values go in raw: the standardisation over the trained settings
+(``fit_cond_norm``, on by default) brings them to unit scale. A manifest track's
+setting is its knob dict (``Track.knobs``); its ``mode`` is ``"manifest"``.
+
 :class:`SegmentSampler` draws batches of random segments (an unscored warm-up followed
 by the scored part) from the training tracks; the draw for step ``k`` depends only on
 ``(seed, k)``, so a resumed run sees the same batches as an uninterrupted one.
@@ -39,7 +50,8 @@ from dsp.render import BlockCompressor
 __all__ = [
     "SAMPLE_RATE", "MODE_INDEX", "FITTED_FEATURES", "KNOB_FEATURES", "CONDITIONINGS",
     "fitted_conditioning", "knob_conditioning", "dsp_gain_db", "Track", "load_tracks",
-    "Batch", "SegmentSampler", "validation_batch",
+    "Batch", "SegmentSampler", "validation_batch", "MANIFEST_MODE", "MANIFEST_CONDITIONINGS",
+    "manifest_conditioning", "conditioning_size", "load_manifest_tracks",
 ]
 
 SAMPLE_RATE = 44100
@@ -79,6 +91,42 @@ CONDITIONINGS: dict[str, tuple[int, Callable[[dict, str, float], np.ndarray]]] =
 }
 
 
+MANIFEST_MODE = "manifest"
+
+
+def _manifest_fitted(params: dict, knobs: dict) -> np.ndarray:
+    return np.concatenate([fitted_conditioning(params, "compress")[:5],
+                           np.asarray(list(knobs.values()), dtype=np.float32)]).astype(np.float32)
+
+
+def _manifest_knobs(params: dict, knobs: dict) -> np.ndarray:
+    return np.asarray(list(knobs.values()), dtype=np.float32)
+
+
+# name -> (size as a function of the number of knobs, function of (params, knobs))
+MANIFEST_CONDITIONINGS: dict[str, tuple[Callable[[int], int], Callable[[dict, dict], np.ndarray]]] = {
+    "manifest_fitted": (lambda k: 5 + k, _manifest_fitted),
+    "manifest_knobs": (lambda k: k, _manifest_knobs),
+}
+
+
+def manifest_conditioning(name: str, params: dict, knobs: dict) -> np.ndarray:
+    """A manifest model's conditioning vector (knobs in their manifest order). Shape ``(C,)``."""
+    return MANIFEST_CONDITIONINGS[name][1](params, knobs)
+
+
+def conditioning_size(name: str, knobs: int | None = None) -> int:
+    """Size of conditioning ``name`` (a manifest's needs its number of knobs)."""
+    if name in CONDITIONINGS:
+        return CONDITIONINGS[name][0]
+    if name in MANIFEST_CONDITIONINGS:
+        if knobs is None:
+            raise ValueError(f"conditioning {name!r} needs the number of knobs")
+        return MANIFEST_CONDITIONINGS[name][0](int(knobs))
+    raise ValueError(f"unknown conditioning {name!r}; choose from "
+                     f"{sorted(CONDITIONINGS) + sorted(MANIFEST_CONDITIONINGS)}")
+
+
 def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> np.ndarray:
     """The DSP compressor's gain in dB, make-up included, for one block (advances ``comp``).
 
@@ -90,7 +138,11 @@ def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> 
 
 @dataclass
 class Track:
-    """One pair at one setting, with the fitted DSP gain over the whole file."""
+    """One pair at one setting, with the fitted DSP gain over the whole file.
+
+    LA-2A: ``(mode, peak_reduction)``; manifest: ``knobs`` (mode ``"manifest"``,
+    peak_reduction None). ``level`` is the hashable setting either way.
+    """
     split: str
     mode: str
     peak_reduction: int
@@ -100,9 +152,12 @@ class Track:
     g_db: np.ndarray       # DSP gain incl. make-up, dB, (T,) float32
     params: dict           # the DSP parameters used
     cond: dict = field(default_factory=dict)   # conditioning name -> (C,) float32
+    knobs: dict | None = None                  # a manifest row's knob values
 
     @property
-    def level(self) -> tuple[str, int]:
+    def level(self) -> tuple:
+        if self.knobs is not None:
+            return self.mode, tuple(self.knobs.values())
         return self.mode, self.peak_reduction
 
     def y_dsp(self, sl: slice = slice(None)) -> np.ndarray:
@@ -124,18 +179,44 @@ def load_tracks(pairs: Sequence[Pair], knobmap: KnobMap, splits: Iterable[str],
     chosen = [p for p in pairs if p.split in splits and keep(p.mode, p.peak_reduction)]
     tracks = []
     for p in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
-        x, sr_x = read_audio(p.input, stop=max_samples)
-        y, sr_y = read_audio(p.target, stop=max_samples)
-        check_pair(p.input, p.target, x, sr_x, y, sr_y)
-        sr = sr_x
-        if sr != SAMPLE_RATE:
-            raise UserError(f"{p.target}: sample rate {sr} Hz; the neural models run at {SAMPLE_RATE} Hz")
-        if x.shape[0] != 1:
-            raise UserError(f"{p.target}: {x.shape[0]} channels; training expects mono pairs")
+        x, y = _read_mono(p.input, p.target, max_samples)
         params = knobmap.at(p.mode, p.peak_reduction)
-        g_db = dsp_gain_db(BlockCompressor(params, sr), x, params["make_up_db"])
+        g_db = dsp_gain_db(BlockCompressor(params, SAMPLE_RATE), x, params["make_up_db"])
         cond = {name: fn(params, p.mode, p.peak_reduction) for name, (_, fn) in CONDITIONINGS.items()}
         tracks.append(Track(p.split, p.mode, p.peak_reduction, p.id, x[0], y[0], g_db, params, cond))
+    return tracks
+
+
+def _read_mono(input_path, target_path, max_samples: int | None) -> tuple[np.ndarray, np.ndarray]:
+    x, sr_x = read_audio(input_path, stop=max_samples)
+    y, sr_y = read_audio(target_path, stop=max_samples)
+    check_pair(input_path, target_path, x, sr_x, y, sr_y)
+    if sr_x != SAMPLE_RATE:
+        raise UserError(f"{target_path}: sample rate {sr_x} Hz; the neural models run at {SAMPLE_RATE} Hz")
+    if x.shape[0] != 1:
+        raise UserError(f"{target_path}: {x.shape[0]} channels; training expects mono pairs")
+    return x, y
+
+
+def load_manifest_tracks(rows, table, splits: Iterable[str], quiet: bool = False, desc: str = "tracks",
+                         max_samples: int | None = None) -> list[Track]:
+    """Read the mono 44.1 kHz manifest rows of ``splits``, with the DSP gain of their setting.
+
+    ``table``: a :class:`dsp.knobtable.KnobTable` (the row's fit, or the nearest fitted
+    setting's). Every track carries both manifest conditionings.
+
+    Raises:
+        UserError: a file that is not mono 44.1 kHz, a setting far outside the table.
+    """
+    splits = tuple(splits)
+    chosen = [r for r in rows if r.split in splits]
+    tracks = []
+    for r in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
+        x, y = _read_mono(r.input, r.target, max_samples)
+        params = table.at(r.knobs)
+        g_db = dsp_gain_db(BlockCompressor(params, SAMPLE_RATE), x, params["make_up_db"])
+        cond = {name: fn(params, r.knobs) for name, (_, fn) in MANIFEST_CONDITIONINGS.items()}
+        tracks.append(Track(r.split, MANIFEST_MODE, None, r.index, x[0], y[0], g_db, params, cond, dict(r.knobs)))
     return tracks
 
 

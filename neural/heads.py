@@ -29,6 +29,11 @@ Level feature (``level_feature=True``): one more input per sample, the input's l
 the recurrences smooth a level instead of having to learn a rectifier first. It is
 stateless, so streaming is unchanged.
 
+Control rate (``frame=W > 1``): the backbone runs once per frame of ``W`` samples on
+the frame's level features (and the DSP gain), and its per-frame prediction is
+interpolated back to the samples (:mod:`neural.control`); ``level_feature`` is then
+moot. The heads' output forms are the same.
+
 Shape:
     - x, y_dsp, g_dsp (dB), y: :math:`(B, T)`
     - cond: :math:`(B, C)` (or :math:`(B, T, C)`), None when ``cond_dim = 0``
@@ -40,6 +45,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .control import FRAME_FEATURES, initial_frame_state, run_frames
 from .models import BACKBONES, ConditionedStack, State
 
 __all__ = ["HybridGainDB", "HybridAdditive", "BlackBoxGain", "HEADS", "build_head"]
@@ -58,21 +64,35 @@ class _Head(nn.Module):
 
     in_features: int = 0
     uses_dsp: bool = True
+    gain_output: bool = True   # the prediction is a gain (dB / 20), smooth enough for a control rate
 
-    def __init__(self, backbone: str = "s6", cond_dim: int = 0, level_feature: bool = False, **hyperparameters):
+    def __init__(self, backbone: str = "s6", cond_dim: int = 0, level_feature: bool = False, frame: int = 1,
+                 **hyperparameters):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
+        if int(frame) != frame or frame < 1:
+            raise ValueError(f"frame must be a positive integer, got {frame!r}")
         self.backbone_name = backbone
         self.cond_dim = cond_dim
         self.level_feature = bool(level_feature)
-        features = self.in_features + int(self.level_feature)
+        self.frame = int(frame)
+        if self.frame > 1 and not self.gain_output:
+            raise ValueError(f"{type(self).__name__} adds an audio residual; it cannot run at a control rate (frame=1)")
+        if self.frame > 1:  # control rate: frame level features (+ the DSP gain)
+            features = len(FRAME_FEATURES) + int(self.uses_dsp)
+        else:
+            features = self.in_features + int(self.level_feature)
         self.backbone: ConditionedStack = BACKBONES[backbone](features, 1, cond_dim, **hyperparameters)
         self.backbone.zero_output_()
 
     def initial_state(self, batch_size: int) -> State:
         """Zero state for ``batch_size`` signals."""
-        return self.backbone.initial_state(batch_size)
+        state = self.backbone.initial_state(batch_size)
+        if self.frame > 1:
+            p = next(self.parameters())
+            return initial_frame_state(state, batch_size, p.dtype, p.device)
+        return state
 
     def _check(self, x: Tensor, y_dsp: Optional[Tensor], g_dsp: Optional[Tensor]) -> None:
         if x.dim() != 2:
@@ -103,6 +123,10 @@ class _Head(nn.Module):
     ) -> Tuple[Tensor, State]:
         """One block of a stream. Shapes :math:`(B, T_{blk})`; returns ``(y_blk, state)``."""
         self._check(x, y_dsp, g_dsp)
+        if self.frame > 1:
+            state = self.initial_state(x.shape[0]) if state is None else state
+            o, state = run_frames(self.backbone, x, g_dsp if self.uses_dsp else None, cond, state, self.frame)
+            return self._output(o, x, y_dsp), state
         o, state = self.backbone.process(self._all_features(x, y_dsp, g_dsp), cond, state)
         return self._output(o.squeeze(-1), x, y_dsp), state
 
@@ -139,6 +163,7 @@ class HybridAdditive(_Head):
     """
 
     in_features = 3
+    gain_output = False
 
     def _output(self, o: Tensor, x: Tensor, y_dsp: Optional[Tensor]) -> Tensor:
         return y_dsp + o

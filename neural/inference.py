@@ -11,6 +11,14 @@ the black box.
   and a plug-in host hand over). The offline render runs through the same processor
   with long blocks, and block by block gives the same output (to float rounding).
 
+A model trained on a manifest corpus (a device with arbitrary knobs; ``renderer.knobs``
+lists them, None for an LA-2A model) renders at a knob setting instead:
+``renderer.render_knobs(x, sample_rate, {"threshold": -20, ...})`` and
+``renderer.knob_block_processor(sample_rate, knobs)``. Its checkpoint's knob table
+gives the DSP parameters: a trained setting's fit, or the nearest trained setting's
+for any other (:class:`dsp.knobtable.KnobTable`); a setting far outside the trained
+range is refused.
+
 Several channels: the DSP compressor uses linked detection (the louder channel drives
 one gain for all, as :class:`dsp.render.BlockCompressor` does), and the neural model
 runs the channels as a batch, each with its own state (its correction follows each
@@ -30,7 +38,7 @@ import torch
 from common.errors import UserError
 from dsp.render import BlockCompressor
 from neural.checkpoint import load_checkpoint
-from neural.data import CONDITIONINGS, MODE_INDEX, dsp_gain_db
+from neural.data import CONDITIONINGS, MODE_INDEX, dsp_gain_db, manifest_conditioning
 from neural.models import count_parameters
 
 __all__ = ["NeuralRenderer", "BlockProcessor", "run_chunked"]
@@ -56,13 +64,21 @@ def run_chunked(model, x: torch.Tensor, y_dsp, g_db, cond, state=None, piece: in
 class BlockProcessor:
     """Stateful renderer of consecutive ``(channels, n)`` blocks at one setting.
 
-    The channel count is fixed by the first block. ``reset()`` returns to silence.
+    The setting is ``(mode, peak_reduction)`` for an LA-2A model, or ``knobs`` (a dict)
+    for a manifest model. The channel count is fixed by the first block. ``reset()``
+    returns to silence.
     """
 
-    def __init__(self, renderer: "NeuralRenderer", mode: str, peak_reduction: float):
+    def __init__(self, renderer: "NeuralRenderer", mode: str | None = None, peak_reduction: float | None = None,
+                 knobs: dict | None = None):
         self.renderer = renderer
-        self.params = renderer.dsp_params(mode, peak_reduction)
-        self.cond = torch.from_numpy(renderer.conditioning(mode, peak_reduction))[None, :]
+        if knobs is not None:
+            self.params = renderer.knob_params(knobs)
+            cond = renderer.knob_conditioning(knobs)
+        else:
+            self.params = renderer.dsp_params(mode, peak_reduction)
+            cond = renderer.conditioning(mode, peak_reduction)
+        self.cond = torch.from_numpy(cond)[None, :]
         self.reset()
 
     def reset(self) -> None:
@@ -100,6 +116,8 @@ class NeuralRenderer:
         num_parameters: trainable parameters of the model.
         sample_rate: the only rate it renders at (44100).
         record: the checkpoint's other entries (config, metrics, levels).
+        knobs: the knob names of a manifest model, None for an LA-2A model.
+        table: a manifest model's :class:`dsp.knobtable.KnobTable`, else None.
     """
 
     def __init__(self, record: dict, model: torch.nn.Module, source: str = "checkpoint"):
@@ -110,6 +128,8 @@ class NeuralRenderer:
         self.name = f"{self.backbone} {self.variant}"
         self.sample_rate = int(record["sample_rate"])
         self.knobmap = record["knobmap_obj"]
+        self.table = record.get("manifest_obj")
+        self.knobs = None if self.table is None else list(self.table.knobs)
         self.uses_dsp = bool(getattr(model, "uses_dsp", True))
         self.num_parameters = count_parameters(model)
 
@@ -120,6 +140,9 @@ class NeuralRenderer:
 
     # --- settings -----------------------------------------------------------------
     def _check_setting(self, mode: str, peak_reduction: float) -> None:
+        if self.knobs is not None:
+            raise UserError(f"{self.source}: a model of a device with the knobs {', '.join(self.knobs)} "
+                            "renders at a knob setting, not at a mode and peak reduction")
         if mode not in MODE_INDEX:
             raise UserError(f"unknown mode {mode!r} (use compress or limit)")
         if not 0 <= float(peak_reduction) <= 100:
@@ -140,6 +163,23 @@ class NeuralRenderer:
         params = self.dsp_params(mode, peak_reduction)
         return CONDITIONINGS[self.conditioning_name][1](params, mode, peak_reduction)
 
+    def knob_params(self, knobs: dict) -> dict:
+        """A manifest model's DSP parameters at a knob setting (nearest trained setting's fit)."""
+        if self.table is None:
+            raise UserError(f"{self.source}: an LA-2A model renders at a mode and peak reduction, not at knobs "
+                            f"{', '.join(map(str, knobs))}")
+        try:
+            self.table.check(knobs)
+        except UserError as exc:
+            raise UserError(f"{self.source}: {exc}") from None
+        return self.table.at(knobs)
+
+    def knob_conditioning(self, knobs: dict) -> np.ndarray:
+        """A manifest model's conditioning vector at a knob setting. Shape ``(C,)``."""
+        params = self.knob_params(knobs)
+        ordered = {k: float(knobs[k]) for k in self.knobs}
+        return manifest_conditioning(self.conditioning_name, params, ordered)
+
     def _check_rate(self, sample_rate: int) -> None:
         if int(sample_rate) != self.sample_rate:
             raise UserError(f"sample rate {int(sample_rate)} Hz: the neural model runs at {self.sample_rate} Hz "
@@ -151,14 +191,27 @@ class NeuralRenderer:
         self._check_rate(sample_rate)
         return BlockProcessor(self, mode, peak_reduction)
 
+    def knob_block_processor(self, sample_rate: int, knobs: dict) -> BlockProcessor:
+        """A manifest model's stateful block callable at a knob setting."""
+        self._check_rate(sample_rate)
+        return BlockProcessor(self, knobs=knobs)
+
     def render(self, x: np.ndarray, sample_rate: int, mode: str, peak_reduction: float,
                block: int = 1 << 16) -> np.ndarray:
         """Render a whole 1-D signal (from silence). Returns float32 ``(T,)``."""
+        return self._render(x, lambda: self.block_processor(sample_rate, mode, peak_reduction), block)
+
+    def render_knobs(self, x: np.ndarray, sample_rate: int, knobs: dict, block: int = 1 << 16) -> np.ndarray:
+        """A manifest model: render a whole 1-D signal at a knob setting. Returns float32 ``(T,)``."""
+        return self._render(x, lambda: self.knob_block_processor(sample_rate, knobs), block)
+
+    @staticmethod
+    def _render(x, make_processor, block: int) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 1:
             raise UserError(f"render expects a 1-D signal, got shape {x.shape} (use block_processor for channels)")
         if not np.all(np.isfinite(x)):
             raise UserError("input holds NaN or infinite samples")
-        proc = self.block_processor(sample_rate, mode, peak_reduction)
+        proc = make_processor()
         out = [proc(x[None, i:i + block])[0] for i in range(0, len(x), block)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -7,33 +7,46 @@ every pair; train on the Train split at every level except ``unseen_levels``, va
 on the Val split at the same levels; then score ``best.pt`` on the Test split at every
 level, seen and unseen, against the DSP model, print the table and write it to
 ``out_dir/test_esr.csv``.
+
+With ``data=manifest`` (a device with arbitrary knobs) the same, by knob setting: the
+DSP fits are one per Train row (``train_comp.py data=manifest``, run first if
+missing), training uses the Train rows, validation the Val rows, and the test table
+covers every Test row's setting (trained at, or new: then its DSP parameters are the
+nearest fitted setting's). See :func:`_manifest_material`.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
 
 from audio.datasets import load_pairs
+from audio.manifest import knob_names, read_manifest
 from common.config import CONFIG_DIR, load_config, to_plain
 from common.errors import UserError
 from dsp.knobmap import KnobMap
+from dsp.knobtable import KnobTable, ensure_fitted_table
 from dsp.settings import resolve_device
 from neural.checkpoint import build_model, fit_cond_norm, knobmap_table, load_checkpoint, model_spec
-from neural.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
-from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
+from neural.data import SAMPLE_RATE, SegmentSampler, load_manifest_tracks, load_tracks, validation_batch
+from neural.evaluation import (format_manifest_results, format_results, score_manifest_tracks, score_tracks,
+                               summarise, write_manifest_csv, write_results_csv)
 from neural.inference import NeuralRenderer
 from neural.losses import MIN_STFT_SAMPLES
 from neural.models import count_parameters
 from neural.training import TrainSettings, train
 
-__all__ = ["VARIANTS", "MODEL_DIR", "model_file", "run_train_job"]
+__all__ = ["VARIANTS", "MANIFEST_VARIANTS", "MODEL_DIR", "model_file", "run_train_job"]
 
 MODEL_DIR = CONFIG_DIR / "neural"
 # variant -> conditioning (the heads are chosen per model file)
 VARIANTS = {"hybrid": "fitted", "blackbox": "knobs"}
+# the same on a manifest corpus (a device with arbitrary knobs, data=manifest)
+MANIFEST_VARIANTS = {"hybrid": "manifest_fitted", "blackbox": "manifest_knobs"}
 
 
 def model_file(name: str) -> dict:
@@ -78,7 +91,12 @@ def _prepare(cfg):
     spec_file = model_file(name)
     head = str(cfg.head) if cfg.get("head") else str(spec_file["heads"].get(variant, ""))
     hyper = {**(spec_file["hyperparameters"] or {}), **to_plain(cfg.hyperparameters)}
-    spec = model_spec(spec_file["backbone"], head, VARIANTS[variant], hyper)
+    rows = _manifest_rows(cfg)
+    if rows is None:
+        spec = model_spec(spec_file["backbone"], head, VARIANTS[variant], hyper)
+    else:
+        spec = model_spec(spec_file["backbone"], head, MANIFEST_VARIANTS[variant], hyper,
+                          knobs=len(knob_names(rows)))
     if variant == "blackbox" and head != "blackbox" or variant == "hybrid" and head == "blackbox":
         raise UserError(f"head {head!r} does not suit variant {variant!r}")
     try:
@@ -91,17 +109,27 @@ def _prepare(cfg):
     modes = [str(m) for m in cfg.modes]
     if not modes or any(m not in ("compress", "limit") for m in modes):
         raise UserError(f"modes: use compress and/or limit, got {modes}")
-    return name, variant, spec, _settings(cfg, spec_file), unseen, modes
+    return name, variant, spec, _settings(cfg, spec_file), unseen, modes, rows
 
 
-def run_train_job(cfg) -> int:
-    name, variant, spec, settings, unseen, modes = _prepare(cfg)
-    out_dir, dsp_dir = Path(str(cfg.out_dir)), Path(str(cfg.dsp_dir))
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: out_dir is a file")
-    device = resolve_device(cfg.device)
-    if int(cfg.threads) > 0:
-        torch.set_num_threads(int(cfg.threads))
+def _manifest_rows(cfg):
+    """The manifest's rows when ``data`` is a manifest corpus, else None."""
+    if cfg.data.get("kind") != "manifest":
+        return None
+    return read_manifest(str(cfg.data.path))
+
+
+@dataclass
+class Material:
+    """What training needs from a corpus, LA-2A or manifest alike."""
+    train: list            # Tracks
+    val: list
+    record: dict           # the checkpoint entries that describe the settings
+    describe: str          # for the start line
+    test: Callable         # test(cfg, out_dir) -> int: the Test table of best.pt
+
+
+def _la2a_material(cfg, dsp_dir: Path, unseen: list, modes: list, limit) -> Material:
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
     full_map = _ensure_chain(cfg, dsp_dir)
     knobmap = full_map if cfg.unseen_dsp == "fitted" else full_map.subset(lambda pr: pr not in unseen)
@@ -117,11 +145,67 @@ def run_train_job(cfg) -> int:
     def trained(mode, pr):
         return in_range(mode, pr) and pr not in unseen
 
-    limit = int(float(cfg.max_seconds_per_pair) * SAMPLE_RATE) if cfg.get("max_seconds_per_pair") else None
     train_tracks = load_tracks(pairs, knobmap, ["Train"], trained, cfg.quiet, "train pairs", limit)
     val_tracks = load_tracks(pairs, knobmap, ["Val"], trained, cfg.quiet, "val pairs", limit)
     if not val_tracks:
         raise UserError("no validation material: the Val split has no pair at a trained level")
+    levels = {t.level for t in train_tracks}
+    assert not any(level[1] in unseen for level in levels | {t.level for t in val_tracks})
+    record = {"knobmap": knobmap_table(knobmap), "unseen_levels": unseen,
+              "trained_levels": sorted([list(level) for level in levels])}
+    return Material(train_tracks, val_tracks, record, f"at {len(levels)} settings, unseen levels {unseen}",
+                    lambda cfg, out_dir: _test(cfg, pairs, knobmap, in_range, unseen, out_dir, limit))
+
+
+# --- a device with arbitrary knobs (data=manifest) --------------------------------------
+def _manifest_material(cfg, rows, dsp_dir: Path, limit) -> Material:
+    """Train on the Train rows, validate on the Val rows, test on the Test rows.
+
+    The DSP parameters of a setting come from the fits in ``dsp_dir`` (one per row of
+    ``data.fit_splits``, fitted first if missing): the fit at that setting, or the
+    nearest fitted setting's (:class:`dsp.knobtable.KnobTable`). ``unseen_levels``,
+    ``modes`` and ``levels`` do not apply: what is held out is what the manifest puts
+    in Val and Test only.
+    """
+    path = Path(str(cfg.data.path))
+    knobs = knob_names(rows)
+    fit_rows = [r for r in rows if r.split in set(cfg.data.fit_splits)]
+    if not fit_rows:
+        raise UserError(f"{path}: no rows in the fitted splits {list(cfg.data.fit_splits)}")
+    if not any(r.split == "Train" for r in rows):
+        raise UserError(f"{path}: no Train row: nothing to train on")
+    if not any(r.split == "Val" for r in rows):
+        raise UserError(f"{path}: no Val row: no validation material")
+    # every setting must lie near the fitted ones (checked before anything is fitted)
+    ranges = KnobTable.of_settings(knobs, [r.knobs for r in fit_rows])
+    for r in rows:
+        ranges.check(r.knobs, f"{path}: line {r.index} ({r.split})")
+    table = ensure_fitted_table(cfg.data, fit_rows, dsp_dir, bool(cfg.fit_chain), bool(cfg.quiet))
+    train_tracks = load_manifest_tracks(rows, table, ["Train"], cfg.quiet, "train pairs", limit)
+    val_tracks = load_manifest_tracks(rows, table, ["Val"], cfg.quiet, "val pairs", limit)
+    trained = sorted({t.level[1] for t in train_tracks})
+    record = {"knobmap": {}, "manifest": table.to_record(), "knobs": knobs,
+              "trained_settings": [dict(zip(knobs, key)) for key in trained]}
+    return Material(train_tracks, val_tracks, record,
+                    f"at {len(trained)} settings of the knobs {', '.join(knobs)}",
+                    lambda cfg, out_dir: _test_manifest(cfg, rows, table, set(trained), out_dir, limit))
+
+
+# --- the job ----------------------------------------------------------------------------
+def run_train_job(cfg) -> int:
+    name, variant, spec, settings, unseen, modes, rows = _prepare(cfg)
+    out_dir, dsp_dir = Path(str(cfg.out_dir)), Path(str(cfg.dsp_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: out_dir is a file")
+    device = resolve_device(cfg.device)
+    if int(cfg.threads) > 0:
+        torch.set_num_threads(int(cfg.threads))
+    limit = int(float(cfg.max_seconds_per_pair) * SAMPLE_RATE) if cfg.get("max_seconds_per_pair") else None
+    if rows is None:
+        material = _la2a_material(cfg, dsp_dir, unseen, modes, limit)
+    else:
+        material = _manifest_material(cfg, rows, dsp_dir, limit)
+    train_tracks, val_tracks = material.train, material.val
     conditioning = spec["conditioning"]
     sr = SAMPLE_RATE
     if settings.stft_weight and settings.segment_s * sr < MIN_STFT_SAMPLES:
@@ -130,21 +214,19 @@ def run_train_job(cfg) -> int:
     sampler = SegmentSampler(train_tracks, round(settings.warmup_s * sr), round(settings.segment_s * sr),
                              settings.batch_size, int(cfg.seed), conditioning, settings.episode)
     val_batch = validation_batch(val_tracks, settings.val_seconds, settings.val_warmup_s, conditioning)
-    assert not any(level[1] in unseen for level in sampler.levels | set(val_batch.levels))
 
     if cfg.normalise_conditioning:
         spec = {**spec, **model_spec(spec["backbone"], spec["head"], conditioning, spec["hyperparameters"],
-                                     fit_cond_norm([t.cond[conditioning] for t in train_tracks]))}
+                                     fit_cond_norm([t.cond[conditioning] for t in train_tracks]),
+                                     knobs=None if rows is None else len(knob_names(rows)))}
     torch.manual_seed(int(cfg.seed))
     model = build_model(spec)
     record = {"model": spec, "variant": variant, "name": f"{name}_{variant}", "sample_rate": sr,
-              "knobmap": knobmap_table(knobmap), "config": to_plain(cfg), "unseen_levels": unseen,
-              "trained_levels": sorted([list(level) for level in sampler.levels]),
-              "parameters": count_parameters(model)}
-    resume = _resume(cfg, out_dir, spec, variant, model)
+              **material.record, "config": to_plain(cfg), "parameters": count_parameters(model)}
+    resume = _resume(cfg, out_dir, spec, variant, model, record.get("knobs"))
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{name} {variant} ({spec['head']}): {count_parameters(model)} parameters; "
-          f"{len(train_tracks)} train pairs at {len(sampler.levels)} settings, unseen levels {unseen}; "
+          f"{len(train_tracks)} train pairs {material.describe}; "
           f"batch {settings.batch_size} x ({settings.warmup_s:g} s warm-up + {settings.episode} x "
           f"{settings.segment_s:g} s); "
           f"budget {settings.max_minutes:g} min on {device}" + (" (resumed)" if resume else ""))
@@ -153,15 +235,16 @@ def run_train_job(cfg) -> int:
           f"best validation ESR {state.best_val:.4f} at step {state.best_step}")
     if not cfg.test:
         return 0
-    return _test(cfg, pairs, knobmap, in_range, unseen, out_dir, limit)
+    return material.test(cfg, out_dir)
 
 
-def _resume(cfg, out_dir: Path, spec: dict, variant: str, model) -> dict | None:
+def _resume(cfg, out_dir: Path, spec: dict, variant: str, model, knobs=None) -> dict | None:
     last = out_dir / "last.pt"
     if not cfg.resume or not last.is_file():
         return None
     record, old = load_checkpoint(last)
-    if record["model"] != spec or record["variant"] != variant or "resume" not in record:
+    if (record["model"] != spec or record["variant"] != variant or "resume" not in record
+            or record.get("knobs") != knobs):
         raise UserError(f"{last}: holds a run of another model or variant; give resume=false to start over "
                         "or another out_dir")
     if int(record.get("config", {}).get("seed", cfg.seed)) != int(cfg.seed):
@@ -190,5 +273,25 @@ def _test(cfg, pairs, knobmap, in_range, unseen, out_dir: Path, limit) -> int:
         m = means[("all", "unseen")]
         print(f"\nunseen levels {unseen}: mean ESR {m['esr_model']:.4f} vs DSP {m['esr_dsp']:.4f} "
               f"(x{m['ratio']:.2f})")
+    print(f"wrote {best}, {out_dir / 'log.csv'} and {out_dir / 'test_esr.csv'}")
+    return 0
+
+
+def _test_manifest(cfg, rows, table: KnobTable, trained: set, out_dir: Path, limit) -> int:
+    best = out_dir / "best.pt"
+    renderer = NeuralRenderer.load(best)
+    tracks = load_manifest_tracks(rows, table, ["Test"], cfg.quiet, "test pairs", limit)
+    if not tracks:
+        print("the manifest has no Test row: no test table")
+        return 0
+    t0 = time.perf_counter()
+    results = score_manifest_tracks(tracks, lambda t: renderer.render_knobs(t.x, SAMPLE_RATE, t.knobs),
+                                    lambda knobs: tuple(knobs.values()) in trained, cfg.quiet)
+    label = f"{renderer.backbone} {renderer.variant}"
+    print(f"\nTest ESR (pre-emphasised) of {best} ({renderer.num_parameters} parameters, "
+          f"{renderer.head}) per knob setting; rendering took {time.perf_counter() - t0:.0f} s")
+    print(format_manifest_results(results, label))
+    print("(setting NEW: never trained at; its DSP parameters are the nearest trained setting's)")
+    write_manifest_csv(out_dir / "test_esr.csv", results)
     print(f"wrote {best}, {out_dir / 'log.csv'} and {out_dir / 'test_esr.csv'}")
     return 0

@@ -1,4 +1,8 @@
-"""``compare.py``: run what is missing, evaluate every model, write CSV, markdown and plots."""
+"""``compare.py``: run what is missing, evaluate every model, write CSV, markdown and plots.
+
+On the LA-2A corpora, by mode and peak reduction; on a manifest corpus (``data=manifest``,
+a device with arbitrary knobs), by knob setting (:func:`_run_compare_manifest`).
+"""
 from __future__ import annotations
 
 import subprocess
@@ -12,12 +16,13 @@ from audio.datasets import load_pairs
 from common.atomic import write_text_atomic
 from common.config import load_config
 from common.errors import UserError
+from common.table import format_table
 from dsp.jobs import run_fit_job
 from dsp.knobmap import KnobMap
 from report import plots
-from report.evaluate import evaluate
-from report.models import dsp_candidates, neural_candidate
-from report.summary import markdown_table, rows_to_csv, summarise, summary_text
+from report.evaluate import evaluate, evaluate_manifest
+from report.models import dsp_candidates, manifest_dsp_candidates, neural_candidate
+from report.summary import markdown_table, rows_to_csv, setting_table, summarise, summary_text
 
 __all__ = ["run_compare"]
 
@@ -59,6 +64,8 @@ def run_compare(cfg, argv: list[str]) -> int:
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is a file")
+    if cfg.data.get("kind") == "manifest":
+        return _run_compare_manifest(cfg, argv, out_dir)
     unseen = {int(v) for v in cfg.unseen_levels}
     kmap = _ensure_chain(cfg, argv)
     neural_ckpts = _ensure_neural(cfg, argv)
@@ -134,3 +141,109 @@ def _markdown(cfg, summary, rows, pictures) -> str:
     lines += [f"![{p}]({p})" for p in pictures]
     lines += ["", "## Every row", "", "See `compare.csv`."]
     return "\n".join(lines) + "\n"
+
+
+# --- a manifest corpus: a device with arbitrary knobs -------------------------------------
+def _run_compare_manifest(cfg, argv: list[str], out_dir: Path) -> int:
+    """Every model on the manifest's ``eval_split`` rows, by knob setting.
+
+    ``dsp``: the fit at the setting (the nearest fitted setting's where none);
+    ``dsp-nearest``: the nearest *other* fitted setting's; the neural models as trained
+    by ``train_neural.py`` with the same data overrides. Rows: ``mode`` "manifest",
+    ``peak_reduction`` empty, ``split`` "seen" at a setting of a Train row (trained at and
+    fitted), else "unseen"; one column per knob. ``unseen_levels`` and ``plots.mode`` /
+    ``plots.peak_reduction`` do not apply; the pictures are drawn at ``plots.knobs``
+    (default: the first Test setting).
+    """
+    from audio.manifest import knob_names, read_manifest
+    from dsp.knobtable import KnobTable, ensure_fitted_table
+
+    path = Path(str(cfg.data.path))
+    rows = read_manifest(path)
+    knobs = knob_names(rows)
+    split = str(cfg.eval_split)
+    test_rows = [r for r in rows if r.split == split]
+    if not test_rows:
+        raise UserError(f"{path}: no {split} rows to compare on")
+    fit_rows = [r for r in rows if r.split in set(cfg.data.fit_splits)]
+    if not fit_rows:
+        raise UserError(f"{path}: no rows in the fitted splits {list(cfg.data.fit_splits)}")
+    ranges = KnobTable.of_settings(knobs, [r.knobs for r in fit_rows])
+    for r in test_rows:
+        ranges.check(r.knobs, f"{path}: line {r.index} ({r.split})")
+    plot_knobs = _plot_knobs(cfg, knobs, test_rows, ranges)
+    for model in cfg.models:  # a trained model of another device fails now, not after the fits
+        for variant in cfg.variants:
+            ckpt = Path(str(cfg.runs_dir)) / f"{model}_{variant}" / "best.pt"
+            if ckpt.is_file():
+                neural_candidate(ckpt, knobs)
+    table = ensure_fitted_table(cfg.data, fit_rows, Path(str(cfg.dsp_dir)), True, bool(cfg.quiet))
+    neural_ckpts = _ensure_neural(cfg, argv)
+    candidates = manifest_dsp_candidates(table) + [neural_candidate(p, knobs) for p in neural_ckpts]
+    trained = {tuple(r.knobs[k] for k in knobs) for r in rows if r.split == "Train"}
+    results = evaluate_manifest(candidates, test_rows, lambda k: tuple(k[n] for n in knobs) in trained,
+                                float(cfg.skip_s), quiet=cfg.quiet)
+    bad = [r for r in results if not all(np.isfinite(r[k]) for k in ("esr", "mae", "stft", "rtf_256"))]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "compare.csv", rows_to_csv(results, knobs))
+    summary = summarise(results)
+    lines, columns = setting_table(results, knobs)
+    pictures = _manifest_plots(candidates, results, knobs, plot_knobs, out_dir)
+    write_text_atomic(out_dir / "compare.md", _manifest_markdown(cfg, summary, lines, columns, pictures))
+    print(summary_text(summary))
+    print()
+    print(format_table(lines, columns))
+    if bad:
+        print(f"warning: {len(bad)} rows hold non-finite metrics", file=sys.stderr)
+    print(f"wrote {out_dir / 'compare.csv'}, {out_dir / 'compare.md'} and {len(pictures)} plots")
+    return 0
+
+
+def _plot_knobs(cfg, knobs: list[str], test_rows, ranges) -> dict:
+    given = cfg.plots.get("knobs")
+    if given is None:
+        return dict(test_rows[0].knobs)
+    try:
+        values = {str(k): float(v) for k, v in dict(given).items()}
+    except (TypeError, ValueError):
+        raise UserError(f"plots.knobs: expected a knob setting such as {{{knobs[0]}: ...}}, got {given}") from None
+    ranges.check(values, "plots.knobs")
+    return {k: values[k] for k in knobs}
+
+
+def _manifest_plots(candidates, rows, knobs: list[str], at: dict, out_dir: Path) -> list[str]:
+    sr = 44100
+    plots.plot_esr_by_setting(rows, knobs, out_dir / "esr_by_setting.png")
+    names = ["esr_by_setting.png"]
+    where = ", ".join(f"{k} {v:g}" for k, v in at.items())
+    hit = np.concatenate([np.zeros(int(0.05 * sr), np.float32), material.drum_hit(sr, level_db=-3.0),
+                          np.zeros(int(0.3 * sr), np.float32)])
+    outs = {_label(c): c.render(hit, sr, at) for c in candidates if c.kind in ("dsp", "hybrid")}
+    plots.plot_drum_hit(hit, outs, sr, f"drum hit, {where}", out_dir / "drum_hit.png")
+    names.append("drum_hit.png")
+    sweep = material.sine_sweep(4.0, sr, level_db=-12.0)
+    outs = {_label(c): c.render(sweep, sr, at) for c in candidates if c.kind != "dsp-nearest"}
+    plots.plot_sweep_spectrograms(outs, sr, f"sine sweep 20 Hz - 20 kHz, -12 dBFS, {where}",
+                                  out_dir / "sweep_spectrograms.png")
+    names.append("sweep_spectrograms.png")
+    return names
+
+
+def _manifest_markdown(cfg, summary, lines, columns, pictures) -> str:
+    text = ["# DSP vs neural vs hybrid", "",
+            f"All rows are on the {cfg.eval_split} rows of the manifest `{cfg.data.path}`, by knob setting; "
+            f"the first {cfg.skip_s:g} s of each file is a warm-up left out of the metrics. 'seen' settings are "
+            "those of a Train row (the neural models were trained there and the DSP model fitted there); "
+            "'unseen' settings never were. `dsp`: the parameters fitted at that setting (at an unseen one, "
+            "those of the nearest fitted setting, each knob scaled by its range); `dsp-nearest`: those of the "
+            "nearest *other* fitted setting (leave-one-out); `hybrid`: a neural correction of the DSP output "
+            "conditioned on the fitted parameters and the knobs; `blackbox`: the same backbone conditioned on "
+            "the knobs alone. ESR is the pre-emphasised sum-of-squares error-to-signal ratio; RTF@256 is audio "
+            "seconds per compute second at 256-sample blocks on one thread. In `compare.csv`, `mode` is "
+            "`manifest`, `peak_reduction` is empty, and the knob values follow in one column per knob.", "",
+            "## Summary (means over settings)", "", markdown_table(summary), "",
+            "## ESR by knob setting", "", markdown_table(lines, columns), "",
+            "## Pictures", ""]
+    text += [f"![{p}]({p})" for p in pictures]
+    text += ["", "## Every row", "", "See `compare.csv`."]
+    return "\n".join(text) + "\n"

@@ -1,8 +1,10 @@
 """Everything ``compare.py`` evaluates, behind one interface.
 
-A :class:`Candidate` renders a whole signal (``render(x, sr, mode, pr)``) and
-offers a stateful block processor for the real-time factor; the comparison
-loops over candidates without special cases.
+A :class:`Candidate` renders a whole signal (``render(x, sr, *setting)``) and
+offers a stateful block processor (``block_processor(sr, *setting)``) for the
+real-time factor; the comparison loops over candidates without special cases.
+The setting is ``(mode, pr)`` on the LA-2A, ``(knobs,)`` (a dict) on a manifest
+corpus (a device with arbitrary knobs; :func:`manifest_dsp_candidates`).
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from common.errors import UserError
 from dsp.knobmap import KnobMap
+from dsp.knobtable import KnobTable
 from dsp.render import BlockCompressor, render
 
-__all__ = ["Candidate", "dsp_candidates", "neural_candidate", "real_time_factor"]
+__all__ = ["Candidate", "dsp_candidates", "manifest_dsp_candidates", "neural_candidate", "real_time_factor",
+           "knob_real_time_factor"]
 
 
 @dataclass
@@ -25,8 +30,8 @@ class Candidate:
     name: str            # dsp, s6, lstm, ...
     kind: str            # dsp | dsp-interp | hybrid | blackbox
     params: int
-    render: Callable[[np.ndarray, int, str, int], np.ndarray]
-    block_processor: Callable[[int, str, int], Callable[[np.ndarray], np.ndarray]]
+    render: Callable[..., np.ndarray]                            # (x, sr, *setting)
+    block_processor: Callable[..., Callable[[np.ndarray], np.ndarray]]   # (sr, *setting)
 
 
 def dsp_candidates(kmap: KnobMap) -> list[Candidate]:
@@ -47,17 +52,55 @@ def dsp_candidates(kmap: KnobMap) -> list[Candidate]:
     return out
 
 
-def neural_candidate(checkpoint: Path) -> Candidate:
+def manifest_dsp_candidates(table: KnobTable) -> list[Candidate]:
+    """On a manifest corpus: ``dsp``, the fit at the setting (the nearest fitted setting's
+    where it was never fitted), and ``dsp-nearest``, the fit of the nearest *other*
+    fitted setting (leave-one-out: what a setting never fitted costs the DSP model)."""
+    out = []
+    for kind, exclude in (("dsp", False), ("dsp-nearest", True)):
+        out.append(Candidate(
+            "dsp", kind, 5,
+            render=lambda x, sr, knobs, e=exclude: render(x, sr, table.at(knobs, e)),
+            block_processor=lambda sr, knobs, e=exclude: BlockCompressor(table.at(knobs, e), sr).process))
+    return out
+
+
+def neural_candidate(checkpoint: Path, knobs: list[str] | None = None) -> Candidate:
+    """A trained model; ``knobs``: the manifest's knob names (None on the LA-2A), which
+    the model must have been trained with.
+
+    Raises:
+        UserError: a model of another device (LA-2A vs manifest, or other knobs).
+    """
     from neural.inference import NeuralRenderer
     r = NeuralRenderer.load(checkpoint)
+    if knobs is None and r.knobs is not None:
+        raise UserError(f"{checkpoint}: a model of a device with the knobs {', '.join(r.knobs)}, "
+                        "not of the LA-2A corpus compared here")
+    if knobs is not None and r.knobs != list(knobs):
+        have = "LA-2A settings (mode, peak reduction)" if r.knobs is None else f"the knobs {', '.join(r.knobs)}"
+        raise UserError(f"{checkpoint}: trained on {have}; the manifest has the knobs {', '.join(knobs)} "
+                        "(train it again on this manifest, or point runs_dir elsewhere)")
     # a hybrid also carries the five DSP parameters it corrects
     params = int(r.num_parameters) + (5 if r.uses_dsp else 0)
+    if knobs is not None:
+        return Candidate(r.backbone, r.variant, params, render=r.render_knobs, block_processor=r.knob_block_processor)
     return Candidate(r.backbone, r.variant, params, render=r.render, block_processor=r.block_processor)
 
 
 def real_time_factor(candidate: Candidate, sample_rate: int, mode: str, pr: int, seconds: float = 2.0,
                      block: int = 256) -> float:
     """Audio seconds per compute second, 256-sample blocks, one thread (best of 3)."""
+    return _rtf(lambda: candidate.block_processor(sample_rate, mode, pr), sample_rate, seconds, block)
+
+
+def knob_real_time_factor(candidate: Candidate, sample_rate: int, knobs: dict, seconds: float = 2.0,
+                          block: int = 256) -> float:
+    """:func:`real_time_factor` at a knob setting (manifest candidates)."""
+    return _rtf(lambda: candidate.block_processor(sample_rate, knobs), sample_rate, seconds, block)
+
+
+def _rtf(make_processor, sample_rate: int, seconds: float, block: int) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -66,7 +109,7 @@ def real_time_factor(candidate: Candidate, sample_rate: int, mode: str, pr: int,
         best = float("inf")
         with torch.inference_mode():
             for _ in range(3):
-                proc = candidate.block_processor(sample_rate, mode, pr)
+                proc = make_processor()
                 proc(x[:, :block])  # warm-up (compilation, caches)
                 t0 = time.perf_counter()
                 for i in range(0, x.shape[1], block):

@@ -1,8 +1,9 @@
 """The comparison's pictures (matplotlib, written as PNG).
 
 Each function takes plain data and a path and writes one figure:
-ESR against PR, the knob map, drum-hit waveforms with gain reduction, and
-sine-sweep spectrograms (the aliasing check of the CL 1B study).
+ESR against PR (on a manifest corpus: ESR per knob setting), the knob map,
+drum-hit waveforms with gain reduction, and sine-sweep spectrograms (the aliasing
+check of the CL 1B study).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from common.atomic import atomic_path  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
 from dsp.params import PARAM_NAMES  # noqa: E402
 
-__all__ = ["plot_esr_vs_pr", "plot_knobmap", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
+__all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
 
 _UNITS = {"threshold_db": "threshold (dB)", "ratio": "ratio", "attack_ms": "attack (ms)",
           "release_ms": "release (ms)", "make_up_db": "make-up (dB)"}
@@ -51,6 +52,38 @@ def plot_esr_vs_pr(rows: list[dict], path: Path, unseen: set[int]) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("ESR (pre-emphasised, Test)")
     axes[0][-1].legend(fontsize=8, loc="best")
+    _save(fig, path)
+
+
+def plot_esr_by_setting(rows: list[dict], knobs: list[str], path: Path) -> None:
+    """ESR of every model at every knob setting (manifest rows; files at a setting averaged).
+
+    One group of bars per setting, labelled with its knob values; settings never
+    trained at (split "unseen") are shaded.
+    """
+    keys = sorted({tuple(r["knobs"][k] for k in knobs) for r in rows})
+    series = sorted({(r["model"], r["kind"]) for r in rows}, key=lambda s: (not s[1].startswith("dsp"), s))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(keys) * max(1, len(series)) ** 0.5 + 2), 4.5))
+    width = 0.8 / max(len(series), 1)
+    for j, (model, kind) in enumerate(series):
+        vals = []
+        for key in keys:
+            sel = [r["esr"] for r in rows if r["model"] == model and r["kind"] == kind
+                   and tuple(r["knobs"][k] for k in knobs) == key]
+            vals.append(float(np.mean(sel)) if sel else np.nan)
+        label = kind if model == "dsp" else f"{model} {kind}"
+        ax.bar(np.arange(len(keys)) + (j - (len(series) - 1) / 2) * width, vals, width, label=label)
+    unseen = {tuple(r["knobs"][k] for k in knobs) for r in rows if r["split"] == "unseen"}
+    for i, key in enumerate(keys):
+        if key in unseen:
+            ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
+    ax.set_xticks(np.arange(len(keys)))
+    ax.set_xticklabels(["\n".join(f"{k} {v:g}" for k, v in zip(knobs, key)) for key in keys], fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("ESR (pre-emphasised, Test)")
+    ax.set_title("ESR per knob setting (grey: settings never trained at nor fitted)")
+    ax.grid(alpha=0.3, which="both", axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(fig, path)
 
 

@@ -1,4 +1,5 @@
-"""Summary tables of the comparison rows: per kind and model, seen vs unseen levels."""
+"""Summary tables of the comparison rows: per kind and model, seen vs unseen levels;
+on a manifest corpus also one row per knob setting (:func:`setting_table`)."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,7 @@ import numpy as np
 from common.table import format_table
 from report.evaluate import COLUMNS
 
-__all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv"]
+__all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv", "csv_columns", "setting_table"]
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -52,10 +53,44 @@ def markdown_table(rows: list[dict], columns=_SUMMARY_COLUMNS) -> str:
     return "\n".join([head, sep, *body])
 
 
-def rows_to_csv(rows: list[dict]) -> str:
+def csv_columns(knobs: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The CSV's columns: :data:`COLUMNS`, then one per knob (named as the knob, or
+    ``knob_<name>`` where that name is already a column); and the knob -> column map."""
+    cols = {k: (f"knob_{k}" if k in COLUMNS else k) for k in (knobs or [])}
+    return COLUMNS + list(cols.values()), cols
+
+
+def rows_to_csv(rows: list[dict], knobs: list[str] | None = None) -> str:
+    """CSV text; rows of a manifest carry ``knobs`` (a dict), written one column per knob
+    (a None, e.g. the manifest's ``peak_reduction``, is written empty)."""
+    fields, cols = csv_columns(knobs)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in COLUMNS})
+        flat = {k: r[k] for k in COLUMNS}
+        flat.update({cols[k]: v for k, v in (r.get("knobs") or {}).items()})
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in flat.items()})
     return buf.getvalue()
+
+
+def setting_table(rows: list[dict], knobs: list[str]) -> tuple[list[dict], list[tuple]]:
+    """Manifest rows as one line per knob setting: the knob values, seen/unseen, and the
+    ESR of every model (files at one setting averaged). Returns ``(lines, columns)`` for
+    :func:`markdown_table` / :func:`common.table.format_table`."""
+    series = sorted({(r["model"], r["kind"]) for r in rows}, key=lambda k: (not k[1].startswith("dsp"), k))
+    name = {s: (s[1] if s[0] == "dsp" else f"{s[0]} {s[1]}") for s in series}
+    settings: dict[tuple, dict] = {}
+    for r in rows:
+        key = tuple(r["knobs"][k] for k in knobs)
+        line = settings.setdefault(key, {"split": r["split"], "_esr": {}})
+        line["_esr"].setdefault(name[(r["model"], r["kind"])], []).append(r["esr"])
+    lines = []
+    for key, line in sorted(settings.items()):
+        out = {f"knob:{k}": v for k, v in zip(knobs, key)}
+        out["split"] = line["split"]
+        out.update({f"esr:{n}": float(np.mean(v)) for n, v in line["_esr"].items()})
+        lines.append(out)
+    columns = ([(f"knob:{k}", k, ".4g") for k in knobs] + [("split", "setting", "")]
+               + [(f"esr:{name[s]}", f"ESR {name[s]}", ".4f") for s in series])
+    return lines, columns
