@@ -42,7 +42,12 @@ def _ensure_chain(cfg, argv) -> KnobMap:
 
 
 def _ensure_neural(cfg, argv) -> list[Path]:
-    found = []
+    """The checkpoints of ``models x variants``; missing ones are trained first.
+
+    With ``train_jobs > 1`` that many trainings run at once (each on one thread), each
+    writing its messages to ``<run_dir>/train.out``; one at a time they print here.
+    """
+    found, missing = [], []
     for model in cfg.models:
         for variant in cfg.variants:
             run_dir = Path(str(cfg.runs_dir)) / f"{model}_{variant}"
@@ -51,12 +56,41 @@ def _ensure_neural(cfg, argv) -> list[Path]:
                 if not cfg.train_missing:
                     print(f"skipping {model} {variant}: {ckpt} not found (train_missing=false)")
                     continue
-                print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
-                cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
-                       f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", *_data_overrides(argv)]
-                if subprocess.run(cmd).returncode != 0 or not ckpt.is_file():
-                    raise UserError(f"{run_dir}: training {model} {variant} failed (see the messages above)")
+                missing.append((model, variant, run_dir))
             found.append(ckpt)
+    jobs = max(1, int(cfg.get("train_jobs", 1) or 1))
+    running: list[tuple] = []
+
+    def finish(job) -> None:
+        model, variant, run_dir, proc, log = job
+        rc = proc.wait()
+        if log is not None:
+            log.close()
+        if rc != 0 or not (run_dir / "best.pt").is_file():
+            for _, _, _, other, _ in running:
+                other.terminate()
+            where = f"see {run_dir / 'train.out'}" if log is not None else "see the messages above"
+            raise UserError(f"{run_dir}: training {model} {variant} failed ({where})")
+        print(f"trained {model} {variant} -> {run_dir / 'best.pt'}")
+
+    for model, variant, run_dir in missing:
+        cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
+               f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", *_data_overrides(argv),
+               *[str(o) for o in (cfg.get("train_overrides") or [])]]
+        if jobs == 1:
+            print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
+            finish((model, variant, run_dir, subprocess.Popen(cmd), None))
+            continue
+        while len(running) >= jobs:
+            finish(running.pop(0))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(run_dir / "train.out", "w")
+        print(f"no trained {model} {variant} in {run_dir}: training it with the defaults "
+              f"(messages in {run_dir / 'train.out'})")
+        running.append((model, variant, run_dir, subprocess.Popen(cmd + ["quiet=true"], stdout=log,
+                                                                  stderr=subprocess.STDOUT), log))
+    while running:
+        finish(running.pop(0))
     return found
 
 
