@@ -12,6 +12,10 @@ inference so a checkpoint renders exactly as it was trained:
   unit range: ``threshold / 40, ln(ratio), log10(attack ms), log10(release ms) - 2,
   make-up / 10`` and the switch (0 compress, 1 limit).
 - :func:`knob_conditioning` (black box): ``PR / 100`` and the switch.
+- ``fitted+knobs`` (hybrid, the default): both, the fitted parameters, the switch,
+  then ``PR / 100``. The knob tells the network where it is between trained settings
+  even where the fit at that setting is off (a fit per setting on different material
+  wanders from setting to setting; the knob does not), as a manifest hybrid sees its knobs.
 
 A device with arbitrary knobs (a manifest corpus, :mod:`audio.manifest`) has its own
 two, of a size set by its number of knobs K (:data:`MANIFEST_CONDITIONINGS`):
@@ -88,6 +92,8 @@ def knob_conditioning(peak_reduction: float, mode: str) -> np.ndarray:
 CONDITIONINGS: dict[str, tuple[int, Callable[[dict, str, float], np.ndarray]]] = {
     "fitted": (len(FITTED_FEATURES), lambda params, mode, pr: fitted_conditioning(params, mode)),
     "knobs": (len(KNOB_FEATURES), lambda params, mode, pr: knob_conditioning(pr, mode)),
+    "fitted+knobs": (len(FITTED_FEATURES) + 1, lambda params, mode, pr: np.concatenate(
+        [fitted_conditioning(params, mode), knob_conditioning(pr, mode)[:1]])),
 }
 
 

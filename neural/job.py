@@ -44,7 +44,7 @@ __all__ = ["VARIANTS", "MANIFEST_VARIANTS", "MODEL_DIR", "model_file", "run_trai
 
 MODEL_DIR = CONFIG_DIR / "neural"
 # variant -> conditioning (the heads are chosen per model file)
-VARIANTS = {"hybrid": "fitted", "blackbox": "knobs"}
+VARIANTS = {"hybrid": "fitted+knobs", "blackbox": "knobs"}
 # the same on a manifest corpus (a device with arbitrary knobs, data=manifest)
 MANIFEST_VARIANTS = {"hybrid": "manifest_fitted", "blackbox": "manifest_knobs"}
 
@@ -93,7 +93,12 @@ def _prepare(cfg):
     hyper = {**(spec_file["hyperparameters"] or {}), **to_plain(cfg.hyperparameters)}
     rows = _manifest_rows(cfg)
     if rows is None:
-        spec = model_spec(spec_file["backbone"], head, VARIANTS[variant], hyper)
+        conditioning = str(cfg.conditioning) if cfg.get("conditioning") else VARIANTS[variant]
+        allowed = ("knobs",) if variant == "blackbox" else ("fitted", "fitted+knobs")
+        if conditioning not in allowed:
+            raise UserError(f"conditioning {conditioning!r} does not suit variant {variant!r}; "
+                            f"choose from {', '.join(allowed)}")
+        spec = model_spec(spec_file["backbone"], head, conditioning, hyper)
     else:
         spec = model_spec(spec_file["backbone"], head, MANIFEST_VARIANTS[variant], hyper,
                           knobs=len(knob_names(rows)))

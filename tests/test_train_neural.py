@@ -48,6 +48,9 @@ def test_training_writes_checkpoints_log_and_table(trained):
     assert "UNSEEN" in res.stdout and "mean ESR" in res.stdout and "wrote" in res.stdout
     r = NeuralRenderer.load(out / "best.pt")
     assert r.variant == "hybrid" and r.record["unseen_levels"] == [90]
+    # the hybrid's default conditioning: fitted parameters, switch, then PR / 100
+    assert r.record["model"]["conditioning"] == "fitted+knobs"
+    assert r.conditioning("limit", 90)[-2:].tolist() == pytest.approx([1.0, 0.9])
     assert all(pr != 90 for _, pr in r.record["trained_levels"])
 
 
@@ -94,10 +97,11 @@ def test_test_comp_renders_a_neural_checkpoint(trained, run_cli, tmp_path):
     np.testing.assert_allclose(a.T, proc(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["model", "variant", "head", "data_root", "train_key"])
+@pytest.mark.parametrize("case", ["model", "variant", "head", "conditioning", "data_root", "train_key"])
 def test_bad_training_input(case, run_cli, clean_failure, tmp_path):
     args = {"model": (["model=bogus"], "bogus"), "variant": (["variant=bogus"], "bogus"),
             "head": (["head=blackbox"], "blackbox"),
+            "conditioning": (["variant=blackbox", "conditioning=fitted"], "fitted"),
             "data_root": (["data=signaltrain", f"data.root={tmp_path / 'nowhere'}"], "nowhere"),
             "train_key": (["train.lr=fast"], "lr")}[case]
     res = run_cli(["train_neural.py", f"out_dir={tmp_path / 'out'}", *args[0]], cwd=tmp_path)
