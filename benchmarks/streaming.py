@@ -34,8 +34,8 @@ from neural import BACKBONES, build_head, count_parameters  # noqa: E402
 from neural.job import model_file  # noqa: E402
 
 SAMPLE_RATE = 44100
-# hybrids are conditioned on the 5 fitted DSP parameters, the black box on the knobs
-COND_DIM = {"hybrid_gain": 6, "hybrid_add": 6, "blackbox": 2}
+# hybrids are conditioned on the 5 fitted DSP parameters, the switch and PR, the black box on the knobs
+COND_DIM = {"hybrid_gain": 7, "hybrid_add": 7, "blackbox": 2}
 
 
 def _signals(n: int, seed: int = 0):

@@ -94,7 +94,7 @@ def _prepare(cfg):
     rows = _manifest_rows(cfg)
     if rows is None:
         conditioning = str(cfg.conditioning) if cfg.get("conditioning") else VARIANTS[variant]
-        allowed = ("knobs",) if variant == "blackbox" else ("fitted", "fitted+knobs")
+        allowed = ("knobs",) if variant == "blackbox" else ("fitted+knobs", "fitted", "knobs")
         if conditioning not in allowed:
             raise UserError(f"conditioning {conditioning!r} does not suit variant {variant!r}; "
                             f"choose from {', '.join(allowed)}")

@@ -22,7 +22,7 @@ from dsp.knobmap import KnobMap
 from report import plots
 from report.evaluate import evaluate, evaluate_manifest
 from report.models import dsp_candidates, manifest_dsp_candidates, neural_candidate
-from report.summary import markdown_table, rows_to_csv, setting_table, summarise, summary_text
+from report.summary import level_table, markdown_table, rows_to_csv, setting_table, summarise, summary_text
 
 __all__ = ["run_compare"]
 
@@ -167,11 +167,13 @@ def _markdown(cfg, summary, rows, pictures) -> str:
              f"'unseen' levels ({', '.join(map(str, cfg.unseen_levels))}) were never used to train the neural "
              "models. `dsp`: the parameters fitted at that level; `dsp-interp`: parameters interpolated from "
              "the knob map of all *other* fitted levels (leave-one-out); `hybrid`: a neural correction of the "
-             "DSP output conditioned on the fitted parameters; `blackbox`: the same backbone conditioned on "
-             "the knobs alone. ESR is the pre-emphasised sum-of-squares error-to-signal ratio; RTF@256 is "
+             "DSP output conditioned on the fitted parameters (and, by default, the knob); `blackbox`: the "
+             "same backbone conditioned on the knobs alone. ESR is the pre-emphasised sum-of-squares error-to-signal ratio; RTF@256 is "
              "audio seconds per compute second at 256-sample blocks on one thread.", "",
-             "## Summary (means over levels)", "", markdown_table(summary), "",
-             "## Pictures", ""]
+             "## Summary (means over levels)", "", markdown_table(summary), ""]
+    for mode in sorted({r["mode"] for r in rows}):
+        lines += [f"## ESR per level, {mode} (* unseen)", "", markdown_table(*level_table(rows, mode)), ""]
+    lines += ["## Pictures", ""]
     lines += [f"![{p}]({p})" for p in pictures]
     lines += ["", "## Every row", "", "See `compare.csv`."]
     return "\n".join(lines) + "\n"

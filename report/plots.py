@@ -32,26 +32,37 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def series_style(model: str, kind: str, models: list[str]) -> dict:
+    """Line style of a (model, kind) series: DSP kinds in black/grey, one colour per
+    neural model, solid for hybrids and dashed for black boxes."""
+    if model == "dsp":
+        return {"color": "black", "ls": "-"} if kind == "dsp" else {"color": "0.55", "ls": ":"}
+    neural = [m for m in models if m != "dsp"]
+    colour = plt.get_cmap("tab10")(neural.index(model) % 10)
+    return {"color": colour, "ls": "--" if kind == "blackbox" else "-"}
+
+
 def plot_esr_vs_pr(rows: list[dict], path: Path, unseen: set[int]) -> None:
     modes = sorted({r["mode"] for r in rows})
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes) + 1.8, 4.2), sharey=True, squeeze=False)
     series = sorted({(r["model"], r["kind"]) for r in rows}, key=lambda s: (s[1] != "dsp", s))
+    models = sorted({m for m, _ in series})
     for ax, mode in zip(axes[0], modes):
         for model, kind in series:
             pts = sorted((r["peak_reduction"], r["esr"]) for r in rows
                          if r["mode"] == mode and r["model"] == model and r["kind"] == kind)
             if pts:
                 pr, esr = zip(*pts)
-                label = model if kind.startswith("dsp") and model == "dsp" and kind == "dsp" else f"{model} {kind}"
-                ax.plot(pr, esr, marker="o", ms=3, label=label)
+                label = "dsp" if (model, kind) == ("dsp", "dsp") else f"{model} {kind}"
+                ax.plot(pr, esr, marker="o", ms=3, lw=1.3, label=label, **series_style(model, kind, models))
         for u in unseen:
-            ax.axvline(u, color="0.85", lw=6, zorder=0)
+            ax.axvline(u, color="0.88", lw=6, zorder=0)
         ax.set_yscale("log")
-        ax.set_title(f"{mode} (grey: levels never trained on)")
+        ax.set_title(f"{mode} (grey bars: levels never trained on)")
         ax.set_xlabel("peak reduction")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("ESR (pre-emphasised, Test)")
-    axes[0][-1].legend(fontsize=8, loc="best")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     _save(fig, path)
 
 
@@ -88,7 +99,7 @@ def plot_esr_by_setting(rows: list[dict], knobs: list[str], path: Path) -> None:
 
 
 def plot_knobmap(kmap: KnobMap, path: Path) -> None:
-    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8), layout="constrained")
     for mode in kmap.modes:
         levels = kmap.levels(mode)
         fine = np.linspace(min(levels), max(levels), 121)
@@ -139,15 +150,20 @@ def plot_sweep_spectrograms(outputs: dict[str, np.ndarray], sample_rate: int, ti
     n = len(outputs)
     cols = min(3, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False, sharey=True)
-    for ax, (name, y) in zip(axes.flat, outputs.items()):
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 1.2, 2.9 * rows + 0.6), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    for i, (ax, (name, y)) in enumerate(zip(axes.flat, outputs.items())):
         f, tt, s = spectrogram(np.asarray(y, float), fs=sample_rate, nperseg=1024, noverlap=768)
-        im = ax.pcolormesh(tt, f / 1e3, 10 * np.log10(s + 1e-14), vmin=-140, vmax=-20, shading="auto")
-        ax.set_title(name)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("frequency (kHz)")
+        im = ax.pcolormesh(tt, f / 1e3, 10 * np.log10(s + 1e-14), vmin=-140, vmax=-20, shading="auto",
+                           rasterized=True)
+        ax.set_title(name, fontsize=10)
+        if i + cols >= n:   # the lowest plot of its column
+            ax.set_xlabel("time (s)")
+            ax.tick_params(labelbottom=True)
+        if i % cols == 0:
+            ax.set_ylabel("frequency (kHz)")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.colorbar(im, ax=axes, label="power (dB)", shrink=0.8)
+    fig.colorbar(im, ax=axes, label="power (dB)", shrink=0.6)
     fig.suptitle(title)
     _save(fig, path)

@@ -11,7 +11,8 @@ import numpy as np
 from common.table import format_table
 from report.evaluate import COLUMNS
 
-__all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv", "csv_columns", "setting_table"]
+__all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv", "csv_columns", "setting_table",
+           "level_table"]
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -93,4 +94,23 @@ def setting_table(rows: list[dict], knobs: list[str]) -> tuple[list[dict], list[
         lines.append(out)
     columns = ([(f"knob:{k}", k, ".4g") for k in knobs] + [("split", "setting", "")]
                + [(f"esr:{name[s]}", f"ESR {name[s]}", ".4f") for s in series])
+    return lines, columns
+
+
+def level_table(rows: list[dict], mode: str) -> tuple[list[dict], list[tuple]]:
+    """ESR per level of one mode: a line per (model, kind), a column per peak reduction
+    (an unseen level's header is starred; files at one level averaged). Returns
+    ``(lines, columns)`` for :func:`markdown_table`."""
+    sel = [r for r in rows if r["mode"] == mode]
+    series = sorted({(r["model"], r["kind"]) for r in sel}, key=lambda k: (not k[1].startswith("dsp"), k))
+    levels = sorted({int(r["peak_reduction"]) for r in sel}, reverse=True)
+    unseen = {int(r["peak_reduction"]) for r in sel if r["split"] == "unseen"}
+    lines = []
+    for model, kind in series:
+        line = {"series": kind if model == "dsp" else f"{model} {kind}"}
+        for pr in levels:
+            v = [r["esr"] for r in sel if (r["model"], r["kind"]) == (model, kind) and int(r["peak_reduction"]) == pr]
+            line[f"pr{pr}"] = float(np.mean(v)) if v else None
+        lines.append(line)
+    columns = [("series", mode, "")] + [(f"pr{pr}", f"{pr}{'*' if pr in unseen else ''}", ".4f") for pr in levels]
     return lines, columns

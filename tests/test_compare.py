@@ -58,6 +58,10 @@ def test_compare_writes_csv_markdown_and_plots(compared):
     assert len(pngs) >= 4 and all((out / p).stat().st_size > 10_000 for p in pngs)
     md = (out / "compare.md").read_text()
     assert "| model |" in md and all(p in md for p in pngs)
+    # the per-level tables: one per mode, the unseen level starred, a line per series
+    for mode in ("compress", "limit"):
+        table = md.split(f"## ESR per level, {mode}")[1].split("##")[0]
+        assert "| 100 | 90* | 80 |" in table and table.count("\n| ") == 1 + 6
     assert "ESR seen" in res.stdout   # the summary table is printed
     # the missing models were trained by compare.py, their messages kept in their run folders
     runs = out.parent / "runs"
