@@ -17,29 +17,41 @@ MANIFEST_MODE = "manifest"   # the ``mode`` of a manifest row (``peak_reduction`
 COLUMNS = ["model", "kind", "mode", "peak_reduction", "split", "params", "esr", "mae", "stft", "lufs_diff", "rtf_256"]
 
 
+def _score(candidates: list[Candidate], items: list, skip_s: float, quiet: bool, render, rtf_of, describe) -> list[dict]:
+    """The loop both corpora share: every candidate on every (input, target) item.
+
+    ``render(c, x, sr, item)`` is the candidate's output, ``rtf_of(c, sr, item)`` its
+    real-time factor (measured once per candidate), ``describe(item)`` the row's setting
+    columns. Multichannel files are scored on their channel mean.
+    """
+    rows = []
+    rtf: dict[tuple[str, str], float] = {}
+    bar = tqdm(total=len(candidates) * len(items), desc="evaluate", unit="run", disable=quiet)
+    for item in items:
+        x, y, sr = read_pair(item.input, item.target)
+        x, y = x.mean(axis=0), y.mean(axis=0)
+        skip = int(skip_s * sr)
+        for c in candidates:
+            pred = np.asarray(render(c, x, sr, item), dtype=np.float64).reshape(-1)
+            key = (c.name, c.kind)
+            if key not in rtf:
+                rtf[key] = rtf_of(c, sr, item)
+            rows.append({"model": c.name, "kind": c.kind, **describe(item), "params": c.params,
+                         **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key]})
+            bar.update(1)
+    bar.close()
+    return rows
+
+
 def evaluate(candidates: list[Candidate], pairs: list[Pair], unseen: set[int], skip_s: float = 1.0,
              quiet: bool = False) -> list[dict]:
     """One row per (candidate, Test pair); ``split`` says whether the level was
     seen in neural training ("seen") or held out ("unseen")."""
-    rows = []
-    rtf: dict[tuple[str, str], float] = {}
-    bar = tqdm(total=len(candidates) * len(pairs), desc="evaluate", unit="run", disable=quiet)
-    for pair in pairs:
-        x, y, sr = read_pair(pair.input, pair.target)
-        x, y = x.mean(axis=0), y.mean(axis=0)
-        skip = int(skip_s * sr)
-        for c in candidates:
-            pred = np.asarray(c.render(x, sr, pair.mode, pair.peak_reduction), dtype=np.float64).reshape(-1)
-            key = (c.name, c.kind)
-            if key not in rtf:
-                rtf[key] = real_time_factor(c, sr, pair.mode, pair.peak_reduction)
-            rows.append({"model": c.name, "kind": c.kind, "mode": pair.mode,
-                         "peak_reduction": pair.peak_reduction,
-                         "split": "unseen" if pair.peak_reduction in unseen else "seen",
-                         "params": c.params, **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key]})
-            bar.update(1)
-    bar.close()
-    return rows
+    return _score(candidates, pairs, skip_s, quiet,
+                  lambda c, x, sr, p: c.render(x, sr, p.mode, p.peak_reduction),
+                  lambda c, sr, p: real_time_factor(c, sr, p.mode, p.peak_reduction),
+                  lambda p: {"mode": p.mode, "peak_reduction": p.peak_reduction,
+                             "split": "unseen" if p.peak_reduction in unseen else "seen"})
 
 
 def evaluate_manifest(candidates: list[Candidate], rows: list, seen, skip_s: float = 1.0,
@@ -47,21 +59,8 @@ def evaluate_manifest(candidates: list[Candidate], rows: list, seen, skip_s: flo
     """One row per (candidate, manifest row): ``mode`` is ``"manifest"``, ``peak_reduction``
     None, ``knobs`` the row's knob dict, and ``split`` "seen" where ``seen(knobs)`` (the
     setting was trained at and fitted) or "unseen"."""
-    out = []
-    rtf: dict[tuple[str, str], float] = {}
-    bar = tqdm(total=len(candidates) * len(rows), desc="evaluate", unit="run", disable=quiet)
-    for row in rows:
-        x, y, sr = read_pair(row.input, row.target)
-        x, y = x.mean(axis=0), y.mean(axis=0)
-        skip = int(skip_s * sr)
-        for c in candidates:
-            pred = np.asarray(c.render(x, sr, row.knobs), dtype=np.float64).reshape(-1)
-            key = (c.name, c.kind)
-            if key not in rtf:
-                rtf[key] = knob_real_time_factor(c, sr, row.knobs)
-            out.append({"model": c.name, "kind": c.kind, "mode": MANIFEST_MODE, "peak_reduction": None,
-                        "knobs": dict(row.knobs), "split": "seen" if seen(row.knobs) else "unseen",
-                        "params": c.params, **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key]})
-            bar.update(1)
-    bar.close()
-    return out
+    return _score(candidates, rows, skip_s, quiet,
+                  lambda c, x, sr, r: c.render(x, sr, r.knobs),
+                  lambda c, sr, r: knob_real_time_factor(c, sr, r.knobs),
+                  lambda r: {"mode": MANIFEST_MODE, "peak_reduction": None, "knobs": dict(r.knobs),
+                             "split": "seen" if seen(r.knobs) else "unseen"})
