@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common.errors import UserError
 
-__all__ = ["ManifestRow", "read_manifest", "knob_names"]
+__all__ = ["ManifestRow", "read_manifest", "knob_names", "knob_columns"]
 
 SPLITS = ("Train", "Val", "Test")
 _REQUIRED = ("split", "input", "target")
@@ -81,3 +81,9 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
 
 def knob_names(rows: list[ManifestRow]) -> list[str]:
     return list(rows[0].knobs)
+
+
+def knob_columns(knobs, taken) -> dict[str, str]:
+    """Column name of every knob in a table: its own name, or ``knob_<name>`` where that
+    is already one of the ``taken`` columns."""
+    return {k: (f"knob_{k}" if k in taken else k) for k in knobs}

@@ -215,8 +215,7 @@ def manifest_row_dir(ckpt_dir: Path, row) -> Path:
 
 def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     from audio.manifest import knob_names, read_manifest
-    from dsp.checkpoint import load_checkpoint
-    from dsp.knobtable import fit_matches
+    from dsp.knobtable import row_fit
 
     rows = [r for r in read_manifest(str(cfg.data.path)) if r.split in set(cfg.data.fit_splits)]
     if not rows:
@@ -226,14 +225,7 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     out = []
     for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
         ckpt = manifest_row_dir(ckpt_dir, row) / "ckpt.yaml"
-        record = None
-        if ckpt.is_file():
-            try:
-                record = load_checkpoint(ckpt)
-            except UserError:
-                record = None
-            if record is not None and not fit_matches(record, row):  # another manifest's row
-                record = None
+        record = row_fit(ckpt_dir, row)   # None: no fit yet, unreadable, or another manifest's row
         if record is None:
             x, y, sr = read_pair(row.input, row.target)
             frames = _frames(cfg, x, y, sr, row.target)

@@ -23,7 +23,7 @@ import numpy as np
 from common.errors import UserError
 from dsp.params import PARAM_NAMES
 
-__all__ = ["FAR", "KnobTable", "load_fitted_table", "ensure_fitted_table", "fit_matches"]
+__all__ = ["FAR", "KnobTable", "load_fitted_table", "ensure_fitted_table", "fit_matches", "row_fit"]
 
 FAR = 0.5  # scaled distance outside the fitted range beyond which a setting is refused
 
@@ -160,6 +160,22 @@ def fit_matches(record: dict, row) -> bool:
     return same_knobs and same(record.get("input"), row.input) and same(record.get("target"), row.target)
 
 
+def row_fit(dsp_dir: str | Path, row) -> dict | None:
+    """The row's own fit in ``dsp_dir`` (its ``ckpt.yaml`` record), or None where there is
+    none, it is unreadable, or it was fitted on other files or knobs (another manifest's row)."""
+    from dsp.checkpoint import load_checkpoint
+    from dsp.jobs import manifest_row_dir
+
+    ckpt = manifest_row_dir(Path(dsp_dir), row) / "ckpt.yaml"
+    if not ckpt.is_file():
+        return None
+    try:
+        record = load_checkpoint(ckpt)
+    except UserError:
+        return None
+    return record if fit_matches(record, row) else None
+
+
 def ensure_fitted_table(data, rows, dsp_dir: str | Path, fit: bool = True, quiet: bool = False) -> KnobTable:
     """:func:`load_fitted_table`, after fitting the rows that lack a fit of their own
     (``train_comp.py data=manifest ckpt_dir=DSP_DIR``, with the ``data`` config given).
@@ -168,17 +184,9 @@ def ensure_fitted_table(data, rows, dsp_dir: str | Path, fit: bool = True, quiet
         UserError: rows without a fit and ``fit`` false.
     """
     from common.config import load_config
-    from dsp.checkpoint import load_checkpoint
-    from dsp.jobs import manifest_row_dir, run_fit_job
+    from dsp.jobs import run_fit_job
 
-    def fitted(row) -> bool:
-        ckpt = manifest_row_dir(Path(dsp_dir), row) / "ckpt.yaml"
-        try:
-            return ckpt.is_file() and fit_matches(load_checkpoint(ckpt), row)
-        except UserError:
-            return False
-
-    todo = [r for r in rows if not fitted(r)]
+    todo = [r for r in rows if row_fit(dsp_dir, r) is None]
     if todo:
         command = f"python train_comp.py data=manifest data.path={data.path} ckpt_dir={dsp_dir}"
         if not fit:

@@ -39,7 +39,8 @@ __all__ = ["KIND", "FORMAT", "model_spec", "fit_cond_norm", "CondNormalised", "b
            "looks_like_checkpoint", "knobmap_table", "knobmap_from_table"]
 
 KIND = "neural-leveller"
-FORMAT = 2           # 1: LA-2A models (still written so); 2: adds manifest models
+FORMAT_LA2A = 1      # LA-2A models are still written in format 1, which older tools read
+FORMAT = 2           # adds manifest models; the newest format this tool reads
 _REQUIRED = ("kind", "format", "model", "variant", "sample_rate", "knobmap", "state_dict")
 
 
@@ -133,7 +134,7 @@ def knobmap_from_table(table: dict) -> KnobMap:
 
 def save_checkpoint(path: str | Path, record: dict) -> None:
     """Write ``record`` (see the module doc) with ``torch.save``, atomically."""
-    data = {"kind": KIND, "format": 2 if record.get("manifest") else 1, **record}
+    data = {"kind": KIND, "format": FORMAT if record.get("manifest") else FORMAT_LA2A, **record}
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
 

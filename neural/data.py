@@ -71,16 +71,16 @@ def _mode_value(mode: str) -> float:
     return MODE_INDEX[mode]
 
 
+def _parameter_features(params: dict) -> list[float]:
+    """The five physical DSP parameters, each brought to about unit range."""
+    return [float(params["threshold_db"]) / 40.0, math.log(float(params["ratio"])),
+            math.log10(float(params["attack_ms"])), math.log10(float(params["release_ms"])) - 2.0,
+            float(params["make_up_db"]) / 10.0]
+
+
 def fitted_conditioning(params: dict, mode: str) -> np.ndarray:
     """The hybrid models' conditioning vector from physical DSP parameters. Shape ``(6,)``."""
-    return np.asarray([
-        float(params["threshold_db"]) / 40.0,
-        math.log(float(params["ratio"])),
-        math.log10(float(params["attack_ms"])),
-        math.log10(float(params["release_ms"])) - 2.0,
-        float(params["make_up_db"]) / 10.0,
-        _mode_value(mode),
-    ], dtype=np.float32)
+    return np.asarray(_parameter_features(params) + [_mode_value(mode)], dtype=np.float32)
 
 
 def knob_conditioning(peak_reduction: float, mode: str) -> np.ndarray:
@@ -101,8 +101,7 @@ MANIFEST_MODE = "manifest"
 
 
 def _manifest_fitted(params: dict, knobs: dict) -> np.ndarray:
-    return np.concatenate([fitted_conditioning(params, "compress")[:5],
-                           np.asarray(list(knobs.values()), dtype=np.float32)]).astype(np.float32)
+    return np.asarray(_parameter_features(params) + [float(v) for v in knobs.values()], dtype=np.float32)
 
 
 def _manifest_knobs(params: dict, knobs: dict) -> np.ndarray:

@@ -19,12 +19,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from audio.manifest import knob_columns
 from common.atomic import write_text_atomic
 from common.table import format_table
 from dsp.preemphasis import preemphasis_np
 
 __all__ = ["esr", "score_tracks", "summarise", "format_results", "write_results_csv", "RESULT_COLUMNS",
-           "score_manifest_tracks", "format_manifest_results", "write_manifest_csv", "knob_columns"]
+           "score_manifest_tracks", "format_manifest_results", "write_manifest_csv"]
 
 RESULT_COLUMNS = ["mode", "peak_reduction", "seen", "esr_dsp", "esr_model"]
 
@@ -86,12 +87,6 @@ def score_manifest_tracks(tracks: Sequence, predict: Callable, seen: Callable[[d
         rows.append({"mode": level[0], "knobs": knobs, "seen": bool(seen(knobs)),
                      "esr_dsp": e_dsp / energy, "esr_model": e_model / energy})
     return rows
-
-
-def knob_columns(knobs: Sequence[str], taken: Sequence[str]) -> dict[str, str]:
-    """Column name of every knob in a table: its own name, or ``knob_<name>`` where that
-    is already one of the ``taken`` columns."""
-    return {k: (f"knob_{k}" if k in taken else k) for k in knobs}
 
 
 def summarise(rows: Sequence[dict]) -> list[dict]:

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from audio.io import read_pair
 from audio.metrics import all_metrics
 from audio.signaltrain import Pair
-from report.models import Candidate, knob_real_time_factor, real_time_factor
+from report.models import Candidate, real_time_factor
 
 __all__ = ["COLUMNS", "MANIFEST_MODE", "evaluate", "evaluate_manifest"]
 
@@ -61,6 +61,6 @@ def evaluate_manifest(candidates: list[Candidate], rows: list, seen, skip_s: flo
     setting was trained at and fitted) or "unseen"."""
     return _score(candidates, rows, skip_s, quiet,
                   lambda c, x, sr, r: c.render(x, sr, r.knobs),
-                  lambda c, sr, r: knob_real_time_factor(c, sr, r.knobs),
+                  lambda c, sr, r: real_time_factor(c, sr, r.knobs),
                   lambda r: {"mode": MANIFEST_MODE, "peak_reduction": None, "knobs": dict(r.knobs),
                              "split": "seen" if seen(r.knobs) else "unseen"})

@@ -21,8 +21,7 @@ from dsp.knobmap import KnobMap
 from dsp.knobtable import KnobTable
 from dsp.render import BlockCompressor, render
 
-__all__ = ["Candidate", "dsp_candidates", "manifest_dsp_candidates", "neural_candidate", "real_time_factor",
-           "knob_real_time_factor"]
+__all__ = ["Candidate", "dsp_candidates", "manifest_dsp_candidates", "neural_candidate", "real_time_factor"]
 
 
 @dataclass
@@ -88,19 +87,12 @@ def neural_candidate(checkpoint: Path, knobs: list[str] | None = None) -> Candid
     return Candidate(r.backbone, r.variant, params, render=r.render, block_processor=r.block_processor)
 
 
-def real_time_factor(candidate: Candidate, sample_rate: int, mode: str, pr: int, seconds: float = 2.0,
+def real_time_factor(candidate: Candidate, sample_rate: int, *setting, seconds: float = 2.0,
                      block: int = 256) -> float:
-    """Audio seconds per compute second, 256-sample blocks, one thread (best of 3)."""
-    return _rtf(lambda: candidate.block_processor(sample_rate, mode, pr), sample_rate, seconds, block)
+    """Audio seconds per compute second, 256-sample blocks, one thread (best of 3).
 
-
-def knob_real_time_factor(candidate: Candidate, sample_rate: int, knobs: dict, seconds: float = 2.0,
-                          block: int = 256) -> float:
-    """:func:`real_time_factor` at a knob setting (manifest candidates)."""
-    return _rtf(lambda: candidate.block_processor(sample_rate, knobs), sample_rate, seconds, block)
-
-
-def _rtf(make_processor, sample_rate: int, seconds: float, block: int) -> float:
+    ``setting``: ``(mode, pr)`` on the LA-2A, ``(knobs,)`` on a manifest corpus.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -109,7 +101,7 @@ def _rtf(make_processor, sample_rate: int, seconds: float, block: int) -> float:
         best = float("inf")
         with torch.inference_mode():
             for _ in range(3):
-                proc = make_processor()
+                proc = candidate.block_processor(sample_rate, *setting)
                 proc(x[:, :block])  # warm-up (compilation, caches)
                 t0 = time.perf_counter()
                 for i in range(0, x.shape[1], block):

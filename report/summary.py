@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from audio.manifest import knob_columns
 from common.table import format_table
 from report.evaluate import COLUMNS
 
@@ -57,7 +58,7 @@ def markdown_table(rows: list[dict], columns=_SUMMARY_COLUMNS) -> str:
 def csv_columns(knobs: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """The CSV's columns: :data:`COLUMNS`, then one per knob (named as the knob, or
     ``knob_<name>`` where that name is already a column); and the knob -> column map."""
-    cols = {k: (f"knob_{k}" if k in COLUMNS else k) for k in (knobs or [])}
+    cols = knob_columns(knobs or [], COLUMNS)
     return COLUMNS + list(cols.values()), cols
 
 
