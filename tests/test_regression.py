@@ -1,0 +1,81 @@
+"""Regression: a tiny chain, a short neural training and a comparison give the same
+numbers as the stored baseline (``tests/data/regression_baseline.json``).
+
+The baseline was written by this test (``REGRESSION_UPDATE=1 python -m pytest
+tests/test_regression.py``) before a refactoring; a restructuring of the code must not
+move any of these numbers. A change that is meant to change results (a new stand-in,
+a new protocol default) regenerates the baseline in the same commit and says why.
+
+Every run pins the settings it relies on, so later defaults do not change it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+BASELINE = Path(__file__).parent / "data" / "regression_baseline.json"
+LEVELS = "[100,90,80]"
+RTOL = 1e-6
+
+
+def _tiny(cache):
+    return [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", "data.corpus.eval_seconds=2",
+            f"data.corpus.levels={LEVELS}", "data.corpus.modes=[compress,limit]", "quiet=true"]
+
+
+def _floats(row: dict, keys) -> dict:
+    return {k: float(row[k]) if row[k] != "" else None for k in keys}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, run_cli) -> dict:
+    tmp = tmp_path_factory.mktemp("regression")
+    cache, dsp_dir, runs, out = tmp / "cache", tmp / "dsp", tmp / "runs", tmp / "report"
+    res = run_cli(["train_comp.py", f"ckpt_dir={dsp_dir}", f"levels={LEVELS}", "modes=[compress,limit]",
+                   *_tiny(cache)], cwd=tmp, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    chain = {f"{r['mode']}/{r['peak_reduction']}":
+             _floats(r, ["threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db", "esr"])
+             for r in csv.DictReader((dsp_dir / "summary.csv").open())}
+    train = ["train.max_steps=3", "train.val_every=1", "train.val_warmup_s=0.25", "train.val_seconds=1.5",
+             "train.episode=2", "train.batch_size=4", "unseen_levels=[90]", "seed=0", "max_minutes=30"]
+    res = run_cli(["train_neural.py", "model=s6", "variant=hybrid", f"out_dir={runs}/s6_hybrid",
+                   f"dsp_dir={dsp_dir}", "test=false", *train, *_tiny(cache)], cwd=tmp, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    log = [_floats(r, ["train_loss", "val_esr"]) for r in csv.DictReader((runs / "s6_hybrid" / "log.csv").open())]
+    res = run_cli(["compare.py", f"out_dir={out}", f"dsp_dir={dsp_dir}", f"runs_dir={runs}", "models=[s6]",
+                   "variants=[hybrid]", "unseen_levels=[90]", "plots.peak_reduction=90", "train_missing=false",
+                   *_tiny(cache)], cwd=tmp, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    compare = {f"{r['model']}/{r['kind']}/{r['mode']}/{r['peak_reduction']}": _floats(r, ["esr", "mae", "stft"])
+               for r in csv.DictReader((out / "compare.csv").open())}
+    return {"chain": chain, "training_log": log, "compare": compare}
+
+
+def _close(a, b, path=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            _close(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif a is None or b is None:
+        assert a is b, f"{path}: {a} != baseline {b}"
+    else:
+        assert math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-12), f"{path}: {a} != baseline {b}"
+
+
+def test_same_numbers_as_the_baseline(measured):
+    if os.environ.get("REGRESSION_UPDATE") == "1":
+        BASELINE.parent.mkdir(exist_ok=True)
+        BASELINE.write_text(json.dumps(measured, indent=1, sort_keys=True) + "\n")
+        pytest.skip(f"wrote {BASELINE}")
+    baseline = json.loads(BASELINE.read_text())
+    _close(measured, baseline)
