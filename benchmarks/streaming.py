@@ -13,7 +13,7 @@ waits for a core.
 
     python benchmarks/streaming.py [--seconds 1] [--repeats 7] [--blocks 64 256 1024] [--backbones s6 lru ...]
 
-Every backbone in :data:`neural.models.BACKBONES` is measured (s6, lstm, and the seed
+Every backbone in :data:`neural.backbones.BACKBONES` is measured (s6, lstm, and the seed
 papers' ff, ed, s4d, lru) unless ``--backbones`` names a subset, each with the sizes
 and the heads its model file ``cfg/neural/<backbone>.yaml`` trains by default (its
 hybrid head and the black box; control rate included where the file sets ``frame``).

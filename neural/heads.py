@@ -1,6 +1,6 @@
 """Output forms: how a backbone's prediction turns into the output signal.
 
-Every head wraps one backbone (built by name from :data:`neural.models.BACKBONES`)
+Every head wraps one backbone (built by name from :data:`neural.backbones.BACKBONES`)
 and has the same signature, so training and comparison code loop over heads
 without special cases:
 
@@ -45,10 +45,10 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .backbones import BACKBONES, Backbone, State
 from .control import FRAME_FEATURES, initial_frame_state, run_frames
-from .models import BACKBONES, ConditionedStack, State
 
-__all__ = ["HybridGainDB", "HybridAdditive", "BlackBoxGain", "HEADS", "build_head"]
+__all__ = ["HybridGainDB", "HybridAdditive", "BlackBoxGain", "HEADS", "build_head", "count_parameters"]
 
 _LN10 = 2.302585092994046
 _LEVEL_FLOOR = 1e-4
@@ -83,7 +83,7 @@ class _Head(nn.Module):
             features = len(FRAME_FEATURES) + int(self.uses_dsp)
         else:
             features = self.in_features + int(self.level_feature)
-        self.backbone: ConditionedStack = BACKBONES[backbone](features, 1, cond_dim, **hyperparameters)
+        self.backbone: Backbone = BACKBONES[backbone](features, 1, cond_dim, **hyperparameters)
         self.backbone.zero_output_()
 
     def initial_state(self, batch_size: int) -> State:
@@ -145,7 +145,7 @@ class HybridGainDB(_Head):
     """``y = y_dsp * 10^(dg / 20)`` with ``dg`` (dB) predicted from ``(x, y_dsp, g_dsp / 20)``.
 
     Args:
-        backbone: name in :data:`neural.models.BACKBONES`.
+        backbone: name in :data:`neural.backbones.BACKBONES`.
         cond_dim: size of the conditioning vector (e.g. 5 fitted DSP parameters).
         **hyperparameters: passed to the backbone constructor.
     """
@@ -198,3 +198,8 @@ def build_head(head: str, backbone: str = "s6", cond_dim: int = 0, **hyperparame
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {sorted(HEADS)}")
     return HEADS[head](backbone, cond_dim, **hyperparameters)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of a model (a head with its backbone, or any module)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

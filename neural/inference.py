@@ -39,7 +39,7 @@ from common.errors import UserError
 from dsp.render import BlockCompressor
 from neural.checkpoint import load_checkpoint
 from neural.data import CONDITIONINGS, MODE_INDEX, dsp_gain_db, manifest_conditioning
-from neural.models import count_parameters
+from neural.heads import count_parameters
 
 __all__ = ["NeuralRenderer", "BlockProcessor", "run_chunked"]
 

@@ -36,9 +36,9 @@ from neural.data import SAMPLE_RATE, SegmentSampler, load_manifest_tracks, load_
 from neural.evaluation import (format_manifest_results, format_results, score_manifest_tracks, score_tracks,
                                summarise, write_manifest_csv, write_results_csv)
 from neural.inference import NeuralRenderer
-from neural.losses import MIN_STFT_SAMPLES
-from neural.models import count_parameters
-from neural.training import TrainSettings, train
+from neural.heads import count_parameters
+from neural.training.losses import MIN_STFT_SAMPLES
+from neural.training.loop import TrainSettings, train
 
 __all__ = ["VARIANTS", "MANIFEST_VARIANTS", "MODEL_DIR", "model_file", "run_train_job"]
 

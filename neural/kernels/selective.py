@@ -1,7 +1,7 @@
 """Compiled selective scan for inference: recurrence and read-out fused in one loop.
 
 On a streaming block of a few hundred samples the S6 block's cost is the number of
-tensor operations, not arithmetic: the parallel scan (:mod:`neural.scan`) takes ~50
+tensor operations, not arithmetic: the parallel scan (:mod:`neural.kernels.scan`) takes ~50
 of them. This kernel (numba, compiled on first use and cached on disk) runs the
 recurrence sample by sample and reads the output out on the fly, so the state
 sequence is never materialised:
@@ -9,9 +9,9 @@ sequence is never materialised:
     h[t, d, n] = a[t, d, n] * h[t-1, d, n] + bu[t, d] * B[t, n]
     y[t, d]    = sum_n C[t, n] * h[t, d, n] + D[d] * u[t, d]
 
-It computes no gradient: :class:`neural.s6.S6Block` uses it only when no graph is
+It computes no gradient: :class:`neural.backbones.s6.S6Block` uses it only when no graph is
 recorded (``torch.no_grad`` / ``torch.inference_mode``) on CPU, and the torch path
-(:func:`neural.scan.scan_parallel`) otherwise; the tests hold the two against each
+(:func:`neural.kernels.scan.scan_parallel`) otherwise; the tests hold the two against each
 other. Without numba, :func:`available` is False and the torch path is used.
 """
 from __future__ import annotations
@@ -21,10 +21,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["available", "selective_scan_fused"]
+from .compiled import CompiledKernel
 
-_KERNEL = None
-_AVAILABLE: Optional[bool] = None
+__all__ = ["KERNEL", "available", "selective_scan_fused"]
 
 
 def _build():
@@ -47,7 +46,7 @@ def _build():
     return kernel
 
 
-def _smoke_test(kernel) -> None:
+def _check(kernel) -> None:
     """Compile for float32 with the layouts S6Block passes (B, C: strided views) and check."""
     a = torch.full((1, 2, 1, 1), 0.5)
     bc = torch.ones(1, 2, 2)
@@ -58,20 +57,8 @@ def _smoke_test(kernel) -> None:
         raise RuntimeError("fused selective scan gave a wrong result")
 
 
-def available() -> bool:
-    """Whether the compiled kernel can be used (numba importable and working).
-
-    The first call compiles the kernel (about a second; numba caches it on disk).
-    """
-    global _AVAILABLE, _KERNEL
-    if _AVAILABLE is None:
-        try:
-            kernel = _build()
-            _smoke_test(kernel)
-            _KERNEL, _AVAILABLE = kernel, True
-        except Exception:  # numba missing or broken: the torch path serves
-            _AVAILABLE = False
-    return _AVAILABLE
+KERNEL = CompiledKernel(_build, _check)
+available = KERNEL.available  # the first call compiles the kernel (about a second; cached on disk)
 
 
 def selective_scan_fused(
@@ -94,12 +81,10 @@ def selective_scan_fused(
         - a: :math:`(B, T, D_i, N)`; bu, u, y: :math:`(B, T, D_i)`;
           B, C: :math:`(B, T, N)`; D: :math:`(D_i)`; h0, h_last: :math:`(B, D_i, N)`
     """
-    if not available():
-        raise RuntimeError("the fused selective scan needs numba")
     batch, _, channels, states = a.shape
     h = a.new_zeros(batch, channels, states) if h0 is None else h0.detach().clone(memory_format=torch.contiguous_format)
     y = torch.empty_like(u, memory_format=torch.contiguous_format)
-    _KERNEL(
+    KERNEL(
         a.detach().numpy(), bu.detach().numpy(), B.detach().numpy(), C.detach().numpy(),
         u.detach().numpy(), D.detach().numpy(), h.numpy(), y.numpy(),
     )

@@ -1,7 +1,7 @@
 """The training loop: Adam on random segments, validation, early stopping, checkpoints, resume.
 
 One step: the batch of step ``k`` (:class:`neural.data.SegmentSampler`, a function of
-``(seed, k)``), the loss on its scored part (:mod:`neural.losses`), Adam with gradient
+``(seed, k)``), the loss on its scored part (:mod:`neural.training.losses`), Adam with gradient
 clipping. Every ``val_every`` steps: the validation ESR (pre-emphasised, pooled per
 setting, averaged over settings, as the test table), ``log.csv`` rewritten, ``last.pt``
 written, and ``best.pt`` when the validation ESR improved. The learning rate halves
@@ -16,8 +16,6 @@ at the current step before the run ends.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -27,14 +25,14 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from common.atomic import write_text_atomic
 from common.errors import UserError
+from common.records import write_csv
 from dsp.preemphasis import preemphasis
+from neural.backbones import detach_state
 from neural.checkpoint import save_checkpoint
 from neural.data import Batch, SegmentSampler
 from neural.inference import run_chunked
-from neural.losses import HybridLoss
-from neural.models import detach_state
+from neural.training.losses import HybridLoss
 
 __all__ = ["TrainSettings", "TrainState", "LOG_COLUMNS", "train", "validate"]
 
@@ -43,12 +41,20 @@ LOG_COLUMNS = ["step", "seconds", "lr", "train_loss", "train_esr", "train_stft",
 
 @dataclass
 class TrainSettings:
+    """The training settings.
+
+    The model files (``cfg/neural/<model>.yaml``, section ``train``) are where they are
+    set; the defaults here are the base model file's (``cfg/neural/s6.yaml``) so that a
+    setting a model file leaves out means the same in every model. ``lr_min``,
+    ``grad_clip`` and ``max_minutes`` (``cfg/train_neural.yaml``) are in no model file.
+    """
+
     lr: float = 3e-3
-    batch_size: int = 8           # streams
-    warmup_s: float = 0.25        # unscored start of every stream (episode)
-    segment_s: float = 0.25       # samples per step and stream
-    episode: int = 40             # consecutive segments per stream (state carried over)
-    max_steps: int = 800
+    batch_size: int = 16          # streams
+    warmup_s: float = 1.0         # unscored start of every stream (episode)
+    segment_s: float = 1.0        # samples per step and stream
+    episode: int = 10             # consecutive segments per stream (state carried over)
+    max_steps: int = 3000
     max_minutes: float = 12.0     # training time budget (validation included)
     val_every: int = 50
     patience: int = 8             # validations without improvement before stopping
@@ -149,15 +155,6 @@ def validate(model, batch: Batch, rows: int = 8) -> float:
     return _level_esr(torch.cat(outs), batch)
 
 
-def _write_log(path: Path, rows: list) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in LOG_COLUMNS})
-    write_text_atomic(path, buf.getvalue())
-
-
 def _save(path: Path, record: dict, model, state: TrainState, extra: Optional[dict] = None) -> None:
     metrics = {"step": state.step, "seconds": state.seconds, "best_val_esr": state.best_val,
                "best_step": state.best_step}
@@ -218,7 +215,7 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
                           "train_stft": s["stft"] / n if s["n"] else "", "val_esr": val, "val_esr_dsp": val_dsp,
                           "best": int(improved)})
         state.sums = {"loss": 0.0, "esr": 0.0, "stft": 0.0, "n": 0}
-        _write_log(out_dir / "log.csv", state.log)
+        write_csv(out_dir / "log.csv", state.log, LOG_COLUMNS)
         save_last()
         return val
 

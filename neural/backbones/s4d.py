@@ -7,7 +7,7 @@ deep learning and state-space models"): a linear input layer, then blocks of
 
 and a linear output layer. One control MLP (Linear, SiLU, Linear) on the conditioning
 vector gives every block's FiLM scale and shift (``y (1 + gamma) + beta``, the form of
-:class:`neural.film.FiLM`).
+:class:`neural.backbones.film.FiLM`).
 
 The S4D layer (one independent linear time-invariant SSM per channel):
 
@@ -29,7 +29,7 @@ Computation (offline and streaming alike): the signal is cut into chunks of
 kernel ``K_l = 2 Re(C Bbar Abar^l)`` (plus ``D`` at lag 0), one Toeplitz matmul for
 all chunks at once; each chunk's contribution to the state at its end is a second
 matmul; the states at the chunk ends follow ``H_j = Abar^chunk H_{j-1} + E_j``, a
-short complex recurrence solved with :func:`neural.scan.scan_parallel` in double
+short complex recurrence solved with :func:`neural.kernels.scan.scan_parallel` in double
 precision (a float32 ``Abar^chunk`` applied thousands of times would drift on the
 slow modes); the state entering every chunk adds ``2 Re(C Abar^(t+1) H)`` to its
 outputs. A length that is not a multiple of ``chunk`` is padded with zeros at the
@@ -40,14 +40,14 @@ signal run block by block gives the offline output (to float rounding) for any
 block length.
 
 Streaming (no autograd, CPU, numba available, ``fused=True``): the recurrence itself,
-sample by sample, in one compiled loop per layer (numba, compiled on first use and
-cached on disk; the state accumulates in double precision), which is what makes
+sample by sample, in one compiled loop per layer
+(:func:`neural.kernels.lti.diagonal_ssm_fused`, compiled on first use and cached on disk; the state accumulates in double precision), which is what makes
 short blocks cheap. Without autograd the discretised parameters and chunk matrices
 are cached (revalidated against the parameters' values on every call).
 
 Shape:
     - S4D layer: u, y :math:`(B, T, D)`; state :math:`(B, D, N)` complex
-    - backbone: see :mod:`neural.models`
+    - backbone: see :mod:`neural.backbones.base`
 """
 from __future__ import annotations
 
@@ -58,55 +58,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ff import check_io
-from .scan import scan_parallel
+from ..kernels.compiled import use_compiled
+from ..kernels.lti import SSM_KERNEL, complex_zeros, diagonal_ssm_fused
+from ..kernels.scan import scan_parallel
+from .base import Backbone, register
 
-__all__ = ["S4DLayer", "S4DBlock", "S4DModel", "ChannelPReLU", "fused_available"]
-
-_KERNEL = None
-_AVAILABLE: Optional[bool] = None
-
-
-def _build_kernel():
-    import numba
-    import numpy as np
-
-    @numba.njit(cache=True, nogil=True)
-    def kernel(u, abar, bbar, c2, skip, h, y):  # pragma: no cover - compiled
-        batch, steps, channels = u.shape
-        states = abar.shape[1]
-        for i in range(batch):
-            for d in range(channels):
-                for t in range(steps):
-                    y[i, t, d] = skip[d] * u[i, t, d]
-                for n in range(states):
-                    a, b, c = abar[d, n], bbar[d, n], c2[d, n]  # complex128
-                    hn = np.complex128(h[i, d, n])  # the state accumulates in double precision
-                    for t in range(steps):
-                        hn = a * hn + b * u[i, t, d]
-                        y[i, t, d] += (c * hn).real
-                    h[i, d, n] = hn
-
-    return kernel
-
-
-def fused_available() -> bool:
-    """Whether the compiled S4D recurrence can be used (numba importable and working)."""
-    global _AVAILABLE, _KERNEL
-    if _AVAILABLE is None:
-        try:
-            kernel = _build_kernel()
-            u, y = torch.ones(1, 2, 1), torch.zeros(1, 2, 1)
-            h = torch.zeros(1, 1, 1, dtype=torch.complex64)
-            c = torch.full((1, 1), 0.5 + 0.0j, dtype=torch.complex128)
-            kernel(u.numpy(), c.numpy(), (2 * c).numpy(), (2 * c).numpy(), torch.ones(1).numpy(), h.numpy(), y.numpy())
-            if not torch.allclose(y.flatten(), torch.tensor([2.0, 2.5])):
-                raise RuntimeError("the fused S4D recurrence gave a wrong result")
-            _KERNEL, _AVAILABLE = kernel, True
-        except Exception:  # numba missing or broken: the torch path serves
-            _AVAILABLE = False
-    return _AVAILABLE
-
+__all__ = ["S4DLayer", "S4DBlock", "S4DModel", "ChannelPReLU"]
 
 class ChannelPReLU(nn.Module):
     """PReLU with one slope per channel on the last axis (``torch.nn.PReLU`` uses axis 1).
@@ -167,8 +124,7 @@ class S4DLayer(nn.Module):
 
     def initial_state(self, batch_size: int) -> Tensor:
         """Zero state (silence before the first block)."""
-        dtype = torch.complex128 if self.D.dtype == torch.float64 else torch.complex64
-        return torch.zeros(batch_size, self.channels, self.state, dtype=dtype, device=self.D.device)
+        return complex_zeros(self.D, batch_size, self.channels, self.state)
 
     def discrete(self, dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor, Tensor]:
         """``(dt A, Bbar, C)`` as complex tensors, each :math:`(D, N)`.
@@ -228,13 +184,6 @@ class S4DLayer(nn.Module):
     def _matrices(self, length: int) -> Dict[str, Tensor]:
         return self._cached(length, lambda: self._build(length))
 
-    def _use_fused(self, u: Tensor) -> bool:
-        if not self.fused or u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
-            return False
-        if torch.is_grad_enabled() and (u.requires_grad or self._recording()):
-            return False
-        return fused_available()
-
     def _fused(self, u: Tensor, h0: Tensor) -> Tuple[Tensor, Tensor]:
         """The recurrence in the compiled loop: u (B, T, D), h0 (B, D, N) -> y, h_last."""
 
@@ -243,12 +192,7 @@ class S4DLayer(nn.Module):
             return {"abar": torch.exp(dta), "bbar": bbar, "c2": 2.0 * c, "skip": self.D.detach().clone()}
 
         m = self._cached("fused", build)
-        u = u.detach().contiguous()
-        h = h0.detach().clone(memory_format=torch.contiguous_format)
-        y = torch.empty_like(u)
-        arrays = (m[k].numpy() for k in ("abar", "bbar", "c2", "skip"))
-        _KERNEL(u.numpy(), *arrays, h.numpy(), y.numpy())
-        return y, h
+        return diagonal_ssm_fused(u, m["abar"], m["bbar"], m["c2"], m["skip"], h0)
 
     def _chunks(self, u: Tensor, h0: Tensor, m: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
         """Chunks u (D, B, n, L) from state h0 (D, B, N) -> outputs (D, B, n, L) and the
@@ -277,7 +221,7 @@ class S4DLayer(nn.Module):
         h = self.initial_state(b) if state is None else state
         if steps == 0:
             return u.clone(), h
-        if self._use_fused(u):
+        if use_compiled(self, u, self.fused, SSM_KERNEL):
             return self._fused(u, h)
         length = min(self.chunk, steps)
         n = -(-steps // length)
@@ -318,16 +262,18 @@ class S4DBlock(nn.Module):
         return self.ssm(self.act(self.proj(x)), state)
 
 
-class S4DModel(nn.Module):
+@register("s4d")
+class S4DModel(Backbone):
     """The S4 compressor backbone: ``layers`` blocks of [Linear, PReLU, S4D, FiLM, PReLU] + residual.
 
     One control MLP (Linear, SiLU, Linear) maps the conditioning vector to the FiLM
     scales and shifts of every block at once (per-block linear heads on a shared
-    hidden layer), ``y * (1 + gamma) + beta`` as in :class:`neural.film.FiLM`.
-    Family signature: see :mod:`neural.models`.
+    hidden layer), ``y * (1 + gamma) + beta`` as in :class:`neural.backbones.film.FiLM`.
+    Family signature: see :mod:`neural.backbones.base`; the state is one complex
+    :math:`(B, width, N)` per block.
 
     Args:
-        in_features, out_features, cond_dim: see :class:`neural.models.ConditionedStack`.
+        in_features, out_features, cond_dim: see :class:`neural.backbones.base.Backbone`.
         width: channels (the paper's best: 32; 16 keeps the default under 10k parameters).
         state: complex modes per channel (the paper: 4).
         layers: number of blocks (the paper: 4).
@@ -354,12 +300,8 @@ class S4DModel(nn.Module):
         film_hidden: int = 16,
         fused: bool = True,
     ):
-        super().__init__()
-        if min(in_features, out_features, width, layers, film_hidden) < 1 or cond_dim < 0:
-            raise ValueError(
-                f"bad S4D sizes: in={in_features}, out={out_features}, cond={cond_dim}, width={width}, layers={layers}"
-            )
-        self.in_features, self.out_features, self.cond_dim, self.width = in_features, out_features, cond_dim, width
+        super().__init__(in_features, out_features, cond_dim, width=width, layers=layers, film_hidden=film_hidden)
+        self.width = width
         self.in_proj = nn.Linear(in_features, width)
         self.blocks = nn.ModuleList(S4DBlock(width, state, init, dt_min, dt_max, chunk, fused) for _ in range(layers))
         self.control = (
@@ -374,13 +316,6 @@ class S4DModel(nn.Module):
         """Zero state for ``batch_size`` signals: one complex :math:`(B, width, N)` per block."""
         return tuple(block.initial_state(batch_size) for block in self.blocks)
 
-    @torch.no_grad()
-    def zero_output_(self) -> "S4DModel":
-        """Zero the output layer, so the model starts by predicting exactly 0."""
-        self.out_proj.weight.zero_()
-        self.out_proj.bias.zero_()
-        return self
-
     def _films(self, cond: Optional[Tensor]):
         """Per block ``(scale + 1, shift)`` broadcastable to (B, T, width); None without conditioning."""
         if self.control is None:
@@ -391,14 +326,7 @@ class S4DModel(nn.Module):
         scale, shift = out.unflatten(-1, (len(self.blocks), 2, self.width)).unbind(-2)
         return [(scale[..., i, :] + 1.0, shift[..., i, :]) for i in range(len(self.blocks))]
 
-    def process(self, x: Tensor, cond: Optional[Tensor], state: Optional[Tuple[Tensor, ...]] = None):
-        """One block of a stream; returns ``(y_block, state)``. Shapes: see :mod:`neural.models`."""
-        check_io(self, x, cond)
-        if state is not None and len(state) != len(self.blocks):
-            raise ValueError(f"state has {len(state)} layers, the model has {len(self.blocks)}")
-        if x.shape[1] == 0:  # an empty block changes nothing
-            state = self.initial_state(x.shape[0]) if state is None else state
-            return x.new_zeros(x.shape[0], 0, self.out_features), state
+    def _run(self, x: Tensor, cond: Optional[Tensor], state: Optional[Tuple[Tensor, ...]]):
         h = self.in_proj(x)
         new_state = []
         for i, (block, act, film) in enumerate(zip(self.blocks, self.acts, self._films(cond))):
@@ -408,7 +336,3 @@ class S4DModel(nn.Module):
             h = h + act(y)
             new_state.append(s)
         return self.out_proj(h), tuple(new_state)
-
-    def forward(self, x: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """Offline, from silence. Shape :math:`(B, T, F_{in})` -> :math:`(B, T, F_{out})`."""
-        return self.process(x, cond, None)[0]

@@ -2,7 +2,7 @@
 import torch
 
 from neural import build_head
-from neural.scan import scan_sequential
+from neural.kernels.scan import scan_sequential
 
 SR = 44100
 

@@ -7,7 +7,7 @@ the default sizes, and a tiny model overfitting a short clip.
 import torch
 
 from neural import build_head
-from neural.scan import scan_sequential
+from neural.kernels.scan import scan_sequential
 
 COND = 3
 STEPS = 600

@@ -14,12 +14,15 @@ run from about ``1 / (N dt_max)`` to ``1 / dt_min`` samples (2.5 to 10000 sample
 0.06 ms to 0.23 s at 44.1 kHz, for the defaults), the range of a compressor's attack
 and release.
 
-Scan: with autograd recording (training), :func:`neural.scan.scan_parallel`; without
+Scan: with autograd recording (training), :func:`neural.kernels.scan.scan_parallel`; without
 (``torch.no_grad`` / ``torch.inference_mode``, CPU), the compiled fused kernel of
-:mod:`neural.fused_scan`, which is what makes short streaming blocks cheap.
+:mod:`neural.kernels.selective`, which is what makes short streaming blocks cheap.
 
 Streaming: the block carries the last ``d_conv - 1`` conv inputs and the scan state;
 running a signal block by block gives the offline output (to float rounding).
+
+Backbone (:class:`S6Model`): the conditioned stack of :mod:`neural.backbones.stack`
+with S6 blocks.
 """
 from __future__ import annotations
 
@@ -30,10 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import fused_scan
-from .scan import scan_parallel
+from ..kernels import selective
+from ..kernels.compiled import use_compiled
+from ..kernels.scan import scan_parallel
+from .base import register
+from .stack import ConditionedStack
 
-__all__ = ["S6Block"]
+__all__ = ["S6Block", "S6Model"]
 
 S6State = Tuple[Tensor, Tensor]
 
@@ -111,13 +117,6 @@ class S6Block(nn.Module):
         weight = (self._eye * self.conv_weight).reshape(self.d_inner, self.d_inner * self.d_conv)
         return F.linear(windows, weight, self.conv_bias), new_tail
 
-    def _use_fused(self, x: Tensor) -> bool:
-        if not self.fused or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-            return False
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            return False
-        return fused_scan.available()
-
     def forward(self, x: Tensor, state: Optional[S6State] = None) -> Tuple[Tensor, S6State]:
         # row blocks of one weight, applied separately: contiguous outputs keep the
         # elementwise ops below on their fast paths
@@ -135,9 +134,46 @@ class S6Block(nn.Module):
         B, C = F.linear(u, w_x[d:], b_x[d:]).split([n, n], dim=-1)  # (B, T, N) each
         a = torch.exp(delta.unsqueeze(-1) * -torch.exp(self.A_log))  # (B, T, d_inner, N)
         bu = delta * u
-        if self._use_fused(x):
-            y, h_last = fused_scan.selective_scan_fused(a, bu, B, C, u, self.D, h0)
+        if use_compiled(self, x, self.fused, selective.KERNEL):
+            y, h_last = selective.selective_scan_fused(a, bu, B, C, u, self.D, h0)
         else:
             h, h_last = scan_parallel(a, bu.unsqueeze(-1) * B.unsqueeze(2), h0, self.chunk)
             y = torch.addcmul(torch.matmul(h, C.unsqueeze(-1)).squeeze(-1), u, self.D)
         return self.out_proj(y * F.silu(z)), (new_tail, h_last)
+
+
+@register("s6")
+class S6Model(ConditionedStack):
+    """Conditioned stack of S6 blocks.
+
+    Args:
+        in_features, out_features, cond_dim: see :class:`neural.backbones.base.Backbone`.
+        width: channels (d_model of each block).
+        state: S6 state size N.
+        layers: number of [S6, FiLM, GLU] layers.
+        expand: inner channels per S6 block = expand * width.
+        conv: width of the causal depthwise conv.
+        film_hidden: hidden width of each FiLM MLP.
+        dt_min, dt_max: initial step-size range (see the module doc).
+        chunk: chunk length of the parallel scan.
+        fused: use the compiled inference kernel when no gradient is recorded.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        cond_dim: int,
+        width: int = 16,
+        state: int = 4,
+        layers: int = 1,
+        expand: int = 1,
+        conv: int = 4,
+        film_hidden: int = 16,
+        dt_min: float = 1e-4,
+        dt_max: float = 1e-1,
+        chunk: int = 8,
+        fused: bool = True,
+    ):
+        blocks = [S6Block(width, state, expand, conv, dt_min, dt_max, chunk, fused) for _ in range(layers)]
+        super().__init__(in_features, out_features, cond_dim, width, blocks, film_hidden)

@@ -42,7 +42,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .ff import check_io
+from .base import Backbone, register
 from .film import FiLM
 
 __all__ = ["EDModel"]
@@ -51,13 +51,12 @@ EDState = Tuple[Tensor]
 _ENCODER_BATCH = 2048  # windows per LSTM call when encoding
 
 
-class EDModel(nn.Module):
+@register("ed")
+class EDModel(Backbone):
     """Window encoder, FiLM on its state, one-step LSTM decoder, linear read-out.
 
     Args:
-        in_features: F_in, features per input sample.
-        out_features: F_out, features per output sample.
-        cond_dim: C, size of the conditioning vector (0: unconditioned).
+        in_features, out_features, cond_dim: see :class:`neural.backbones.base.Backbone`.
         hidden: units of the encoder and of the decoder.
         window: past input samples the encoder reads (the study's best: 16).
         encoder: ``"lstm"`` or ``"conv"`` (see the module doc).
@@ -74,14 +73,9 @@ class EDModel(nn.Module):
         encoder: str = "lstm",
         film_hidden: int = 16,
     ):
-        super().__init__()
-        if min(in_features, out_features, hidden, window) < 1 or cond_dim < 0:
-            raise ValueError(
-                f"bad ED sizes: in={in_features}, out={out_features}, cond={cond_dim}, hidden={hidden}, window={window}"
-            )
+        super().__init__(in_features, out_features, cond_dim, hidden=hidden, window=window)
         if encoder not in ("lstm", "conv"):
             raise ValueError(f"unknown encoder {encoder!r}; choose 'lstm' or 'conv'")
-        self.in_features, self.out_features, self.cond_dim = in_features, out_features, cond_dim
         self.hidden, self.window, self.encoder_kind = hidden, window, encoder
         if encoder == "lstm":
             self.encoder = nn.LSTM(in_features, hidden, batch_first=True)
@@ -98,12 +92,9 @@ class EDModel(nn.Module):
         w = self.out_proj.weight
         return (w.new_zeros(batch_size, self.window, self.in_features),)
 
-    @torch.no_grad()
-    def zero_output_(self) -> "EDModel":
-        """Zero the output layer, so the model starts by predicting exactly 0."""
-        self.out_proj.weight.zero_()
-        self.out_proj.bias.zero_()
-        return self
+    def check_state(self, state: EDState, x: Tensor) -> None:
+        if len(state) != 1 or state[0].shape != (x.shape[0], self.window, x.shape[2]):
+            raise ValueError(f"ED state must be ((B, {self.window}, {x.shape[2]}),)")
 
     def _encode(self, windows: Tensor) -> Tuple[Tensor, Tensor]:
         """Windows (B, T, F_in, window) -> the decoder's initial (h, c), each (B, T, hidden)."""
@@ -117,16 +108,10 @@ class EDModel(nn.Module):
         h, c = self.encoder(windows.transpose(2, 3).reshape(b, t, self.window * self.in_features)).chunk(2, dim=-1)
         return torch.tanh(h), c
 
-    def process(self, x: Tensor, cond: Optional[Tensor], state: Optional[EDState] = None) -> Tuple[Tensor, EDState]:
-        """One block of a stream; returns ``(y_block, state)``. Shapes: see the module doc."""
-        check_io(self, x, cond)
+    def _run(self, x: Tensor, cond: Optional[Tensor], state: Optional[EDState]) -> Tuple[Tensor, EDState]:
         b, t, f = x.shape
         if state is None:
             state = self.initial_state(b)
-        elif len(state) != 1 or state[0].shape != (b, self.window, f):
-            raise ValueError(f"ED state must be ((B, {self.window}, {f}),)")
-        if t == 0:  # an empty block changes nothing
-            return x.new_zeros(b, 0, self.out_features), state
         seq = torch.cat([state[0], x], dim=1)  # (B, window + T, F)
         windows = seq[:, :-1].unfold(1, self.window, 1)  # (B, T, F, window): samples t - window .. t - 1
         h, c = self._encode(windows)
@@ -134,7 +119,3 @@ class EDModel(nn.Module):
         h, _ = self.decoder(x.reshape(b * t, f), (h.reshape(b * t, self.hidden), c.reshape(b * t, self.hidden)))
         y = self.out_proj(h).reshape(b, t, self.out_features)
         return y, (seq[:, -self.window:].clone(),)
-
-    def forward(self, x: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """Offline, from silence. Shape :math:`(B, T, F_{in})` -> :math:`(B, T, F_{out})`."""
-        return self.process(x, cond, None)[0]

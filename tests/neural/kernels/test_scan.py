@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neural.scan import scan_parallel, scan_sequential
+from neural.kernels.scan import scan_parallel, scan_sequential
 
 
 def _inputs(shape, dtype, low=0.0, high=1.0, seed=0):

@@ -4,7 +4,7 @@ import torch
 
 import backbone_contract as contract
 from neural import HEADS, build_head, count_parameters
-from neural.ed import EDModel
+from neural.backbones.ed import EDModel
 
 SETUPS = [{}, {"encoder": "conv", "window": 5, "hidden": 8}]
 IDS = ["lstm", "conv"]

@@ -4,7 +4,7 @@ import torch
 
 import backbone_contract as contract
 from neural import HEADS, build_head, count_parameters
-from neural.ff import FFModel
+from neural.backbones.ff import FFModel
 
 SETUPS = [{}, {"width": 8, "layers": 3, "activation": "sigmoid", "film_hidden": 4}]
 IDS = ["default", "small"]

@@ -6,7 +6,8 @@ import torch
 
 import backbone_contract as contract
 from neural import HEADS, build_head, count_parameters
-from neural.s4d import S4DLayer, S4DModel, fused_available
+from neural.backbones.s4d import S4DLayer, S4DModel
+from neural.kernels.lti import SSM_KERNEL
 
 SETUPS = [{}, {"fused": False, "chunk": 16, "init": "inv", "width": 8, "layers": 2}]
 IDS = ["default", "torch-path"]
@@ -65,7 +66,7 @@ def test_chunked_ssm_is_the_recurrence(init, chunk, steps):
     assert (y - ref).abs().max() < 1e-10 and (h - ref_h).abs().max() < 1e-10
 
 
-@pytest.mark.skipif(not fused_available(), reason="numba not available")
+@pytest.mark.skipif(not SSM_KERNEL.available(), reason="numba not available")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_kernel_is_the_recurrence(dtype):
     torch.manual_seed(0)

@@ -3,10 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neural import fused_scan
-from neural.film import FiLM, GLU
-from neural.lstm import LSTMBlock
-from neural.s6 import S6Block
+from neural.backbones.film import FiLM, GLU
+from neural.backbones.lstm import LSTMBlock
+from neural.backbones.s6 import S6Block
+from neural.kernels import selective
 
 
 def test_film_shapes_and_per_sample_conditioning():
@@ -61,7 +61,7 @@ def test_s6_is_causal():
     assert not torch.allclose(y[:, 60:], y2[:, 60:])
 
 
-@pytest.mark.skipif(not fused_scan.available(), reason="numba not available")
+@pytest.mark.skipif(not selective.available(), reason="numba not available")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_kernel_matches_torch_path(dtype):
     torch.manual_seed(0)
