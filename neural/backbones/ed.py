@@ -63,16 +63,8 @@ class EDModel(Backbone):
         film_hidden: hidden width of the FiLM MLP.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        cond_dim: int,
-        hidden: int = 16,
-        window: int = 16,
-        encoder: str = "lstm",
-        film_hidden: int = 16,
-    ):
+    def __init__(self, in_features: int, out_features: int, cond_dim: int, hidden: int = 16, window: int = 16,
+                 encoder: str = "lstm", film_hidden: int = 16):
         super().__init__(in_features, out_features, cond_dim, hidden=hidden, window=window)
         if encoder not in ("lstm", "conv"):
             raise ValueError(f"unknown encoder {encoder!r}; choose 'lstm' or 'conv'")

@@ -44,16 +44,8 @@ class FFModel(Backbone):
         film_hidden: hidden width of each FiLM MLP.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        cond_dim: int,
-        width: int = 32,
-        layers: int = 2,
-        activation: str = "tanh",
-        film_hidden: int = 16,
-    ):
+    def __init__(self, in_features: int, out_features: int, cond_dim: int, width: int = 32, layers: int = 2,
+                 activation: str = "tanh", film_hidden: int = 16):
         super().__init__(in_features, out_features, cond_dim, width=width, layers=layers)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")

@@ -66,16 +66,8 @@ class LRULayer(nn.Module):
     ``forward(u, state=None) -> (y, state)``; ``state=None`` means silence before u.
     """
 
-    def __init__(
-        self,
-        width: int,
-        state: int = 16,
-        r_min: float = 0.9,
-        r_max: float = 0.99995,
-        max_phase: float = math.pi / 10,
-        chunk: int = 8,
-        fused: bool = True,
-    ):
+    def __init__(self, width: int, state: int = 16, r_min: float = 0.9, r_max: float = 0.99995,
+                 max_phase: float = math.pi / 10, chunk: int = 8, fused: bool = True):
         super().__init__()
         if min(width, state) < 1 or not 0 <= r_min < r_max < 1 or max_phase <= 0 or chunk < 2:
             raise ValueError("bad LRU sizes, ring or phase range")
@@ -153,20 +145,8 @@ class LRUModel(ConditionedStack):
         fused: stream through the compiled recurrence when no gradient is recorded.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        cond_dim: int,
-        width: int = 16,
-        state: int = 16,
-        layers: int = 2,
-        r_min: float = 0.9,
-        r_max: float = 0.99995,
-        max_phase: float = math.pi / 10,
-        chunk: int = 8,
-        film_hidden: int = 16,
-        fused: bool = True,
-    ):
+    def __init__(self, in_features: int, out_features: int, cond_dim: int, width: int = 16, state: int = 16,
+                 layers: int = 2, r_min: float = 0.9, r_max: float = 0.99995, max_phase: float = math.pi / 10,
+                 chunk: int = 8, film_hidden: int = 16, fused: bool = True):
         blocks = [LRUBlock(width, state, r_min, r_max, max_phase, chunk, fused) for _ in range(max(layers, 0))]
         super().__init__(in_features, out_features, cond_dim, width, blocks, film_hidden)

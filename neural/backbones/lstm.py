@@ -50,14 +50,7 @@ class LSTMModel(ConditionedStack):
         film_hidden: hidden width of each FiLM MLP.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        cond_dim: int,
-        hidden: int = 16,
-        layers: int = 1,
-        film_hidden: int = 16,
-    ):
+    def __init__(self, in_features: int, out_features: int, cond_dim: int, hidden: int = 16, layers: int = 1,
+                 film_hidden: int = 16):
         blocks = [LSTMBlock(hidden) for _ in range(layers)]
         super().__init__(in_features, out_features, cond_dim, hidden, blocks, film_hidden)

@@ -93,16 +93,8 @@ class S4DLayer(nn.Module):
     ``forward(u, state=None) -> (y, state)``; ``state=None`` means silence before u.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        state: int = 4,
-        init: str = "lin",
-        dt_min: float = 1e-4,
-        dt_max: float = 1e-1,
-        chunk: int = 64,
-        fused: bool = True,
-    ):
+    def __init__(self, channels: int, state: int = 4, init: str = "lin", dt_min: float = 1e-4, dt_max: float = 1e-1,
+                 chunk: int = 64, fused: bool = True):
         super().__init__()
         if min(channels, state, chunk) < 1 or not 0 < dt_min <= dt_max:
             raise ValueError("bad S4D sizes or step range")
@@ -285,21 +277,9 @@ class S4DModel(Backbone):
         fused: stream through the compiled recurrence when no gradient is recorded.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        cond_dim: int,
-        width: int = 16,
-        state: int = 4,
-        layers: int = 4,
-        init: str = "lin",
-        dt_min: float = 1e-4,
-        dt_max: float = 1e-1,
-        chunk: int = 64,
-        film_hidden: int = 16,
-        fused: bool = True,
-    ):
+    def __init__(self, in_features: int, out_features: int, cond_dim: int, width: int = 16, state: int = 4,
+                 layers: int = 4, init: str = "lin", dt_min: float = 1e-4, dt_max: float = 1e-1, chunk: int = 64,
+                 film_hidden: int = 16, fused: bool = True):
         super().__init__(in_features, out_features, cond_dim, width=width, layers=layers, film_hidden=film_hidden)
         self.width = width
         self.in_proj = nn.Linear(in_features, width)

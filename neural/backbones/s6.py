@@ -64,17 +64,8 @@ class S6Block(nn.Module):
           (the last conv inputs) and h :math:`(B, d_inner, N)` (the scan state)
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 4,
-        expand: int = 1,
-        d_conv: int = 4,
-        dt_min: float = 1e-4,
-        dt_max: float = 1e-1,
-        chunk: int = 8,
-        fused: bool = True,
-    ):
+    def __init__(self, d_model: int, d_state: int = 4, expand: int = 1, d_conv: int = 4, dt_min: float = 1e-4,
+                 dt_max: float = 1e-1, chunk: int = 8, fused: bool = True):
         super().__init__()
         if min(d_model, d_state, expand, d_conv) < 1 or not 0 < dt_min <= dt_max:
             raise ValueError("bad S6Block sizes or step range")
@@ -159,21 +150,8 @@ class S6Model(ConditionedStack):
         fused: use the compiled inference kernel when no gradient is recorded.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        cond_dim: int,
-        width: int = 16,
-        state: int = 4,
-        layers: int = 1,
-        expand: int = 1,
-        conv: int = 4,
-        film_hidden: int = 16,
-        dt_min: float = 1e-4,
-        dt_max: float = 1e-1,
-        chunk: int = 8,
-        fused: bool = True,
-    ):
+    def __init__(self, in_features: int, out_features: int, cond_dim: int, width: int = 16, state: int = 4,
+                 layers: int = 1, expand: int = 1, conv: int = 4, film_hidden: int = 16, dt_min: float = 1e-4,
+                 dt_max: float = 1e-1, chunk: int = 8, fused: bool = True):
         blocks = [S6Block(width, state, expand, conv, dt_min, dt_max, chunk, fused) for _ in range(layers)]
         super().__init__(in_features, out_features, cond_dim, width, blocks, film_hidden)

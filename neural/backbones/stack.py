@@ -33,15 +33,8 @@ class ConditionedStack(Backbone):
         film_hidden: hidden width of each FiLM MLP.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        cond_dim: int,
-        width: int,
-        blocks: Sequence[nn.Module],
-        film_hidden: int = 16,
-    ):
+    def __init__(self, in_features: int, out_features: int, cond_dim: int, width: int, blocks: Sequence[nn.Module],
+                 film_hidden: int = 16):
         super().__init__(in_features, out_features, cond_dim, width=width, layers=len(blocks))
         self.in_proj = nn.Linear(in_features, width)
         self.blocks = nn.ModuleList(blocks)

@@ -122,13 +122,7 @@ def scan_parallel(
             loop of ``T`` fused multiply-adds; 8 suits both short streaming blocks and
             long training sequences on CPU.
 
-    Returns:
-        ``(h, h_last)``: every state and the final state (equal to ``h0`` when T = 0).
-
-    Shape:
-        - a, b: :math:`(B, T, *)` (time on axis 1, any trailing state axes)
-        - h0: :math:`(B, *)`
-        - h: :math:`(B, T, *)`, h_last: :math:`(B, *)`
+    Returns and shapes: as :func:`scan_sequential`.
     """
     h0 = _check(a, b, h0)
     if chunk < 2:

@@ -1,6 +1,7 @@
 """The backbone family's contract, checked one backbone at a time.
 
-Used by test_ff.py, test_ed.py, test_s4d.py and test_lru.py: streaming equals offline
+Used by test_heads.py, test_overfit.py and the tests in backbones/ (this folder's
+conftest.py puts it on the import path): streaming equals offline
 through every head, conditioning changes the output, gradients reach every parameter,
 the default sizes, and a tiny model overfitting a short clip.
 """
