@@ -11,7 +11,7 @@ import sys
 
 from common.errors import run_main
 from common.config import load_config
-from dsp.jobs import run_fit_job
+from jobs.fit import run_fit_job
 
 
 def main() -> int:
