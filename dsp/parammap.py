@@ -116,7 +116,8 @@ def load_param_map(path: str | Path) -> ParamMap:
     if not p.is_file():
         raise UserError(f"{p}: knob map not found (run a chain with train_comp.py first)")
     try:
-        pm = param_map_from_record(yaml.safe_load(p.read_text()))
+        record = yaml.safe_load(p.read_text())
+        pm = param_map_from_record({"kind": "knobmap", **record})   # the first knob maps had no kind
     except UserError:
         raise
     except Exception:
