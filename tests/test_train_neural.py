@@ -93,7 +93,7 @@ def test_test_comp_renders_a_neural_checkpoint(trained, run_cli, tmp_path):
     b, _ = sf.read(str(tmp_path / "b.wav"), dtype="float32", always_2d=True)
     np.testing.assert_allclose(a, b, atol=1e-5)
     renderer = NeuralRenderer.load(best)
-    proc = renderer.block_processor(SR, "limit", 85)
+    proc = renderer.block_processor(SR, {"mode": "limit", "peak_reduction": 85})
     np.testing.assert_allclose(a.T, proc(x), atol=1e-5)
 
 
