@@ -15,7 +15,7 @@ waits for a core.
 
 Every backbone in :data:`neural.models.BACKBONES` is measured (s6, lstm, and the seed
 papers' ff, ed, s4d, lru) unless ``--backbones`` names a subset, each with the sizes
-and the heads its model file ``cfg/neural/<backbone>.yaml`` trains by default (its
+and the heads its model file ``cfg/model/<backbone>.yaml`` trains by default (its
 hybrid head and the black box; control rate included where the file sets ``frame``).
 """
 from __future__ import annotations

@@ -50,7 +50,7 @@ def test_training_writes_checkpoints_log_and_table(trained):
     assert r.variant == "hybrid" and r.record["unseen_levels"] == [90]
     # the hybrid's default conditioning: fitted parameters, switch, then PR / 100
     assert r.record["model"]["conditioning"] == "fitted+knobs"
-    assert r.conditioning("limit", 90)[-2:].tolist() == pytest.approx([1.0, 0.9])
+    assert r.conditioning({"mode": "limit", "peak_reduction": 90})[-2:].tolist() == pytest.approx([1.0, 0.9])
     assert all(pr != 90 for _, pr in r.record["trained_levels"])
 
 

@@ -41,14 +41,6 @@ def _checkpoint(path, backbone, variant, head, conditioning, seed=0):
     return path
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("backbone, variant, head, conditioning", CASES)
 def test_streaming_equals_offline(tmp_path, backbone, variant, head, conditioning):
     r = NeuralRenderer.load(_checkpoint(tmp_path / "m.pt", backbone, variant, head, conditioning))
