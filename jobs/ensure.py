@@ -38,7 +38,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         path = dsp_dir / "knobmap.yaml"
         missing = not path.is_file()
         command = f"python train_comp.py ckpt_dir={dsp_dir}"
-        problem, what = f"{path}: no DSP chain", f"no DSP chain in {dsp_dir}"
+        problem, what = f"{path}: no DSP chain", f"no DSP chain in {dsp_dir}: fitting it first"
         if modes is not None:
             overrides.append(f"modes=[{','.join(str(m) for m in modes)}]")
     else:
@@ -46,11 +46,11 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         missing = bool(todo)
         command = f"python train_comp.py data=manifest data.path={data.path} ckpt_dir={dsp_dir}"
         problem = f"{dsp_dir}: no DSP fit of manifest line {todo[0].index}" if todo else ""
-        what = f"{len(todo)} manifest rows without a DSP fit in {dsp_dir}"
+        what = f"{len(todo)} manifest rows without a DSP fit in {dsp_dir}: fitting them first"
     if missing:
         if not fit:
             raise UserError(f"{problem}; run `{command}` first (or set fit_chain=true)")
-        print(f"{what}: fitting it first ({command})")
+        print(f"{what} ({command})")
         fit_cfg = load_config("config", overrides)
         fit_cfg.data = data
         run_fit_job(fit_cfg)
