@@ -242,7 +242,7 @@ def _test(cfg, corpus: Corpus, out_dir: Path) -> int:
     if corpus.note:
         print(corpus.note)
     write_results_csv(out_dir / "test_esr.csv", rows, corpus.device)
-    means = {(m["mode"], m["levels"]): m for m in summarise(rows)}
+    means = {(m["mode"], m["levels"]): m for m in summarise(rows, corpus.device)}
     if corpus.device is LA2A and ("all", "unseen") in means:
         m = means[("all", "unseen")]
         print(f"\nunseen levels {sorted({int(v) for v in cfg.unseen_levels})}: mean ESR {m['esr_model']:.4f} "

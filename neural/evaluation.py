@@ -31,7 +31,7 @@ _WORDS = {True: ("levels", "seen", "UNSEEN", "seen", "unseen"),            # a d
 
 
 def _words(device: Device) -> tuple:
-    return _WORDS["mode" in device.knobs]
+    return _WORDS[device == LA2A]
 
 
 def score_tracks(tracks: Sequence, predict: Callable, seen: Callable[[dict], bool],
@@ -57,11 +57,11 @@ def score_tracks(tracks: Sequence, predict: Callable, seen: Callable[[dict], boo
     return rows
 
 
-def summarise(rows: Sequence[dict]) -> list[dict]:
-    """Mean ESR over seen and over unseen settings: per mode (where the device has one)
-    and over all (``mode`` "all")."""
+def summarise(rows: Sequence[dict], device: Device = LA2A) -> list[dict]:
+    """Mean ESR over seen and over unseen settings: per mode (the LA-2A's switch) and over
+    all (``mode`` "all")."""
     out = []
-    groups = sorted({r["setting"]["mode"] for r in rows if "mode" in r["setting"]})
+    groups = sorted({r["setting"]["mode"] for r in rows}) if device == LA2A else []
     for mode in groups + ["all"]:
         for seen in (True, False):
             sel = [r for r in rows if (mode == "all" or r["setting"].get("mode") == mode) and r["seen"] == seen]
@@ -90,10 +90,8 @@ def format_results(rows: Sequence[dict], model_name: str, device: Device = LA2A)
     table = format_table(shown, _setting_columns(device, taken) + [
         ("seen", header, ""), ("esr_dsp", "ESR DSP", ".4f"), ("esr_model", f"ESR {model_name}", ".4f"),
         ("ratio", "model/DSP", ".2f")])
-    means = summarise(rows)
-    mode_column = [("mode", "mode", "")]
-    if "mode" not in device.knobs:   # one group: the overall means
-        means, mode_column = [m for m in means if m["mode"] == "all"], []
+    means = summarise(rows, device)
+    mode_column = [("mode", "mode", "")] if device == LA2A else []
     means = [{**m, "levels": mean_seen if m["levels"] == "seen" else mean_unseen} for m in means]
     means = format_table(means, mode_column + [("levels", "levels" if mode_column else "settings", ""),
                                                ("n", "n", "d"), ("esr_dsp", "mean ESR DSP", ".4f"),
