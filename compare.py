@@ -11,7 +11,7 @@ import sys
 
 from common.config import load_config
 from common.errors import run_main
-from report.job import run_compare
+from jobs.compare import run_compare
 
 
 def main() -> int:

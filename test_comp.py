@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from audio.devices import LA2A, MODES, la2a_setting
 from audio.io import audio_info, process_file
 from common.errors import ArgumentParser, UserError, run_main
 from dsp.checkpoint import load_checkpoint
@@ -36,7 +37,7 @@ def parse_args(argv):
     ap.add_argument("input", help="audio file to compress")
     ap.add_argument("output", help="where to write the result (.wav, .flac, .aiff)")
     ap.add_argument("--peak-reduction", type=float, help="PR setting 0..100 (with a chain folder)")
-    ap.add_argument("--mode", choices=["compress", "limit"], help="switch setting (with a chain folder)")
+    ap.add_argument("--mode", choices=list(MODES), help="switch setting (with a chain folder)")
     ap.add_argument("--neural", metavar="MODEL.pt", help="render through a trained neural model")
     ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                     help="knob setting of a neural model trained on a manifest (one per knob)")
@@ -57,9 +58,9 @@ def resolve_params(args) -> tuple[dict, str]:
         if not 0 <= args.peak_reduction <= 100:
             raise UserError(f"--peak-reduction {args.peak_reduction:g} is outside 0..100")
         kmap = KnobMap.load(src / "knobmap.yaml")
-        if args.mode not in kmap.modes:
-            raise UserError(f"{src / 'knobmap.yaml'}: has no {args.mode!r} mode (has {', '.join(kmap.modes)})")
-        params = kmap.at(args.mode, args.peak_reduction)
+        setting = la2a_setting(args.mode, args.peak_reduction)
+        kmap.check(setting, str(src / "knobmap.yaml"))
+        params = kmap.at(setting)
         return params, f"{args.mode} PR {args.peak_reduction:g} from {src / 'knobmap.yaml'}"
     if args.peak_reduction is not None or args.mode is not None:
         raise UserError(f"{src}: --peak-reduction and --mode need a chain folder, not a ckpt.yaml")
@@ -95,26 +96,22 @@ def parse_knobs(items: list[str]) -> dict:
 def main_neural(args, path: Path) -> int:
     from neural.inference import NeuralRenderer
     renderer = NeuralRenderer.load(path)
-    if renderer.knobs is not None:
+    if renderer.device != LA2A:
         if args.peak_reduction is not None or args.mode is not None or not args.knob:
             raise UserError(f"{path}: a model of a device with the knobs {', '.join(renderer.knobs)} needs "
                             "--knob NAME=VALUE for each (not --peak-reduction or --mode)")
-        knobs = parse_knobs(args.knob)
-        setting = ", ".join(f"{k} {v:g}" for k, v in knobs.items())
+        setting = parse_knobs(args.knob)
     else:
         if args.knob:
             raise UserError(f"{path}: an LA-2A model takes --peak-reduction and --mode, not --knob")
         if args.peak_reduction is None or args.mode is None:
             raise UserError(f"{path}: a neural model needs --peak-reduction and --mode")
-        setting = f"{args.mode} PR {args.peak_reduction:g}"
+        setting = la2a_setting(args.mode, args.peak_reduction)
     sr = audio_info(args.input).sample_rate
-    if renderer.knobs is not None:
-        proc = renderer.knob_block_processor(sr, knobs)
-    else:
-        proc = renderer.block_processor(sr, args.mode, args.peak_reduction)
+    proc = renderer.block_processor(sr, setting)
     stats = process_file(args.input, args.output, proc, args.block)
     print(f"wrote {args.output} ({stats['frames'] / sr:.2f} s, {stats['channels']} ch, {sr} Hz) with {path} "
-          f"({renderer.name}, {renderer.num_parameters} parameters) at {setting}")
+          f"({renderer.name}, {renderer.num_parameters} parameters) at {renderer.device.label(setting)}")
     if stats["clipped"]:
         print(f"warning: {stats['clipped']} samples clipped to full scale in {args.output}", file=sys.stderr)
     return 0

@@ -4,6 +4,10 @@
     python train_comp.py data=signaltrain data.root=DIR    # the real SignalTrain LA-2A
     python train_comp.py data.input=IN.wav data.target=TARGET.wav ckpt_dir=DIR   # one pair
     python train_comp.py data=ff_a                         # recover a digital compressor
+    python train_comp.py data=manifest data.path=M.csv ckpt_dir=DIR   # every Train take of a manifest
+
+The job is ``job=auto`` (default: what the data asks for) or one of pair, digital,
+chain, manifest (jobs/fit.py).
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import sys
 
 from common.errors import run_main
 from common.config import load_config
-from dsp.jobs import run_fit_job
+from jobs.fit import run_fit_job
 
 
 def main() -> int:

@@ -4,7 +4,7 @@
     python train_neural.py model=lstm variant=blackbox     # the knobs alone
     python train_neural.py data=signaltrain data.root=DIR model=s6 max_minutes=60
 
-Settings: cfg/train_neural.yaml and cfg/neural/<model>.yaml (Hydra-style overrides).
+Settings: cfg/train_neural.yaml and the config group cfg/model/<model>.yaml (Hydra-style overrides).
 Writes out_dir/{best.pt,last.pt,log.csv,test_esr.csv}; an interrupted run resumes
 from last.pt. Render with ``python test_comp.py --neural out_dir/best.pt IN OUT
 --peak-reduction P --mode M``.
@@ -15,7 +15,7 @@ import sys
 
 from common.config import load_config
 from common.errors import run_main
-from neural.job import run_train_job
+from jobs.train import run_train_job
 
 
 def main() -> int:

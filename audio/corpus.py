@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audio import material, standin
+from audio.devices import MODES
 from audio.io import write_audio
 from audio.signaltrain import input_name, target_name
 
@@ -36,7 +37,7 @@ class CorpusSpec:
     train_seconds: float = 60.0
     eval_seconds: float = 20.0
     levels: tuple[int, ...] = tuple(range(100, 35, -5))
-    modes: tuple[str, ...] = ("compress", "limit")
+    modes: tuple[str, ...] = MODES
 
     def key(self) -> str:
         # the generators' source is part of the key: a changed device never reuses a stale cache

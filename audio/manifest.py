@@ -13,11 +13,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audio.devices import KnobDevice
+from audio.signaltrain import SPLITS
 from common.errors import UserError
 
-__all__ = ["ManifestRow", "read_manifest", "knob_names", "knob_columns"]
+__all__ = ["ManifestRow", "read_manifest", "knob_names", "manifest_device", "DEVICE_NAME"]
 
-SPLITS = ("Train", "Val", "Test")
+DEVICE_NAME = "manifest"   # what the mode column of a comparison shows for such a device
 _REQUIRED = ("split", "input", "target")
 
 
@@ -28,6 +30,15 @@ class ManifestRow:
     input: Path
     target: Path
     knobs: dict[str, float] = field(hash=False)
+
+    @property
+    def id(self) -> int:
+        return self.index
+
+    @property
+    def setting(self) -> dict:
+        """The row's knob dict (a setting of its device)."""
+        return self.knobs
 
     def label(self) -> str:
         return "_".join(f"{k}{v:g}" for k, v in self.knobs.items())
@@ -83,7 +94,6 @@ def knob_names(rows: list[ManifestRow]) -> list[str]:
     return list(rows[0].knobs)
 
 
-def knob_columns(knobs, taken) -> dict[str, str]:
-    """Column name of every knob in a table: its own name, or ``knob_<name>`` where that
-    is already one of the ``taken`` columns."""
-    return {k: (f"knob_{k}" if k in taken else k) for k in knobs}
+def manifest_device(rows: list[ManifestRow]) -> KnobDevice:
+    """The device whose takes the manifest lists: its knob columns, in order."""
+    return KnobDevice(knob_names(rows), name=DEVICE_NAME)

@@ -19,13 +19,20 @@ import torch
 
 from dsp.preemphasis import preemphasis_np
 
-__all__ = ["esr", "mae", "stft", "lufs_diff", "METRICS", "all_metrics"]
+__all__ = ["pooled_error", "esr", "mae", "stft", "lufs_diff", "METRICS", "all_metrics"]
+
+
+def pooled_error(pred: np.ndarray, target: np.ndarray, skip: int = 0) -> tuple[float, float]:
+    """The two sums of the ESR: squared error of the pre-emphasised signals and energy of the
+    pre-emphasised target (kept apart so that several files can be pooled)."""
+    t = preemphasis_np(np.asarray(target, np.float64))[skip:]
+    e = preemphasis_np(np.asarray(pred, np.float64))[skip:] - t
+    return float(np.sum(e * e)), float(np.sum(t * t))
 
 
 def esr(pred: np.ndarray, target: np.ndarray, sample_rate: int, skip: int = 0) -> float:
-    e = preemphasis_np(np.asarray(pred, np.float64) - np.asarray(target, np.float64))[skip:]
-    t = preemphasis_np(np.asarray(target, np.float64))[skip:]
-    return float(np.sum(e ** 2) / max(np.sum(t ** 2), 1e-20))
+    error, energy = pooled_error(pred, target, skip)
+    return error / max(energy, 1e-20)
 
 
 def mae(pred: np.ndarray, target: np.ndarray, sample_rate: int, skip: int = 0) -> float:

@@ -13,13 +13,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from audio.devices import MODES, SWITCH
 from common.errors import UserError
 
-__all__ = ["SPLITS", "MODES", "Pair", "input_name", "target_name", "scan_corpus", "find_level"]
+__all__ = ["SPLITS", "Pair", "input_name", "target_name", "scan_corpus", "find_level"]
 
 SPLITS = ("Train", "Val", "Test")
-MODES = {0: "compress", 1: "limit"}
-SWITCH = {v: k for k, v in MODES.items()}
 
 _INPUT = re.compile(r"^input_(\d+)_\.wav$", re.IGNORECASE)
 _TARGET = re.compile(r"^target_(\d+)_LA2A_(\w+?)__([01])__(\d+)\.wav$", re.IGNORECASE)
@@ -34,6 +33,11 @@ class Pair:
     tag: str            # "3c" (the long per-level files) or "2c"
     mode: str           # compress | limit
     peak_reduction: int
+
+    @property
+    def setting(self) -> dict:
+        """The LA-2A setting of the target: ``{"mode", "peak_reduction"}``."""
+        return {"mode": self.mode, "peak_reduction": self.peak_reduction}
 
 
 def input_name(file_id: int) -> str:

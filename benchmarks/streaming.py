@@ -15,7 +15,7 @@ waits for a core.
 
 Every backbone in :data:`neural.backbones.BACKBONES` is measured (s6, lstm, and the seed
 papers' ff, ed, s4d, lru) unless ``--backbones`` names a subset, each with the sizes
-and the heads its model file ``cfg/neural/<backbone>.yaml`` trains by default (its
+and the heads its model file ``cfg/model/<backbone>.yaml`` trains by default (its
 hybrid head and the black box; control rate included where the file sets ``frame``).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from neural import BACKBONES, build_head, count_parameters  # noqa: E402
-from neural.job import model_file  # noqa: E402
+from common.config import load_config  # noqa: E402
 
 SAMPLE_RATE = 44100
 # hybrids are conditioned on the 5 fitted DSP parameters, the switch and PR, the black box on the knobs
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     models = {}
     cases = []
     for backbone in args.backbones:
-        spec = model_file(backbone)
+        spec = load_config("train_neural", [f"model={backbone}"]).model
         for head in (spec["heads"]["hybrid"], spec["heads"]["blackbox"]):
             model = build_head(head, backbone, COND_DIM[head], **spec["hyperparameters"]).eval()
             cond = torch.rand(1, COND_DIM[head])

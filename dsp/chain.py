@@ -8,8 +8,6 @@ level in progress; a rerun skips levels with a valid checkpoint.
 """
 from __future__ import annotations
 
-import csv
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +16,10 @@ from typing import Callable
 import numpy as np
 
 from audio.framing import Frames, make_frames
+from audio.devices import la2a_setting
 from audio.io import read_pair
-from common.atomic import write_text_atomic
 from common.errors import UserError
+from common.records import write_csv
 from dsp.checkpoint import load_checkpoint, save_checkpoint
 from dsp.fit import FitOptions, evaluate_esr, fit_frames
 from dsp.knobmap import KnobMap
@@ -139,12 +138,7 @@ def _existing(ckpt: Path, init: str) -> dict | None:
 
 
 def write_summary(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in SUMMARY_COLUMNS})
-    write_text_atomic(path, buf.getvalue())
+    write_csv(path, rows, SUMMARY_COLUMNS)
 
 
 def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10) -> list[dict]:
@@ -155,7 +149,7 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
     interpolated from the multiples of ``step`` around it, on the same audio.
     """
     full = KnobMap.from_rows(rows)
-    sparse = full.subset(lambda pr: pr % step == 0)
+    sparse = full.subset(lambda s: s["peak_reduction"] % step == 0)
     out = []
     for r in rows:
         mode, pr = r["mode"], int(r["peak_reduction"])
@@ -167,7 +161,7 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
         inp, tgt = find_pair(mode, pr)
         x, y, sr = read_pair(inp, tgt)
         frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
-        interp = sparse.at(mode, pr)
+        interp = sparse.at(la2a_setting(mode, pr))
         out.append({"mode": mode, "peak_reduction": pr, "esr_fitted": r["esr"],
                     "esr_interpolated": evaluate_esr(frames, interp, options.ranges)})
     return out

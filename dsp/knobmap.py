@@ -1,4 +1,4 @@
-"""The knob map: fitted parameters against peak reduction, interpolated at any PR.
+"""The knob map: the LA-2A's fitted parameters against peak reduction, interpolated at any PR.
 
 Interpolation follows how each parameter behaves: threshold and make-up linearly
 in dB, ratio linearly in log-ratio, attack and release with a monotone cubic
@@ -7,21 +7,33 @@ in dB, ratio linearly in log-ratio, attack and release with a monotone cubic
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import yaml
 from scipy.interpolate import PchipInterpolator
 
-from common.atomic import write_text_atomic
+from audio.devices import LA2A, la2a_setting
 from common.errors import UserError
 from dsp.params import PARAM_NAMES
+from dsp.parammap import ParamMap, register
 
 __all__ = ["KnobMap"]
 
+_INTERPOLATION = {"threshold_db": "linear", "make_up_db": "linear", "ratio": "linear in log",
+                  "attack_ms": "monotone cubic in log", "release_ms": "monotone cubic in log"}
 
-class KnobMap:
-    """Per mode, sorted PR levels and the parameters fitted there."""
+
+@register
+class KnobMap(ParamMap):
+    """Per mode, sorted PR levels and the parameters fitted there.
+
+    Args:
+        table: ``{mode: {peak_reduction: params}}``.
+    """
+
+    kind = "knobmap"
+    between = "interp"
+    device = LA2A
 
     def __init__(self, table: dict[str, dict[int, dict[str, float]]]):
         self.table = {m: dict(sorted(levels.items())) for m, levels in table.items() if levels}
@@ -40,8 +52,19 @@ class KnobMap:
     def levels(self, mode: str) -> list[int]:
         return list(self.table[mode])
 
-    def at(self, mode: str, peak_reduction: float) -> dict[str, float]:
+    def fitted(self) -> list[tuple[dict, dict]]:
+        return [(la2a_setting(m, pr), dict(p)) for m, lv in self.table.items() for pr, p in lv.items()]
+
+    def check(self, setting: dict, where: str = "") -> None:
+        """A mode the map has and a peak reduction in 0..100 (outside the fitted levels the
+        end values hold)."""
+        LA2A.check(setting)
+        if setting["mode"] not in self.table:
+            raise UserError(f"{where or 'knob map'}: has no {setting['mode']!r} mode (has {', '.join(self.table)})")
+
+    def at(self, setting: dict) -> dict[str, float]:
         """Parameters at any ``peak_reduction`` in ``mode``."""
+        mode, peak_reduction = setting["mode"], setting["peak_reduction"]
         if mode not in self.table:
             raise UserError(f"knob map has no {mode!r} mode (has {', '.join(self.table)})")
         pr = np.asarray(list(self.table[mode]), dtype=float)
@@ -58,30 +81,23 @@ class KnobMap:
             out[k] = float(np.exp(PchipInterpolator(pr, np.log(col[k]))(q)))
         return {k: out[k] for k in PARAM_NAMES}
 
-    def subset(self, keep) -> "KnobMap":
-        """Knob map built from only the levels for which ``keep(pr)`` is true."""
-        return KnobMap({m: {pr: v for pr, v in lv.items() if keep(pr)} for m, lv in self.table.items()})
+    def at_without(self, setting: dict) -> dict[str, float]:
+        """Interpolated from every other fitted level (the level itself left out)."""
+        pr = setting["peak_reduction"]
+        others = self.subset(lambda s: s["peak_reduction"] != pr)
+        return others.at(setting) if setting["mode"] in others.table else self.at(setting)
 
-    def save(self, path: str | Path) -> None:
-        data = {"kind": "knobmap", "interpolation": {
-                    "threshold_db": "linear", "make_up_db": "linear", "ratio": "linear in log",
-                    "attack_ms": "monotone cubic in log", "release_ms": "monotone cubic in log"},
+    def subset(self, keep: Callable[[dict], bool]) -> "KnobMap":
+        """Knob map built from only the levels where ``keep(setting)`` is true."""
+        return KnobMap({m: {pr: v for pr, v in lv.items() if keep(la2a_setting(m, pr))}
+                        for m, lv in self.table.items()})
+
+    def to_record(self) -> dict:
+        return {"kind": self.kind, "interpolation": dict(_INTERPOLATION),
                 "modes": {m: {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
                           for m, lv in self.table.items()}}
-        write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "KnobMap":
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{p}: knob map not found (run a chain with train_comp.py first)")
-        try:
-            data = yaml.safe_load(p.read_text())
-            table = {str(m): {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
-                     for m, lv in data["modes"].items()}
-        except Exception:
-            raise UserError(f"{p}: not a valid knob map") from None
-        if not table or not all(all(math.isfinite(x) for v in lv.values() for x in v.values())
-                                for lv in table.values()):
-            raise UserError(f"{p}: knob map is empty or holds non-finite values")
-        return cls(table)
+    def from_record(cls, record: dict) -> "KnobMap":
+        return cls({str(m): {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
+                    for m, lv in record["modes"].items()})

@@ -1,23 +1,21 @@
 """Neural checkpoints (``.pt``): what a trained model is, saved atomically, loaded with checks.
 
 A checkpoint is self-contained: the model spec (backbone, head, conditioning, sizes),
-the state dict, the variant, the knob map table the model was trained with (the DSP
-parameters at every fitted level, which the hybrids need at render time), the levels
-it was trained on and held out, the run's config and its metrics. ``last.pt`` holds
-the same plus a ``resume`` entry (optimiser and loop state).
+the state dict, the variant, the parameter map the model was trained with
+(``param_map``: :meth:`dsp.parammap.ParamMap.to_record`, the DSP parameters at every
+fitted setting, which the hybrids need at render time and which names the device's
+knobs), the settings it was trained on and held out, the run's config and its
+metrics. ``last.pt`` holds the same plus a ``resume`` entry (optimiser and loop state).
 
-A model of a device with arbitrary knobs (trained on a manifest corpus) carries a
-``manifest`` entry instead of a knob map (``knobmap`` is then empty): the knob names
-and the fitted DSP parameters at every trained setting (:class:`dsp.knobtable.KnobTable`),
-from which it renders at any knob setting. Such a checkpoint has format 2, so an
-older tool refuses it instead of rendering it as an LA-2A model.
+Format 3 is the one written. Formats 1 (LA-2A models: a ``knobmap`` table) and 2
+(models of a device with arbitrary knobs: a ``manifest`` knob table and the
+conditionings ``manifest_fitted`` / ``manifest_knobs``) are still read.
 
 Everything is stored as plain Python types and tensors and read back with
 ``torch.load(weights_only=True)``: loading a checkpoint runs no pickled code.
 """
 from __future__ import annotations
 
-import math
 import zipfile
 from pathlib import Path
 
@@ -27,33 +25,34 @@ import numpy as np
 import torch
 from torch import nn
 
+from audio.devices import LA2A, Device
 from common.atomic import atomic_path
 from common.errors import UserError
 from dsp.knobmap import KnobMap
-from dsp.params import PARAM_NAMES
 from dsp.knobtable import KnobTable
-from neural.data import CONDITIONINGS, MANIFEST_CONDITIONINGS, conditioning_size
+from dsp.parammap import ParamMap, param_map_from_record
+from neural.training.data import CONDITIONING_NAMES, conditioning_size
 from neural.heads import HEADS, build_head
 
-__all__ = ["KIND", "FORMAT", "model_spec", "fit_cond_norm", "CondNormalised", "build_model", "save_checkpoint", "load_checkpoint",
-           "looks_like_checkpoint", "knobmap_table", "knobmap_from_table"]
+__all__ = ["KIND", "FORMAT", "model_spec", "fit_cond_norm", "CondNormalised", "build_model", "save_checkpoint",
+           "load_checkpoint", "looks_like_checkpoint"]
 
 KIND = "neural-leveller"
-FORMAT_LA2A = 1      # LA-2A models are still written in format 1, which older tools read
-FORMAT = 2           # adds manifest models; the newest format this tool reads
-_REQUIRED = ("kind", "format", "model", "variant", "sample_rate", "knobmap", "state_dict")
+FORMAT = 3           # the format written and the newest read
+_REQUIRED = ("kind", "format", "model", "variant", "sample_rate", "state_dict")
+_OLD_CONDITIONINGS = {"manifest_fitted": "fitted+knobs", "manifest_knobs": "knobs"}   # format 2
 
 
 def model_spec(backbone: str, head: str, conditioning: str, hyperparameters: dict,
-               cond_norm: Optional[dict] = None, knobs: Optional[int] = None) -> dict:
+               cond_norm: Optional[dict] = None, device: Device = LA2A) -> dict:
     """The plain description a model is rebuilt from.
 
     ``cond_norm``: ``{"mean": [...], "std": [...], "clip": c}`` standardising the
     conditioning vector (see :class:`CondNormalised`), or None for none.
-    ``knobs``: the number of knobs, for the manifest conditionings.
+    ``device``: whose settings the conditioning describes (its size depends on the knobs).
     """
     spec = {"backbone": str(backbone), "head": str(head), "conditioning": str(conditioning),
-            "cond_dim": conditioning_size(conditioning, knobs), "hyperparameters": dict(hyperparameters)}
+            "cond_dim": conditioning_size(conditioning, device), "hyperparameters": dict(hyperparameters)}
     if cond_norm is not None:
         spec["cond_norm"] = {"mean": [float(v) for v in cond_norm["mean"]],
                              "std": [float(v) for v in cond_norm["std"]], "clip": float(cond_norm["clip"])}
@@ -105,9 +104,8 @@ def build_model(spec: dict) -> torch.nn.Module:
     Raises:
         ValueError: unknown backbone, head, conditioning or hyperparameter.
     """
-    if spec.get("conditioning") not in CONDITIONINGS and spec.get("conditioning") not in MANIFEST_CONDITIONINGS:
-        raise ValueError(f"unknown conditioning {spec.get('conditioning')!r}; "
-                         f"choose from {sorted(CONDITIONINGS) + sorted(MANIFEST_CONDITIONINGS)}")
+    if spec.get("conditioning") not in CONDITIONING_NAMES:
+        raise ValueError(f"unknown conditioning {spec.get('conditioning')!r}; choose from {sorted(CONDITIONING_NAMES)}")
     if spec.get("head") not in HEADS:
         raise ValueError(f"unknown head {spec.get('head')!r}; choose from {sorted(HEADS)}")
     try:
@@ -122,19 +120,11 @@ def build_model(spec: dict) -> torch.nn.Module:
     return CondNormalised(head, norm["mean"], norm["std"], norm["clip"])
 
 
-def knobmap_table(knobmap: KnobMap) -> dict:
-    return {m: {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
-            for m, lv in knobmap.table.items()}
-
-
-def knobmap_from_table(table: dict) -> KnobMap:
-    return KnobMap({str(m): {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
-                    for m, lv in table.items()})
-
-
 def save_checkpoint(path: str | Path, record: dict) -> None:
-    """Write ``record`` (see the module doc) with ``torch.save``, atomically."""
-    data = {"kind": KIND, "format": FORMAT if record.get("manifest") else FORMAT_LA2A, **record}
+    """Write ``record`` (see the module doc; ``param_map`` a record) with ``torch.save``, atomically."""
+    if "param_map" not in record:
+        raise ValueError("a neural checkpoint record needs its param_map")
+    data = {"kind": KIND, "format": FORMAT, **record}
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
 
@@ -170,6 +160,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[dict, torch.n
         raise UserError(f"{p}: checkpoint lacks {', '.join(missing)}")
     if int(data["format"]) > FORMAT:
         raise UserError(f"{p}: checkpoint format {data['format']} is newer than this tool ({FORMAT})")
+    pm = _param_map(p, data)
     try:
         model = build_model(data["model"])
         model.load_state_dict(data["state_dict"])
@@ -178,25 +169,40 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[dict, torch.n
         raise UserError(f"{p}: the weights do not fit the model described in the checkpoint ({reason})") from None
     if not all(torch.isfinite(t).all() for t in model.state_dict().values()):
         raise UserError(f"{p}: checkpoint holds NaN or infinite weights")
-    try:
-        data["knobmap_obj"] = knobmap_from_table(data["knobmap"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise UserError(f"{p}: checkpoint holds an invalid knob map") from None
-    if not all(math.isfinite(v) for lv in data["knobmap_obj"].table.values() for pv in lv.values()
-               for v in pv.values()):
-        raise UserError(f"{p}: checkpoint knob map holds non-finite values")
-    data["manifest_obj"] = None
-    if data.get("manifest"):
-        try:
-            table = KnobTable.from_record(data["manifest"])
-        except (KeyError, TypeError, ValueError, AttributeError, UserError):
-            raise UserError(f"{p}: checkpoint holds an invalid knob table") from None
-        if not all(math.isfinite(v) for pv in table.table.values() for v in pv.values()):
-            raise UserError(f"{p}: checkpoint knob table holds non-finite values")
-        if data["model"].get("conditioning") not in MANIFEST_CONDITIONINGS:
-            raise UserError(f"{p}: checkpoint holds a knob table but an LA-2A conditioning")
-        data["manifest_obj"] = table
-    elif data["model"].get("conditioning") in MANIFEST_CONDITIONINGS:
-        raise UserError(f"{p}: checkpoint of a manifest model lacks its knob table")
+    if int(data["model"].get("cond_dim", -1)) != _cond_size(data["model"], pm.device):
+        raise UserError(f"{p}: the model's conditioning does not suit the knobs {', '.join(pm.knobs)}")
+    data["param_map_obj"] = pm
     model.eval()
     return data, model
+
+
+def _cond_size(spec: dict, device: Device):
+    try:
+        return conditioning_size(spec.get("conditioning"), device)
+    except ValueError:
+        return None
+
+
+def _param_map(p: Path, data: dict) -> ParamMap:
+    """The checkpoint's parameter map, of any format; renames format 2's conditionings."""
+    fmt = int(data["format"])
+    try:
+        if fmt >= 3:
+            pm = param_map_from_record(data["param_map"])
+        elif data.get("manifest"):
+            pm = KnobTable.from_record(data["manifest"])
+            old = data["model"].get("conditioning")
+            if old not in _OLD_CONDITIONINGS:
+                raise UserError(f"{p}: checkpoint holds a knob table but an LA-2A conditioning")
+            data["model"] = {**data["model"], "conditioning": _OLD_CONDITIONINGS[old]}
+        else:
+            if data["model"].get("conditioning") in _OLD_CONDITIONINGS:
+                raise UserError(f"{p}: checkpoint of a manifest model lacks its knob table")
+            pm = KnobMap.from_record({"modes": data["knobmap"]})
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(f"{p}: checkpoint holds an invalid knob map") from None
+    if not pm.finite():
+        raise UserError(f"{p}: checkpoint knob map holds non-finite values")
+    return pm

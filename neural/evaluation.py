@@ -1,100 +1,70 @@
 """Scoring on held-out material: ESR per setting for the DSP model and a neural model.
 
-ESR here is the standard one: after the pre-emphasis ``(1 - z^-1) / (1 - 0.995 z^-1)``,
-the sum of squared error over the sum of squared target, over the whole file (not a
-per-sample mean of ratios).
+ESR is :func:`audio.metrics.esr`'s: after the pre-emphasis ``(1 - z^-1) / (1 - 0.995 z^-1)``,
+the sum of squared error over the sum of squared target, over the whole file (files at
+one setting pooled: their errors and energies add).
 
-A manifest corpus (a device with arbitrary knobs) is scored by knob setting:
-:func:`score_manifest_tracks`, :func:`format_manifest_results`,
-:func:`write_manifest_csv` (one column per knob, then ``seen, esr_dsp, esr_model``;
-``seen``: the setting is one the model was trained at).
+One path for every device: :func:`score_tracks` gives a row per setting
+(``{setting, seen, esr_dsp, esr_model}``; ``seen``: the model was trained at the
+setting), :func:`format_results` prints them, :func:`write_results_csv` writes
+``test_esr.csv`` (the device's setting columns, then ``seen, esr_dsp, esr_model``).
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from audio.manifest import knob_columns
-from common.atomic import write_text_atomic
+from audio.devices import LA2A, Device
+from audio.metrics import pooled_error
+from common.records import write_csv
 from common.table import format_table
-from dsp.preemphasis import preemphasis_np
 
-__all__ = ["esr", "score_tracks", "summarise", "format_results", "write_results_csv", "RESULT_COLUMNS",
-           "score_manifest_tracks", "format_manifest_results", "write_manifest_csv"]
+__all__ = ["score_tracks", "summarise", "format_results", "write_results_csv", "RESULT_COLUMNS"]
 
-RESULT_COLUMNS = ["mode", "peak_reduction", "seen", "esr_dsp", "esr_model"]
-
-
-def esr(prediction: np.ndarray, target: np.ndarray) -> float:
-    """Pre-emphasised error-to-signal ratio of two 1-D signals."""
-    p = preemphasis_np(np.asarray(prediction, dtype=np.float64))
-    t = preemphasis_np(np.asarray(target, dtype=np.float64))
-    return float(np.sum((p - t) ** 2) / max(np.sum(t * t), 1e-30))
+RESULT_COLUMNS = ["seen", "esr_dsp", "esr_model"]   # after the setting's columns
+# how a table names a setting trained at and one never trained at: by device
+_WORDS = {True: ("levels", "seen", "UNSEEN", "seen", "unseen"),            # a device with modes (LA-2A)
+          False: ("setting", "trained", "NEW", "trained", "new")}
 
 
-def score_tracks(tracks: Sequence, predict: Callable, unseen: Iterable[int], quiet: bool = False) -> list[dict]:
-    """ESR of the DSP output and of ``predict(track)`` on every track.
+def _words(device: Device) -> tuple:
+    return _WORDS[device == LA2A]
 
-    Tracks at the same setting (several files) are pooled: their errors and energies add.
+
+def score_tracks(tracks: Sequence, predict: Callable, seen: Callable[[dict], bool],
+                 quiet: bool = False) -> list[dict]:
+    """ESR of the DSP output and of ``predict(track)`` per setting (files pooled).
 
     Returns:
-        rows ``{mode, peak_reduction, seen, esr_dsp, esr_model}`` sorted by mode then PR.
+        rows ``{setting, seen, esr_dsp, esr_model}`` in the device's order of settings.
     """
-    unseen = {int(v) for v in unseen}
-    sums = _pooled(tracks, predict, quiet)
-    rows = []
-    for (mode, pr), (e_dsp, e_model, energy) in sorted(sums.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
-        energy = max(energy, 1e-30)
-        rows.append({"mode": mode, "peak_reduction": pr, "seen": pr not in unseen,
-                     "esr_dsp": e_dsp / energy, "esr_model": e_model / energy})
-    return rows
-
-
-def _pooled(tracks: Sequence, predict: Callable, quiet: bool) -> dict[tuple, list[float]]:
-    """Per setting (``track.level``): summed DSP error, model error and target energy."""
-    sums: dict[tuple, list[float]] = {}
+    sums: dict[tuple, list] = {}
     for t in tqdm(tracks, desc="test", unit="pair", disable=quiet, leave=False):
-        target = preemphasis_np(t.y.astype(np.float64))
-        energy = float(np.sum(target * target))
-        errs = [float(np.sum((preemphasis_np(np.asarray(out, dtype=np.float64)) - target) ** 2))
-                for out in (t.y_dsp(), predict(t))]
-        acc = sums.setdefault(t.level, [0.0, 0.0, 0.0])
-        acc[0] += errs[0]
-        acc[1] += errs[1]
-        acc[2] += energy
-    return sums
-
-
-def score_manifest_tracks(tracks: Sequence, predict: Callable, seen: Callable[[dict], bool],
-                          quiet: bool = False) -> list[dict]:
-    """ESR of the DSP output and of ``predict(track)`` per knob setting (files pooled).
-
-    Returns:
-        rows ``{mode: "manifest", knobs: {...}, seen, esr_dsp, esr_model}`` sorted by the
-        knob values; ``seen(knobs)`` says whether the model was trained at the setting.
-    """
-    sums = _pooled(tracks, predict, quiet)
-    names = {t.level: list(t.knobs) for t in tracks}
+        acc = sums.setdefault(t.level, [t.setting, t.device, 0.0, 0.0, 0.0])
+        e_dsp, energy = pooled_error(t.y_dsp(), t.y)
+        e_model, _ = pooled_error(predict(t), t.y)
+        acc[2] += e_dsp
+        acc[3] += e_model
+        acc[4] += energy
     rows = []
-    for level, (e_dsp, e_model, energy) in sorted(sums.items(), key=lambda kv: kv[0][1]):
-        knobs = dict(zip(names[level], level[1]))
+    for setting, device, e_dsp, e_model, energy in sorted(sums.values(), key=lambda v: v[1].sort_key(v[0])):
         energy = max(energy, 1e-30)
-        rows.append({"mode": level[0], "knobs": knobs, "seen": bool(seen(knobs)),
+        rows.append({"setting": setting, "seen": bool(seen(setting)),
                      "esr_dsp": e_dsp / energy, "esr_model": e_model / energy})
     return rows
 
 
-def summarise(rows: Sequence[dict]) -> list[dict]:
-    """Mean ESR per mode over seen and over unseen levels (and both modes together)."""
+def summarise(rows: Sequence[dict], device: Device = LA2A) -> list[dict]:
+    """Mean ESR over seen and over unseen settings: per mode (the LA-2A's switch) and over
+    all (``mode`` "all")."""
     out = []
-    for mode in sorted({r["mode"] for r in rows}) + ["all"]:
+    groups = sorted({r["setting"]["mode"] for r in rows}) if device == LA2A else []
+    for mode in groups + ["all"]:
         for seen in (True, False):
-            sel = [r for r in rows if (mode == "all" or r["mode"] == mode) and r["seen"] == seen]
+            sel = [r for r in rows if (mode == "all" or r["setting"].get("mode") == mode) and r["seen"] == seen]
             if sel:
                 dsp = float(np.mean([r["esr_dsp"] for r in sel]))
                 model = float(np.mean([r["esr_model"] for r in sel]))
@@ -103,56 +73,35 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def format_results(rows: Sequence[dict], model_name: str) -> str:
+def _setting_columns(device: Device, taken) -> list[tuple]:
+    if device is LA2A:
+        return [("mode", "mode", ""), ("peak_reduction", "PR", "d")]
+    names = device.columns(dict.fromkeys(device.knobs), taken)
+    return [(col, knob, ".4g") for knob, col in zip(device.knobs, names)]
+
+
+def format_results(rows: Sequence[dict], model_name: str, device: Device = LA2A) -> str:
     """The per-setting table and the seen/unseen means, as text."""
-    shown = [{**r, "seen": "seen" if r["seen"] else "UNSEEN", "ratio": r["esr_model"] / max(r["esr_dsp"], 1e-30)}
-             for r in rows]
-    table = format_table(shown, [("mode", "mode", ""), ("peak_reduction", "PR", "d"), ("seen", "levels", ""),
-                                 ("esr_dsp", "ESR DSP", ".4f"), ("esr_model", f"ESR {model_name}", ".4f"),
-                                 ("ratio", "model/DSP", ".2f")])
-    means = format_table(summarise(rows), [("mode", "mode", ""), ("levels", "levels", ""), ("n", "n", "d"),
-                                           ("esr_dsp", "mean ESR DSP", ".4f"),
-                                           ("esr_model", f"mean ESR {model_name}", ".4f"),
-                                           ("ratio", "model/DSP", ".2f")])
-    return f"{table}\n\n{means}"
-
-
-def format_manifest_results(rows: Sequence[dict], model_name: str) -> str:
-    """The per-knob-setting table and the means over trained and new settings, as text."""
-    knobs = list(rows[0]["knobs"]) if rows else []
-    cols = knob_columns(knobs, ["settings", "ratio", "esr_dsp", "esr_model"])
-    shown = [{**{cols[k]: v for k, v in r["knobs"].items()}, "settings": "trained" if r["seen"] else "NEW",
+    header, seen_word, unseen_word, mean_seen, mean_unseen = _words(device)
+    taken = ["seen", "ratio", "esr_dsp", "esr_model"]
+    shown = [{**device.columns(r["setting"], taken), "seen": seen_word if r["seen"] else unseen_word,
               "esr_dsp": r["esr_dsp"], "esr_model": r["esr_model"],
               "ratio": r["esr_model"] / max(r["esr_dsp"], 1e-30)} for r in rows]
-    table = format_table(shown, [(cols[k], k, ".4g") for k in knobs] + [
-        ("settings", "setting", ""), ("esr_dsp", "ESR DSP", ".4f"), ("esr_model", f"ESR {model_name}", ".4f"),
+    table = format_table(shown, _setting_columns(device, taken) + [
+        ("seen", header, ""), ("esr_dsp", "ESR DSP", ".4f"), ("esr_model", f"ESR {model_name}", ".4f"),
         ("ratio", "model/DSP", ".2f")])
-    means = [{**m, "levels": "trained" if m["levels"] == "seen" else "new"} for m in summarise(rows)
-             if m["mode"] != "all"]
-    means = format_table(means, [("levels", "settings", ""), ("n", "n", "d"),
-                                 ("esr_dsp", "mean ESR DSP", ".4f"),
-                                 ("esr_model", f"mean ESR {model_name}", ".4f"), ("ratio", "model/DSP", ".2f")])
+    means = summarise(rows, device)
+    mode_column = [("mode", "mode", "")] if device == LA2A else []
+    means = [{**m, "levels": mean_seen if m["levels"] == "seen" else mean_unseen} for m in means]
+    means = format_table(means, mode_column + [("levels", "levels" if mode_column else "settings", ""),
+                                               ("n", "n", "d"), ("esr_dsp", "mean ESR DSP", ".4f"),
+                                               ("esr_model", f"mean ESR {model_name}", ".4f"),
+                                               ("ratio", "model/DSP", ".2f")])
     return f"{table}\n\n{means}"
 
 
-def write_manifest_csv(path: str | Path, rows: Sequence[dict]) -> None:
-    """``test_esr.csv`` of a manifest model: the knob columns, then ``seen, esr_dsp, esr_model``."""
-    knobs = list(rows[0]["knobs"]) if rows else []
-    tail = ["seen", "esr_dsp", "esr_model"]
-    cols = knob_columns(knobs, tail)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[cols[k] for k in knobs] + tail, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({**{cols[k]: f"{v:.6g}" for k, v in r["knobs"].items()}, "seen": r["seen"],
-                    "esr_dsp": f"{r['esr_dsp']:.6g}", "esr_model": f"{r['esr_model']:.6g}"})
-    write_text_atomic(path, buf.getvalue())
-
-
-def write_results_csv(path: str | Path, rows: Sequence[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in RESULT_COLUMNS})
-    write_text_atomic(path, buf.getvalue())
+def write_results_csv(path: str | Path, rows: Sequence[dict], device: Device = LA2A) -> None:
+    """``test_esr.csv``: the setting's columns, then ``seen, esr_dsp, esr_model``."""
+    setting_columns = list(device.columns(dict.fromkeys(device.knobs), RESULT_COLUMNS))
+    write_csv(path, [{**device.columns(r["setting"], RESULT_COLUMNS), **{k: r[k] for k in RESULT_COLUMNS}}
+                     for r in rows], setting_columns + RESULT_COLUMNS)

@@ -1,23 +1,21 @@
 """Rendering through a trained neural model: offline or block by block, from one checkpoint.
 
 :class:`NeuralRenderer` needs nothing but the checkpoint: it holds the model spec and
-weights, the variant and the knob map the model was trained with, so it rebuilds the
-DSP compressor at any (mode, peak reduction) for the hybrids, or the knob vector for
-the black box.
+weights, the variant and the parameter map the model was trained with (which names the
+device's knobs), so it rebuilds the DSP compressor at any setting for the hybrids, or
+the knob vector for the black box. A setting is a knob dict (:mod:`audio.devices`):
+``{"mode": "limit", "peak_reduction": 65}`` for an LA-2A model, the device's own knobs
+(``{"threshold": -20, ...}``) for a model of another device.
 
-- ``renderer.render(x, sample_rate, mode, peak_reduction)``: a 1-D signal, offline.
-- ``renderer.block_processor(sample_rate, mode, peak_reduction)``: a stateful callable
-  for consecutive ``(channels, n)`` float32 blocks (what :func:`audio.io.process_file`
+- ``renderer.render(x, sample_rate, setting)``: a 1-D signal, offline.
+- ``renderer.block_processor(sample_rate, setting)``: a stateful callable for
+  consecutive ``(channels, n)`` float32 blocks (what :func:`audio.io.process_file`
   and a plug-in host hand over). The offline render runs through the same processor
   with long blocks, and block by block gives the same output (to float rounding).
 
-A model trained on a manifest corpus (a device with arbitrary knobs; ``renderer.knobs``
-lists them, None for an LA-2A model) renders at a knob setting instead:
-``renderer.render_knobs(x, sample_rate, {"threshold": -20, ...})`` and
-``renderer.knob_block_processor(sample_rate, knobs)``. Its checkpoint's knob table
-gives the DSP parameters: a trained setting's fit, or the nearest trained setting's
-for any other (:class:`dsp.knobtable.KnobTable`); a setting far outside the trained
-range is refused.
+The DSP parameters at a setting come from the map (:meth:`dsp.parammap.ParamMap.at`):
+interpolated over peak reduction on the LA-2A, the nearest trained setting's fit on
+another device; a setting the map refuses (:meth:`dsp.parammap.ParamMap.check`) is an error.
 
 Several channels: the DSP compressor uses linked detection (the louder channel drives
 one gain for all, as :class:`dsp.render.BlockCompressor` does), and the neural model
@@ -38,7 +36,7 @@ import torch
 from common.errors import UserError
 from dsp.render import BlockCompressor
 from neural.checkpoint import load_checkpoint
-from neural.data import CONDITIONINGS, MODE_INDEX, dsp_gain_db, manifest_conditioning
+from neural.training.data import conditioning, dsp_gain_db
 from neural.heads import count_parameters
 
 __all__ = ["NeuralRenderer", "BlockProcessor", "run_chunked"]
@@ -64,21 +62,14 @@ def run_chunked(model, x: torch.Tensor, y_dsp, g_db, cond, state=None, piece: in
 class BlockProcessor:
     """Stateful renderer of consecutive ``(channels, n)`` blocks at one setting.
 
-    The setting is ``(mode, peak_reduction)`` for an LA-2A model, or ``knobs`` (a dict)
-    for a manifest model. The channel count is fixed by the first block. ``reset()``
-    returns to silence.
+    The setting is a knob dict of the model's device. The channel count is fixed by
+    the first block. ``reset()`` returns to silence.
     """
 
-    def __init__(self, renderer: "NeuralRenderer", mode: str | None = None, peak_reduction: float | None = None,
-                 knobs: dict | None = None):
+    def __init__(self, renderer: "NeuralRenderer", setting: dict):
         self.renderer = renderer
-        if knobs is not None:
-            self.params = renderer.knob_params(knobs)
-            cond = renderer.knob_conditioning(knobs)
-        else:
-            self.params = renderer.dsp_params(mode, peak_reduction)
-            cond = renderer.conditioning(mode, peak_reduction)
-        self.cond = torch.from_numpy(cond)[None, :]
+        self.params = renderer.dsp_params(setting)
+        self.cond = torch.from_numpy(renderer.conditioning(setting))[None, :]
         self.reset()
 
     def reset(self) -> None:
@@ -116,8 +107,9 @@ class NeuralRenderer:
         num_parameters: trainable parameters of the model.
         sample_rate: the only rate it renders at (44100).
         record: the checkpoint's other entries (config, metrics, levels).
-        knobs: the knob names of a manifest model, None for an LA-2A model.
-        table: a manifest model's :class:`dsp.knobtable.KnobTable`, else None.
+        param_map: the :class:`dsp.parammap.ParamMap` it was trained with.
+        device: the :class:`audio.devices.Device` whose settings it renders at.
+        knobs: the device's knob names.
     """
 
     def __init__(self, record: dict, model: torch.nn.Module, source: str = "checkpoint"):
@@ -127,9 +119,9 @@ class NeuralRenderer:
         self.variant = str(record["variant"])
         self.name = f"{self.backbone} {self.variant}"
         self.sample_rate = int(record["sample_rate"])
-        self.knobmap = record["knobmap_obj"]
-        self.table = record.get("manifest_obj")
-        self.knobs = None if self.table is None else list(self.table.knobs)
+        self.param_map = record["param_map_obj"]
+        self.device = self.param_map.device
+        self.knobs = list(self.device.knobs)
         self.uses_dsp = bool(getattr(model, "uses_dsp", True))
         self.num_parameters = count_parameters(model)
 
@@ -139,46 +131,25 @@ class NeuralRenderer:
         return cls(record, model, str(path))
 
     # --- settings -----------------------------------------------------------------
-    def _check_setting(self, mode: str, peak_reduction: float) -> None:
-        if self.knobs is not None:
-            raise UserError(f"{self.source}: a model of a device with the knobs {', '.join(self.knobs)} "
-                            "renders at a knob setting, not at a mode and peak reduction")
-        if mode not in MODE_INDEX:
-            raise UserError(f"unknown mode {mode!r} (use compress or limit)")
-        if not 0 <= float(peak_reduction) <= 100:
-            raise UserError(f"peak reduction {float(peak_reduction):g} is outside 0..100")
-        if self.uses_dsp and mode not in self.knobmap.modes:
-            raise UserError(f"{self.source}: the model's knob map has no {mode!r} mode "
-                            f"(has {', '.join(self.knobmap.modes)})")
-
-    def dsp_params(self, mode: str, peak_reduction: float) -> dict:
-        """The DSP parameters at a setting (knob map: exact at fitted levels, interpolated between)."""
-        self._check_setting(mode, peak_reduction)
-        if mode not in self.knobmap.modes:  # black box without that mode in its map: unused
-            return {}
-        return self.knobmap.at(mode, peak_reduction)
-
-    def conditioning(self, mode: str, peak_reduction: float) -> np.ndarray:
-        """The model's conditioning vector at a setting. Shape ``(C,)``."""
-        params = self.dsp_params(mode, peak_reduction)
-        return CONDITIONINGS[self.conditioning_name][1](params, mode, peak_reduction)
-
-    def knob_params(self, knobs: dict) -> dict:
-        """A manifest model's DSP parameters at a knob setting (nearest trained setting's fit)."""
-        if self.table is None:
-            raise UserError(f"{self.source}: an LA-2A model renders at a mode and peak reduction, not at knobs "
-                            f"{', '.join(map(str, knobs))}")
+    def dsp_params(self, setting: dict) -> dict:
+        """The DSP parameters at a setting (the map's: exact at fitted settings, interpolated
+        or the nearest fit's between); ``{}`` for a black box whose map lacks the setting."""
         try:
-            self.table.check(knobs)
+            self.device.check(setting)
         except UserError as exc:
             raise UserError(f"{self.source}: {exc}") from None
-        return self.table.at(knobs)
+        try:
+            self.param_map.check(setting, self.source)
+        except UserError:
+            if self.uses_dsp:
+                raise
+            return {}   # a black box needs no DSP parameters
+        return self.param_map.at(setting)
 
-    def knob_conditioning(self, knobs: dict) -> np.ndarray:
-        """A manifest model's conditioning vector at a knob setting. Shape ``(C,)``."""
-        params = self.knob_params(knobs)
-        ordered = {k: float(knobs[k]) for k in self.knobs}
-        return manifest_conditioning(self.conditioning_name, params, ordered)
+    def conditioning(self, setting: dict) -> np.ndarray:
+        """The model's conditioning vector at a setting. Shape ``(C,)``."""
+        params = self.dsp_params(setting)
+        return conditioning(self.conditioning_name, params, setting, self.device)
 
     def _check_rate(self, sample_rate: int) -> None:
         if int(sample_rate) != self.sample_rate:
@@ -186,32 +157,18 @@ class NeuralRenderer:
                             "only (resample the audio first)")
 
     # --- rendering ----------------------------------------------------------------
-    def block_processor(self, sample_rate: int, mode: str, peak_reduction: float) -> BlockProcessor:
-        """A stateful callable for consecutive ``(channels, n)`` float32 blocks."""
+    def block_processor(self, sample_rate: int, setting: dict) -> BlockProcessor:
+        """A stateful callable for consecutive ``(channels, n)`` float32 blocks at ``setting``."""
         self._check_rate(sample_rate)
-        return BlockProcessor(self, mode, peak_reduction)
+        return BlockProcessor(self, setting)
 
-    def knob_block_processor(self, sample_rate: int, knobs: dict) -> BlockProcessor:
-        """A manifest model's stateful block callable at a knob setting."""
-        self._check_rate(sample_rate)
-        return BlockProcessor(self, knobs=knobs)
-
-    def render(self, x: np.ndarray, sample_rate: int, mode: str, peak_reduction: float,
-               block: int = 1 << 16) -> np.ndarray:
-        """Render a whole 1-D signal (from silence). Returns float32 ``(T,)``."""
-        return self._render(x, lambda: self.block_processor(sample_rate, mode, peak_reduction), block)
-
-    def render_knobs(self, x: np.ndarray, sample_rate: int, knobs: dict, block: int = 1 << 16) -> np.ndarray:
-        """A manifest model: render a whole 1-D signal at a knob setting. Returns float32 ``(T,)``."""
-        return self._render(x, lambda: self.knob_block_processor(sample_rate, knobs), block)
-
-    @staticmethod
-    def _render(x, make_processor, block: int) -> np.ndarray:
+    def render(self, x: np.ndarray, sample_rate: int, setting: dict, block: int = 1 << 16) -> np.ndarray:
+        """Render a whole 1-D signal (from silence) at ``setting``. Returns float32 ``(T,)``."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 1:
             raise UserError(f"render expects a 1-D signal, got shape {x.shape} (use block_processor for channels)")
         if not np.all(np.isfinite(x)):
             raise UserError("input holds NaN or infinite samples")
-        proc = make_processor()
+        proc = self.block_processor(sample_rate, setting)
         out = [proc(x[None, i:i + block])[0] for i in range(0, len(x), block)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from scipy.signal import spectrogram  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
+from audio.devices import la2a_setting  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
 from dsp.params import PARAM_NAMES  # noqa: E402
 
@@ -72,7 +73,7 @@ def plot_esr_by_setting(rows: list[dict], knobs: list[str], path: Path) -> None:
     One group of bars per setting, labelled with its knob values; settings never
     trained at (split "unseen") are shaded.
     """
-    keys = sorted({tuple(r["knobs"][k] for k in knobs) for r in rows})
+    keys = sorted({tuple(r["setting"][k] for k in knobs) for r in rows})
     series = sorted({(r["model"], r["kind"]) for r in rows}, key=lambda s: (not s[1].startswith("dsp"), s))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(keys) * max(1, len(series)) ** 0.5 + 2), 4.5))
     width = 0.8 / max(len(series), 1)
@@ -80,11 +81,11 @@ def plot_esr_by_setting(rows: list[dict], knobs: list[str], path: Path) -> None:
         vals = []
         for key in keys:
             sel = [r["esr"] for r in rows if r["model"] == model and r["kind"] == kind
-                   and tuple(r["knobs"][k] for k in knobs) == key]
+                   and tuple(r["setting"][k] for k in knobs) == key]
             vals.append(float(np.mean(sel)) if sel else np.nan)
         label = kind if model == "dsp" else f"{model} {kind}"
         ax.bar(np.arange(len(keys)) + (j - (len(series) - 1) / 2) * width, vals, width, label=label)
-    unseen = {tuple(r["knobs"][k] for k in knobs) for r in rows if r["split"] == "unseen"}
+    unseen = {tuple(r["setting"][k] for k in knobs) for r in rows if r["split"] == "unseen"}
     for i, key in enumerate(keys):
         if key in unseen:
             ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
@@ -105,7 +106,7 @@ def plot_knobmap(kmap: KnobMap, path: Path) -> None:
         fine = np.linspace(min(levels), max(levels), 121)
         for ax, name in zip(axes, PARAM_NAMES):
             ax.plot(levels, [kmap.table[mode][pr][name] for pr in levels], "o", ms=4, label=f"{mode} fitted")
-            ax.plot(fine, [kmap.at(mode, q)[name] for q in fine], "-", lw=1, label=f"{mode} interpolated")
+            ax.plot(fine, [kmap.at(la2a_setting(mode, q))[name] for q in fine], "-", lw=1, label=f"{mode} interpolated")
     for ax, name in zip(axes, PARAM_NAMES):
         ax.set_xlabel("peak reduction")
         ax.set_ylabel(_UNITS[name])

@@ -2,17 +2,16 @@
 on a manifest corpus also one row per knob setting (:func:`setting_table`)."""
 from __future__ import annotations
 
-import csv
-import io
 import math
 
 import numpy as np
 
-from audio.manifest import knob_columns
+from audio.devices import Device
+from common.records import csv_text
 from common.table import format_table
-from report.evaluate import COLUMNS
+from report.evaluate import COLUMNS, row_columns
 
-__all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv", "csv_columns", "setting_table",
+__all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv", "setting_table",
            "level_table"]
 
 
@@ -55,25 +54,11 @@ def markdown_table(rows: list[dict], columns=_SUMMARY_COLUMNS) -> str:
     return "\n".join([head, sep, *body])
 
 
-def csv_columns(knobs: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """The CSV's columns: :data:`COLUMNS`, then one per knob (named as the knob, or
-    ``knob_<name>`` where that name is already a column); and the knob -> column map."""
-    cols = knob_columns(knobs or [], COLUMNS)
-    return COLUMNS + list(cols.values()), cols
-
-
-def rows_to_csv(rows: list[dict], knobs: list[str] | None = None) -> str:
-    """CSV text; rows of a manifest carry ``knobs`` (a dict), written one column per knob
-    (a None, e.g. the manifest's ``peak_reduction``, is written empty)."""
-    fields, cols = csv_columns(knobs)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        flat = {k: r[k] for k in COLUMNS}
-        flat.update({cols[k]: v for k, v in (r.get("knobs") or {}).items()})
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in flat.items()})
-    return buf.getvalue()
+def rows_to_csv(rows: list[dict], device: Device) -> str:
+    """CSV text: :data:`COLUMNS`, then one column per knob of a device other than the
+    LA-2A (whose knobs are the ``mode`` and ``peak_reduction`` columns)."""
+    knob_columns = [c for c in row_columns(device, dict.fromkeys(device.knobs)) if c not in COLUMNS]
+    return csv_text(rows, COLUMNS + knob_columns)
 
 
 def setting_table(rows: list[dict], knobs: list[str]) -> tuple[list[dict], list[tuple]]:
@@ -84,7 +69,7 @@ def setting_table(rows: list[dict], knobs: list[str]) -> tuple[list[dict], list[
     name = {s: (s[1] if s[0] == "dsp" else f"{s[0]} {s[1]}") for s in series}
     settings: dict[tuple, dict] = {}
     for r in rows:
-        key = tuple(r["knobs"][k] for k in knobs)
+        key = tuple(r["setting"][k] for k in knobs)
         line = settings.setdefault(key, {"split": r["split"], "_esr": {}})
         line["_esr"].setdefault(name[(r["model"], r["kind"])], []).append(r["esr"])
     lines = []

@@ -42,7 +42,7 @@ def _preload() -> None:
     import common.errors  # noqa: F401
     import audio.io  # noqa: F401
     import audio.datasets  # noqa: F401
-    import dsp.jobs  # noqa: F401
+    import jobs.fit  # noqa: F401
     import dsp.render  # noqa: F401
     _warm_numba()
     sys.path.remove(ROOT)

@@ -101,22 +101,22 @@ def test_checkpoint_renders_at_any_knob_setting(corpus, run_cli):
     tmp, _, runs, _ = corpus
     r = NeuralRenderer.load(runs / "s6_hybrid" / "best.pt")
     assert r.knobs == list(KNOBS) and r.variant == "hybrid"
-    assert r.record["model"]["conditioning"] == "manifest_fitted" and r.record["model"]["cond_dim"] == 9
+    assert r.record["model"]["conditioning"] == "fitted+knobs" and r.record["model"]["cond_dim"] == 9
     x = synthesize(0.5, SR, seed=3).astype(np.float32)
     fitted = dict(zip(KNOBS, map(float, TRAIN[2])))
     near = {**fitted, "release": 290.0}  # never fitted: the nearest fitted setting's DSP parameters
-    assert r.knob_params(near) == r.knob_params(fitted)
-    y = r.render_knobs(x, SR, near)
+    assert r.dsp_params(near) == r.dsp_params(fitted)
+    y = r.render(x, SR, near)
     assert y.shape == x.shape and np.all(np.isfinite(y))
-    proc = r.knob_block_processor(SR, near)  # block by block as offline
+    proc = r.block_processor(SR, near)  # block by block as offline
     np.testing.assert_allclose(np.concatenate([proc(x[None, i:i + 1000])[0] for i in range(0, len(x), 1000)]),
                                y, atol=1e-5)
-    with pytest.raises(UserError, match="renders at a knob setting"):
-        r.render(x, SR, "compress", 50)
+    with pytest.raises(UserError, match="does not match the knobs"):
+        r.render(x, SR, {"mode": "compress", "peak_reduction": 50})
     with pytest.raises(UserError, match="missing release"):
-        r.render_knobs(x, SR, {k: v for k, v in near.items() if k != "release"})
+        r.render(x, SR, {k: v for k, v in near.items() if k != "release"})
     with pytest.raises(UserError, match="far outside"):
-        r.render_knobs(x, SR, {**near, "ratio": 60.0})
+        r.render(x, SR, {**near, "ratio": 60.0})
     # and from the command line
     write_wav(tmp / "probe.wav", x[None, :])
     knob_args = [a for k, v in near.items() for a in ("--knob", f"{k}={v:g}")]

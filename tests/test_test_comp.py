@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from audio.devices import la2a_setting
 from dsp.knobmap import KnobMap
 from dsp.render import render
 
@@ -51,7 +52,7 @@ def test_chain_folder_any_setting(run_cli, chain_reference, make_pair, tmp_path)
         res = run_cli(["test_comp.py", chain_reference, src, out, "--peak-reduction", pr, "--mode", mode])
         assert res.returncode == 0, res.stderr
         y, _ = sf.read(str(out), dtype="float32")
-        np.testing.assert_allclose(y, render(x, SR, kmap.at(mode, pr)), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(y, render(x, SR, kmap.at(la2a_setting(mode, pr))), rtol=1e-6, atol=1e-7)
     # at a fitted level the knob map gives that level's checkpoint
     fitted = yaml.safe_load((chain_reference / "limit" / "pr_90" / "ckpt.yaml").read_text())["params"]
     y, _ = sf.read(str(tmp_path / "limit_90.wav"), dtype="float32")

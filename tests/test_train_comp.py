@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from audio.devices import la2a_setting
 from dsp.chain import SUMMARY_COLUMNS
 from dsp.knobmap import KnobMap
 from dsp.params import PARAM_NAMES
@@ -106,7 +107,7 @@ def test_chain_outputs(chain_reference, chain_settings, read_summary):
         assert ck["mode"] == r["mode"] and ck["peak_reduction"] == int(r["peak_reduction"])
         for k in PARAM_NAMES:  # the summary rounds to 6 significant digits
             assert float(r[k]) == pytest.approx(ck["params"][k], rel=1e-5, abs=1e-9)
-            assert km.at(r["mode"], int(r["peak_reduction"]))[k] == pytest.approx(ck["params"][k], rel=1e-9,
+            assert km.at(la2a_setting(r["mode"], int(r["peak_reduction"])))[k] == pytest.approx(ck["params"][k], rel=1e-9,
                                                                                   abs=1e-9)
         assert float(r["esr"]) == pytest.approx(ck["esr"], rel=1e-5) and 0 < ck["esr"] < 1
         assert int(r["iterations"]) == ck["iterations"] >= 1

@@ -50,7 +50,7 @@ def test_training_writes_checkpoints_log_and_table(trained):
     assert r.variant == "hybrid" and r.record["unseen_levels"] == [90]
     # the hybrid's default conditioning: fitted parameters, switch, then PR / 100
     assert r.record["model"]["conditioning"] == "fitted+knobs"
-    assert r.conditioning("limit", 90)[-2:].tolist() == pytest.approx([1.0, 0.9])
+    assert r.conditioning({"mode": "limit", "peak_reduction": 90})[-2:].tolist() == pytest.approx([1.0, 0.9])
     assert all(pr != 90 for _, pr in r.record["trained_levels"])
 
 
@@ -93,7 +93,7 @@ def test_test_comp_renders_a_neural_checkpoint(trained, run_cli, tmp_path):
     b, _ = sf.read(str(tmp_path / "b.wav"), dtype="float32", always_2d=True)
     np.testing.assert_allclose(a, b, atol=1e-5)
     renderer = NeuralRenderer.load(best)
-    proc = renderer.block_processor(SR, "limit", 85)
+    proc = renderer.block_processor(SR, {"mode": "limit", "peak_reduction": 85})
     np.testing.assert_allclose(a.T, proc(x), atol=1e-5)
 
 

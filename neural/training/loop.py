@@ -1,6 +1,6 @@
 """The training loop: Adam on random segments, validation, early stopping, checkpoints, resume.
 
-One step: the batch of step ``k`` (:class:`neural.data.SegmentSampler`, a function of
+One step: the batch of step ``k`` (:class:`neural.training.data.SegmentSampler`, a function of
 ``(seed, k)``), the loss on its scored part (:mod:`neural.training.losses`), Adam with gradient
 clipping. Every ``val_every`` steps: the validation ESR (pre-emphasised, pooled per
 setting, averaged over settings, as the test table), ``log.csv`` rewritten, ``last.pt``
@@ -30,7 +30,7 @@ from common.records import write_csv
 from dsp.preemphasis import preemphasis
 from neural.backbones import detach_state
 from neural.checkpoint import save_checkpoint
-from neural.data import Batch, SegmentSampler
+from neural.training.data import Batch, SegmentSampler
 from neural.inference import run_chunked
 from neural.training.losses import HybridLoss
 

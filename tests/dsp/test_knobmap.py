@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from audio.devices import la2a_setting
 from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.params import PARAM_NAMES
@@ -38,7 +39,7 @@ def test_levels_sorted_and_modes(kmap):
 
 def test_exact_at_fitted_levels(kmap):
     for pr in LEVELS:
-        got, want = kmap.at("compress", pr), _params(pr)
+        got, want = kmap.at(la2a_setting("compress", pr)), _params(pr)
         assert list(got) == list(PARAM_NAMES)
         for k in PARAM_NAMES:
             assert got[k] == pytest.approx(want[k], rel=1e-12, abs=1e-12)
@@ -46,7 +47,7 @@ def test_exact_at_fitted_levels(kmap):
 
 def test_monotone_between_levels(kmap):
     grid = np.linspace(40, 100, 241)
-    table = {k: np.array([kmap.at("compress", q)[k] for q in grid]) for k in PARAM_NAMES}
+    table = {k: np.array([kmap.at(la2a_setting("compress", q))[k] for q in grid]) for k in PARAM_NAMES}
     assert np.all(np.diff(table["threshold_db"]) <= 0)
     assert np.all(np.diff(table["ratio"]) >= 0)
     assert np.all(np.diff(table["attack_ms"]) <= 0)
@@ -57,13 +58,13 @@ def test_monotone_between_levels(kmap):
         for q in np.linspace(lo, hi, 7):
             for k in PARAM_NAMES:
                 a, b = sorted((_params(lo)[k], _params(hi)[k]))
-                assert a - 1e-9 <= kmap.at("compress", q)[k] <= b + 1e-9
+                assert a - 1e-9 <= kmap.at(la2a_setting("compress", q))[k] <= b + 1e-9
 
 
 def test_held_at_the_ends(kmap):
-    assert kmap.at("compress", 0) == kmap.at("compress", 40)
-    assert kmap.at("compress", 39.9) == kmap.at("compress", 40)
-    assert kmap.at("compress", 100.5) == kmap.at("compress", 100)
+    assert kmap.at(la2a_setting("compress", 0)) == kmap.at(la2a_setting("compress", 40))
+    assert kmap.at(la2a_setting("compress", 39.9)) == kmap.at(la2a_setting("compress", 40))
+    assert kmap.at(la2a_setting("compress", 100.5)) == kmap.at(la2a_setting("compress", 100))
 
 
 def test_interpolation_laws():
@@ -72,30 +73,30 @@ def test_interpolation_laws():
             {"mode": "compress", "peak_reduction": 60, "threshold_db": -30.0, "ratio": 8.0, "attack_ms": 4.0,
              "release_ms": 400.0, "make_up_db": 6.0}]
     km = KnobMap.from_rows(rows)
-    mid = km.at("compress", 50)
+    mid = km.at(la2a_setting("compress", 50))
     assert mid["threshold_db"] == pytest.approx(-20.0)              # linear in dB
     assert mid["make_up_db"] == pytest.approx(3.0)
     assert mid["ratio"] == pytest.approx(4.0)                       # linear in log-ratio
     assert mid["attack_ms"] == pytest.approx(2.0)                   # log-time (two points: linear in log)
     assert mid["release_ms"] == pytest.approx(200.0)
-    q = km.at("compress", 45)
+    q = km.at(la2a_setting("compress", 45))
     assert q["threshold_db"] == pytest.approx(-15.0)
     assert q["ratio"] == pytest.approx(2.0 * 4.0 ** 0.25)
 
 
 def test_single_level_is_constant():
     km = KnobMap.from_rows(_rows(levels=[70], modes=("limit",)))
-    assert km.at("limit", 10) == km.at("limit", 95) == pytest.approx(_params(75))
+    assert km.at(la2a_setting("limit", 10)) == km.at(la2a_setting("limit", 95)) == pytest.approx(_params(75))
 
 
 def test_unknown_mode(kmap):
     km = KnobMap.from_rows(_rows(modes=("compress",)))
     with pytest.raises(UserError, match="no 'limit' mode"):
-        km.at("limit", 50)
+        km.at(la2a_setting("limit", 50))
 
 
 def test_subset(kmap):
-    sparse = kmap.subset(lambda pr: pr % 20 == 0)
+    sparse = kmap.subset(lambda s: s["peak_reduction"] % 20 == 0)
     assert sparse.levels("compress") == [40, 60, 80, 100]
 
 
@@ -105,7 +106,7 @@ def test_save_load_round_trip(tmp_path, kmap):
     back = KnobMap.load(path)
     assert back.table == kmap.table
     for q in (42.5, 55, 77.7):
-        assert back.at("limit", q) == kmap.at("limit", q)
+        assert back.at(la2a_setting("limit", q)) == kmap.at(la2a_setting("limit", q))
 
 
 @pytest.mark.parametrize("content,words", [
@@ -132,6 +133,6 @@ def test_pchip_in_log_time_is_not_linear():
     rows = [{"mode": "compress", "peak_reduction": pr, "threshold_db": -10.0, "ratio": 2.0, "attack_ms": a,
              "release_ms": 100.0, "make_up_db": 0.0} for pr, a in ((40, 10.0), (50, 5.0), (90, 1.0))]
     km = KnobMap.from_rows(rows)
-    q = km.at("compress", 70)["attack_ms"]
+    q = km.at(la2a_setting("compress", 70))["attack_ms"]
     linear = math.exp(np.interp(70, [40, 50, 90], np.log([10.0, 5.0, 1.0])))
     assert 1.0 < q < 5.0 and q != pytest.approx(linear, rel=1e-6)

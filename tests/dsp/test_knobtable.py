@@ -31,7 +31,7 @@ def test_fitted_setting_and_nearest(table):
     assert table.at({"threshold": -38, "release": 300, "mode": 0})["threshold_db"] == -41
     assert table.at({"threshold": -24, "release": 100, "mode": 0})["threshold_db"] == -21
     # leave-one-out: the nearest other setting
-    assert table.at({"threshold": -40, "release": 50, "mode": 0}, exclude_self=True)["threshold_db"] in (-21, -42)
+    assert table.at_without({"threshold": -40, "release": 50, "mode": 0})["threshold_db"] in (-21, -42)
 
 
 def test_far_and_mismatched_settings_are_refused(table):

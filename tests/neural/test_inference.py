@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from audio.devices import la2a_setting
 from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.render import render
-from neural.checkpoint import build_model, knobmap_table, model_spec, save_checkpoint
+from neural.checkpoint import build_model, model_spec, save_checkpoint
 from neural.inference import NeuralRenderer
 
 SR = 44100
@@ -35,17 +36,9 @@ def _checkpoint(path, backbone, variant, head, conditioning, seed=0):
     with torch.no_grad():  # a model whose output is not just the DSP's or the input
         model.backbone.out_proj.weight.normal_(0.0, 0.05)
         model.backbone.out_proj.bias.normal_(0.0, 0.01)
-    save_checkpoint(path, {"model": spec, "variant": variant, "sample_rate": SR, "knobmap": knobmap_table(KNOBMAP),
+    save_checkpoint(path, {"model": spec, "variant": variant, "sample_rate": SR, "param_map": KNOBMAP.to_record(),
                            "state_dict": model.state_dict(), "config": {"seed": seed}})
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("backbone, variant, head, conditioning", CASES)
@@ -54,37 +47,37 @@ def test_streaming_equals_offline(tmp_path, backbone, variant, head, conditionin
     assert r.variant == variant and r.head == head and r.name == f"{backbone} {variant}"
     assert 100 < r.num_parameters < 10000
     x = _signal()
-    offline = r.render(x, SR, "limit", 65)
+    offline = r.render(x, SR, la2a_setting("limit", 65))
     assert offline.shape == x.shape and offline.dtype == np.float32 and np.isfinite(offline).all()
     for block in (1000, 4093):
-        proc = r.block_processor(SR, "limit", 65)
+        proc = r.block_processor(SR, la2a_setting("limit", 65))
         parts = [proc(x[None, i:i + block])[0] for i in range(0, len(x), block)]
         np.testing.assert_allclose(np.concatenate(parts), offline, rtol=0, atol=1e-5)
     # stereo: the channels run as a batch on a linked DSP gain; equal channels give the mono result
-    proc = r.block_processor(SR, "limit", 65)
+    proc = r.block_processor(SR, la2a_setting("limit", 65))
     stereo = np.concatenate([proc(np.stack([x, x])[:, i:i + 2048]) for i in range(0, len(x), 2048)], axis=1)
     np.testing.assert_allclose(stereo[0], offline, atol=1e-5)
     np.testing.assert_allclose(stereo[1], offline, atol=1e-5)
     # the knobs matter
-    assert np.abs(r.render(x, SR, "compress", 65) - offline).max() > 1e-4
+    assert np.abs(r.render(x, SR, la2a_setting("compress", 65)) - offline).max() > 1e-4
 
 
 def test_hybrid_gain_is_the_dsp_model_corrected(tmp_path):
     r = NeuralRenderer.load(_checkpoint(tmp_path / "m.pt", "s6", "hybrid", "hybrid_gain", "fitted"))
     x = _signal()
     x[: SR // 10] = 0.0
-    y = r.render(x, SR, "compress", 70)
+    y = r.render(x, SR, la2a_setting("compress", 70))
     assert np.all(y[: SR // 10] == 0.0)  # silence stays silent
-    y_dsp = render(x, SR, KNOBMAP.at("compress", 70))
+    y_dsp = render(x, SR, KNOBMAP.at(la2a_setting("compress", 70)))
     ratio_db = 20 * np.log10(np.abs(y[SR // 10:]) / np.maximum(np.abs(y_dsp[SR // 10:]), 1e-12) + 1e-12)
     assert np.median(np.abs(ratio_db)) < 6.0  # a correction of the DSP output, not another signal
     # an untrained hybrid (zero output layer) is exactly the DSP model
     torch.manual_seed(0)
     spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 8})
     save_checkpoint(tmp_path / "zero.pt", {"model": spec, "variant": "hybrid", "sample_rate": SR,
-                                           "knobmap": knobmap_table(KNOBMAP),
+                                           "param_map": KNOBMAP.to_record(),
                                            "state_dict": build_model(spec).state_dict()})
-    y0 = NeuralRenderer.load(tmp_path / "zero.pt").render(x, SR, "compress", 70)
+    y0 = NeuralRenderer.load(tmp_path / "zero.pt").render(x, SR, la2a_setting("compress", 70))
     np.testing.assert_allclose(y0, y_dsp, rtol=1e-5, atol=1e-6)
 
 
@@ -92,13 +85,13 @@ def test_bad_settings_and_rates(tmp_path):
     r = NeuralRenderer.load(_checkpoint(tmp_path / "m.pt", "s6", "hybrid", "hybrid_gain", "fitted"))
     x = _signal(0.05)
     with pytest.raises(UserError, match="48000 Hz"):
-        r.render(x, 48000, "compress", 50)
+        r.render(x, 48000, la2a_setting("compress", 50))
     with pytest.raises(UserError, match="mode"):
-        r.block_processor(SR, "squash", 50)
+        r.block_processor(SR, la2a_setting("squash", 50))
     with pytest.raises(UserError, match="outside 0..100"):
-        r.render(x, SR, "compress", 120)
+        r.render(x, SR, la2a_setting("compress", 120))
     with pytest.raises(UserError, match="NaN"):
-        r.render(np.full(100, np.nan, np.float32), SR, "compress", 50)
+        r.render(np.full(100, np.nan, np.float32), SR, la2a_setting("compress", 50))
 
 
 @pytest.mark.parametrize("content", ["garbage", "truncated", "yaml", "other_dict", "bad_weights", "missing"])
@@ -120,3 +113,19 @@ def test_bad_checkpoints(tmp_path, content):
         torch.save(data, path)
     with pytest.raises(UserError, match="bad.pt"):
         NeuralRenderer.load(path)
+
+
+def test_format_1_checkpoints_still_load(tmp_path):
+    """An LA-2A checkpoint of format 1 (a ``knobmap`` table, no ``param_map``) renders as
+    the same model written in the current format."""
+    new = _checkpoint(tmp_path / "new.pt", "s6", "hybrid", "hybrid_gain", "fitted")
+    data = torch.load(new, weights_only=True)
+    record = KNOBMAP.to_record()
+    data.pop("param_map")
+    data.update(format=1, knobmap=record["modes"])
+    torch.save(data, tmp_path / "old.pt")
+    x = _signal(0.1)
+    old_r = NeuralRenderer.load(tmp_path / "old.pt")
+    assert old_r.param_map.table == KNOBMAP.table
+    np.testing.assert_array_equal(old_r.render(x, SR, la2a_setting("limit", 65)),
+                                  NeuralRenderer.load(new).render(x, SR, la2a_setting("limit", 65)))

@@ -11,9 +11,9 @@ from audio.material import synthesize
 from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.render import BlockCompressor
-from neural.checkpoint import build_model, knobmap_table, load_checkpoint, model_spec
-from neural.data import (CONDITIONINGS, SegmentSampler, Track, dsp_gain_db, fitted_conditioning,
-                         knob_conditioning, validation_batch)
+from neural.checkpoint import build_model, load_checkpoint, model_spec
+from audio.devices import LA2A, la2a_setting
+from neural.training.data import SegmentSampler, Track, conditioning, dsp_gain_db, validation_batch
 from neural.training.loop import TrainSettings, train
 
 SR = 44100
@@ -26,10 +26,10 @@ KNOBMAP = KnobMap({m: {pr: {**BASE, "threshold_db": -13.0 - (pr - 40) * 22 / 60}
 def _track(split, mode, pr, seconds, seed):
     x = synthesize(seconds, SR, seed=seed).astype(np.float32)
     y = standin.render(x, SR, pr, mode).astype(np.float32)
-    params = KNOBMAP.at(mode, pr)
+    params = KNOBMAP.at(la2a_setting(mode, pr))
     g = dsp_gain_db(BlockCompressor(params, SR), x, params["make_up_db"])
-    cond = {name: fn(params, mode, pr) for name, (_, fn) in CONDITIONINGS.items()}
-    return Track(split, mode, pr, seed, x, y, g, params, cond)
+    cond = {name: conditioning(name, params, la2a_setting(mode, pr)) for name in LA2A.conditionings}
+    return Track(split, la2a_setting(mode, pr), seed, x, y, g, params, cond)
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +42,17 @@ def tracks():
 
 
 def test_conditioning_vectors():
-    c = fitted_conditioning(BASE, "limit")
+    c = conditioning("fitted", BASE, la2a_setting("limit", 65))
     np.testing.assert_allclose(c, [-0.75, np.log(3.0), np.log10(5.0), np.log10(120.0) - 2, -0.2, 1.0], rtol=1e-6)
-    np.testing.assert_allclose(knob_conditioning(65, "compress"), [0.65, 0.0])
+    np.testing.assert_allclose(conditioning("knobs", BASE, la2a_setting("compress", 65)), [0.65, 0.0])
     with pytest.raises(UserError, match="mode"):
-        knob_conditioning(65, "squash")
+        conditioning("knobs", BASE, la2a_setting("squash", 65))
 
 
 @pytest.mark.parametrize("episode", [1, 3])
 def test_held_out_levels_never_reach_a_batch(tracks, episode):
     unseen = {80}
-    train_tracks = [t for t in tracks["Train"] if t.peak_reduction not in unseen]
+    train_tracks = [t for t in tracks["Train"] if t.setting["peak_reduction"] not in unseen]
     sampler = SegmentSampler(train_tracks, 441, 882, batch_size=4, seed=0, conditioning="fitted", episode=episode)
     assert sampler.levels == {(m, p) for m in ("compress", "limit") for p in LEVELS if p not in unseen}
     seen = set()
@@ -103,7 +103,7 @@ def _run(tracks, out_dir, max_steps, seed=0, resume=None, model=None):
     model = model or build_model(spec)
     sampler = SegmentSampler(tracks["Train"], 441, 2205, 2, seed, "fitted", episode=2)
     val = validation_batch(tracks["Val"], 0.1, 0.0, "fitted")
-    record = {"model": spec, "variant": "hybrid", "sample_rate": SR, "knobmap": knobmap_table(KNOBMAP),
+    record = {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KNOBMAP.to_record(),
               "config": {"seed": seed}}
     state = train(model, sampler, val, settings, out_dir, record, "cpu", resume, quiet=True)
     return model, state

@@ -1,12 +1,12 @@
-"""The three jobs of ``train_comp.py``: one pair, a digital target, a whole chain.
+"""The jobs of ``train_comp.py``: one pair, a digital target, a whole chain, a manifest.
 
-Each reads what it needs, fits, writes checkpoints atomically and prints a short
-table; the entry script only composes the config and calls :func:`run_fit_job`.
+Which one runs is the config's ``job`` key (:data:`FIT_JOBS`); ``job=auto`` decides
+from the data in one place, :func:`fit_job_kind`. Each job reads what it needs, fits,
+writes checkpoints atomically and prints a short table; the entry script only composes
+the config and calls :func:`run_fit_job`.
 """
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import warnings
 from pathlib import Path
@@ -17,23 +17,54 @@ from tqdm import tqdm
 from audio.datasets import corpus_spec, fit_pair_finder, load_pairs
 from audio.corpus import ensure_corpus
 from audio.io import read_audio, read_pair
+from audio.devices import MODES
+from audio.manifest import knob_names, read_manifest
 from audio.signaltrain import levels_by_mode, scan_corpus
-from common.atomic import write_text_atomic
 from common.errors import UserError
+from common.records import write_csv
 from common.table import format_table
-from dsp.chain import ChainSpec, SUMMARY_COLUMNS, frame_pair, knobmap_check, run_chain, write_summary
+from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain, write_summary
 from dsp.checkpoint import save_checkpoint
 from dsp.fit import FitResult, fit_frames
 from dsp.knobmap import KnobMap
+from dsp.knobtable import take_dir, take_fit
+from dsp.objective import target_energy
 from dsp.params import PARAM_NAMES
 from dsp.render import render
 from dsp.settings import fit_options, initial_params
 
-__all__ = ["run_fit_job"]
+__all__ = ["FIT_JOBS", "fit_job_kind", "run_fit_job", "TAKES_SUMMARY"]
+
+FIT_JOBS = ("pair", "digital", "chain", "manifest")
+TAKES_SUMMARY = "manifest_summary.csv"
 
 PARAM_COLUMNS = [("threshold_db", "thresh dB", ".2f"), ("ratio", "ratio", ".2f"),
                  ("attack_ms", "attack ms", ".3g"), ("release_ms", "release ms", ".4g"),
                  ("make_up_db", "make-up dB", ".2f")]
+
+
+def fit_job_kind(cfg) -> str:
+    """The job to run: ``cfg.job``, or with ``job=auto`` the one the data asks for: a
+    manifest (``data.kind: manifest``), a digital target (``data.kind: digital`` or
+    ``data.digital`` given: rendered from known parameters), one pair (``data.input``
+    and ``data.target``), else the chain."""
+    job = str(cfg.get("job", "auto"))
+    if job not in ("auto", *FIT_JOBS):
+        raise UserError(f"job must be auto or one of {', '.join(FIT_JOBS)}, got {job!r}")
+    data = cfg.data
+    if job == "auto":
+        if data.get("kind") == "manifest":
+            return "manifest"
+        if data.get("kind") == "digital" or data.get("digital"):
+            job = "digital"
+        elif data.get("input") or data.get("target"):
+            job = "pair"
+        else:
+            return "chain"
+    if job == "pair" or (job == "digital" and (data.get("input") or data.get("target"))):
+        if not (data.get("input") and data.get("target")):
+            raise UserError("a single fit needs both data.input and data.target")
+    return job
 
 
 def run_fit_job(cfg) -> int:
@@ -45,18 +76,8 @@ def run_fit_job(cfg) -> int:
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
-    data = cfg.data
-    if data.get("kind") == "manifest":
-        return _manifest_job(cfg, ckpt_dir, options, init)
-    if data.get("input") or data.get("target"):
-        if not (data.get("input") and data.get("target")):
-            raise UserError("a single fit needs both data.input and data.target")
-        if data.get("digital"):
-            return _digital_job(cfg, ckpt_dir, options, init)
-        return _single_job(cfg, ckpt_dir, options, init)
-    if data.get("digital"):
-        return _digital_job(cfg, ckpt_dir, options, init)
-    return _chain_job(cfg, ckpt_dir, options, init)
+    job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
+    return job[fit_job_kind(cfg)](cfg, ckpt_dir, options, init)
 
 
 # --- one pair --------------------------------------------------------------------------
@@ -67,7 +88,6 @@ def _fit_with_progress(frames, init, options, quiet: bool, label: str) -> FitRes
         bar.update(1)
         bar.set_postfix_str(f"esr {loss / energy:.3e}", refresh=False)
 
-    from dsp.objective import target_energy
     energy = target_energy(frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -138,7 +158,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
     find = fit_pair_finder(pairs, cfg.data)
     modes = [str(m) for m in cfg.modes]
-    bad = [m for m in modes if m not in ("compress", "limit")]
+    bad = [m for m in modes if m not in MODES]
     if bad:
         raise UserError(f"modes: unknown mode {bad[0]!r} (use compress and/or limit)")
     levels = [int(v) for v in cfg.levels]
@@ -187,7 +207,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     step = int(cfg.knobmap.check_step)
     check = knobmap_check(rows, find, spec, options, step) if step > 0 else []
     if check:
-        _write_csv(ckpt_dir / "knobmap_check.csv", check)
+        write_csv(ckpt_dir / "knobmap_check.csv", check)
         print(f"\nknob map check: parameters interpolated from every {step}th PR vs fitted")
         print(format_table(check, [("mode", "mode", ""), ("peak_reduction", "PR", "d"),
                                    ("esr_fitted", "ESR fitted", ".4f"),
@@ -196,27 +216,8 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     return 0
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    write_text_atomic(path, buf.getvalue())
-
-
-# --- a manifest of arbitrary knob settings -----------------------------------------------
-MANIFEST_SUMMARY = "manifest_summary.csv"
-
-
-def manifest_row_dir(ckpt_dir: Path, row) -> Path:
-    return Path(ckpt_dir) / "rows" / f"{row.index:04d}_{row.label()}"
-
-
+# --- a manifest: takes of a device with arbitrary knobs, one fit each -----------------------
 def _manifest_job(cfg, ckpt_dir, options, init) -> int:
-    from audio.manifest import knob_names, read_manifest
-    from dsp.knobtable import row_fit
-
     rows = [r for r in read_manifest(str(cfg.data.path)) if r.split in set(cfg.data.fit_splits)]
     if not rows:
         raise UserError(f"{cfg.data.path}: no rows in splits {list(cfg.data.fit_splits)}")
@@ -224,8 +225,8 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
-        ckpt = manifest_row_dir(ckpt_dir, row) / "ckpt.yaml"
-        record = row_fit(ckpt_dir, row)   # None: no fit yet, unreadable, or another manifest's row
+        ckpt = take_dir(ckpt_dir, row) / "ckpt.yaml"
+        record = take_fit(ckpt_dir, row)   # None: no fit yet, unreadable, or another manifest's row
         if record is None:
             x, y, sr = read_pair(row.input, row.target)
             frames = _frames(cfg, x, y, sr, row.target)
@@ -238,8 +239,8 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
             save_checkpoint(ckpt, record)
         out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],
                     "iterations": record["iterations"], "seconds": record["seconds"]})
-    _write_csv(ckpt_dir / MANIFEST_SUMMARY, out)
+    write_csv(ckpt_dir / TAKES_SUMMARY, out)
     print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS +
                        [("esr", "ESR", ".4g"), ("iterations", "iters", "d")]))
-    print(f"wrote {ckpt_dir / MANIFEST_SUMMARY}")
+    print(f"wrote {ckpt_dir / TAKES_SUMMARY}")
     return 0

@@ -1,32 +1,25 @@
 """Training data for the neural models: tracks with their DSP features, random segments.
 
-A :class:`Track` is one (input, target) pair of the corpus at one setting (mode, peak
-reduction), held in memory with the fitted DSP compressor's gain at that setting,
+A :class:`Track` is one (input, target) take of the corpus at one setting (a knob dict
+of its :class:`audio.devices.Device`: the LA-2A's mode and peak reduction, or another
+device's knobs), held in memory with the fitted DSP compressor's gain at that setting,
 computed once over the whole file (so a segment cut from the middle carries the
 compressor's true history). The DSP output is not stored: it is ``x * 10^(g_db / 20)``.
 
-Conditioning vectors (what FiLM sees), one function each, shared by training and
-inference so a checkpoint renders exactly as it was trained:
+Conditioning vectors (what FiLM sees) come from one function, :func:`conditioning`,
+shared by training and inference so a checkpoint renders exactly as it was trained.
+A vector is the fitted DSP parameters normalised to about unit range (``threshold / 40,
+ln(ratio), log10(attack ms), log10(release ms) - 2, make-up / 10``, if the conditioning
+takes them) followed by knob features (:meth:`audio.devices.Device.feature`) in the
+order the device's conditioning names them (:attr:`audio.devices.Device.conditionings`):
 
-- :func:`fitted_conditioning` (hybrid): the fitted DSP parameters, normalised to about
-  unit range: ``threshold / 40, ln(ratio), log10(attack ms), log10(release ms) - 2,
-  make-up / 10`` and the switch (0 compress, 1 limit).
-- :func:`knob_conditioning` (black box): ``PR / 100`` and the switch.
-- ``fitted+knobs`` (hybrid, the default): both, the fitted parameters, the switch,
-  then ``PR / 100``. The knob tells the network where it is between trained settings
-  even where the fit at that setting is off (a fit per setting on different material
-  wanders from setting to setting; the knob does not), as a manifest hybrid sees its knobs.
-
-A device with arbitrary knobs (a manifest corpus, :mod:`audio.manifest`) has its own
-two, of a size set by its number of knobs K (:data:`MANIFEST_CONDITIONINGS`):
-
-- ``manifest_fitted`` (hybrid): the 5 normalised DSP parameters above (no switch)
-  followed by the K knob values, size ``5 + K``;
-- ``manifest_knobs`` (black box): the K knob values.
-
-The knob values go in raw: the standardisation over the trained settings
-(``fit_cond_norm``, on by default) brings them to unit scale. A manifest track's
-setting is its knob dict (``Track.knobs``); its ``mode`` is ``"manifest"``.
+- LA-2A ``fitted`` (hybrid): the parameters and the switch (0 compress, 1 limit);
+  ``knobs`` (black box): ``PR / 100`` and the switch; ``fitted+knobs`` (hybrid, the
+  default): the parameters, the switch, then ``PR / 100``. The knob tells the network
+  where it is between trained settings even where the fit at that setting is off.
+- A device with arbitrary knobs: ``fitted+knobs`` (the parameters, then the K raw knob
+  values) and ``knobs`` (the K values); the standardisation over the trained settings
+  (``fit_cond_norm``, on by default) brings them to unit scale.
 
 :class:`SegmentSampler` draws batches of random segments (an unscored warm-up followed
 by the scored part) from the training tracks; the draw for step ``k`` depends only on
@@ -45,30 +38,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from audio.devices import LA2A, Device
 from audio.io import check_pair, read_audio
-from audio.signaltrain import Pair
 from common.errors import UserError
-from dsp.knobmap import KnobMap
+from dsp.parammap import ParamMap
 from dsp.render import BlockCompressor
 
 __all__ = [
-    "SAMPLE_RATE", "MODE_INDEX", "FITTED_FEATURES", "KNOB_FEATURES", "CONDITIONINGS",
-    "fitted_conditioning", "knob_conditioning", "dsp_gain_db", "Track", "load_tracks",
-    "Batch", "SegmentSampler", "validation_batch", "MANIFEST_MODE", "MANIFEST_CONDITIONINGS",
-    "manifest_conditioning", "conditioning_size", "load_manifest_tracks",
+    "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size", "dsp_gain_db", "Track",
+    "load_tracks", "Batch", "SegmentSampler", "validation_batch",
 ]
 
 SAMPLE_RATE = 44100
-MODE_INDEX = {"compress": 0.0, "limit": 1.0}
-FITTED_FEATURES = ("threshold_db/40", "ln ratio", "log10 attack_ms", "log10 release_ms - 2",
-                   "make_up_db/10", "mode")
-KNOB_FEATURES = ("peak_reduction/100", "mode")
-
-
-def _mode_value(mode: str) -> float:
-    if mode not in MODE_INDEX:
-        raise UserError(f"unknown mode {mode!r} (use compress or limit)")
-    return MODE_INDEX[mode]
+# every conditioning a device may declare (a checkpoint names one)
+CONDITIONING_NAMES = ("fitted", "knobs", "fitted+knobs")
 
 
 def _parameter_features(params: dict) -> list[float]:
@@ -78,58 +61,26 @@ def _parameter_features(params: dict) -> list[float]:
             float(params["make_up_db"]) / 10.0]
 
 
-def fitted_conditioning(params: dict, mode: str) -> np.ndarray:
-    """The hybrid models' conditioning vector from physical DSP parameters. Shape ``(6,)``."""
-    return np.asarray(_parameter_features(params) + [_mode_value(mode)], dtype=np.float32)
+def conditioning(name: str, params: dict, setting: dict, device: Device = LA2A) -> np.ndarray:
+    """The conditioning vector ``name`` at ``setting`` with the DSP ``params`` fitted there.
+
+    Returns:
+        float32 ``(C,)``, ``C = conditioning_size(name, device)``.
+    """
+    with_params, knobs = _declared(name, device)
+    values = (_parameter_features(params) if with_params else []) + [device.feature(k, setting[k]) for k in knobs]
+    return np.asarray(values, dtype=np.float32)
 
 
-def knob_conditioning(peak_reduction: float, mode: str) -> np.ndarray:
-    """The black-box models' conditioning vector from the knobs. Shape ``(2,)``."""
-    return np.asarray([float(peak_reduction) / 100.0, _mode_value(mode)], dtype=np.float32)
+def conditioning_size(name: str, device: Device = LA2A) -> int:
+    _declared(name, device)
+    return device.conditioning_size(name)
 
 
-# name -> (size, function of (params, mode, peak_reduction))
-CONDITIONINGS: dict[str, tuple[int, Callable[[dict, str, float], np.ndarray]]] = {
-    "fitted": (len(FITTED_FEATURES), lambda params, mode, pr: fitted_conditioning(params, mode)),
-    "knobs": (len(KNOB_FEATURES), lambda params, mode, pr: knob_conditioning(pr, mode)),
-    "fitted+knobs": (len(FITTED_FEATURES) + 1, lambda params, mode, pr: np.concatenate(
-        [fitted_conditioning(params, mode), knob_conditioning(pr, mode)[:1]])),
-}
-
-
-MANIFEST_MODE = "manifest"
-
-
-def _manifest_fitted(params: dict, knobs: dict) -> np.ndarray:
-    return np.asarray(_parameter_features(params) + [float(v) for v in knobs.values()], dtype=np.float32)
-
-
-def _manifest_knobs(params: dict, knobs: dict) -> np.ndarray:
-    return np.asarray(list(knobs.values()), dtype=np.float32)
-
-
-# name -> (size as a function of the number of knobs, function of (params, knobs))
-MANIFEST_CONDITIONINGS: dict[str, tuple[Callable[[int], int], Callable[[dict, dict], np.ndarray]]] = {
-    "manifest_fitted": (lambda k: 5 + k, _manifest_fitted),
-    "manifest_knobs": (lambda k: k, _manifest_knobs),
-}
-
-
-def manifest_conditioning(name: str, params: dict, knobs: dict) -> np.ndarray:
-    """A manifest model's conditioning vector (knobs in their manifest order). Shape ``(C,)``."""
-    return MANIFEST_CONDITIONINGS[name][1](params, knobs)
-
-
-def conditioning_size(name: str, knobs: int | None = None) -> int:
-    """Size of conditioning ``name`` (a manifest's needs its number of knobs)."""
-    if name in CONDITIONINGS:
-        return CONDITIONINGS[name][0]
-    if name in MANIFEST_CONDITIONINGS:
-        if knobs is None:
-            raise ValueError(f"conditioning {name!r} needs the number of knobs")
-        return MANIFEST_CONDITIONINGS[name][0](int(knobs))
-    raise ValueError(f"unknown conditioning {name!r}; choose from "
-                     f"{sorted(CONDITIONINGS) + sorted(MANIFEST_CONDITIONINGS)}")
+def _declared(name: str, device: Device) -> tuple[bool, tuple]:
+    if name not in device.conditionings:
+        raise ValueError(f"unknown conditioning {name!r}; choose from {sorted(device.conditionings)}")
+    return device.conditionings[name]
 
 
 def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> np.ndarray:
@@ -143,52 +94,52 @@ def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> 
 
 @dataclass
 class Track:
-    """One pair at one setting, with the fitted DSP gain over the whole file.
+    """One take at one setting, with the fitted DSP gain over the whole file.
 
-    LA-2A: ``(mode, peak_reduction)``; manifest: ``knobs`` (mode ``"manifest"``,
-    peak_reduction None). ``level`` is the hashable setting either way.
+    ``level`` is the hashable setting (its values in the device's knob order).
     """
     split: str
-    mode: str
-    peak_reduction: int
+    setting: dict          # knob dict, e.g. {"mode": "compress", "peak_reduction": 65}
     id: int
     x: np.ndarray          # input, (T,) float32
     y: np.ndarray          # target, (T,) float32
     g_db: np.ndarray       # DSP gain incl. make-up, dB, (T,) float32
     params: dict           # the DSP parameters used
     cond: dict = field(default_factory=dict)   # conditioning name -> (C,) float32
-    knobs: dict | None = None                  # a manifest row's knob values
+    device: Device = LA2A
 
     @property
     def level(self) -> tuple:
-        if self.knobs is not None:
-            return self.mode, tuple(self.knobs.values())
-        return self.mode, self.peak_reduction
+        return self.device.key(self.setting)
 
     def y_dsp(self, sl: slice = slice(None)) -> np.ndarray:
         return self.x[sl] * np.power(10.0, self.g_db[sl] / 20.0, dtype=np.float32)
 
 
-def load_tracks(pairs: Sequence[Pair], knobmap: KnobMap, splits: Iterable[str],
-                keep: Callable[[str, int], bool] = lambda mode, pr: True,
+def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
+                keep: Callable[[dict], bool] = lambda setting: True,
                 quiet: bool = False, desc: str = "tracks", max_samples: int | None = None) -> list[Track]:
-    """Read the mono 44.1 kHz pairs of ``splits`` at settings where ``keep(mode, pr)``.
+    """Read the mono 44.1 kHz takes of ``splits`` at settings where ``keep(setting)``, with
+    the DSP gain at their setting (``param_map.at``) and every conditioning of the device.
 
-    ``max_samples`` reads only the start of every file (bounds the memory on long
-    recordings such as SignalTrain's 20-minute files).
+    ``takes``: items with ``split, id, input, target, setting`` (a SignalTrain
+    :class:`audio.signaltrain.Pair` or a manifest row). ``max_samples`` reads only the
+    start of every file (bounds the memory on long recordings such as SignalTrain's
+    20-minute files).
 
     Raises:
-        UserError: a file that is not mono 44.1 kHz, or a mode the knob map lacks.
+        UserError: a file that is not mono 44.1 kHz, a setting the map does not cover.
     """
     splits = tuple(splits)
-    chosen = [p for p in pairs if p.split in splits and keep(p.mode, p.peak_reduction)]
+    device = param_map.device
+    chosen = [t for t in takes if t.split in splits and keep(t.setting)]
     tracks = []
-    for p in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
-        x, y = _read_mono(p.input, p.target, max_samples)
-        params = knobmap.at(p.mode, p.peak_reduction)
+    for t in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
+        x, y = _read_mono(t.input, t.target, max_samples)
+        params = param_map.at(t.setting)
         g_db = dsp_gain_db(BlockCompressor(params, SAMPLE_RATE), x, params["make_up_db"])
-        cond = {name: fn(params, p.mode, p.peak_reduction) for name, (_, fn) in CONDITIONINGS.items()}
-        tracks.append(Track(p.split, p.mode, p.peak_reduction, p.id, x[0], y[0], g_db, params, cond))
+        cond = {name: conditioning(name, params, t.setting, device) for name in device.conditionings}
+        tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device))
     return tracks
 
 
@@ -203,28 +154,6 @@ def _read_mono(input_path, target_path, max_samples: int | None) -> tuple[np.nda
     return x, y
 
 
-def load_manifest_tracks(rows, table, splits: Iterable[str], quiet: bool = False, desc: str = "tracks",
-                         max_samples: int | None = None) -> list[Track]:
-    """Read the mono 44.1 kHz manifest rows of ``splits``, with the DSP gain of their setting.
-
-    ``table``: a :class:`dsp.knobtable.KnobTable` (the row's fit, or the nearest fitted
-    setting's). Every track carries both manifest conditionings.
-
-    Raises:
-        UserError: a file that is not mono 44.1 kHz, a setting far outside the table.
-    """
-    splits = tuple(splits)
-    chosen = [r for r in rows if r.split in splits]
-    tracks = []
-    for r in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
-        x, y = _read_mono(r.input, r.target, max_samples)
-        params = table.at(r.knobs)
-        g_db = dsp_gain_db(BlockCompressor(params, SAMPLE_RATE), x, params["make_up_db"])
-        cond = {name: fn(params, r.knobs) for name, (_, fn) in MANIFEST_CONDITIONINGS.items()}
-        tracks.append(Track(r.split, MANIFEST_MODE, None, r.index, x[0], y[0], g_db, params, cond, dict(r.knobs)))
-    return tracks
-
-
 @dataclass
 class Batch:
     """Segments of equal length: the first ``warmup`` samples are not scored."""
@@ -234,7 +163,7 @@ class Batch:
     g_db: torch.Tensor     # (B, T)
     cond: torch.Tensor     # (B, C)
     warmup: int
-    levels: list           # (mode, peak_reduction) of every row
+    levels: list           # the setting (``Track.level``) of every row
     fresh: bool = True     # the rows start here (model from silence), not where the last batch ended
 
     def to(self, device) -> "Batch":
@@ -243,14 +172,14 @@ class Batch:
                      self.warmup, self.levels, self.fresh)
 
 
-def _stack(tracks: Sequence[Track], starts: Sequence[int], length: int, warmup: int, conditioning: str,
+def _stack(tracks: Sequence[Track], starts: Sequence[int], length: int, warmup: int, cond_name: str,
            fresh: bool = True) -> Batch:
     rows = [(t, slice(s, s + length)) for t, s in zip(tracks, starts)]
     as_t = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
     return Batch(
         x=as_t([t.x[sl] for t, sl in rows]), y=as_t([t.y[sl] for t, sl in rows]),
         y_dsp=as_t([t.y_dsp(sl) for t, sl in rows]), g_db=as_t([t.g_db[sl] for t, sl in rows]),
-        cond=as_t([t.cond[conditioning] for t, _ in rows]), warmup=warmup,
+        cond=as_t([t.cond[cond_name] for t, _ in rows]), warmup=warmup,
         levels=[t.level for t, _ in rows], fresh=fresh,
     )
 
@@ -276,7 +205,7 @@ class SegmentSampler:
         warmup, scored: samples.
         batch_size: streams.
         seed: the batch of step ``k`` depends on ``(seed, k)`` only.
-        conditioning: key of :data:`CONDITIONINGS` put in ``Batch.cond``.
+        conditioning: the name of the conditioning vector put in ``Batch.cond``.
         episode: segments per stream before it jumps.
         floor: mean-square target level below which an episode's start is redrawn (near
             silence says nothing about a compressor and inflates an ESR).
@@ -299,7 +228,7 @@ class SegmentSampler:
 
     @property
     def levels(self) -> set:
-        """Every (mode, peak_reduction) a batch can contain."""
+        """Every setting (``Track.level``) a batch can contain."""
         return {t.level for t in self.tracks}
 
     def _episode(self, index: int) -> tuple[list, list]:

@@ -1,0 +1,258 @@
+"""The job of ``compare.py``: run what is missing, evaluate every model, write CSV, markdown and plots.
+
+One flow for every device: the DSP fit (fitted first if missing, :mod:`jobs.ensure`)
+and the neural models (trained first if missing) are scored on the ``eval_split``
+takes; on the LA-2A by mode and peak reduction, on a manifest corpus (``data=manifest``,
+a device with its own knobs) by knob setting (:func:`_la2a_corpus`, :func:`_takes_corpus`).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from audio import material
+from audio.datasets import load_pairs
+from audio.devices import LA2A, Device, la2a_setting
+from audio.io import audio_info
+from audio.manifest import manifest_device, read_manifest
+from common.atomic import write_text_atomic
+from common.errors import UserError
+from common.table import format_table
+from dsp.knobtable import KnobTable
+from dsp.parammap import ParamMap
+from jobs.ensure import ensure_dsp_fit
+from report import plots
+from report.evaluate import evaluate
+from report.models import dsp_candidates, neural_candidate
+from report.summary import level_table, markdown_table, rows_to_csv, setting_table, summarise, summary_text
+
+__all__ = ["run_compare"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _data_overrides(argv: list[str]) -> list[str]:
+    return [a for a in argv if a.startswith("data=") or a.startswith("data.")]
+
+
+def _ensure_neural(cfg, argv) -> list[Path]:
+    """The checkpoints of ``models x variants``; missing ones are trained first.
+
+    With ``train_jobs > 1`` that many trainings run at once (each on one thread), each
+    writing its messages to ``<run_dir>/train.out``; one at a time they print here.
+    """
+    found, missing = [], []
+    for model in cfg.models:
+        for variant in cfg.variants:
+            run_dir = Path(str(cfg.runs_dir)) / f"{model}_{variant}"
+            ckpt = run_dir / "best.pt"
+            if not ckpt.is_file():
+                if not cfg.train_missing:
+                    print(f"skipping {model} {variant}: {ckpt} not found (train_missing=false)")
+                    continue
+                missing.append((model, variant, run_dir))
+            found.append(ckpt)
+    jobs = max(1, int(cfg.get("train_jobs", 1) or 1))
+    running: list[tuple] = []
+
+    def finish(job) -> None:
+        model, variant, run_dir, proc, log = job
+        rc = proc.wait()
+        if log is not None:
+            log.close()
+        if rc != 0 or not (run_dir / "best.pt").is_file():
+            for _, _, _, other, _ in running:
+                other.terminate()
+            where = f"see {run_dir / 'train.out'}" if log is not None else "see the messages above"
+            raise UserError(f"{run_dir}: training {model} {variant} failed ({where})")
+        print(f"trained {model} {variant} -> {run_dir / 'best.pt'}")
+
+    for model, variant, run_dir in missing:
+        cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
+               f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", *_data_overrides(argv),
+               *[str(o) for o in (cfg.get("train_overrides") or [])]]
+        if jobs == 1:
+            print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
+            finish((model, variant, run_dir, subprocess.Popen(cmd), None))
+            continue
+        while len(running) >= jobs:
+            finish(running.pop(0))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(run_dir / "train.out", "w")
+        print(f"no trained {model} {variant} in {run_dir}: training it with the defaults "
+              f"(messages in {run_dir / 'train.out'})")
+        running.append((model, variant, run_dir, subprocess.Popen(cmd + ["quiet=true"], stdout=log,
+                                                                  stderr=subprocess.STDOUT), log))
+    while running:
+        finish(running.pop(0))
+    return found
+
+
+@dataclass
+class Corpus:
+    """What the comparison needs from a corpus, whatever the device."""
+    device: Device
+    param_map: ParamMap
+    takes: list                          # the eval_split takes
+    seen: Callable[[dict], bool]         # trained at (and fitted)
+    plot_at: dict                        # the setting of the drum-hit and sweep pictures
+    reference: Callable | None = None    # renders the probe signals' target, if known
+
+
+def _la2a_corpus(cfg) -> Corpus:
+    unseen = {int(v) for v in cfg.unseen_levels}
+    kmap = ensure_dsp_fit(cfg.data, Path(str(cfg.dsp_dir)), quiet=bool(cfg.quiet))
+    pairs = [p for p in load_pairs(cfg.data, quiet=cfg.quiet) if p.split == str(cfg.eval_split)
+             and p.mode in kmap.modes]
+    if not pairs:
+        raise UserError(f"no {cfg.eval_split} pairs in the dataset for modes {kmap.modes}")
+    reference = None
+    if cfg.data.get("generate", False):   # the stand-in renders the target of the probe signals
+        from audio import standin
+        reference = lambda x, sr, s: standin.render(x, sr, s["peak_reduction"], s["mode"])  # noqa: E731
+    return Corpus(LA2A, kmap, pairs, lambda s: s["peak_reduction"] not in unseen,
+                  la2a_setting(str(cfg.plots.mode), int(cfg.plots.peak_reduction)), reference)
+
+
+def _takes_corpus(cfg) -> Corpus:
+    """The manifest's ``eval_split`` takes; "seen" at a setting of a Train take (trained at and
+    fitted). ``unseen_levels`` and ``plots.mode`` / ``plots.peak_reduction`` do not apply;
+    the pictures are drawn at ``plots.knobs`` (default: the first Test setting)."""
+    path = Path(str(cfg.data.path))
+    rows = read_manifest(path)
+    device = manifest_device(rows)
+    split = str(cfg.eval_split)
+    test_rows = [r for r in rows if r.split == split]
+    if not test_rows:
+        raise UserError(f"{path}: no {split} rows to compare on")
+    fit_rows = [r for r in rows if r.split in set(cfg.data.fit_splits)]
+    if not fit_rows:
+        raise UserError(f"{path}: no rows in the fitted splits {list(cfg.data.fit_splits)}")
+    ranges = KnobTable.of_settings(list(device.knobs), [r.knobs for r in fit_rows])
+    for r in test_rows:
+        ranges.check(r.knobs, f"{path}: line {r.index} ({r.split})")
+    plot_at = _plot_knobs(cfg, list(device.knobs), test_rows, ranges)
+    for model in cfg.models:  # a trained model of another device fails now, not after the fits
+        for variant in cfg.variants:
+            ckpt = Path(str(cfg.runs_dir)) / f"{model}_{variant}" / "best.pt"
+            if ckpt.is_file():
+                neural_candidate(ckpt, device)
+    table = ensure_dsp_fit(cfg.data, Path(str(cfg.dsp_dir)), fit_rows, quiet=bool(cfg.quiet))
+    trained = {device.key(r.knobs) for r in rows if r.split == "Train"}
+    return Corpus(device, table, test_rows, lambda s: device.key(s) in trained, plot_at)
+
+
+def run_compare(cfg, argv: list[str]) -> int:
+    out_dir = Path(str(cfg.out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: output folder is a file")
+    corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
+    device = corpus.device
+    neural_ckpts = _ensure_neural(cfg, argv)
+    candidates = dsp_candidates(corpus.param_map) + [neural_candidate(p, device) for p in neural_ckpts]
+    rows = evaluate(candidates, corpus.takes, device, corpus.seen, float(cfg.skip_s), quiet=cfg.quiet)
+    bad = [r for r in rows if not all(np.isfinite(r[k]) for k in ("esr", "mae", "stft", "rtf_256"))]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "compare.csv", rows_to_csv(rows, device))
+    summary = summarise(rows)
+    pictures = _plots(corpus, candidates, rows, cfg, out_dir)
+    if device == LA2A:
+        tables = [(f"ESR per level, {mode} (* unseen)", level_table(rows, mode))
+                  for mode in sorted({r["mode"] for r in rows})]
+    else:
+        tables = [("ESR by knob setting", setting_table(rows, list(device.knobs)))]
+    write_text_atomic(out_dir / "compare.md", _markdown(cfg, device, summary, tables, pictures))
+    print(summary_text(summary))
+    if device != LA2A:
+        print()
+        print(format_table(*tables[0][1]))
+    if bad:
+        print(f"warning: {len(bad)} rows hold non-finite metrics", file=sys.stderr)
+    print(f"wrote {out_dir / 'compare.csv'}, {out_dir / 'compare.md'} and {len(pictures)} plots")
+    return 0
+
+
+def _plots(corpus: Corpus, candidates, rows, cfg, out_dir: Path) -> list[str]:
+    sr = audio_info(corpus.takes[0].input).sample_rate   # the probe signals at the data's rate
+    device, at = corpus.device, corpus.plot_at
+    if device == LA2A:
+        plots.plot_esr_vs_pr(rows, out_dir / "esr_vs_pr.png", {int(v) for v in cfg.unseen_levels})
+        plots.plot_knobmap(corpus.param_map, out_dir / "knobmap.png")
+        names = ["esr_vs_pr.png", "knobmap.png"]
+        where = f"{at['mode']} PR {at['peak_reduction']}"
+    else:
+        plots.plot_esr_by_setting(rows, list(device.knobs), out_dir / "esr_by_setting.png")
+        names = ["esr_by_setting.png"]
+        where = device.label(at)
+    target = {} if corpus.reference is None else {"target (stand-in)": None}
+    by = {(c.name, c.kind): c for c in candidates}
+    hit = np.concatenate([np.zeros(int(0.05 * sr), np.float32), material.drum_hit(sr, level_db=-3.0),
+                          np.zeros(int(0.3 * sr), np.float32)])
+    outs = {k: corpus.reference(hit, sr, at) for k in target}
+    outs.update({_label(c): c.render(hit, sr, at) for c in by.values() if c.kind in ("dsp", "hybrid")})
+    plots.plot_drum_hit(hit, outs, sr, f"drum hit, {where}", out_dir / "drum_hit.png")
+    names.append("drum_hit.png")
+    sweep = material.sine_sweep(4.0, sr, level_db=-12.0)
+    outs = {k: corpus.reference(sweep, sr, at) for k in target}
+    outs.update({_label(c): c.render(sweep, sr, at) for c in candidates if c.kind == "dsp" or not c.kind.startswith("dsp")})
+    plots.plot_sweep_spectrograms(outs, sr, f"sine sweep 20 Hz - 20 kHz, -12 dBFS, {where}",
+                                  out_dir / "sweep_spectrograms.png")
+    names.append("sweep_spectrograms.png")
+    return names
+
+
+def _label(c) -> str:
+    return "dsp" if c.kind == "dsp" else f"{c.name} {c.kind}"
+
+
+def _plot_knobs(cfg, knobs: list[str], test_rows, ranges) -> dict:
+    given = cfg.plots.get("knobs")
+    if given is None:
+        return dict(test_rows[0].knobs)
+    try:
+        values = {str(k): float(v) for k, v in dict(given).items()}
+    except (TypeError, ValueError):
+        raise UserError(f"plots.knobs: expected a knob setting such as {{{knobs[0]}: ...}}, got {given}") from None
+    ranges.check(values, "plots.knobs")
+    return {k: values[k] for k in knobs}
+
+
+_INTRO = {
+    True: ("All rows are on the {split} material of `{name}`, every level and both modes; the first {skip:g} s "
+           "of each file is a warm-up left out of the metrics. 'unseen' levels ({unseen}) were never used to "
+           "train the neural models. `dsp`: the parameters fitted at that level; `dsp-interp`: parameters "
+           "interpolated from the knob map of all *other* fitted levels (leave-one-out); `hybrid`: a neural "
+           "correction of the DSP output conditioned on the fitted parameters (and, by default, the knob); "
+           "`blackbox`: the same backbone conditioned on the knobs alone. ESR is the pre-emphasised "
+           "sum-of-squares error-to-signal ratio; RTF@256 is audio seconds per compute second at 256-sample "
+           "blocks on one thread.", "Summary (means over levels)"),
+    False: ("All rows are on the {split} rows of the manifest `{path}`, by knob setting; the first {skip:g} s "
+            "of each file is a warm-up left out of the metrics. 'seen' settings are those of a Train row (the "
+            "neural models were trained there and the DSP model fitted there); 'unseen' settings never were. "
+            "`dsp`: the parameters fitted at that setting (at an unseen one, those of the nearest fitted "
+            "setting, each knob scaled by its range); `dsp-nearest`: those of the nearest *other* fitted "
+            "setting (leave-one-out); `hybrid`: a neural correction of the DSP output conditioned on the "
+            "fitted parameters and the knobs; `blackbox`: the same backbone conditioned on the knobs alone. "
+            "ESR is the pre-emphasised sum-of-squares error-to-signal ratio; RTF@256 is audio seconds per "
+            "compute second at 256-sample blocks on one thread. In `compare.csv`, `mode` is `manifest`, "
+            "`peak_reduction` is empty, and the knob values follow in one column per knob.",
+            "Summary (means over settings)"),
+}
+
+
+def _markdown(cfg, device: Device, summary, tables, pictures) -> str:
+    intro, heading = _INTRO[device == LA2A]
+    intro = intro.format(split=cfg.eval_split, name=cfg.data.name, skip=float(cfg.skip_s),
+                         unseen=", ".join(map(str, cfg.unseen_levels)), path=cfg.data.get("path"))
+    lines = ["# DSP vs neural vs hybrid", "", intro, "", f"## {heading}", "", markdown_table(summary), ""]
+    for title, (table_rows, columns) in tables:
+        lines += [f"## {title}", "", markdown_table(table_rows, columns), ""]
+    lines += ["## Pictures", ""]
+    lines += [f"![{p}]({p})" for p in pictures]
+    lines += ["", "## Every row", "", "See `compare.csv`."]
+    return "\n".join(lines) + "\n"

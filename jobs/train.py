@@ -1,0 +1,251 @@
+"""The job of ``train_neural.py``: from the config to a trained model and its test table.
+
+Steps: take the model from the config group ``cfg/model/<model>.yaml`` (sizes, the head
+of each variant, training settings) with the command line's overrides; make sure the
+DSP fit exists in ``dsp_dir`` (:func:`jobs.ensure.ensure_dsp_fit`: fitted first if
+not); load the corpus's takes with the DSP gain at their setting; train on the Train
+split, validate on the Val split; then score ``best.pt`` on the Test split against the
+DSP model, print the table and write it to ``out_dir/test_esr.csv``.
+
+The corpus decides what is held out (:func:`_la2a_corpus`, :func:`_takes_corpus`):
+
+- the LA-2A chain: every level but ``unseen_levels`` is trained at (within ``modes``
+  and ``levels``); the Test table covers every level, seen and unseen;
+- a manifest (``data=manifest``, a device with its own knobs): the DSP fits are one
+  per Train take; training uses the Train takes, validation the Val takes, and the
+  test table covers every Test take's setting (trained at, or new: then its DSP
+  parameters are the nearest fitted setting's).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from audio.datasets import load_pairs
+from audio.devices import LA2A, MODES, Device
+from audio.manifest import manifest_device, read_manifest
+from common.config import to_plain
+from common.errors import UserError
+from dsp.knobtable import KnobTable
+from dsp.parammap import ParamMap
+from dsp.settings import resolve_device
+from jobs.ensure import ensure_dsp_fit
+from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
+from neural.training.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
+from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
+from neural.inference import NeuralRenderer
+from neural.training.losses import MIN_STFT_SAMPLES
+from neural.heads import count_parameters
+from neural.training.loop import TrainSettings, train
+
+__all__ = ["run_train_job"]
+
+
+def _settings(cfg) -> TrainSettings:
+    values = dict(to_plain(cfg.model.train) or {})
+    values.update({k: v for k, v in to_plain(cfg.train).items() if v is not None})
+    if cfg.get("max_minutes") is not None:
+        values["max_minutes"] = cfg.max_minutes
+    return TrainSettings.from_dict(values)
+
+
+def _prepare(cfg, device: Device):
+    name, variant = str(cfg.model.name), str(cfg.variant)
+    if variant not in device.variants:
+        raise UserError(f"unknown variant {variant!r}; choose from {', '.join(device.variants)}")
+    model = cfg.model
+    head = str(cfg.head) if cfg.get("head") else str(model.heads.get(variant, ""))
+    hyper = {**(to_plain(model.hyperparameters) or {}), **to_plain(cfg.hyperparameters)}
+    default, allowed = device.variants[variant]
+    conditioning = str(cfg.conditioning) if cfg.get("conditioning") else default
+    if conditioning not in allowed:
+        raise UserError(f"conditioning {conditioning!r} does not suit variant {variant!r}; "
+                        f"choose from {', '.join(allowed)}")
+    spec = model_spec(model.backbone, head, conditioning, hyper, device=device)
+    if variant == "blackbox" and head != "blackbox" or variant == "hybrid" and head == "blackbox":
+        raise UserError(f"head {head!r} does not suit variant {variant!r}")
+    try:
+        build_model(spec)
+    except ValueError as exc:
+        raise UserError(f"model {name}: {exc}") from None
+    return name, variant, spec, _settings(cfg)
+
+
+@dataclass
+class Corpus:
+    """What training and its test need from a corpus, whatever the device."""
+    device: Device
+    param_map: ParamMap
+    train: list                       # Tracks
+    val: list
+    record: dict                      # the checkpoint entries that describe the settings
+    describe: str                     # for the start line
+    test_tracks: Callable[[], list]   # the Test tracks
+    seen: Callable[[dict], bool]      # whether a setting was trained at
+    no_test: str                      # said when there is no Test material
+    per: str = ""                     # what the test table is by
+    note: str = ""                    # printed under it
+
+
+def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
+    unseen = sorted({int(v) for v in cfg.unseen_levels})
+    if str(cfg.unseen_dsp) not in ("fitted", "interpolated"):
+        raise UserError(f"unseen_dsp must be fitted or interpolated, got {cfg.unseen_dsp!r}")
+    modes = [str(m) for m in cfg.modes]
+    if not modes or any(m not in MODES for m in modes):
+        raise UserError(f"modes: use compress and/or limit, got {modes}")
+    pairs = load_pairs(cfg.data, quiet=cfg.quiet)
+    full_map = ensure_dsp_fit(cfg.data, dsp_dir, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet), modes=modes)
+    param_map = full_map if cfg.unseen_dsp == "fitted" else \
+        full_map.subset(lambda s: s["peak_reduction"] not in unseen)
+    missing = [m for m in modes if m not in param_map.modes]
+    if missing:
+        raise UserError(f"{dsp_dir / 'knobmap.yaml'}: no fit for mode {missing[0]!r}")
+    lo_hi = {m: (min(param_map.levels(m)), max(param_map.levels(m))) for m in modes}
+    wanted = None if cfg.get("levels") is None else {int(v) for v in cfg.levels}
+
+    def in_range(s: dict) -> bool:
+        mode, pr = s["mode"], s["peak_reduction"]
+        return mode in lo_hi and lo_hi[mode][0] <= pr <= lo_hi[mode][1] and (wanted is None or pr in wanted)
+
+    def seen(s: dict) -> bool:
+        return s["peak_reduction"] not in unseen
+
+    def trained(s: dict) -> bool:
+        return in_range(s) and seen(s)
+
+    train_tracks = load_tracks(pairs, param_map, ["Train"], trained, cfg.quiet, "train pairs", limit)
+    val_tracks = load_tracks(pairs, param_map, ["Val"], trained, cfg.quiet, "val pairs", limit)
+    if not val_tracks:
+        raise UserError("no validation material: the Val split has no pair at a trained level")
+    levels = {t.level for t in train_tracks}
+    assert not any(level[1] in unseen for level in levels | {t.level for t in val_tracks})
+    record = {"unseen_levels": unseen, "trained_levels": sorted([list(level) for level in levels])}
+    return Corpus(LA2A, param_map, train_tracks, val_tracks, record,
+                  f"at {len(levels)} settings, unseen levels {unseen}",
+                  lambda: load_tracks(pairs, param_map, ["Test"], in_range, cfg.quiet, "test pairs", limit),
+                  seen, "no Test material at the trained modes: no test table")
+
+
+def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
+    """Train on the Train takes, validate on the Val takes, test on the Test takes.
+
+    The DSP parameters of a setting come from the fits in ``dsp_dir`` (one per take of
+    ``data.fit_splits``, fitted first if missing): the fit at that setting, or the
+    nearest fitted setting's (:class:`dsp.knobtable.KnobTable`). ``unseen_levels``,
+    ``modes`` and ``levels`` do not apply: what is held out is what the manifest puts
+    in Val and Test only.
+    """
+    path = Path(str(cfg.data.path))
+    device = manifest_device(rows)
+    fit_rows = [r for r in rows if r.split in set(cfg.data.fit_splits)]
+    if not fit_rows:
+        raise UserError(f"{path}: no rows in the fitted splits {list(cfg.data.fit_splits)}")
+    if not any(r.split == "Train" for r in rows):
+        raise UserError(f"{path}: no Train row: nothing to train on")
+    if not any(r.split == "Val" for r in rows):
+        raise UserError(f"{path}: no Val row: no validation material")
+    # every setting must lie near the fitted ones (checked before anything is fitted)
+    ranges = KnobTable.of_settings(list(device.knobs), [r.knobs for r in fit_rows])
+    for r in rows:
+        ranges.check(r.knobs, f"{path}: line {r.index} ({r.split})")
+    table = ensure_dsp_fit(cfg.data, dsp_dir, fit_rows, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet))
+    train_tracks = load_tracks(rows, table, ["Train"], quiet=cfg.quiet, desc="train pairs", max_samples=limit)
+    val_tracks = load_tracks(rows, table, ["Val"], quiet=cfg.quiet, desc="val pairs", max_samples=limit)
+    trained = sorted({t.level for t in train_tracks})
+    record = {"trained_settings": [device.setting(key) for key in trained]}
+    return Corpus(device, table, train_tracks, val_tracks, record,
+                  f"at {len(trained)} settings of the knobs {', '.join(device.knobs)}",
+                  lambda: load_tracks(rows, table, ["Test"], quiet=cfg.quiet, desc="test pairs", max_samples=limit),
+                  lambda s: device.key(s) in set(trained), "the manifest has no Test row: no test table",
+                  per=" per knob setting",
+                  note="(setting NEW: never trained at; its DSP parameters are the nearest trained setting's)")
+
+
+# --- the job ----------------------------------------------------------------------------
+def run_train_job(cfg) -> int:
+    rows = read_manifest(str(cfg.data.path)) if cfg.data.get("kind") == "manifest" else None
+    device = LA2A if rows is None else manifest_device(rows)
+    name, variant, spec, settings = _prepare(cfg, device)
+    out_dir, dsp_dir = Path(str(cfg.out_dir)), Path(str(cfg.dsp_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: out_dir is a file")
+    torch_device = resolve_device(cfg.device)
+    if int(cfg.threads) > 0:
+        torch.set_num_threads(int(cfg.threads))
+    limit = int(float(cfg.max_seconds_per_pair) * SAMPLE_RATE) if cfg.get("max_seconds_per_pair") else None
+    corpus = _la2a_corpus(cfg, dsp_dir, limit) if rows is None else _takes_corpus(cfg, rows, dsp_dir, limit)
+    conditioning = spec["conditioning"]
+    sr = SAMPLE_RATE
+    if settings.stft_weight and settings.segment_s * sr < MIN_STFT_SAMPLES:
+        raise UserError(f"train.segment_s = {settings.segment_s:g} s is too short for the MR-STFT loss "
+                        f"(at least {MIN_STFT_SAMPLES / sr:.3f} s), or set train.stft_weight=0")
+    sampler = SegmentSampler(corpus.train, round(settings.warmup_s * sr), round(settings.segment_s * sr),
+                             settings.batch_size, int(cfg.seed), conditioning, settings.episode)
+    val_batch = validation_batch(corpus.val, settings.val_seconds, settings.val_warmup_s, conditioning)
+
+    if cfg.normalise_conditioning:
+        spec = {**spec, **model_spec(spec["backbone"], spec["head"], conditioning, spec["hyperparameters"],
+                                     fit_cond_norm([t.cond[conditioning] for t in corpus.train]), device)}
+    torch.manual_seed(int(cfg.seed))
+    model = build_model(spec)
+    record = {"model": spec, "variant": variant, "name": f"{name}_{variant}", "sample_rate": sr,
+              "param_map": corpus.param_map.to_record(), "knobs": list(device.knobs), **corpus.record,
+              "config": to_plain(cfg), "parameters": count_parameters(model)}
+    resume = _resume(cfg, out_dir, spec, variant, model, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{name} {variant} ({spec['head']}): {count_parameters(model)} parameters; "
+          f"{len(corpus.train)} train pairs {corpus.describe}; "
+          f"batch {settings.batch_size} x ({settings.warmup_s:g} s warm-up + {settings.episode} x "
+          f"{settings.segment_s:g} s); "
+          f"budget {settings.max_minutes:g} min on {torch_device}" + (" (resumed)" if resume else ""))
+    state = train(model, sampler, val_batch, settings, out_dir, record, torch_device, resume, cfg.quiet)
+    print(f"stopped at step {state.step} after {state.seconds / 60:.1f} min ({state.stopped}); "
+          f"best validation ESR {state.best_val:.4f} at step {state.best_step}")
+    if not cfg.test:
+        return 0
+    return _test(cfg, corpus, out_dir)
+
+
+def _resume(cfg, out_dir: Path, spec: dict, variant: str, model, device: Device) -> dict | None:
+    last = out_dir / "last.pt"
+    if not cfg.resume or not last.is_file():
+        return None
+    record, old = load_checkpoint(last)
+    if (record["model"] != spec or record["variant"] != variant or "resume" not in record
+            or record["param_map_obj"].device != device):
+        raise UserError(f"{last}: holds a run of another model or variant; give resume=false to start over "
+                        "or another out_dir")
+    if int(record.get("config", {}).get("seed", cfg.seed)) != int(cfg.seed):
+        raise UserError(f"{last}: was trained with seed {record['config']['seed']}; give resume=false to start over")
+    model.load_state_dict(old.state_dict())
+    return record["resume"]
+
+
+def _test(cfg, corpus: Corpus, out_dir: Path) -> int:
+    best = out_dir / "best.pt"
+    renderer = NeuralRenderer.load(best)
+    tracks = corpus.test_tracks()
+    if not tracks:
+        print(corpus.no_test)
+        return 0
+    t0 = time.perf_counter()
+    rows = score_tracks(tracks, lambda t: renderer.render(t.x, SAMPLE_RATE, t.setting), corpus.seen, cfg.quiet)
+    label = f"{renderer.backbone} {renderer.variant}"
+    print(f"\nTest ESR (pre-emphasised) of {best} ({renderer.num_parameters} parameters, "
+          f"{renderer.head}){corpus.per}; rendering took {time.perf_counter() - t0:.0f} s")
+    print(format_results(rows, label, corpus.device))
+    if corpus.note:
+        print(corpus.note)
+    write_results_csv(out_dir / "test_esr.csv", rows, corpus.device)
+    means = {(m["mode"], m["levels"]): m for m in summarise(rows, corpus.device)}
+    if corpus.device is LA2A and ("all", "unseen") in means:
+        m = means[("all", "unseen")]
+        print(f"\nunseen levels {sorted({int(v) for v in cfg.unseen_levels})}: mean ESR {m['esr_model']:.4f} "
+              f"vs DSP {m['esr_dsp']:.4f} (x{m['ratio']:.2f})")
+    print(f"wrote {best}, {out_dir / 'log.csv'} and {out_dir / 'test_esr.csv'}")
+    return 0
