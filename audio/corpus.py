@@ -5,7 +5,9 @@ Train holds one long pair per (mode, PR); Val and Test hold other, shorter
 material at every one of those settings, so evaluation can cover every setting on
 audio never fitted. The corpus is generated once into a cache folder named by a
 hash of its settings (same settings, same bytes), built in a temporary folder and
-renamed into place when complete, so an interrupted generation is never used.
+renamed into place when complete, so an interrupted generation is never used. The
+temporary folder of a generation that was killed outright (SIGKILL, power cut) is
+removed by the next generation in the same cache folder once its process is gone.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from audio import material, standin
 from audio.devices import MODES
 from audio.io import write_audio
 from audio.signaltrain import input_name, target_name
+from common.atomic import fsync_folder, remove_stale_temporaries, temporary_name
 
 __all__ = ["CorpusSpec", "ensure_corpus", "DATASET_DIR"]
 
@@ -64,7 +67,8 @@ def ensure_corpus(cache_dir: str | Path, spec: CorpusSpec = CorpusSpec(), quiet:
     if (final / "corpus.json").is_file():
         return root
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".standin-{spec.key()}.tmp-{os.getpid()}"
+    remove_stale_temporaries(cache_dir)  # left by generations that were killed
+    tmp = cache_dir / temporary_name(f"standin-{spec.key()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         entries = list(spec.entries())
@@ -84,6 +88,7 @@ def ensure_corpus(cache_dir: str | Path, spec: CorpusSpec = CorpusSpec(), quiet:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.replace(tmp, final)
+            fsync_folder(cache_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

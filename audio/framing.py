@@ -6,28 +6,90 @@ overlap every sample after the first second of the file is scored exactly once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 __all__ = ["Frames", "make_frames"]
 
 
-@dataclass
 class Frames:
-    """A batch of equally long frames, zero padded at the end where needed.
+    """A batch of equally long frames cut from a pair of signals, without copying them.
 
-    Attributes:
-        x, y: input and target, ``(B, T)`` float64.
-        lengths: valid samples of each frame, ``(B,)`` int64.
+    A frame is a row ``(channel, start, length)`` of a table over the source signals;
+    past its ``length`` a frame reads as zeros. The kernels read the sources through
+    the table, so a fit holds no second copy of the audio (overlaps included).
+    :attr:`x` and :attr:`y` build the padded ``(B, T)`` float64 arrays on demand,
+    for code that wants them (autograd, tests, short audio).
+
+    Args:
+        x, y: source signals, ``(C, N)`` (float32 or float64 are kept as they are;
+            other types become float64). Built directly with only these and
+            ``lengths``, every row of ``x``/``y`` is one frame (``(B, T)``).
+        lengths: valid samples of each frame, ``(B,)``.
         warmup: leading samples of every frame that are not scored.
         sample_rate: Hz.
+        channel, start: ``(B,)`` source row and first sample of each frame
+            (default: frame ``b`` is row ``b`` from sample 0).
+        length: ``T``, the padded frame length (default: ``x.shape[1]``).
     """
-    x: np.ndarray
-    y: np.ndarray
-    lengths: np.ndarray
-    warmup: int
-    sample_rate: int
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, lengths: np.ndarray, warmup: int, sample_rate: int,
+                 channel: np.ndarray | None = None, start: np.ndarray | None = None,
+                 length: int | None = None):
+        self.source_x = _signal(x)
+        self.source_y = _signal(y)
+        if self.source_x.shape != self.source_y.shape:
+            raise ValueError(f"input {self.source_x.shape} and target {self.source_y.shape} differ in shape")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        n_frames = len(self.lengths)
+        self.channel = np.arange(n_frames, dtype=np.int64) if channel is None else np.asarray(channel, np.int64)
+        self.start = np.zeros(n_frames, dtype=np.int64) if start is None else np.asarray(start, np.int64)
+        self.length = int(self.source_x.shape[1] if length is None else length)
+        self.warmup = int(warmup)
+        self.sample_rate = int(sample_rate)
+        if not (len(self.channel) == len(self.start) == n_frames):
+            raise ValueError("channel, start and lengths must have one entry per frame")
+        if n_frames and (np.any(self.lengths > self.length) or np.any(self.lengths < 0)
+                         or np.any(self.start < 0) or np.any(self.start + self.lengths > self.source_x.shape[1])
+                         or np.any(self.channel < 0) or np.any(self.channel >= self.source_x.shape[0])):
+            raise ValueError("a frame reaches outside its source signal")
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(B, T)`` of the padded frames."""
+        return self.n_frames, self.length
+
+    def frame(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The valid part of frame ``b``: input and target views into the sources. Shape: ``(lengths[b],)``."""
+        c, s, n = int(self.channel[b]), int(self.start[b]), int(self.lengths[b])
+        return self.source_x[c, s:s + n], self.source_y[c, s:s + n]
+
+    @property
+    def x(self) -> np.ndarray:
+        """Input frames, zero padded, float64. Shape: ``(B, T)`` (a new array unless the
+        frames are the rows of a float64 source)."""
+        return self._padded(self.source_x, 0)
+
+    @property
+    def y(self) -> np.ndarray:
+        """Target frames, zero padded, float64. Shape: ``(B, T)``."""
+        return self._padded(self.source_y, 1)
+
+    def _padded(self, source: np.ndarray, which: int) -> np.ndarray:
+        if self._is_rows() and source.dtype == np.float64:
+            return source
+        out = np.zeros(self.shape)
+        for b in range(self.n_frames):
+            part = self.frame(b)[which]
+            out[b, :len(part)] = part
+        return out
+
+    def _is_rows(self) -> bool:
+        return (self.source_x.shape == self.shape and not self.start.any()
+                and np.array_equal(self.channel, np.arange(self.n_frames)))
 
     @property
     def scored_samples(self) -> int:
@@ -35,25 +97,38 @@ class Frames:
 
     def score_mask(self) -> np.ndarray:
         """Boolean ``(B, T)``: True where a sample counts in the loss."""
-        n = np.arange(self.x.shape[1])[None, :]
+        n = np.arange(self.length)[None, :]
         return (n >= self.warmup) & (n < self.lengths[:, None])
+
+    def target_is_silent(self) -> bool:
+        """True when every scored target sample is zero (nothing to fit)."""
+        return not any(np.any(self.frame(b)[1][self.warmup:]) for b in range(self.n_frames))
+
+
+def _signal(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous 2-D float32/float64 array, copied only when it must be."""
+    a = np.atleast_2d(np.asarray(a))
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    return np.ascontiguousarray(a)
 
 
 def make_frames(x: np.ndarray, y: np.ndarray, sample_rate: int, frame_s: float = 12.0,
                 overlap_s: float = 1.0) -> Frames:
-    """Frame a pair of signals.
+    """Frame a pair of signals (a table over them; the audio is not copied).
 
     Args:
         x, y: input and target, 1-D, or ``(channels, samples)`` whose channels are
-            framed one after another.
+            framed one after another. float32 and float64 are kept as they are.
         frame_s: frame length; a shorter file becomes a single frame.
         overlap_s: overlap between frames, which is also the unscored warm-up.
 
     Returns:
         :class:`Frames`.
     """
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    x, y = _signal(x), _signal(y)
+    if x.dtype != y.dtype:  # one working type for the kernels
+        x, y = x.astype(np.float64), y.astype(np.float64)
     if x.shape != y.shape:
         raise ValueError(f"input {x.shape} and target {y.shape} differ in shape")
     frame = int(round(frame_s * sample_rate))
@@ -67,18 +142,15 @@ def make_frames(x: np.ndarray, y: np.ndarray, sample_rate: int, frame_s: float =
     hop = frame - warmup
     starts = [0] if n <= frame else list(range(0, n - warmup, hop))
     length = min(frame, n)
-    xs, ys, lens = [], [], []
+    channel, start, lens = [], [], []
     for ch in range(x.shape[0]):
         for s in starts:
-            seg = slice(s, min(s + length, n))
-            valid = seg.stop - seg.start
+            valid = min(s + length, n) - s
             if valid <= warmup:
                 continue
-            fx = np.zeros(length)
-            fy = np.zeros(length)
-            fx[:valid] = x[ch, seg]
-            fy[:valid] = y[ch, seg]
-            xs.append(fx)
-            ys.append(fy)
+            channel.append(ch)
+            start.append(s)
             lens.append(valid)
-    return Frames(np.stack(xs), np.stack(ys), np.asarray(lens, dtype=np.int64), warmup, int(sample_rate))
+    return Frames(x, y, np.asarray(lens, dtype=np.int64), warmup, int(sample_rate),
+                  channel=np.asarray(channel, dtype=np.int64), start=np.asarray(start, dtype=np.int64),
+                  length=length)

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from common.atomic import atomic_path
-from common.errors import UserError
+from common.errors import UserError, machine_failure, write_failure_cause
 
 __all__ = ["AudioInfo", "audio_info", "read_audio", "read_pair", "write_audio", "check_pair", "process_file"]
 
@@ -106,8 +106,9 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     if not np.all(np.isfinite(audio)):
         raise UserError(f"{p}: refusing to write NaN or infinite samples")
     fmt = _format_for(p)
-    with atomic_path(p) as tmp, _open_for_write(tmp, sample_rate, audio.shape[0], subtype, fmt) as f:
-        f.write(audio.T)
+    with atomic_path(p) as tmp, _writing(p):
+        with _open_for_write(tmp, sample_rate, audio.shape[0], subtype, fmt) as f:
+            f.write(audio.T)
 
 
 def check_pair(input_path: str | os.PathLike, target_path: str | os.PathLike,
@@ -122,6 +123,18 @@ def check_pair(input_path: str | os.PathLike, target_path: str | os.PathLike,
     if x.shape[1] != y.shape[1]:
         raise UserError(f"{target_path}: length {y.shape[1]} samples does not match "
                         f"{input_path} ({x.shape[1]} samples)")
+
+
+@contextlib.contextmanager
+def _writing(final: Path):
+    """Turn a failed libsndfile write (it says only "System error" for a full disk or a
+    read-only folder) into a UserError that names ``final`` and, where the folder
+    tells, the cause."""
+    try:
+        yield
+    except (sf.SoundFileError, OSError) as exc:
+        cause = machine_failure(exc) or write_failure_cause(final) or _reason(exc)
+        raise UserError(f"{final}: cannot write audio ({cause})") from None
 
 
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile command (sndfile.h)
@@ -213,20 +226,27 @@ def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
             reader = sf.SoundFile(str(inp))
         except Exception as exc:
             raise UserError(f"{inp}: not a readable audio file ({_reason(exc)})") from None
-        with reader, _open_for_write(tmp, info.sample_rate, info.channels, subtype, fmt) as writer:
-            for chunk in reader.blocks(blocksize=block, dtype="float32", always_2d=True):
-                x = np.ascontiguousarray(chunk.T)
-                if not np.all(np.isfinite(x)):
-                    raise UserError(f"{inp}: contains NaN or infinite samples")
-                silent = silent and not np.any(x)
-                y = np.asarray(process_block(x), dtype=np.float32)
-                if not np.all(np.isfinite(y)):
-                    raise UserError(f"{inp}: processing produced non-finite samples")
-                if integer:
-                    over = np.abs(y) > 1.0
-                    clipped += int(over.sum())
-                    y = np.clip(y, -1.0, 1.0)
-                writer.write(y.T)
+        with reader:
+            with _writing(out):
+                writer = _open_for_write(tmp, info.sample_rate, info.channels, subtype, fmt)
+            try:
+                for chunk in reader.blocks(blocksize=block, dtype="float32", always_2d=True):
+                    x = np.ascontiguousarray(chunk.T)
+                    if not np.all(np.isfinite(x)):
+                        raise UserError(f"{inp}: contains NaN or infinite samples")
+                    silent = silent and not np.any(x)
+                    y = np.asarray(process_block(x), dtype=np.float32)
+                    if not np.all(np.isfinite(y)):
+                        raise UserError(f"{inp}: processing produced non-finite samples")
+                    if integer:
+                        over = np.abs(y) > 1.0
+                        clipped += int(over.sum())
+                        y = np.clip(y, -1.0, 1.0)
+                    with _writing(out):
+                        writer.write(y.T)
+            finally:
+                with _writing(out):
+                    writer.close()  # flushes: a full disk may show only here
         if silent:
             raise UserError(f"{inp}: audio is silent (all samples are zero)")
     return {"sample_rate": info.sample_rate, "channels": info.channels, "frames": info.frames,

@@ -47,7 +47,7 @@ def frame_pair(x, y, sample_rate: int, frame_s: float, overlap_s: float, target)
         frames = make_frames(x, y, sample_rate, frame_s, overlap_s)
     except ValueError as exc:
         raise UserError(f"{target}: {exc}") from None
-    if not np.any(frames.y[frames.score_mask()]):
+    if frames.target_is_silent():
         raise UserError(f"{target}: target is silent after the {overlap_s:g} s warm-up; nothing to fit")
     return frames
 

@@ -10,14 +10,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 
 from audio.framing import Frames
 from dsp.newton import NewtonOptions, newton
 from dsp.objective import AutogradObjective
 from dsp.params import DEFAULT_INIT, Parameterisation, Ranges
-from dsp.preemphasis import preemphasis_np
 
 __all__ = ["FitOptions", "FitResult", "fit_frames", "make_objective", "HESSIAN_METHODS"]
 
@@ -70,7 +68,7 @@ def level_matched_make_up(objective, frames: Frames, z: torch.Tensor) -> float:
     """Make-up gain (dB) that gives the output the target's pre-emphasised energy."""
     z0 = z.clone()
     z0[4] = 0.0
-    e_out = float(np.sum(preemphasis_np(objective.output(z0)) ** 2 * frames.score_mask()))
+    e_out = objective.output_energy(z0)
     if e_out <= 0 or objective.energy <= 0:
         return 0.0
     return 10.0 * math.log10(objective.energy / e_out)
@@ -119,5 +117,5 @@ def fit_frames(frames: Frames, init: dict[str, float] | None = None, options: Fi
 def evaluate_esr(frames: Frames, params: dict[str, float], ranges: Ranges = Ranges()) -> float:
     """Pre-emphasised ESR of fixed physical ``params`` on ``frames`` (no fitting)."""
     param = Parameterisation(frames.sample_rate, ranges)
-    objective = AutogradObjective(frames, param)
+    objective = make_objective(frames, param)  # the kernel: no copy of the frames, no graph
     return objective.loss(param.from_physical(params)) / objective.energy

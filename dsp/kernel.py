@@ -26,12 +26,18 @@ attack_coef, release_coef, make_up_db)``; :class:`KernelObjective` chains them
 to the solver's ``z`` with :meth:`dsp.params.Parameterisation.natural_derivs`
 and offers the interface of :class:`dsp.objective.AutogradObjective`.
 
-float64 is the solver's precision. float32 arrays are accepted: the recursions
-then run in float32 while the sums are accumulated in float64.
+float64 is the solver's precision. float32 is accepted: the recursions then run
+in float32 while the sums are accumulated in float64.
+
+Memory: the kernels read the frames through a table over the pair's own signals
+(:class:`KernelData`) and compute the level ``log|x|`` and the pre-emphasised
+target sample by sample, with the same float64 operations the stored arrays were
+made with, so a fit holds the audio once, as it was read (float32 from a file).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,10 +46,11 @@ from numba import njit, prange
 from audio.framing import Frames
 from dsp.compressor import PEAK_FLOOR
 from dsp.params import Parameterisation
-from dsp.preemphasis import POLE, preemphasis_np
+from dsp.preemphasis import POLE
 
-__all__ = ["KernelObjective", "prepare", "loss_natural", "loss_grad_natural",
-           "loss_grad_hess_natural", "output_natural", "chain_to_z"]
+__all__ = ["KernelObjective", "KernelData", "prepare", "loss_natural", "loss_grad_natural",
+           "loss_grad_hess_natural", "output_natural", "output_energy_natural", "target_energy",
+           "chain_to_z"]
 
 # natural log of the dB-to-amplitude factor: 10^(d/20) = exp(K_DB * d)
 K_DB = math.log(10.0) / 20.0
@@ -92,10 +99,28 @@ def _constants(natural: np.ndarray, dtype) -> np.ndarray:
 # the sums are float64.
 # ----------------------------------------------------------------------------------------
 
+@njit(fastmath=False, cache=True)
+def _read(xs, ys, c, i, tz, box):
+    """One sample of frame data, computed where the kernels need it instead of stored.
+
+    Returns the input in the working precision (``box``'s dtype), the natural log of
+    its clamped peak level (from the input as that precision rounds it, computed in
+    float64, then rounded), the target's pre-emphasised sample (in float64 as
+    :func:`dsp.preemphasis.preemphasis_np` computes it: scipy's direct form II
+    transposed, then rounded) and the new state of that filter.
+    """
+    box[0] = xs[c, i]
+    xw = box[0]
+    box[1] = math.log(max(abs(float(xw)), PEAK_FLOOR))
+    yr = float(ys[c, i])
+    t = tz + yr
+    box[2] = t
+    return xw, box[1], box[2], POLE * t - yr
+
+
 @njit(parallel=True, fastmath=False, cache=True)
-def _loss_kernel(x, lnlev, tpe, lengths, warmup, prm):
-    B = x.shape[0]
-    T = x.shape[1]
+def _loss_kernel(xs, ys, index, lengths, warmup, prm):
+    B = lengths.shape[0]
     out = np.zeros(B, dtype=np.float64)
     thr = prm[_THR]
     s = prm[_S]
@@ -106,33 +131,37 @@ def _loss_kernel(x, lnlev, tpe, lengths, warmup, prm):
     m = prm[_MAKEUP]
     zero = prm[_ZERO]
     for b in prange(B):
-        n_end = min(lengths[b], T)
+        ch = index[b, 0]
+        s0 = index[b, 1]
+        n_end = lengths[b]
+        box = np.empty_like(prm[:3])  # casts into the working precision
+        tz = 0.0                      # the target's pre-emphasis state
         g = prm[_ONE]
         S0 = zero
         acc = 0.0
         for n in range(n_end):
-            sv = s * (thr - lnlev[b, n])
+            xw, lnl, tv, tz = _read(xs, ys, ch, s0 + n, tz, box)
+            sv = s * (thr - lnl)
             if sv < zero:  # above threshold (torchcomp's relu: derivative 0 at the knee)
                 f = math.exp(sv)
                 c = at if f < g else rt
                 g = g + c * (f - g)
             else:
                 g = g + rt * (prm[_ONE] - g)
-            w = x[b, n] * g
+            w = xw * g
             o = w - qpole * S0
             S0 = w + pole * S0
             if n >= warmup:
-                e = m * o - tpe[b, n]
+                e = m * o - tv
                 acc += e * e
         out[b] = acc
     return out
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _output_kernel(x, lnlev, prm):
-    B = x.shape[0]
-    T = x.shape[1]
-    y = np.empty_like(x)
+def _output_kernel(xs, index, lengths, T, prm):
+    B = lengths.shape[0]
+    y = np.zeros((B, T), dtype=prm.dtype)
     thr = prm[_THR]
     s = prm[_S]
     at = prm[_AT]
@@ -140,24 +169,84 @@ def _output_kernel(x, lnlev, prm):
     m = prm[_MAKEUP]
     zero = prm[_ZERO]
     for b in prange(B):
+        ch = index[b, 0]
+        s0 = index[b, 1]
+        box = np.empty_like(prm[:3])
         g = prm[_ONE]
-        for n in range(T):
-            sv = s * (thr - lnlev[b, n])
+        for n in range(lengths[b]):
+            xw, lnl, _, _ = _read(xs, xs, ch, s0 + n, 0.0, box)
+            sv = s * (thr - lnl)
             if sv < zero:  # above threshold (torchcomp's relu: derivative 0 at the knee)
                 f = math.exp(sv)
-                c = at if f < g else rt
-                g = g + c * (f - g)
+                cf = at if f < g else rt
+                g = g + cf * (f - g)
             else:
                 g = g + rt * (prm[_ONE] - g)
-            y[b, n] = x[b, n] * g * m
+            y[b, n] = xw * g * m
     return y
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _grad_kernel(x, lnlev, tpe, lengths, warmup, prm):
+def _output_energy_kernel(xs, index, lengths, warmup, prm):
+    """Per-frame pre-emphasised energy of the output over the scored samples, the output
+    filtered as :func:`dsp.preemphasis.preemphasis_np` filters it (float64)."""
+    B = lengths.shape[0]
+    out = np.zeros(B, dtype=np.float64)
+    thr = prm[_THR]
+    s = prm[_S]
+    at = prm[_AT]
+    rt = prm[_RT]
+    m = prm[_MAKEUP]
+    zero = prm[_ZERO]
+    for b in prange(B):
+        ch = index[b, 0]
+        s0 = index[b, 1]
+        box = np.empty_like(prm[:3])
+        g = prm[_ONE]
+        oz = 0.0
+        acc = 0.0
+        for n in range(lengths[b]):
+            xw, lnl, _, _ = _read(xs, xs, ch, s0 + n, 0.0, box)
+            sv = s * (thr - lnl)
+            if sv < zero:
+                f = math.exp(sv)
+                cf = at if f < g else rt
+                g = g + cf * (f - g)
+            else:
+                g = g + rt * (prm[_ONE] - g)
+            box[0] = xw * g * m          # the output as the output kernel stores it
+            o = float(box[0])
+            t = oz + o
+            oz = POLE * t - o
+            if n >= warmup:
+                acc += t * t
+        out[b] = acc
+    return out
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _target_energy_kernel(ys, index, lengths, warmup, box_proto):
+    """Per-frame sum of the squared pre-emphasised target over the scored samples."""
+    B = lengths.shape[0]
+    out = np.zeros(B, dtype=np.float64)
+    for b in prange(B):
+        ch = index[b, 0]
+        s0 = index[b, 1]
+        box = np.empty_like(box_proto)
+        tz = 0.0
+        acc = 0.0
+        for n in range(lengths[b]):
+            _, _, tv, tz = _read(ys, ys, ch, s0 + n, tz, box)
+            if n >= warmup:
+                acc += float(tv) * float(tv)
+        out[b] = acc
+    return out
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _grad_kernel(xs, ys, index, lengths, warmup, prm):
     """Per-frame sums: e^2, then e * (P w, P w_T, P w_R, P w_a, P w_r)."""
-    B = x.shape[0]
-    T = x.shape[1]
+    B = lengths.shape[0]
     out = np.zeros((B, 6), dtype=np.float64)
     thr = prm[_THR]
     s = prm[_S]
@@ -173,7 +262,11 @@ def _grad_kernel(x, lnlev, tpe, lengths, warmup, prm):
     one = prm[_ONE]
     zero = prm[_ZERO]
     for b in prange(B):
-        n_end = min(lengths[b], T)
+        ch = index[b, 0]
+        s0 = index[b, 1]
+        n_end = lengths[b]
+        box = np.empty_like(prm[:3])  # casts into the working precision
+        tz = 0.0                      # the target's pre-emphasis state
         g = one
         dT = zero
         dR = zero
@@ -191,7 +284,8 @@ def _grad_kernel(x, lnlev, tpe, lengths, warmup, prm):
         a3 = 0.0
         a4 = 0.0
         for n in range(n_end):
-            v = thr - lnlev[b, n]
+            xw, lnl, tv, tz = _read(xs, ys, ch, s0 + n, tz, box)
+            v = thr - lnl
             sv = s * v
             if sv < zero:  # above threshold (torchcomp's relu: derivative 0 at the knee)
                 f = math.exp(sv)
@@ -217,7 +311,7 @@ def _grad_kernel(x, lnlev, tpe, lengths, warmup, prm):
                 da = omr * da
                 dr = omr * dr + D
                 g = g + rt * D
-            xn = x[b, n]
+            xn = xw
             w0 = xn * g
             w1 = xn * dT
             w2 = xn * dR
@@ -234,7 +328,7 @@ def _grad_kernel(x, lnlev, tpe, lengths, warmup, prm):
             S3 = w3 + pole * S3
             S4 = w4 + pole * S4
             if n >= warmup:
-                e = m * o0 - tpe[b, n]
+                e = m * o0 - tv
                 aL += e * e
                 a0 += e * o0
                 a1 += e * o1
@@ -251,10 +345,9 @@ def _grad_kernel(x, lnlev, tpe, lengths, warmup, prm):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _hess_kernel(x, lnlev, tpe, lengths, warmup, prm):
+def _hess_kernel(xs, ys, index, lengths, warmup, prm):
     """Per-frame sums in the layout of ``_NSUM`` (see the module constants)."""
-    B = x.shape[0]
-    T = x.shape[1]
+    B = lengths.shape[0]
     out = np.zeros((B, 31), dtype=np.float64)
     thr = prm[_THR]
     s = prm[_S]
@@ -273,7 +366,11 @@ def _hess_kernel(x, lnlev, tpe, lengths, warmup, prm):
     one = prm[_ONE]
     zero = prm[_ZERO]
     for b in prange(B):
-        n_end = min(lengths[b], T)
+        ch = index[b, 0]
+        s0 = index[b, 1]
+        n_end = lengths[b]
+        box = np.empty_like(prm[:3])  # casts into the working precision
+        tz = 0.0                      # the target's pre-emphasis state
         # gain, its first derivatives (T, R, a, r) and second derivatives
         g = one
         dT = zero
@@ -339,7 +436,8 @@ def _hess_kernel(x, lnlev, tpe, lengths, warmup, prm):
         h8 = 0.0
         h9 = 0.0
         for n in range(n_end):
-            v = thr - lnlev[b, n]
+            xw, lnl, tv, tz = _read(xs, ys, ch, s0 + n, tz, box)
+            v = thr - lnl
             sv = s * v
             if sv < zero:
                 # above threshold: f = exp(s v), v = K (thr - L_dB) < 0; at the knee
@@ -402,7 +500,7 @@ def _hess_kernel(x, lnlev, tpe, lengths, warmup, prm):
                 da = omr * da
                 dr = omr * dr + D
                 g = g + rt * D
-            xn = x[b, n]
+            xn = xw
             w0 = xn * g
             w1 = xn * dT
             w2 = xn * dR
@@ -449,7 +547,7 @@ def _hess_kernel(x, lnlev, tpe, lengths, warmup, prm):
             Q8 = u8 + pole * Q8
             Q9 = u9 + pole * Q9
             if n >= warmup:
-                e = m * o0 - tpe[b, n]
+                e = m * o0 - tv
                 aL += e * e
                 e0 += e * o0
                 e1 += e * o1
@@ -520,43 +618,62 @@ def _hess_kernel(x, lnlev, tpe, lengths, warmup, prm):
 # numpy-level functions in natural coordinates
 # ----------------------------------------------------------------------------------------
 
-def prepare(frames: Frames, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The parameter-independent arrays the kernels read.
+@dataclass(frozen=True)
+class KernelData:
+    """What the kernels read: the pair's source signals and the frame table.
 
-    Returns:
-        ``(x, lnlev, tpe)``: input, natural log of the clamped peak level, and the
-        pre-emphasised target with unscored samples zeroed, all in ``dtype``.
+    Nothing per frame is stored: each kernel reads a frame's samples from the
+    sources and computes the level and the pre-emphasised target as it goes, so
+    a fit holds the audio once, in the type it was read in.
 
-    Shape:
-        each ``(B, T)``.
+    Attributes:
+        xs, ys: input and target sources, ``(C, N)``, float32 or float64.
+        index: ``(B, 2)`` int64, each frame's source row and first sample.
+        lengths: ``(B,)`` int64 valid samples of each frame.
+        warmup: leading samples of every frame that are not scored.
+        length: ``T``, the padded frame length (of :func:`output_natural`).
+        dtype: working precision of the recursions (float64 or float32).
     """
-    dtype = np.dtype(dtype)
-    x = np.ascontiguousarray(frames.x, dtype=dtype)
-    # the level as torchcomp sees it: |x| of the dtype-rounded input, clamped
-    lnlev = np.log(np.maximum(np.abs(x.astype(np.float64)), PEAK_FLOOR)).astype(dtype)
-    tpe = np.where(frames.score_mask(), preemphasis_np(np.asarray(frames.y, dtype=np.float64)), 0.0)
-    return x, lnlev, np.ascontiguousarray(tpe, dtype=dtype)
+    xs: np.ndarray
+    ys: np.ndarray
+    index: np.ndarray
+    lengths: np.ndarray
+    warmup: int
+    length: int
+    dtype: np.dtype
+
+    def _args(self):
+        return self.xs, self.ys, self.index, self.lengths, self.warmup
 
 
-def _args(x, lnlev, tpe, lengths, warmup):
-    return x, lnlev, tpe, np.ascontiguousarray(lengths, dtype=np.int64), int(warmup)
+def prepare(frames: Frames, dtype=np.float64) -> KernelData:
+    """The kernels' view of ``frames`` in working precision ``dtype`` (no audio copied).
+
+    The level is that of the input as ``dtype`` rounds it, ``log(max(|x|, 1e-8)``
+    (torchcomp's), and the target is pre-emphasised in float64, then rounded to
+    ``dtype``: the same numbers as storing both arrays in ``dtype``.
+    """
+    index = np.ascontiguousarray(np.stack([frames.channel, frames.start], axis=1), dtype=np.int64)
+    return KernelData(frames.source_x, frames.source_y, index.reshape(-1, 2),
+                      np.ascontiguousarray(frames.lengths, dtype=np.int64), int(frames.warmup),
+                      int(frames.length), np.dtype(dtype))
 
 
-def loss_natural(x, lnlev, tpe, lengths, warmup: int, natural) -> float:
+def loss_natural(data: KernelData, natural) -> float:
     """Loss at the natural vector ``(threshold_db, ratio, attack_coef, release_coef, make_up_db)``.
 
     Shape:
-        x, lnlev, tpe: ``(B, T)`` (see :func:`prepare`); lengths: ``(B,)``; natural: ``(5,)``.
+        natural: ``(5,)``.
     """
-    prm = _constants(np.asarray(natural, dtype=np.float64), x.dtype)
-    return float(_loss_kernel(*_args(x, lnlev, tpe, lengths, warmup), prm).sum())
+    prm = _constants(np.asarray(natural, dtype=np.float64), data.dtype)
+    return float(_loss_kernel(*data._args(), prm).sum())
 
 
-def loss_grad_natural(x, lnlev, tpe, lengths, warmup: int, natural) -> tuple[float, np.ndarray]:
+def loss_grad_natural(data: KernelData, natural) -> tuple[float, np.ndarray]:
     """Loss and gradient ``(5,)`` w.r.t. the natural vector."""
     natural = np.asarray(natural, dtype=np.float64)
-    prm = _constants(natural, x.dtype)
-    sums = _grad_kernel(*_args(x, lnlev, tpe, lengths, warmup), prm).sum(axis=0)
+    prm = _constants(natural, data.dtype)
+    sums = _grad_kernel(*data._args(), prm).sum(axis=0)
     m = 10.0 ** (natural[4] / 20.0)
     grad = np.empty(5)
     grad[:4] = 2.0 * m * sums[2:6]
@@ -564,14 +681,14 @@ def loss_grad_natural(x, lnlev, tpe, lengths, warmup: int, natural) -> tuple[flo
     return float(sums[0]), grad
 
 
-def loss_grad_hess_natural(x, lnlev, tpe, lengths, warmup: int, natural) -> tuple[float, np.ndarray, np.ndarray]:
+def loss_grad_hess_natural(data: KernelData, natural) -> tuple[float, np.ndarray, np.ndarray]:
     """Loss, gradient ``(5,)`` and exact Hessian ``(5, 5)`` w.r.t. the natural vector.
 
     The attack/release pattern is held fixed (torchcomp's convention).
     """
     natural = np.asarray(natural, dtype=np.float64)
-    prm = _constants(natural, x.dtype)
-    sums = _hess_kernel(*_args(x, lnlev, tpe, lengths, warmup), prm).sum(axis=0)
+    prm = _constants(natural, data.dtype)
+    sums = _hess_kernel(*data._args(), prm).sum(axis=0)
     m = 10.0 ** (natural[4] / 20.0)
     k = K_DB
     ev = sums[1:6]                       # sum e V_i
@@ -594,10 +711,22 @@ def loss_grad_hess_natural(x, lnlev, tpe, lengths, warmup: int, natural) -> tupl
     return float(sums[0]), grad, hess
 
 
-def output_natural(x, lnlev, natural) -> np.ndarray:
-    """Compressor output (with make-up) over the whole frames. Shape: ``(B, T)``."""
-    prm = _constants(np.asarray(natural, dtype=np.float64), x.dtype)
-    return _output_kernel(x, lnlev, prm)
+def output_natural(data: KernelData, natural) -> np.ndarray:
+    """Compressor output (with make-up), zero past each frame's length. Shape: ``(B, T)``."""
+    prm = _constants(np.asarray(natural, dtype=np.float64), data.dtype)
+    return _output_kernel(data.xs, data.index, data.lengths, data.length, prm)
+
+
+def output_energy_natural(data: KernelData, natural) -> float:
+    """Pre-emphasised energy of the output over the scored samples (no output stored)."""
+    prm = _constants(np.asarray(natural, dtype=np.float64), data.dtype)
+    return float(_output_energy_kernel(data.xs, data.index, data.lengths, data.warmup, prm).sum())
+
+
+def target_energy(data: KernelData) -> float:
+    """Pre-emphasised target energy over the scored samples (in ``data.dtype`` rounding)."""
+    return float(_target_energy_kernel(data.ys, data.index, data.lengths, data.warmup,
+                                       np.ones(3, dtype=data.dtype)).sum())
 
 
 def chain_to_z(grad_v: torch.Tensor, hess_v: torch.Tensor, d1: torch.Tensor,
@@ -643,13 +772,8 @@ class KernelObjective:
     def __init__(self, frames: Frames, param: Parameterisation, device="cpu", dtype=np.float64):
         self.param = param
         self.dtype = _np_dtype(dtype)
-        self.x, self.lnlev, self.tpe = prepare(frames, self.dtype)
-        self.lengths = np.ascontiguousarray(frames.lengths, dtype=np.int64)
-        self.warmup = int(frames.warmup)
-        self.energy = float(np.sum(self.tpe.astype(np.float64) ** 2))
-
-    def _data(self):
-        return self.x, self.lnlev, self.tpe, self.lengths, self.warmup
+        self.data = prepare(frames, self.dtype)
+        self.energy = target_energy(self.data)
 
     def _natural(self, z):
         z = torch.as_tensor(z).detach().to(device="cpu", dtype=torch.float64)
@@ -657,19 +781,24 @@ class KernelObjective:
 
     def loss(self, z) -> float:
         v, _, _ = self._natural(z)
-        return loss_natural(*self._data(), v.numpy())
+        return loss_natural(self.data, v.numpy())
 
     def loss_grad(self, z) -> tuple[float, torch.Tensor]:
         v, d1, _ = self._natural(z)
-        f, g = loss_grad_natural(*self._data(), v.numpy())
+        f, g = loss_grad_natural(self.data, v.numpy())
         return f, d1 * torch.from_numpy(g)
 
     def loss_grad_hess(self, z) -> tuple[float, torch.Tensor, torch.Tensor]:
         v, d1, d2 = self._natural(z)
-        f, g, h = loss_grad_hess_natural(*self._data(), v.numpy())
+        f, g, h = loss_grad_hess_natural(self.data, v.numpy())
         g_z, h_z = chain_to_z(torch.from_numpy(g), torch.from_numpy(h), d1, d2)
         return f, g_z, h_z
 
     def output(self, z) -> np.ndarray:
         v, _, _ = self._natural(z)
-        return output_natural(self.x, self.lnlev, v.numpy())
+        return output_natural(self.data, v.numpy())
+
+    def output_energy(self, z) -> float:
+        """Pre-emphasised output energy over the scored samples, without storing the output."""
+        v, _, _ = self._natural(z)
+        return output_energy_natural(self.data, v.numpy())

@@ -7,7 +7,9 @@ An objective is built from :class:`audio.framing.Frames` and a
 - ``loss(z) -> float``: the line-search path;
 - ``loss_grad_hess(z) -> (float, (5,) tensor, (5, 5) tensor)``: exact derivatives;
 - ``energy``: the pre-emphasised target energy over the scored samples (ESR = loss / energy);
-- ``output(z) -> (B, T) numpy``: the compressor output (for level matching and reports).
+- ``output(z) -> (B, T) numpy``: the compressor output (for reports);
+- ``output_energy(z) -> float``: its pre-emphasised energy over the scored samples
+  (for level matching; the kernel computes it without storing the output).
 
 :class:`AutogradObjective` gets its derivatives from torch autograd through
 torchcomp (reverse over reverse, as the published method); the fused kernel in
@@ -29,9 +31,14 @@ __all__ = ["AutogradObjective", "target_energy"]
 
 
 def target_energy(frames: Frames) -> float:
-    """Pre-emphasised target energy over the scored samples."""
+    """Pre-emphasised target energy over the scored samples (frame by frame: no copy of
+    the whole pair)."""
     from dsp.preemphasis import preemphasis_np
-    return float(np.sum(preemphasis_np(frames.y) ** 2 * frames.score_mask()))
+    total = 0.0
+    for b in range(frames.n_frames):
+        _, y = frames.frame(b)
+        total += float(np.sum(preemphasis_np(np.asarray(y, dtype=np.float64))[frames.warmup:] ** 2))
+    return total
 
 
 class AutogradObjective:
@@ -80,6 +87,11 @@ class AutogradObjective:
         h = torch.stack(rows)
         h = 0.5 * (h + h.T)
         return float(f.detach()), g.detach().cpu().to(torch.float64), h.detach().cpu().to(torch.float64)
+
+    def output_energy(self, z: torch.Tensor) -> float:
+        """Pre-emphasised output energy over the scored samples."""
+        from dsp.preemphasis import preemphasis_np
+        return float(np.sum(preemphasis_np(self.output(z)) ** 2 * self.mask.cpu().numpy()))
 
     def output(self, z: torch.Tensor) -> np.ndarray:
         with torch.no_grad():

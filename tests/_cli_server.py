@@ -61,15 +61,16 @@ def _warm_numba() -> None:
         from audio.framing import make_frames
         from dsp import kernel
         rng = np.random.default_rng(0)
-        x = rng.uniform(-0.5, 0.5, 4000)
-        frames = make_frames(x, 0.5 * x, 2000, frame_s=2.0, overlap_s=0.5)
-        arrays = kernel.prepare(frames)
         natural = [-20.0, 3.0, 0.05, 0.001, 0.0]
-        args = (*arrays, frames.lengths, frames.warmup, natural)
-        kernel.loss_natural(*args)
-        kernel.loss_grad_natural(*args)
-        kernel.loss_grad_hess_natural(*args)
-        kernel.output_natural(arrays[0], arrays[1], natural)
+        for dtype in (np.float64, np.float32):  # files are read as float32, digital targets are float64
+            x = rng.uniform(-0.5, 0.5, 4000).astype(dtype)
+            data = kernel.prepare(make_frames(x, 0.5 * x, 2000, frame_s=2.0, overlap_s=0.5))
+            kernel.loss_natural(data, natural)
+            kernel.loss_grad_natural(data, natural)
+            kernel.loss_grad_hess_natural(data, natural)
+            kernel.output_natural(data, natural)
+            kernel.output_energy_natural(data, natural)
+            kernel.target_energy(data)
     except Exception:
         pass
 

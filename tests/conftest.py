@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+if str(ROOT / "tests") not in sys.path:
+    sys.path.append(str(ROOT / "tests"))  # for the test helpers (_reference)
+from _reference import reference_render  # noqa: E402
 from audio.material import synthesize  # noqa: E402
 from dsp.render import render  # noqa: E402
 
@@ -320,3 +323,10 @@ def workspace(tmp_path_factory) -> Path:
     _signaltrain(ws / "st_dup", good + ["target_001_LA2A_3c__0__90.wav"], x)
     _signaltrain(ws / "st_unknown", good + ["take2.wav"], x)
     return ws
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """``reference(x, sample_rate, params) -> float64``: the compressor from its documented
+    semantics, a plain loop independent of the project (``tests/_reference.py``)."""
+    return reference_render

@@ -41,6 +41,7 @@ def compared(tmp_path_factory, run_cli):
     return out, res
 
 
+@pytest.mark.slow
 def test_compare_writes_csv_markdown_and_plots(compared):
     out, res = compared
     rows = list(csv.DictReader((out / "compare.csv").open()))
@@ -70,6 +71,7 @@ def test_compare_writes_csv_markdown_and_plots(compared):
     assert not (runs / "s6_hybrid" / "train.out").exists()   # trained before: reused
 
 
+@pytest.mark.slow
 def test_compare_hybrid_starts_as_the_dsp_model(compared):
     """Two training steps barely move a zero-initialised correction: the hybrid's ESR
     stays close to the DSP model's, a check that both are rendered the same way."""

@@ -16,6 +16,8 @@ from dsp.render import BlockCompressor
 from report.evaluate import COLUMNS
 from tests.conftest import write_wav
 
+pytestmark = pytest.mark.slow  # end to end: fits, trainings and a comparison on a manifest
+
 SR = 44100
 KNOBS = ("threshold", "ratio", "attack", "release")
 # 8 settings of a digital compressor; the first 6 are trained at (and fitted), the last 2 are new

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a chain, a training and a comparison, end to end
+
 BASELINE = Path(__file__).parent / "data" / "regression_baseline.json"
 LEVELS = "[100,90,80]"
 RTOL = 1e-6

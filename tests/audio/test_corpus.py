@@ -81,3 +81,27 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ensure_corpus(tmp_path, spec, quiet=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_generation_is_cleaned_up_next_time(tmp_path):
+    """A SIGKILLed generation cannot remove its temporary folder; the next generation
+    removes those of dead processes and keeps a live one's."""
+    import os
+    import subprocess
+    import sys
+
+    from common.atomic import temporary_name
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    spec = CorpusSpec(seed=6, train_seconds=0.5, eval_seconds=0.5, levels=(100,), modes=("compress",))
+    stale = tmp_path / temporary_name(f"standin-{spec.key()}", proc.pid)
+    stale_other = tmp_path / temporary_name("standin-0123456789ab", proc.pid)
+    live = tmp_path / temporary_name("standin-0123456789ab", os.getppid())
+    for folder in (stale, stale_other, live):
+        (folder / DATASET_DIR / "Train").mkdir(parents=True)
+        (folder / DATASET_DIR / "Train" / "input_1_.wav").write_bytes(b"\0" * 4096)
+    root = ensure_corpus(tmp_path, spec, quiet=True)
+    assert not stale.exists() and not stale_other.exists()
+    assert live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, root.parent.name])

@@ -2,6 +2,7 @@
 file, atomic writes, and block processing that keeps the file's format."""
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -139,10 +140,10 @@ def test_write_failure_leaves_old_file_untouched(tmp_path, monkeypatch):
 
     def half_write(self, data):  # write part of the file, then fail
         real_write(self, data[: len(data) // 2])
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(sf.SoundFile, "write", half_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match=r"out.wav: cannot write audio \(no space left on device\)"):
         write_audio(path, _signal(1, seed=4), SR)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]  # no temporary file left

@@ -76,6 +76,7 @@ def test_rerun_with_another_init_is_refused(run_cli, chain_reference, chain_args
     clean_failure(res, "init=chain", "init=default", before=before, watch=(fits,))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(run_cli, chain_reference, chain_args, read_summary,
                                                         tmp_path):
     fits = tmp_path / "fits"
