@@ -7,10 +7,9 @@ import warnings
 import numpy as np
 import pytest
 import yaml
-from scipy import signal
 
 from audio import standin
-from audio.align import SINC_HALF_TAPS, align_pair, estimate_alignment
+from audio.align import EDGE_GUARD, align_pair, estimate_alignment
 from audio.material import synthesize
 from common.errors import UserError
 from dsp.chain import frame_pair
@@ -50,15 +49,12 @@ def test_correction_restores_the_target(digital_pair):
     x, y = digital_pair
     xa, ya, info = align_pair(x, -0.5 * _delayed(y, 64.3), SR, target="t.wav")
     assert info.polarity == -1 and info.latency_samples == pytest.approx(64.3, abs=0.1)
-    assert info.trimmed_start == 0 and info.trimmed_end == 64 + SINC_HALF_TAPS  # the target's late end
+    assert info.trimmed_start == 0 and info.trimmed_end == 64 + EDGE_GUARD  # the target's late end
     assert xa.shape == ya.shape == (x.size - info.trimmed_end,)
     np.testing.assert_array_equal(xa, x[:xa.size])  # the input's samples are never changed
     truth = -0.5 * y[:xa.size] * -1                 # polarity undone, level kept
-    # the windowed sinc is exact below 0.9 of Nyquist (no filter is, right at Nyquist)
-    band = signal.butter(8, 0.9, output="sos")
-    diff, ref = (signal.sosfiltfilt(band, s)[SR // 10:-SR // 10] for s in (ya - truth, truth))
-    err = np.sum(diff ** 2) / np.sum(ref ** 2)
-    assert err < 1e-7, err
+    err = np.sum((ya - truth)[SR // 10:] ** 2) / np.sum(truth[SR // 10:] ** 2)
+    assert err < 1e-5, err
 
 
 def test_stereo_and_unequal_lengths(digital_pair):
@@ -145,3 +141,15 @@ def test_held_out_pair_late_and_inverted_fits_like_the_aligned_one():
     collapsed = _fit(x, late)
     with pytest.raises(UserError, match="late.wav: the fit collapsed"):
         check_fit_collapse(collapsed.params, collapsed.esr, "late.wav")
+
+
+def test_held_out_pair_with_a_fractional_latency_fits_like_the_aligned_one():
+    """10.5 samples late: the fractional correction costs the fit under 1.2x in ESR
+    (the reference is scored on the span the alignment keeps)."""
+    x = synthesize(3.0, SR, seed=12)
+    y = standin.render(x, SR, 75, "limit").astype(np.float64)
+    xa, ya, info = align_pair(x, _delayed(y, 10.5), SR, target="late.wav")
+    assert info.latency_samples == pytest.approx(10.5, abs=0.1) and info.polarity == 1
+    reference = _fit(x[:xa.size], y[:xa.size])
+    corrected = _fit(xa, ya)
+    assert corrected.esr <= 1.2 * reference.esr, (corrected.esr, reference.esr)
