@@ -1,4 +1,9 @@
-"""Reading and writing audio files (wav, flac, aiff) through soundfile, with validation.
+"""Reading and writing audio files through soundfile, with validation.
+
+Any file libsndfile reads is accepted as input (wav, flac, aiff, ogg, mp3, ...);
+outputs are wav, flac, aiff, ogg (Vorbis) or mp3, chosen by the extension. An
+output keeps the input's encoding where the output format can hold it and
+otherwise takes the format's default (:func:`output_subtype`).
 
 Audio arrays are float32 with shape ``(channels, samples)``. Every problem a user
 can cause (missing file, not audio, empty, non-finite samples, wrong rate or
@@ -19,7 +24,8 @@ import soundfile as sf
 from common.atomic import atomic_path
 from common.errors import UserError, machine_failure, write_failure_cause
 
-__all__ = ["AudioInfo", "audio_info", "read_audio", "read_pair", "write_audio", "check_pair", "process_file"]
+__all__ = ["AudioInfo", "audio_info", "read_audio", "read_pair", "write_audio", "check_pair", "process_file",
+           "output_format", "output_subtype", "OUTPUT_EXTENSIONS"]
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,12 @@ def read_audio(path: str | os.PathLike, *, sample_rate: int | None = None,
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
-                subtype: str = "FLOAT") -> None:
+                subtype: str | None = None) -> None:
     """Write ``(channels, samples)`` (or 1-D mono) audio atomically.
 
     The folder must exist; an existing file is replaced only once the new one is
-    complete.
+    complete. ``subtype`` (e.g. ``"PCM_24"``) is used where the format (from the
+    extension) can hold it, else the format's default (float for wav and aiff).
     """
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
@@ -105,9 +112,12 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
         audio = audio[None, :]
     if not np.all(np.isfinite(audio)):
         raise UserError(f"{p}: refusing to write NaN or infinite samples")
-    fmt = _format_for(p)
+    fmt = output_format(p)
+    subtype = output_subtype(fmt, subtype)
+    if _clips(subtype):
+        audio = np.clip(audio, -1.0, 1.0)
     with atomic_path(p) as tmp, _writing(p):
-        with _open_for_write(tmp, sample_rate, audio.shape[0], subtype, fmt) as f:
+        with _open_for_write(tmp, sample_rate, audio.shape[0], subtype, fmt, shown=p) as f:
             f.write(audio.T)
 
 
@@ -140,10 +150,16 @@ def _writing(final: Path):
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile command (sndfile.h)
 
 
-def _open_for_write(path: Path, sample_rate: int, channels: int, subtype: str, fmt: str) -> sf.SoundFile:
+def _open_for_write(path: Path, sample_rate: int, channels: int, subtype: str, fmt: str,
+                    shown: Path | None = None) -> sf.SoundFile:
     """Open ``path`` for writing, without the PEAK chunk of float files: it holds the
-    time of writing, so the same audio would give different bytes on every run."""
-    f = sf.SoundFile(str(path), "w", int(sample_rate), int(channels), subtype, format=fmt)
+    time of writing, so the same audio would give different bytes on every run.
+    ``shown`` is the name a refusal (say, mp3 at 96 kHz) reports."""
+    try:
+        f = sf.SoundFile(str(path), "w", int(sample_rate), int(channels), subtype, format=fmt)
+    except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as exc:
+        raise UserError(f"{shown or path}: cannot write {fmt.lower()} ({subtype}) at {int(sample_rate)} Hz with "
+                        f"{int(channels)} channel(s) ({_reason(exc)})") from None
     try:
         sf._snd.sf_command(f._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
     except AttributeError:  # soundfile internals changed: files stay valid, only not byte-stable
@@ -151,14 +167,41 @@ def _open_for_write(path: Path, sample_rate: int, channels: int, subtype: str, f
     return f
 
 
-_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
+OUTPUT_EXTENSIONS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF", ".ogg": "OGG",
+                     ".mp3": "MP3"}
+# What each output format may be written as, the default first. A format/subtype
+# pair libsndfile's check_format accepts is not always writable (wav holding mp3
+# frames reads, but does not write), hence an explicit list.
+_WRITABLE = {
+    "WAV": ("FLOAT", "PCM_16", "PCM_24", "PCM_32", "PCM_U8", "DOUBLE", "ULAW", "ALAW"),
+    "AIFF": ("FLOAT", "PCM_16", "PCM_24", "PCM_32", "PCM_S8", "PCM_U8", "DOUBLE", "ULAW", "ALAW"),
+    "FLAC": ("PCM_24", "PCM_16", "PCM_S8"),
+    "OGG": ("VORBIS", "OPUS"),
+    "MP3": ("MPEG_LAYER_III",),
+}
 
 
-def _format_for(p: Path) -> str:
-    fmt = _FORMATS.get(p.suffix.lower())
+def output_format(path: str | os.PathLike) -> str:
+    """libsndfile's format name for an output file, from its extension."""
+    p = Path(path)
+    fmt = OUTPUT_EXTENSIONS.get(p.suffix.lower())
     if fmt is None:
-        raise UserError(f"{p}: unsupported output extension (use .wav, .flac or .aiff)")
+        raise UserError(f"{p}: unsupported output extension (use {', '.join(OUTPUT_EXTENSIONS)})")
     return fmt
+
+
+def output_subtype(fmt: str, wanted: str | None = None) -> str:
+    """``wanted`` (say, the input's subtype) where ``fmt`` can be written with it, else
+    ``fmt``'s default: FLOAT for wav and aiff, PCM_24 for flac, VORBIS for ogg,
+    MPEG_LAYER_III for mp3."""
+    writable = _WRITABLE[fmt]
+    return wanted if wanted in writable else writable[0]
+
+
+def _clips(subtype: str) -> bool:
+    """True for encodings that cannot hold samples beyond [-1, 1] (integers, mp3)."""
+    return subtype.startswith("PCM") or subtype in ("ULAW", "ALAW", "MPEG_LAYER_III")
+
 
 
 @contextlib.contextmanager
@@ -204,7 +247,8 @@ def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
 
     Returns:
         ``{"sample_rate", "channels", "frames", "clipped"}``; ``clipped`` counts
-        samples limited to [-1, 1] for an integer output format.
+        samples limited to [-1, 1] for an output that cannot hold
+        more (integer, mp3).
     """
     inp, out = Path(input_path), Path(output_path)
     info = audio_info(inp)
@@ -217,9 +261,9 @@ def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
         raise UserError(f"{out}: is a folder, cannot write audio there")
     if out.resolve() == inp.resolve():
         raise UserError(f"{out}: output would overwrite the input file")
-    fmt = _format_for(out)
-    subtype = next(s for s in (info.subtype, "FLOAT", "PCM_24") if sf.check_format(fmt, s))  # FLAC has no float
-    integer = subtype.startswith("PCM") or subtype in ("ULAW", "ALAW")
+    fmt = output_format(out)
+    subtype = output_subtype(fmt, info.subtype)  # mp3 -> wav: float, not wav with mp3 frames
+    clips = _clips(subtype)
     clipped, silent = 0, True
     with atomic_path(out) as tmp:
         try:
@@ -228,7 +272,7 @@ def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
             raise UserError(f"{inp}: not a readable audio file ({_reason(exc)})") from None
         with reader:
             with _writing(out):
-                writer = _open_for_write(tmp, info.sample_rate, info.channels, subtype, fmt)
+                writer = _open_for_write(tmp, info.sample_rate, info.channels, subtype, fmt, shown=out)
             try:
                 for chunk in reader.blocks(blocksize=block, dtype="float32", always_2d=True):
                     x = np.ascontiguousarray(chunk.T)
@@ -238,7 +282,7 @@ def process_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
                     y = np.asarray(process_block(x), dtype=np.float32)
                     if not np.all(np.isfinite(y)):
                         raise UserError(f"{inp}: processing produced non-finite samples")
-                    if integer:
+                    if clips:
                         over = np.abs(y) > 1.0
                         clipped += int(over.sum())
                         y = np.clip(y, -1.0, 1.0)

@@ -3,8 +3,10 @@
 Same semantics as :func:`dsp.compressor.compress` (torchcomp's ``compexp_gain``
 on the peak level, gain smoothing coefficient ``1 - exp(-2200 / (ms * sr))``),
 with the gain state carried between blocks so a long file is processed in
-chunks with bounded memory, and with linked detection for several channels
-(the louder channel drives one gain for all).
+chunks with bounded memory. Several channels are linked by default, as on a
+stereo leveller: the detector sees the loudest channel and one gain is applied to
+all, so the stereo image stays put; ``linked=False`` gives every channel its own
+detector and gain (dual mono).
 """
 from __future__ import annotations
 
@@ -25,35 +27,55 @@ class BlockCompressor:
     Args:
         params: physical parameters (threshold_db, ratio, attack_ms, release_ms, make_up_db).
         sample_rate: Hz; time constants are converted here.
+        linked: one detector (the maximum over channels) and one gain for all
+            channels; False: each channel on its own.
     """
 
-    def __init__(self, params: dict[str, float], sample_rate: int):
+    def __init__(self, params: dict[str, float], sample_rate: int, linked: bool = True):
+        self.linked = bool(linked)
         self.slope = 1.0 - 1.0 / float(params["ratio"])
         self.threshold = float(params["threshold_db"])
         self.at = torch.tensor([ms_to_coef(float(params["attack_ms"]), sample_rate)], dtype=torch.float64)
         self.rt = torch.tensor([ms_to_coef(float(params["release_ms"]), sample_rate)], dtype=torch.float64)
         self.make_up = float(db2amp(torch.tensor(float(params["make_up_db"]), dtype=torch.float64)))
-        self.state = torch.ones(1, dtype=torch.float64)
+        self.state: torch.Tensor | None = None  # one gain per detector, set by the first block
 
     def gain(self, block: np.ndarray) -> np.ndarray:
-        """Smoothed linear gain (before make-up) for one block; advances the state."""
-        level = np.max(np.abs(np.atleast_2d(block)), axis=0).astype(np.float64)
+        """Smoothed linear gain (before make-up) for one block; advances the state.
+
+        Shape: ``(channels, samples)`` in; ``(samples,)`` out when linked,
+        ``(channels, samples)`` when not.
+        """
+        peak = np.abs(np.atleast_2d(block)).astype(np.float64)
+        level = peak if not self.linked else np.max(peak, axis=0, keepdims=True)
+        if self.state is None:
+            self.state = torch.ones(level.shape[0], dtype=torch.float64)
+        elif self.state.shape[0] != level.shape[0]:
+            raise ValueError(f"block has {level.shape[0]} detector channels, the stream had {self.state.shape[0]}")
         level_db = amp2db(torch.from_numpy(level).clamp_min(PEAK_FLOOR))
         static = db2amp(torch.clamp(self.slope * (self.threshold - level_db), max=0.0))
-        g = compressor_core(static[None, :], self.state, self.at, self.rt)[0]
-        self.state = g[-1:].clone()
-        return g.numpy()
+        detectors = level.shape[0]
+        # contiguous arguments: the numba kernel behind compressor_core compiles once per layout
+        g = compressor_core(static.contiguous(), self.state, self.at.repeat(detectors), self.rt.repeat(detectors))
+        self.state = g[:, -1].contiguous().clone()
+        return g[0].numpy() if self.linked else g.numpy()
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Compress one ``(channels, samples)`` block."""
         block = np.atleast_2d(block)
-        return (block * (self.gain(block) * self.make_up)[None, :]).astype(block.dtype, copy=False)
+        gain = np.atleast_2d(self.gain(block)) * self.make_up  # (1 or channels, samples)
+        return (block * gain).astype(block.dtype, copy=False)
 
 
-def render(x: np.ndarray, sample_rate: int, params: dict[str, float], block: int = 1 << 18) -> np.ndarray:
-    """Compress a whole ``(channels, samples)`` (or 1-D) signal in blocks."""
+def render(x: np.ndarray, sample_rate: int, params: dict[str, float], block: int = 1 << 18,
+           linked: bool = True) -> np.ndarray:
+    """Compress a whole ``(channels, samples)`` (or 1-D) signal in blocks.
+
+    ``linked``: one gain for all channels, driven by the loudest (the default);
+    False: each channel compressed on its own.
+    """
     one_d = np.ndim(x) == 1
     x2 = np.atleast_2d(x)
-    comp = BlockCompressor(params, sample_rate)
+    comp = BlockCompressor(params, sample_rate, linked)
     out = np.concatenate([comp.process(x2[:, i:i + block]) for i in range(0, x2.shape[1], block)], axis=1)
     return out[0] if one_d else out

@@ -76,7 +76,7 @@ BAD = {
     "silent input": (["silent.wav", "o.wav", *ARGS], ["silent.wav", "silent"]),
     "NaN input": (["nan.wav", "out.wav", *ARGS], ["nan.wav", "NaN"]),
     "output in a missing folder": (["in.wav", "nowhere/o.wav", *ARGS], ["nowhere", "does not exist"]),
-    "output extension": (["in.wav", "o.ogg", *ARGS], ["o.ogg", "extension"]),
+    "output extension": (["in.wav", "o.txt", *ARGS], ["o.txt", "extension"]),
     "output over the input": (["in.wav", "in.wav", *ARGS], ["in.wav", "overwrite"]),
 }
 

@@ -136,7 +136,7 @@ BAD = {
     "output in a missing folder": ([CK, "in.wav", "nowhere/o.wav"], ["nowhere", "does not exist"]),
     "output is a folder": ([CK, "in.wav", "fits"], ["fits", "folder"]),
     "output over the input": ([CK, "in.wav", "./in.wav"], ["in.wav", "overwrite the input"]),
-    "output extension": ([CK, "in.wav", "o.mp3"], ["o.mp3", "extension"]),
+    "output extension": ([CK, "in.wav", "o.txt"], ["o.txt", "extension"]),
     "missing argument": ([CK, "in.wav"], ["output"]),
     "bad block": ([CK, "in.wav", "o.wav", "--block", "0"], ["--block"]),
     "unknown option": ([CK, "in.wav", "o.wav", "--ratio", "2"], ["--ratio"]),

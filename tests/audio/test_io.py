@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio.io import audio_info, check_pair, process_file, read_audio, read_pair, write_audio
+from audio.io import audio_info, check_pair, output_subtype, process_file, read_audio, read_pair, write_audio
 from common.errors import UserError
 
 SR = 44100
@@ -156,13 +156,13 @@ def test_write_refuses_bad_targets(tmp_path):
     (tmp_path / "d.wav").mkdir()
     with pytest.raises(UserError, match="d.wav: is a folder"):
         write_audio(tmp_path / "d.wav", x, SR)
-    with pytest.raises(UserError, match="o.mp3: unsupported output extension"):
-        write_audio(tmp_path / "o.mp3", x, SR)
+    with pytest.raises(UserError, match="o.txt: unsupported output extension"):
+        write_audio(tmp_path / "o.txt", x, SR)
     bad = x.copy()
     bad[0, 5] = np.nan
     with pytest.raises(UserError, match="o.wav: refusing to write NaN"):
         write_audio(tmp_path / "o.wav", bad, SR)
-    assert not (tmp_path / "o.wav").exists() and not (tmp_path / "o.mp3").exists()
+    assert not (tmp_path / "o.wav").exists() and not (tmp_path / "o.txt").exists()
 
 
 def test_same_audio_same_bytes(tmp_path):
@@ -258,3 +258,83 @@ def test_process_file_rejects_silent_input(tmp_path):
     with pytest.raises(UserError, match=r"in\.wav: audio is silent"):
         process_file(src, tmp_path / "out.wav", lambda b: b, block=1000)
     assert not (tmp_path / "out.wav").exists()
+
+
+# --------------------------------------------------------------------------------------
+# any readable input to any output format
+# --------------------------------------------------------------------------------------
+def _can_write(fmt: str, subtype: str) -> bool:
+    if fmt not in sf.available_formats():
+        return False
+    try:
+        with sf.SoundFile(os.devnull, "w", SR, 1, subtype, format=fmt):
+            return True
+    except Exception:
+        return False
+
+
+_INPUTS = {  # name: (libsndfile format, subtype), files written by soundfile itself
+    "in.wav": ("WAV", "PCM_16"), "in.flac": ("FLAC", "PCM_24"), "in.ogg": ("OGG", "VORBIS"),
+    "in.mp3": ("MP3", "MPEG_LAYER_III"), "in.aiff": ("AIFF", "FLOAT"),
+}
+# what each output gets: the input's subtype where the format can be written with it
+_EXPECTED = {  # (output, input subtype): output subtype
+    (".wav", "PCM_16"): "PCM_16", (".wav", "PCM_24"): "PCM_24", (".wav", "FLOAT"): "FLOAT",
+    (".wav", "VORBIS"): "FLOAT", (".wav", "MPEG_LAYER_III"): "FLOAT",
+    (".aiff", "PCM_16"): "PCM_16", (".aiff", "PCM_24"): "PCM_24", (".aiff", "FLOAT"): "FLOAT",
+    (".aiff", "VORBIS"): "FLOAT", (".aiff", "MPEG_LAYER_III"): "FLOAT",
+    (".flac", "PCM_16"): "PCM_16", (".flac", "PCM_24"): "PCM_24", (".flac", "FLOAT"): "PCM_24",
+    (".flac", "VORBIS"): "PCM_24", (".flac", "MPEG_LAYER_III"): "PCM_24",
+    **{(".ogg", sub): "VORBIS" for sub in ("PCM_16", "PCM_24", "FLOAT", "VORBIS", "MPEG_LAYER_III")},
+    **{(".mp3", sub): "MPEG_LAYER_III" for sub in ("PCM_16", "PCM_24", "FLOAT", "VORBIS", "MPEG_LAYER_III")},
+}
+
+
+@pytest.mark.parametrize("out_ext", [".wav", ".flac", ".ogg", ".mp3", ".aiff"])
+@pytest.mark.parametrize("in_name", sorted(_INPUTS))
+def test_any_input_format_to_any_output_format(tmp_path, in_name, out_ext):
+    in_fmt, in_sub = _INPUTS[in_name]
+    out_fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3", ".aiff": "AIFF"}[out_ext]
+    for fmt, sub in ((in_fmt, in_sub), (out_fmt, output_subtype(out_fmt))):
+        if not _can_write(fmt, sub):
+            pytest.skip(f"this libsndfile build cannot write {fmt} ({sub})")
+    t = np.arange(SR // 2) / SR
+    x = np.stack([0.4 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+    src = tmp_path / in_name
+    sf.write(src, x.T, SR, subtype=in_sub, format=in_fmt)
+    out = tmp_path / f"out{out_ext}"
+    stats = process_file(src, out, lambda b: 0.5 * b)
+    info = audio_info(out)
+    assert info.format == out_fmt and info.channels == 2 and info.sample_rate == SR
+    assert info.subtype == _EXPECTED[(out_ext, in_sub)]
+    y, _ = read_audio(out)
+    x_in, _ = read_audio(src)
+    rms = lambda a: float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))  # noqa: E731
+    # lossy codecs pad and delay the audio: compare levels, not samples
+    assert rms(y) == pytest.approx(0.5 * rms(x_in), rel=0.05)
+    assert stats["clipped"] == 0
+
+
+@pytest.mark.parametrize("fmt,wanted,expected", [
+    ("WAV", None, "FLOAT"), ("WAV", "MPEG_LAYER_III", "FLOAT"), ("WAV", "PCM_24", "PCM_24"),
+    ("FLAC", "FLOAT", "PCM_24"), ("FLAC", "PCM_16", "PCM_16"), ("OGG", "PCM_16", "VORBIS"),
+    ("MP3", "FLOAT", "MPEG_LAYER_III"), ("AIFF", "VORBIS", "FLOAT"),
+])
+def test_output_subtype_keeps_what_fits_else_the_default(fmt, wanted, expected):
+    assert output_subtype(fmt, wanted) == expected
+
+
+def test_write_audio_picks_a_valid_subtype(tmp_path):
+    x = _signal(2) * 0.5
+    write_audio(tmp_path / "a.flac", x, SR)                    # no float flac: 24-bit
+    assert audio_info(tmp_path / "a.flac").subtype == "PCM_24"
+    write_audio(tmp_path / "b.wav", x, SR, subtype="VORBIS")    # not a wav encoding: the default
+    assert audio_info(tmp_path / "b.wav").subtype == "FLOAT"
+
+
+def test_unwritable_rate_is_a_user_error(tmp_path):
+    if not _can_write("MP3", "MPEG_LAYER_III"):
+        pytest.skip("this libsndfile build cannot write mp3")
+    with pytest.raises(UserError, match=r"o\.mp3: cannot write mp3 \(MPEG_LAYER_III\) at 96000 Hz"):
+        write_audio(tmp_path / "o.mp3", _signal(1) * 0.5, 96000)
+    assert list(tmp_path.iterdir()) == []
