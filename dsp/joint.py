@@ -1,0 +1,526 @@
+"""The joint knob fit: every compressor parameter a smooth curve over the knobs, fitted at once.
+
+For one group of settings (an LA-2A mode; a manifest device) the solver's
+unconstrained parameters are ``z(k) = B(k) C`` with ``B`` a :class:`dsp.basis.KnobBasis`
+row and ``C`` ``(size, 5)`` coefficients. The objective is the mean over the
+group's Train settings of each setting's ESR, plus a roughness penalty::
+
+    F(C) = 1/S sum_s f_s(B_s C) / E_s  +  lam sum_p (C[:, p]^T P C[:, p]) / a_p^2
+
+with ``f_s`` a setting's squared pre-emphasised error (the fused kernel,
+:class:`dsp.kernel.KernelObjective`), ``E_s`` its target energy, ``P`` the basis's
+second-difference penalty and ``a_p`` the solver's per-coordinate step cap
+(:attr:`dsp.fit.FitOptions.max_step`: 6 dB for threshold and make-up, 2 for the
+logits) as each coordinate's natural scale. Weighting by ``1/E_s`` makes loud and
+quiet settings count alike, as the reported mean ESR does.
+
+Exact derivatives map through the basis (``vec(C)`` row-major, index ``j*5 + p``)::
+
+    g_C = sum_s w_s B_s (x) g_s            H_C = sum_s w_s (B_s B_s^T) (x) H_s
+
+with ``w_s = 1/(S E_s)`` and ``g_s, H_s`` the kernel's 5-vector and 5x5 Hessian at
+``z_s``; the penalty adds ``2 lam P (x) diag(1/a^2)``. The same damped Newton
+solver (:func:`dsp.newton.newton`) then runs on ``vec(C)``. Its per-coordinate
+step cap becomes a cap on each coefficient of ``a_p / max_s sum_j |B_sj|``, which
+keeps every setting's ``z`` step inside the per-level cap (for one knob the
+splines are a partition of unity and the cap is unchanged).
+
+Start: the published default start at every setting, each with its own
+level-matched make-up (one forward pass per setting), projected onto the basis.
+
+What comes out (:class:`JointResult`, and :class:`JointKnobModel` for several
+groups) is in physical units at any knob value, with the per-setting fitting ESR,
+and a plain-dict record for checkpoints.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from audio.framing import Frames
+from dsp.basis import KnobBasis
+from dsp.fit import FitOptions, level_matched_make_up, make_objective
+from dsp.newton import NewtonOptions, newton
+from dsp.params import DEFAULT_INIT, PARAM_NAMES, Parameterisation, Ranges
+
+__all__ = ["JointSetting", "JointOptions", "CoefficientObjective", "JointCurves", "SettingFit",
+           "JointResult", "Selection", "JointKnobModel", "fit_joint", "select_smoothness",
+           "project_curves", "pooled_esr", "bound_hits", "DEFAULT_CANDIDATES"]
+
+# (basis size, smoothness) pairs tried on Val by default: from nearly linear to flexible.
+DEFAULT_CANDIDATES = ((4, 1e-3), (5, 1e-4), (6, 1e-3), (7, 1e-2))
+
+
+@dataclass
+class JointSetting:
+    """One setting's fitting (or validation) material.
+
+    Attributes:
+        knobs: the knob vector, e.g. ``(peak_reduction,)``.
+        frames: the framed pair.
+        label: for messages and records (e.g. ``"compress/pr_60"``).
+    """
+    knobs: tuple[float, ...]
+    frames: Frames
+    label: str = ""
+
+
+@dataclass
+class JointOptions:
+    """Basis size, roughness weight, the per-setting fit options (ranges, derivative
+    method, solver tolerances, step cap) and the physical start (None: the published one)."""
+    size: int = 5
+    smoothness: float = 1e-3
+    fit: FitOptions = field(default_factory=FitOptions)
+    start: dict[str, float] | None = None
+
+
+def _setting_objectives(settings: Sequence[JointSetting], param: Parameterisation, fit: FitOptions):
+    objs = [make_objective(s.frames, param, fit.hessian, fit.device) for s in settings]
+    for s, o in zip(settings, objs):
+        if o.energy <= 0:
+            raise ValueError(f"{s.label or s.knobs}: the target is silent after the warm-up; nothing to fit")
+    return objs
+
+
+class CoefficientObjective:
+    """Mean per-setting ESR plus roughness penalty, in the flattened coefficients.
+
+    Offers the solver's interface (``loss``, ``loss_grad_hess``) on ``vec(C)`` ``(size * 5,)``.
+
+    Args:
+        objectives: one per setting, each with ``loss``, ``loss_grad_hess`` in ``z`` and ``energy``.
+        design: basis rows of the settings, ``(S, size)``.
+        penalty: roughness matrix ``(size, size)``.
+        smoothness: its weight ``lam``.
+        scale: per-coordinate scale ``a`` ``(5,)``.
+    """
+
+    def __init__(self, objectives, design: np.ndarray, penalty: np.ndarray, smoothness: float,
+                 scale: Sequence[float]):
+        self.objectives = list(objectives)
+        self.design = torch.as_tensor(np.asarray(design, dtype=np.float64))
+        self.size = self.design.shape[1]
+        self.weights = torch.tensor([1.0 / (len(self.objectives) * o.energy) for o in self.objectives],
+                                    dtype=torch.float64)
+        w = torch.as_tensor(1.0 / np.asarray(scale, dtype=np.float64) ** 2)
+        self.penalty_hess = 2.0 * float(smoothness) * torch.kron(
+            torch.as_tensor(np.asarray(penalty, dtype=np.float64)), torch.diag(w))
+
+    def z(self, c: torch.Tensor) -> torch.Tensor:
+        """Every setting's ``z``. Shape: ``(size * 5,)`` -> ``(S, 5)``."""
+        return self.design @ torch.as_tensor(c, dtype=torch.float64).reshape(self.size, 5)
+
+    def _penalty(self, c: torch.Tensor) -> float:
+        return 0.5 * float(c @ self.penalty_hess @ c)
+
+    def setting_losses(self, c: torch.Tensor) -> list[float]:
+        return [o.loss(z) for o, z in zip(self.objectives, self.z(c))]
+
+    def loss(self, c: torch.Tensor) -> float:
+        c = torch.as_tensor(c, dtype=torch.float64)
+        data = sum(w * f for w, f in zip(self.weights.tolist(), self.setting_losses(c)))
+        return data + self._penalty(c)
+
+    def loss_grad_hess(self, c: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        c = torch.as_tensor(c, dtype=torch.float64)
+        n = self.size
+        f = 0.0
+        g = torch.zeros(n, 5, dtype=torch.float64)
+        h = torch.zeros(n * 5, n * 5, dtype=torch.float64)
+        for obj, z, b, w in zip(self.objectives, self.z(c), self.design, self.weights):
+            f_s, g_s, h_s = obj.loss_grad_hess(z)
+            f += float(w) * f_s
+            g += w * torch.outer(b, g_s)
+            h += w * torch.kron(torch.outer(b, b), h_s)
+        f += self._penalty(c)
+        g = g.reshape(-1) + self.penalty_hess @ c
+        h = h + self.penalty_hess
+        return f, g, 0.5 * (h + h.T)
+
+
+def _ranges_record(r: Ranges) -> dict:
+    return {"ratio": list(r.ratio), "attack_ms": list(r.attack_ms), "release_ms": list(r.release_ms)}
+
+
+def _ranges_from_record(d: dict) -> Ranges:
+    return Ranges(ratio=tuple(map(float, d["ratio"])), attack_ms=tuple(map(float, d["attack_ms"])),
+                  release_ms=tuple(map(float, d["release_ms"])))
+
+
+@dataclass
+class JointCurves:
+    """The fitted curves of one group: ``z(k) = B(k) C`` in the solver's domain.
+
+    Attributes:
+        basis: the knob basis.
+        coefficients: ``C``, ``(size, 5)``.
+        sample_rate: rate of the fitting audio (the attack/release logits depend on it).
+        ranges: the parameter ranges of the fit.
+    """
+    basis: KnobBasis
+    coefficients: np.ndarray
+    sample_rate: int
+    ranges: Ranges = field(default_factory=Ranges)
+
+    @property
+    def knob_names(self) -> tuple[str, ...]:
+        return self.basis.names
+
+    def _param(self) -> Parameterisation:
+        return Parameterisation(self.sample_rate, self.ranges)
+
+    def knob_matrix(self, knobs) -> np.ndarray:
+        """Knob vectors as ``(G, d)``: a number (one knob), a sequence of numbers, a dict
+        by knob name, or a list of any of these."""
+        d = len(self.knob_names)
+        if isinstance(knobs, dict):
+            return np.array([[float(knobs[n]) for n in self.knob_names]])
+        if isinstance(knobs, (list, tuple)) and knobs and isinstance(knobs[0], dict):
+            return np.array([[float(k[n]) for n in self.knob_names] for k in knobs])
+        a = np.asarray(knobs, dtype=np.float64)
+        if a.ndim == 0:
+            a = a.reshape(1, 1)
+        elif a.ndim == 1:
+            a = a.reshape(-1, 1) if d == 1 else a.reshape(1, -1)
+        if a.shape[1] != d:
+            raise ValueError(f"expected {d} knob value(s) ({', '.join(self.knob_names)}), got {a.shape[1]}")
+        return a
+
+    def z_at(self, knobs) -> torch.Tensor:
+        """Solver coordinates at knob vectors. Shape: ``(G, d)`` -> ``(G, 5)``."""
+        rows = self.basis.design(self.knob_matrix(knobs))
+        return torch.from_numpy(rows @ np.asarray(self.coefficients, dtype=np.float64))
+
+    def params_at(self, knobs) -> dict[str, float]:
+        """Physical parameters (:data:`dsp.params.PARAM_NAMES`) at one knob vector."""
+        z = self.z_at(knobs)
+        if z.shape[0] != 1:
+            raise ValueError("params_at takes one knob vector; use sample() for several")
+        return self._param().to_physical(z[0])
+
+    def sample(self, knobs) -> dict[str, np.ndarray]:
+        """Physical parameters at several knob vectors, one array ``(G,)`` per name."""
+        param = self._param()
+        rows = [param.to_physical(z) for z in self.z_at(knobs)]
+        return {k: np.array([r[k] for r in rows]) for k in PARAM_NAMES}
+
+    def to_record(self) -> dict:
+        return {"basis": self.basis.to_record(),
+                "coefficients": [[float(v) for v in row] for row in np.asarray(self.coefficients)],
+                "sample_rate": int(self.sample_rate), "ranges": _ranges_record(self.ranges)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "JointCurves":
+        basis = KnobBasis.from_record(record["basis"])
+        coef = np.asarray(record["coefficients"], dtype=np.float64)
+        if coef.shape != (basis.size, 5) or not np.all(np.isfinite(coef)):
+            raise ValueError(f"coefficients must be finite and {basis.size}x5, got shape {coef.shape}")
+        return cls(basis, coef, int(record["sample_rate"]), _ranges_from_record(record["ranges"]))
+
+
+@dataclass
+class SettingFit:
+    """One fitted setting: its knob vector, label and ESR on its fitting audio."""
+    knobs: tuple[float, ...]
+    label: str
+    esr: float
+
+
+@dataclass
+class JointResult:
+    """A joint fit of one group.
+
+    ``loss`` is the objective (mean ESR plus penalty); ``iterations``, ``converged``,
+    ``reason`` and ``seconds`` (wall time of the whole fit: start, solve, scoring)
+    belong to the one joint solve that served every setting.
+    """
+    curves: JointCurves
+    settings: list[SettingFit]
+    loss: float
+    iterations: int
+    converged: bool
+    reason: str
+    seconds: float
+    smoothness: float
+    history: list[float] = field(default_factory=list)
+    selection: list[dict] = field(default_factory=list)
+
+    @property
+    def mean_esr(self) -> float:
+        return float(np.mean([s.esr for s in self.settings]))
+
+    def to_record(self) -> dict:
+        return {"kind": "joint", "curves": self.curves.to_record(),
+                "settings": [{"knobs": [float(k) for k in s.knobs], "label": s.label, "esr": float(s.esr)}
+                             for s in self.settings],
+                "loss": float(self.loss), "iterations": int(self.iterations),
+                "converged": bool(self.converged), "reason": str(self.reason),
+                "seconds": float(self.seconds), "smoothness": float(self.smoothness),
+                "history": [float(v) for v in self.history],
+                "selection": [{k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                               for k, v in row.items()} for row in self.selection]}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "JointResult":
+        if record.get("kind") != "joint":
+            raise ValueError(f"not a joint fit record (kind {record.get('kind')!r})")
+        return cls(JointCurves.from_record(record["curves"]),
+                   [SettingFit(tuple(float(k) for k in s["knobs"]), str(s["label"]), float(s["esr"]))
+                    for s in record["settings"]],
+                   float(record["loss"]), int(record["iterations"]), bool(record["converged"]),
+                   str(record["reason"]), float(record["seconds"]), float(record["smoothness"]),
+                   [float(v) for v in record.get("history", [])], list(record.get("selection", [])))
+
+
+def project_curves(basis: KnobBasis, knobs: np.ndarray, z: np.ndarray, ridge: float = 1e-8) -> np.ndarray:
+    """Least-squares coefficients whose curves pass closest to ``z`` at ``knobs``.
+
+    A tiny ridge on the roughness penalty (and on the coefficients) settles
+    coefficients the points do not determine.
+
+    Shape: knobs ``(S, d)``, z ``(S, 5)`` -> ``(size, 5)``.
+    """
+    b = basis.design(knobs)
+    lhs = b.T @ b + ridge * (basis.penalty() + np.eye(basis.size))
+    return np.linalg.solve(lhs, b.T @ np.asarray(z, dtype=np.float64))
+
+
+def _default_start_z(objectives, settings, param: Parameterisation, start) -> np.ndarray:
+    """The physical start at every setting, each with its own level-matched make-up. ``(S, 5)``."""
+    z0 = param.from_physical(dict(DEFAULT_INIT if start is None else start))
+    rows = []
+    for obj, s in zip(objectives, settings):
+        z = z0.clone()
+        z[4] = level_matched_make_up(obj, s.frames, z)
+        rows.append(z.numpy())
+    return np.stack(rows)
+
+
+def _knob_matrix(settings: Sequence[JointSetting]) -> np.ndarray:
+    return np.array([[float(k) for k in s.knobs] for s in settings], dtype=np.float64)
+
+
+def fit_joint(settings: Sequence[JointSetting], knob_names: Sequence[str], options: JointOptions = JointOptions(),
+              init: JointCurves | None = None,
+              progress: Callable[[int, float, float], None] | None = None) -> JointResult:
+    """Fit smooth curves over the knobs to every setting of one group at once.
+
+    Args:
+        settings: the group's Train settings (at least one; knob vectors of ``len(knob_names)``).
+        knob_names: names of the knob vector's entries (LA-2A: ``("peak_reduction",)``).
+        options: basis size, roughness weight, fit options, start.
+        init: curves to start from (projected onto this fit's basis); None: the default
+            start, level-matched per setting.
+        progress: per-iteration callback ``(iteration, objective, decrement)``.
+
+    Returns:
+        :class:`JointResult`.
+    """
+    if not settings:
+        raise ValueError("a joint fit needs at least one setting")
+    t0 = time.perf_counter()
+    rates = {s.frames.sample_rate for s in settings}
+    if len(rates) != 1:
+        raise ValueError(f"settings of one joint fit must share a sample rate, got {sorted(rates)}")
+    sample_rate = rates.pop()
+    knobs = _knob_matrix(settings)
+    if knobs.shape[1] != len(knob_names):
+        raise ValueError(f"knob vectors have {knobs.shape[1]} entries for {len(knob_names)} knob names")
+    basis = KnobBasis.uniform(tuple(knob_names), knobs, options.size)
+    param = Parameterisation(sample_rate, options.fit.ranges)
+    objectives = _setting_objectives(settings, param, options.fit)
+    design = basis.design(knobs)
+    scale = np.asarray(options.fit.max_step, dtype=np.float64)
+    objective = CoefficientObjective(objectives, design, basis.penalty(), options.smoothness, scale)
+
+    if init is None:
+        start_z = _default_start_z(objectives, settings, param, options.start)
+    else:
+        start_z = init.z_at(knobs).numpy()
+    c0 = torch.from_numpy(project_curves(basis, knobs, start_z).reshape(-1))
+
+    reach = float(np.max(np.abs(design).sum(axis=1)))
+    cap = tuple(np.tile(scale / reach, basis.size).tolist())
+    nopts = NewtonOptions(**{**options.fit.newton.__dict__, "atol": options.fit.atol_esr, "max_step": cap})
+    result = newton(objective, c0, nopts, progress)
+    if not result.converged:
+        warnings.warn(f"joint fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
+    losses = objective.setting_losses(result.z)
+    fits = [SettingFit(tuple(float(k) for k in s.knobs), s.label, f / o.energy)
+            for s, o, f in zip(settings, objectives, losses)]
+    curves = JointCurves(basis, result.z.reshape(basis.size, 5).numpy().copy(), sample_rate, options.fit.ranges)
+    return JointResult(curves, fits, result.loss, result.iterations, result.converged, result.reason,
+                       time.perf_counter() - t0, float(options.smoothness), result.history)
+
+
+def pooled_esr(curves: JointCurves, settings: Sequence[JointSetting], hessian: str = "kernel") -> float:
+    """Total squared pre-emphasised error over total target energy of ``settings`` (e.g. the
+    Val pairs), with the parameters read off ``curves`` at each setting's knobs."""
+    param = curves._param()
+    err = energy = 0.0
+    for s, z in zip(settings, curves.z_at(_knob_matrix(settings))):
+        obj = make_objective(s.frames, param, hessian)
+        err += obj.loss(z)
+        energy += obj.energy
+    if energy <= 0:
+        raise ValueError("the validation targets are silent; nothing to score")
+    return err / energy
+
+
+@dataclass
+class Selection:
+    """The chosen fit and the table of every candidate (size, smoothness, Val and Train ESR)."""
+    best: JointResult
+    table: list[dict]
+
+
+def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting], knob_names: Sequence[str],
+                      candidates: Sequence[tuple[int, float]] = DEFAULT_CANDIDATES,
+                      options: JointOptions = JointOptions(),
+                      progress: Callable[[dict], None] | None = None) -> Selection:
+    """Fit each ``(size, smoothness)`` candidate on ``train``; keep the lowest pooled ESR on ``val``.
+
+    The first candidate starts from the default start; each later one from the best
+    fit so far, projected onto its basis (the curves are close, so it takes few steps).
+    Ties keep the earlier (listed first: simpler) candidate.
+
+    Args:
+        train: fitting settings of one group.
+        val: validation settings of the same group (their knobs may differ from Train's;
+            held-out settings must not be among them).
+        candidates: ``(basis size, smoothness)`` pairs.
+        progress: called with each candidate's table row as it is scored.
+
+    Returns:
+        :class:`Selection`; ``best.selection`` holds the table too.
+    """
+    if not val:
+        raise ValueError("smoothness selection needs at least one validation setting")
+    if not candidates:
+        raise ValueError("no smoothness candidates given")
+    best: JointResult | None = None
+    best_val = math.inf
+    table = []
+    for size, lam in candidates:
+        opts = JointOptions(size=int(size), smoothness=float(lam), fit=options.fit, start=options.start)
+        res = fit_joint(train, knob_names, opts, init=None if best is None else best.curves)
+        val_esr = pooled_esr(res.curves, val, options.fit.hessian)
+        row = {"size": int(size), "smoothness": float(lam), "val_esr": val_esr, "train_esr": res.mean_esr,
+               "iterations": res.iterations, "converged": res.converged, "seconds": res.seconds}
+        table.append(row)
+        if progress:
+            progress(row)
+        if val_esr < best_val:
+            best, best_val = res, val_esr
+    for row in table:
+        row["chosen"] = row["size"] == best.curves.basis.size and row["smoothness"] == best.smoothness
+    best.selection = table
+    return Selection(best, table)
+
+
+def bound_hits(params: dict[str, float], ranges: Ranges = Ranges(), tolerance: float = 0.01) -> list[str]:
+    """Names of the bounded parameters within ``tolerance`` of a range end, measured as a
+    fraction of the range's log width (1%: ratio above 19.4, release above 955 ms)."""
+    out = []
+    for name in ("ratio", "attack_ms", "release_ms"):
+        lo, hi = getattr(ranges, name)
+        v = math.log(float(params[name]))
+        width = math.log(hi / lo)
+        if v - math.log(lo) <= tolerance * width or math.log(hi) - v <= tolerance * width:
+            out.append(name)
+    return out
+
+
+def _plain_knob(v: float):
+    return int(v) if float(v).is_integer() else float(v)
+
+
+class JointKnobModel:
+    """Joint fits of several groups (LA-2A: one per mode), read like :class:`dsp.knobmap.KnobMap`.
+
+    ``at(mode, peak_reduction)`` gives the physical parameters at any setting;
+    :meth:`rows` tabulates them as chain summary rows; :meth:`to_record` is a plain
+    YAML-able dict.
+    """
+
+    def __init__(self, fits: dict[str, JointResult]):
+        self.fits = dict(fits)
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self.fits)
+
+    def levels(self, mode: str) -> list:
+        """Knob values (one knob) or vectors of the settings ``mode`` was fitted on, sorted."""
+        ks = sorted(s.knobs for s in self._fit(mode).settings)
+        return [_plain_knob(k[0]) if len(k) == 1 else k for k in ks]
+
+    def _fit(self, mode: str) -> JointResult:
+        if mode not in self.fits:
+            raise KeyError(f"joint fit has no {mode!r} group (has {', '.join(self.fits)})")
+        return self.fits[mode]
+
+    def at(self, mode: str, knobs) -> dict[str, float]:
+        """Physical parameters of ``mode`` at a knob value (one knob), vector or dict by name."""
+        return self._fit(mode).curves.params_at(knobs)
+
+    def curve_grid(self, mode: str, points: int = 101, knob: str | None = None,
+                   others: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The curves sampled on an even grid of one knob over its fitted range.
+
+        Args:
+            knob: which knob varies (default: the first); the others sit at ``others``
+                (default: the low end of their range).
+
+        Returns:
+            ``{knob: grid (points,), threshold_db: (points,), ...}``.
+        """
+        curves = self._fit(mode).curves
+        names = curves.knob_names
+        knob = names[0] if knob is None else knob
+        j = names.index(knob)
+        spline = curves.basis.splines[j]
+        grid = np.linspace(spline.low, spline.high, points)
+        base = np.array([(others or {}).get(n, s.low) for n, s in zip(names, curves.basis.splines)], dtype=float)
+        kv = np.tile(base, (points, 1))
+        kv[:, j] = grid
+        return {knob: grid, **curves.sample(kv)}
+
+    def rows(self, levels: dict[str, Sequence] | None = None) -> list[dict]:
+        """Chain-summary-like rows (``mode``, the knob columns, the five parameters, ``esr``,
+        ``iterations``, ``seconds``, ``converged``) at ``levels`` per mode (default: the
+        fitted settings). ``esr`` is the fitting ESR at a fitted setting, NaN elsewhere;
+        ``seconds`` is the joint fit's time shared evenly by its fitted settings, so the
+        column sums to the fit time."""
+        out = []
+        for mode, fit in self.fits.items():
+            names = fit.curves.knob_names
+            fitted = {s.knobs: s.esr for s in fit.settings}
+            wanted = fit.curves.knob_matrix(levels[mode]) if levels and mode in levels else \
+                np.array(sorted(fitted), dtype=float)
+            share = fit.seconds / max(len(fit.settings), 1)
+            for kv in wanted:
+                key = tuple(float(v) for v in kv)
+                row = {"mode": mode, **{n: _plain_knob(v) for n, v in zip(names, key)},
+                       **fit.curves.params_at(kv.reshape(1, -1)),
+                       "esr": fitted.get(key, math.nan), "iterations": fit.iterations,
+                       "seconds": share if key in fitted else 0.0, "converged": fit.converged,
+                       "skipped": False}
+                out.append(row)
+        return out
+
+    def to_record(self) -> dict:
+        return {"kind": "joint_knob_model", "groups": {m: f.to_record() for m, f in self.fits.items()}}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "JointKnobModel":
+        if record.get("kind") != "joint_knob_model" or not record.get("groups"):
+            raise ValueError("not a joint knob model record")
+        return cls({str(m): JointResult.from_record(r) for m, r in record["groups"].items()})

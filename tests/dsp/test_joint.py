@@ -1,0 +1,257 @@
+"""The joint knob fit: exact derivatives through the basis, recovery of known curves,
+smoothness chosen on validation material, and plain records."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from audio.framing import Frames, make_frames
+from audio.material import synthesize
+from dsp.basis import KnobBasis
+from dsp.compressor import compress
+from dsp.joint import (CoefficientObjective, JointCurves, JointKnobModel, JointOptions, JointResult,
+                       JointSetting, bound_hits, fit_joint, pooled_esr, select_smoothness)
+from dsp.kernel import KernelObjective
+from dsp.knobmap import KnobMap
+from dsp.params import PARAM_NAMES, Parameterisation, Ranges
+from dsp.preemphasis import preemphasis
+from dsp.render import render
+
+SR = 44100
+KNOB = ("peak_reduction",)
+TRAIN_PR = (40.0, 60.0, 80.0, 100.0)
+BETWEEN_PR = (50.0, 70.0, 90.0)
+PARAM = Parameterisation(SR)
+
+# physical parameters at PR 40 and 100; the truth is a straight line between them in z
+LOW = {"threshold_db": -18.0, "ratio": 2.5, "attack_ms": 8.0, "release_ms": 300.0, "make_up_db": 0.5}
+HIGH = {"threshold_db": -34.0, "ratio": 6.0, "attack_ms": 1.5, "release_ms": 80.0, "make_up_db": 4.0}
+# plus a bend (in z) that only a basis of 3 or more functions can follow
+BEND = torch.tensor([6.0, 0.8, 0.0, -0.6, 1.5], dtype=torch.float64)
+
+
+def true_z(pr: float, bend: bool) -> torch.Tensor:
+    u = (pr - 40.0) / 60.0
+    z = (1 - u) * PARAM.from_physical(LOW) + u * PARAM.from_physical(HIGH)
+    return z + (4 * u * (1 - u)) * BEND if bend else z
+
+
+def _setting(pr: float, bend: bool, seed: int, seconds: float = 3.0) -> JointSetting:
+    x = synthesize(seconds, SR, seed=seed).astype(np.float64)
+    y = render(x, SR, PARAM.to_physical(true_z(pr, bend)))
+    return JointSetting((pr,), make_frames(x, y, SR, 12.0, 0.5), f"pr_{pr:g}")
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# exact derivatives through the basis
+# --------------------------------------------------------------------------------------
+def _bursts(rng, t, seg=2205):
+    levels = 10.0 ** (rng.uniform(-50.0, 0.0, t // seg + 1) / 20.0)
+    return rng.standard_normal(t) * np.repeat(levels, seg)[:t]
+
+
+def test_coefficient_derivatives_match_autograd_of_the_composed_objective():
+    rng = np.random.default_rng(5)
+    t, warm = SR // 3, SR // 20
+    knobs = np.array([[40.0], [55.0], [80.0], [100.0]])
+    frames = []
+    for pr in knobs[:, 0]:
+        x = _bursts(rng, t)[None, :]
+        y = compress(torch.from_numpy(x), PARAM.natural(true_z(pr, True))).numpy()
+        frames.append(Frames(x, y + 1e-3 * rng.standard_normal(y.shape), np.array([t]), warm, SR))
+    basis = KnobBasis.uniform(KNOB, knobs, 3)
+    design = basis.design(knobs)
+    scale = np.array([6.0, 2.0, 2.0, 2.0, 6.0])
+    lam = 0.37
+    objectives = [KernelObjective(f, PARAM) for f in frames]
+    coef_obj = CoefficientObjective(objectives, design, basis.penalty(), lam, scale)
+    # a point away from the optimum, so every term of the Hessian matters
+    c = torch.from_numpy(np.stack([true_z(pr, False).numpy() for pr in (40.0, 70.0, 100.0)]).reshape(-1))
+    c = c + torch.from_numpy(rng.normal(0.0, 0.3, c.shape))
+
+    xs = [torch.from_numpy(f.x) for f in frames]
+    masks = [torch.from_numpy(f.score_mask()) for f in frames]
+    targets = [torch.where(m, preemphasis(torch.from_numpy(f.y)), 0.0) for f, m in zip(frames, masks)]
+    energies = [float((tp ** 2).sum()) for tp in targets]
+    b = torch.from_numpy(design)
+    pen = torch.from_numpy(basis.penalty())
+    w = torch.from_numpy(1.0 / scale ** 2)
+
+    def composed(cv):
+        cm = cv.reshape(3, 5)
+        z = b @ cm
+        total = 0.0
+        for s in range(len(frames)):
+            y = compress(xs[s], PARAM.natural(z[s]))
+            err = torch.where(masks[s], preemphasis(y) - targets[s], 0.0)
+            total = total + (err ** 2).sum() / (len(frames) * energies[s])
+        return total + lam * sum(w[p] * cm[:, p] @ pen @ cm[:, p] for p in range(5))
+
+    cv = c.clone().requires_grad_(True)
+    f_ref = composed(cv)
+    (g_ref,) = torch.autograd.grad(f_ref, cv, create_graph=True)
+    h_ref = torch.stack([torch.autograd.grad(g_ref[i], cv, retain_graph=True)[0] for i in range(c.numel())])
+    f, g, h = coef_obj.loss_grad_hess(c)
+    assert f == pytest.approx(float(f_ref), rel=1e-8)
+    assert coef_obj.loss(c) == pytest.approx(f, rel=1e-12)
+    np.testing.assert_allclose(g.numpy(), g_ref.detach().numpy(), rtol=0, atol=1e-6 * float(g_ref.abs().max()))
+    h_ref = h_ref.detach().numpy()
+    np.testing.assert_allclose(h.numpy(), 0.5 * (h_ref + h_ref.T), rtol=0, atol=1e-6 * np.abs(h_ref).max())
+    assert torch.equal(h, h.T)
+
+
+# --------------------------------------------------------------------------------------
+# recovering known curves from digital-compressor targets
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def straight():
+    settings = [_setting(pr, False, seed=10 + i) for i, pr in enumerate(TRAIN_PR)]
+    return settings, _quiet(fit_joint, settings, KNOB, JointOptions(size=4, smoothness=1e-2))
+
+
+def test_recovers_straight_curves_despite_the_penalty(straight):
+    """Linear curves are what the second-difference penalty leaves alone: recovered exactly."""
+    settings, res = straight
+    assert res.converged
+    assert res.curves.basis.size == 4 and res.smoothness == 1e-2
+    assert all(s.esr < 1e-8 for s in res.settings)
+    for pr in TRAIN_PR + BETWEEN_PR + (45.0,):
+        z = res.curves.z_at(pr)[0]
+        assert torch.max(torch.abs(z - true_z(pr, False))) < 2e-3, pr
+        got = res.curves.params_at(pr)
+        want = PARAM.to_physical(true_z(pr, False))
+        for k in PARAM_NAMES:
+            assert got[k] == pytest.approx(want[k], rel=2e-3, abs=1e-3), (pr, k)
+
+
+def test_joint_fit_result_fields(straight):
+    settings, res = straight
+    assert [s.knobs for s in res.settings] == [s.knobs for s in settings]
+    assert [s.label for s in res.settings] == ["pr_40", "pr_60", "pr_80", "pr_100"]
+    assert 1 <= res.iterations <= 100 and res.seconds > 0
+    assert res.history and res.history[-1] >= res.loss - 1e-15
+    assert res.mean_esr == pytest.approx(np.mean([s.esr for s in res.settings]))
+
+
+def test_outside_the_fitted_range_end_values_are_held(straight):
+    _, res = straight
+    assert res.curves.params_at(20.0) == res.curves.params_at(40.0)
+    assert res.curves.params_at(100.0) == res.curves.params_at(120.0)
+
+
+def test_recovers_bent_curves_with_a_cubic():
+    settings = [_setting(pr, True, seed=20 + i) for i, pr in enumerate(TRAIN_PR)]
+    res = _quiet(fit_joint, settings, KNOB, JointOptions(size=4, smoothness=0.0))
+    assert res.converged and max(s.esr for s in res.settings) < 1e-8
+    for pr in TRAIN_PR + BETWEEN_PR:
+        assert torch.max(torch.abs(res.curves.z_at(pr)[0] - true_z(pr, True))) < 5e-3, pr
+
+
+# --------------------------------------------------------------------------------------
+# smoothness chosen on validation material
+# --------------------------------------------------------------------------------------
+def test_selection_on_val_picks_the_basis_that_can_follow_the_bend():
+    train = [_setting(pr, True, seed=30 + i, seconds=2.0) for i, pr in enumerate(TRAIN_PR)]
+    val = [_setting(pr, True, seed=40 + i, seconds=2.0) for i, pr in enumerate(BETWEEN_PR)]
+    # straight line; a cubic pressed flat by a heavy penalty; a free cubic (the truth)
+    candidates = [(2, 0.0), (4, 100.0), (4, 0.0)]
+    rows = []
+    sel = _quiet(select_smoothness, train, val, KNOB, candidates, progress=rows.append)
+    assert [(r["size"], r["smoothness"]) for r in sel.table] == candidates
+    assert rows == sel.table
+    assert [r["chosen"] for r in sel.table] == [False, False, True]
+    assert (sel.best.curves.basis.size, sel.best.smoothness) == (4, 0.0)
+    assert sel.best.selection == sel.table
+    vals = [r["val_esr"] for r in sel.table]
+    assert vals[2] < 1e-6 < min(vals[:2])
+    assert vals[2] == pytest.approx(pooled_esr(sel.best.curves, val), rel=1e-12)
+
+
+def test_selection_needs_validation_material():
+    with pytest.raises(ValueError, match="validation"):
+        select_smoothness([_setting(40.0, False, 1, 1.0)], [], KNOB)
+
+
+# --------------------------------------------------------------------------------------
+# records, summary rows and the knob map
+# --------------------------------------------------------------------------------------
+def test_record_round_trip_through_yaml(straight):
+    _, res = straight
+    model = JointKnobModel({"compress": res, "limit": res})
+    text = yaml.safe_dump(model.to_record(), sort_keys=False)
+    again = JointKnobModel.from_record(yaml.safe_load(text))
+    assert again.modes == ["compress", "limit"]
+    for pr in (40, 47.5, 65, 100):
+        assert again.at("limit", pr) == model.at("limit", pr)
+    assert again.rows() == model.rows()
+    r = again.fits["compress"]
+    assert (r.iterations, r.converged, r.reason, r.smoothness) == (res.iterations, res.converged, res.reason, 1e-2)
+    assert JointResult.from_record(res.to_record()).curves.coefficients.tolist() == res.curves.coefficients.tolist()
+    with pytest.raises(ValueError):
+        JointKnobModel.from_record({"kind": "knobmap"})
+    bad = res.curves.to_record()
+    bad["coefficients"] = bad["coefficients"][:-1]
+    with pytest.raises(ValueError, match="coefficients"):
+        JointCurves.from_record(bad)
+
+
+def test_rows_feed_the_knob_map_unchanged(straight):
+    _, res = straight
+    model = JointKnobModel({"compress": res})
+    rows = model.rows()
+    assert [r["peak_reduction"] for r in rows] == [40, 60, 80, 100]
+    assert all(isinstance(r["peak_reduction"], int) for r in rows)
+    for r, s in zip(rows, res.settings):
+        assert r["esr"] == s.esr and r["iterations"] == res.iterations
+    assert sum(r["seconds"] for r in rows) == pytest.approx(res.seconds)
+    km = KnobMap.from_rows(rows)
+    for pr in (40, 60, 80, 100):
+        assert km.at("compress", pr) == pytest.approx(model.at("compress", pr))
+    # any setting, e.g. a held-out one: parameters from the curves, no fitting ESR
+    extra = model.rows({"compress": [45, 65]})
+    assert [r["peak_reduction"] for r in extra] == [45, 65]
+    assert all(math.isnan(r["esr"]) and r["seconds"] == 0.0 for r in extra)
+    assert extra[1]["threshold_db"] == pytest.approx(model.at("compress", 65)["threshold_db"])
+    assert model.levels("compress") == [40, 60, 80, 100]
+
+
+def test_curve_grid(straight):
+    _, res = straight
+    grid = JointKnobModel({"compress": res}).curve_grid("compress", points=13)
+    assert set(grid) == {"peak_reduction", *PARAM_NAMES}
+    np.testing.assert_allclose(grid["peak_reduction"], np.linspace(40, 100, 13))
+    assert grid["threshold_db"].shape == (13,)
+    assert grid["threshold_db"][6] == pytest.approx(res.curves.params_at(70.0)["threshold_db"])
+    assert np.all(np.diff(grid["threshold_db"]) < 0)   # the truth falls with PR
+
+
+def test_bound_hits():
+    r = Ranges()
+    inside = {"threshold_db": -20.0, "ratio": 4.0, "attack_ms": 5.0, "release_ms": 200.0, "make_up_db": 0.0}
+    assert bound_hits(inside, r) == []
+    assert bound_hits({**inside, "ratio": 19.9, "release_ms": 990.0}, r) == ["ratio", "release_ms"]
+    assert bound_hits({**inside, "attack_ms": 0.1}, r) == ["attack_ms"]
+
+
+def test_bad_input_is_rejected():
+    s = _setting(40.0, False, 1, 1.0)
+    other = JointSetting((60.0,), Frames(s.frames.x, s.frames.y, s.frames.lengths, s.frames.warmup, 48000))
+    with pytest.raises(ValueError, match="sample rate"):
+        fit_joint([s, other], KNOB)
+    silent = JointSetting((60.0,), Frames(s.frames.x, 0 * s.frames.y, s.frames.lengths, s.frames.warmup, SR),
+                          "pr_60")
+    with pytest.raises(ValueError, match="pr_60: the target is silent"):
+        fit_joint([s, silent], KNOB)
+    with pytest.raises(ValueError, match="knob"):
+        fit_joint([s], ("a", "b"))
