@@ -132,9 +132,12 @@ class FixedCompressor(nn.Module):
         return y.reshape(x.shape)
 
 
-def _setting(value: Union[float, Tensor]) -> float:
+def _setting(value: Union[float, int, Tensor]) -> float:
+    """A knob value given as a float, an int or a tensor (its first element)."""
     if isinstance(value, Tensor):
         return float(value.reshape(-1)[0].item())
+    if isinstance(value, int):
+        return float(value)
     return value
 
 
@@ -211,7 +214,7 @@ class KnobCurves(nn.Module):
 class KnobMapCompressor(nn.Module):
     """A chain's knob map: ``forward(x, peak_reduction, mode)`` with mode 0 compress, 1 limit.
 
-    The knobs may be floats or one-element tensors; ``mode`` at or above 0.5 is limit. The gain state
+    The knobs may be floats, ints or one-element tensors; ``mode`` at or above 0.5 is limit. The gain state
     carries over a change of setting, as turning the knob of a running unit would.
 
     Args:
@@ -236,7 +239,7 @@ class KnobMapCompressor(nn.Module):
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
         return self.curves.parameters_at(peak_reduction, mode)
 
-    def forward(self, x: Tensor, peak_reduction: Union[float, Tensor], mode: Union[float, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
         params = self.curves.parameters_at(_setting(peak_reduction), _mode_slot(_setting(mode)))
         y = self.comp.compress(_as_2d(x), params)
         return y.reshape(x.shape)

@@ -34,7 +34,7 @@ __all__ = ["TOLERANCE", "ExportResult", "resolve_source", "build_module", "expor
 
 TOLERANCE = 1e-4        # largest difference allowed from the Python renderer
 CHECK_BLOCKS = (257, 1000, 4096)
-CHECK_SECONDS = 0.5
+CHECK_SECONDS = 0.3
 _SOURCE_HELP = "expected a ckpt.yaml, a chain folder holding knobmap.yaml, or a neural checkpoint (.pt)"
 
 

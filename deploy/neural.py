@@ -310,7 +310,7 @@ class NeuralCompressor(nn.Module):
             cond = ((cond - self.cond_mean) / self.cond_std).clamp(-self.cond_clip, self.cond_clip)
         return cond
 
-    def forward(self, x: Tensor, peak_reduction: Union[float, Tensor], mode: Union[float, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
         x2 = x.unsqueeze(0) if x.dim() == 1 else x
         xf = x2.to(torch.float32)
         channels = xf.shape[0]
