@@ -1,0 +1,130 @@
+"""Real-time factor of the exported TorchScript modules beside the Python renderers, and their agreement.
+
+For each model, the same mono signal (default 10 s at 44.1 kHz, noise bursts with loud and
+quiet passages) goes block by block through the exported module (``torch.jit.load`` of the
+file ``export.py`` writes) and through the Python renderer ``test_comp.py`` uses
+(:class:`dsp.render.BlockCompressor`, :class:`neural.inference.NeuralRenderer`); printed per
+block size: the real-time factor (seconds of audio / seconds of wall time) of both, the
+CPU-time RTF beside it (what the model costs when the process has to wait for a shared
+core), and the largest difference between the two outputs over the whole signal.
+One thread, best of ``--repeats`` runs.
+
+Models: a one-pair fit, a knob map (two modes, three levels), and untrained S6 and LSTM
+hybrids with the sizes of ``cfg/neural/<backbone>.yaml`` (control rate included); or the
+exportable sources given with ``--source`` (ckpt.yaml, chain folder, neural .pt).
+
+    python benchmarks/export_rtf.py [--seconds 10] [--blocks 256 2048] [--repeats 3] [--source PATH ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from deploy.export import build_module, check_signal, export_model, resolve_source, stream  # noqa: E402
+from dsp.checkpoint import save_checkpoint  # noqa: E402
+from dsp.knobmap import KnobMap  # noqa: E402
+
+SR = 44100
+PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
+TABLE = {"compress": {100: PARAMS, 70: {**PARAMS, "threshold_db": -18.0, "release_ms": 300.0},
+                      40: {**PARAMS, "threshold_db": -12.0, "ratio": 3.0}},
+         "limit": {100: {**PARAMS, "ratio": 8.0}, 70: {**PARAMS, "ratio": 10.0, "attack_ms": 0.5},
+                   40: {**PARAMS, "threshold_db": -14.0}}}
+SETTING = ("limit", 65.0)
+
+
+def synthetic_sources(folder: Path) -> list[Path]:
+    """A fit, a knob map and untrained S6 / LSTM hybrids at their configured sizes."""
+    from neural.checkpoint import build_model, knobmap_table, model_spec, save_checkpoint as save_neural
+    (folder / "fit").mkdir()
+    save_checkpoint(folder / "fit" / "ckpt.yaml", {"params": PARAMS, "esr": 0.0, "loss": 0.0, "iterations": 0,
+                                                   "converged": True, "seconds": 0.0, "sample_rate": SR})
+    (folder / "chain").mkdir()
+    KnobMap(TABLE).save(folder / "chain" / "knobmap.yaml")
+    sources = [folder / "fit", folder / "chain"]
+    for backbone in ("s6", "lstm"):
+        cfg = yaml.safe_load((ROOT / "cfg" / "neural" / f"{backbone}.yaml").read_text())
+        hp = dict(cfg["hyperparameters"])
+        torch.manual_seed(0)
+        spec = model_spec(backbone, "hybrid_gain", "fitted", hp)
+        model = build_model(spec)
+        with torch.no_grad():
+            model.backbone.out_proj.weight.normal_(0.0, 0.05)
+        path = folder / f"{backbone}_hybrid.pt"
+        save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "knobmap": knobmap_table(KnobMap(TABLE)),
+                           "state_dict": model.state_dict(), "config": {}})
+        sources.append(path)
+    return sources
+
+
+def timed(run, audio_s: float, repeats: int) -> tuple[float, float, np.ndarray]:
+    """Best wall and CPU real-time factors of ``run()`` over ``repeats``, and its output."""
+    best_wall = best_cpu = float("inf")
+    out = None
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        out = run()
+        best_wall = min(best_wall, time.perf_counter() - w)
+        best_cpu = min(best_cpu, time.process_time() - c)
+    return audio_s / best_wall, audio_s / max(best_cpu, 1e-9), out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--blocks", type=int, nargs="+", default=[256, 2048])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--source", nargs="*", default=None, help="exportable sources (default: synthetic ones)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    x = check_signal(args.seconds, SR, channels=1, seed=7)
+    tmp = Path(tempfile.mkdtemp(prefix="export-rtf-"))
+    sources = [Path(s) for s in args.source] if args.source else synthetic_sources(tmp)
+    print(f"{args.seconds:g} s mono at {SR} Hz, one thread, best of {args.repeats}; RTF = audio s / wall s "
+          f"(CPU-time RTF in brackets)")
+    print(f"{'model':34s} {'block':>6s} {'TorchScript RTF':>22s} {'Python RTF':>22s} {'max |diff|':>11s}")
+    worst = 0.0
+    for src in sources:
+        kind, path = resolve_source(src)
+        res = export_model(src, tmp / f"{src.stem}.ts")
+        module = torch.jit.load(str(res.out))
+        _, sr, _, desc, _, make_reference = build_module(kind, path, SR if kind != "neural" else None)
+        setting = None if kind == "fit" else SETTING
+        knobs = () if setting is None else (setting[1], float(setting[0] == "limit"))
+        for block in args.blocks:
+            blocks = [np.ascontiguousarray(x[:, i:i + block]) for i in range(0, x.shape[1], block)]
+            tensors = [torch.from_numpy(b) for b in blocks]
+
+            def run_script():
+                module.reset()
+                with torch.inference_mode():
+                    return torch.cat([module(t, *knobs) for t in tensors], 1).numpy()
+
+            def run_python():
+                proc = make_reference(setting)
+                return np.concatenate([proc(b) for b in blocks], 1)
+
+            module(tensors[0], *knobs)  # the first calls of a scripted module optimise its graph
+            module(tensors[0], *knobs)
+            ws, cs, ys = timed(run_script, args.seconds, args.repeats)
+            wp, cp, yp = timed(run_python, args.seconds, args.repeats)
+            diff = float(np.max(np.abs(ys - yp)))
+            worst = max(worst, diff)
+            name = desc if len(desc) <= 34 else desc[:31] + "..."
+            print(f"{name:34s} {block:6d} {ws:10.1f} ({cs:8.1f}) {wp:10.1f} ({cp:8.1f}) {diff:11.2e}")
+    print(f"largest difference from the Python renderer: {worst:.2e} (tolerance 1e-4)")
+    return 0 if worst <= 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

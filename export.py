@@ -1,0 +1,63 @@
+"""Export a fitted compressor, a knob map or a neural model as one TorchScript file.
+
+    python export.py fits/song/ckpt.yaml song.pt           # a one-pair fit: forward(x)
+    python export.py checkpoints/standin la2a.pt            # a chain: forward(x, peak_reduction, mode)
+    python export.py runs/s6_hybrid/best.pt s6_hybrid.pt    # a neural run: forward(x, peak_reduction, mode)
+
+The file runs with torch alone (nothing of this project installed):
+
+    m = torch.jit.load("la2a.pt")
+    y = m(x, 65.0, 0.0)          # x: (samples,) or (channels, samples); mode 0 compress, 1 limit
+    m.reset()                    # back to silence; consecutive calls continue the stream
+
+Before the file is written it is loaded back and checked against the Python renderer
+(test_comp.py's) on a test signal in odd-sized blocks; a module that differs by more
+than 1e-4 is not written. Neural models: S6 and LSTM backbones of LA-2A models.
+
+    python export.py checkpoints/standin la2a_neutone --neutone   # Neutone FX model folder
+
+--neutone needs neutone-sdk in its own environment (docs/NEUTONE.md).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from common.errors import ArgumentParser, UserError, run_main
+
+
+def parse_args(argv):
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", help="ckpt.yaml (or its folder), a chain folder holding knobmap.yaml, or a neural .pt")
+    ap.add_argument("out", help="the TorchScript file to write (e.g. model.pt)")
+    ap.add_argument("--sample-rate", type=int, default=None,
+                    help="rate the DSP module starts at (default: the fit's rate, 44100 for a knob map; "
+                         "the module's set_sample_rate() changes it)")
+    ap.add_argument("--neutone", action="store_true",
+                    help="write a Neutone FX model folder at OUT instead (model.nm, metadata.json), validated "
+                         "by neutone-sdk; needs the SDK's own environment (docs/NEUTONE.md)")
+    return ap.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args(sys.argv[1:])
+    from deploy.export import export_model, export_neutone  # after parsing: --help stays fast
+    if args.neutone:
+        if args.sample_rate is not None:
+            raise UserError("--sample-rate does not apply to --neutone (the plug-in passes the host's rate)")
+        res = export_neutone(args.source, args.out)
+        print(f"wrote {res.out} ({res.bytes / 1024:.0f} KiB, {res.seconds:.1f} s): {res.description}")
+        print(f"  {res.signature if res.kind != 'fit' else 'Neutone FX: no knobs (a one-pair fit)'}; passed the SDK's save_neutone_model checks")
+        return 0
+    res = export_model(args.source, args.out, args.sample_rate)
+    print(f"wrote {res.out} ({res.bytes / 1024:.0f} KiB, {res.seconds:.1f} s): {res.description}")
+    print(f"  call      {res.signature}; reset(); set_sample_rate(sr)" if res.kind != "neural"
+          else f"  call      {res.signature}; reset()")
+    print(f"  rate      {res.sample_rate} Hz")
+    print(f"  checked   {max(len(res.settings_checked), 1)} setting(s) against the Python renderer: "
+          f"max difference {res.max_error:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

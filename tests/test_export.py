@@ -1,0 +1,134 @@
+"""export.py: one TorchScript file that runs in a fresh process without the project, and clean failures."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.export import check_signal, stream
+from dsp.checkpoint import save_checkpoint
+from dsp.knobmap import KnobMap
+from dsp.render import BlockCompressor
+
+SR = 44100
+P = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 2.0}
+TABLE = {"compress": {100: P, 60: {**P, "threshold_db": -10.0, "attack_ms": 3.0}, 40: {**P, "ratio": 2.0}},
+         "limit": {100: {**P, "ratio": 10.0}, 40: {**P, "release_ms": 300.0}}}
+
+# run in a fresh interpreter: isolated mode (no PYTHONPATH, no user site, no script folder on the path),
+# a working folder outside the repository, and a check that the project is not importable
+RUNNER = """
+import json, sys, numpy as np, torch
+for name in ("dsp", "deploy", "neural", "common"):
+    try:
+        __import__(name)
+    except ImportError:
+        continue
+    raise SystemExit("the project is importable: " + name)
+x = torch.from_numpy(np.load("x.npy"))
+for i, (model, knobs) in enumerate(json.loads(sys.argv[1])):
+    m = torch.jit.load(model)
+    outs = [m(x[:, j:j + 257], *knobs) for j in range(0, x.shape[1], 257)]
+    np.save(f"y{i}.npy", torch.cat(outs, 1).numpy())
+"""
+
+
+def run_fresh(jobs: list[tuple[Path, list[float]]], x: np.ndarray, folder: Path) -> list[np.ndarray]:
+    """Outputs of each (model file, knobs) on ``x`` in blocks of 257, from one fresh isolated interpreter."""
+    np.save(folder / "x.npy", x)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    spec = json.dumps([[str(m), list(k)] for m, k in jobs])
+    proc = subprocess.run([sys.executable, "-I", "-c", RUNNER, spec], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return [np.load(folder / f"y{i}.npy") for i in range(len(jobs))]
+
+
+@pytest.fixture
+def sources(tmp_path):
+    fit = tmp_path / "fit"
+    fit.mkdir()
+    save_checkpoint(fit / "ckpt.yaml", {"params": P, "esr": 0.01, "loss": 0.01, "iterations": 3,
+                                        "converged": True, "seconds": 1.0, "sample_rate": SR})
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    KnobMap(TABLE).save(chain / "knobmap.yaml")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    return fit, chain, outside
+
+
+def test_fit_and_chain_export_run_without_the_project(sources, run_cli, tmp_path):
+    fit, chain, outside = sources
+    x = check_signal(0.3, SR, channels=2, seed=5)
+    res = run_cli(["export.py", fit, tmp_path / "fit.pt"], fresh=True)
+    assert res.returncode == 0, res.stderr
+    assert "forward(x)" in res.stdout and "max difference" in res.stdout
+    res = run_cli(["export.py", chain, tmp_path / "chain.pt"])
+    assert res.returncode == 0, res.stderr
+    settings = ((0, 72.5), (1, 40.0))
+    ys = run_fresh([(tmp_path / "fit.pt", [])] + [(tmp_path / "chain.pt", [pr, mode]) for mode, pr in settings],
+                   x, outside)
+    assert np.max(np.abs(ys[0] - BlockCompressor(P, SR).process(x))) < 1e-4
+    for (mode, pr), y in zip(settings, ys[1:]):
+        ref = BlockCompressor(KnobMap(TABLE).at(("compress", "limit")[mode], pr), SR).process(x)
+        assert np.max(np.abs(y - ref)) < 1e-4
+
+
+def test_neural_export_runs_without_the_project(tmp_path, run_cli):
+    sys.path.insert(0, str(Path(__file__).parent / "deploy"))
+    try:
+        from test_scripted_neural import write_checkpoint
+    finally:
+        sys.path.pop(0)
+    from neural.inference import NeuralRenderer
+    path = write_checkpoint(tmp_path / "best.pt", extra={"frame": 32}, normalised=True)
+    res = run_cli(["export.py", path, tmp_path / "s6.pt"])
+    assert res.returncode == 0, res.stderr
+    assert "s6 hybrid" in res.stdout
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    x = check_signal(0.2, SR, channels=1, seed=2)
+    (y,) = run_fresh([(tmp_path / "s6.pt", [65.0, 1.0])], x, outside)
+    ref = stream(NeuralRenderer.load(path).block_processor(SR, "limit", 65.0), x, 4096)
+    assert np.max(np.abs(y - ref)) < 1e-4
+
+
+def test_help(run_cli):
+    res = run_cli(["export.py", "--help"])
+    assert res.returncode == 0 and "usage" in res.stdout and "--sample-rate" in res.stdout
+
+
+def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take_snapshot):
+    fit, chain, _ = sources
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(b"\x00\xff\x10 not yaml {{{")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    existing = tmp_path / "old.pt"
+    existing.write_bytes(b"keep me")
+    bad_map = tmp_path / "bad" / "knobmap.yaml"
+    bad_map.parent.mkdir()
+    bad_map.write_text("kind: knobmap\nmodes: {compress: {50: {threshold_db: .nan}}}\n")
+    watch = (tmp_path,)
+    cases = [
+        ([tmp_path / "missing", existing], ["missing", "not found"]),
+        ([garbage, existing], ["garbage.yaml"]),
+        ([empty, existing], ["empty", "neither knobmap.yaml"]),
+        ([bad_map.parent, existing], ["knobmap.yaml"]),
+        ([fit / "ckpt.yaml", fit / "ckpt.yaml"], ["ckpt.yaml", "source itself"]),
+        ([chain, chain / "knobmap.yaml"], ["knobmap.yaml", "source itself"]),
+        ([fit, tmp_path], ["is a folder"]),
+        ([fit, tmp_path / "nofolder" / "m.pt"], ["does not exist"]),
+        ([fit, existing, "--sample-rate", "0"], ["sample rate"]),
+        ([chain, existing, "--neutone"], ["already exists"]),
+    ]
+    for args, names in cases:
+        before = take_snapshot(*watch)
+        clean_failure(run_cli(["export.py", *args]), *names, before=before, watch=watch)
+    assert existing.read_bytes() == b"keep me"
