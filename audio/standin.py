@@ -64,16 +64,19 @@ drives). The model is deterministic.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 from numba import njit
 
 from common.errors import UserError, run_main
 
-__all__ = ["MODES", "render", "render_with_gain", "threshold_db",
+__all__ = ["MODES", "render", "render_with_gain", "threshold_db", "noise_floor",
+           "transformer_sections",
            "probe_tone_burst", "tone", "main"]
 
 MODES = ("compress", "limit")
@@ -93,8 +96,14 @@ TAU_MEM_CHARGE = 1.5
 TAU_MEM_DECAY = 8.0
 SHELF_F_ZERO = 1500.0
 SHELF_GAIN_DB = 8.0
-TUBE_DRIVE = 0.8
-TUBE_BIAS = 0.1
+TUBE_CURVE = 0.16
+INPUT_HP_HZ = 15.0
+INPUT_LP_HZ = 19000.0
+OUTPUT_HP_HZ = 10.0
+OUTPUT_LP_HZ = 24000.0
+HISS_DBFS = -84.0
+HUM_DBFS = -100.0
+HUM_HZ = 60.0
 DC_BLOCK_HZ = 3.0
 THRESHOLD_PR40_DB = -13.0
 THRESHOLD_PR100_DB = -35.0
@@ -136,10 +145,8 @@ def _one_pole(tau: float, sample_rate: float) -> float:
 @njit(cache=True, fastmath=False)
 def _kernel(x, k_pr, k_lim, shelf_b0, shelf_b1, shelf_a1, a_panel, a_att, a_fast,
             slow_rel_min, mem_gain, a_mem_up, a_mem_down, w0, w_mem, mem_ref_db,
-            half_p, inv_c_max, tube_k, tube_b, dc_r, y, gain_db):  # pragma: no cover - numba
+            half_p, inv_c_max, tube_a, dc_r, y, gain_db):  # pragma: no cover - numba
     n_ch, n = x.shape
-    t0 = math.tanh(tube_k * tube_b)
-    tube_norm = 1.0 / (tube_k * (1.0 - t0 * t0))
     sh_x = np.zeros(n_ch)
     sh_y = np.zeros(n_ch)
     dc_x = np.zeros(n_ch)
@@ -155,7 +162,7 @@ def _kernel(x, k_pr, k_lim, shelf_b0, shelf_b1, shelf_a1, a_panel, a_att, a_fast
         for c in range(n_ch):
             xi = x[c, i]
             u = gain * xi
-            t = (math.tanh(tube_k * (u + tube_b)) - t0) * tube_norm
+            t = -math.expm1(-tube_a * u) / tube_a  # triode-like: unity slope at 0
             out = t - dc_x[c] + dc_r * dc_y[c]
             dc_x[c] = t
             dc_y[c] = out
@@ -223,8 +230,9 @@ def _validate(x: np.ndarray, sample_rate: float, peak_reduction: float,
     return arr
 
 
-def render_with_gain(x: np.ndarray, sample_rate: int, peak_reduction: float,
-                     mode: str) -> tuple[np.ndarray, np.ndarray]:
+def render_with_gain(x: np.ndarray, sample_rate: int, peak_reduction: float, mode: str, *,
+                     transformers: bool = True, noise: bool = True,
+                     seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Process ``x`` through the stand-in and also return the gain it applied.
 
     Args:
@@ -233,15 +241,21 @@ def render_with_gain(x: np.ndarray, sample_rate: int, peak_reduction: float,
         sample_rate: Hz, > 0.
         peak_reduction: the knob, 0..100.
         mode: ``"compress"`` or ``"limit"``.
+        transformers: apply the input and output transformer responses.
+        noise: add the noise floor (hiss and hum).
+        seed: seed of the noise; None derives one from the audio, the knob and the
+            mode (same call, same bytes; different files get different noise).
 
     Returns:
         ``(y, gain_db)``: ``y`` float32 with the shape of ``x``; ``gain_db`` float32
         **shape** ``(samples,)``, the photocell gain in dB (<= 0) applied to each
-        sample (before the tube stage).
+        sample (after the input transformer, before the tube stage).
     """
     arr = _validate(x, sample_rate, peak_reduction, mode)
     sr = float(sample_rate)
     x2 = np.ascontiguousarray(np.atleast_2d(arr), dtype=np.float64)
+    if transformers:
+        x2 = np.ascontiguousarray(_transformer(x2, sr, INPUT_HP_HZ, INPUT_LP_HZ))
     y = np.empty_like(x2)
     gain_db = np.empty(x2.shape[1])
     b0, b1, a1 = _shelf_coefficients(sr)
@@ -249,13 +263,20 @@ def render_with_gain(x: np.ndarray, sample_rate: int, peak_reduction: float,
             b0, b1, a1, _one_pole(TAU_PANEL, sr), _one_pole(TAU_ATTACK, sr),
             _one_pole(TAU_FAST, sr), 1.0 / (TAU_SLOW0 * sr), MEM_GAIN,
             _one_pole(TAU_MEM_CHARGE, sr), _one_pole(TAU_MEM_DECAY, sr), W0, W_MEM,
-            MEM_REF_DB, P_EXP / 2.0, 1.0 / C_MAX, TUBE_DRIVE, TUBE_BIAS,
+            MEM_REF_DB, P_EXP / 2.0, 1.0 / C_MAX, TUBE_CURVE,
             math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr), y, gain_db)
+    if transformers:
+        y = _transformer(y, sr, OUTPUT_HP_HZ, OUTPUT_LP_HZ)
+    if noise:
+        if seed is None:
+            seed = _noise_seed(arr, peak_reduction, mode)
+        y = y + noise_floor(y.shape, sr, seed)
     y = y.astype(np.float32)
     return (y[0] if arr.ndim == 1 else y), gain_db.astype(np.float32)
 
 
-def render(x: np.ndarray, sample_rate: int, peak_reduction: float, mode: str) -> np.ndarray:
+def render(x: np.ndarray, sample_rate: int, peak_reduction: float, mode: str, *,
+           transformers: bool = True, noise: bool = True, seed: int | None = None) -> np.ndarray:
     """Process ``x`` through the stand-in optical leveller.
 
     Args:
@@ -263,11 +284,60 @@ def render(x: np.ndarray, sample_rate: int, peak_reduction: float, mode: str) ->
         sample_rate: Hz, > 0.
         peak_reduction: the knob, 0..100.
         mode: ``"compress"`` or ``"limit"``.
+        transformers, noise, seed: see :func:`render_with_gain`.
 
     Returns:
         float32, same shape as ``x``.
     """
-    return render_with_gain(x, sample_rate, peak_reduction, mode)[0]
+    return render_with_gain(x, sample_rate, peak_reduction, mode, transformers=transformers,
+                            noise=noise, seed=seed)[0]
+
+
+def transformer_sections(sample_rate: float, highpass_hz: float,
+                         lowpass_hz: float | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(b, a)`` of a transformer's first-order high-pass and low-pass (bilinear, pre-warped).
+
+    The high-pass corner is kept below 0.45 x the sample rate; a low-pass corner at or
+    above it is left out (at 44.1 kHz the output transformer's 24 kHz roll-off is).
+    """
+    cap = 0.45 * sample_rate
+    sections = [scipy.signal.butter(1, min(highpass_hz, cap), "highpass", fs=sample_rate)]
+    if lowpass_hz is not None and lowpass_hz < cap:  # a roll-off above the band is left out
+        sections.append(scipy.signal.butter(1, lowpass_hz, "lowpass", fs=sample_rate))
+    return sections
+
+
+def _transformer(x: np.ndarray, sample_rate: float, highpass_hz: float, lowpass_hz: float) -> np.ndarray:
+    for b, a in transformer_sections(sample_rate, highpass_hz, lowpass_hz):
+        x = scipy.signal.lfilter(b, a, x, axis=-1)
+    return x
+
+
+def _noise_seed(x: np.ndarray, peak_reduction: float, mode: str) -> int:
+    digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    digest.update(f"{float(peak_reduction)!r}/{mode}".encode())
+    return int.from_bytes(digest.digest()[:8], "little")
+
+
+def noise_floor(shape: tuple[int, ...], sample_rate: float, seed: int,
+                hiss_dbfs: float = HISS_DBFS, hum_dbfs: float = HUM_DBFS) -> np.ndarray:
+    """The output's noise floor: white hiss plus mains hum (fundamental and 3rd harmonic).
+
+    Args:
+        shape: ``(channels, samples)``.
+        hiss_dbfs: RMS of the hiss, dB re full scale.
+        hum_dbfs: RMS of the hum fundamental (the 3rd harmonic is 6 dB below it).
+
+    Returns:
+        float64 array of ``shape``, seeded (same seed, same noise).
+    """
+    rng = np.random.default_rng(seed)
+    hiss = rng.standard_normal(shape) * 10.0 ** (hiss_dbfs / 20.0)
+    t = np.arange(shape[-1]) / sample_rate
+    phase = rng.uniform(0.0, 2.0 * np.pi, 2)
+    amp = math.sqrt(2.0) * 10.0 ** (hum_dbfs / 20.0)
+    hum = amp * (np.sin(2 * np.pi * HUM_HZ * t + phase[0]) + 0.5 * np.sin(2 * np.pi * 3 * HUM_HZ * t + phase[1]))
+    return hiss + hum
 
 
 # ----------------------------------------------------------------------------
@@ -358,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.output).parent
     if not out_dir.is_dir():
         raise UserError(f"{args.output}: output folder {out_dir} does not exist")
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise UserError(f"{args.output}: output would overwrite the input file")
     audio, sr = read_audio(args.input, allow_silence=True)
     y = render(audio, sr, args.peak_reduction, args.mode)
     write_audio(args.output, y, sr)
