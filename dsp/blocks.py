@@ -15,10 +15,9 @@ corner, each ``H(z) = (b0 + b1 z^-1) / (1 + a1 z^-1)``:
   and at 0 dB it is exactly transparent.
 
 In the fit the filters are applied in the frequency domain (:func:`fft_filter`):
-the input frame is zero-padded to at least twice its length, so the result is the
-recursion run from rest (as :func:`scipy.signal.lfilter` does) up to the tail of the
-impulse response beyond the padding, which for the ranges used (corners >= 0.5 Hz,
-frames of seconds) is below float64 rounding.
+the input frame is zero-padded by at least the length over which the slowest section's
+impulse response decays by e^-40 (:func:`decay_samples`), so the result is the
+recursion run from rest (as :func:`scipy.signal.lfilter` does) to float64 rounding.
 
 The tube shaper (:func:`shaper`) is ``T(u) + a T(u)^2`` with ``T(u) = tanh(k u) / k``:
 drive ``k`` sets the odd (compressive) curvature, asymmetry ``a`` the even
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 __all__ = ["highpass_coefficients", "shelf_coefficients", "section_response",
-           "fft_filter", "fft_length", "shaper", "shaper_np", "cascade"]
+           "fft_filter", "fft_length", "decay_samples", "shaper", "shaper_np", "cascade"]
 
 
 def _tan_warp(freq_hz, sample_rate: float):
@@ -81,10 +80,21 @@ def cascade(*sections) -> tuple[np.ndarray, np.ndarray]:
     return b, a
 
 
-def fft_length(samples: int) -> int:
-    """FFT size for :func:`fft_filter`: a fast size of at least twice ``samples``."""
+def fft_length(samples: int, tail: int = 0) -> int:
+    """FFT size for :func:`fft_filter`: a fast size of at least ``samples + max(samples, tail)``.
+
+    Args:
+        samples: signal length.
+        tail: impulse-response length beyond which the filter's response is negligible
+            (see :func:`decay_samples`); the circular wrap of the FFT then stays below it.
+    """
     import scipy.fft
-    return scipy.fft.next_fast_len(2 * samples, real=True)
+    return scipy.fft.next_fast_len(samples + max(samples, int(tail)), real=True)
+
+
+def decay_samples(slowest_corner_hz: float, sample_rate: float) -> int:
+    """Samples for a first-order section at ``slowest_corner_hz`` to decay by e^-40 (4e-18)."""
+    return int(math.ceil(40.0 * sample_rate / (2.0 * math.pi * slowest_corner_hz)))
 
 
 def section_response(sections, n_fft: int, dtype=torch.float64, device="cpu") -> torch.Tensor:

@@ -46,7 +46,7 @@ import torch
 from torchcomp import db2amp
 
 from audio.framing import Frames
-from dsp.blocks import (cascade, fft_filter, fft_length, highpass_coefficients, section_response,
+from dsp.blocks import (cascade, decay_samples, fft_filter, fft_length, highpass_coefficients, section_response,
                         shaper, shaper_np, shelf_coefficients)
 from dsp.compressor import compressor_gain
 from dsp.fit import FitOptions, FitResult, fit_frames, level_matched_make_up
@@ -181,6 +181,7 @@ def _output_sections(blocks: torch.Tensor, sample_rate: float):
 
 
 _PREEMPHASIS_SECTION = (1.0, -1.0, -POLE)
+_PREEMPHASIS_CORNER_HZ = -math.log(POLE) / (2.0 * math.pi)  # per unit sample rate
 
 
 def graybox(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor, sample_rate: float,
@@ -199,7 +200,8 @@ def graybox(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor, sample
     Shape:
         x: ``(B, T)``; returns ``(B, T)``.
     """
-    n_fft = fft_length(x.shape[-1])
+    slowest = min(float(blocks[0]), float(blocks[5]), _PREEMPHASIS_CORNER_HZ * sample_rate)
+    n_fft = fft_length(x.shape[-1], decay_samples(slowest, sample_rate))
     return _forward(torch.fft.rfft(x, n=n_fft), x.shape[-1], n_fft, natural, blocks, sample_rate,
                     preemphasised)
 
@@ -233,7 +235,10 @@ class GrayboxObjective:
         self.device = torch.device(device)
         self.dtype = dtype
         self.samples = frames.x.shape[1]
-        self.n_fft = fft_length(self.samples)
+        # padding long enough for the slowest high-pass the ranges allow
+        slowest = min(param.blocks.input_highpass_hz[0], param.blocks.output_highpass_hz[0],
+                      _PREEMPHASIS_CORNER_HZ * param.sample_rate)
+        self.n_fft = fft_length(self.samples, decay_samples(slowest, param.sample_rate))
         x = torch.as_tensor(frames.x, dtype=dtype, device=self.device)
         self.x_spec = torch.fft.rfft(x, n=self.n_fft)
         mask = frames.score_mask()
