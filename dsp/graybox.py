@@ -414,6 +414,10 @@ class BlockGraybox:
         if missing:
             raise ValueError(f"gray-box parameters missing: {', '.join(missing)}")
         p = {k: float(params[k]) for k in GRAYBOX_NAMES}
+        for k in _FREQUENCIES:
+            if not 0.0 < p[k] < 0.5 * sample_rate:
+                raise ValueError(f"{k} = {p[k]:g} Hz must be between 0 and half the sample rate "
+                                 f"({0.5 * sample_rate:g} Hz)")
         self.input_filter = _Filter((highpass_coefficients(p["input_highpass_hz"], sample_rate),
                                      shelf_coefficients(p["input_shelf_hz"], p["input_shelf_db"], sample_rate)))
         self.output_filter = _Filter((highpass_coefficients(p["output_highpass_hz"], sample_rate),))
