@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio.standin import MODES, probe_tone_burst, render, render_with_gain, tone
+from audio.material import synthesize
+from audio.standin import (HISS_DBFS, MODES, noise_floor, probe_tone_burst, render,
+                            render_with_gain, tone)
+from dsp.preemphasis import preemphasis_np
 
 SR = 44100
 REPO = Path(__file__).resolve().parents[2]
@@ -131,6 +134,70 @@ def test_thd_of_moderate_tone(level_db, pr):
     assert 0.3 <= _thd_percent(y) <= 3.0
 
 
+# ------------------------------------------------- recorded-unit stages (around the core)
+def _harmonic_amplitudes(y: np.ndarray, freq: int = 1000) -> np.ndarray:
+    spec = np.abs(np.fft.rfft(y[-SR:].astype(np.float64)))
+    return spec[[freq * k for k in range(1, 4)]]
+
+
+@pytest.mark.parametrize("level_db", [-12.0, -6.0])
+def test_tube_stage_is_mostly_second_harmonic(level_db):
+    y = render(tone(1000.0, level_db, 1.5, SR), SR, 0, "compress", noise=False)
+    h1, h2, h3 = _harmonic_amplitudes(y)
+    assert h2 > 5.0 * h3, (h2, h3)
+    assert 0.005 < h2 / h1 < 0.04, h2 / h1  # 0.5-4 %: LA-2A-like
+
+
+def _level_db(freq: float) -> float:
+    """Steady output level re input of a quiet tone with the compressor off (PR 0)."""
+    x = tone(freq, -30.0, 2.0, SR)
+    y = render(x, SR, 0, "compress", noise=False)
+    tail = slice(-SR // 2, None)
+    return float(10 * np.log10(np.mean(y[tail].astype(float) ** 2) / np.mean(x[tail].astype(float) ** 2)))
+
+
+def test_transformers_roll_off_both_ends():
+    mid = _level_db(1000.0)
+    assert abs(mid) < 0.1
+    assert _level_db(15.0) < mid - 2.0        # low-frequency roll-off
+    assert -1.0 < _level_db(100.0) < 0.0       # gentle at 100 Hz
+    assert -3.0 < _level_db(15000.0) < mid - 0.4   # gentle top-end roll-off (about -0.65 dB)
+    # the phase: a low tone leads (high-pass), it is not only a level change
+    x = tone(40.0, -30.0, 2.0, SR)
+    y = render(x, SR, 0, "compress", noise=False)
+    tail = slice(-SR, None)
+    corr = np.dot(x[tail], y[tail]) / np.sqrt(np.dot(x[tail], x[tail]) * np.dot(y[tail], y[tail]))
+    assert corr < 0.97                         # about 30 degrees at 40 Hz
+
+
+def test_noise_floor_level_and_seed():
+    y = render(np.zeros(2 * SR, np.float32), SR, 50, "compress")
+    rms_db = 10 * np.log10(np.mean(y.astype(float) ** 2))
+    assert rms_db == pytest.approx(HISS_DBFS, abs=0.5)
+    assert np.array_equal(y, render(np.zeros(2 * SR, np.float32), SR, 50, "compress"))  # seeded
+    other = render(np.zeros(2 * SR, np.float32), SR, 50, "limit")
+    assert not np.array_equal(y, other)        # another take, other noise
+    a, b = noise_floor((1, 1000), SR, 3), noise_floor((1, 1000), SR, 3)
+    assert np.array_equal(a, b) and not np.array_equal(a, noise_floor((1, 1000), SR, 4))
+    assert not np.any(render(np.zeros(1000, np.float32), SR, 50, "compress", noise=False))
+
+
+def _gain_only_esr(x, y, gain_db) -> float:
+    est = x.astype(np.float64) * 10 ** (gain_db.astype(np.float64) / 20)
+    e = preemphasis_np(est - y)[SR:]
+    t = preemphasis_np(y.astype(np.float64))[SR:]
+    return float(np.sum(e ** 2) / np.sum(t ** 2))
+
+
+def test_gain_alone_no_longer_explains_the_output():
+    """The stand-in's own gain times its input vs its output: the non-gain part is significant."""
+    x = synthesize(30.0, SR, seed=5)  # the excerpt of the module docstring (0.039)
+    y, gain = render_with_gain(x, SR, 70, "compress")
+    assert 0.02 < _gain_only_esr(x, y, gain) < 0.1
+    y0, gain0 = render_with_gain(x, SR, 70, "compress", transformers=False, noise=False)
+    assert _gain_only_esr(x, y0, gain0) < 0.002  # the core alone: a gain (and a little tube)
+
+
 # ------------------------------------------------------------------------ behaviour
 def test_deterministic_and_shapes():
     x = tone(440.0, -10.0, 0.5, SR)
@@ -195,6 +262,17 @@ def test_cli_good_run(tmp_path):
     y, sr = sf.read(dst, dtype="float32")
     assert sr == SR and y.shape == x.shape
     assert np.allclose(y, render(x, SR, 70, "limit"), atol=1e-6)
+
+
+def test_cli_refuses_output_equal_to_input(tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, tone(1000.0, -6.0, 0.2, SR), SR, subtype="FLOAT")
+    before = src.read_bytes()
+    res = _cli(str(src), str(tmp_path / "." / "in.wav"), "--peak-reduction", "50")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("error:") and "in.wav" in lines[0], res.stderr
+    assert src.read_bytes() == before
 
 
 @pytest.fixture()
