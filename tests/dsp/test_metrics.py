@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from audio.metrics import METRICS, all_metrics, esr, lufs_diff, mae, stft
+from dsp.metrics import METRICS, all_metrics, esr, lufs_diff, mae, stft
 
 SR = 44100
 
