@@ -3,12 +3,18 @@
     python export.py fits/song/ckpt.yaml song.pt           # a one-pair fit: forward(x)
     python export.py checkpoints/standin la2a.pt            # a chain: forward(x, peak_reduction, mode)
     python export.py runs/s6_hybrid/best.pt s6_hybrid.pt    # a neural run: forward(x, peak_reduction, mode)
+    python export.py checkpoints/manifest dev.pt            # a manifest fit: forward(x, knobs)
 
 The file runs with torch alone (nothing of this project installed):
 
     m = torch.jit.load("la2a.pt")
     y = m(x, 65.0, 0.0)          # x: (samples,) or (channels, samples); mode 0 compress, 1 limit
     m.reset()                    # back to silence; consecutive calls continue the stream
+
+A device with its own knobs (a manifest fit, or a knobtable.yaml) takes its knob values
+as one list in the device's order (m.knob_names()) and uses the nearest fitted setting:
+
+    y = m(x, [-20.0, 4.0])
 
 Before the file is written it is loaded back and checked against the Python renderer
 (test_comp.py's) on a test signal in odd-sized blocks; a module that differs by more
@@ -23,12 +29,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.errors import ArgumentParser, UserError, run_main
+from common.errors import ArgumentParser, run_main
 
 
 def parse_args(argv):
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("source", help="ckpt.yaml (or its folder), a chain folder holding knobmap.yaml, or a neural .pt")
+    ap.add_argument("source", help="ckpt.yaml (or its folder), a chain folder holding knobmap.yaml, a manifest fit "
+                                   "folder or knobtable.yaml, or a neural .pt")
     ap.add_argument("out", help="the TorchScript file to write (e.g. model.pt)")
     ap.add_argument("--sample-rate", type=int, default=None,
                     help="rate the DSP module starts at (default: the fit's rate, 44100 for a knob map; "
@@ -41,22 +48,8 @@ def parse_args(argv):
 
 def main() -> int:
     args = parse_args(sys.argv[1:])
-    from deploy.export import export_model, export_neutone  # after parsing: --help stays fast
-    if args.neutone:
-        if args.sample_rate is not None:
-            raise UserError("--sample-rate does not apply to --neutone (the plug-in passes the host's rate)")
-        res = export_neutone(args.source, args.out)
-        print(f"wrote {res.out} ({res.bytes / 1024:.0f} KiB, {res.seconds:.1f} s): {res.description}")
-        print(f"  {res.signature if res.kind != 'fit' else 'Neutone FX: no knobs (a one-pair fit)'}; passed the SDK's save_neutone_model checks")
-        return 0
-    res = export_model(args.source, args.out, args.sample_rate)
-    print(f"wrote {res.out} ({res.bytes / 1024:.0f} KiB, {res.seconds:.1f} s): {res.description}")
-    print(f"  call      {res.signature}; reset(); set_sample_rate(sr)" if res.kind != "neural"
-          else f"  call      {res.signature}; reset()")
-    print(f"  rate      {res.sample_rate} Hz")
-    print(f"  checked   {max(len(res.settings_checked), 1)} setting(s) against the Python renderer: "
-          f"max difference {res.max_error:.2e}")
-    return 0
+    from jobs.export import run_export  # after parsing: --help stays fast
+    return run_export(args.source, args.out, args.sample_rate, args.neutone)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ CPU-time RTF beside it (what the model costs when the process has to wait for a 
 core), and the largest difference between the two outputs over the whole signal.
 One thread, best of ``--repeats`` runs.
 
-Models: a one-pair fit, a knob map (two modes, three levels), and untrained S6 and LSTM
-hybrids with the sizes of ``cfg/neural/<backbone>.yaml`` (control rate included); or the
+Models: a one-pair fit, a knob map (two modes, three levels), a knob table, and untrained S6, LSTM and FF
+hybrids with the sizes of ``cfg/model/<backbone>.yaml`` (control rate included); or the
 exportable sources given with ``--source`` (ckpt.yaml, chain folder, neural .pt).
 
     python benchmarks/export_rtf.py [--seconds 10] [--blocks 256 2048] [--repeats 3] [--source PATH ...]
@@ -30,9 +30,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from deploy.export import build_module, check_signal, export_model, resolve_source, stream  # noqa: E402
+from deploy.build import build, resolve_source  # noqa: E402
+from deploy.verify import check_signal  # noqa: E402
 from dsp.checkpoint import save_checkpoint  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
+from dsp.knobtable import KnobTable  # noqa: E402
+from jobs.export import export_model  # noqa: E402
 
 SR = 44100
 PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
@@ -40,20 +43,24 @@ TABLE = {"compress": {100: PARAMS, 70: {**PARAMS, "threshold_db": -18.0, "releas
                       40: {**PARAMS, "threshold_db": -12.0, "ratio": 3.0}},
          "limit": {100: {**PARAMS, "ratio": 8.0}, 70: {**PARAMS, "ratio": 10.0, "attack_ms": 0.5},
                    40: {**PARAMS, "threshold_db": -14.0}}}
-SETTING = ("limit", 65.0)
+SETTING = {"mode": "limit", "peak_reduction": 65.0}
+KNOB_SETTING = {"threshold": -15.0, "ratio": 3.0}
+KNOB_TABLE = KnobTable(["threshold", "ratio"], [({"threshold": -20.0, "ratio": 4.0}, PARAMS),
+                                                 ({"threshold": -10.0, "ratio": 2.0}, {**PARAMS, "ratio": 2.5})])
 
 
 def synthetic_sources(folder: Path) -> list[Path]:
     """A fit, a knob map and untrained S6 / LSTM hybrids at their configured sizes."""
-    from neural.checkpoint import build_model, knobmap_table, model_spec, save_checkpoint as save_neural
+    from neural.checkpoint import build_model, model_spec, save_checkpoint as save_neural
     (folder / "fit").mkdir()
     save_checkpoint(folder / "fit" / "ckpt.yaml", {"params": PARAMS, "esr": 0.0, "loss": 0.0, "iterations": 0,
                                                    "converged": True, "seconds": 0.0, "sample_rate": SR})
     (folder / "chain").mkdir()
     KnobMap(TABLE).save(folder / "chain" / "knobmap.yaml")
-    sources = [folder / "fit", folder / "chain"]
-    for backbone in ("s6", "lstm"):
-        cfg = yaml.safe_load((ROOT / "cfg" / "neural" / f"{backbone}.yaml").read_text())
+    KNOB_TABLE.save(folder / "knobtable.yaml")
+    sources = [folder / "fit", folder / "chain", folder / "knobtable.yaml"]
+    for backbone in ("s6", "lstm", "ff"):
+        cfg = yaml.safe_load((ROOT / "cfg" / "model" / f"{backbone}.yaml").read_text())
         hp = dict(cfg["hyperparameters"])
         torch.manual_seed(0)
         spec = model_spec(backbone, "hybrid_gain", "fitted", hp)
@@ -61,7 +68,7 @@ def synthetic_sources(folder: Path) -> list[Path]:
         with torch.no_grad():
             model.backbone.out_proj.weight.normal_(0.0, 0.05)
         path = folder / f"{backbone}_hybrid.pt"
-        save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "knobmap": knobmap_table(KnobMap(TABLE)),
+        save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KnobMap(TABLE).to_record(),
                            "state_dict": model.state_dict(), "config": {}})
         sources.append(path)
     return sources
@@ -98,9 +105,10 @@ def main(argv=None) -> int:
         kind, path = resolve_source(src)
         res = export_model(src, tmp / f"{src.stem}.ts")
         module = torch.jit.load(str(res.out))
-        _, sr, _, desc, _, make_reference = build_module(kind, path, SR if kind != "neural" else None)
-        setting = None if kind == "fit" else SETTING
-        knobs = () if setting is None else (setting[1], float(setting[0] == "limit"))
+        ex = build(kind, path, SR if kind != "neural" else None)
+        desc, make_reference = ex.description, ex.reference
+        setting = {"fit": None, "knobtable": KNOB_SETTING}.get(kind, SETTING)
+        knobs = ex.knob_args(setting)
         for block in args.blocks:
             blocks = [np.ascontiguousarray(x[:, i:i + block]) for i in range(0, x.shape[1], block)]
             tensors = [torch.from_numpy(b) for b in blocks]

@@ -12,8 +12,14 @@ attack while the gain falls, make-up after), computed in float64 like the render
   log, attack and release by the monotone cubic (PCHIP) pieces in log-time, whose
   coefficients are computed by scipy at export time; the setting clipped to the fitted
   range).
+- :class:`NearestSettings`: a knob table's fitted settings (a device with arbitrary
+  knobs), answered as :meth:`dsp.knobtable.KnobTable.at` does: the nearest fitted
+  setting in knob space scaled by each knob's fitted range; a setting far outside that
+  range is refused.
 - :class:`FixedCompressor`: a one-pair fit, ``forward(x)``.
 - :class:`KnobMapCompressor`: a chain's knob map, ``forward(x, peak_reduction, mode)``.
+- :class:`KnobTableCompressor`: a knob table, ``forward(x, knobs)`` with the knob
+  values in the device's (the manifest's) knob order.
 
 Shape (all ``forward``): x :math:`(T,)` or :math:`(C, T)`; returns the same shape and dtype.
 Streaming: consecutive calls continue the signal; ``reset()`` returns to silence.
@@ -28,12 +34,11 @@ import torch
 from scipy.interpolate import PchipInterpolator
 from torch import Tensor, nn
 
-__all__ = ["PARAM_ORDER", "MODE_NAMES", "PeakCompressor", "KnobCurves", "FixedCompressor",
-           "KnobMapCompressor", "mode_index"]
+__all__ = ["PARAM_ORDER", "MODE_NAMES", "PeakCompressor", "KnobCurves", "NearestSettings", "FixedCompressor",
+           "KnobMapCompressor", "KnobTableCompressor", "mode_index"]
 
 PARAM_ORDER = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db")
 MODE_NAMES = ("compress", "limit")   # mode input 0 and 1
-
 
 
 def mode_index(mode: str) -> int:
@@ -241,5 +246,114 @@ class KnobMapCompressor(nn.Module):
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
         params = self.curves.parameters_at(_setting(peak_reduction), _mode_slot(_setting(mode)))
+        y = self.comp.compress(_as_2d(x), params)
+        return y.reshape(x.shape)
+
+
+class NearestSettings(nn.Module):
+    """A knob table's fitted settings and parameters, answered at the nearest fitted setting.
+
+    Distances are Euclidean over the knobs, each scaled by its range over the fitted
+    settings (``KnobTable.scale``); a knob more than ``far`` scaled units outside its
+    fitted range is an error, as in :meth:`dsp.knobtable.KnobTable.check`.
+
+    Args:
+        knobs: the knob names, in the device's order.
+        points: the fitted settings' knob values, in that order.
+        params: each fitted setting's parameters ``{param: value}``.
+        scale: per knob, the distance unit.
+        far: the scaled distance outside the fitted range beyond which a setting is refused.
+    """
+
+    knobs: List[str]
+    points: List[List[float]]
+    params: List[List[float]]
+    lo: List[float]
+    hi: List[float]
+    scale: List[float]
+
+    def __init__(self, knobs: List[str], points: List[List[float]], params: List[Dict[str, float]],
+                 scale: List[float], far: float):
+        super().__init__()
+        self.knobs = [str(k) for k in knobs]
+        self.points = [[float(v) for v in p] for p in points]
+        self.params = [[float(p[k]) for k in PARAM_ORDER] for p in params]
+        self.lo = [min(p[i] for p in self.points) for i in range(len(self.knobs))]
+        self.hi = [max(p[i] for p in self.points) for i in range(len(self.knobs))]
+        self.scale = [float(v) for v in scale]
+        self.far = float(far)
+
+    @torch.jit.export
+    def knob_names(self) -> List[str]:
+        return self.knobs
+
+    @torch.jit.export
+    def parameters_at(self, knobs: List[float]) -> List[float]:
+        """threshold_db, ratio, attack_ms, release_ms, make_up_db of the nearest fitted setting."""
+        if len(knobs) != len(self.knobs):
+            raise RuntimeError("expected one value per knob, in the order of knob_names()")
+        for i in range(len(self.knobs)):
+            excess = max(max(self.lo[i] - knobs[i], knobs[i] - self.hi[i]), 0.0) / self.scale[i]
+            if excess > self.far:
+                raise RuntimeError("knob " + self.knobs[i] + " lies far outside the fitted range "
+                                   "(no fitted setting near it)")
+        best = 0
+        best_d = math.inf
+        for j in range(len(self.points)):
+            p = self.points[j]
+            total = 0.0
+            for i in range(len(self.knobs)):
+                d = (p[i] - knobs[i]) / self.scale[i]
+                total += d * d
+            dist = math.sqrt(total)
+            if dist < best_d:  # the first of equal distances, as numpy's argmin
+                best_d = dist
+                best = j
+        return self.params[best]
+
+
+def _knob_values(knobs: Union[List[float], Tensor]) -> List[float]:
+    if isinstance(knobs, Tensor):
+        return knobs.reshape(-1).to(torch.float64).tolist()
+    return knobs
+
+
+class KnobTableCompressor(nn.Module):
+    """A knob table of a device with arbitrary knobs: ``forward(x, knobs)``.
+
+    ``knobs``: the knob values in the order of ``knob_names()`` (a list of floats or a
+    1-D tensor). The parameters are the nearest fitted setting's; the gain state carries
+    over a change of setting.
+
+    Args:
+        table: a :class:`dsp.knobtable.KnobTable`.
+        far: :data:`dsp.knobtable.FAR`.
+        sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
+    """
+
+    def __init__(self, knobs: List[str], points: List[List[float]], params: List[Dict[str, float]],
+                 scale: List[float], far: float, sample_rate: int):
+        super().__init__()
+        self.curves = NearestSettings(knobs, points, params, scale, far)
+        self.comp = PeakCompressor(sample_rate)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.comp.reset()
+
+    @torch.jit.export
+    def set_sample_rate(self, sample_rate: int) -> None:
+        self.comp.sample_rate = sample_rate
+
+    @torch.jit.export
+    def knob_names(self) -> List[str]:
+        return self.curves.knob_names()
+
+    @torch.jit.export
+    def parameters_at(self, knobs: List[float]) -> List[float]:
+        return self.curves.parameters_at(knobs)
+
+    def forward(self, x: Tensor, knobs: Union[List[float], Tensor]) -> Tensor:
+        params = self.curves.parameters_at(_knob_values(knobs))
         y = self.comp.compress(_as_2d(x), params)
         return y.reshape(x.shape)

@@ -1,4 +1,4 @@
-"""Trained neural compressors (S6 and LSTM backbones) as streaming TorchScript modules.
+"""Trained neural compressors (S6, LSTM and FF backbones) as streaming TorchScript modules.
 
 The project's own modules are not scriptable as they stand (the S6 scan calls a numba
 kernel, the stack's state is a tuple of anything), so this module rebuilds the same
@@ -8,7 +8,8 @@ computation from their weights in plain torch, written for ``torch.jit.script``:
   fused multiply-add per step; no numba).
 - :class:`ScriptLSTM`: the LSTM block (``torch.nn.LSTM`` scripts as it is).
 - :class:`ScriptLayer`: block, FiLM, GLU and the residual; :class:`ScriptStack` the
-  backbone; :class:`ScriptHead` the output form (``hybrid_gain``, ``hybrid_add``,
+  conditioned stack (:mod:`neural.backbones.stack`); :class:`ScriptFF` the stateless
+  per-sample MLP (:mod:`neural.backbones.ff`); :class:`ScriptHead` the output form (``hybrid_gain``, ``hybrid_add``,
   ``blackbox``), per sample or at the control rate (:mod:`neural.control`).
 - :class:`NeuralCompressor`: the model with its knob map, ``forward(x, peak_reduction,
   mode)``, the DSP compressor for the hybrids and the conditioning computed inside,
@@ -33,15 +34,14 @@ from torch import Tensor, nn
 from common.errors import UserError
 from deploy.compressor import KnobCurves, PeakCompressor, _mode_slot, _setting
 
-__all__ = ["EXPORTABLE_BACKBONES", "ScriptS6", "ScriptLSTM", "ScriptLayer", "ScriptStack", "ScriptHead",
-           "NeuralCompressor", "neural_module"]
+__all__ = ["EXPORTABLE_BACKBONES", "ScriptS6", "ScriptLSTM", "ScriptLayer", "ScriptStack", "ScriptFF",
+           "ScriptHead", "NeuralCompressor", "neural_module"]
 
-EXPORTABLE_BACKBONES = ("s6", "lstm")
-
+EXPORTABLE_BACKBONES = ("s6", "lstm", "ff")
 
 
 class ScriptS6(nn.Module):
-    """:class:`neural.s6.S6Block` from its weights. State: ``[conv_tail, h]``."""
+    """:class:`neural.backbones.s6.S6Block` from its weights. State: ``[conv_tail, h]``."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
@@ -88,7 +88,7 @@ class ScriptS6(nn.Module):
 
 
 class ScriptLSTM(nn.Module):
-    """:class:`neural.lstm.LSTMBlock` from its weights. State: ``[h, c]``, each (1, B, width)."""
+    """:class:`neural.backbones.lstm.LSTMBlock` from its weights. State: ``[h, c]``, each (1, B, width)."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
@@ -114,8 +114,7 @@ class ScriptLayer(nn.Module):
         super().__init__()
         self.block = _BLOCKS[backbone](block)
         self.conditioned = film.net is not None
-        # an unconditioned FiLM is the identity; keep a placeholder so the code compiles either way
-        self.film = copy.deepcopy(film.net) if film.net is not None else nn.Sequential(nn.Identity())
+        self.film = _film_net(film)
         self.glu = copy.deepcopy(glu.proj)
 
     def initial_state(self, batch: int) -> List[Tensor]:
@@ -130,7 +129,7 @@ class ScriptLayer(nn.Module):
 
 
 class ScriptStack(nn.Module):
-    """:class:`neural.models.ConditionedStack` (S6 or LSTM blocks) from its weights."""
+    """:class:`neural.backbones.stack.ConditionedStack` (S6 or LSTM blocks) from its weights."""
 
     def __init__(self, stack: nn.Module, backbone: str):
         super().__init__()
@@ -153,12 +152,61 @@ class ScriptStack(nn.Module):
         return self.out_proj(h), new_state
 
 
+def _film_net(film: nn.Module) -> nn.Module:
+    # an unconditioned FiLM is the identity; keep a placeholder so the code compiles either way
+    return copy.deepcopy(film.net) if film.net is not None else nn.Sequential(nn.Identity())
+
+
+class ScriptFFLayer(nn.Module):
+    """``FiLM(act(Linear(h)), cond)``: one hidden layer of :class:`neural.backbones.ff.FFModel`."""
+
+    def __init__(self, layer: nn.Module, act: nn.Module, film: nn.Module):
+        super().__init__()
+        self.layer = copy.deepcopy(layer)
+        self.act = copy.deepcopy(act)
+        self.conditioned = film.net is not None
+        self.film = _film_net(film)
+
+    def forward(self, h: Tensor, cond: Optional[Tensor]) -> Tensor:
+        y = self.act(self.layer(h))
+        if self.conditioned and cond is not None:
+            scale, shift = self.film(cond).chunk(2, dim=-1)
+            y = torch.addcmul(shift.unsqueeze(1), y, scale.unsqueeze(1) + 1.0)
+        return y
+
+
+class ScriptFF(nn.Module):
+    """:class:`neural.backbones.ff.FFModel` from its weights: no memory, its state the empty list."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.layers = nn.ModuleList(ScriptFFLayer(layer, model.act, film)
+                                    for layer, film in zip(model.hidden, model.films))
+        self.out_proj = copy.deepcopy(model.out_proj)
+
+    def initial_state(self, batch: int) -> List[List[Tensor]]:
+        empty: List[List[Tensor]] = []
+        return empty
+
+    def forward(self, x: Tensor, cond: Optional[Tensor], state: List[List[Tensor]]) -> Tuple[Tensor, List[List[Tensor]]]:
+        h = x
+        for layer in self.layers:
+            h = layer(h, cond)
+        return self.out_proj(h), state
+
+
+def _backbone(head: nn.Module) -> nn.Module:
+    if head.backbone_name == "ff":
+        return ScriptFF(head.backbone)
+    return ScriptStack(head.backbone, head.backbone_name)
+
+
 def _log_level(v: Tensor) -> Tensor:
     return torch.log10(v.clamp_min(1e-4))
 
 
 class ScriptHead(nn.Module):
-    """A head of :mod:`neural.heads` around a :class:`ScriptStack`, per sample or per frame.
+    """A head of :mod:`neural.heads` around a :class:`ScriptStack` or :class:`ScriptFF`, per sample or per frame.
 
     ``forward(x, y_dsp, g_db, cond, state, frame_state)``: shapes (B, T); the frame state
     (control rate only) is ``[pending x, pending g, x before, last two predictions]``.
@@ -171,7 +219,7 @@ class ScriptHead(nn.Module):
         self.uses_dsp = bool(head.uses_dsp)
         self.level_feature = bool(head.level_feature)
         self.frame = int(head.frame)
-        self.stack = ScriptStack(head.backbone, head.backbone_name)
+        self.stack = _backbone(head)
 
     def _features(self, x: Tensor, y_dsp: Tensor, g_db: Tensor) -> Tensor:
         if self.uses_dsp:
@@ -342,17 +390,19 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
     """The scriptable module of a loaded neural checkpoint (:func:`neural.checkpoint.load_checkpoint`).
 
     Raises:
-        UserError: a manifest model, or a backbone this exporter does not convert.
+        UserError: a model of a device with its own knobs (manifest), or a backbone this
+            exporter does not convert.
     """
+    from dsp.knobmap import KnobMap
     spec = record["model"]
-    if record.get("manifest_obj") is not None:
-        raise UserError(f"{source}: a model of a device with its own knobs (manifest) cannot be exported yet; "
-                        "export supports LA-2A models (peak reduction and mode)")
+    pm = record["param_map_obj"]
+    if not isinstance(pm, KnobMap):
+        raise UserError(f"{source}: a model of a device with its own knobs ({', '.join(pm.knobs)}) cannot be "
+                        "exported yet; neural export supports LA-2A models (peak reduction and mode)")
     if spec["backbone"] not in EXPORTABLE_BACKBONES:
         raise UserError(f"{source}: the {spec['backbone']} backbone cannot be exported yet "
                         f"(exportable: {', '.join(EXPORTABLE_BACKBONES)})")
-    table = record["knobmap_obj"].table
     head = getattr(model, "head", model)
-    if head.uses_dsp and not table:
+    if head.uses_dsp and not pm.table:
         raise UserError(f"{source}: the hybrid model's knob map is empty")
-    return NeuralCompressor(model.float().eval(), table, spec["conditioning"], int(record["sample_rate"]))
+    return NeuralCompressor(model.float().eval(), pm.table, spec["conditioning"], int(record["sample_rate"]))

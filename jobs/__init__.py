@@ -1,5 +1,5 @@
 """Whole jobs, one module each: fit (train_comp.py), train (train_neural.py), compare
-(compare.py), and the one "make sure the DSP fit exists" they share (ensure).
+(compare.py), export (export.py), and the one "make sure the DSP fit exists" they share (ensure).
 
 The library packages (common, audio, dsp, neural, report) never import this one.
 """

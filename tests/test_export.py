@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.export import check_signal, stream
+from audio.devices import la2a_setting
+from deploy.verify import check_signal, stream
 from dsp.checkpoint import save_checkpoint
 from dsp.knobmap import KnobMap
+from dsp.knobtable import KnobTable
 from dsp.render import BlockCompressor
 
 SR = 44100
@@ -49,12 +51,24 @@ def run_fresh(jobs: list[tuple[Path, list[float]]], x: np.ndarray, folder: Path)
     return [np.load(folder / f"y{i}.npy") for i in range(len(jobs))]
 
 
+RECORD = {"esr": 0.01, "loss": 0.01, "iterations": 3, "converged": True, "seconds": 1.0, "sample_rate": SR}
+# a manifest fit: one ckpt.yaml per take under rows/, as train_comp.py data=manifest writes them
+TAKES = [({"threshold": -30.0, "ratio": 2.0}, P), ({"threshold": -10.0, "ratio": 2.0}, {**P, "threshold_db": -8.0}),
+         ({"threshold": -20.0, "ratio": 6.0}, {**P, "ratio": 7.0, "release_ms": 40.0})]
+
+
+def write_manifest_fit(folder: Path) -> Path:
+    for i, (knobs, params) in enumerate(TAKES):
+        (folder / "rows" / f"{i:04d}_take").mkdir(parents=True)
+        save_checkpoint(folder / "rows" / f"{i:04d}_take" / "ckpt.yaml", {"params": params, **RECORD, "knobs": knobs})
+    return folder
+
+
 @pytest.fixture
 def sources(tmp_path):
     fit = tmp_path / "fit"
     fit.mkdir()
-    save_checkpoint(fit / "ckpt.yaml", {"params": P, "esr": 0.01, "loss": 0.01, "iterations": 3,
-                                        "converged": True, "seconds": 1.0, "sample_rate": SR})
+    save_checkpoint(fit / "ckpt.yaml", {"params": P, **RECORD})
     chain = tmp_path / "chain"
     chain.mkdir()
     KnobMap(TABLE).save(chain / "knobmap.yaml")
@@ -76,7 +90,7 @@ def test_fit_and_chain_export_run_without_the_project(sources, run_cli, tmp_path
                    x, outside)
     assert np.max(np.abs(ys[0] - BlockCompressor(P, SR).process(x))) < 1e-4
     for (mode, pr), y in zip(settings, ys[1:]):
-        ref = BlockCompressor(KnobMap(TABLE).at(("compress", "limit")[mode], pr), SR).process(x)
+        ref = BlockCompressor(KnobMap(TABLE).at(la2a_setting(("compress", "limit")[mode], pr)), SR).process(x)
         assert np.max(np.abs(y - ref)) < 1e-4
 
 
@@ -95,8 +109,25 @@ def test_neural_export_runs_without_the_project(tmp_path, run_cli):
     outside.mkdir()
     x = check_signal(0.2, SR, channels=1, seed=2)
     (y,) = run_fresh([(tmp_path / "s6.pt", [65.0, 1.0])], x, outside)
-    ref = stream(NeuralRenderer.load(path).block_processor(SR, "limit", 65.0), x, 4096)
+    ref = stream(NeuralRenderer.load(path).block_processor(SR, la2a_setting("limit", 65.0)), x, 4096)
     assert np.max(np.abs(y - ref)) < 1e-4
+
+
+def test_manifest_fit_exports_with_its_knobs_in_order(tmp_path, run_cli):
+    folder = write_manifest_fit(tmp_path / "manifest")
+    res = run_cli(["export.py", folder, tmp_path / "dev.pt"])
+    assert res.returncode == 0, res.stderr
+    assert "forward(x, knobs)  # knobs: [threshold, ratio]" in res.stdout and "max difference" in res.stdout
+    table = KnobTable(["threshold", "ratio"], TAKES)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    x = check_signal(0.2, SR, channels=2, seed=4)
+    queries = [{"threshold": -12.0, "ratio": 2.5}, {"threshold": -21.0, "ratio": 5.0}]
+    ys = run_fresh([(tmp_path / "dev.pt", [[q["threshold"], q["ratio"]]]) for q in queries], x, outside)
+    refs = [BlockCompressor(table.at(q), SR).process(x) for q in queries]
+    for y, ref in zip(ys, refs):
+        assert np.max(np.abs(y - ref)) < 1e-4
+    assert np.max(np.abs(refs[0] - refs[1])) > 1e-2  # the two settings pick different fits
 
 
 def test_help(run_cli):
@@ -115,6 +146,10 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
     bad_map = tmp_path / "bad" / "knobmap.yaml"
     bad_map.parent.mkdir()
     bad_map.write_text("kind: knobmap\nmodes: {compress: {50: {threshold_db: .nan}}}\n")
+    graybox = tmp_path / "graybox"
+    graybox.mkdir()
+    save_checkpoint(graybox / "ckpt.yaml", {"params": P, **RECORD, "compressor": "graybox"})
+    manifest = write_manifest_fit(tmp_path / "manifest")
     watch = (tmp_path,)
     cases = [
         ([tmp_path / "missing", existing], ["missing", "not found"]),
@@ -127,6 +162,8 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
         ([fit, tmp_path / "nofolder" / "m.pt"], ["does not exist"]),
         ([fit, existing, "--sample-rate", "0"], ["sample rate"]),
         ([chain, existing, "--neutone"], ["already exists"]),
+        ([graybox, existing], ["ckpt.yaml", "graybox compressor cannot be exported"]),
+        ([manifest, tmp_path / "nm", "--neutone"], ["manifest", "no Neutone form"]),
     ]
     for args, names in cases:
         before = take_snapshot(*watch)

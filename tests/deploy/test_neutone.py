@@ -12,7 +12,9 @@ pytest.importorskip("neutone_sdk", reason="neutone-sdk lives in its own environm
 
 from neutone_sdk.utils import load_neutone_model  # noqa: E402
 
-from deploy.export import check_signal, export_neutone  # noqa: E402
+from deploy.verify import check_signal  # noqa: E402
+from jobs.export import export_neutone  # noqa: E402
+from audio.devices import la2a_setting  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
 from dsp.render import BlockCompressor  # noqa: E402
 
@@ -35,5 +37,5 @@ def test_knobmap_neutone_model_passes_sdk_checks_and_matches(tmp_path):
     params[0], params[1] = 0.65, 1.0   # PR 65, limit
     # the wrapper reuses its buffers: copy what goes in and what comes out
     y = np.concatenate([model(torch.tensor(x[:, i:i + 512]), params).clone().numpy() for i in range(0, x.shape[1], 512)], 1)
-    ref = BlockCompressor(KnobMap(TABLE).at("limit", 65.0), 44100).process(x)
+    ref = BlockCompressor(KnobMap(TABLE).at(la2a_setting("limit", 65.0)), 44100).process(x)
     assert np.max(np.abs(y - ref)) < 1e-4

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deploy.compressor import MODE_NAMES, PARAM_ORDER, FixedCompressor, KnobMapCompressor
-from deploy.export import check_signal, stream
+from deploy.verify import check_signal, stream
+from audio.devices import la2a_setting
 from dsp.knobmap import KnobMap
 from dsp.render import BlockCompressor
 
@@ -57,7 +58,7 @@ def test_knob_curves_equal_knobmap(mode):
     m = torch.jit.script(KnobMapCompressor(TABLE, SR))
     for pr in (0.0, 40.0, 41.5, 55.0, 70.0, 83.3, 100.0, 130.0):
         got = m.parameters_at(pr, MODE_NAMES.index(mode))
-        want = kmap.at(mode, pr)
+        want = kmap.at(la2a_setting(mode, pr))
         for i, name in enumerate(PARAM_ORDER):
             assert got[i] == pytest.approx(want[name], rel=1e-12, abs=1e-12), (pr, name)
 
@@ -79,5 +80,60 @@ def test_knobmap_stream_equals_renderer(signal, block):
         m.reset()
         knob = torch.tensor(pr) if block == 257 else pr  # tensors or floats
         y = stream(lambda b: m(torch.from_numpy(b), knob, float(MODE_NAMES.index(mode))).numpy(), x, block)
-        ref = stream(BlockCompressor(kmap.at(mode, pr), SR).process, x, 4096)
+        ref = stream(BlockCompressor(kmap.at(la2a_setting(mode, pr)), SR).process, x, 4096)
+        assert np.max(np.abs(y - ref)) < 1e-6
+
+
+# --- a knob table (a device with its own knobs): the nearest fitted setting ---------------
+KNOBS = ["threshold", "ratio", "attack"]
+FITTED = [({"threshold": -30.0, "ratio": 2.0, "attack": 5.0}, P),
+          ({"threshold": -20.0, "ratio": 4.0, "attack": 5.0}, {**P, "threshold_db": -18.0, "ratio": 3.5}),
+          ({"threshold": -10.0, "ratio": 4.0, "attack": 5.0}, {**P, "threshold_db": -9.0, "attack_ms": 0.5}),
+          ({"threshold": -20.0, "ratio": 8.0, "attack": 5.0}, {**P, "ratio": 9.0, "release_ms": 40.0})]
+
+
+def knob_table():
+    from dsp.knobtable import KnobTable
+    return KnobTable(KNOBS, FITTED)
+
+
+def scripted_table():
+    from deploy.build import knob_table_module
+    return torch.jit.script(knob_table_module(knob_table(), SR))
+
+
+def test_knob_table_nearest_equals_knobtable():
+    table, m = knob_table(), scripted_table()
+    assert m.knob_names() == KNOBS
+    rng = np.random.default_rng(0)
+    queries = [dict(s) for s, _ in FITTED] + [
+        {"threshold": float(t), "ratio": float(r), "attack": 5.0}
+        for t, r in zip(rng.uniform(-33, -7, 40), rng.uniform(1.5, 9.0, 40))]
+    chosen = set()
+    for q in queries:
+        want = table.at(q)
+        got = m.parameters_at([q[k] for k in KNOBS])
+        assert got == [want[k] for k in PARAM_ORDER], q
+        chosen.add(tuple(got))
+    assert len(chosen) == len(FITTED)  # the queries reach every fitted setting
+
+
+def test_knob_table_refuses_far_settings_and_wrong_knob_count():
+    m = scripted_table()
+    with pytest.raises(Exception, match="knob threshold lies far outside"):
+        m.parameters_at([10.0, 4.0, 5.0])   # 20 dB above the fitted -30..-10: a full range beyond
+    with pytest.raises(Exception, match="one value per knob"):
+        m.parameters_at([-20.0, 4.0])
+
+
+@pytest.mark.parametrize("block", [1, 257, 2048])
+def test_knob_table_stream_equals_renderer(signal, block):
+    table, m = knob_table(), scripted_table()
+    x = signal[:, :2000] if block == 1 else signal
+    for q in ({"threshold": -14.0, "ratio": 3.9, "attack": 5.0}, {"threshold": -21.0, "ratio": 7.0, "attack": 5.0}):
+        m.reset()
+        values = [q[k] for k in KNOBS]
+        knobs = torch.tensor(values) if block == 257 else values  # a tensor or a list
+        y = stream(lambda b: m(torch.from_numpy(b), knobs).numpy(), x, block)
+        ref = stream(BlockCompressor(table.at(q), SR).process, x, 4096)
         assert np.max(np.abs(y - ref)) < 1e-6
