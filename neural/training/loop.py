@@ -55,7 +55,7 @@ class TrainSettings:
     warmup_s: float = 1.0         # unscored start of every stream (episode)
     segment_s: float = 1.0        # samples per step and stream
     episode: int = 10             # consecutive segments per stream (state carried over)
-    max_steps: int = 3000
+    max_steps: int = 400
     max_minutes: float = 120.0    # safety cap on the training time (validation included)
     val_every: int = 50
     patience: int = 8             # validations without improvement before stopping
