@@ -76,6 +76,7 @@ def _ensure_neural(cfg, argv) -> list[Path]:
     for model, variant, run_dir in missing:
         cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
                f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", *_data_overrides(argv),
+               f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
                *[str(o) for o in (cfg.get("train_overrides") or [])]]
         if jobs == 1:
             print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
