@@ -137,16 +137,20 @@ def _existing(ckpt: Path, init: str) -> dict | None:
     return record
 
 
-def write_summary(path: Path, rows: list[dict]) -> None:
-    write_csv(path, rows, SUMMARY_COLUMNS)
+def write_summary(path: Path, rows: list[dict], extra: list[str] | tuple = ()) -> None:
+    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), then ``extra`` columns."""
+    write_csv(path, rows, SUMMARY_COLUMNS + list(extra))
 
 
-def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10) -> list[dict]:
+def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10,
+                  split: str = "Test") -> list[dict]:
     """The paper's check: a knob map from every ``step``-th PR, evaluated in between.
 
     For each fitted level that is not a multiple of ``step`` (45, 55, ..., 95),
-    compares the ESR of its own fitted parameters with the ESR of parameters
-    interpolated from the multiples of ``step`` around it, on the same audio.
+    compares the ESR of its own fitted parameters (``esr_own_fit``) with the ESR of
+    parameters interpolated from the multiples of ``step`` around it
+    (``esr_interpolated``), both on the pair ``find_pair`` gives for that level (the
+    caller's ``split``, e.g. Test: not the fitting audio); levels without one are skipped.
     """
     full = KnobMap.from_rows(rows)
     sparse = full.subset(lambda s: s["peak_reduction"] % step == 0)
@@ -158,10 +162,15 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
         lv = sparse.levels(mode)
         if not (min(lv) < pr < max(lv)):
             continue
-        inp, tgt = find_pair(mode, pr)
+        files = find_pair(mode, pr)
+        if files is None:
+            continue
+        inp, tgt = files
         x, y, sr = read_pair(inp, tgt)
         frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
         interp = sparse.at(la2a_setting(mode, pr))
-        out.append({"mode": mode, "peak_reduction": pr, "esr_fitted": r["esr"],
+        own = {k: float(r[k]) for k in PARAM_NAMES}
+        out.append({"mode": mode, "peak_reduction": pr, "split": split,
+                    "esr_own_fit": evaluate_esr(frames, own, options.ranges),
                     "esr_interpolated": evaluate_esr(frames, interp, options.ranges)})
     return out

@@ -29,21 +29,25 @@ class KnobMap(ParamMap):
 
     Args:
         table: ``{mode: {peak_reduction: params}}``.
+        protocol: how the parameters were obtained (method, the splits read, the levels
+            held out and the levels actually fitted), as written by the fit job; None
+            when unknown (a map made by hand, or by an older version).
     """
 
     kind = "knobmap"
     between = "interp"
     device = LA2A
 
-    def __init__(self, table: dict[str, dict[int, dict[str, float]]]):
+    def __init__(self, table: dict[str, dict[int, dict[str, float]]], protocol: dict | None = None):
         self.table = {m: dict(sorted(levels.items())) for m, levels in table.items() if levels}
+        self.protocol = protocol
 
     @classmethod
-    def from_rows(cls, rows: list[dict]) -> "KnobMap":
+    def from_rows(cls, rows: list[dict], protocol: dict | None = None) -> "KnobMap":
         table: dict[str, dict[int, dict[str, float]]] = {}
         for r in rows:
             table.setdefault(r["mode"], {})[int(r["peak_reduction"])] = {k: float(r[k]) for k in PARAM_NAMES}
-        return cls(table)
+        return cls(table, protocol)
 
     @property
     def modes(self) -> list[str]:
@@ -90,14 +94,18 @@ class KnobMap(ParamMap):
     def subset(self, keep: Callable[[dict], bool]) -> "KnobMap":
         """Knob map built from only the levels where ``keep(setting)`` is true."""
         return KnobMap({m: {pr: v for pr, v in lv.items() if keep(la2a_setting(m, pr))}
-                        for m, lv in self.table.items()})
+                        for m, lv in self.table.items()}, self.protocol)
 
     def to_record(self) -> dict:
-        return {"kind": self.kind, "interpolation": dict(_INTERPOLATION),
-                "modes": {m: {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
-                          for m, lv in self.table.items()}}
+        record = {"kind": self.kind, "interpolation": dict(_INTERPOLATION),
+                  "modes": {m: {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
+                            for m, lv in self.table.items()}}
+        if self.protocol is not None:
+            record["protocol"] = self.protocol
+        return record
 
     @classmethod
     def from_record(cls, record: dict) -> "KnobMap":
+        protocol = record.get("protocol")
         return cls({str(m): {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
-                    for m, lv in record["modes"].items()})
+                    for m, lv in record["modes"].items()}, dict(protocol) if protocol is not None else None)

@@ -26,6 +26,7 @@ from common.table import format_table
 from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
 from jobs.ensure import ensure_dsp_fit
+from jobs.protocol import held_out_levels
 from report import plots
 from report.evaluate import evaluate
 from report.models import dsp_candidates, neural_candidate
@@ -75,6 +76,7 @@ def _ensure_neural(cfg, argv) -> list[Path]:
     for model, variant, run_dir in missing:
         cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
                f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", *_data_overrides(argv),
+               f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
                *[str(o) for o in (cfg.get("train_overrides") or [])]]
         if jobs == 1:
             print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
@@ -105,8 +107,9 @@ class Corpus:
 
 
 def _la2a_corpus(cfg) -> Corpus:
-    unseen = {int(v) for v in cfg.unseen_levels}
-    kmap = ensure_dsp_fit(cfg.data, Path(str(cfg.dsp_dir)), quiet=bool(cfg.quiet))
+    unseen = set(held_out_levels(cfg))
+    # the protocol: a Train-only DSP fit that never saw the unseen levels (refused otherwise)
+    kmap = ensure_dsp_fit(cfg.data, Path(str(cfg.dsp_dir)), quiet=bool(cfg.quiet), unseen=sorted(unseen))
     pairs = [p for p in load_pairs(cfg.data, quiet=cfg.quiet) if p.split == str(cfg.eval_split)
              and p.mode in kmap.modes]
     if not pairs:
@@ -151,6 +154,9 @@ def run_compare(cfg, argv: list[str]) -> int:
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is a file")
+    if str(cfg.eval_split) != "Test":
+        raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
+                        f"got {cfg.eval_split!r}")
     corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
     device = corpus.device
     neural_ckpts = _ensure_neural(cfg, argv)
@@ -225,9 +231,11 @@ def _plot_knobs(cfg, knobs: list[str], test_rows, ranges) -> dict:
 _INTRO = {
     True: ("All rows are on the {split} material of `{name}`, every level and both modes; the first {skip:g} s "
            "of each file is a warm-up left out of the metrics. 'unseen' levels ({unseen}) were never used to "
-           "train the neural models. `dsp`: the parameters fitted at that level; `dsp-interp`: parameters "
-           "interpolated from the knob map of all *other* fitted levels (leave-one-out); `hybrid`: a neural "
-           "correction of the DSP output conditioned on the fitted parameters (and, by default, the knob); "
+           "train or validate the neural models nor to fit the DSP model (which read Train material only). "
+           "`dsp`: the knob model's parameters (at a fitted level its fit there; at an unseen level the knob "
+           "model's answer, never a fit there); `dsp-interp`: parameters interpolated from the knob map of all "
+           "*other* levels (leave-one-out); `hybrid`: a neural correction of the DSP output conditioned on the "
+           "knob model's parameters (and, by default, the knob); "
            "`blackbox`: the same backbone conditioned on the knobs alone. ESR is the pre-emphasised "
            "sum-of-squares error-to-signal ratio; RTF@256 is audio seconds per compute second at 256-sample "
            "blocks on one thread.", "Summary (means over levels)"),

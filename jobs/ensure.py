@@ -2,7 +2,10 @@
 
 A neural hybrid needs the fitted DSP parameters at every setting, and a comparison
 scores the DSP fit itself. When ``dsp_dir`` lacks them, the fit job of
-``train_comp.py`` runs first (with the same ``data`` config), unless ``fit`` is false.
+``train_comp.py`` runs first (with the same ``data`` config, on Train material, the
+unseen levels held out), unless ``fit`` is false. A fit already there must honour the
+protocol (:mod:`jobs.protocol`): Train material only, no unseen level fitted; one
+that does not is refused with the command that refits it.
 """
 from __future__ import annotations
 
@@ -13,12 +16,13 @@ from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.knobtable import KnobTable, load_take_fits, take_fit
 from jobs.fit import run_fit_job
+from jobs.protocol import PROTOCOL_SPLITS, protocol_problem
 
 __all__ = ["ensure_dsp_fit"]
 
 
 def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, quiet: bool = False,
-                   modes=None) -> KnobMap | KnobTable:
+                   modes=None, unseen=()) -> KnobMap | KnobTable:
     """The fitted parameter map in ``dsp_dir``, fitted first where it is missing.
 
     Args:
@@ -28,16 +32,24 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
             own; None: the LA-2A chain's ``knobmap.yaml``.
         fit: false raises a UserError instead of fitting.
         modes: the chain's modes (default: the config's).
+        unseen: the held-out peak reduction levels: a missing chain is fitted without
+            them, an existing one must not have been fitted there.
 
     Returns:
         a :class:`dsp.parammap.ParamMap`.
     """
     dsp_dir = Path(dsp_dir)
-    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}"]
+    unseen = sorted({int(v) for v in unseen})
+    read = sorted(set(data.get("fit_splits") or []) - set(PROTOCOL_SPLITS))
+    if read:
+        raise UserError(f"data.fit_splits: the DSP fit of a comparison or a neural training reads Train material "
+                        f"only (the protocol), got {list(data.fit_splits)}")
+    unseen_arg = f"unseen_levels=[{','.join(map(str, unseen))}]"
+    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}", unseen_arg]
     if takes is None:
         path = dsp_dir / "knobmap.yaml"
         missing = not path.is_file()
-        command = f"python train_comp.py ckpt_dir={dsp_dir}"
+        command = f"python train_comp.py ckpt_dir={dsp_dir} {unseen_arg}"
         problem, what = f"{path}: no DSP chain", f"no DSP chain in {dsp_dir}: fitting it first"
         if modes is not None:
             overrides.append(f"modes=[{','.join(str(m) for m in modes)}]")
@@ -54,4 +66,12 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         fit_cfg = load_config("config", overrides)
         fit_cfg.data = data
         run_fit_job(fit_cfg)
-    return KnobMap.load(dsp_dir / "knobmap.yaml") if takes is None else load_take_fits(takes, dsp_dir)
+    if takes is not None:
+        return load_take_fits(takes, dsp_dir)
+    kmap = KnobMap.load(dsp_dir / "knobmap.yaml")
+    problem = protocol_problem(kmap.protocol, unseen)
+    if problem:
+        raise UserError(f"{dsp_dir / 'knobmap.yaml'}: this DSP fit {problem}; remove {dsp_dir} to have it refitted "
+                        f"on Train without the unseen levels, or run `python train_comp.py ckpt_dir=DIR {unseen_arg}` "
+                        f"and give dsp_dir=DIR")
+    return kmap

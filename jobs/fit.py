@@ -19,7 +19,7 @@ from audio.corpus import ensure_corpus
 from audio.io import read_audio, read_pair
 from audio.devices import MODES
 from audio.manifest import knob_names, read_manifest
-from audio.signaltrain import levels_by_mode, scan_corpus
+from audio.signaltrain import find_level, levels_by_mode, scan_corpus
 from common.errors import UserError
 from common.records import write_csv
 from common.table import format_table
@@ -32,6 +32,7 @@ from dsp.objective import target_energy
 from dsp.params import PARAM_NAMES
 from dsp.render import render
 from dsp.settings import fit_options, initial_params
+from jobs.protocol import SPLIT_COLUMNS, add_split_scores, fit_record, held_out_levels
 
 __all__ = ["FIT_JOBS", "fit_job_kind", "run_fit_job", "TAKES_SUMMARY"]
 
@@ -154,7 +155,20 @@ def _report_single(res: FitResult, path: Path) -> None:
 
 
 # --- the chain -------------------------------------------------------------------------
+FIT_METHODS = ("per_level", "joint")
+
+
+def _fit_method(cfg) -> str:
+    method = str(cfg.get("method", "per_level"))
+    if method not in FIT_METHODS:
+        raise UserError(f"method must be one of {', '.join(FIT_METHODS)}, got {method!r}")
+    return method
+
+
 def _chain_job(cfg, ckpt_dir, options, init) -> int:
+    if _fit_method(cfg) == "joint":
+        from jobs.joint_fit import run_joint_job   # its own module: the joint knob fit
+        return run_joint_job(cfg, ckpt_dir, options, init)
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
     find = fit_pair_finder(pairs, cfg.data)
     modes = [str(m) for m in cfg.modes]
@@ -164,6 +178,8 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     levels = [int(v) for v in cfg.levels]
     if any(not 0 <= v <= 100 for v in levels):
         raise UserError("levels: peak reduction levels must lie in 0..100")
+    held_out = held_out_levels(cfg)
+    levels = [v for v in levels if v not in held_out]   # the protocol: never fitted, not on the chain path
     todo = [(m, pr) for m in modes for pr in sorted(levels, reverse=True) if find(m, pr) is not None]
     if not todo:
         found = levels_by_mode(pairs)
@@ -191,11 +207,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration)
     bar.update(1)
     bar.close()
-    write_summary(ckpt_dir / "summary.csv", rows)
-    kmap = KnobMap.from_rows(rows)
-    kmap.save(ckpt_dir / "knobmap.yaml")
-    print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d")] + PARAM_COLUMNS +
-                       [("esr", "ESR", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")]))
+    _write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
     for mode in modes:
         esr = [r["esr"] for r in rows if r["mode"] == mode]
         if esr:
@@ -205,15 +217,41 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     if unconverged:
         print(f"warning: not converged (best parameters kept): {', '.join(unconverged)}", file=sys.stderr)
     step = int(cfg.knobmap.check_step)
-    check = knobmap_check(rows, find, spec, options, step) if step > 0 else []
+
+    def find_test(mode, pr):
+        p = find_level(pairs, mode, pr, ("Test",), cfg.data.get("fit_tag"))
+        return None if p is None else (p.input, p.target)
+
+    check = knobmap_check(rows, find_test, spec, options, step, "Test") if step > 0 else []
     if check:
         write_csv(ckpt_dir / "knobmap_check.csv", check)
-        print(f"\nknob map check: parameters interpolated from every {step}th PR vs fitted")
+        print(f"\nknob map check on Test material: parameters interpolated from every {step}th PR vs "
+              "the level's own fit")
         print(format_table(check, [("mode", "mode", ""), ("peak_reduction", "PR", "d"),
-                                   ("esr_fitted", "ESR fitted", ".4f"),
-                                   ("esr_interpolated", "ESR interpolated", ".4f")]))
+                                   ("esr_own_fit", "Test ESR own fit", ".4f"),
+                                   ("esr_interpolated", "Test ESR interpolated", ".4f")]))
     print(f"wrote {ckpt_dir / 'summary.csv'} and {ckpt_dir / 'knobmap.yaml'}")
     return 0
+
+
+def _write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, method: str,
+                         held_out: list[int], extra_columns=(), table_columns=()) -> KnobMap:
+    """Score the rows on Val and Test, write summary.csv and knobmap.yaml (with the protocol
+    record: method, splits read, levels held out and fitted) and print the table."""
+    add_split_scores(rows, pairs, options.ranges, float(cfg.data.frame_s), float(cfg.data.overlap_s))
+    write_summary(ckpt_dir / "summary.csv", rows, list(extra_columns) + list(SPLIT_COLUMNS.values()))
+    fitted = {}
+    for r in rows:
+        if r.get("esr") is not None and not r.get("held_out"):   # joint: a row off the curves only
+            fitted.setdefault(r["mode"], []).append(int(r["peak_reduction"]))
+    protocol = fit_record(method, cfg.data.fit_splits, held_out, fitted)
+    kmap = KnobMap.from_rows(rows, protocol)
+    kmap.save(ckpt_dir / "knobmap.yaml")
+    print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + PARAM_COLUMNS +
+                       [("esr", "ESR fitting audio", ".4f"), ("esr_val", "ESR Val", ".4f"),
+                        ("esr_test", "ESR Test", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")]))
+    print(f"fitted on {'/'.join(map(str, cfg.data.fit_splits))} material; held out: {held_out or 'none'}")
+    return kmap
 
 
 # --- a manifest: takes of a device with arbitrary knobs, one fit each -----------------------

@@ -18,6 +18,7 @@ The corpus decides what is held out (:func:`_la2a_corpus`, :func:`_takes_corpus`
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
 from dsp.settings import resolve_device
 from jobs.ensure import ensure_dsp_fit
+from jobs.protocol import held_out_levels
 from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
 from neural.training.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
@@ -92,16 +94,14 @@ class Corpus:
 
 
 def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
-    unseen = sorted({int(v) for v in cfg.unseen_levels})
-    if str(cfg.unseen_dsp) not in ("fitted", "interpolated"):
-        raise UserError(f"unseen_dsp must be fitted or interpolated, got {cfg.unseen_dsp!r}")
+    unseen = held_out_levels(cfg)
     modes = [str(m) for m in cfg.modes]
     if not modes or any(m not in MODES for m in modes):
         raise UserError(f"modes: use compress and/or limit, got {modes}")
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
-    full_map = ensure_dsp_fit(cfg.data, dsp_dir, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet), modes=modes)
-    param_map = full_map if cfg.unseen_dsp == "fitted" else \
-        full_map.subset(lambda s: s["peak_reduction"] not in unseen)
+    # the protocol: a Train-only fit that never saw the unseen levels; their parameters are the knob model's
+    param_map = ensure_dsp_fit(cfg.data, dsp_dir, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet), modes=modes,
+                               unseen=unseen)
     missing = [m for m in modes if m not in param_map.modes]
     if missing:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: no fit for mode {missing[0]!r}")
@@ -202,10 +202,13 @@ def run_train_job(cfg) -> int:
           f"{len(corpus.train)} train pairs {corpus.describe}; "
           f"batch {settings.batch_size} x ({settings.warmup_s:g} s warm-up + {settings.episode} x "
           f"{settings.segment_s:g} s); "
-          f"budget {settings.max_minutes:g} min on {torch_device}" + (" (resumed)" if resume else ""))
+          f"{settings.max_steps} steps (time cap {settings.max_minutes:g} min) on {torch_device}"
+          + (" (resumed)" if resume else ""))
     state = train(model, sampler, val_batch, settings, out_dir, record, torch_device, resume, cfg.quiet)
     print(f"stopped at step {state.step} after {state.seconds / 60:.1f} min ({state.stopped}); "
           f"best validation ESR {state.best_val:.4f} at step {state.best_step}")
+    if state.stopped.startswith("stopped by the time cap"):
+        print(f"warning: {state.stopped}; the result depends on this machine's speed", file=sys.stderr)
     if not cfg.test:
         return 0
     return _test(cfg, corpus, out_dir)

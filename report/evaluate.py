@@ -13,7 +13,8 @@ from report.models import Candidate, real_time_factor
 
 __all__ = ["COLUMNS", "evaluate", "row_columns"]
 
-COLUMNS = ["model", "kind", "mode", "peak_reduction", "split", "params", "esr", "mae", "stft", "lufs_diff", "rtf_256"]
+COLUMNS = ["model", "kind", "mode", "peak_reduction", "split", "params", "esr", "mae", "stft", "lufs_diff", "rtf_256",
+           "steps", "best_step"]
 
 
 def row_columns(device: Device, setting: dict) -> dict:
@@ -44,7 +45,8 @@ def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Cal
                 rtf[key] = real_time_factor(c, sr, setting)
             rows.append({"model": c.name, "kind": c.kind, **row_columns(device, setting), "setting": dict(setting),
                          "split": "seen" if seen(setting) else "unseen", "params": c.params,
-                         **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key]})
+                         **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key],
+                         "steps": c.steps, "best_step": c.best_step})
             bar.update(1)
     bar.close()
     return rows

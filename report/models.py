@@ -30,6 +30,8 @@ class Candidate:
     params: int
     render: Callable[[np.ndarray, int, dict], np.ndarray]                         # (x, sr, setting)
     block_processor: Callable[[int, dict], Callable[[np.ndarray], np.ndarray]]   # (sr, setting)
+    steps: int | None = None        # a neural model: training steps taken, and the step of the
+    best_step: int | None = None    # weights kept (best validation); None for the DSP model
 
 
 def dsp_candidates(param_map: ParamMap) -> list[Candidate]:
@@ -62,7 +64,27 @@ def neural_candidate(checkpoint: Path, device: Device = LA2A) -> Candidate:
                         f"{_describe(device)} (train it again on this corpus, or point runs_dir elsewhere)")
     # a hybrid also carries the five DSP parameters it corrects
     params = int(r.num_parameters) + (5 if r.uses_dsp else 0)
-    return Candidate(r.backbone, r.variant, params, render=r.render, block_processor=r.block_processor)
+    steps, best_step = _training_steps(Path(checkpoint), r.record)
+    return Candidate(r.backbone, r.variant, params, render=r.render, block_processor=r.block_processor,
+                     steps=steps, best_step=best_step)
+
+
+def _training_steps(checkpoint: Path, record: dict) -> tuple[int | None, int | None]:
+    """(steps trained, step of the kept weights): the last step of ``log.csv`` beside the
+    checkpoint, and the checkpoint's own step (best.pt is written at the best step)."""
+    metrics = record.get("metrics") or {}
+    best = metrics.get("best_step", metrics.get("step"))
+    steps = metrics.get("step")
+    log = checkpoint.parent / "log.csv"
+    if log.is_file():
+        import csv
+        with open(log, newline="") as fh:
+            last = None
+            for last in csv.DictReader(fh):
+                pass
+        if last and last.get("step"):
+            steps = int(float(last["step"]))
+    return (None if steps is None else int(steps)), (None if best is None else int(best))
 
 
 def real_time_factor(candidate: Candidate, sample_rate: int, setting: dict, seconds: float = 2.0,

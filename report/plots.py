@@ -21,7 +21,7 @@ from audio.devices import la2a_setting  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
 from dsp.params import PARAM_NAMES  # noqa: E402
 
-__all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
+__all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_joint_curves", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
 
 _UNITS = {"threshold_db": "threshold (dB)", "ratio": "ratio", "attack_ms": "attack (ms)",
           "release_ms": "release (ms)", "make_up_db": "make-up (dB)"}
@@ -115,6 +115,37 @@ def plot_knobmap(kmap: KnobMap, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("knob map: fitted compressor parameters against peak reduction")
+    _save(fig, path)
+
+
+def plot_joint_curves(model, per_level: list[dict], path: Path, held_out=(), per_level_label: str | None = None) -> None:
+    """The joint fit's curves (:class:`dsp.joint.JointKnobModel`) per mode, with the levels it
+    was fitted at, against per-level fits (summary rows: ``mode``, ``peak_reduction`` and the
+    five parameters) when given; held-out levels are marked by vertical lines."""
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8), layout="constrained")
+    for i, mode in enumerate(model.modes):
+        colour = f"C{i}"
+        grid = model.curve_grid(mode, 121)
+        fitted = model.levels(mode)
+        at_fitted = model.fits[mode].curves.sample([float(v) for v in fitted])
+        rows = [r for r in per_level if r["mode"] == mode]
+        for ax, name in zip(axes, PARAM_NAMES):
+            ax.plot(grid["peak_reduction"], grid[name], "-", color=colour, lw=1.5, label=f"{mode} joint")
+            ax.plot(fitted, at_fitted[name], ".", color=colour, ms=5)
+            if rows:
+                ax.plot([float(r["peak_reduction"]) for r in rows], [float(r[name]) for r in rows], "x",
+                        color=colour, ms=6, label=f"{mode} per-level")
+    for ax, name in zip(axes, PARAM_NAMES):
+        for pr in held_out:
+            ax.axvline(pr, color="0.8", lw=0.8, ls="--")
+        ax.set_xlabel("peak reduction")
+        ax.set_ylabel(_UNITS[name])
+        if name in ("attack_ms", "release_ms", "ratio"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    against = f" vs per-level fits ({per_level_label})" if per_level_label else ""
+    fig.suptitle(f"joint knob fit: curves over peak reduction{against}; dashed: held-out levels")
     _save(fig, path)
 
 

@@ -90,8 +90,8 @@ def test_help(run_cli):
 # --------------------------------------------------------------------------------------
 def test_chain_outputs(chain_reference, chain_settings, read_summary):
     """summary.csv with exactly the documented columns, one ckpt.yaml per level, the knob map."""
-    with open(chain_reference / "summary.csv") as fh:
-        assert fh.readline().strip() == ",".join(SUMMARY_COLUMNS)
+    with open(chain_reference / "summary.csv") as fh:   # the documented columns, then the Val/Test scores
+        assert fh.readline().strip() == ",".join(SUMMARY_COLUMNS + ["esr_val", "esr_test"])
     assert SUMMARY_COLUMNS == ["mode", "peak_reduction", "threshold_db", "ratio", "attack_ms", "release_ms",
                                "make_up_db", "esr", "iterations", "seconds"]
     rows = read_summary(chain_reference / "summary.csv")
@@ -127,8 +127,16 @@ def test_signaltrain_folder_made_by_hand(run_cli, tmp_path, read_summary):
         switch = 0 if mode == "compress" else 1
         sf.write(str(root / split / f"target_{fid:03d}_LA2A_3c__{switch}__{pr}.wav"),
                  render(x, SR, truths[mode, pr]), SR, subtype="FLOAT")
-    res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={root}", "ckpt_dir=fits", "quiet=true",
+    # the protocol (default): only the Train setting is fitted; the Val-only and Test-only ones are not
+    res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={root}", "ckpt_dir=train_only", "quiet=true",
                    "init=default"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert [(r["mode"], int(r["peak_reduction"])) for r in read_summary(tmp_path / "train_only" / "summary.csv")] \
+        == [("compress", 100)]
+    assert KnobMap.load(tmp_path / "train_only" / "knobmap.yaml").protocol["fit_splits"] == ["Train"]
+    # asked for explicitly, every split is fitted (and the record says so)
+    res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={root}", "ckpt_dir=fits", "quiet=true",
+                   "init=default", "data.fit_splits=[Train,Val,Test]"], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     rows = read_summary(tmp_path / "fits" / "summary.csv")
     assert [(r["mode"], int(r["peak_reduction"])) for r in rows] == [("compress", 100), ("compress", 70),

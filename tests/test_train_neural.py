@@ -22,6 +22,16 @@ def _tiny(cache, dsp_dir, out_dir, *extra):
             "train.episode=2", "train.val_every=2", "train.val_seconds=0.5", "train.max_steps=4", *extra]
 
 
+@pytest.fixture(scope="module")
+def chain_reference(tmp_path_factory, chain_cache, run_cli):
+    """The tiny chain with the unseen level 90 held out: train_neural.py refuses a DSP fit that saw it."""
+    from conftest import chain_overrides
+    ckpt = tmp_path_factory.mktemp("chain-heldout") / "fits"
+    res = run_cli(["train_comp.py", *chain_overrides(chain_cache, ckpt), "unseen_levels=[90]"])
+    assert res.returncode == 0, res.stderr
+    return ckpt
+
+
 def _log_steps(path):
     with open(path, newline="") as fh:
         return [int(r["step"]) for r in csv.DictReader(fh)]

@@ -6,8 +6,9 @@ clipping. Every ``val_every`` steps: the validation ESR (pre-emphasised, pooled 
 setting, averaged over settings, as the test table), ``log.csv`` rewritten, ``last.pt``
 written, and ``best.pt`` when the validation ESR improved. The learning rate halves
 after ``plateau`` validations without improvement; training stops after ``patience``
-of them, at ``max_steps``, or when ``max_minutes`` of training (summed over resumed
-runs) are spent.
+of them or at ``max_steps``: its length is a step count, the same for a seed whatever
+the machine's load. ``max_minutes`` of training (summed over resumed runs) is only a
+safety cap; :attr:`TrainState.stopped` says so when it binds.
 
 Resuming: ``last.pt`` holds the weights, the optimiser, the step, the time spent, the
 early-stopping state and the log; since batches depend only on the step, a resumed run
@@ -54,8 +55,8 @@ class TrainSettings:
     warmup_s: float = 1.0         # unscored start of every stream (episode)
     segment_s: float = 1.0        # samples per step and stream
     episode: int = 10             # consecutive segments per stream (state carried over)
-    max_steps: int = 3000
-    max_minutes: float = 12.0     # training time budget (validation included)
+    max_steps: int = 400
+    max_minutes: float = 120.0    # safety cap on the training time (validation included)
     val_every: int = 50
     patience: int = 8             # validations without improvement before stopping
     plateau: int = 3              # ... before halving the learning rate
@@ -115,7 +116,8 @@ class TrainState:
         if self.step >= s.max_steps:
             return f"max_steps {s.max_steps} reached"
         if self.seconds >= s.max_minutes * 60:
-            return f"time budget of {s.max_minutes:g} min spent"
+            return (f"stopped by the time cap of {s.max_minutes:g} min at step {self.step} "
+                    f"(train.max_steps {s.max_steps} not reached)")
         return ""
 
 

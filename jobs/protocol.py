@@ -1,0 +1,101 @@
+"""The evaluation protocol in one place (DESIGN.md, "Evaluation protocol").
+
+- Fits read **Train** material only (:data:`PROTOCOL_SPLITS`); a setting present only
+  in Val or Test is not fitted, the knob model reaches it.
+- Held-out settings (``unseen_levels``) are left out of every fit; the fit record
+  (``protocol`` in ``knobmap.yaml``: :func:`fit_record`) says which were held out,
+  which splits were read and which levels were fitted.
+- A DSP fit that neural training or a comparison relies on must honour both
+  (:func:`protocol_problem`).
+- Figures on the fitting audio are labelled as such; :func:`add_split_scores` adds
+  each fitted setting's ESR on its Val and Test takes (``esr_val``, ``esr_test``).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from audio.io import read_pair
+from common.errors import UserError
+from dsp.chain import frame_pair
+from dsp.fit import make_objective
+from dsp.params import Parameterisation, Ranges
+
+__all__ = ["PROTOCOL_SPLITS", "SPLIT_COLUMNS", "held_out_levels", "fit_record", "protocol_problem",
+           "add_split_scores", "pooled_split_esr", "scorable_frames"]
+
+PROTOCOL_SPLITS = ("Train",)
+SPLIT_COLUMNS = {"Val": "esr_val", "Test": "esr_test"}
+
+
+def held_out_levels(cfg) -> list[int]:
+    """``cfg.unseen_levels`` as sorted ints (none when absent); UserError outside 0..100."""
+    raw = cfg.get("unseen_levels") or []
+    try:
+        levels = sorted({int(v) for v in raw})
+    except (TypeError, ValueError):
+        raise UserError(f"unseen_levels: expected peak reduction levels, got {list(raw)}") from None
+    if any(not 0 <= v <= 100 for v in levels):
+        raise UserError(f"unseen_levels: peak reduction levels must lie in 0..100, got {levels}")
+    return levels
+
+
+def fit_record(method: str, fit_splits: Iterable[str], held_out: Iterable[int],
+               fitted: dict[str, Iterable[int]]) -> dict:
+    """The ``protocol`` entry of a fit's records: method, splits read, levels held out,
+    levels fitted per mode (plain types)."""
+    return {"method": str(method), "fit_splits": [str(s) for s in fit_splits],
+            "held_out": sorted(int(v) for v in held_out),
+            "fitted": {str(m): sorted(int(v) for v in lv) for m, lv in fitted.items()}}
+
+
+def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
+    """Why a fit with this ``protocol`` record breaks the protocol for ``unseen`` ("" if it does not)."""
+    if not protocol:
+        return "does not record which splits it read and which levels it held out (an older fit)"
+    read = sorted(set(protocol.get("fit_splits") or []) - set(PROTOCOL_SPLITS))
+    if read:
+        return f"read {' and '.join(read)} material"
+    unseen = {int(v) for v in unseen}
+    seen = sorted({int(v) for lv in (protocol.get("fitted") or {}).values() for v in lv} & unseen)
+    if seen:
+        return f"was fitted at the unseen level(s) {seen}"
+    return ""
+
+
+def pooled_split_esr(pairs, params: dict, ranges: Ranges, frame_s: float, overlap_s: float) -> float | None:
+    """Total squared pre-emphasised error over total target energy of ``params`` on ``pairs``
+    (None when there are none). A take too short for the warm-up, or silent, is not scored."""
+    err = energy = 0.0
+    for p in pairs:
+        frames = scorable_frames(p, frame_s, overlap_s)
+        if frames is None:
+            continue
+        sr = frames.sample_rate
+        param = Parameterisation(sr, ranges)
+        obj = make_objective(frames, param)
+        err += obj.loss(param.from_physical(params))
+        energy += obj.energy
+    return err / energy if energy > 0 else None
+
+
+def scorable_frames(pair, frame_s: float, overlap_s: float):
+    """The framed pair, or None when it is too short for the warm-up or silent where scored
+    (such a take can be neither fitted nor scored; bad files still raise)."""
+    x, y, sr = read_pair(pair.input, pair.target)
+    try:
+        return frame_pair(x, y, sr, frame_s, overlap_s, pair.target)
+    except UserError:
+        return None
+
+
+def add_split_scores(rows: list[dict], pairs, ranges: Ranges, frame_s: float, overlap_s: float,
+                     splits: Iterable[str] = ("Val", "Test")) -> None:
+    """Add ``esr_val`` / ``esr_test`` to every summary row: the pooled ESR of that row's
+    parameters on every take of the split at its setting (any take tag); empty where the
+    setting has none there."""
+    for r in rows:
+        for split in splits:
+            takes = [p for p in pairs if p.split == split and p.mode == r["mode"]
+                     and p.peak_reduction == int(r["peak_reduction"])]
+            esr = pooled_split_esr(takes, r, ranges, frame_s, overlap_s) if takes else None
+            r[SPLIT_COLUMNS[split]] = esr

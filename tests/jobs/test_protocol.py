@@ -1,0 +1,124 @@
+"""The evaluation protocol: fits read Train material only and never an unseen level.
+
+Every audio read during a tiny per-level chain, a tiny joint fit and the
+ensure-the-fit of a comparison is recorded (``audio.io.read_pair`` wrapped where the
+fitting code calls it); the Val/Test scoring that follows a fit (``esr_val``,
+``esr_test``, the knob map check) reads through its own module and is not a fit.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+import dsp.chain
+import jobs.joint_fit
+from common.config import load_config
+from common.errors import UserError
+from conftest import CHAIN_LEVELS, CHAIN_MODES, chain_overrides
+from dsp.knobmap import KnobMap
+from jobs.ensure import ensure_dsp_fit
+from jobs.fit import run_fit_job
+
+UNSEEN = 90
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("protocol-cache")
+
+
+def _overrides(cache: Path, ckpt: Path, *extra: str) -> list[str]:
+    # Val/Test takes of 2 s: long enough for the 1 s warm-up, so Val selection really runs
+    return [*chain_overrides(cache, ckpt), "data.corpus.eval_seconds=2", "knobmap.check_step=0", *extra]
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[Path]:
+    """Targets read by the fitting code (the chain's and the joint fit's read_pair)."""
+    seen: list[Path] = []
+
+    def recorder(original):
+        def read_pair(inp, tgt, *a, **k):
+            seen.append(Path(tgt))
+            return original(inp, tgt, *a, **k)
+        return read_pair
+
+    monkeypatch.setattr(dsp.chain, "read_pair", recorder(dsp.chain.read_pair))
+    monkeypatch.setattr(jobs.joint_fit, "read_pair", recorder(jobs.joint_fit.read_pair))
+    return seen
+
+
+def _splits(paths) -> set[str]:
+    return {p.parent.name for p in paths}
+
+
+def _check_records(folder: Path, fitted_split_reads: set[str]) -> None:
+    assert fitted_split_reads == {"Train"}
+    with open(folder / "summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fitted_rows = [r for r in rows if r["esr"] != ""]
+    assert fitted_rows and all(int(r["peak_reduction"]) != UNSEEN for r in fitted_rows)
+    assert {"esr_val", "esr_test"} <= set(rows[0])
+    kmap = KnobMap.load(folder / "knobmap.yaml")
+    assert kmap.protocol["fit_splits"] == ["Train"] and kmap.protocol["held_out"] == [UNSEEN]
+    assert all(UNSEEN not in lv for lv in kmap.protocol["fitted"].values())
+    assert not list(folder.rglob(f"pr_{UNSEEN}"))
+    # the knob model still answers at the held-out level
+    assert all(kmap.at({"mode": m, "peak_reduction": UNSEEN}) for m in kmap.modes)
+
+
+def test_per_level_chain_reads_train_only_and_skips_unseen(tmp_path, cache, reads):
+    cfg = load_config("config", _overrides(cache, tmp_path / "pl", f"unseen_levels=[{UNSEEN}]"))
+    assert list(cfg.data.fit_splits) == ["Train"]           # the default
+    assert run_fit_job(cfg) == 0
+    assert reads and all(f"__{UNSEEN}." not in p.name for p in reads)
+    _check_records(tmp_path / "pl", _splits(reads))
+
+
+def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads):
+    cfg = load_config("config", _overrides(cache, tmp_path / "joint", "method=joint", f"unseen_levels=[{UNSEEN}]",
+                                           "joint.candidates=[[2,1e-3],[3,1e-2]]", "optimiser.max_iterations=5"))
+    assert run_fit_job(cfg) == 0
+    assert reads and all(f"__{UNSEEN}." not in p.name for p in reads)
+    train = [p for p in reads if p.parent.name == "Train"]
+    assert len(train) == len(CHAIN_MODES) * (len(CHAIN_LEVELS) - 1)
+    assert _splits(reads) <= {"Train"}     # the Val takes go through the scoring path
+    _check_records(tmp_path / "joint", _splits(reads))
+    with open(tmp_path / "joint" / "summary.csv", newline="") as fh:
+        held = {int(r["peak_reduction"]) for r in csv.DictReader(fh) if r["held_out"] == "True"}
+    assert held == {UNSEEN}
+    record = yaml.safe_load((tmp_path / "joint" / "joint.yaml").read_text())
+    assert record["protocol"]["held_out"] == [UNSEEN] and set(record["groups"]) == set(CHAIN_MODES)
+    assert (tmp_path / "joint" / "joint_curves.png").is_file()
+
+
+def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, cache, reads):
+    cfg = load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
+                                  "data.corpus.eval_seconds=2", f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
+                                  f"data.corpus.modes=[{','.join(CHAIN_MODES)}]"])
+    kmap = ensure_dsp_fit(cfg.data, tmp_path / "held", quiet=True, modes=list(CHAIN_MODES), unseen=[UNSEEN])
+    assert reads and _splits(reads) == {"Train"} and all(f"__{UNSEEN}." not in p.name for p in reads)
+    assert kmap.protocol["held_out"] == [UNSEEN]
+    # a production fit (nothing held out) is refused for a comparison holding 90 out
+    full = load_config("config", _overrides(cache, tmp_path / "full"))
+    assert run_fit_job(full) == 0
+    with pytest.raises(UserError, match=r"fitted at the unseen level\(s\) \[90\].*unseen_levels=\[90\]"):
+        ensure_dsp_fit(cfg.data, tmp_path / "full", fit=False, unseen=[UNSEEN])
+    # ... and so is one that read Val or Test, or one whose record does not say
+    rec = yaml.safe_load((tmp_path / "full" / "knobmap.yaml").read_text())
+    rec["protocol"] = {**rec["protocol"], "fit_splits": ["Train", "Val"], "fitted": {}}
+    (tmp_path / "full" / "knobmap.yaml").write_text(yaml.safe_dump(rec))
+    with pytest.raises(UserError, match="read Val material"):
+        ensure_dsp_fit(cfg.data, tmp_path / "full", fit=False, unseen=[])
+    del rec["protocol"]
+    (tmp_path / "full" / "knobmap.yaml").write_text(yaml.safe_dump(rec))
+    with pytest.raises(UserError, match="does not record which splits"):
+        ensure_dsp_fit(cfg.data, tmp_path / "full", fit=False, unseen=[])
+    # asking the DSP fit to read Val is refused before anything runs
+    cfg.data.fit_splits = ["Train", "Val"]
+    with pytest.raises(UserError, match="data.fit_splits"):
+        ensure_dsp_fit(cfg.data, tmp_path / "other", unseen=[UNSEEN])
+    assert not (tmp_path / "other").exists()
