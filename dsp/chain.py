@@ -21,7 +21,8 @@ from audio.io import read_pair
 from common.errors import UserError
 from common.records import write_csv
 from dsp.checkpoint import load_checkpoint, save_checkpoint
-from dsp.fit import FitOptions, evaluate_esr, fit_frames
+from dsp.fit import FitOptions
+from dsp.kinds import evaluate_any, fit_any, kind_of, options_kind
 from dsp.knobmap import KnobMap
 from dsp.params import PARAM_NAMES
 
@@ -100,6 +101,9 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
             inp, tgt = files
             ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
             record = _existing(ckpt, spec.init)
+            if record is not None and record.get("compressor", "ff5") != options_kind(options):
+                raise UserError(f"{ckpt}: was fitted with compressor={record.get('compressor', 'ff5')}, this run "
+                                f"uses compressor={options_kind(options)}; choose another ckpt_dir")
             if record is not None:
                 if on_level:
                     on_level(mode, pr, "skip")
@@ -113,8 +117,9 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 start = previous if chained else spec.default_init
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    res = fit_frames(frames, start, options, on_iteration, level_match=not chained)
+                    res = fit_any(frames, start, options, on_iteration, level_match=not chained)
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
+                record["compressor"] = options_kind(options)
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(ckpt, record)
             previous = record["params"]
@@ -138,7 +143,10 @@ def _existing(ckpt: Path, init: str) -> dict | None:
 
 
 def write_summary(path: Path, rows: list[dict]) -> None:
-    write_csv(path, rows, SUMMARY_COLUMNS)
+    """``summary.csv``: :data:`SUMMARY_COLUMNS`, then a gray-box fit's block parameters."""
+    from dsp.graybox import BLOCK_NAMES
+    extra = list(BLOCK_NAMES) if rows and kind_of(rows[0]) == "graybox" else []
+    write_csv(path, rows, SUMMARY_COLUMNS + extra)
 
 
 def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10) -> list[dict]:
@@ -163,5 +171,5 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
         frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
         interp = sparse.at(la2a_setting(mode, pr))
         out.append({"mode": mode, "peak_reduction": pr, "esr_fitted": r["esr"],
-                    "esr_interpolated": evaluate_esr(frames, interp, options.ranges)})
+                    "esr_interpolated": evaluate_any(frames, interp, options)})
     return out

@@ -26,6 +26,7 @@ from common.table import format_table
 from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain, write_summary
 from dsp.checkpoint import save_checkpoint
 from dsp.fit import FitResult, fit_frames
+from dsp.kinds import fit_any, options_kind
 from dsp.knobmap import KnobMap
 from dsp.knobtable import take_dir, take_fit
 from dsp.objective import target_energy
@@ -41,6 +42,19 @@ TAKES_SUMMARY = "manifest_summary.csv"
 PARAM_COLUMNS = [("threshold_db", "thresh dB", ".2f"), ("ratio", "ratio", ".2f"),
                  ("attack_ms", "attack ms", ".3g"), ("release_ms", "release ms", ".4g"),
                  ("make_up_db", "make-up dB", ".2f")]
+BLOCK_COLUMNS = [("input_highpass_hz", "in HP Hz", ".3g"), ("input_shelf_hz", "shelf Hz", ".4g"),
+                 ("input_shelf_db", "shelf dB", ".2f"), ("tube_drive", "drive", ".3g"),
+                 ("tube_asymmetry", "asym", ".3f"), ("output_highpass_hz", "out HP Hz", ".3g")]
+
+
+def _param_columns(options) -> list:
+    """The table columns of the fitted model class's parameters."""
+    return PARAM_COLUMNS + (BLOCK_COLUMNS if options_kind(options) == "graybox" else [])
+
+
+def _ff5_only(options, job: str) -> None:
+    if options_kind(options) != "ff5":
+        raise UserError(f"the {job} job fits compressor=ff5 only (compressor=graybox: use a pair or the chain)")
 
 
 def fit_job_kind(cfg) -> str:
@@ -76,6 +90,8 @@ def run_fit_job(cfg) -> int:
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
+    if fit_job_kind(cfg) in ("digital", "manifest"):
+        _ff5_only(options, fit_job_kind(cfg))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
     return job[fit_job_kind(cfg)](cfg, ckpt_dir, options, init)
 
@@ -91,7 +107,7 @@ def _fit_with_progress(frames, init, options, quiet: bool, label: str) -> FitRes
     energy = target_energy(frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = fit_frames(frames, init, options, step, level_match=True)
+        res = fit_any(frames, init, options, step, level_match=True)
     bar.close()
     return res
 
@@ -99,7 +115,8 @@ def _fit_with_progress(frames, init, options, quiet: bool, label: str) -> FitRes
 def _record(res: FitResult, sample_rate: int, options, **extra) -> dict:
     return {"params": res.params, "esr": res.esr, "loss": res.loss, "iterations": res.iterations,
             "converged": res.converged, "seconds": res.seconds, "sample_rate": sample_rate,
-            "reason": res.reason, "hessian": options.hessian, "initial_params": res.initial_params, **extra}
+            "reason": res.reason, "hessian": options.hessian, "initial_params": res.initial_params,
+            "compressor": options_kind(options), **extra}
 
 
 def _single_job(cfg, ckpt_dir, options, init) -> int:
@@ -109,7 +126,7 @@ def _single_job(cfg, ckpt_dir, options, init) -> int:
     res = _fit_with_progress(frames, init, options, cfg.quiet, "fit")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt)))
-    _report_single(res, ckpt_dir / "ckpt.yaml")
+    _report_single(res, ckpt_dir / "ckpt.yaml", options)
     return 0
 
 
@@ -143,10 +160,11 @@ def _frames(cfg, x, y, sr, path):
     return frame_pair(x, y, sr, float(cfg.data.frame_s), float(cfg.data.overlap_s), path)
 
 
-def _report_single(res: FitResult, path: Path) -> None:
+def _report_single(res: FitResult, path: Path, options=None) -> None:
     row = {**res.params, "esr": res.esr, "iterations": res.iterations, "seconds": res.seconds,
            "converged": str(res.converged)}
-    print(format_table([row], PARAM_COLUMNS + [("esr", "ESR", ".4g"), ("iterations", "iters", "d"),
+    columns = PARAM_COLUMNS if options is None else _param_columns(options)
+    print(format_table([row], columns + [("esr", "ESR", ".4g"), ("iterations", "iters", "d"),
                                                ("seconds", "s", ".1f"), ("converged", "converged", "")]))
     if not res.converged:
         print(f"warning: the fit did not converge ({res.reason}); best parameters kept", file=sys.stderr)
@@ -194,7 +212,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     write_summary(ckpt_dir / "summary.csv", rows)
     kmap = KnobMap.from_rows(rows)
     kmap.save(ckpt_dir / "knobmap.yaml")
-    print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d")] + PARAM_COLUMNS +
+    print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d")] + _param_columns(options) +
                        [("esr", "ESR", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")]))
     for mode in modes:
         esr = [r["esr"] for r in rows if r["mode"] == mode]
