@@ -18,7 +18,7 @@ __all__ = ["ensure_dsp_fit"]
 
 
 def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, quiet: bool = False,
-                   modes=None) -> KnobMap | KnobTable:
+                   modes=None, compressor: str = "ff5") -> KnobMap | KnobTable:
     """The fitted parameter map in ``dsp_dir``, fitted first where it is missing.
 
     Args:
@@ -28,12 +28,14 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
             own; None: the LA-2A chain's ``knobmap.yaml``.
         fit: false raises a UserError instead of fitting.
         modes: the chain's modes (default: the config's).
+        compressor: the DSP model class (``ff5`` | ``graybox``) to fit with; an existing
+            chain of another class is refused.
 
     Returns:
         a :class:`dsp.parammap.ParamMap`.
     """
     dsp_dir = Path(dsp_dir)
-    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}"]
+    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}", f"compressor={compressor}"]
     if takes is None:
         path = dsp_dir / "knobmap.yaml"
         missing = not path.is_file()
@@ -54,4 +56,10 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         fit_cfg = load_config("config", overrides)
         fit_cfg.data = data
         run_fit_job(fit_cfg)
-    return KnobMap.load(dsp_dir / "knobmap.yaml") if takes is None else load_take_fits(takes, dsp_dir)
+    if takes is None:
+        kmap = KnobMap.load(dsp_dir / "knobmap.yaml")
+        if kmap.compressor != compressor:
+            raise UserError(f"{dsp_dir / 'knobmap.yaml'}: is a {kmap.compressor} fit, compressor={compressor} "
+                            f"was asked (point dsp_dir elsewhere)")
+        return kmap
+    return load_take_fits(takes, dsp_dir)

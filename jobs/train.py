@@ -99,7 +99,8 @@ def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
     if not modes or any(m not in MODES for m in modes):
         raise UserError(f"modes: use compress and/or limit, got {modes}")
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
-    full_map = ensure_dsp_fit(cfg.data, dsp_dir, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet), modes=modes)
+    full_map = ensure_dsp_fit(cfg.data, dsp_dir, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet), modes=modes,
+                              compressor=str(cfg.get("compressor", "ff5")))
     param_map = full_map if cfg.unseen_dsp == "fitted" else \
         full_map.subset(lambda s: s["peak_reduction"] not in unseen)
     missing = [m for m in modes if m not in param_map.modes]

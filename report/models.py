@@ -20,7 +20,18 @@ from common.errors import UserError
 from dsp.parammap import ParamMap
 from dsp.kinds import kind_of, render_any, renderer_for
 
-__all__ = ["Candidate", "dsp_candidates", "neural_candidate", "real_time_factor"]
+__all__ = ["Candidate", "dsp_candidates", "neural_candidate", "real_time_factor", "is_dsp", "series_label"]
+
+
+def is_dsp(model: str, kind: str) -> bool:
+    """A DSP row (model ``ff5`` or ``graybox``; ``dsp`` in older reports)."""
+    return kind.startswith("dsp")
+
+
+def series_label(model: str, kind: str) -> str:
+    """Label of a (model, kind) series: the ff5 DSP keeps its plain kind (``dsp``,
+    ``dsp-interp``), the gray-box DSP and neural models are ``model kind``."""
+    return kind if is_dsp(model, kind) and model in ("dsp", "ff5") else f"{model} {kind}"
 
 
 @dataclass
