@@ -85,6 +85,8 @@ def _fit(path: Path, sample_rate: int | None):
     from dsp.checkpoint import load_checkpoint
     from dsp.render import BlockCompressor
     record = load_checkpoint(path)
+    if record.get("compressor", "ff5") != "ff5":  # graybox: no TorchScript module yet
+        raise UserError(f"{path}: a {record['compressor']} fit cannot be exported yet (compressor=ff5 only)")
     params = record["params"]
     sr = int(sample_rate or record["sample_rate"])
     module = FixedCompressor(params, sr)
@@ -97,6 +99,8 @@ def _knobmap(path: Path, sample_rate: int | None):
     from dsp.knobmap import KnobMap
     from dsp.render import BlockCompressor
     kmap = KnobMap.load(path)
+    if kmap.compressor != "ff5":  # graybox: no TorchScript module yet
+        raise UserError(f"{path}: a {kmap.compressor} knob map cannot be exported yet (compressor=ff5 only)")
     unknown = [m for m in kmap.modes if m not in ("compress", "limit")]
     if unknown:
         raise UserError(f"{path}: mode {unknown[0]!r} has no place on the exported mode knob (compress, limit)")
