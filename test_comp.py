@@ -25,7 +25,7 @@ from audio.io import audio_info, process_file
 from common.errors import ArgumentParser, UserError, run_main
 from dsp.checkpoint import load_checkpoint
 from dsp.knobmap import KnobMap
-from dsp.render import BlockCompressor
+from dsp.kinds import renderer_for
 
 
 def parse_args(argv):
@@ -126,7 +126,7 @@ def main() -> int:
         raise UserError("--knob NAME=VALUE is for a neural model trained on a manifest (--neural MODEL.pt)")
     params, source = resolve_params(args)
     sr = audio_info(args.input).sample_rate
-    comp = BlockCompressor(params, sr)
+    comp = renderer_for(params, sr)   # ff5 or graybox, by the parameters' keys
     stats = process_file(args.input, args.output, comp.process, args.block)
     print(f"wrote {args.output} ({stats['frames'] / sr:.2f} s, {stats['channels']} ch, {sr} Hz) "
           f"with {source}: " + ", ".join(f"{k} {v:.4g}" for k, v in params.items()))

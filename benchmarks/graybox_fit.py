@@ -8,7 +8,9 @@ Timing (default): one pair of ``--seconds`` of seeded program material through t
 stand-in (``audio.standin``, transformers, tube stage and noise floor on), cut into
 12 s frames with a 1 s overlap, fitted from the published cold start by
 ``dsp.fit.fit_frames`` (fused kernel) and by ``dsp.graybox.fit_graybox_frames``
-(the same five-parameter fit, then Newton on all eleven with autograd derivatives).
+(the same five-parameter fit, then Newton on the make-up and the six block parameters
+with the gain held, exact autograd derivatives; ``--joint-autograd`` adds the old
+Newton on all eleven through the compressor).
 Both are warmed up (numba cache, torch) on a few seconds first. Printed side by side:
 wall time, iterations, seconds per iteration, ESR on the fitted audio, and the ratio.
 
@@ -40,6 +42,7 @@ from dsp.preemphasis import preemphasis_np  # noqa: E402
 from dsp.render import render as render_ff5  # noqa: E402
 
 SR = 44100
+JOINT = False  # --joint-autograd
 
 
 def _quiet(fn, *args):
@@ -52,7 +55,7 @@ def fit_both(frames: Frames):
     t0 = time.perf_counter()
     ff5 = _quiet(fit_frames, frames, None, FitOptions())
     t1 = time.perf_counter()
-    gb = _quiet(fit_graybox_frames, frames, None, GrayboxFitOptions())
+    gb = _quiet(fit_graybox_frames, frames, None, GrayboxFitOptions(joint_autograd=JOINT))
     t2 = time.perf_counter()
     return (ff5, t1 - t0), (gb, t2 - t1)
 
@@ -81,7 +84,8 @@ def timing(args) -> None:
     print(f"{'ff5':8s} {t_ff5:8.2f} {ff5.iterations:6d} {ff5.esr:19.5f}  {ff5.converged}")
     print(f"{'graybox':8s} {t_gb:8.2f} {gb.iterations:6d} {gb.esr:19.5f}  {gb.converged} ({gb.reason})")
     print(f"graybox / ff5 wall time = {t_gb / t_ff5:.1f}x; graybox stage: {gb_own} Newton iterations, "
-          f"{(t_gb - t_ff5) / max(gb_own, 1):.2f} s each (autograd gradient + 11-row Hessian)")
+          f"{(t_gb - t_ff5) / max(gb_own, 1):.2f} s each (autograd gradient + "
+          f"{'11' if JOINT else '7'}-row Hessian)")
     print("graybox params: " + ", ".join(f"{k}={v:.4g}" for k, v in gb.params.items()))
 
 
@@ -149,7 +153,10 @@ def main() -> None:
     ap.add_argument("--train-seconds", type=float, default=60.0)
     ap.add_argument("--eval-seconds", type=float, default=20.0)
     ap.add_argument("--settings", default="compress:40,compress:70,compress:100,limit:70")
+    ap.add_argument("--joint-autograd", action="store_true", help="also the 11-parameter autograd stage")
     args = ap.parse_args()
+    global JOINT
+    JOINT = args.joint_autograd
     if args.corpus:
         accuracy(args)
     else:

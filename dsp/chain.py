@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from audio.framing import Frames, make_frames
 from audio.devices import la2a_setting
@@ -21,7 +20,8 @@ from audio.io import read_pair
 from common.errors import UserError
 from common.records import write_csv
 from dsp.checkpoint import load_checkpoint, save_checkpoint
-from dsp.fit import FitOptions, evaluate_esr, fit_frames
+from dsp.fit import FitOptions
+from dsp.kinds import evaluate_any, fit_any, kind_of, options_kind, param_names
 from dsp.knobmap import KnobMap
 from dsp.params import PARAM_NAMES
 
@@ -100,6 +100,9 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
             inp, tgt = files
             ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
             record = _existing(ckpt, spec.init)
+            if record is not None and record.get("compressor", "ff5") != options_kind(options):
+                raise UserError(f"{ckpt}: was fitted with compressor={record.get('compressor', 'ff5')}, this run "
+                                f"uses compressor={options_kind(options)}; choose another ckpt_dir")
             if record is not None:
                 if on_level:
                     on_level(mode, pr, "skip")
@@ -113,8 +116,9 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 start = previous if chained else spec.default_init
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    res = fit_frames(frames, start, options, on_iteration, level_match=not chained)
+                    res = fit_any(frames, start, options, on_iteration, level_match=not chained)
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
+                record["compressor"] = options_kind(options)
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(ckpt, record)
             previous = record["params"]
@@ -138,8 +142,11 @@ def _existing(ckpt: Path, init: str) -> dict | None:
 
 
 def write_summary(path: Path, rows: list[dict], extra: list[str] | tuple = ()) -> None:
-    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), then ``extra`` columns."""
-    write_csv(path, rows, SUMMARY_COLUMNS + list(extra))
+    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), a gray-box fit's block
+    parameters, then ``extra`` columns."""
+    from dsp.graybox import BLOCK_NAMES
+    blocks = list(BLOCK_NAMES) if rows and kind_of(rows[0]) == "graybox" else []
+    write_csv(path, rows, SUMMARY_COLUMNS + blocks + list(extra))
 
 
 def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10,
@@ -169,8 +176,8 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
         x, y, sr = read_pair(inp, tgt)
         frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
         interp = sparse.at(la2a_setting(mode, pr))
-        own = {k: float(r[k]) for k in PARAM_NAMES}
+        own = {k: float(r[k]) for k in param_names(kind_of(r))}
         out.append({"mode": mode, "peak_reduction": pr, "split": split,
-                    "esr_own_fit": evaluate_esr(frames, own, options.ranges),
-                    "esr_interpolated": evaluate_esr(frames, interp, options.ranges)})
+                    "esr_own_fit": evaluate_any(frames, own, options),
+                    "esr_interpolated": evaluate_any(frames, interp, options)})
     return out

@@ -2,15 +2,20 @@
 
 Signal flow (``compressor=graybox``)::
 
-    x -> input filter -> u -> feed-forward compressor -> c -> tube shaper -> s -> output filter -> y
-         (high-pass +        (dsp.compressor: detector        (drive,              (high-pass)
-          high shelf)         on u, make-up)                   asymmetry)
+    y = Hout(S(m g(x) Hin(x)))
+
+    x -> input filter Hin -> u --(x) m g --> tube shaper S -> output filter Hout -> y
+    x -> peak detector -> gain g (the five-parameter compressor, make-up m)
 
 - input filter: a transformer's low-frequency roll-off (first-order high-pass,
   ``input_highpass_hz``) and its top end (first-order high shelf,
   ``input_shelf_hz``, ``input_shelf_db``; a cut is a gentle low-pass);
-- compressor: the five parameters of ``compressor=ff5`` with torchcomp semantics,
-  its peak detector on the filtered input ``u``;
+- compressor: the five parameters of ``compressor=ff5`` with torchcomp semantics. Its
+  peak detector sees the input ``x`` itself, as in the ``ff5`` model: a transformer's
+  roll-offs (about 20 Hz and 16 kHz) barely move a peak level smoothed over
+  milliseconds, and keeping the detector on ``x`` makes the gain signal ``g`` a
+  function of the five compressor parameters only, which is what makes the fit cheap
+  (below); the gain multiplies the filtered input ``u``;
 - tube shaper: :func:`dsp.blocks.shaper` (``tube_drive``, ``tube_asymmetry``): unity
   small-signal gain, even harmonics from the asymmetry;
 - output filter: the output coupling / transformer high-pass
@@ -21,13 +26,15 @@ the solver an unconstrained vector ``z`` (``(11,)``): the first five exactly as
 :class:`dsp.params.Parameterisation`, then a sigmoid onto each block range, on a
 log scale for frequencies and the drive (:class:`GrayboxParameterisation`).
 
-Fit (:func:`fit_graybox_frames`): the five-parameter fit first (the fused kernel,
-fast), then the Newton solver (:mod:`dsp.newton`) on all eleven from there with the
-blocks transparent (:data:`TRANSPARENT`). The second stage takes its exact gradient
-and Hessian from torch autograd (:class:`GrayboxObjective`, reverse over reverse,
-one backward pass per Hessian row); the filters run in the frequency domain on
-zero-padded frames and the pre-emphasis is folded into the output filter's response.
-Its cost relative to the five-parameter fit is measured by ``benchmarks/graybox_fit.py``.
+Fit (:func:`fit_graybox_frames`), Newton (:mod:`dsp.newton`) with exact derivatives
+in two stages: the five compressor parameters by the fused kernel (:mod:`dsp.fit`, as
+``ff5``); then, the gain signal held, the make-up gain and the six block parameters
+(:class:`BlockObjective`): FFT filters (zero-padded frames, the pre-emphasis folded
+into the output filter's response) and a pointwise shaper, whose exact 7x7 gradient
+and Hessian autograd gives in a few FFTs per row. The old joint path (autograd
+through the compressor recursion for all eleven, :class:`GrayboxObjective`) stays
+behind ``joint_autograd`` (``compressor.joint_autograd=true``); its cost and the
+two-stage fit's against ``ff5`` are measured by ``benchmarks/graybox_fit.py``.
 
 Rendering: :class:`BlockGraybox` (stateful, block by block, any channel count, linked
 detection as :class:`dsp.render.BlockCompressor`) and :func:`render`.
@@ -49,25 +56,25 @@ from audio.framing import Frames
 from dsp.blocks import (cascade, decay_samples, fft_filter, fft_length, highpass_coefficients, section_response,
                         shaper, shaper_np, shelf_coefficients)
 from dsp.compressor import compressor_gain
-from dsp.fit import FitOptions, FitResult, fit_frames, level_matched_make_up
+from dsp.fit import FitOptions, FitResult, fit_frames
 from dsp.newton import NewtonOptions, newton
 from dsp.params import PARAM_NAMES, Parameterisation
 from dsp.preemphasis import POLE, preemphasis_np
 from dsp.render import BlockCompressor
 
 __all__ = ["BLOCK_NAMES", "GRAYBOX_NAMES", "TRANSPARENT", "BlockRanges", "GrayboxParameterisation",
-           "GrayboxFitOptions", "GrayboxObjective", "graybox", "fit_graybox_frames", "evaluate_graybox_esr",
+           "GrayboxFitOptions", "GrayboxObjective", "BlockObjective", "STAGE2_NAMES", "graybox", "fit_graybox_frames", "fit_blocks", "evaluate_graybox_esr",
            "BlockGraybox", "render"]
 
 BLOCK_NAMES = ("input_highpass_hz", "input_shelf_hz", "input_shelf_db",
                "tube_drive", "tube_asymmetry", "output_highpass_hz")
 GRAYBOX_NAMES = PARAM_NAMES + BLOCK_NAMES
 
-# The blocks' start: a 2 Hz high-pass (inaudible, and next to nothing after the loss's
+# The blocks' start: a 6 Hz high-pass (inaudible, and next to nothing after the loss's
 # pre-emphasis), a 0 dB shelf (the identity), a drive of 0.05 (cubic term 1e-3 at full
 # scale), no asymmetry. Not exactly at a range end, so the solver's gradient is alive.
-TRANSPARENT = {"input_highpass_hz": 2.0, "input_shelf_hz": 10000.0, "input_shelf_db": 0.0,
-               "tube_drive": 0.05, "tube_asymmetry": 0.0, "output_highpass_hz": 2.0}
+TRANSPARENT = {"input_highpass_hz": 6.0, "input_shelf_hz": 10000.0, "input_shelf_db": 0.0,
+               "tube_drive": 0.05, "tube_asymmetry": 0.0, "output_highpass_hz": 6.0}
 
 _LOG_SCALED = frozenset({"input_highpass_hz", "input_shelf_hz", "tube_drive", "output_highpass_hz"})
 _FREQUENCIES = frozenset({"input_highpass_hz", "input_shelf_hz", "output_highpass_hz"})
@@ -77,12 +84,15 @@ NYQUIST_FRACTION = 0.45  # corners are kept below this fraction of the sample ra
 @dataclass(frozen=True)
 class BlockRanges:
     """Ranges of the block parameters (physical units); see ``cfg/compressor/graybox.yaml``."""
-    input_highpass_hz: tuple[float, float] = (0.5, 500.0)
+    # high-pass corners from 5 Hz: the fit's FFT padding grows as 1 / the lowest corner
+    # (12 s frames: 56k samples at 5 Hz, 560k at 0.5 Hz), and below 5 Hz a corner is
+    # inaudible and nearly invisible to the pre-emphasised loss
+    input_highpass_hz: tuple[float, float] = (5.0, 500.0)
     input_shelf_hz: tuple[float, float] = (1000.0, 20000.0)
     input_shelf_db: tuple[float, float] = (-24.0, 6.0)
     tube_drive: tuple[float, float] = (0.01, 10.0)
     tube_asymmetry: tuple[float, float] = (-0.5, 0.5)
-    output_highpass_hz: tuple[float, float] = (0.5, 500.0)
+    output_highpass_hz: tuple[float, float] = (5.0, 500.0)
 
     def __post_init__(self):
         for name in BLOCK_NAMES:
@@ -145,10 +155,13 @@ class GrayboxParameterisation:
 
     def natural(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(compressor natural (5,), block values in physical units (6,))``; differentiable."""
-        lo, hi = self._lo.to(z), self._hi.to(z)
-        mapped = lo + (hi - lo) * torch.sigmoid(z[5:])
-        blocks = torch.where(self._log.to(z.device), torch.exp(mapped), mapped)
-        return self.compressor.natural(z[:5]), blocks
+        return self.compressor.natural(z[:5]), self.block_values(z[5:])
+
+    def block_values(self, zb: torch.Tensor) -> torch.Tensor:
+        """Block values in physical units ``(6,)`` from their logits ``zb`` ``(6,)``; differentiable."""
+        lo, hi = self._lo.to(zb), self._hi.to(zb)
+        mapped = lo + (hi - lo) * torch.sigmoid(zb)
+        return torch.where(self._log.to(zb.device), torch.exp(mapped), mapped)
 
     def to_physical(self, z: torch.Tensor) -> dict[str, float]:
         z = z.detach().to(torch.float64).cpu()
@@ -203,15 +216,24 @@ def graybox(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor, sample
     slowest = min(float(blocks[0]), float(blocks[5]), _PREEMPHASIS_CORNER_HZ * sample_rate)
     n_fft = fft_length(x.shape[-1], decay_samples(slowest, sample_rate))
     return _forward(torch.fft.rfft(x, n=n_fft), x.shape[-1], n_fft, natural, blocks, sample_rate,
-                    preemphasised)
+                    preemphasised, x)
 
 
-def _forward(x_spec, samples, n_fft, natural, blocks, sample_rate, preemphasised):
-    kw = {"dtype": natural.dtype, "device": natural.device}
+def _forward(x_spec, samples, n_fft, natural, blocks, sample_rate, preemphasised, x=None):
+    if x is None:
+        x = torch.fft.irfft(x_spec, n=n_fft)[..., :samples]
+    # the detector sees the input itself (see the module docstring: the transformers'
+    # roll-offs barely move a peak detector), so the gain does not depend on the blocks
+    g = compressor_gain(x, natural[0], natural[1], natural[2], natural[3]) * db2amp(natural[4])
+    return _blocks_forward(x_spec, g, samples, n_fft, blocks, sample_rate, preemphasised)
+
+
+def _blocks_forward(x_spec, gain, samples, n_fft, blocks, sample_rate, preemphasised):
+    """The part after the gain signal: ``Hout(S(gain * Hin(x)))``, differentiable in ``blocks``
+    (and in ``gain``); ``gain`` already holds the make-up."""
+    kw = {"dtype": blocks.dtype, "device": blocks.device}
     u = fft_filter(x_spec, section_response(_input_sections(blocks, sample_rate), n_fft, **kw), samples, n_fft)
-    g = compressor_gain(u, natural[0], natural[1], natural[2], natural[3])
-    c = u * g * db2amp(natural[4])
-    s = shaper(c, blocks[3], blocks[4])
+    s = shaper(u * gain, blocks[3], blocks[4])
     out_sections = _output_sections(blocks, sample_rate) + ((_PREEMPHASIS_SECTION,) if preemphasised else ())
     return fft_filter(torch.fft.rfft(s, n=n_fft), section_response(out_sections, n_fft, **kw), samples, n_fft)
 
@@ -239,8 +261,8 @@ class GrayboxObjective:
         slowest = min(param.blocks.input_highpass_hz[0], param.blocks.output_highpass_hz[0],
                       _PREEMPHASIS_CORNER_HZ * param.sample_rate)
         self.n_fft = fft_length(self.samples, decay_samples(slowest, param.sample_rate))
-        x = torch.as_tensor(frames.x, dtype=dtype, device=self.device)
-        self.x_spec = torch.fft.rfft(x, n=self.n_fft)
+        self.x = torch.as_tensor(frames.x, dtype=dtype, device=self.device)
+        self.x_spec = torch.fft.rfft(self.x, n=self.n_fft)
         mask = frames.score_mask()
         self.mask = torch.as_tensor(mask, device=self.device)
         self.target_pe = torch.as_tensor(preemphasis_np(frames.y) * mask, dtype=dtype, device=self.device)
@@ -249,7 +271,7 @@ class GrayboxObjective:
     def _run(self, z: torch.Tensor, preemphasised: bool) -> torch.Tensor:
         natural, blocks = self.param.natural(z)
         return _forward(self.x_spec, self.samples, self.n_fft, natural, blocks,
-                        self.param.sample_rate, preemphasised)
+                        self.param.sample_rate, preemphasised, self.x)
 
     def _loss_tensor(self, z: torch.Tensor) -> torch.Tensor:
         err = torch.where(self.mask, self._run(z, True) - self.target_pe, 0.0)
@@ -287,6 +309,61 @@ class GrayboxObjective:
     def _z(self, z) -> torch.Tensor:
         return torch.as_tensor(z).detach().to(device=self.device, dtype=self.dtype)
 
+    def output_energy(self, z: torch.Tensor) -> float:
+        """Pre-emphasised output energy over the scored samples (for the level match)."""
+        with torch.no_grad():
+            out = torch.where(self.mask, self._run(self._z(z), True), 0.0)
+            return float((out ** 2).sum())
+
+
+# z coordinates of the second stage: the make-up gain (dB) and the six block logits
+STAGE2_NAMES = ("make_up_db",) + BLOCK_NAMES
+
+
+class BlockObjective(GrayboxObjective):
+    """The second stage's objective: the compressor's gain signal held, the blocks free.
+
+    With the detector on the input, the five compressor parameters fix the gain signal
+    ``g`` (computed once here by :func:`dsp.compressor.compressor_gain`); what is left,
+    ``Hout(S(m g Hin(x)))``, is FFT filtering and a pointwise shaper, so its exact
+    gradient and Hessian by autograd (reverse over reverse, one backward pass per row)
+    cost a few FFTs per row instead of a pass through the compressor recursion.
+
+    ``z`` is ``(7,)``: the make-up gain ``m`` in dB (it trades with the filters' pass-band
+    gain and the shaper's drive, and costs nothing to free) and the six block logits
+    (:meth:`GrayboxParameterisation.block_values`), in the order of :data:`STAGE2_NAMES`.
+
+    Args:
+        frames: the framed pair.
+        param: the parameter map.
+        compressor: the five compressor parameters (physical); make-up is ignored here.
+        device: torch device.
+    """
+
+    def __init__(self, frames: Frames, param: GrayboxParameterisation, compressor: dict[str, float],
+                 device="cpu", dtype=torch.float64):
+        super().__init__(frames, param, device, dtype)
+        natural = param.compressor.natural(param.compressor.from_physical({**compressor, "make_up_db": 0.0}))
+        with torch.no_grad():
+            self.gain = compressor_gain(self.x, *natural[:4].to(self.x))
+
+    def _run(self, z: torch.Tensor, preemphasised: bool) -> torch.Tensor:
+        blocks = self.param.block_values(z[1:])
+        return _blocks_forward(self.x_spec, self.gain * db2amp(z[0]), self.samples, self.n_fft, blocks,
+                               self.param.sample_rate, preemphasised)
+
+    def stage_vector(self, params: dict[str, float]) -> torch.Tensor:
+        """``(7,)`` start vector from physical gray-box parameters."""
+        full = self.param.from_physical(params)
+        return torch.cat([full[4:5], full[5:]])
+
+    def full_vector(self, zs: torch.Tensor, params: dict[str, float]) -> torch.Tensor:
+        """The ``(11,)`` vector: compressor of ``params`` with make-up and blocks from ``zs``."""
+        full = self.param.from_physical(params)
+        full[4] = zs[0]
+        full[5:] = zs[1:]
+        return full
+
 
 @dataclass
 class GrayboxFitOptions(FitOptions):
@@ -296,10 +373,13 @@ class GrayboxFitOptions(FitOptions):
         blocks: block ranges.
         start: the blocks' start (transparent by default).
         block_max_step: largest move of one Newton step of a block logit.
+        joint_autograd: after the two stages, Newton on all eleven parameters with
+            autograd through the compressor (slow: see :func:`fit_graybox_frames`).
     """
     blocks: BlockRanges = field(default_factory=BlockRanges)
     start: dict = field(default_factory=lambda: dict(TRANSPARENT))
     block_max_step: float = 2.0
+    joint_autograd: bool = False
 
 
 def _ff5_options(options: FitOptions) -> FitOptions:
@@ -307,72 +387,131 @@ def _ff5_options(options: FitOptions) -> FitOptions:
     return FitOptions(**{f.name: getattr(options, f.name) for f in fields(FitOptions)})
 
 
+def _newton_options(options: FitOptions, energy: float, max_step) -> NewtonOptions:
+    return NewtonOptions(**{**options.newton.__dict__, "atol": options.atol_esr * energy,
+                            "max_step": tuple(max_step)})
+
+
 def fit_graybox_frames(frames: Frames, init: dict[str, float] | None = None,
                        options: FitOptions | None = None,
                        progress: Callable[[int, float, float], None] | None = None,
                        level_match: bool | None = None) -> FitResult:
-    """Fit the eleven gray-box parameters to ``frames``.
+    """Fit the eleven gray-box parameters to ``frames``, in two Newton stages.
 
-    Same inputs and result as :func:`dsp.fit.fit_frames`. When ``init`` lacks the
-    block parameters (a cold start, or a five-parameter start), the five-parameter
-    model is fitted first from ``init`` (with ``level_match`` as there) and the
-    gray-box starts from that fit with the blocks at ``options.start``; a full
-    gray-box ``init`` (e.g. the previous level of a chain) starts the gray-box fit
-    directly (``level_match`` True then re-matches its make-up gain).
+    1. The five compressor parameters: :func:`dsp.fit.fit_frames` (the fused exact
+       kernel) from the five of ``init`` (``level_match`` as there).
+    2. The make-up gain and the six block parameters, the compressor's gain signal held
+       (:class:`BlockObjective`): Newton with the exact 7x7 gradient and Hessian from
+       autograd over FFT filters and the pointwise shaper. It starts from ``init``'s
+       blocks when ``init`` has them (a chain's previous level), else from
+       ``options.start``; its make-up starts from whichever of stage 1's and ``init``'s
+       gives the lower loss.
+    3. Only with ``options.joint_autograd``: Newton on all eleven with autograd through
+       the compressor recursion (:class:`GrayboxObjective`, an 11-row Hessian of
+       reverse over reverse through torchcomp). Measured: 67 s per gradient and Hessian
+       on 3 s of 44.1 kHz audio on a loaded 2-core machine, so it is a check, not a default.
+
+    The five compressor parameters are not refitted with the blocks held: the fused
+    kernel has no post-processing stage, and the compressor detector sees the input, so
+    the blocks change only what follows the gain.
 
     Args:
         frames: the framed input/target pair.
-        init: physical start (five or eleven parameters) or None.
+        init: physical start (five or eleven parameters) or None (the published start).
         options: :class:`GrayboxFitOptions` (a plain :class:`FitOptions` gets block defaults).
-        progress: per-iteration callback ``(iteration, loss, decrement)`` (both stages).
-        level_match: see above.
+        progress: per-iteration callback ``(iteration, loss, decrement)`` (every stage).
+        level_match: see :func:`dsp.fit.fit_frames` (stage 1).
 
     Returns:
         :class:`dsp.fit.FitResult` with ``params`` holding all of :data:`GRAYBOX_NAMES`;
-        ``iterations``, ``seconds`` and ``history`` cover both stages.
+        ``iterations``, ``seconds`` and ``history`` cover every stage, ``reason`` is the
+        last stage's.
     """
     options = options if options is not None else GrayboxFitOptions()
     blocks = getattr(options, "blocks", BlockRanges())
-    block_start = dict(getattr(options, "start", TRANSPARENT))
-    block_step = float(getattr(options, "block_max_step", 2.0))
     param = GrayboxParameterisation(frames.sample_rate, options.ranges, blocks)
     start_time = time.perf_counter()
+    five = None if init is None else {k: float(init[k]) for k in PARAM_NAMES}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the last stage decides convergence
+        first = fit_frames(frames, five, _ff5_options(options), progress, level_match)
     warm = init is not None and all(k in init for k in BLOCK_NAMES)
-    history: list[float] = []
-    iterations = 0
-    if warm:
-        start = {k: float(init[k]) for k in GRAYBOX_NAMES}
-    else:
-        five = None if init is None else {k: init[k] for k in PARAM_NAMES}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # the gray-box stage decides convergence
-            first = fit_frames(frames, five, _ff5_options(options), progress, level_match)
-        start = {**first.params, **block_start}
-        history += first.history
-        iterations += first.iterations
-    objective = GrayboxObjective(frames, param, options.device)
+    start = {**first.params, **({k: float(init[k]) for k in BLOCK_NAMES} if warm
+                                else dict(getattr(options, "start", TRANSPARENT)))}
+    make_up_starts = [first.params["make_up_db"]] + ([float(init["make_up_db"])] if warm else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        second = fit_blocks(frames, first.params, start, options, progress, make_up_starts)
+    iterations = first.iterations + second.iterations
+    history = first.history + second.history
+    last = second
+    if getattr(options, "joint_autograd", False):
+        joint = GrayboxObjective(frames, param, options.device)
+        max_step = tuple(options.max_step) + (_block_step(options),) * len(BLOCK_NAMES)
+        z0 = param.from_physical(second.params)
+        result = newton(joint, z0, _newton_options(options, joint.energy, max_step), progress)
+        last = FitResult(param.to_physical(result.z), result.loss / joint.energy, result.loss, result.iterations,
+                         result.converged, result.reason, result.seconds, second.params, result.history)
+        iterations += last.iterations
+        history += last.history
+    if not last.converged:
+        warnings.warn(f"gray-box fit did not converge: {last.reason}", RuntimeWarning, stacklevel=2)
+    return FitResult(params=last.params, esr=last.esr, loss=last.loss, iterations=iterations,
+                     converged=last.converged, reason=last.reason, seconds=time.perf_counter() - start_time,
+                     initial_params=second.initial_params, history=history)
+
+
+def _block_step(options) -> float:
+    return float(getattr(options, "block_max_step", 2.0))
+
+
+def fit_blocks(frames: Frames, compressor: dict[str, float], start: dict[str, float],
+               options: FitOptions | None = None,
+               progress: Callable[[int, float, float], None] | None = None,
+               make_up_starts: list[float] | None = None) -> FitResult:
+    """Stage 2: the make-up gain and the six block parameters, the compressor's gain held.
+
+    Newton on :class:`BlockObjective` with its exact autograd gradient and Hessian.
+
+    Args:
+        frames: the framed input/target pair.
+        compressor: the five compressor parameters (physical), held; their make-up is
+            only a start.
+        start: physical start of the blocks (and ``make_up_db``, used if present).
+        options: ranges, block ranges, solver tolerances (:class:`GrayboxFitOptions`).
+        progress: per-iteration callback ``(iteration, loss, decrement)``.
+        make_up_starts: candidate make-up starts (dB); the one with the lowest loss wins.
+
+    Returns:
+        :class:`dsp.fit.FitResult` with all of :data:`GRAYBOX_NAMES` (the compressor's
+        four held, make-up and blocks fitted); ``initial_params`` is the stage's start.
+    """
+    options = options if options is not None else GrayboxFitOptions()
+    param = GrayboxParameterisation(frames.sample_rate, options.ranges, getattr(options, "blocks", BlockRanges()))
+    objective = BlockObjective(frames, param, compressor, options.device)
     if objective.energy <= 0:
         raise ValueError("the target is silent after the warm-up; nothing to fit")
-    z0 = param.from_physical(start)
-    if warm and level_match:
-        z0[4] = level_matched_make_up(objective, frames, z0)
-    initial = param.to_physical(z0)
-    max_step = tuple(options.max_step) + (block_step,) * len(BLOCK_NAMES)
-    nopts = NewtonOptions(**{**options.newton.__dict__, "atol": options.atol_esr * objective.energy,
-                             "max_step": max_step})
-    result = newton(objective, z0, nopts, progress)
+    base = {**compressor, **{k: v for k, v in start.items() if k in STAGE2_NAMES}}
+    z0 = objective.stage_vector(base)
+    for m in make_up_starts or []:
+        other = z0.clone()
+        other[0] = float(m)
+        if objective.loss(other) < objective.loss(z0):
+            z0 = other
+    max_step = (options.max_step[4],) + (_block_step(options),) * len(BLOCK_NAMES)
+    result = newton(objective, z0, _newton_options(options, objective.energy, max_step), progress)
     if not result.converged:
-        warnings.warn(f"gray-box fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"gray-box block fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
     return FitResult(
-        params=param.to_physical(result.z),
+        params=param.to_physical(objective.full_vector(result.z, base)),
         esr=result.loss / objective.energy,
         loss=result.loss,
-        iterations=iterations + result.iterations,
+        iterations=result.iterations,
         converged=result.converged,
         reason=result.reason,
-        seconds=time.perf_counter() - start_time,
-        initial_params=initial,
-        history=history + result.history,
+        seconds=result.seconds,
+        initial_params=param.to_physical(objective.full_vector(z0, base)),
+        history=result.history,
     )
 
 
@@ -401,8 +540,9 @@ class _Filter:
 class BlockGraybox:
     """Stateful gray-box for consecutive blocks of ``(channels, samples)`` audio.
 
-    Same model as :func:`graybox` (from rest at the first block); the compressor is
-    :class:`dsp.render.BlockCompressor` on the filtered input (linked detection).
+    Same model as :func:`graybox` (from rest at the first block); the compressor's gain
+    is :class:`dsp.render.BlockCompressor`'s on the input (linked detection), applied to
+    the filtered input.
 
     Args:
         params: physical parameters, all of :data:`GRAYBOX_NAMES`.
@@ -427,9 +567,10 @@ class BlockGraybox:
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one ``(channels, samples)`` block (float64 inside, input dtype out)."""
         block = np.atleast_2d(block)
-        u = self.input_filter.process(block.astype(np.float64))
-        c = self.compressor.process(u)
-        y = self.output_filter.process(shaper_np(c, self.drive, self.asymmetry))
+        x = block.astype(np.float64)
+        gain = np.atleast_2d(self.compressor.gain(x)) * self.compressor.make_up  # detector on the input
+        u = self.input_filter.process(x)
+        y = self.output_filter.process(shaper_np(u * gain, self.drive, self.asymmetry))
         return y.astype(block.dtype, copy=False)
 
 

@@ -2,7 +2,9 @@
 
 Interpolation follows how each parameter behaves: threshold and make-up linearly
 in dB, ratio linearly in log-ratio, attack and release with a monotone cubic
-(PCHIP) in log-time. Outside the fitted range the end values are held.
+(PCHIP) in log-time; a gray-box map's block parameters: frequencies linearly in
+log-frequency, dB, drive and asymmetry linearly. Outside the fitted range the end
+values are held. The record names the model class (``compressor: ff5|graybox``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from scipy.interpolate import PchipInterpolator
 
 from audio.devices import LA2A, la2a_setting
 from common.errors import UserError
+from dsp.graybox import BLOCK_NAMES
+from dsp.kinds import kind_of, param_names
 from dsp.params import PARAM_NAMES
 from dsp.parammap import ParamMap, register
 
@@ -21,6 +25,21 @@ __all__ = ["KnobMap"]
 
 _INTERPOLATION = {"threshold_db": "linear", "make_up_db": "linear", "ratio": "linear in log",
                   "attack_ms": "monotone cubic in log", "release_ms": "monotone cubic in log"}
+_BLOCK_INTERPOLATION = {"input_highpass_hz": "linear in log", "input_shelf_hz": "linear in log",
+                        "input_shelf_db": "linear", "tube_drive": "linear", "tube_asymmetry": "linear",
+                        "output_highpass_hz": "linear in log"}
+
+
+def _interpolate_blocks(q: float, pr: np.ndarray, levels: dict) -> dict[str, float]:
+    """The gray-box block parameters at ``q`` (see the module docstring)."""
+    out = {}
+    for k in BLOCK_NAMES:
+        col = np.asarray([v[k] for v in levels.values()], dtype=float)
+        if _BLOCK_INTERPOLATION[k] == "linear in log":
+            out[k] = float(math.exp(np.interp(q, pr, np.log(col))))
+        else:
+            out[k] = float(np.interp(q, pr, col))
+    return out
 
 
 @register
@@ -41,12 +60,18 @@ class KnobMap(ParamMap):
     def __init__(self, table: dict[str, dict[int, dict[str, float]]], protocol: dict | None = None):
         self.table = {m: dict(sorted(levels.items())) for m, levels in table.items() if levels}
         self.protocol = protocol
+        kinds = {kind_of(p) for lv in self.table.values() for p in lv.values()}
+        if len(kinds) > 1:
+            raise ValueError("knob map mixes ff5 and graybox fits")
+        self.compressor = kinds.pop() if kinds else "ff5"
+        self.names = param_names(self.compressor)
 
     @classmethod
     def from_rows(cls, rows: list[dict], protocol: dict | None = None) -> "KnobMap":
         table: dict[str, dict[int, dict[str, float]]] = {}
         for r in rows:
-            table.setdefault(r["mode"], {})[int(r["peak_reduction"])] = {k: float(r[k]) for k in PARAM_NAMES}
+            names = param_names(kind_of(r))
+            table.setdefault(r["mode"], {})[int(r["peak_reduction"])] = {k: float(r[k]) for k in names}
         return cls(table, protocol)
 
     @property
@@ -75,7 +100,7 @@ class KnobMap(ParamMap):
         q = float(np.clip(peak_reduction, pr.min(), pr.max()))
         col = {k: np.asarray([v[k] for v in self.table[mode].values()]) for k in PARAM_NAMES}
         if len(pr) == 1:
-            return {k: float(col[k][0]) for k in PARAM_NAMES}
+            return {k: float(v[k]) for v in self.table[mode].values() for k in self.names}
         out = {
             "threshold_db": float(np.interp(q, pr, col["threshold_db"])),
             "make_up_db": float(np.interp(q, pr, col["make_up_db"])),
@@ -83,7 +108,9 @@ class KnobMap(ParamMap):
         }
         for k in ("attack_ms", "release_ms"):
             out[k] = float(np.exp(PchipInterpolator(pr, np.log(col[k]))(q)))
-        return {k: out[k] for k in PARAM_NAMES}
+        if self.compressor == "graybox":
+            out.update(_interpolate_blocks(q, pr, self.table[mode]))
+        return {k: out[k] for k in self.names}
 
     def at_without(self, setting: dict) -> dict[str, float]:
         """Interpolated from every other fitted level (the level itself left out)."""
@@ -97,8 +124,9 @@ class KnobMap(ParamMap):
                         for m, lv in self.table.items()}, self.protocol)
 
     def to_record(self) -> dict:
-        record = {"kind": self.kind, "interpolation": dict(_INTERPOLATION),
-                  "modes": {m: {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
+        interpolation = {**_INTERPOLATION, **(_BLOCK_INTERPOLATION if self.compressor == "graybox" else {})}
+        record = {"kind": self.kind, "compressor": self.compressor, "interpolation": interpolation,
+                  "modes": {m: {int(pr): {k: float(v[k]) for k in self.names} for pr, v in lv.items()}
                             for m, lv in self.table.items()}}
         if self.protocol is not None:
             record["protocol"] = self.protocol
@@ -106,6 +134,7 @@ class KnobMap(ParamMap):
 
     @classmethod
     def from_record(cls, record: dict) -> "KnobMap":
+        names = param_names(str(record.get("compressor", "ff5")))
         protocol = record.get("protocol")
-        return cls({str(m): {int(pr): {k: float(v[k]) for k in PARAM_NAMES} for pr, v in lv.items()}
+        return cls({str(m): {int(pr): {k: float(v[k]) for k in names} for pr, v in lv.items()}
                     for m, lv in record["modes"].items()}, dict(protocol) if protocol is not None else None)

@@ -8,7 +8,7 @@ from dsp.fit import HESSIAN_METHODS, FitOptions
 from dsp.newton import NewtonOptions
 from dsp.params import PARAM_NAMES, Ranges
 
-__all__ = ["fit_options", "initial_params", "resolve_device"]
+__all__ = ["fit_options", "initial_params", "resolve_device", "compressor_name", "graybox_options"]
 
 
 def resolve_device(name: str) -> str:
@@ -36,8 +36,36 @@ def fit_options(cfg) -> FitOptions:
         raise UserError("optimiser.max_iterations must be at least 1")
     newton = NewtonOptions(max_iterations=int(o.max_iterations), rtol=float(o.rtol), ftol=float(o.ftol),
                            gtol=float(o.gtol))
-    return FitOptions(ranges=ranges, hessian=str(o.hessian), newton=newton, atol_esr=float(o.atol_esr),
-                      device=resolve_device(cfg.get("device", "cpu")))
+    options = FitOptions(ranges=ranges, hessian=str(o.hessian), newton=newton, atol_esr=float(o.atol_esr),
+                         device=resolve_device(cfg.get("device", "cpu")))
+    return graybox_options(cfg.compressor, options) if compressor_name(cfg) == "graybox" else options
+
+
+def compressor_name(cfg) -> str:
+    """``compressor.name`` (ff5 when absent: configs from before the config group)."""
+    name = str(cfg.compressor.get("name", "ff5"))
+    if name not in ("ff5", "graybox"):
+        raise UserError(f"compressor must be ff5 or graybox, got {name!r}")
+    return name
+
+
+def graybox_options(section, options: FitOptions):
+    """:class:`dsp.graybox.GrayboxFitOptions` from the ``compressor`` section of ``compressor=graybox``."""
+    from dsp.graybox import BLOCK_NAMES, BlockRanges, GrayboxFitOptions
+    try:
+        ranges = section.get("ranges") or {}
+        blocks = BlockRanges.from_dict({k: tuple(map(float, ranges[k])) for k in BLOCK_NAMES if k in ranges})
+        start = {k: float(section.start[k]) for k in BLOCK_NAMES}
+        blocks.check(start, where="compressor.start")
+        step = float(section.get("block_max_step", 2.0))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"compressor (graybox): missing or non-numeric {exc}") from None
+    except ValueError as exc:
+        raise UserError(f"compressor (graybox): {exc}") from None
+    if not step > 0:
+        raise UserError("compressor.block_max_step must be positive")
+    return GrayboxFitOptions(**options.__dict__, blocks=blocks, start=start, block_max_step=step,
+                             joint_autograd=bool(section.get("joint_autograd", False)))
 
 
 def initial_params(cfg, ranges: Ranges) -> dict[str, float]:

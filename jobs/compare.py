@@ -29,7 +29,7 @@ from jobs.ensure import ensure_dsp_fit
 from jobs.protocol import held_out_levels
 from report import plots
 from report.evaluate import evaluate
-from report.models import dsp_candidates, neural_candidate
+from report.models import dsp_candidates, neural_candidate, series_label
 from report.summary import level_table, markdown_table, rows_to_csv, setting_table, summarise, summary_text
 
 __all__ = ["run_compare"]
@@ -75,7 +75,8 @@ def _ensure_neural(cfg, argv) -> list[Path]:
 
     for model, variant, run_dir in missing:
         cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
-               f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", *_data_overrides(argv),
+               f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", f"compressor={cfg.get('compressor', 'ff5')}",
+               *_data_overrides(argv),
                f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
                *[str(o) for o in (cfg.get("train_overrides") or [])]]
         if jobs == 1:
@@ -109,7 +110,8 @@ class Corpus:
 def _la2a_corpus(cfg) -> Corpus:
     unseen = set(held_out_levels(cfg))
     # the protocol: a Train-only DSP fit that never saw the unseen levels (refused otherwise)
-    kmap = ensure_dsp_fit(cfg.data, Path(str(cfg.dsp_dir)), quiet=bool(cfg.quiet), unseen=sorted(unseen))
+    kmap = ensure_dsp_fit(cfg.data, Path(str(cfg.dsp_dir)), quiet=bool(cfg.quiet), unseen=sorted(unseen),
+                          compressor=str(cfg.get("compressor", "ff5")))
     pairs = [p for p in load_pairs(cfg.data, quiet=cfg.quiet) if p.split == str(cfg.eval_split)
              and p.mode in kmap.modes]
     if not pairs:
@@ -160,7 +162,8 @@ def run_compare(cfg, argv: list[str]) -> int:
     corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
     device = corpus.device
     neural_ckpts = _ensure_neural(cfg, argv)
-    candidates = dsp_candidates(corpus.param_map) + [neural_candidate(p, device) for p in neural_ckpts]
+    candidates = (dsp_candidates(corpus.param_map) + _extra_dsp_candidates(cfg, corpus)
+                  + [neural_candidate(p, device) for p in neural_ckpts])
     rows = evaluate(candidates, corpus.takes, device, corpus.seen, float(cfg.skip_s), quiet=cfg.quiet)
     bad = [r for r in rows if not all(np.isfinite(r[k]) for k in ("esr", "mae", "stft", "rtf_256"))]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,8 +215,24 @@ def _plots(corpus: Corpus, candidates, rows, cfg, out_dir: Path) -> list[str]:
     return names
 
 
+def _extra_dsp_candidates(cfg, corpus: Corpus) -> list:
+    """The DSP fits of ``dsp_fits`` beside ``dsp_dir``'s (LA-2A chains, each fitted with
+    its ``compressor`` when missing), e.g. a graybox fit to compare with the ff5 one."""
+    extra = list(cfg.get("dsp_fits") or [])
+    if extra and corpus.device != LA2A:
+        raise UserError("dsp_fits: extra DSP fits are compared on LA-2A chains only")
+    out = []
+    for i, fit in enumerate(extra):
+        if "compressor" not in fit or "dsp_dir" not in fit:
+            raise UserError(f"dsp_fits[{i}]: needs compressor and dsp_dir")
+        kmap = ensure_dsp_fit(cfg.data, Path(str(fit.dsp_dir)), quiet=bool(cfg.quiet),
+                              unseen=sorted(held_out_levels(cfg)), compressor=str(fit.compressor))
+        out += dsp_candidates(kmap)
+    return out
+
+
 def _label(c) -> str:
-    return "dsp" if c.kind == "dsp" else f"{c.name} {c.kind}"
+    return series_label(c.name, c.kind)
 
 
 def _plot_knobs(cfg, knobs: list[str], test_rows, ranges) -> dict:

@@ -22,7 +22,7 @@ __all__ = ["ensure_dsp_fit"]
 
 
 def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, quiet: bool = False,
-                   modes=None, unseen=()) -> KnobMap | KnobTable:
+                   modes=None, unseen=(), compressor: str = "ff5") -> KnobMap | KnobTable:
     """The fitted parameter map in ``dsp_dir``, fitted first where it is missing.
 
     Args:
@@ -34,6 +34,8 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         modes: the chain's modes (default: the config's).
         unseen: the held-out peak reduction levels: a missing chain is fitted without
             them, an existing one must not have been fitted there.
+        compressor: the DSP model class (``ff5`` | ``graybox``) to fit with; an existing
+            chain of another class is refused.
 
     Returns:
         a :class:`dsp.parammap.ParamMap`.
@@ -45,7 +47,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         raise UserError(f"data.fit_splits: the DSP fit of a comparison or a neural training reads Train material "
                         f"only (the protocol), got {list(data.fit_splits)}")
     unseen_arg = f"unseen_levels=[{','.join(map(str, unseen))}]"
-    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}", unseen_arg]
+    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}", unseen_arg, f"compressor={compressor}"]
     if takes is None:
         path = dsp_dir / "knobmap.yaml"
         missing = not path.is_file()
@@ -69,6 +71,9 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
     if takes is not None:
         return load_take_fits(takes, dsp_dir)
     kmap = KnobMap.load(dsp_dir / "knobmap.yaml")
+    if kmap.compressor != compressor:
+        raise UserError(f"{dsp_dir / 'knobmap.yaml'}: is a {kmap.compressor} fit, compressor={compressor} "
+                        f"was asked (point dsp_dir elsewhere)")
     problem = protocol_problem(kmap.protocol, unseen)
     if problem:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: this DSP fit {problem}; remove {dsp_dir} to have it refitted "

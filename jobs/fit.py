@@ -23,25 +23,26 @@ from audio.signaltrain import find_level, levels_by_mode, scan_corpus
 from common.errors import UserError
 from common.records import write_csv
 from common.table import format_table
-from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain, write_summary
+from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain
 from dsp.checkpoint import save_checkpoint
 from dsp.fit import FitResult, fit_frames
-from dsp.knobmap import KnobMap
+from dsp.kinds import fit_any, options_kind
 from dsp.knobtable import take_dir, take_fit
 from dsp.objective import target_energy
 from dsp.params import PARAM_NAMES
 from dsp.render import render
 from dsp.settings import fit_options, initial_params
-from jobs.protocol import SPLIT_COLUMNS, add_split_scores, fit_record, held_out_levels
+from jobs.protocol import held_out_levels
+from jobs.records import PARAM_COLUMNS, param_columns, write_chain_records
 
 __all__ = ["FIT_JOBS", "fit_job_kind", "run_fit_job", "TAKES_SUMMARY"]
 
 FIT_JOBS = ("pair", "digital", "chain", "manifest")
 TAKES_SUMMARY = "manifest_summary.csv"
 
-PARAM_COLUMNS = [("threshold_db", "thresh dB", ".2f"), ("ratio", "ratio", ".2f"),
-                 ("attack_ms", "attack ms", ".3g"), ("release_ms", "release ms", ".4g"),
-                 ("make_up_db", "make-up dB", ".2f")]
+def _ff5_only(options, job: str) -> None:
+    if options_kind(options) != "ff5":
+        raise UserError(f"the {job} job fits compressor=ff5 only (compressor=graybox: use a pair or the chain)")
 
 
 def fit_job_kind(cfg) -> str:
@@ -77,6 +78,8 @@ def run_fit_job(cfg) -> int:
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
+    if fit_job_kind(cfg) in ("digital", "manifest"):
+        _ff5_only(options, fit_job_kind(cfg))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
     return job[fit_job_kind(cfg)](cfg, ckpt_dir, options, init)
 
@@ -92,7 +95,7 @@ def _fit_with_progress(frames, init, options, quiet: bool, label: str) -> FitRes
     energy = target_energy(frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = fit_frames(frames, init, options, step, level_match=True)
+        res = fit_any(frames, init, options, step, level_match=True)
     bar.close()
     return res
 
@@ -100,7 +103,8 @@ def _fit_with_progress(frames, init, options, quiet: bool, label: str) -> FitRes
 def _record(res: FitResult, sample_rate: int, options, **extra) -> dict:
     return {"params": res.params, "esr": res.esr, "loss": res.loss, "iterations": res.iterations,
             "converged": res.converged, "seconds": res.seconds, "sample_rate": sample_rate,
-            "reason": res.reason, "hessian": options.hessian, "initial_params": res.initial_params, **extra}
+            "reason": res.reason, "hessian": options.hessian, "initial_params": res.initial_params,
+            "compressor": options_kind(options), **extra}
 
 
 def _single_job(cfg, ckpt_dir, options, init) -> int:
@@ -110,7 +114,7 @@ def _single_job(cfg, ckpt_dir, options, init) -> int:
     res = _fit_with_progress(frames, init, options, cfg.quiet, "fit")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt)))
-    _report_single(res, ckpt_dir / "ckpt.yaml")
+    _report_single(res, ckpt_dir / "ckpt.yaml", options)
     return 0
 
 
@@ -144,10 +148,11 @@ def _frames(cfg, x, y, sr, path):
     return frame_pair(x, y, sr, float(cfg.data.frame_s), float(cfg.data.overlap_s), path)
 
 
-def _report_single(res: FitResult, path: Path) -> None:
+def _report_single(res: FitResult, path: Path, options=None) -> None:
     row = {**res.params, "esr": res.esr, "iterations": res.iterations, "seconds": res.seconds,
            "converged": str(res.converged)}
-    print(format_table([row], PARAM_COLUMNS + [("esr", "ESR", ".4g"), ("iterations", "iters", "d"),
+    columns = PARAM_COLUMNS if options is None else param_columns(options)
+    print(format_table([row], columns + [("esr", "ESR", ".4g"), ("iterations", "iters", "d"),
                                                ("seconds", "s", ".1f"), ("converged", "converged", "")]))
     if not res.converged:
         print(f"warning: the fit did not converge ({res.reason}); best parameters kept", file=sys.stderr)
@@ -207,7 +212,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration)
     bar.update(1)
     bar.close()
-    _write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
+    write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
     for mode in modes:
         esr = [r["esr"] for r in rows if r["mode"] == mode]
         if esr:
@@ -232,26 +237,6 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
                                    ("esr_interpolated", "Test ESR interpolated", ".4f")]))
     print(f"wrote {ckpt_dir / 'summary.csv'} and {ckpt_dir / 'knobmap.yaml'}")
     return 0
-
-
-def _write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, method: str,
-                         held_out: list[int], extra_columns=(), table_columns=()) -> KnobMap:
-    """Score the rows on Val and Test, write summary.csv and knobmap.yaml (with the protocol
-    record: method, splits read, levels held out and fitted) and print the table."""
-    add_split_scores(rows, pairs, options.ranges, float(cfg.data.frame_s), float(cfg.data.overlap_s))
-    write_summary(ckpt_dir / "summary.csv", rows, list(extra_columns) + list(SPLIT_COLUMNS.values()))
-    fitted = {}
-    for r in rows:
-        if r.get("esr") is not None and not r.get("held_out"):   # joint: a row off the curves only
-            fitted.setdefault(r["mode"], []).append(int(r["peak_reduction"]))
-    protocol = fit_record(method, cfg.data.fit_splits, held_out, fitted)
-    kmap = KnobMap.from_rows(rows, protocol)
-    kmap.save(ckpt_dir / "knobmap.yaml")
-    print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + PARAM_COLUMNS +
-                       [("esr", "ESR fitting audio", ".4f"), ("esr_val", "ESR Val", ".4f"),
-                        ("esr_test", "ESR Test", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")]))
-    print(f"fitted on {'/'.join(map(str, cfg.data.fit_splits))} material; held out: {held_out or 'none'}")
-    return kmap
 
 
 # --- a manifest: takes of a device with arbitrary knobs, one fit each -----------------------

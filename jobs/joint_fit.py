@@ -35,6 +35,7 @@ from dsp.chain import frame_pair, level_dir
 from dsp.checkpoint import save_checkpoint
 from dsp.joint import DEFAULT_CANDIDATES, JointKnobModel, JointOptions, JointSetting, fit_joint, select_smoothness
 from jobs.protocol import held_out_levels, scorable_frames
+from jobs.records import write_chain_records
 
 __all__ = ["run_joint_job", "JOINT_RECORD"]
 
@@ -112,8 +113,7 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     rows = _rows(model, pairs, levels, held_out, total)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _write_level_checkpoints(ckpt_dir, rows, model, options)
-    from jobs.fit import _write_chain_records   # the chain's summary, knob map and table
-    kmap = _write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
+    kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
                                 extra_columns=["held_out"], table_columns=[("held_out", "held out", "")])
     record = {**model.to_record(), "protocol": kmap.protocol,
               "selection": {m: t for m, t in selections.items()}, "seconds": {m: float(s) for m, s in total.items()}}

@@ -17,8 +17,8 @@ from typing import Iterable
 from audio.io import read_pair
 from common.errors import UserError
 from dsp.chain import frame_pair
-from dsp.fit import make_objective
-from dsp.params import Parameterisation, Ranges
+from dsp.kinds import evaluate_any
+from dsp.objective import target_energy
 
 __all__ = ["PROTOCOL_SPLITS", "SPLIT_COLUMNS", "held_out_levels", "fit_record", "protocol_problem",
            "add_split_scores", "pooled_split_esr", "scorable_frames"]
@@ -62,19 +62,18 @@ def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
     return ""
 
 
-def pooled_split_esr(pairs, params: dict, ranges: Ranges, frame_s: float, overlap_s: float) -> float | None:
-    """Total squared pre-emphasised error over total target energy of ``params`` on ``pairs``
-    (None when there are none). A take too short for the warm-up, or silent, is not scored."""
+def pooled_split_esr(pairs, params: dict, options, frame_s: float, overlap_s: float) -> float | None:
+    """Total squared pre-emphasised error over total target energy of ``params`` (either
+    model class) on ``pairs`` (None when there are none). A take too short for the warm-up,
+    or silent, is not scored."""
     err = energy = 0.0
     for p in pairs:
         frames = scorable_frames(p, frame_s, overlap_s)
         if frames is None:
             continue
-        sr = frames.sample_rate
-        param = Parameterisation(sr, ranges)
-        obj = make_objective(frames, param)
-        err += obj.loss(param.from_physical(params))
-        energy += obj.energy
+        e = target_energy(frames)
+        err += evaluate_any(frames, params, options) * e
+        energy += e
     return err / energy if energy > 0 else None
 
 
@@ -88,7 +87,7 @@ def scorable_frames(pair, frame_s: float, overlap_s: float):
         return None
 
 
-def add_split_scores(rows: list[dict], pairs, ranges: Ranges, frame_s: float, overlap_s: float,
+def add_split_scores(rows: list[dict], pairs, options, frame_s: float, overlap_s: float,
                      splits: Iterable[str] = ("Val", "Test")) -> None:
     """Add ``esr_val`` / ``esr_test`` to every summary row: the pooled ESR of that row's
     parameters on every take of the split at its setting (any take tag); empty where the
@@ -97,5 +96,5 @@ def add_split_scores(rows: list[dict], pairs, ranges: Ranges, frame_s: float, ov
         for split in splits:
             takes = [p for p in pairs if p.split == split and p.mode == r["mode"]
                      and p.peak_reduction == int(r["peak_reduction"])]
-            esr = pooled_split_esr(takes, r, ranges, frame_s, overlap_s) if takes else None
+            esr = pooled_split_esr(takes, r, options, frame_s, overlap_s) if takes else None
             r[SPLIT_COLUMNS[split]] = esr

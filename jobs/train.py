@@ -101,7 +101,7 @@ def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
     # the protocol: a Train-only fit that never saw the unseen levels; their parameters are the knob model's
     param_map = ensure_dsp_fit(cfg.data, dsp_dir, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet), modes=modes,
-                               unseen=unseen)
+                               unseen=unseen, compressor=str(cfg.get("compressor", "ff5")))
     missing = [m for m in modes if m not in param_map.modes]
     if missing:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: no fit for mode {missing[0]!r}")

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from common.errors import UserError
+from dsp.kinds import kind_of, renderer_for
 from dsp.render import BlockCompressor
 from neural.checkpoint import load_checkpoint
 from neural.training.data import conditioning, dsp_gain_db
@@ -74,6 +75,9 @@ class BlockProcessor:
 
     def reset(self) -> None:
         self.comp = BlockCompressor(self.params, self.renderer.sample_rate) if self.renderer.uses_dsp else None
+        # a gray-box fit: its output is not x * gain, so it runs beside the compressor's gain
+        graybox = self.renderer.uses_dsp and kind_of(self.params) == "graybox"
+        self.dsp = renderer_for(self.params, self.renderer.sample_rate) if graybox else None
         self.state = None
         self.channels = None
 
@@ -91,6 +95,8 @@ class BlockProcessor:
             g = dsp_gain_db(self.comp, block, self.params["make_up_db"])
             g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
             y_dsp = x * torch.pow(10.0, g_db / 20.0)
+            if self.dsp is not None:
+                y_dsp = torch.from_numpy(self.dsp.process(block.astype(np.float64)).astype(np.float32))
         cond = self.cond.expand(self.channels, -1)
         with torch.inference_mode():
             y, self.state = run_chunked(self.renderer.model, x, y_dsp, g_db, cond, self.state)

@@ -18,14 +18,25 @@ import torch
 from audio.devices import LA2A, Device
 from common.errors import UserError
 from dsp.parammap import ParamMap
-from dsp.render import BlockCompressor, render
+from dsp.kinds import kind_of, render_any, renderer_for
 
-__all__ = ["Candidate", "dsp_candidates", "neural_candidate", "real_time_factor"]
+__all__ = ["Candidate", "dsp_candidates", "neural_candidate", "real_time_factor", "is_dsp", "series_label"]
+
+
+def is_dsp(model: str, kind: str) -> bool:
+    """A DSP row (model ``ff5`` or ``graybox``; ``dsp`` in older reports)."""
+    return kind.startswith("dsp")
+
+
+def series_label(model: str, kind: str) -> str:
+    """Label of a (model, kind) series: the ff5 DSP keeps its plain kind (``dsp``,
+    ``dsp-interp``), the gray-box DSP and neural models are ``model kind``."""
+    return kind if is_dsp(model, kind) and model in ("dsp", "ff5") else f"{model} {kind}"
 
 
 @dataclass
 class Candidate:
-    name: str            # dsp, s6, lstm, ...
+    name: str            # ff5, graybox (DSP model classes), s6, lstm, ...
     kind: str            # dsp | dsp-interp | dsp-nearest | hybrid | blackbox
     params: int
     render: Callable[[np.ndarray, int, dict], np.ndarray]                         # (x, sr, setting)
@@ -38,12 +49,14 @@ def dsp_candidates(param_map: ParamMap) -> list[Candidate]:
     """``dsp``: the parameters fitted at the setting (the map's answer where it was never
     fitted); ``dsp-interp`` / ``dsp-nearest``: the map's answer without the setting
     itself (leave-one-out: what a setting never fitted costs the DSP model)."""
+    first = param_map.fitted()[0][1] if param_map.fitted() else {}
+    model, size = kind_of(first), len(first) or 5   # the model class: ff5 or graybox
     out = []
     for kind, params_of in (("dsp", param_map.at), (f"dsp-{param_map.between}", param_map.at_without)):
         out.append(Candidate(
-            "dsp", kind, 5,
-            render=lambda x, sr, setting, f=params_of: render(x, sr, f(setting)),
-            block_processor=lambda sr, setting, f=params_of: BlockCompressor(f(setting), sr).process))
+            model, kind, size,
+            render=lambda x, sr, setting, f=params_of: render_any(x, sr, f(setting)),
+            block_processor=lambda sr, setting, f=params_of: renderer_for(f(setting), sr).process))
     return out
 
 

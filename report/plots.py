@@ -19,6 +19,7 @@ from scipy.signal import spectrogram  # noqa: E402
 from common.atomic import atomic_path  # noqa: E402
 from audio.devices import la2a_setting  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
+from report.models import is_dsp, series_label  # noqa: E402
 from dsp.params import PARAM_NAMES  # noqa: E402
 
 __all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_joint_curves", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
@@ -36,9 +37,11 @@ def _save(fig, path: Path) -> None:
 def series_style(model: str, kind: str, models: list[str]) -> dict:
     """Line style of a (model, kind) series: DSP kinds in black/grey, one colour per
     neural model, solid for hybrids and dashed for black boxes."""
-    if model == "dsp":
-        return {"color": "black", "ls": "-"} if kind == "dsp" else {"color": "0.55", "ls": ":"}
-    neural = [m for m in models if m != "dsp"]
+    if is_dsp(model, kind):
+        grey = model == "graybox"
+        return ({"color": "tab:brown" if grey else "black", "ls": "-"} if kind == "dsp"
+                else {"color": "tan" if grey else "0.55", "ls": ":"})
+    neural = [m for m in models if m not in ("dsp", "ff5", "graybox")]
     colour = plt.get_cmap("tab10")(neural.index(model) % 10)
     return {"color": colour, "ls": "--" if kind == "blackbox" else "-"}
 
@@ -54,7 +57,7 @@ def plot_esr_vs_pr(rows: list[dict], path: Path, unseen: set[int]) -> None:
                          if r["mode"] == mode and r["model"] == model and r["kind"] == kind)
             if pts:
                 pr, esr = zip(*pts)
-                label = "dsp" if (model, kind) == ("dsp", "dsp") else f"{model} {kind}"
+                label = series_label(model, kind)
                 ax.plot(pr, esr, marker="o", ms=3, lw=1.3, label=label, **series_style(model, kind, models))
         for u in unseen:
             ax.axvline(u, color="0.88", lw=6, zorder=0)
@@ -83,7 +86,7 @@ def plot_esr_by_setting(rows: list[dict], knobs: list[str], path: Path) -> None:
             sel = [r["esr"] for r in rows if r["model"] == model and r["kind"] == kind
                    and tuple(r["setting"][k] for k in knobs) == key]
             vals.append(float(np.mean(sel)) if sel else np.nan)
-        label = kind if model == "dsp" else f"{model} {kind}"
+        label = series_label(model, kind)
         ax.bar(np.arange(len(keys)) + (j - (len(series) - 1) / 2) * width, vals, width, label=label)
     unseen = {tuple(r["setting"][k] for k in knobs) for r in rows if r["split"] == "unseen"}
     for i, key in enumerate(keys):

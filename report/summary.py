@@ -10,6 +10,7 @@ from audio.devices import Device
 from common.records import csv_text
 from common.table import format_table
 from report.evaluate import COLUMNS, row_columns
+from report.models import series_label
 
 __all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv", "setting_table",
            "level_table"]
@@ -66,7 +67,7 @@ def setting_table(rows: list[dict], knobs: list[str]) -> tuple[list[dict], list[
     ESR of every model (files at one setting averaged). Returns ``(lines, columns)`` for
     :func:`markdown_table` / :func:`common.table.format_table`."""
     series = sorted({(r["model"], r["kind"]) for r in rows}, key=lambda k: (not k[1].startswith("dsp"), k))
-    name = {s: (s[1] if s[0] == "dsp" else f"{s[0]} {s[1]}") for s in series}
+    name = {s: series_label(*s) for s in series}
     settings: dict[tuple, dict] = {}
     for r in rows:
         key = tuple(r["setting"][k] for k in knobs)
@@ -93,7 +94,7 @@ def level_table(rows: list[dict], mode: str) -> tuple[list[dict], list[tuple]]:
     unseen = {int(r["peak_reduction"]) for r in sel if r["split"] == "unseen"}
     lines = []
     for model, kind in series:
-        line = {"series": kind if model == "dsp" else f"{model} {kind}"}
+        line = {"series": series_label(model, kind)}
         for pr in levels:
             v = [r["esr"] for r in sel if (r["model"], r["kind"]) == (model, kind) and int(r["peak_reduction"]) == pr]
             line[f"pr{pr}"] = float(np.mean(v)) if v else None

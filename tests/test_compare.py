@@ -47,7 +47,7 @@ def test_compare_writes_csv_markdown_and_plots(compared):
     rows = list(csv.DictReader((out / "compare.csv").open()))
     assert list(rows[0]) == COLUMNS
     kinds = {(r["model"], r["kind"]) for r in rows}
-    assert kinds == {("dsp", "dsp"), ("dsp", "dsp-interp"), ("s6", "hybrid"), ("s6", "blackbox"),
+    assert kinds == {("ff5", "dsp"), ("ff5", "dsp-interp"), ("s6", "hybrid"), ("s6", "blackbox"),
                      ("lstm", "hybrid"), ("lstm", "blackbox")}
     # every level of both modes, once per model
     assert len(rows) == 6 * 2 * 3

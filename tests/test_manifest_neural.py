@@ -143,7 +143,7 @@ def test_compare_by_knob_setting(compared):
     out, res = compared
     rows = list(csv.DictReader((out / "compare.csv").open()))
     assert list(rows[0]) == COLUMNS + list(KNOBS)
-    series = {("dsp", "dsp"), ("dsp", "dsp-nearest"), ("s6", "hybrid"), ("lstm", "blackbox")}
+    series = {("ff5", "dsp"), ("ff5", "dsp-nearest"), ("s6", "hybrid"), ("lstm", "blackbox")}
     assert {(r["model"], r["kind"]) for r in rows} == series
     assert len(rows) == len(series) * len(TEST)
     for model, kind in series:

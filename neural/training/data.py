@@ -4,7 +4,9 @@ A :class:`Track` is one (input, target) take of the corpus at one setting (a kno
 of its :class:`audio.devices.Device`: the LA-2A's mode and peak reduction, or another
 device's knobs), held in memory with the fitted DSP compressor's gain at that setting,
 computed once over the whole file (so a segment cut from the middle carries the
-compressor's true history). The DSP output is not stored: it is ``x * 10^(g_db / 20)``.
+compressor's true history). The ff5 DSP output is not stored: it is ``x * 10^(g_db / 20)``;
+a gray-box fit's output is not a gain (filters, tube shaper), so it is stored beside
+``g_db`` (which stays the compressor's gain, for the features).
 
 Conditioning vectors (what FiLM sees) come from one function, :func:`conditioning`,
 shared by training and inference so a checkpoint renders exactly as it was trained.
@@ -42,10 +44,11 @@ from audio.devices import LA2A, Device
 from audio.io import check_pair, read_audio
 from common.errors import UserError
 from dsp.parammap import ParamMap
+from dsp.kinds import kind_of, render_any
 from dsp.render import BlockCompressor
 
 __all__ = [
-    "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size", "dsp_gain_db", "Track",
+    "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size", "dsp_gain_db", "dsp_output", "Track",
     "load_tracks", "Batch", "SegmentSampler", "validation_batch",
 ]
 
@@ -92,6 +95,14 @@ def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> 
     return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
 
 
+def dsp_output(x: np.ndarray, params: dict) -> np.ndarray | None:
+    """A gray-box fit's output for a mono ``(T,)`` take (float32); None for ff5, whose
+    output is ``x * 10^(g_db / 20)`` and is not stored."""
+    if kind_of(params) != "graybox":
+        return None
+    return render_any(np.asarray(x, dtype=np.float64), SAMPLE_RATE, params).astype(np.float32)
+
+
 @dataclass
 class Track:
     """One take at one setting, with the fitted DSP gain over the whole file.
@@ -107,12 +118,15 @@ class Track:
     params: dict           # the DSP parameters used
     cond: dict = field(default_factory=dict)   # conditioning name -> (C,) float32
     device: Device = LA2A
+    dsp_out: np.ndarray | None = None   # the DSP output (T,) float32 when it is not x * gain (graybox)
 
     @property
     def level(self) -> tuple:
         return self.device.key(self.setting)
 
     def y_dsp(self, sl: slice = slice(None)) -> np.ndarray:
+        if self.dsp_out is not None:
+            return self.dsp_out[sl]
         return self.x[sl] * np.power(10.0, self.g_db[sl] / 20.0, dtype=np.float32)
 
 
@@ -139,7 +153,8 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
         params = param_map.at(t.setting)
         g_db = dsp_gain_db(BlockCompressor(params, SAMPLE_RATE), x, params["make_up_db"])
         cond = {name: conditioning(name, params, t.setting, device) for name in device.conditionings}
-        tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device))
+        tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device,
+                            dsp_output(x[0], params)))
     return tracks
 
 
