@@ -82,7 +82,7 @@ def test_represents_a_first_order_high_pass_and_a_polynomial():
     with torch.no_grad():
         path.branch.fill_(-1.0)
         path.log_hz.fill_(math.log(20.0))   # in float64 (the float32 init rounds the corner)
-        path.shaper_base.copy_(torch.tensor([-0.08, 0.004]))
+        path.shaper_base.copy_(torch.tensor([-0.08, 0.004], dtype=torch.float64))
     x = np.random.default_rng(0).standard_normal(3000) * 0.5
     shaped = x - 0.08 * x ** 2 + 0.004 * x ** 3
     expected = scipy.signal.lfilter([p, -p], [1.0, -p], shaped)
