@@ -139,9 +139,9 @@ class AudioPath(nn.Module):
         self.poles = int(poles)
         if self.use_shaper:
             self.shaper_base = nn.Parameter(torch.zeros(2))
-            self.shaper_cond = nn.Linear(self.cond_dim, 2, bias=False) if self.cond_dim else None
-            if self.shaper_cond is not None:
-                nn.init.zeros_(self.shaper_cond.weight)
+            # zeros built directly (no nn.Linear): the path draws nothing from the global RNG, so a
+            # model with it gets the same backbone initialisation as one without
+            self.shaper_cond = nn.Parameter(torch.zeros(self.cond_dim, 2)) if self.cond_dim else None
         taps = torch.zeros(self.fir_taps)
         taps[0] = 1.0
         self.fir = nn.Parameter(taps)
@@ -158,7 +158,7 @@ class AudioPath(nn.Module):
     def _shape(self, u: Tensor, cond: Optional[Tensor]) -> Tensor:
         a = self.shaper_base
         if self.shaper_cond is not None and cond is not None:
-            a = a + self.shaper_cond(cond)        # (B, 2) or (B, T, 2)
+            a = a + cond @ self.shaper_cond       # (B, 2) or (B, T, 2)
         if a.dim() == 2:
             a = a.unsqueeze(1)                    # (B, 1, 2): constant over the block
         a2, a3 = a[..., 0], a[..., 1]
