@@ -55,7 +55,8 @@ def _settings(cfg) -> TrainSettings:
 
 def _audio_path(model, variant: str):
     """The model file's ``audio_path`` for the variant (cfg/model/base.yaml), or None."""
-    return to_plain((model.get("audio_path") or {}).get(variant))
+    value = (model.get("audio_path") or {}).get(variant)
+    return value if value is None or isinstance(value, bool) else to_plain(value)
 
 
 def _prepare(cfg, device: Device):

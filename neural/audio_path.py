@@ -30,10 +30,14 @@ Streaming: the shaper is stateless; the filter carries the last ``fir_taps - 1``
 shaped samples and the branches' states. :meth:`AudioPath.process` over consecutive
 blocks equals one call over their concatenation (to float rounding).
 
-The branches run as one linear recurrence per branch, evaluated chunk-wise: inside a
-chunk of ``chunk`` samples as a small matrix product (the powers of ``p``), across
-chunks by :func:`neural.kernels.scan.scan_parallel` on the chunk ends. Cheap both on
-training segments (tens of thousands of samples) and on 64-1024 sample host blocks.
+Cost. With gradients (training) the branches run as one linear recurrence per branch,
+evaluated chunk-wise: inside a chunk of ``chunk`` samples as a small matrix product (the
+powers of ``p``), across chunks by :func:`neural.kernels.scan.scan_parallel` on the
+chunk ends. Without gradients, a block of up to 512 samples (a host's buffer) goes
+through the whole filter as one matrix product ``[tail, s, h0] @ M -> [y, h_last]``,
+``M`` built once per block length and cached until the weights change (their version
+counters): a few tensor operations per block, which keeps the S6 hybrid's streaming
+speed (benchmarks/streaming.py --audio-path off on).
 
 Shape: u, y :math:`(B, T)`; cond :math:`(B, C)`, :math:`(B, T, C)` or None.
 """
@@ -52,6 +56,7 @@ __all__ = ["AudioPath", "audio_path_options", "one_pole_bank"]
 
 SAMPLE_RATE = 44100   # the models run at this rate only (neural.inference)
 _CHUNK = 32
+_BLOCK_MAX = 512      # blocks up to this long run as one cached matrix when no gradient is needed
 _DEFAULTS = {"shaper": True, "fir_taps": 16, "poles": 4, "pole_hz": [2.0, 200.0]}
 
 PathState = Tuple[Tensor, Tensor]   # (FIR tail (B, taps - 1), branch states (B, K))
@@ -171,15 +176,51 @@ class AudioPath(nn.Module):
             return u, (tail, h0)
         s = self._shape(u, cond) if self.use_shaper else u
         ext = torch.cat([tail, s], 1)
-        y = F.conv1d(ext.unsqueeze(1), self.fir.flip(0).view(1, 1, -1)).squeeze(1)
         new_tail = ext[:, ext.shape[1] - (self.fir_taps - 1):]
+        if u.shape[1] <= _BLOCK_MAX and not torch.is_grad_enabled():   # a host block: one cached matrix
+            out = torch.cat([ext, h0], 1) @ self._block_matrix(u.shape[1], u.dtype, u.device)
+            return out[:, :u.shape[1]], (new_tail, out[:, u.shape[1]:])
+        y = F.conv1d(ext.unsqueeze(1), self.fir.flip(0).view(1, 1, -1)).squeeze(1)
         if self.poles:
-            p = torch.exp(-2 * math.pi / SAMPLE_RATE * torch.exp(self.log_hz))
+            p = self._poles()
             h, h_last = one_pole_bank(s, p, h0)
             y = y + h @ (self.branch * (1 - p))
         else:
             h_last = h0
         return y, (new_tail, h_last)
+
+    def _poles(self) -> Tensor:
+        return torch.exp(-2 * math.pi / SAMPLE_RATE * torch.exp(self.log_hz))
+
+    def _block_matrix(self, t: int, dtype, device) -> Tensor:
+        """The filter on a block of ``t`` samples as one matrix, cached until the weights change.
+
+        ``[tail, s, h0] @ M = [y, h_last]``: rows: the FIR tail (``taps - 1``), the
+        block's shaped samples (``t``), the branch states (``K``); columns: the block's
+        output (``t``) and the new branch states (``K``). Built in float64.
+        """
+        key = (t, dtype, device, *((p.data_ptr(), p._version) for p in (self.fir, self.log_hz, self.branch)))
+        cached = getattr(self, "_block_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        taps, k = self.fir_taps, self.poles
+        fir = self.fir.detach().double().cpu()
+        m = torch.zeros(taps - 1 + t + k, t + k, dtype=torch.float64)
+        cols = torch.arange(t)
+        for i in range(taps):           # y[t] += fir[i] * ext[t + taps - 1 - i]
+            m[cols + taps - 1 - i, cols] += fir[i]
+        if k:
+            p = self._poles().detach().double().cpu()
+            w = self.branch.detach().double().cpu() * (1 - p)
+            lag = (cols[None, :] - cols[:, None]).double()                     # (j, t): t - j
+            powers = torch.exp(lag.clamp_min(0)[..., None] * torch.log(p)) * (lag >= 0)[..., None]
+            m[taps - 1:taps - 1 + t, :t] += powers @ w                         # s -> y through the branches
+            m[taps - 1:taps - 1 + t, t:] = p ** (t - 1 - cols.double())[:, None]   # s -> new states
+            m[taps - 1 + t:, :t] = (w * p ** (cols.double()[:, None] + 1)).T   # old states -> y
+            m[taps - 1 + t:, t:] = torch.diag(p ** t)                          # old states -> new states
+        m = m.to(dtype=dtype, device=device)
+        self._block_cache = (key, m)
+        return m
 
     def forward(self, u: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """Offline, from silence. :math:`(B, T)` -> :math:`(B, T)`."""

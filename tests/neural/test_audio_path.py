@@ -112,3 +112,27 @@ def test_options():
     for bad in ({"taps": 3}, {"fir_taps": 0}, {"poles": -1}, {"pole_hz": [0, 10]}, {"pole_hz": [10, 30000]}, 3):
         with pytest.raises(ValueError):
             audio_path_options(bad)
+
+
+def test_block_matrix_equals_the_recurrence_and_follows_weight_changes():
+    path = _randomised()
+    g = torch.Generator().manual_seed(3)
+    x = 0.5 * torch.randn(2, 1500, generator=g, dtype=torch.float64)
+    cond = torch.randn(2, 3, generator=g, dtype=torch.float64)
+
+    def streamed(sizes):
+        state, parts, i = None, [], 0
+        with torch.no_grad():   # blocks up to 512 samples: the cached block matrix
+            for n in sizes:
+                y, state = path.process(x[:, i:i + n], cond, state)
+                parts.append(y)
+                i += n
+        return torch.cat(parts, 1)
+
+    sizes = [256, 256, 1, 64, 512, 411]     # 411 repeats no length: every block builds its matrix
+    assert (streamed(sizes) - path(x, cond)).abs().max().item() < 1e-10
+    assert path._block_cache[0][0] == 411
+    with torch.no_grad():
+        path.branch.mul_(-2.0)              # in place, as an optimiser step: the cache must not be reused
+        path.fir[3] += 0.2
+    assert (streamed(sizes) - path(x, cond)).abs().max().item() < 1e-10
