@@ -12,6 +12,7 @@ this process) shows what the model costs when the machine is shared and the proc
 waits for a core.
 
     python benchmarks/streaming.py [--seconds 1] [--repeats 7] [--blocks 64 256 1024] [--backbones s6 lru ...]
+                                   [--audio-path off on]   # the heads without and with the audio path
 
 Every backbone in :data:`neural.backbones.BACKBONES` is measured (s6, lstm, and the seed
 papers' ff, ed, s4d, lru) unless ``--backbones`` names a subset, each with the sizes
@@ -21,6 +22,7 @@ hybrid head and the black box; control rate included where the file sets ``frame
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from neural import BACKBONES, build_head, count_parameters  # noqa: E402
-from common.config import load_config  # noqa: E402
+from common.config import load_config, to_plain  # noqa: E402
 
 SAMPLE_RATE = 44100
 # hybrids are conditioned on the 5 fitted DSP parameters, the switch and PR, the black box on the knobs
@@ -87,6 +89,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="runs per figure, best kept (default 7)")
     parser.add_argument("--blocks", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--audio-path", nargs="+", choices=["config", "on", "off"], default=["config"],
+                        help="the heads' audio path: as the model file says (default), on (its defaults) or off; "
+                             "several are measured side by side")
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES),
                         help="backbones to measure (default: all)")
     args = parser.parse_args(argv)
@@ -97,11 +102,14 @@ def main(argv=None) -> int:
     cases = []
     for backbone in args.backbones:
         spec = load_config("train_neural", [f"model={backbone}"]).model
-        for head in (spec["heads"]["hybrid"], spec["heads"]["blackbox"]):
-            model = build_head(head, backbone, COND_DIM[head], **spec["hyperparameters"]).eval()
+        for variant, mode in itertools.product(("hybrid", "blackbox"), args.audio_path):
+            head = spec["heads"][variant]
+            path = {"config": (spec.get("audio_path") or {}).get(variant), "on": True, "off": None}[mode]
+            model = build_head(head, backbone, COND_DIM[head], audio_path=path if path in (None, True) else to_plain(path),
+                               **spec["hyperparameters"]).eval()
             cond = torch.rand(1, COND_DIM[head])
-            models[backbone, head] = model
-            cases += [((backbone, head, block), model, cond, block) for block in args.blocks]
+            models[backbone, head, mode] = model
+            cases += [((backbone, head, mode, block), model, cond, block) for block in args.blocks]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rtf = measure(cases, args.seconds, args.repeats)
 
@@ -110,11 +118,13 @@ def main(argv=None) -> int:
     print("cells: wall / CPU  (audio seconds per wall second / per CPU second of this process; "
           f"load average at start {load:.2f} on {os.cpu_count()} CPUs)")
     header = f"{'backbone':<9}{'head':<13}{'frame':>6}{'params':>7}" + "".join(f"{'@' + str(b):>15}" for b in args.blocks)
+    header = header.replace(f"{'frame':>6}", f"{'path':>7}{'frame':>6}")
     print(header)
     print("-" * len(header))
-    for (backbone, head), model in models.items():
-        cells = "".join(f"{'%.1f / %.1f' % rtf[backbone, head, b]:>15}" for b in args.blocks)
-        print(f"{backbone:<9}{head:<13}{model.frame:>6}{count_parameters(model):>7}{cells}")
+    for (backbone, head, mode), model in models.items():
+        cells = "".join(f"{'%.1f / %.1f' % rtf[backbone, head, mode, b]:>15}" for b in args.blocks)
+        on = "on" if model.audio_path is not None else "off"
+        print(f"{backbone:<9}{head:<13}{on:>7}{model.frame:>6}{count_parameters(model):>7}{cells}")
     return 0
 
 

@@ -55,6 +55,12 @@ def _settings(cfg) -> TrainSettings:
     return TrainSettings.from_dict(values)
 
 
+def _audio_path(model, variant: str):
+    """The model file's ``audio_path`` for the variant (cfg/model/base.yaml), or None."""
+    value = (model.get("audio_path") or {}).get(variant)
+    return value if value is None or isinstance(value, bool) else to_plain(value)
+
+
 def _prepare(cfg, device: Device):
     name, variant = str(cfg.model.name), str(cfg.variant)
     if variant not in device.variants:
@@ -67,7 +73,11 @@ def _prepare(cfg, device: Device):
     if conditioning not in allowed:
         raise UserError(f"conditioning {conditioning!r} does not suit variant {variant!r}; "
                         f"choose from {', '.join(allowed)}")
-    spec = model_spec(model.backbone, head, conditioning, hyper, device=device)
+    try:
+        spec = model_spec(model.backbone, head, conditioning, hyper, device=device,
+                          audio_path=_audio_path(model, variant))
+    except ValueError as exc:
+        raise UserError(f"model {name}: {exc}") from None
     if variant == "blackbox" and head != "blackbox" or variant == "hybrid" and head == "blackbox":
         raise UserError(f"head {head!r} does not suit variant {variant!r}")
     try:
@@ -190,7 +200,8 @@ def run_train_job(cfg) -> int:
 
     if cfg.normalise_conditioning:
         spec = {**spec, **model_spec(spec["backbone"], spec["head"], conditioning, spec["hyperparameters"],
-                                     fit_cond_norm([t.cond[conditioning] for t in corpus.train]), device)}
+                                     fit_cond_norm([t.cond[conditioning] for t in corpus.train]), device,
+                                     spec.get("audio_path"))}
     torch.manual_seed(int(cfg.seed))
     model = build_model(spec)
     record = {"model": spec, "variant": variant, "name": f"{name}_{variant}", "sample_rate": sr,

@@ -32,6 +32,7 @@ from dsp.knobmap import KnobMap
 from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap, param_map_from_record
 from neural.training.data import CONDITIONING_NAMES, conditioning_size
+from neural.audio_path import audio_path_options
 from neural.heads import HEADS, build_head
 
 __all__ = ["KIND", "FORMAT", "model_spec", "fit_cond_norm", "CondNormalised", "build_model", "save_checkpoint",
@@ -44,15 +45,21 @@ _OLD_CONDITIONINGS = {"manifest_fitted": "fitted+knobs", "manifest_knobs": "knob
 
 
 def model_spec(backbone: str, head: str, conditioning: str, hyperparameters: dict,
-               cond_norm: Optional[dict] = None, device: Device = LA2A) -> dict:
+               cond_norm: Optional[dict] = None, device: Device = LA2A, audio_path: Optional[dict] = None) -> dict:
     """The plain description a model is rebuilt from.
 
     ``cond_norm``: ``{"mean": [...], "std": [...], "clip": c}`` standardising the
     conditioning vector (see :class:`CondNormalised`), or None for none.
     ``device``: whose settings the conditioning describes (its size depends on the knobs).
+    ``audio_path``: the head's audio-rate path (:func:`neural.audio_path.audio_path_options`);
+    recorded with its defaults filled in, and only when on, so a spec without the key (an
+    older checkpoint) is a model without the path.
     """
     spec = {"backbone": str(backbone), "head": str(head), "conditioning": str(conditioning),
             "cond_dim": conditioning_size(conditioning, device), "hyperparameters": dict(hyperparameters)}
+    path = audio_path_options(audio_path)
+    if path is not None:
+        spec["audio_path"] = path
     if cond_norm is not None:
         spec["cond_norm"] = {"mean": [float(v) for v in cond_norm["mean"]],
                              "std": [float(v) for v in cond_norm["std"]], "clip": float(cond_norm["clip"])}
@@ -109,7 +116,8 @@ def build_model(spec: dict) -> torch.nn.Module:
     if spec.get("head") not in HEADS:
         raise ValueError(f"unknown head {spec.get('head')!r}; choose from {sorted(HEADS)}")
     try:
-        head = build_head(spec["head"], spec["backbone"], int(spec["cond_dim"]), **spec["hyperparameters"])
+        head = build_head(spec["head"], spec["backbone"], int(spec["cond_dim"]), audio_path=spec.get("audio_path"),
+                          **spec["hyperparameters"])
     except TypeError as exc:  # an unknown keyword for the backbone
         raise ValueError(f"bad hyperparameters for {spec['backbone']}: {exc}") from None
     norm = spec.get("cond_norm")

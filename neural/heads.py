@@ -34,6 +34,12 @@ the frame's level features (and the DSP gain), and its per-frame prediction is
 interpolated back to the samples (:mod:`neural.control`); ``level_feature`` is then
 moot. The heads' output forms are the same.
 
+Audio path (``audio_path={...}``, off by default): after the output form, a
+conditioned per-sample waveshaper and an identity-initialised linear filter
+(:class:`neural.audio_path.AudioPath`): harmonics, a transformer's roll-off and its
+phase, which a gain cannot make. It starts as the identity, so a head with it starts
+exactly as one without. The streaming state is then ``(head state, path state)``.
+
 Shape:
     - x, y_dsp, g_dsp (dB), y: :math:`(B, T)`
     - cond: :math:`(B, C)` (or :math:`(B, T, C)`), None when ``cond_dim = 0``
@@ -45,6 +51,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .audio_path import AudioPath, audio_path_options
 from .backbones import BACKBONES, Backbone, State
 from .control import FRAME_FEATURES, initial_frame_state, run_frames
 
@@ -67,7 +74,7 @@ class _Head(nn.Module):
     gain_output: bool = True   # the prediction is a gain (dB / 20), smooth enough for a control rate
 
     def __init__(self, backbone: str = "s6", cond_dim: int = 0, level_feature: bool = False, frame: int = 1,
-                 **hyperparameters):
+                 audio_path: Optional[dict] = None, **hyperparameters):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
@@ -85,9 +92,16 @@ class _Head(nn.Module):
             features = self.in_features + int(self.level_feature)
         self.backbone: Backbone = BACKBONES[backbone](features, 1, cond_dim, **hyperparameters)
         self.backbone.zero_output_()
+        self.audio_path_options = audio_path_options(audio_path)
+        self.audio_path = None if self.audio_path_options is None else AudioPath(cond_dim, **self.audio_path_options)
 
     def initial_state(self, batch_size: int) -> State:
         """Zero state for ``batch_size`` signals."""
+        if self.audio_path is not None:
+            return self._core_initial_state(batch_size), self.audio_path.initial_state(batch_size)
+        return self._core_initial_state(batch_size)
+
+    def _core_initial_state(self, batch_size: int) -> State:
         state = self.backbone.initial_state(batch_size)
         if self.frame > 1:
             p = next(self.parameters())
@@ -123,8 +137,18 @@ class _Head(nn.Module):
     ) -> Tuple[Tensor, State]:
         """One block of a stream. Shapes :math:`(B, T_{blk})`; returns ``(y_blk, state)``."""
         self._check(x, y_dsp, g_dsp)
+        if self.audio_path is None:
+            return self._core(x, y_dsp, g_dsp, cond, state)
+        core_state, path_state = (None, None) if state is None else state
+        y, core_state = self._core(x, y_dsp, g_dsp, cond, core_state)
+        y, path_state = self.audio_path.process(y, cond, path_state)
+        return y, (core_state, path_state)
+
+    def _core(self, x: Tensor, y_dsp: Optional[Tensor], g_dsp: Optional[Tensor], cond: Optional[Tensor],
+              state: Optional[State]) -> Tuple[Tensor, State]:
+        """The output form on one block, before the audio path."""
         if self.frame > 1:
-            state = self.initial_state(x.shape[0]) if state is None else state
+            state = self._core_initial_state(x.shape[0]) if state is None else state
             o, state = run_frames(self.backbone, x, g_dsp if self.uses_dsp else None, cond, state, self.frame)
             return self._output(o, x, y_dsp), state
         o, state = self.backbone.process(self._all_features(x, y_dsp, g_dsp), cond, state)

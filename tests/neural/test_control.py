@@ -107,3 +107,29 @@ def test_bad_settings_raise():
     x, y_dsp, g_dsp, cond = _signals()
     with pytest.raises(ValueError, match="cond"):
         model(x, y_dsp, g_dsp, cond.unsqueeze(1).expand(2, x.shape[1], COND))
+
+
+@pytest.mark.parametrize("head", ["hybrid_gain", "blackbox"])
+def test_audio_path_after_the_control_rate_gain_streams_exactly(head):
+    torch.manual_seed(0)
+    model = build_head(head, "s6", COND, frame=FRAME, audio_path={"fir_taps": 16, "poles": 3})
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        model.backbone.out_proj.weight.normal_(0.0, 0.1, generator=g)
+        for name, p in model.audio_path.named_parameters():
+            if name != "log_hz":
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    x, y_dsp, g_dsp, cond = _signals()
+    if head == "blackbox":
+        y_dsp = g_dsp = None
+    offline = model(x, y_dsp, g_dsp, cond)
+    with torch.inference_mode():
+        for sizes in ([1] * 70 + [1930], [31, 1, 32, 33, 0, 100, 803, 1000], [256] * 8):
+            state, parts, i = model.initial_state(2), [], 0
+            for n in sizes:
+                sl = slice(i, i + n)
+                y, state = model.process(x[:, sl], None if y_dsp is None else y_dsp[:, sl],
+                                         None if g_dsp is None else g_dsp[:, sl], cond, state)
+                parts.append(y)
+                i += n
+            assert (torch.cat(parts, 1) - offline[:, :i]).abs().max().item() < 1e-5

@@ -103,3 +103,47 @@ def test_bad_inputs_raise():
         build_head("nope")
     with pytest.raises(ValueError):
         build_head("blackbox", "transformer")
+
+
+def _with_random_audio_path(model, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.audio_path.named_parameters():
+            if name != "log_hz":
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("backbone", ["s6", "lstm"])
+def test_audio_path_starts_as_the_head_without_it(head, backbone):
+    x, y_dsp, g_dsp, cond = contract.signals()
+    without = contract.randomised_head(head, backbone, {})
+    with_path = contract.randomised_head(head, backbone, {"audio_path": {"fir_taps": 8, "poles": 2}})
+    with torch.no_grad():
+        assert torch.equal(with_path(x, y_dsp, g_dsp, cond), without(x, y_dsp, g_dsp, cond))
+    assert without.audio_path is None and with_path.audio_path is not None
+    assert count_parameters(with_path) - count_parameters(without) == 2 + 2 * COND + 8 + 2 + 2
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("backbone", ["s6", "lstm"])
+def test_audio_path_streaming_equals_offline(head, backbone):
+    model = _with_random_audio_path(contract.randomised_head(head, backbone, {"audio_path": True}))
+    x, y_dsp, g_dsp, cond = contract.signals()
+    offline = model(x, y_dsp, g_dsp, cond)
+    plain = contract.randomised_head(head, backbone, {})(x, y_dsp, g_dsp, cond)
+    assert (offline - plain).abs().max() > 1e-3       # the path does something
+    with torch.inference_mode():
+        for sizes in ([1] * 40 + [560], [31, 0, 33, 257, 279]):
+            state, parts, i = None, [], 0
+            for n in sizes:
+                sl = slice(i, i + n)
+                y, state = model.process(x[:, sl], y_dsp[:, sl], g_dsp[:, sl], cond, state)
+                parts.append(y)
+                i += n
+            assert (torch.cat(parts, 1) - offline).abs().max().item() < 1e-5
+    contract_model = _with_random_audio_path(contract.randomised_head(head, backbone, {"audio_path": True}))
+    contract_model(x, y_dsp, g_dsp, cond).square().mean().backward()
+    for name, p in contract_model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -129,3 +129,50 @@ def test_format_1_checkpoints_still_load(tmp_path):
     assert old_r.param_map.table == KNOBMAP.table
     np.testing.assert_array_equal(old_r.render(x, SR, la2a_setting("limit", 65)),
                                   NeuralRenderer.load(new).render(x, SR, la2a_setting("limit", 65)))
+
+
+@pytest.mark.parametrize("variant, head, conditioning", [("hybrid", "hybrid_gain", "fitted"),
+                                                         ("blackbox", "blackbox", "knobs")])
+def test_audio_path_checkpoints_rebuild_and_stream_exactly(tmp_path, variant, head, conditioning):
+    torch.manual_seed(0)
+    hp = {"width": 8, "state": 3, "frame": 32}
+    spec = model_spec("s6", head, conditioning, hp, audio_path={"fir_taps": 8, "poles": 2})
+    assert spec["audio_path"] == {"shaper": True, "fir_taps": 8, "poles": 2, "pole_hz": [2.0, 200.0]}
+    model = build_model(spec)
+    with torch.no_grad():
+        model.backbone.out_proj.weight.normal_(0.0, 0.05)
+        model.audio_path.fir.add_(0.1 * torch.randn(8))
+        model.audio_path.branch.fill_(-0.5)
+        model.audio_path.shaper_base.fill_(-0.1)
+    save_checkpoint(tmp_path / "m.pt", {"model": spec, "variant": variant, "sample_rate": SR,
+                                        "param_map": KNOBMAP.to_record(), "state_dict": model.state_dict()})
+    r = NeuralRenderer.load(tmp_path / "m.pt")
+    assert r.model.audio_path is not None and r.model.audio_path.fir_taps == 8
+    x = _signal()
+    setting = la2a_setting("limit", 65)
+    offline = r.render(x, SR, setting)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)[None]
+        direct = model(xt, None, None, torch.from_numpy(r.conditioning(setting))[None]) if variant == "blackbox" \
+            else None
+    if direct is not None:
+        np.testing.assert_allclose(offline, direct[0].numpy(), atol=1e-6)
+    for block in (256, 1000):
+        proc = r.block_processor(SR, setting)
+        parts = [proc(x[None, i:i + block])[0] for i in range(0, len(x), block)]
+        np.testing.assert_allclose(np.concatenate(parts), offline, rtol=0, atol=1e-5)
+
+
+def test_specs_without_an_audio_path_build_the_model_as_before(tmp_path):
+    spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 8, "state": 3, "frame": 32})
+    assert "audio_path" not in spec and model_spec("s6", "hybrid_gain", "fitted", {}, audio_path=None) == \
+        model_spec("s6", "hybrid_gain", "fitted", {})
+    model = build_model(spec)
+    assert model.audio_path is None
+    assert not any(k.startswith("audio_path") for k in model.state_dict())
+    # weights of a model with the path do not load into its spec without it: a clear error
+    with_path = build_model({**spec, "audio_path": {"fir_taps": 4}})
+    save_checkpoint(tmp_path / "bad.pt", {"model": spec, "variant": "hybrid", "sample_rate": SR,
+                                          "param_map": KNOBMAP.to_record(), "state_dict": with_path.state_dict()})
+    with pytest.raises(UserError, match="do not fit the model"):
+        NeuralRenderer.load(tmp_path / "bad.pt")
