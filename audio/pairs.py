@@ -3,8 +3,9 @@
 Every place that fits or trains on an input/target pair reads it here, so latency and
 polarity are checked the same way everywhere (``align: auto`` in ``cfg/data/base.yaml``,
 :func:`audio.align.align_pair`). With alignment on, the target may be longer or
-shorter than the input (a recording started late or stopped early): the pair is
-trimmed to its common span. With ``align: off`` the lengths must match.
+shorter than the input by up to the largest latency searched (a recording padded or cut
+by the interface's latency): the pair is trimmed to its common span. A larger
+difference, or any with ``align: off``, is an error (most likely the wrong file).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from audio.align import ALIGN_MODES, AlignInfo, align_pair
 from audio.io import check_pair, read_audio
 from common.errors import UserError
 
-__all__ = ["align_mode", "read_aligned_pair", "alignment_note"]
+__all__ = ["align_mode", "read_aligned_pair", "alignment_note", "MAX_LATENCY_S"]
+MAX_LATENCY_S = 0.1   # the largest latency searched, and the largest length difference accepted
 
 
 def align_mode(data) -> str:
@@ -45,12 +47,12 @@ def read_aligned_pair(input_path: str | os.PathLike, target_path: str | os.PathL
     """
     x, sr_x = read_audio(input_path, stop=stop)
     y, sr_y = read_audio(target_path, stop=stop)
-    if mode == "auto" and x.shape[1] != y.shape[1]:
+    if mode == "auto" and 0 < abs(x.shape[1] - y.shape[1]) <= MAX_LATENCY_S * sr_x:
         n = min(x.shape[1], y.shape[1])   # alignment trims to the common span anyway
         check_pair(input_path, target_path, x[:, :n], sr_x, y[:, :n], sr_y)
     else:
         check_pair(input_path, target_path, x, sr_x, y, sr_y)
-    x, y, info = align_pair(x, y, sr_x, mode, target=str(target_path))
+    x, y, info = align_pair(x, y, sr_x, mode, MAX_LATENCY_S, target=str(target_path))
     n = min(x.shape[1], y.shape[1])
     return np.ascontiguousarray(x[:, :n]), np.ascontiguousarray(y[:, :n]), sr_x, info
 
