@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from audio.datasets import corpus_spec, fit_pair_finder, load_pairs
-from audio.corpus import ensure_corpus
+from audio.datasets import fit_pair_finder, load_pairs
 from audio.io import read_audio
+from audio.material import synthesize
 from audio.devices import MODES
 from audio.manifest import knob_names, read_manifest
 from audio.pairs import align_mode, alignment_note, read_aligned_pair
 from audio.rates import check_rates
-from audio.signaltrain import levels_by_mode, scan_corpus
+from audio.signaltrain import levels_by_mode
 from common.errors import UserError
 from common.records import write_csv
 from common.table import format_table
@@ -58,13 +58,15 @@ def fit_job_kind(cfg) -> str:
     if job == "auto":
         if data.get("kind") == "manifest":
             return "manifest"
-        if data.get("kind") == "digital" or data.get("digital"):
+        if data.get("input") and data.get("target"):
+            job = "pair"      # the user's own pair, whatever the data file's kind
+        elif data.get("kind") == "digital" or data.get("digital"):
             job = "digital"
         elif data.get("input") or data.get("target"):
             job = "pair"
         else:
             return "chain"
-    if job == "pair" or (job == "digital" and (data.get("input") or data.get("target"))):
+    if job == "pair" or (job == "digital" and data.get("target")):   # a digital job renders its own target
         if not (data.get("input") and data.get("target")):
             raise UserError("a single fit needs both data.input and data.target")
     return job
@@ -125,11 +127,8 @@ def _digital_job(cfg, ckpt_dir, options, init) -> int:
     if data.get("input"):
         inp = Path(str(data.input))
         x, sr = read_audio(inp)
-    else:
-        root = ensure_corpus(Path(str(data.cache_dir)), corpus_spec(data), quiet=cfg.quiet)
-        first = min((p for p in scan_corpus(root) if p.split == "Train"), key=lambda p: p.id)
-        inp = first.input
-        x, sr = read_audio(inp)
+    else:   # only the material needed, synthesised (not the whole stand-in corpus)
+        x, sr, inp = _digital_material(data)
     x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
     y = render(x, sr, truth)
     frames = _frames(cfg, x, y, sr, inp)
@@ -143,6 +142,19 @@ def _digital_job(cfg, ckpt_dir, options, init) -> int:
     print(format_table(rows, [("name", "parameter", ""), ("truth", "truth", ".6g"), ("fitted", "fitted", ".6g"),
                               ("error", "error", ".2e"), ("unit", "", "")]))
     return 0
+
+
+def _digital_material(data) -> tuple[np.ndarray, int, str]:
+    """``data.seconds`` of program material, synthesised as the stand-in corpus's first Train
+    input is (:func:`audio.material.synthesize`), at the corpus's rate and seed."""
+    corpus = data.get("corpus") or {}
+    sr = int(corpus.get("sample_rate", 44100))
+    seed = int(corpus.get("seed", 0))
+    seconds = float(data.get("seconds", 35.0))
+    if not (seconds > 0 and np.isfinite(seconds)):
+        raise UserError(f"data.seconds must be positive, got {seconds:g}")
+    x = synthesize(seconds, sr, seed=seed)[None, :]
+    return x, sr, f"synthesised program material ({seconds:g} s, seed {seed}, {sr} Hz)"
 
 
 def _frames(cfg, x, y, sr, path):
