@@ -68,3 +68,20 @@ def test_bad_align_value(run_cli, tmp_path, clean_failure):
     inp, tgt, _ = _pairs(tmp_path / "audio")
     r, _ = _fit(run_cli, tmp_path, inp, tgt, "bad", "data.align=maybe")
     clean_failure(r, "data.align")
+
+
+def test_fractional_latency_is_found_and_corrected(run_cli, tmp_path):
+    """A target 40.4 samples late (band-limited delay) fits close to the aligned pair."""
+    from audio.align import fractional_advance
+    inp, tgt, _ = _pairs(tmp_path / "audio")
+    y = np.atleast_2d(__import__("soundfile").read(str(tgt), dtype="float64")[0])
+    late = np.concatenate([np.zeros((1, 40)), fractional_advance(y, -0.4)[:, :-40]], axis=1)
+    late_path = write_wav(tmp_path / "audio" / "late_frac.wav", late)
+    r0, ck0 = _fit(run_cli, tmp_path, inp, tgt, "aligned")
+    r1, ck1 = _fit(run_cli, tmp_path, inp, late_path, "frac")
+    assert r1.returncode == 0, r1.stderr
+    rec = yaml.safe_load(ck1.read_text())
+    assert abs(rec["alignment"]["latency_samples"] - 40.4) < 0.05, rec["alignment"]
+    esr0 = yaml.safe_load(ck0.read_text())["esr"]
+    assert rec["esr"] < max(1.2 * esr0, 1e-4), (rec["esr"], esr0)
+    print(f"fractional: aligned ESR {esr0:.3e}, 40.4-sample late ESR {rec['esr']:.3e}")
