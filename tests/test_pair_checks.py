@@ -85,3 +85,18 @@ def test_fractional_latency_is_found_and_corrected(run_cli, tmp_path):
     esr0 = yaml.safe_load(ck0.read_text())["esr"]
     assert rec["esr"] < max(1.2 * esr0, 1e-4), (rec["esr"], esr0)
     print(f"fractional: aligned ESR {esr0:.3e}, 40.4-sample late ESR {rec['esr']:.3e}")
+
+
+def test_a_corpus_mixing_rates_fails_before_any_fit(run_cli, tmp_path, clean_failure):
+    import soundfile as sf
+    from audio.material import synthesize
+    root = tmp_path / "st" / "Train"
+    root.mkdir(parents=True)
+    for fid, pr, sr in ((1, 100, SR), (2, 90, SR), (3, 80, 48000)):
+        x = synthesize(2.0, sr, seed=fid).astype(np.float64)
+        sf.write(str(root / f"input_{fid:03d}_.wav"), x, sr, subtype="FLOAT")
+        sf.write(str(root / f"target_{fid:03d}_LA2A_3c__0__{pr}.wav"), render(x, sr, TRUE_PARAMS), sr, subtype="FLOAT")
+    res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={tmp_path / 'st'}", "ckpt_dir=fits",
+                   "quiet=true", "modes=[compress]"], cwd=tmp_path)
+    clean_failure(res, "input_003_.wav", "48000 Hz", "44100 Hz")
+    assert not (tmp_path / "fits" / "compress").exists()
