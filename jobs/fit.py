@@ -58,15 +58,13 @@ def fit_job_kind(cfg) -> str:
     if job == "auto":
         if data.get("kind") == "manifest":
             return "manifest"
-        if data.get("input") and data.get("target"):
-            job = "pair"      # the user's own pair, whatever the data file's kind
-        elif data.get("kind") == "digital" or data.get("digital"):
+        if data.get("kind") == "digital" or data.get("digital"):
             job = "digital"
         elif data.get("input") or data.get("target"):
             job = "pair"
         else:
             return "chain"
-    if job == "pair" or (job == "digital" and data.get("target")):   # a digital job renders its own target
+    if job == "pair" or (job == "digital" and data.get("target") and not data.get("input")):
         if not (data.get("input") and data.get("target")):
             raise UserError("a single fit needs both data.input and data.target")
     return job
@@ -124,17 +122,26 @@ def _single_job(cfg, ckpt_dir, options, init) -> int:
 def _digital_job(cfg, ckpt_dir, options, init) -> int:
     data = cfg.data
     truth = {k: float(data.digital[k]) for k in PARAM_NAMES}
-    if data.get("input"):
-        inp = Path(str(data.input))
-        x, sr = read_audio(inp)
-    else:   # only the material needed, synthesised (not the whole stand-in corpus)
-        x, sr, inp = _digital_material(data)
-    x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
-    y = render(x, sr, truth)
+    extra = {}
+    if data.get("input") and data.get("target"):   # the user's rendering of the digital target
+        inp, tgt = Path(str(data.input)), Path(str(data.target))
+        x, y, sr, aligned = read_aligned_pair(inp, tgt, align_mode(data))
+        print(f"{tgt}: {aligned.describe()}")
+        extra = {"target": str(tgt), "alignment": aligned.to_dict()}
+        x, y = x.astype(np.float64), y.astype(np.float64)
+    else:
+        if data.get("input"):
+            inp = Path(str(data.input))
+            x, sr = read_audio(inp)
+        else:   # only the material needed, synthesised (not the whole stand-in corpus)
+            x, sr, inp = _digital_material(data)
+        x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
+        y = render(x, sr, truth)
     frames = _frames(cfg, x, y, sr, inp)
     res = _fit_with_progress(frames, init, options, cfg.quiet, data.name)
+    check_fit_collapse(res.params, res.esr, extra.get("target", inp))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth))
+    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth, **extra))
     _report_single(res, ckpt_dir / "ckpt.yaml")
     rows = [{"name": k, "truth": truth[k], "fitted": res.params[k],
              "error": abs(res.params[k] - truth[k]) / (1.0 if k.endswith("_db") else abs(truth[k])),
