@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from common.config import load_config
+from common.cli import compose_cli
 from common.errors import run_main
 from jobs.compare import run_compare
 
 
 def main() -> int:
-    return run_compare(load_config("compare", sys.argv[1:]), sys.argv[1:])
+    cfg = compose_cli("compare", sys.argv[1:], __doc__, "compare.py")
+    return 0 if cfg is None else run_compare(cfg, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ from dsp.render import BlockCompressor
 
 def parse_args(argv):
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input")
-    ap.add_argument("output")
+    ap.add_argument("input", help="audio file to compress (any format libsndfile reads)")
+    ap.add_argument("output", help="where to write the result (.wav, .flac, .aiff, .ogg, .mp3; keeps the input's "
+                                   "sample format where it can; never the input itself)")
     ap.add_argument("--threshold", type=float, required=True, help="dB")
     ap.add_argument("--ratio", type=float, required=True, help="> 1")
     ap.add_argument("--attack", type=float, required=True, help="ms, > 0")
     ap.add_argument("--release", type=float, required=True, help="ms, > 0")
-    ap.add_argument("--make-up", type=float, default=0.0, help="dB")
+    ap.add_argument("--make-up", type=float, default=0.0, help="dB (default 0)")
     return ap.parse_args(argv)
 
 

@@ -14,16 +14,13 @@ from __future__ import annotations
 import sys
 
 from common.errors import run_main
-from common.config import load_config
+from common.cli import compose_cli
 from jobs.fit import run_fit_job
 
 
 def main() -> int:
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        print(__doc__.strip() + "\n\nSettings: key=value overrides of cfg/config.yaml and cfg/data/*.yaml.")
-        return 0
-    cfg = load_config("config", sys.argv[1:])
-    return run_fit_job(cfg)
+    cfg = compose_cli("config", sys.argv[1:], __doc__, "train_comp.py")
+    return 0 if cfg is None else run_fit_job(cfg)
 
 
 if __name__ == "__main__":

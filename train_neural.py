@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import sys
 
-from common.config import load_config
+from common.cli import compose_cli
 from common.errors import run_main
 from jobs.train import run_train_job
 
 
 def main() -> int:
-    cfg = load_config("train_neural", sys.argv[1:])
-    return run_train_job(cfg)
+    cfg = compose_cli("train_neural", sys.argv[1:], __doc__, "train_neural.py")
+    return 0 if cfg is None else run_train_job(cfg)
 
 
 if __name__ == "__main__":

@@ -436,16 +436,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                      description="Process a wav file through the stand-in optical "
                                  "leveller (an LA-2A-like virtual-analog model).")
     parser.add_argument("input", help="input audio file")
-    parser.add_argument("output", help="output audio file (.wav, .flac or .aiff)")
+    parser.add_argument("output", help="output audio file (.wav, .flac, .aiff, .ogg, .mp3; "
+                                           "keeps the input's sample format where it can)")
     parser.add_argument("--peak-reduction", type=float, required=True,
                         help="peak reduction knob, 0..100")
     parser.add_argument("--mode", default="compress",
-                        help="compress (default) or limit")
+                        help="compress or limit (default: compress)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from audio.io import read_audio, write_audio
+    from audio.io import audio_info, read_audio, write_audio
 
     args = _parse(argv)
     if args.mode not in MODES:
@@ -458,9 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.output}: output folder {out_dir} does not exist")
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise UserError(f"{args.output}: output would overwrite the input file")
+    info = audio_info(args.input)
     audio, sr = read_audio(args.input, allow_silence=True)
     y = render(audio, sr, args.peak_reduction, args.mode)
-    write_audio(args.output, y, sr)
+    write_audio(args.output, y, sr, subtype=info.subtype)   # the input's format, as test_comp.py
     print(f"wrote {args.output}: {audio.shape[1] / sr:.2f} s, {audio.shape[0]} channel(s), "
           f"peak reduction {args.peak_reduction:g}, {args.mode}")
     return 0

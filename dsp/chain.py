@@ -16,10 +16,11 @@ from typing import Callable
 
 from audio.framing import Frames, make_frames
 from audio.devices import la2a_setting
-from audio.io import read_pair
+from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from common.records import write_csv
 from dsp.checkpoint import load_checkpoint, save_checkpoint
+from dsp.collapse import check_fit_collapse
 from dsp.fit import FitOptions
 from dsp.kinds import evaluate_any, fit_any, kind_of, options_kind, param_names
 from dsp.knobmap import KnobMap
@@ -38,6 +39,7 @@ class ChainSpec:
     default_init: dict | None = None     # physical start of a cold fit (None: the published one)
     frame_s: float = 12.0
     overlap_s: float = 1.0
+    align: str = "auto"                  # auto: correct each pair's latency and polarity | off
 
 
 def frame_pair(x, y, sample_rate: int, frame_s: float, overlap_s: float, target) -> Frames:
@@ -73,7 +75,8 @@ def _row(record: dict) -> dict:
 
 def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_dir: Path, spec: ChainSpec,
               options: FitOptions, on_level: Callable[[str, int, str], None] | None = None,
-              on_iteration: Callable[[int, float, float], None] | None = None) -> list[dict]:
+              on_iteration: Callable[[int, float, float], None] | None = None,
+              on_alignment: Callable[[str, int, object], None] | None = None) -> list[dict]:
     """Fit every (mode, level) that ``find_pair`` has files for.
 
     Args:
@@ -81,6 +84,7 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
         ckpt_dir: output folder (``<mode>/pr_<level>/ckpt.yaml`` per level).
         on_level: called as ``(mode, pr, status)`` with status "fit", "skip" or "missing".
         on_iteration: Newton progress callback.
+        on_alignment: called as ``(mode, pr, AlignInfo)`` for every pair read for a fit.
 
     Returns:
         Summary rows (dicts with :data:`SUMMARY_COLUMNS` plus ``converged``, ``skipped``).
@@ -110,15 +114,19 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
             else:
                 if on_level:
                     on_level(mode, pr, "fit")
-                x, y, sr = read_pair(inp, tgt)
+                x, y, sr, aligned = read_aligned_pair(inp, tgt, spec.align)
+                if on_alignment:
+                    on_alignment(mode, pr, aligned)
                 frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
                 chained = spec.init == "chain" and previous is not None
                 start = previous if chained else spec.default_init
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     res = fit_any(frames, start, options, on_iteration, level_match=not chained)
+                check_fit_collapse(res.params, res.esr, tgt)   # never written as a fit
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
                 record["compressor"] = options_kind(options)
+                record["alignment"] = aligned.to_dict()
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(ckpt, record)
             previous = record["params"]
@@ -173,7 +181,7 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
         if files is None:
             continue
         inp, tgt = files
-        x, y, sr = read_pair(inp, tgt)
+        x, y, sr, _ = read_aligned_pair(inp, tgt, spec.align)
         frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
         interp = sparse.at(la2a_setting(mode, pr))
         own = {k: float(r[k]) for k in param_names(kind_of(r))}

@@ -19,6 +19,8 @@ from audio import material
 from audio.datasets import load_pairs
 from audio.devices import LA2A, Device, la2a_setting
 from audio.io import audio_info
+from audio.pairs import align_mode
+from audio.rates import check_rates
 from audio.manifest import manifest_device, read_manifest
 from common.atomic import write_text_atomic
 from common.errors import UserError
@@ -152,6 +154,16 @@ def _takes_corpus(cfg) -> Corpus:
     return Corpus(device, table, test_rows, lambda s: device.key(s) in trained, plot_at)
 
 
+def _check_corpus_rate(cfg) -> None:
+    """One sample rate over the corpus, from the file headers, before any fit or training."""
+    if cfg.data.get("kind") == "manifest":
+        takes = read_manifest(Path(str(cfg.data.path)))
+    else:
+        takes = load_pairs(cfg.data, quiet=cfg.quiet)
+    if takes:
+        check_rates([p for t in takes for p in (t.input, t.target)])
+
+
 def run_compare(cfg, argv: list[str]) -> int:
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
@@ -159,12 +171,14 @@ def run_compare(cfg, argv: list[str]) -> int:
     if str(cfg.eval_split) != "Test":
         raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
                         f"got {cfg.eval_split!r}")
+    _check_corpus_rate(cfg)
     corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
     device = corpus.device
     neural_ckpts = _ensure_neural(cfg, argv)
     candidates = (dsp_candidates(corpus.param_map) + _extra_dsp_candidates(cfg, corpus)
                   + [neural_candidate(p, device) for p in neural_ckpts])
-    rows = evaluate(candidates, corpus.takes, device, corpus.seen, float(cfg.skip_s), quiet=cfg.quiet)
+    rows = evaluate(candidates, corpus.takes, device, corpus.seen, float(cfg.skip_s), quiet=cfg.quiet,
+                    align=align_mode(cfg.data))
     bad = [r for r in rows if not all(np.isfinite(r[k]) for k in ("esr", "mae", "stft", "rtf_256"))]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "compare.csv", rows_to_csv(rows, device))
@@ -175,7 +189,7 @@ def run_compare(cfg, argv: list[str]) -> int:
                   for mode in sorted({r["mode"] for r in rows})]
     else:
         tables = [("ESR by knob setting", setting_table(rows, list(device.knobs)))]
-    write_text_atomic(out_dir / "compare.md", _markdown(cfg, device, summary, tables, pictures))
+    write_text_atomic(out_dir / "compare.md", _markdown(cfg, device, summary, tables, pictures, rows))
     print(summary_text(summary))
     if device != LA2A:
         print()
@@ -248,7 +262,7 @@ def _plot_knobs(cfg, knobs: list[str], test_rows, ranges) -> dict:
 
 
 _INTRO = {
-    True: ("All rows are on the {split} material of `{name}`, every level and both modes; the first {skip:g} s "
+    True: ("All rows are on the {split} material of `{name}`: {what}; the first {skip:g} s "
            "of each file is a warm-up left out of the metrics. 'unseen' levels ({unseen}) were never used to "
            "train or validate the neural models nor to fit the DSP model (which read Train material only). "
            "`dsp`: the knob model's parameters (at a fitted level its fit there; at an unseen level the knob "
@@ -272,10 +286,25 @@ _INTRO = {
 }
 
 
-def _markdown(cfg, device: Device, summary, tables, pictures) -> str:
+def _evaluated(rows: list[dict], cfg) -> tuple[str, str]:
+    """What was evaluated, in words: the modes and levels of the rows, and the unseen levels
+    among them (the LA-2A report's intro)."""
+    modes = sorted({str(r["mode"]) for r in rows if r.get("mode")})
+    levels = sorted({int(r["peak_reduction"]) for r in rows if r.get("peak_reduction") not in (None, "")})
+    unseen = sorted({int(r["peak_reduction"]) for r in rows
+                     if r.get("split") == "unseen" and r.get("peak_reduction") not in (None, "")})
+    mode_words = " and ".join(modes) + (" mode" if len(modes) == 1 else " modes")
+    what = f"{mode_words}, {len(levels)} level{'s' if len(levels) != 1 else ''} (PR {', '.join(map(str, levels))})"
+    if unseen:
+        return what, f"{', '.join(map(str, unseen))} of those evaluated"
+    return what, f"none evaluated; configured: {', '.join(map(str, cfg.unseen_levels)) or 'none'}"
+
+
+def _markdown(cfg, device: Device, summary, tables, pictures, rows=()) -> str:
     intro, heading = _INTRO[device == LA2A]
+    what, unseen = _evaluated(rows, cfg)
     intro = intro.format(split=cfg.eval_split, name=cfg.data.name, skip=float(cfg.skip_s),
-                         unseen=", ".join(map(str, cfg.unseen_levels)), path=cfg.data.get("path"))
+                         unseen=unseen, path=cfg.data.get("path"), what=what)
     lines = ["# DSP vs neural vs hybrid", "", intro, "", f"## {heading}", "", markdown_table(summary), ""]
     for title, (table_rows, columns) in tables:
         lines += [f"## {title}", "", markdown_table(table_rows, columns), ""]

@@ -14,17 +14,20 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from audio.datasets import corpus_spec, fit_pair_finder, load_pairs
-from audio.corpus import ensure_corpus
-from audio.io import read_audio, read_pair
+from audio.datasets import fit_pair_finder, load_pairs
+from audio.io import read_audio
+from audio.material import synthesize
 from audio.devices import MODES
 from audio.manifest import knob_names, read_manifest
-from audio.signaltrain import find_level, levels_by_mode, scan_corpus
+from audio.pairs import align_mode, alignment_note, read_aligned_pair
+from audio.rates import check_rates
+from audio.signaltrain import find_level, levels_by_mode
 from common.errors import UserError
 from common.records import write_csv
 from common.table import format_table
 from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain
 from dsp.checkpoint import save_checkpoint
+from dsp.collapse import check_fit_collapse
 from dsp.fit import FitResult, fit_frames
 from dsp.kinds import fit_any, options_kind
 from dsp.knobtable import take_dir, take_fit
@@ -63,7 +66,7 @@ def fit_job_kind(cfg) -> str:
             job = "pair"
         else:
             return "chain"
-    if job == "pair" or (job == "digital" and (data.get("input") or data.get("target"))):
+    if job == "pair" or (job == "digital" and data.get("target") and not data.get("input")):
         if not (data.get("input") and data.get("target")):
             raise UserError("a single fit needs both data.input and data.target")
     return job
@@ -109,11 +112,14 @@ def _record(res: FitResult, sample_rate: int, options, **extra) -> dict:
 
 def _single_job(cfg, ckpt_dir, options, init) -> int:
     inp, tgt = Path(str(cfg.data.input)), Path(str(cfg.data.target))
-    x, y, sr = read_pair(inp, tgt)
+    x, y, sr, aligned = read_aligned_pair(inp, tgt, align_mode(cfg.data))
+    print(f"{tgt}: {aligned.describe()}")
     frames = _frames(cfg, x, y, sr, tgt)
     res = _fit_with_progress(frames, init, options, cfg.quiet, "fit")
+    check_fit_collapse(res.params, res.esr, tgt)   # a collapsed fit is an error, never "converged"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt)))
+    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt),
+                                                    alignment=aligned.to_dict()))
     _report_single(res, ckpt_dir / "ckpt.yaml", options)
     return 0
 
@@ -121,20 +127,26 @@ def _single_job(cfg, ckpt_dir, options, init) -> int:
 def _digital_job(cfg, ckpt_dir, options, init) -> int:
     data = cfg.data
     truth = {k: float(data.digital[k]) for k in PARAM_NAMES}
-    if data.get("input"):
-        inp = Path(str(data.input))
-        x, sr = read_audio(inp)
+    extra = {}
+    if data.get("input") and data.get("target"):   # the user's rendering of the digital target
+        inp, tgt = Path(str(data.input)), Path(str(data.target))
+        x, y, sr, aligned = read_aligned_pair(inp, tgt, align_mode(data))
+        print(f"{tgt}: {aligned.describe()}")
+        extra = {"target": str(tgt), "alignment": aligned.to_dict()}
+        x, y = x.astype(np.float64), y.astype(np.float64)
     else:
-        root = ensure_corpus(Path(str(data.cache_dir)), corpus_spec(data), quiet=cfg.quiet)
-        first = min((p for p in scan_corpus(root) if p.split == "Train"), key=lambda p: p.id)
-        inp = first.input
-        x, sr = read_audio(inp)
-    x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
-    y = render(x, sr, truth)
+        if data.get("input"):
+            inp = Path(str(data.input))
+            x, sr = read_audio(inp)
+        else:   # only the material needed, synthesised (not the whole stand-in corpus)
+            x, sr, inp = _digital_material(data)
+        x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
+        y = render(x, sr, truth)
     frames = _frames(cfg, x, y, sr, inp)
     res = _fit_with_progress(frames, init, options, cfg.quiet, data.name)
+    check_fit_collapse(res.params, res.esr, extra.get("target", inp))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth))
+    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth, **extra))
     _report_single(res, ckpt_dir / "ckpt.yaml")
     rows = [{"name": k, "truth": truth[k], "fitted": res.params[k],
              "error": abs(res.params[k] - truth[k]) / (1.0 if k.endswith("_db") else abs(truth[k])),
@@ -142,6 +154,19 @@ def _digital_job(cfg, ckpt_dir, options, init) -> int:
     print(format_table(rows, [("name", "parameter", ""), ("truth", "truth", ".6g"), ("fitted", "fitted", ".6g"),
                               ("error", "error", ".2e"), ("unit", "", "")]))
     return 0
+
+
+def _digital_material(data) -> tuple[np.ndarray, int, str]:
+    """``data.seconds`` of program material, synthesised as the stand-in corpus's first Train
+    input is (:func:`audio.material.synthesize`), at the corpus's rate and seed."""
+    corpus = data.get("corpus") or {}
+    sr = int(corpus.get("sample_rate", 44100))
+    seed = int(corpus.get("seed", 0))
+    seconds = float(data.get("seconds", 35.0))
+    if not (seconds > 0 and np.isfinite(seconds)):
+        raise UserError(f"data.seconds must be positive, got {seconds:g}")
+    x = synthesize(seconds, sr, seed=seed)[None, :]
+    return x, sr, f"synthesised program material ({seconds:g} s, seed {seed}, {sr} Hz)"
 
 
 def _frames(cfg, x, y, sr, path):
@@ -192,8 +217,9 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
                         f"levels {levels} (found {found})")
     if str(cfg.init) not in ("chain", "default"):
         raise UserError(f"init must be chain or default, got {cfg.init!r}")
+    check_rates([p for m, pr in todo for p in find(m, pr)])   # one rate, before any fit
     spec = ChainSpec(modes, levels, str(cfg.init), init,
-                     float(cfg.data.frame_s), float(cfg.data.overlap_s))
+                     float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc="chain", unit="level", disable=cfg.quiet)
     it_bar = {"n": 0}
@@ -209,9 +235,18 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     def on_iteration(it, loss, dec):
         bar.set_postfix_str(f"{bar.postfix.split(' it')[0] if bar.postfix else ''} it {it}", refresh=False)
 
-    rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration)
+    notes = []
+
+    def on_alignment(mode, pr, info):
+        note = alignment_note(info)
+        if note:
+            notes.append(f"{mode} PR {pr}: {note}")
+
+    rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration, on_alignment)
     bar.update(1)
     bar.close()
+    if notes:
+        print("aligned (target latency and polarity corrected): " + "; ".join(notes))
     write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
     for mode in modes:
         esr = [r["esr"] for r in rows if r["mode"] == mode]
@@ -245,24 +280,31 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     if not rows:
         raise UserError(f"{cfg.data.path}: no rows in splits {list(cfg.data.fit_splits)}")
     knobs = knob_names(rows)
+    check_rates([p for r in rows for p in (r.input, r.target)])   # one rate, before any fit
+    align = align_mode(cfg.data)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    out = []
+    out, notes = [], []
     for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
         ckpt = take_dir(ckpt_dir, row) / "ckpt.yaml"
         record = take_fit(ckpt_dir, row)   # None: no fit yet, unreadable, or another manifest's row
         if record is None:
-            x, y, sr = read_pair(row.input, row.target)
+            x, y, sr, aligned = read_aligned_pair(row.input, row.target, align)
+            if alignment_note(aligned):
+                notes.append(f"{row.target}: {alignment_note(aligned)}")
             frames = _frames(cfg, x, y, sr, row.target)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = fit_frames(frames, init, options, None, level_match=True)
+            check_fit_collapse(res.params, res.esr, row.target)
             record = _record(res, sr, options, input=str(row.input.resolve()), target=str(row.target.resolve()),
-                             knobs=row.knobs)
+                             knobs=row.knobs, alignment=aligned.to_dict())
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt, record)
         out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],
                     "iterations": record["iterations"], "seconds": record["seconds"]})
     write_csv(ckpt_dir / TAKES_SUMMARY, out)
+    if notes:
+        print("aligned (target latency and polarity corrected): " + "; ".join(notes))
     print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS +
                        [("esr", "ESR", ".4g"), ("iterations", "iters", "d")]))
     print(f"wrote {ckpt_dir / TAKES_SUMMARY}")

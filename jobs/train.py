@@ -29,6 +29,8 @@ import torch
 from audio.datasets import load_pairs
 from audio.devices import LA2A, MODES, Device
 from audio.manifest import manifest_device, read_manifest
+from audio.pairs import align_mode
+from audio.rates import check_rates
 from common.config import to_plain
 from common.errors import UserError
 from dsp.knobtable import KnobTable
@@ -128,8 +130,8 @@ def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
     def trained(s: dict) -> bool:
         return in_range(s) and seen(s)
 
-    train_tracks = load_tracks(pairs, param_map, ["Train"], trained, cfg.quiet, "train pairs", limit)
-    val_tracks = load_tracks(pairs, param_map, ["Val"], trained, cfg.quiet, "val pairs", limit)
+    train_tracks = load_tracks(pairs, param_map, ["Train"], trained, cfg.quiet, "train pairs", limit, align_mode(cfg.data))
+    val_tracks = load_tracks(pairs, param_map, ["Val"], trained, cfg.quiet, "val pairs", limit, align_mode(cfg.data))
     if not val_tracks:
         raise UserError("no validation material: the Val split has no pair at a trained level")
     levels = {t.level for t in train_tracks}
@@ -137,7 +139,7 @@ def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
     record = {"unseen_levels": unseen, "trained_levels": sorted([list(level) for level in levels])}
     return Corpus(LA2A, param_map, train_tracks, val_tracks, record,
                   f"at {len(levels)} settings, unseen levels {unseen}",
-                  lambda: load_tracks(pairs, param_map, ["Test"], in_range, cfg.quiet, "test pairs", limit),
+                  lambda: load_tracks(pairs, param_map, ["Test"], in_range, cfg.quiet, "test pairs", limit, align_mode(cfg.data)),
                   seen, "no Test material at the trained modes: no test table")
 
 
@@ -164,13 +166,16 @@ def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
     for r in rows:
         ranges.check(r.knobs, f"{path}: line {r.index} ({r.split})")
     table = ensure_dsp_fit(cfg.data, dsp_dir, fit_rows, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet))
-    train_tracks = load_tracks(rows, table, ["Train"], quiet=cfg.quiet, desc="train pairs", max_samples=limit)
-    val_tracks = load_tracks(rows, table, ["Val"], quiet=cfg.quiet, desc="val pairs", max_samples=limit)
+    train_tracks = load_tracks(rows, table, ["Train"], quiet=cfg.quiet, desc="train pairs", max_samples=limit,
+                               align=align_mode(cfg.data))
+    val_tracks = load_tracks(rows, table, ["Val"], quiet=cfg.quiet, desc="val pairs", max_samples=limit,
+                             align=align_mode(cfg.data))
     trained = sorted({t.level for t in train_tracks})
     record = {"trained_settings": [device.setting(key) for key in trained]}
     return Corpus(device, table, train_tracks, val_tracks, record,
                   f"at {len(trained)} settings of the knobs {', '.join(device.knobs)}",
-                  lambda: load_tracks(rows, table, ["Test"], quiet=cfg.quiet, desc="test pairs", max_samples=limit),
+                  lambda: load_tracks(rows, table, ["Test"], quiet=cfg.quiet, desc="test pairs", max_samples=limit,
+                                     align=align_mode(cfg.data)),
                   lambda s: device.key(s) in set(trained), "the manifest has no Test row: no test table",
                   per=" per knob setting",
                   note="(setting NEW: never trained at; its DSP parameters are the nearest trained setting's)")
@@ -184,6 +189,7 @@ def run_train_job(cfg) -> int:
     out_dir, dsp_dir = Path(str(cfg.out_dir)), Path(str(cfg.dsp_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: out_dir is a file")
+    _check_training_rate(cfg, rows)
     torch_device = resolve_device(cfg.device)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
@@ -223,6 +229,19 @@ def run_train_job(cfg) -> int:
     if not cfg.test:
         return 0
     return _test(cfg, corpus, out_dir)
+
+
+def _check_training_rate(cfg, rows) -> None:
+    """One sample rate over the takes, and the rate the models train at, checked from the
+    file headers before the DSP fit and the training (not after)."""
+    takes = rows if rows is not None else load_pairs(cfg.data, quiet=cfg.quiet)
+    if not takes:
+        return
+    rate = check_rates([p for t in takes for p in (t.input, t.target)])
+    if rate != SAMPLE_RATE:
+        where = cfg.data.get("path") or cfg.data.get("root") or "the corpus"
+        raise UserError(f"{where}: the takes are at {rate} Hz; neural training runs at {SAMPLE_RATE} Hz "
+                        f"(resample the corpus; a trained model renders at any rate)")
 
 
 def _resume(cfg, out_dir: Path, spec: dict, variant: str, model, device: Device) -> dict | None:

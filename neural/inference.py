@@ -17,21 +17,28 @@ The DSP parameters at a setting come from the map (:meth:`dsp.parammap.ParamMap.
 interpolated over peak reduction on the LA-2A, the nearest trained setting's fit on
 another device; a setting the map refuses (:meth:`dsp.parammap.ParamMap.check`) is an error.
 
-Several channels: the DSP compressor uses linked detection (the louder channel drives
-one gain for all, as :class:`dsp.render.BlockCompressor` does), and the neural model
-runs the channels as a batch, each with its own state (its correction follows each
-channel's own signal on top of the linked DSP gain).
+Several channels (stereo): the gain is linked. The DSP compressor detects on the
+louder channel (the channels' maximum, as :class:`dsp.render.BlockCompressor` does for
+the DSP model and the stand-in) and applies one gain to all channels; the neural model
+runs the channels as a batch on that linked DSP output, each with its own state (its
+small correction follows each channel's own signal on top of the linked gain). The
+maximum rather than the mean keeps a hard-panned source from overshooting.
 
-The models run at 44.1 kHz (the rate they were trained at: their learnt time constants
-are in samples); another rate is refused with an error rather than silently rendered
-with the wrong timing. Resample the file first.
+Sample rates: the models run at the rate they were trained at (their learnt time
+constants are in samples). :meth:`NeuralRenderer.render_channels` renders audio at any
+other rate by resampling it to the model's rate and the output back, with a polyphase
+windowed-sinc resampler (:func:`scipy.signal.resample_poly`, Kaiser window, linear
+phase: no delay); :meth:`NeuralRenderer.block_processor` (streaming) needs the model's
+rate.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import signal
 
 from common.errors import UserError
 from dsp.kinds import kind_of, renderer_for
@@ -111,7 +118,7 @@ class NeuralRenderer:
         variant: ``"hybrid"`` or ``"blackbox"``.
         head: the output form (``hybrid_gain``, ``hybrid_add``, ``blackbox``).
         num_parameters: trainable parameters of the model.
-        sample_rate: the only rate it renders at (44100).
+        sample_rate: the rate it was trained at and streams at (others are resampled).
         record: the checkpoint's other entries (config, metrics, levels).
         param_map: the :class:`dsp.parammap.ParamMap` it was trained with.
         device: the :class:`audio.devices.Device` whose settings it renders at.
@@ -159,12 +166,13 @@ class NeuralRenderer:
 
     def _check_rate(self, sample_rate: int) -> None:
         if int(sample_rate) != self.sample_rate:
-            raise UserError(f"sample rate {int(sample_rate)} Hz: the neural model runs at {self.sample_rate} Hz "
-                            "only (resample the audio first)")
+            raise UserError(f"sample rate {int(sample_rate)} Hz: streaming runs at the model's {self.sample_rate} Hz "
+                            "(render_channels resamples any other rate)")
 
     # --- rendering ----------------------------------------------------------------
     def block_processor(self, sample_rate: int, setting: dict) -> BlockProcessor:
-        """A stateful callable for consecutive ``(channels, n)`` float32 blocks at ``setting``."""
+        """A stateful callable for consecutive ``(channels, n)`` float32 blocks at ``setting``
+        (at the model's own rate; :meth:`render_channels` resamples any other)."""
         self._check_rate(sample_rate)
         return BlockProcessor(self, setting)
 
@@ -175,6 +183,49 @@ class NeuralRenderer:
             raise UserError(f"render expects a 1-D signal, got shape {x.shape} (use block_processor for channels)")
         if not np.all(np.isfinite(x)):
             raise UserError("input holds NaN or infinite samples")
-        proc = self.block_processor(sample_rate, setting)
-        out = [proc(x[None, i:i + block])[0] for i in range(0, len(x), block)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return self.render_channels(x[None, :], sample_rate, setting, block)[0]
+
+    def render_channels(self, x: np.ndarray, sample_rate: int, setting: dict, block: int = 1 << 16,
+                        progress=None) -> np.ndarray:
+        """Render ``(channels, T)`` audio at any sample rate (from silence) at ``setting``.
+
+        At another rate than the model's, the audio is resampled to the model's rate, rendered
+        and resampled back (polyphase, linear phase: no added delay, the length kept).
+
+        Args:
+            x: the audio. **Shape:** ``(channels, T)``.
+            sample_rate: its rate, Hz.
+            setting: a knob dict of the model's device.
+            block: samples per block at the model's rate.
+            progress: called with the fraction of the render done after each block (or None).
+
+        Returns:
+            float32 ``(channels, T)``.
+        """
+        x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+        if not np.all(np.isfinite(x)):
+            raise UserError("input holds NaN or infinite samples")
+        if x.shape[1] == 0:
+            return np.zeros_like(x)
+        up, down = _rate_ratio(self.sample_rate, int(sample_rate))
+        xm = x if up == down else signal.resample_poly(x, up, down, axis=1).astype(np.float32)
+        proc = BlockProcessor(self, setting)
+        out = []
+        for i in range(0, xm.shape[1], block):
+            out.append(proc(xm[:, i:i + block]))
+            if progress is not None:
+                progress(min(1.0, (i + block) / xm.shape[1]))
+        y = np.concatenate(out, axis=1)
+        if up != down:
+            y = signal.resample_poly(y, down, up, axis=1)
+            n = x.shape[1]
+            y = y[:, :n] if y.shape[1] >= n else np.pad(y, ((0, 0), (0, n - y.shape[1])))
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _rate_ratio(model_rate: int, rate: int) -> tuple[int, int]:
+    """``(up, down)`` taking ``rate`` to ``model_rate`` (1, 1 when equal)."""
+    if rate <= 0:
+        raise UserError(f"sample rate {rate} Hz is not positive")
+    g = math.gcd(int(model_rate), int(rate))
+    return int(model_rate) // g, int(rate) // g

@@ -7,7 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audio.devices import Device
-from audio.io import read_pair
+from audio.pairs import read_aligned_pair
 from dsp.metrics import all_metrics
 from report.models import Candidate, real_time_factor
 
@@ -25,16 +25,17 @@ def row_columns(device: Device, setting: dict) -> dict:
 
 
 def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Callable[[dict], bool],
-             skip_s: float = 1.0, quiet: bool = False) -> list[dict]:
+             skip_s: float = 1.0, quiet: bool = False, align: str = "auto") -> list[dict]:
     """One row per (candidate, take): the setting's columns (:func:`row_columns`), the
     ``setting`` itself, ``split`` "seen" where ``seen(setting)`` (trained at) or "unseen",
     the candidate's size, every metric and the real-time factor (measured once per
-    candidate). Multichannel files are scored on their channel mean."""
+    candidate). Multichannel files are scored on their channel mean. ``align``: the
+    target's latency and polarity corrected as at fit time (``"auto"``) or not (``"off"``)."""
     rows = []
     rtf: dict[tuple[str, str], float] = {}
     bar = tqdm(total=len(candidates) * len(takes), desc="evaluate", unit="run", disable=quiet)
     for take in takes:
-        x, y, sr = read_pair(take.input, take.target)
+        x, y, sr, _ = read_aligned_pair(take.input, take.target, align)
         x, y = x.mean(axis=0), y.mean(axis=0)
         skip = int(skip_s * sr)
         setting = take.setting

@@ -47,11 +47,16 @@ def summary_text(summary: list[dict]) -> str:
     return format_table(summary, _SUMMARY_COLUMNS)
 
 
+def _cell(text) -> str:
+    """A table cell's text with ``|`` escaped (``|dLUFS|`` would otherwise split the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def markdown_table(rows: list[dict], columns=_SUMMARY_COLUMNS) -> str:
-    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    head = "| " + " | ".join(_cell(h) for _, h, _ in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(format(r[k], f) if r.get(k) is not None else "" for k, _, f in columns) + " |"
-            for r in rows]
+    body = ["| " + " | ".join(_cell(format(r[k], f)) if r.get(k) is not None else "" for k, _, f in columns)
+            + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
 

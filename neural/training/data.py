@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from audio.devices import LA2A, Device
-from audio.io import check_pair, read_audio
+from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from dsp.parammap import ParamMap
 from dsp.kinds import kind_of, render_any
@@ -132,14 +132,17 @@ class Track:
 
 def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
                 keep: Callable[[dict], bool] = lambda setting: True,
-                quiet: bool = False, desc: str = "tracks", max_samples: int | None = None) -> list[Track]:
+                quiet: bool = False, desc: str = "tracks", max_samples: int | None = None,
+                align: str = "auto") -> list[Track]:
     """Read the mono 44.1 kHz takes of ``splits`` at settings where ``keep(setting)``, with
     the DSP gain at their setting (``param_map.at``) and every conditioning of the device.
 
     ``takes``: items with ``split, id, input, target, setting`` (a SignalTrain
     :class:`audio.signaltrain.Pair` or a manifest row). ``max_samples`` reads only the
     start of every file (bounds the memory on long recordings such as SignalTrain's
-    20-minute files).
+    20-minute files). ``align``: ``"auto"`` corrects each target's latency and polarity
+    against its input as the DSP fit does (:func:`audio.pairs.read_aligned_pair`), so a
+    hybrid sees the pair its DSP parameters were fitted on; ``"off"`` reads it as is.
 
     Raises:
         UserError: a file that is not mono 44.1 kHz, a setting the map does not cover.
@@ -149,7 +152,7 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
     chosen = [t for t in takes if t.split in splits and keep(t.setting)]
     tracks = []
     for t in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
-        x, y = _read_mono(t.input, t.target, max_samples)
+        x, y = _read_mono(t.input, t.target, max_samples, align)
         params = param_map.at(t.setting)
         g_db = dsp_gain_db(BlockCompressor(params, SAMPLE_RATE), x, params["make_up_db"])
         cond = {name: conditioning(name, params, t.setting, device) for name in device.conditionings}
@@ -158,10 +161,9 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
     return tracks
 
 
-def _read_mono(input_path, target_path, max_samples: int | None) -> tuple[np.ndarray, np.ndarray]:
-    x, sr_x = read_audio(input_path, stop=max_samples)
-    y, sr_y = read_audio(target_path, stop=max_samples)
-    check_pair(input_path, target_path, x, sr_x, y, sr_y)
+def _read_mono(input_path, target_path, max_samples: int | None, align: str = "auto"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    x, y, sr_x, _ = read_aligned_pair(input_path, target_path, align, stop=max_samples)
     if sr_x != SAMPLE_RATE:
         raise UserError(f"{target_path}: sample rate {sr_x} Hz; the neural models run at {SAMPLE_RATE} Hz")
     if x.shape[0] != 1:

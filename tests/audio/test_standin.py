@@ -275,6 +275,14 @@ def test_cli_refuses_output_equal_to_input(tmp_path):
     assert src.read_bytes() == before
 
 
+def test_cli_keeps_the_input_format(tmp_path):
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, tone(1000.0, -6.0, 0.5, SR), SR, subtype="PCM_24")
+    res = _cli(str(src), str(dst), "--peak-reduction", "50")
+    assert res.returncode == 0, res.stderr
+    assert sf.info(str(dst)).subtype == "PCM_24"
+
+
 @pytest.fixture()
 def wav(tmp_path):
     path = tmp_path / "in.wav"
@@ -282,7 +290,7 @@ def wav(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "text", "pr150", "mode", "folder", "no_pr"])
+@pytest.mark.parametrize("case", ["missing", "text", "pr150", "mode", "folder", "no_pr", "over_input"])
 def test_cli_errors_are_one_line(case, wav, tmp_path):
     out = tmp_path / "out.wav"
     args = [str(wav), str(out), "--peak-reduction", "50", "--mode", "compress"]
@@ -300,7 +308,11 @@ def test_cli_errors_are_one_line(case, wav, tmp_path):
         args[1] = str(tmp_path / "no_such_dir" / "out.wav")
     elif case == "no_pr":
         args = args[:2]
+    elif case == "over_input":
+        args[1] = str(wav)
+    before = wav.read_bytes()
     res = _cli(*args)
+    assert wav.read_bytes() == before
     lines = res.stderr.strip().splitlines()
     assert res.returncode != 0
     assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
