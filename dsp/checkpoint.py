@@ -16,7 +16,7 @@ from common.atomic import write_text_atomic
 from common.errors import UserError
 from dsp.params import PARAM_NAMES, Ranges
 
-__all__ = ["KIND", "save_checkpoint", "load_checkpoint", "REQUIRED_KEYS"]
+__all__ = ["KIND", "save_checkpoint", "load_checkpoint", "check_params", "REQUIRED_KEYS"]
 
 KIND = "dsp-compressor"
 REQUIRED_KEYS = ("params", "esr", "loss", "iterations", "converged", "seconds", "sample_rate")
@@ -53,26 +53,46 @@ def load_checkpoint(path: str | Path) -> dict:
     params = data["params"]
     if not isinstance(params, dict):
         raise UserError(f"{p}: 'params' must be a mapping of the five parameters")
-    missing = [k for k in PARAM_NAMES if k not in params]
-    if missing:
-        raise UserError(f"{p}: params lack {', '.join(missing)}")
+    data["params"] = check_params(params, str(p))
     try:
-        data["params"] = {k: float(params[k]) for k in PARAM_NAMES}
         for key in ("esr", "loss", "seconds"):
             data[key] = float(data[key])
         data["iterations"] = int(data["iterations"])
         data["sample_rate"] = int(data["sample_rate"])
     except (TypeError, ValueError):
         raise UserError(f"{p}: checkpoint holds a non-numeric value") from None
-    if not all(math.isfinite(v) for v in data["params"].values()):
-        raise UserError(f"{p}: checkpoint holds a NaN or infinite parameter")
-    try:
-        _LOAD_RANGES.check(data["params"], where=str(p))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     if data["sample_rate"] <= 0:
         raise UserError(f"{p}: sample_rate must be positive")
     return data
+
+
+def check_params(params, where: str) -> dict[str, float]:
+    """The five physical parameters of ``params`` as floats, checked: all present, finite,
+    ratio >= 1, attack and release > 0, threshold and make-up within -200..200 dB.
+
+    The one check of stored parameters (checkpoints, knob maps and knob tables).
+
+    Raises:
+        UserError: naming ``where`` and the bad entry.
+    """
+    if not isinstance(params, dict):
+        raise UserError(f"{where}: parameters must be a mapping of {', '.join(PARAM_NAMES)}")
+    missing = [k for k in PARAM_NAMES if k not in params]
+    if missing:
+        raise UserError(f"{where}: params lack {', '.join(missing)}")
+    out = {}
+    for k in PARAM_NAMES:
+        try:
+            out[k] = float(params[k])
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: {k} = {params[k]!r} is non-numeric") from None
+        if not math.isfinite(out[k]):
+            raise UserError(f"{where}: {k} = {out[k]} is non-finite (NaN or infinite parameter)")
+    try:
+        _LOAD_RANGES.check(out, where=where)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return out
 
 
 def _plain(obj):

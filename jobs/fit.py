@@ -32,6 +32,7 @@ from dsp.objective import target_energy
 from dsp.params import PARAM_NAMES
 from dsp.render import render
 from dsp.settings import fit_options, initial_params
+from jobs.overrides import check_overrides
 
 __all__ = ["FIT_JOBS", "fit_job_kind", "run_fit_job", "TAKES_SUMMARY"]
 
@@ -68,6 +69,7 @@ def fit_job_kind(cfg) -> str:
 
 
 def run_fit_job(cfg) -> int:
+    check_overrides(cfg)
     ckpt_dir = Path(str(cfg.ckpt_dir))
     if ckpt_dir.exists() and not ckpt_dir.is_dir():
         raise UserError(f"{ckpt_dir}: checkpoint folder is a file")

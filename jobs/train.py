@@ -34,6 +34,7 @@ from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
 from dsp.settings import resolve_device
 from jobs.ensure import ensure_dsp_fit
+from jobs.overrides import check_overrides
 from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
 from neural.training.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
@@ -168,6 +169,7 @@ def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
 
 # --- the job ----------------------------------------------------------------------------
 def run_train_job(cfg) -> int:
+    check_overrides(cfg)
     rows = read_manifest(str(cfg.data.path)) if cfg.data.get("kind") == "manifest" else None
     device = LA2A if rows is None else manifest_device(rows)
     name, variant, spec, settings = _prepare(cfg, device)
