@@ -19,7 +19,7 @@ The corpus decides what is held out (:func:`_la2a_corpus`, :func:`_takes_corpus`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +35,7 @@ from dsp.parammap import ParamMap
 from dsp.settings import resolve_device
 from jobs.ensure import ensure_dsp_fit
 from jobs.overrides import check_overrides
+from jobs.resume import check_resumable
 from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
 from neural.training.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
@@ -197,8 +198,8 @@ def run_train_job(cfg) -> int:
     model = build_model(spec)
     record = {"model": spec, "variant": variant, "name": f"{name}_{variant}", "sample_rate": sr,
               "param_map": corpus.param_map.to_record(), "knobs": list(device.knobs), **corpus.record,
-              "config": to_plain(cfg), "parameters": count_parameters(model)}
-    resume = _resume(cfg, out_dir, spec, variant, model, device)
+              "config": to_plain(cfg), "parameters": count_parameters(model), "train_settings": asdict(settings)}
+    resume = _resume(cfg, out_dir, record, model, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{name} {variant} ({spec['head']}): {count_parameters(model)} parameters; "
           f"{len(corpus.train)} train pairs {corpus.describe}; "
@@ -213,17 +214,20 @@ def run_train_job(cfg) -> int:
     return _test(cfg, corpus, out_dir)
 
 
-def _resume(cfg, out_dir: Path, spec: dict, variant: str, model, device: Device) -> dict | None:
+def _resume(cfg, out_dir: Path, now: dict, model, device: Device) -> dict | None:
+    """The saved run's ``resume`` entry (its weights loaded into ``model``), or None to start
+    fresh; a UserError when ``last.pt`` was trained with other settings (:mod:`jobs.resume`)."""
     last = out_dir / "last.pt"
-    if not cfg.resume or not last.is_file():
+    if not last.is_file():
+        return None
+    if not cfg.resume:
+        print(f"resume=false: starting over (replacing {last})")
         return None
     record, old = load_checkpoint(last)
-    if (record["model"] != spec or record["variant"] != variant or "resume" not in record
-            or record["param_map_obj"].device != device):
-        raise UserError(f"{last}: holds a run of another model or variant; give resume=false to start over "
+    if "resume" not in record or record["param_map_obj"].device != device:
+        raise UserError(f"{last}: holds a run of another model or device; give resume=false to start over "
                         "or another out_dir")
-    if int(record.get("config", {}).get("seed", cfg.seed)) != int(cfg.seed):
-        raise UserError(f"{last}: was trained with seed {record['config']['seed']}; give resume=false to start over")
+    check_resumable(last, record, now)
     model.load_state_dict(old.state_dict())
     return record["resume"]
 
