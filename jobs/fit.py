@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from audio.datasets import corpus_spec, fit_pair_finder, load_pairs
@@ -156,6 +157,22 @@ def _report_single(res: FitResult, path: Path) -> None:
 
 
 # --- the chain -------------------------------------------------------------------------
+def _fit_key_settings(cfg) -> dict:
+    """The config's settings a reused fit must share besides the fit options (dsp/fitkey.py):
+    the compressor section, which pair of a level is fitted, and any alignment setting."""
+    def plain(value):
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    data = cfg.data
+    chosen = {k: plain(data.get(k)) for k in ("fit_splits", "fit_tag")}
+    chosen.update({k: plain(data.get(k)) for k in data if "align" in str(k)})
+    return {"compressor": plain(cfg.compressor), "data": chosen,
+            **{k: plain(cfg.get(k)) for k in ("method",) if k in cfg}}
+
+
+def _note_refit(ckpt: Path, reason: str) -> None:
+    tqdm.write(f"note: refitting {ckpt}: {reason}", file=sys.stderr)
+
+
 def _chain_job(cfg, ckpt_dir, options, init) -> int:
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
     find = fit_pair_finder(pairs, cfg.data)
@@ -174,7 +191,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     if str(cfg.init) not in ("chain", "default"):
         raise UserError(f"init must be chain or default, got {cfg.init!r}")
     spec = ChainSpec(modes, levels, str(cfg.init), init,
-                     float(cfg.data.frame_s), float(cfg.data.overlap_s))
+                     float(cfg.data.frame_s), float(cfg.data.overlap_s), _fit_key_settings(cfg))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc="chain", unit="level", disable=cfg.quiet)
     it_bar = {"n": 0}
@@ -190,7 +207,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     def on_iteration(it, loss, dec):
         bar.set_postfix_str(f"{bar.postfix.split(' it')[0] if bar.postfix else ''} it {it}", refresh=False)
 
-    rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration)
+    rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration, _note_refit)
     bar.update(1)
     bar.close()
     write_summary(ckpt_dir / "summary.csv", rows)
