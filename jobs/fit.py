@@ -27,6 +27,7 @@ from common.table import format_table
 from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain, write_summary
 from dsp.checkpoint import save_checkpoint
 from dsp.fit import FitResult, fit_frames
+from dsp.fitkey import fit_key, fit_settings
 from dsp.knobmap import KnobMap
 from dsp.knobtable import take_dir, take_fit
 from dsp.objective import target_energy
@@ -245,7 +246,9 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     out = []
     for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
         ckpt = take_dir(ckpt_dir, row) / "ckpt.yaml"
-        record = take_fit(ckpt_dir, row)   # None: no fit yet, unreadable, or another manifest's row
+        key = fit_key(row.input, row.target, fit_settings(options, start=init, frame_s=float(cfg.data.frame_s),
+                                                          overlap_s=float(cfg.data.overlap_s), **_fit_key_settings(cfg)))
+        record = take_fit(ckpt_dir, row, key, _note_refit)   # None: no fit yet, unreadable, or stale
         if record is None:
             x, y, sr = read_pair(row.input, row.target)
             frames = _frames(cfg, x, y, sr, row.target)
@@ -253,7 +256,7 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = fit_frames(frames, init, options, None, level_match=True)
             record = _record(res, sr, options, input=str(row.input.resolve()), target=str(row.target.resolve()),
-                             knobs=row.knobs)
+                             knobs=row.knobs, fit_key=key)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt, record)
         out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],
