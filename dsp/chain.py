@@ -4,12 +4,14 @@ For each mode the levels are fitted from the highest PR down (100, 95, ..., 40);
 with ``init="chain"`` a level starts from the previous level's parameters, with
 ``init="default"`` every level starts cold from the default point. Each level's
 checkpoint is written as soon as it is fitted, so a killed run loses at most the
-level in progress; a rerun skips levels with a valid checkpoint.
+level in progress; a rerun skips levels with a valid checkpoint of the same key
+(:mod:`dsp.fitkey`: the same input and target files, the same settings and start
+point) and refits, with a note, a level fitted on other data or settings.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +24,12 @@ from common.records import write_csv
 from dsp.checkpoint import load_checkpoint, save_checkpoint
 from dsp.collapse import check_fit_collapse
 from dsp.fit import FitOptions
+from dsp.fitkey import fit_key, fit_settings, key_change
 from dsp.kinds import evaluate_any, fit_any, kind_of, options_kind, param_names
 from dsp.knobmap import KnobMap
 from dsp.params import PARAM_NAMES
 
-__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "frame_pair", "level_dir", "write_summary", "knobmap_check"]
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "level_key", "frame_pair", "level_dir", "write_summary", "knobmap_check"]
 
 SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
 
@@ -40,6 +43,7 @@ class ChainSpec:
     frame_s: float = 12.0
     overlap_s: float = 1.0
     align: str = "auto"                  # auto: correct each pair's latency and polarity | off
+    key_settings: dict = field(default_factory=dict)   # further settings a fit is keyed by (data choices)
 
 
 def frame_pair(x, y, sample_rate: int, frame_s: float, overlap_s: float, target) -> Frames:
@@ -66,6 +70,14 @@ def _fit_record(res, mode, pr, init, inp, tgt, sample_rate, hessian) -> dict:
             "input": str(inp), "target": str(tgt)}
 
 
+def level_key(inp, tgt, spec: ChainSpec, options: FitOptions, start: dict | None) -> dict:
+    """The :mod:`dsp.fitkey` key of one level's fit, starting from ``start`` (None: the
+    published default point)."""
+    settings = fit_settings(options, init=spec.init, start=start, frame_s=spec.frame_s, overlap_s=spec.overlap_s,
+                            **spec.key_settings)
+    return fit_key(inp, tgt, settings)
+
+
 def _row(record: dict) -> dict:
     return {"mode": record["mode"], "peak_reduction": int(record["peak_reduction"]),
             **record["params"], "esr": record["esr"], "iterations": record["iterations"],
@@ -76,7 +88,8 @@ def _row(record: dict) -> dict:
 def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_dir: Path, spec: ChainSpec,
               options: FitOptions, on_level: Callable[[str, int, str], None] | None = None,
               on_iteration: Callable[[int, float, float], None] | None = None,
-              on_alignment: Callable[[str, int, object], None] | None = None) -> list[dict]:
+              on_alignment: Callable[[str, int, object], None] | None = None,
+              on_stale: Callable[[Path, str], None] | None = None) -> list[dict]:
     """Fit every (mode, level) that ``find_pair`` has files for.
 
     Args:
@@ -85,6 +98,8 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
         on_level: called as ``(mode, pr, status)`` with status "fit", "skip" or "missing".
         on_iteration: Newton progress callback.
         on_alignment: called as ``(mode, pr, AlignInfo)`` for every pair read for a fit.
+        on_stale: called as ``(ckpt, reason)`` before a level fitted on other data or
+            settings is refitted (default: a RuntimeWarning).
 
     Returns:
         Summary rows (dicts with :data:`SUMMARY_COLUMNS` plus ``converged``, ``skipped``).
@@ -103,10 +118,10 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 continue
             inp, tgt = files
             ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
-            record = _existing(ckpt, spec.init)
-            if record is not None and record.get("compressor", "ff5") != options_kind(options):
-                raise UserError(f"{ckpt}: was fitted with compressor={record.get('compressor', 'ff5')}, this run "
-                                f"uses compressor={options_kind(options)}; choose another ckpt_dir")
+            chained = spec.init == "chain" and previous is not None
+            start = previous if chained else spec.default_init
+            key = level_key(inp, tgt, spec, options, start)
+            record = _existing(ckpt, spec.init, key, on_stale)
             if record is not None:
                 if on_level:
                     on_level(mode, pr, "skip")
@@ -118,8 +133,6 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 if on_alignment:
                     on_alignment(mode, pr, aligned)
                 frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
-                chained = spec.init == "chain" and previous is not None
-                start = previous if chained else spec.default_init
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     res = fit_any(frames, start, options, on_iteration, level_match=not chained)
@@ -127,6 +140,7 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
                 record["compressor"] = options_kind(options)
                 record["alignment"] = aligned.to_dict()
+                record["fit_key"] = key
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(ckpt, record)
             previous = record["params"]
@@ -134,8 +148,9 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
     return rows
 
 
-def _existing(ckpt: Path, init: str) -> dict | None:
-    """A finished level's record, or None if it must be (re)fitted."""
+def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:
+    """A finished level's record, or None if it must be (re)fitted: there is none, it is
+    damaged, or it was fitted on other data or settings than ``key`` says."""
     if not ckpt.is_file():
         return None
     try:
@@ -146,6 +161,13 @@ def _existing(ckpt: Path, init: str) -> dict | None:
     if record.get("init", init) != init:
         raise UserError(f"{ckpt}: was fitted with init={record.get('init')}, this run uses "
                         f"init={init}; choose another ckpt_dir to compare them")
+    change = key_change(record, key)
+    if change is not None:
+        if on_stale is not None:
+            on_stale(ckpt, change)
+        else:
+            warnings.warn(f"refitting {ckpt}: {change}", RuntimeWarning, stacklevel=3)
+        return None
     return record
 
 

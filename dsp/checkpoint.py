@@ -15,11 +15,11 @@ import yaml
 
 from common.atomic import write_text_atomic
 from common.errors import UserError
-from dsp.graybox import BLOCK_NAMES, BlockRanges
+from dsp.graybox import BlockRanges
 from dsp.kinds import KINDS, kind_of, param_names
 from dsp.params import PARAM_NAMES, Ranges
 
-__all__ = ["KIND", "save_checkpoint", "load_checkpoint", "REQUIRED_KEYS"]
+__all__ = ["KIND", "save_checkpoint", "load_checkpoint", "check_params", "REQUIRED_KEYS"]
 
 KIND = "dsp-compressor"
 REQUIRED_KEYS = ("params", "esr", "loss", "iterations", "converged", "seconds", "sample_rate")
@@ -62,30 +62,51 @@ def load_checkpoint(path: str | Path) -> dict:
     compressor = data.get("compressor", kind_of(params))
     if compressor not in KINDS:
         raise UserError(f"{p}: compressor must be one of {', '.join(KINDS)}, got {compressor!r}")
-    names = param_names(compressor)
-    missing = [k for k in names if k not in params]
-    if missing:
-        raise UserError(f"{p}: params lack {', '.join(missing)}")
     data["compressor"] = compressor
+    data["params"] = check_params(params, str(p), compressor)
     try:
-        data["params"] = {k: float(params[k]) for k in names}
         for key in ("esr", "loss", "seconds"):
             data[key] = float(data[key])
         data["iterations"] = int(data["iterations"])
         data["sample_rate"] = int(data["sample_rate"])
     except (TypeError, ValueError):
         raise UserError(f"{p}: checkpoint holds a non-numeric value") from None
-    if not all(math.isfinite(v) for v in data["params"].values()):
-        raise UserError(f"{p}: checkpoint holds a NaN or infinite parameter")
-    try:
-        _LOAD_RANGES.check(data["params"], where=str(p))
-        if compressor == "graybox":
-            _LOAD_BLOCK_RANGES.check(data["params"], where=str(p))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     if data["sample_rate"] <= 0:
         raise UserError(f"{p}: sample_rate must be positive")
     return data
+
+
+def check_params(params, where: str, compressor: str | None = None) -> dict[str, float]:
+    """The physical parameters of ``params`` (the model class ``compressor``'s, by default
+    the one its keys show) as floats, checked: all present, finite, ratio >= 1, attack and
+    release > 0, threshold and make-up within -200..200 dB, a gray-box's blocks in range.
+
+    The one check of stored parameters (checkpoints, knob maps and knob tables).
+
+    Raises:
+        UserError: naming ``where`` and the bad entry.
+    """
+    if not isinstance(params, dict):
+        raise UserError(f"{where}: parameters must be a mapping of {', '.join(PARAM_NAMES)}")
+    names = param_names(compressor or kind_of(params))
+    missing = [k for k in names if k not in params]
+    if missing:
+        raise UserError(f"{where}: params lack {', '.join(missing)}")
+    out = {}
+    for k in names:
+        try:
+            out[k] = float(params[k])
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: {k} = {params[k]!r} is non-numeric") from None
+        if not math.isfinite(out[k]):
+            raise UserError(f"{where}: {k} = {out[k]} is non-finite (NaN or infinite parameter)")
+    try:
+        _LOAD_RANGES.check(out, where=where)
+        if len(names) > len(PARAM_NAMES):
+            _LOAD_BLOCK_RANGES.check(out, where=where)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return out
 
 
 def _plain(obj):

@@ -26,6 +26,7 @@ import numpy as np
 from audio.devices import KnobDevice
 from common.errors import UserError
 from dsp.checkpoint import load_checkpoint
+from dsp.fitkey import files_change, key_change
 from dsp.params import PARAM_NAMES
 from dsp.parammap import ParamMap, register
 
@@ -145,12 +146,17 @@ def fit_matches(record: dict, take) -> bool:
 
     def same(a, b) -> bool:
         return a is not None and Path(str(a)).resolve() == Path(b).resolve()
-    return same_knobs and same(record.get("input"), take.input) and same(record.get("target"), take.target)
+    return (same_knobs and same(record.get("input"), take.input) and same(record.get("target"), take.target)
+            and files_change(record, take.input, take.target) is None)
 
 
-def take_fit(dsp_dir: str | Path, take) -> dict | None:
+def take_fit(dsp_dir: str | Path, take, key: dict | None = None, on_stale=None) -> dict | None:
     """The take's own fit in ``dsp_dir`` (its ``ckpt.yaml`` record), or None where there is
-    none, it is unreadable, or it was fitted on other files or knobs (another corpus's take)."""
+    none, it is unreadable, or it was fitted on other files (paths or contents) or knobs
+    (another corpus's take), or, given its :mod:`dsp.fitkey` ``key``, with other settings.
+
+    ``on_stale(ckpt, reason)`` is called when a fit exists but is not this take's.
+    """
     ckpt = take_dir(dsp_dir, take) / "ckpt.yaml"
     if not ckpt.is_file():
         return None
@@ -158,7 +164,15 @@ def take_fit(dsp_dir: str | Path, take) -> dict | None:
         record = load_checkpoint(ckpt)
     except UserError:
         return None
-    return record if fit_matches(record, take) else None
+    reason = None if fit_matches(record, take) else (files_change(record, take.input, take.target)
+                                                     or "it is the fit of other files or knobs")
+    if reason is None and key is not None:
+        reason = key_change(record, key)
+    if reason is not None:
+        if on_stale is not None:
+            on_stale(ckpt, reason)
+        return None
+    return record
 
 
 def load_take_fits(takes, dsp_dir: str | Path, name: str = "manifest") -> KnobTable:

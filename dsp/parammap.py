@@ -25,8 +25,9 @@ import yaml
 from audio.devices import Device
 from common.atomic import write_text_atomic
 from common.errors import UserError
+from dsp.checkpoint import check_params
 
-__all__ = ["ParamMap", "register", "param_map_from_record", "load_param_map"]
+__all__ = ["ParamMap", "register", "param_map_from_record", "load_param_map", "check_param_map"]
 
 _KINDS: dict[str, type["ParamMap"]] = {}
 
@@ -122,6 +123,27 @@ def load_param_map(path: str | Path) -> ParamMap:
         raise
     except Exception:
         raise UserError(f"{p}: not a valid knob map") from None
-    if not pm.settings() or not pm.finite():
-        raise UserError(f"{p}: knob map is empty or holds non-finite values")
+    if not pm.settings():
+        raise UserError(f"{p}: knob map is empty")
+    check_param_map(pm, str(p))
     return pm
+
+
+def check_param_map(pm: ParamMap, where: str) -> None:
+    """Every fitted entry of ``pm`` a valid setting of its device with valid parameters
+    (the checkpoints' check, :func:`dsp.checkpoint.check_params`).
+
+    Raises:
+        UserError: naming ``where`` and the bad entry.
+    """
+    for setting, params in pm.fitted():
+        label = pm.device.label(setting) if _valid_setting(pm, setting, where) else str(setting)
+        check_params(params, f"{where}: {label}")
+
+
+def _valid_setting(pm: ParamMap, setting: dict, where: str) -> bool:
+    try:
+        pm.device.check(setting)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    return True

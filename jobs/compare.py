@@ -29,6 +29,7 @@ from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
 from jobs.ensure import ensure_dsp_fit
 from jobs.protocol import held_out_levels
+from jobs.overrides import check_overrides
 from report import plots
 from report.evaluate import evaluate
 from report.models import dsp_candidates, neural_candidate, series_label
@@ -165,6 +166,7 @@ def _check_corpus_rate(cfg) -> None:
 
 
 def run_compare(cfg, argv: list[str]) -> int:
+    check_overrides(cfg)
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is a file")

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from audio.datasets import fit_pair_finder, load_pairs
@@ -29,12 +30,14 @@ from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain
 from dsp.checkpoint import save_checkpoint
 from dsp.collapse import check_fit_collapse
 from dsp.fit import FitResult, fit_frames
+from dsp.fitkey import fit_key, fit_settings
 from dsp.kinds import fit_any, options_kind
 from dsp.knobtable import take_dir, take_fit
 from dsp.objective import target_energy
 from dsp.params import PARAM_NAMES
 from dsp.render import render
 from dsp.settings import fit_options, initial_params
+from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
 from jobs.records import PARAM_COLUMNS, param_columns, write_chain_records
 
@@ -73,6 +76,7 @@ def fit_job_kind(cfg) -> str:
 
 
 def run_fit_job(cfg) -> int:
+    check_overrides(cfg)
     ckpt_dir = Path(str(cfg.ckpt_dir))
     if ckpt_dir.exists() and not ckpt_dir.is_dir():
         raise UserError(f"{ckpt_dir}: checkpoint folder is a file")
@@ -195,6 +199,22 @@ def _fit_method(cfg) -> str:
     return method
 
 
+def _fit_key_settings(cfg) -> dict:
+    """The config's settings a reused fit must share besides the fit options (dsp/fitkey.py):
+    the compressor section, which pair of a level is fitted, and any alignment setting."""
+    def plain(value):
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    data = cfg.data
+    chosen = {k: plain(data.get(k)) for k in ("fit_splits", "fit_tag")}
+    chosen.update({k: plain(data.get(k)) for k in data if "align" in str(k)})
+    return {"compressor": plain(cfg.compressor), "data": chosen,
+            **{k: plain(cfg.get(k)) for k in ("method",) if k in cfg}}
+
+
+def _note_refit(ckpt: Path, reason: str) -> None:
+    tqdm.write(f"note: refitting {ckpt}: {reason}", file=sys.stderr)
+
+
 def _chain_job(cfg, ckpt_dir, options, init) -> int:
     if _fit_method(cfg) == "joint":
         from jobs.joint_fit import run_joint_job   # its own module: the joint knob fit
@@ -219,7 +239,8 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
         raise UserError(f"init must be chain or default, got {cfg.init!r}")
     check_rates([p for m, pr in todo for p in find(m, pr)])   # one rate, before any fit
     spec = ChainSpec(modes, levels, str(cfg.init), init,
-                     float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data))
+                     float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data),
+                     _fit_key_settings(cfg))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc="chain", unit="level", disable=cfg.quiet)
     it_bar = {"n": 0}
@@ -242,7 +263,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
         if note:
             notes.append(f"{mode} PR {pr}: {note}")
 
-    rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration, on_alignment)
+    rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration, on_alignment, _note_refit)
     bar.update(1)
     bar.close()
     if notes:
@@ -286,7 +307,9 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     out, notes = [], []
     for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
         ckpt = take_dir(ckpt_dir, row) / "ckpt.yaml"
-        record = take_fit(ckpt_dir, row)   # None: no fit yet, unreadable, or another manifest's row
+        key = fit_key(row.input, row.target, fit_settings(options, start=init, frame_s=float(cfg.data.frame_s),
+                                                          overlap_s=float(cfg.data.overlap_s), **_fit_key_settings(cfg)))
+        record = take_fit(ckpt_dir, row, key, _note_refit)   # None: no fit yet, unreadable, or stale
         if record is None:
             x, y, sr, aligned = read_aligned_pair(row.input, row.target, align)
             if alignment_note(aligned):
@@ -297,7 +320,7 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
                 res = fit_frames(frames, init, options, None, level_match=True)
             check_fit_collapse(res.params, res.esr, row.target)
             record = _record(res, sr, options, input=str(row.input.resolve()), target=str(row.target.resolve()),
-                             knobs=row.knobs, alignment=aligned.to_dict())
+                             knobs=row.knobs, alignment=aligned.to_dict(), fit_key=key)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt, record)
         out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +37,9 @@ from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
 from dsp.settings import resolve_device
 from jobs.ensure import ensure_dsp_fit
+from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
+from jobs.resume import check_resumable
 from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
 from neural.training.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
@@ -183,6 +185,7 @@ def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
 
 # --- the job ----------------------------------------------------------------------------
 def run_train_job(cfg) -> int:
+    check_overrides(cfg)
     rows = read_manifest(str(cfg.data.path)) if cfg.data.get("kind") == "manifest" else None
     device = LA2A if rows is None else manifest_device(rows)
     name, variant, spec, settings = _prepare(cfg, device)
@@ -212,8 +215,8 @@ def run_train_job(cfg) -> int:
     model = build_model(spec)
     record = {"model": spec, "variant": variant, "name": f"{name}_{variant}", "sample_rate": sr,
               "param_map": corpus.param_map.to_record(), "knobs": list(device.knobs), **corpus.record,
-              "config": to_plain(cfg), "parameters": count_parameters(model)}
-    resume = _resume(cfg, out_dir, spec, variant, model, device)
+              "config": to_plain(cfg), "parameters": count_parameters(model), "train_settings": asdict(settings)}
+    resume = _resume(cfg, out_dir, record, model, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"{name} {variant} ({spec['head']}): {count_parameters(model)} parameters; "
           f"{len(corpus.train)} train pairs {corpus.describe}; "
@@ -244,17 +247,20 @@ def _check_training_rate(cfg, rows) -> None:
                         f"(resample the corpus; a trained model renders at any rate)")
 
 
-def _resume(cfg, out_dir: Path, spec: dict, variant: str, model, device: Device) -> dict | None:
+def _resume(cfg, out_dir: Path, now: dict, model, device: Device) -> dict | None:
+    """The saved run's ``resume`` entry (its weights loaded into ``model``), or None to start
+    fresh; a UserError when ``last.pt`` was trained with other settings (:mod:`jobs.resume`)."""
     last = out_dir / "last.pt"
-    if not cfg.resume or not last.is_file():
+    if not last.is_file():
+        return None
+    if not cfg.resume:
+        print(f"resume=false: starting over (replacing {last})")
         return None
     record, old = load_checkpoint(last)
-    if (record["model"] != spec or record["variant"] != variant or "resume" not in record
-            or record["param_map_obj"].device != device):
-        raise UserError(f"{last}: holds a run of another model or variant; give resume=false to start over "
+    if "resume" not in record or record["param_map_obj"].device != device:
+        raise UserError(f"{last}: holds a run of another model or device; give resume=false to start over "
                         "or another out_dir")
-    if int(record.get("config", {}).get("seed", cfg.seed)) != int(cfg.seed):
-        raise UserError(f"{last}: was trained with seed {record['config']['seed']}; give resume=false to start over")
+    check_resumable(last, record, now)
     model.load_state_dict(old.state_dict())
     return record["resume"]
 

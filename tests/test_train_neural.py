@@ -75,6 +75,24 @@ def test_rerun_resumes_from_last(trained, chain_cache, chain_reference, run_cli,
     assert _log_steps(copy / "log.csv") == [0, 2, 4, 6]
 
 
+def test_resume_refuses_changed_settings(trained, chain_cache, chain_reference, run_cli, clean_failure,
+                                         take_snapshot, tmp_path):
+    """A rerun with other training settings is refused with the changed keys named (it used
+    to print "(resumed)" and train with the new batch size but the old learning rate);
+    resume=false says plainly that it starts over."""
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(trained[0], copy)
+    before = take_snapshot(copy)
+    res = run_cli(_tiny(chain_cache, chain_reference, copy, "train.batch_size=3", "train.lr=0.1", "test=false"))
+    line = clean_failure(res, str(copy / "last.pt"), "train.batch_size", "train.lr", "resume=false",
+                         before=before, watch=(copy,))
+    assert "train.max_steps" not in line
+    res = run_cli(_tiny(chain_cache, chain_reference, copy, "train.batch_size=3", "resume=false", "test=false"))
+    assert res.returncode == 0, res.stderr
+    assert "starting over" in res.stdout and "(resumed)" not in res.stdout
+
+
 def test_blackbox_and_a_missing_chain_fitted_first(chain_cache, run_cli, tmp_path):
     dsp = tmp_path / "fits"
     res = run_cli(_tiny(chain_cache, dsp, tmp_path / "bb", "model=lstm", "variant=blackbox", "modes=[compress]",

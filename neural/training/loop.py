@@ -12,13 +12,18 @@ safety cap; :attr:`TrainState.stopped` says so when it binds.
 
 Resuming: ``last.pt`` holds the weights, the optimiser, the step, the time spent, the
 early-stopping state and the log; since batches depend only on the step, a resumed run
-continues as the uninterrupted one would have. An interrupt (Ctrl-C) writes ``last.pt``
-at the current step before the run ends.
+continues as the uninterrupted one would have. An interrupt (Ctrl-C, SIGINT) or a
+SIGTERM lets the step in progress finish, writes ``last.pt`` at that step boundary (all
+of step ``k`` or nothing of it: weights, optimiser, carried state and step agree) and
+ends the run with KeyboardInterrupt; resuming from it is exact.
 """
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
@@ -157,6 +162,37 @@ def validate(model, batch: Batch, rows: int = 8) -> float:
     return _level_esr(torch.cat(outs), batch)
 
 
+class _StopRequest:
+    """Set by SIGINT or SIGTERM; the loop looks at it between steps."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def _stop_on_signals():
+    """While training, SIGINT and SIGTERM only ask the loop to stop at the next step boundary
+    (handlers can only be set in the main thread; elsewhere none is set, and an interrupt
+    there leaves last.pt as the last validation wrote it)."""
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def ask(signum, frame):
+        stop.signal = signum
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _save(path: Path, record: dict, model, state: TrainState, extra: Optional[dict] = None) -> None:
     metrics = {"step": state.step, "seconds": state.seconds, "best_val_esr": state.best_val,
                "best_step": state.best_step}
@@ -228,8 +264,8 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
         t0 = time.perf_counter()
         validation()
         state.seconds += time.perf_counter() - t0
-    try:
-        while not (reason := state.done(settings)):
+    with _stop_on_signals() as stop:
+        while not stop and not (reason := state.done(settings)):
             t0 = time.perf_counter()
             batch = sampler.batch(state.step).to(device)
             pred, carried = model.process(batch.x, batch.y_dsp, batch.g_db, batch.cond,
@@ -256,12 +292,12 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
             last = state.log[-1]
             bar.set_postfix_str(f"step {state.step} val ESR {last['val_esr']:.4f} best {state.best_val:.4f} "
                                 f"(DSP {val_dsp:.4f})", refresh=False)
+        if stop:  # a signal: last.pt at this step boundary, then end as an interrupt
+            save_last()
+            bar.close()
+            raise KeyboardInterrupt
         if state.log[-1]["step"] != state.step:
             validation()
-    except KeyboardInterrupt:
-        save_last()
-        bar.close()
-        raise
     bar.close()
     state.stopped = reason
     save_last()

@@ -76,6 +76,48 @@ def test_rerun_with_another_init_is_refused(run_cli, chain_reference, chain_args
     clean_failure(res, "init=chain", "init=default", before=before, watch=(fits,))
 
 
+def test_a_copied_chain_on_another_corpus_is_refitted(run_cli, chain_reference, chain_args, read_summary,
+                                                      tmp_path):
+    """The fits of a copied checkpoint folder are keyed by their data: rerun on another
+    corpus (the same level names, other audio), every level is refitted with a note, and
+    summary.csv and knobmap.yaml hold the fresh fits only (they used to be rewritten from
+    the old fits, every level "done before")."""
+    from dsp.checkpoint import load_checkpoint
+    from dsp.knobmap import KnobMap
+    fits = tmp_path / "fits"
+    shutil.copytree(chain_reference, fits)
+    old = {name: _fit_part(path) for name, path in _ckpts(fits).items()}
+    res = run_cli(["train_comp.py", *chain_args(fits), "data.corpus.seed=9", "data.corpus.train_seconds=2.5"])
+    assert res.returncode == 0, res.stderr
+    notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note: refitting")]
+    assert len(notes) == len(old) and all("input file" in ln for ln in notes), res.stderr
+    kmap = KnobMap.load(fits / "knobmap.yaml")
+    for name, path in _ckpts(fits).items():
+        record = load_checkpoint(path)
+        assert _fit_part(path) != old[name], name
+        assert record["fit_key"]["input"]["digest"] != yaml.safe_load(
+            (chain_reference / name).read_text())["fit_key"]["input"]["digest"]
+        mode, level = name.split("/")[:2]
+        assert kmap.table[mode][int(level[3:])] == record["params"]
+    summary = {(r["mode"], r["peak_reduction"]): float(r["esr"]) for r in read_summary(fits / "summary.csv")}
+    assert summary == pytest.approx({(n.split("/")[0], n.split("/")[1][3:]): load_checkpoint(p)["esr"]
+                                     for n, p in _ckpts(fits).items()}, rel=1e-5)
+    # the same run again: everything is reused, nothing refitted
+    again = run_cli(["train_comp.py", *chain_args(fits), "data.corpus.seed=9", "data.corpus.train_seconds=2.5"])
+    assert again.returncode == 0 and "refitting" not in again.stderr, again.stderr
+
+
+def test_another_setting_refits_with_a_note(run_cli, chain_reference, chain_args, tmp_path):
+    """A setting that changes the result (here the frame overlap) refits; the note names it."""
+    fits = tmp_path / "fits"
+    shutil.copytree(chain_reference, fits)
+    res = run_cli(["train_comp.py", *chain_args(fits), "modes=[compress]", "levels=[100]", "data.overlap_s=0.5",
+                   "knobmap.check_step=0"])
+    assert res.returncode == 0, res.stderr
+    notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note: refitting")]
+    assert len(notes) == 1 and "overlap_s" in notes[0], res.stderr
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(run_cli, chain_reference, chain_args, read_summary,
                                                         tmp_path):

@@ -127,6 +127,32 @@ def test_load_rejects_bad_files(tmp_path, content, words):
     assert str(path) in str(err.value) and words in str(err.value)
 
 
+def _one_level(mode="compress", pr=50, **over) -> str:
+    params = {"threshold_db": -10, "ratio": 2, "attack_ms": 1, "release_ms": 100, "make_up_db": 0, **over}
+    inner = ", ".join(f"{k}: {v}" for k, v in params.items())
+    return f"kind: knobmap\nmodes: {{{mode}: {{{pr}: {{{inner}}}}}}}\n"
+
+
+@pytest.mark.parametrize("content,words", [
+    (_one_level(ratio=0.5), "ratio = 0.5"),                 # an expander
+    (_one_level(attack_ms=-5), "attack_ms = -5"),
+    (_one_level(release_ms=0), "release_ms = 0"),
+    (_one_level(attack_ms=".inf"), "attack_ms = inf"),
+    (_one_level(threshold_db=900), "threshold_db = 900"),
+    (_one_level(make_up_db="loud"), "not a valid knob map"),
+    (_one_level(pr=150), "peak reduction 150"),
+    (_one_level(mode="squash"), "unknown mode 'squash'"),
+])
+def test_load_validates_every_entry_like_a_checkpoint(tmp_path, content, words):
+    """A knob map is range-checked on load with the checkpoints' check: one UserError
+    naming the file and the bad entry, before anything renders with it."""
+    path = tmp_path / "knobmap.yaml"
+    path.write_text(content)
+    with pytest.raises(UserError) as err:
+        KnobMap.load(path)
+    assert str(path) in str(err.value) and words in str(err.value), str(err.value)
+
+
 def test_pchip_in_log_time_is_not_linear():
     """Attack/release use a monotone cubic in log-time: with three uneven levels it differs
     from piecewise linear but stays between the neighbours."""

@@ -127,3 +127,43 @@ def test_training_is_deterministic_and_resumes_exactly(tracks, tmp_path):
     assert [r["step"] for r in s2.log] == [0, 2, 3, 4, 5]
     lines = (tmp_path / "c" / "log.csv").read_text().splitlines()
     assert lines[0].startswith("step,seconds,lr,train_loss") and len(lines) == 6
+
+
+def _signal_at_backward(model, signum, at_call):
+    """Send ``signum`` to this process from inside the ``at_call``-th backward pass (0-based),
+    i.e. in the middle of a training step: after the forward pass, before the optimiser step."""
+    import os
+    calls = {"n": 0}
+
+    def hook(grad):
+        if calls["n"] == at_call:
+            os.kill(os.getpid(), signum)
+        calls["n"] += 1
+        return grad
+    return next(model.parameters()).register_hook(hook)
+
+
+@pytest.mark.parametrize("signame,at_step", [("SIGINT", 3), ("SIGTERM", 4)])
+def test_a_signal_mid_step_saves_a_step_boundary_and_resumes_bit_exactly(tracks, tmp_path, signame, at_step):
+    """SIGINT or SIGTERM in the middle of step ``at_step``: the step finishes, last.pt holds
+    the state after it (weights, optimiser, carried state, step all of the same step), the
+    run ends as an interrupt, and resuming ends bit-identical to an uninterrupted run."""
+    import signal
+    signum = getattr(signal, signame)
+    handler_before = signal.getsignal(signum)
+    straight, _ = _run(tracks, tmp_path / "straight", max_steps=7)
+    spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 4, "state": 2, "level_feature": True})
+    torch.manual_seed(0)
+    model = build_model(spec)
+    hook = _signal_at_backward(model, signum, at_step)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tracks, tmp_path / "cut", max_steps=7, model=model)
+    hook.remove()
+    assert signal.getsignal(signum) is handler_before   # the loop's handlers are gone again
+    record, saved = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert record["resume"]["state"]["step"] == at_step + 1
+    assert record["metrics"]["step"] == at_step + 1
+    resumed, state = _run(tracks, tmp_path / "cut", max_steps=7, resume=record["resume"], model=saved.train())
+    assert state.step == 7
+    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), (k, float((v - w).abs().max()))

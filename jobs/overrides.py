@@ -1,0 +1,89 @@
+"""The one check of the command line's list and count settings, for every entry point.
+
+Hydra accepts any value for any key (``levels=abc`` is the string "abc",
+``levels=[100.5]`` a float), so each job calls :func:`check_overrides` on its config
+first: peak-reduction lists hold whole numbers in 0..100 without repeats, modes are
+the switch's positions, seeds and counts are whole numbers. Keys a config does not
+have are skipped. Each problem is one :class:`UserError` naming the key and the value.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from audio.devices import MODES
+from common.errors import UserError
+
+__all__ = ["check_overrides", "level_list", "mode_list", "whole_number"]
+
+# key -> (what it holds, may it be null); counts: (key, smallest allowed)
+_LEVEL_LISTS = {"levels": True, "unseen_levels": False}
+_COUNTS = (("seed", 0), ("threads", 0), ("train_jobs", 1))
+_SEED_LISTS = ("seeds",)
+
+
+def _as_list(key: str, values) -> list:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise UserError(f"{key}: expected a list such as {key}=[100,90], got {values!r}")
+    return list(values)
+
+
+def whole_number(key: str, value, minimum: int | None = None) -> int:
+    """``value`` as an int; a UserError if it is not a whole number (or below ``minimum``)."""
+    if isinstance(value, bool):
+        raise UserError(f"{key}: expected a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{key}: expected a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise UserError(f"{key}: expected a whole number, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise UserError(f"{key}: must be at least {minimum}, got {int(number)}")
+    return int(number)
+
+
+def level_list(key: str, values) -> list[int]:
+    """Peak-reduction levels: whole numbers in 0..100, each once."""
+    levels = [whole_number(key, v) for v in _as_list(key, values)]
+    outside = [v for v in levels if not 0 <= v <= 100]
+    if outside:
+        raise UserError(f"{key}: peak reduction {outside[0]} is outside 0..100")
+    repeated = sorted({v for v in levels if levels.count(v) > 1})
+    if repeated:
+        raise UserError(f"{key}: level {repeated[0]} is given more than once")
+    return levels
+
+
+def mode_list(key: str, values) -> list[str]:
+    """Switch positions (compress, limit), each once, at least one."""
+    modes = [str(m) for m in _as_list(key, values)]
+    if not modes:
+        raise UserError(f"{key}: give at least one of {', '.join(MODES)}")
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise UserError(f"{key}: unknown mode {bad[0]!r} (use {' and/or '.join(MODES)})")
+    repeated = sorted({m for m in modes if modes.count(m) > 1})
+    if repeated:
+        raise UserError(f"{key}: mode {repeated[0]!r} is given more than once")
+    return modes
+
+
+def check_overrides(cfg) -> None:
+    """Raise a UserError for the first malformed list or count setting in ``cfg``."""
+    for key, nullable in _LEVEL_LISTS.items():
+        if key in cfg:
+            value = cfg.get(key)
+            if value is None and nullable:
+                continue
+            level_list(key, [] if value is None else value)
+    if "modes" in cfg:
+        mode_list("modes", cfg.get("modes"))
+    for key, minimum in _COUNTS:
+        if key in cfg and cfg.get(key) is not None:
+            whole_number(key, cfg.get(key), minimum)
+    for key in _SEED_LISTS:
+        if key in cfg and cfg.get(key) is not None:
+            seeds = [whole_number(key, v, 0) for v in _as_list(key, cfg.get(key))]
+            if len(set(seeds)) != len(seeds):
+                raise UserError(f"{key}: a seed is given more than once")
