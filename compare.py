@@ -19,5 +19,10 @@ def main() -> int:
     return 0 if cfg is None else run_compare(cfg, sys.argv[1:])
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console command (``pip install -e .``): main with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -51,5 +51,10 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console command (``pip install -e .``): main with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

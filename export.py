@@ -52,5 +52,10 @@ def main() -> int:
     return run_export(args.source, args.out, args.sample_rate, args.neutone)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console command (``pip install -e .``): main with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

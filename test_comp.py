@@ -105,5 +105,10 @@ def main() -> int:
     return render_path(source, Path(args.input), Path(args.output), args.block, args.quiet)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console command (``pip install -e .``): main with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

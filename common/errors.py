@@ -114,6 +114,9 @@ def run_main(main: Callable[[], object]) -> None:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:   # the reader went away (``| head``): nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        sys.exit(0)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
