@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, SR, program, write_wav
+from support import ROOT, SR, program, write_wav
 
 SCRIPTS = ["train_comp.py", "train_neural.py", "compare.py", "test_comp.py", "digital_compressor.py", "export.py"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import leveller
-from conftest import SR, TRUE_PARAMS, program
+from support import SR, TRUE_PARAMS, program
 from dsp.knobmap import KnobMap
 from neural.checkpoint import build_model, model_spec, save_checkpoint
 

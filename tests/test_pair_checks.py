@@ -7,7 +7,7 @@ import re
 import numpy as np
 import yaml
 
-from conftest import SR, TRUE_PARAMS, program, write_wav
+from support import SR, TRUE_PARAMS, program, write_wav
 from dsp.render import render
 
 DELAY = 64

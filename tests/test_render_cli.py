@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 from scipy.signal import butter, sosfiltfilt
 
-from conftest import SR, TRUE_PARAMS, _ckpt_text, program, write_wav
+from support import SR, TRUE_PARAMS, _ckpt_text, program, write_wav
 from dsp.knobmap import KnobMap
 from dsp.render import render
 from neural.checkpoint import build_model, model_spec, save_checkpoint

@@ -25,7 +25,7 @@ def _tiny(cache, dsp_dir, out_dir, *extra):
 @pytest.fixture(scope="module")
 def chain_reference(tmp_path_factory, chain_cache, run_cli):
     """The tiny chain with the unseen level 90 held out: train_neural.py refuses a DSP fit that saw it."""
-    from conftest import chain_overrides
+    from support import chain_overrides
     ckpt = tmp_path_factory.mktemp("chain-heldout") / "fits"
     res = run_cli(["train_comp.py", *chain_overrides(chain_cache, ckpt), "unseen_levels=[90]"])
     assert res.returncode == 0, res.stderr

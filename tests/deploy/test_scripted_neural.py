@@ -48,12 +48,7 @@ def write_checkpoint(path, backbone="s6", variant="hybrid", head="hybrid_gain", 
     return path
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("backbone, variant, head, conditioning, extra, normalised", CASES)

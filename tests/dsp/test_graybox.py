@@ -27,13 +27,7 @@ TRUTH = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 5.0, "release_ms": 12
 TRUTH_8K = {**TRUTH, "input_shelf_hz": 2500.0}  # the fit tests run at 8 kHz (corners < 0.45 sr)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: torch's thread pool costs more than it gives (10x on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------ blocks

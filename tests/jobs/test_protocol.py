@@ -17,7 +17,7 @@ import dsp.chain
 import jobs.joint_fit
 from common.config import load_config
 from common.errors import UserError
-from conftest import CHAIN_LEVELS, CHAIN_MODES, chain_overrides
+from support import CHAIN_LEVELS, CHAIN_MODES, chain_overrides
 from dsp.knobmap import KnobMap
 from jobs.ensure import ensure_dsp_fit
 from jobs.fit import run_fit_job

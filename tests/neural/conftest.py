@@ -1,14 +1,7 @@
-"""Neural tests run on one intra-op thread.
-
-Tiny models on short blocks gain nothing from threads, and on a busy machine every
-small op would otherwise wait for the thread pool (milliseconds per op)."""
+"""Neural tests run on one intra-op thread (the ``one_thread`` fixture of tests/conftest.py)."""
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
