@@ -101,19 +101,7 @@ def rel_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 # --- memory: one fresh process per measurement, high-water mark reset before it ------------
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> int:
-    """Reset the resident high-water mark; return the current resident size (KiB)."""
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    return _status_kib("VmRSS")
+from benchmarks.memory import reset_peak as _reset_peak, status_kib as _status_kib  # noqa: E402
 
 
 def _measure_child(what: str, target: str, seconds: float, seed: int) -> None:
