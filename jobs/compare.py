@@ -27,6 +27,7 @@ from common.errors import UserError
 from common.table import format_table
 from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
+from dsp.settings import compressor_name
 from jobs.ensure import ensure_dsp_fit
 from jobs.protocol import held_out_levels
 from jobs.overrides import check_overrides
@@ -78,7 +79,7 @@ def _ensure_neural(cfg, argv) -> list[Path]:
 
     for model, variant, run_dir in missing:
         cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
-               f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", f"compressor={cfg.get('compressor', 'ff5')}",
+               f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", f"compressor={compressor_name(cfg)}",
                *_data_overrides(argv),
                f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
                *[str(o) for o in (cfg.get("train_overrides") or [])]]
@@ -114,7 +115,7 @@ def _la2a_corpus(cfg) -> Corpus:
     unseen = set(held_out_levels(cfg))
     # the protocol: a Train-only DSP fit that never saw the unseen levels (refused otherwise)
     kmap = ensure_dsp_fit(cfg.data, Path(str(cfg.dsp_dir)), quiet=bool(cfg.quiet), unseen=sorted(unseen),
-                          compressor=str(cfg.get("compressor", "ff5")))
+                          compressor=compressor_name(cfg))
     pairs = [p for p in load_pairs(cfg.data, quiet=cfg.quiet) if p.split == str(cfg.eval_split)
              and p.mode in kmap.modes]
     if not pairs:

@@ -35,7 +35,7 @@ from common.config import to_plain
 from common.errors import UserError
 from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
-from dsp.settings import resolve_device
+from dsp.settings import compressor_name, resolve_device
 from jobs.ensure import ensure_dsp_fit
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
@@ -115,7 +115,7 @@ def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
     # the protocol: a Train-only fit that never saw the unseen levels; their parameters are the knob model's
     param_map = ensure_dsp_fit(cfg.data, dsp_dir, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet), modes=modes,
-                               unseen=unseen, compressor=str(cfg.get("compressor", "ff5")))
+                               unseen=unseen, compressor=compressor_name(cfg))
     missing = [m for m in modes if m not in param_map.modes]
     if missing:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: no fit for mode {missing[0]!r}")
