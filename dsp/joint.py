@@ -387,9 +387,9 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
                       progress: Callable[[dict], None] | None = None) -> Selection:
     """Fit each ``(size, smoothness)`` candidate on ``train``; keep the lowest pooled ESR on ``val``.
 
-    The first candidate starts from the default start; each later one from the best
-    fit so far, projected onto its basis (the curves are close, so it takes few steps).
-    Ties keep the earlier (listed first: simpler) candidate.
+    Every candidate starts from the default start, so each result is the fit a plain
+    :func:`fit_joint` with those options gives (the chosen one needs no refit) and the
+    choice does not depend on the order of the candidates. Ties keep the one listed first.
 
     Args:
         train: fitting settings of one group.
@@ -410,7 +410,7 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
     table = []
     for size, lam in candidates:
         opts = JointOptions(size=int(size), smoothness=float(lam), fit=options.fit, start=options.start)
-        res = fit_joint(train, knob_names, opts, init=None if best is None else best.curves)
+        res = fit_joint(train, knob_names, opts)
         val_esr = pooled_esr(res.curves, val, options.fit.hessian)
         row = {"size": int(size), "smoothness": float(lam), "val_esr": val_esr, "train_esr": res.mean_esr,
                "iterations": res.iterations, "converged": res.converged, "seconds": res.seconds}

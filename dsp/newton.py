@@ -14,7 +14,8 @@ Works on any objective offering ``loss(z)`` and ``loss_grad_hess(z)`` (see
    predicted remaining decrease) is below ``rtol * loss + atol``; or an accepted
    full Newton step lowered the loss by less than ``ftol * loss`` (the objective is only
    piecewise smooth: where the attack/release branch pattern flips, Newton can
-   creep with tiny steps for ever); or the gradient norm is below ``gtol``.
+   creep with tiny steps for ever); or an accepted step left the loss unchanged in
+   floating point; or the gradient norm is below ``gtol``.
    Otherwise it stops at the iteration cap or when no step decreases the loss,
    and then ``converged`` is False.
 
@@ -142,6 +143,11 @@ def newton(objective: Objective, z0: torch.Tensor, options: NewtonOptions = Newt
         # damped gradient step is small for reasons other than being at the minimum
         if full_step and f - f_new <= options.ftol * f:
             converged, reason = True, "relative loss change below tolerance"
+            break
+        # Armijo accepts f_new == f once the predicted gain is below float resolution;
+        # such steps change nothing, and repeating them would only run to the cap
+        if f_new >= f:
+            converged, reason = True, "loss unchanged in floating point"
             break
     # the last accepted point may be the best one
     f_last = objective.loss(z)
