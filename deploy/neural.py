@@ -395,12 +395,12 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
     """
     from dsp.knobmap import KnobMap
     spec = record["model"]
+    if spec.get("audio_path"):
+        raise UserError(f"{source}: a model with an audio path (shaper and filter after the gain) cannot be exported yet")
     pm = record["param_map_obj"]
     if not isinstance(pm, KnobMap):
         raise UserError(f"{source}: a model of a device with its own knobs ({', '.join(pm.knobs)}) cannot be "
                         "exported yet; neural export supports LA-2A models (peak reduction and mode)")
-    if spec.get("audio_path"):
-        raise UserError(f"{source}: a model with an audio path (shaper and filter after the gain) cannot be exported yet")
     if spec["backbone"] not in EXPORTABLE_BACKBONES:
         raise UserError(f"{source}: the {spec['backbone']} backbone cannot be exported yet "
                         f"(exportable: {', '.join(EXPORTABLE_BACKBONES)})")

@@ -148,7 +148,8 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
     bad_map.write_text("kind: knobmap\nmodes: {compress: {50: {threshold_db: .nan}}}\n")
     graybox = tmp_path / "graybox"
     graybox.mkdir()
-    save_checkpoint(graybox / "ckpt.yaml", {"params": P, **RECORD, "compressor": "graybox"})
+    from dsp.graybox import TRANSPARENT
+    save_checkpoint(graybox / "ckpt.yaml", {"params": {**P, **TRANSPARENT}, **RECORD, "compressor": "graybox"})
     manifest = write_manifest_fit(tmp_path / "manifest")
     watch = (tmp_path,)
     cases = [

@@ -137,7 +137,7 @@ def test_bad_training_input(case, run_cli, clean_failure, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("case", ["garbage", "rate", "no_setting"])
+@pytest.mark.parametrize("case", ["garbage", "out_of_range", "no_setting"])
 def test_bad_neural_render_input(case, trained, run_cli, clean_failure, workspace, tmp_path):
     out, _ = trained
     (tmp_path / "junk.pt").write_bytes(np.random.default_rng(0).bytes(3000))
@@ -145,7 +145,9 @@ def test_bad_neural_render_input(case, trained, run_cli, clean_failure, workspac
     setting = ["--peak-reduction", "60", "--mode", "compress"]
     args, name = {
         "garbage": (["--neural", tmp_path / "junk.pt", src, tmp_path / "o.wav", *setting], "junk.pt"),
-        "rate": (["--neural", out / "best.pt", workspace / "tgt48.wav", tmp_path / "o.wav", *setting], "48000"),
+        # 48 kHz renders (resampled); PR 60 lies outside the fitted 80..100: refused, the nearest named
+        "out_of_range": (["--neural", out / "best.pt", workspace / "tgt48.wav", tmp_path / "o.wav", *setting],
+                         "nearest fitted setting is compress PR 80"),
         "no_setting": (["--neural", out / "best.pt", src, tmp_path / "o.wav"], "--peak-reduction"),
     }[case]
     res = run_cli(["test_comp.py", *args])

@@ -37,7 +37,7 @@ def _overrides(cache: Path, ckpt: Path, *extra: str) -> list[str]:
 
 @pytest.fixture
 def reads(monkeypatch) -> list[Path]:
-    """Targets read by the fitting code (the chain's and the joint fit's read_pair)."""
+    """Targets read by the fitting code (the chain's read_aligned_pair, the joint fit's read_pair)."""
     seen: list[Path] = []
 
     def recorder(original):
@@ -46,7 +46,7 @@ def reads(monkeypatch) -> list[Path]:
             return original(inp, tgt, *a, **k)
         return read_pair
 
-    monkeypatch.setattr(dsp.chain, "read_pair", recorder(dsp.chain.read_pair))
+    monkeypatch.setattr(dsp.chain, "read_aligned_pair", recorder(dsp.chain.read_aligned_pair))
     monkeypatch.setattr(jobs.joint_fit, "read_pair", recorder(jobs.joint_fit.read_pair))
     return seen
 
