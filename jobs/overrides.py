@@ -49,9 +49,7 @@ def level_list(key: str, values) -> list[int]:
     outside = [v for v in levels if not 0 <= v <= 100]
     if outside:
         raise UserError(f"{key}: peak reduction {outside[0]} is outside 0..100")
-    repeated = sorted({v for v in levels if levels.count(v) > 1})
-    if repeated:
-        raise UserError(f"{key}: level {repeated[0]} is given more than once")
+    _each_once(key, levels, "level")
     return levels
 
 
@@ -63,10 +61,14 @@ def mode_list(key: str, values) -> list[str]:
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise UserError(f"{key}: unknown mode {bad[0]!r} (use {' and/or '.join(MODES)})")
-    repeated = sorted({m for m in modes if modes.count(m) > 1})
-    if repeated:
-        raise UserError(f"{key}: mode {repeated[0]!r} is given more than once")
+    _each_once(key, modes, "mode")
     return modes
+
+
+def _each_once(key: str, values: list, what: str) -> None:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise UserError(f"{key}: {what} {repeated[0]!r} is given more than once")
 
 
 def check_overrides(cfg) -> None:

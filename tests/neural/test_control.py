@@ -60,16 +60,8 @@ def test_streaming_equals_offline_at_any_block_size(head, backbone):
         cond = cond[:, :COND]
     offline = model(x, y_dsp, g_dsp, cond)
     assert offline.shape == x.shape and torch.isfinite(offline).all()
-    with torch.inference_mode():
-        for sizes in ([1] * 70 + [1930], [31, 1, 32, 33, 0, 100, 803, 1000], [256] * 8):
-            state, parts, i = None, [], 0
-            for n in sizes:
-                sl = slice(i, i + n)
-                y, state = model.process(x[:, sl], None if y_dsp is None else y_dsp[:, sl],
-                                         None if g_dsp is None else g_dsp[:, sl], cond, state)
-                parts.append(y)
-                i += n
-            assert (torch.cat(parts, 1)[:, :x.shape[1]] - offline[:, :i]).abs().max().item() < 1e-5
+    for streamed, i in _blocks(model, x, y_dsp, g_dsp, cond, None):
+        assert (streamed[:, :x.shape[1]] - offline[:, :i]).abs().max().item() < 1e-5
 
 
 @pytest.mark.parametrize("backbone", ["s6", "lstm"])
@@ -123,13 +115,21 @@ def test_audio_path_after_the_control_rate_gain_streams_exactly(head):
     if head == "blackbox":
         y_dsp = g_dsp = None
     offline = model(x, y_dsp, g_dsp, cond)
+    for streamed, i in _blocks(model, x, y_dsp, g_dsp, cond, model.initial_state(2)):
+        assert (streamed - offline[:, :i]).abs().max().item() < 1e-5
+
+
+def _blocks(model, x, y_dsp, g_dsp, cond, state0):
+    """Stream ``x`` through ``model.process`` in three block patterns (empty and odd blocks
+    included); yields the joined output and the samples it covers, per pattern."""
     with torch.inference_mode():
         for sizes in ([1] * 70 + [1930], [31, 1, 32, 33, 0, 100, 803, 1000], [256] * 8):
-            state, parts, i = model.initial_state(2), [], 0
+            state, parts, i = state0, [], 0
             for n in sizes:
                 sl = slice(i, i + n)
                 y, state = model.process(x[:, sl], None if y_dsp is None else y_dsp[:, sl],
                                          None if g_dsp is None else g_dsp[:, sl], cond, state)
                 parts.append(y)
                 i += n
-            assert (torch.cat(parts, 1) - offline[:, :i]).abs().max().item() < 1e-5
+            yield torch.cat(parts, 1), i
+
