@@ -43,6 +43,15 @@ class FitResult:
     initial_params: dict[str, float]
     history: list[float]
 
+    @classmethod
+    def from_newton(cls, result, energy: float, params: dict[str, float],
+                    initial_params: dict[str, float]) -> "FitResult":
+        """The result of a Newton run (:class:`dsp.newton.NewtonResult`) on an objective with
+        target energy ``energy``, in physical units."""
+        return cls(params=params, esr=result.loss / energy, loss=result.loss, iterations=result.iterations,
+                   converged=result.converged, reason=result.reason, seconds=result.seconds,
+                   initial_params=initial_params, history=result.history)
+
 
 def _kernel_objective(frames: Frames, param: Parameterisation, device: str):
     from dsp.kernel import KernelObjective  # numba compile only when used
@@ -101,17 +110,7 @@ def fit_frames(frames: Frames, init: dict[str, float] | None = None, options: Fi
     result = newton(objective, z0, nopts, progress)
     if not result.converged:
         warnings.warn(f"fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
-    return FitResult(
-        params=param.to_physical(result.z),
-        esr=result.loss / objective.energy,
-        loss=result.loss,
-        iterations=result.iterations,
-        converged=result.converged,
-        reason=result.reason,
-        seconds=result.seconds,
-        initial_params=initial,
-        history=result.history,
-    )
+    return FitResult.from_newton(result, objective.energy, param.to_physical(result.z), initial)
 
 
 def evaluate_esr(frames: Frames, params: dict[str, float], ranges: Ranges = Ranges()) -> float:

@@ -58,6 +58,7 @@ from dsp.blocks import (cascade, decay_samples, fft_filter, fft_length, highpass
 from dsp.compressor import compressor_gain
 from dsp.fit import FitOptions, FitResult, fit_frames
 from dsp.newton import NewtonOptions, newton
+from dsp.objective import autograd_loss_grad, autograd_loss_grad_hess
 from dsp.params import PARAM_NAMES, Parameterisation
 from dsp.preemphasis import POLE, preemphasis_np
 from dsp.render import BlockCompressor
@@ -286,20 +287,10 @@ class GrayboxObjective:
         return f if math.isfinite(f) else math.inf
 
     def loss_grad(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
-        z = self._z(z).requires_grad_(True)
-        f = self._loss_tensor(z)
-        (g,) = torch.autograd.grad(f, z)
-        return float(f.detach()), g.detach().cpu().to(torch.float64)
+        return autograd_loss_grad(self._loss_tensor, self._z(z))
 
     def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
-        z = self._z(z).requires_grad_(True)
-        f = self._loss_tensor(z)
-        (g,) = torch.autograd.grad(f, z, create_graph=True)
-        n = z.shape[0]
-        rows = [torch.autograd.grad(g[i], z, retain_graph=i < n - 1)[0] for i in range(n)]
-        h = torch.stack(rows)
-        h = 0.5 * (h + h.T)
-        return float(f.detach()), g.detach().cpu().to(torch.float64), h.detach().cpu().to(torch.float64)
+        return autograd_loss_grad_hess(self._loss_tensor, self._z(z))
 
     def output(self, z: torch.Tensor) -> np.ndarray:
         """The gray-box output (not pre-emphasised), ``(B, T)`` numpy."""
@@ -502,17 +493,8 @@ def fit_blocks(frames: Frames, compressor: dict[str, float], start: dict[str, fl
     result = newton(objective, z0, _newton_options(options, objective.energy, max_step), progress)
     if not result.converged:
         warnings.warn(f"gray-box block fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
-    return FitResult(
-        params=param.to_physical(objective.full_vector(result.z, base)),
-        esr=result.loss / objective.energy,
-        loss=result.loss,
-        iterations=result.iterations,
-        converged=result.converged,
-        reason=result.reason,
-        seconds=result.seconds,
-        initial_params=param.to_physical(objective.full_vector(z0, base)),
-        history=result.history,
-    )
+    return FitResult.from_newton(result, objective.energy, param.to_physical(objective.full_vector(result.z, base)),
+                                 param.to_physical(objective.full_vector(z0, base)))
 
 
 def evaluate_graybox_esr(frames: Frames, params: dict[str, float], ranges=None,

@@ -27,7 +27,7 @@ from dsp.compressor import compress
 from dsp.params import Parameterisation
 from dsp.preemphasis import preemphasis
 
-__all__ = ["AutogradObjective", "target_energy"]
+__all__ = ["AutogradObjective", "target_energy", "autograd_loss_grad", "autograd_loss_grad_hess"]
 
 
 def target_energy(frames: Frames) -> float:
@@ -74,19 +74,10 @@ class AutogradObjective:
                 return math.inf
 
     def loss_grad(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
-        z = self._z(z).requires_grad_(True)
-        f = self._loss_tensor(z)
-        (g,) = torch.autograd.grad(f, z)
-        return float(f.detach()), g.detach().cpu().to(torch.float64)
+        return autograd_loss_grad(self._loss_tensor, self._z(z))
 
     def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
-        z = self._z(z).requires_grad_(True)
-        f = self._loss_tensor(z)
-        (g,) = torch.autograd.grad(f, z, create_graph=True)
-        rows = [torch.autograd.grad(g[i], z, retain_graph=i < 4)[0] for i in range(5)]
-        h = torch.stack(rows)
-        h = 0.5 * (h + h.T)
-        return float(f.detach()), g.detach().cpu().to(torch.float64), h.detach().cpu().to(torch.float64)
+        return autograd_loss_grad_hess(self._loss_tensor, self._z(z))
 
     def output_energy(self, z: torch.Tensor) -> float:
         """Pre-emphasised output energy over the scored samples."""
@@ -99,3 +90,24 @@ class AutogradObjective:
 
     def _z(self, z: torch.Tensor) -> torch.Tensor:
         return z.detach().to(device=self.device, dtype=self.dtype)
+
+
+def autograd_loss_grad(loss_tensor, z: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Loss and exact gradient of ``loss_tensor(z)`` by torch autograd (float64 on the CPU)."""
+    z = z.requires_grad_(True)
+    f = loss_tensor(z)
+    (g,) = torch.autograd.grad(f, z)
+    return float(f.detach()), g.detach().cpu().to(torch.float64)
+
+
+def autograd_loss_grad_hess(loss_tensor, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Loss, exact gradient and exact (symmetrised) Hessian of ``loss_tensor(z)``: one graph
+    with ``create_graph``, then one backward pass per Hessian row."""
+    z = z.requires_grad_(True)
+    f = loss_tensor(z)
+    (g,) = torch.autograd.grad(f, z, create_graph=True)
+    n = z.shape[0]
+    rows = [torch.autograd.grad(g[i], z, retain_graph=i < n - 1)[0] for i in range(n)]
+    h = torch.stack(rows)
+    h = 0.5 * (h + h.T)
+    return float(f.detach()), g.detach().cpu().to(torch.float64), h.detach().cpu().to(torch.float64)
