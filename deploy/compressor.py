@@ -105,7 +105,24 @@ def _as_2d(x: Tensor) -> Tensor:
     return x
 
 
-class FixedCompressor(nn.Module):
+class _StreamingDSP(nn.Module):
+    """What every exported DSP module shares: one :class:`PeakCompressor` whose state and
+    rate ``reset`` and ``set_sample_rate`` manage."""
+
+    def __init__(self, sample_rate: int):
+        super().__init__()
+        self.comp = PeakCompressor(sample_rate)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.comp.reset()
+
+    @torch.jit.export
+    def set_sample_rate(self, sample_rate: int) -> None:
+        self.comp.sample_rate = sample_rate
+
+
+class FixedCompressor(_StreamingDSP):
     """A one-pair fit: five fixed parameters. ``forward(x)``; ``reset()``.
 
     Args:
@@ -116,17 +133,8 @@ class FixedCompressor(nn.Module):
     params: List[float]
 
     def __init__(self, params: Dict[str, float], sample_rate: int):
-        super().__init__()
+        super().__init__(sample_rate)
         self.params = [float(params[k]) for k in PARAM_ORDER]
-        self.comp = PeakCompressor(sample_rate)
-
-    @torch.jit.export
-    def reset(self) -> None:
-        self.comp.reset()
-
-    @torch.jit.export
-    def set_sample_rate(self, sample_rate: int) -> None:
-        self.comp.sample_rate = sample_rate
 
     @torch.jit.export
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
@@ -216,7 +224,7 @@ class KnobCurves(nn.Module):
         return [values[0], math.exp(values[1]), timing[0], timing[1], values[2]]
 
 
-class KnobMapCompressor(nn.Module):
+class KnobMapCompressor(_StreamingDSP):
     """A chain's knob map: ``forward(x, peak_reduction, mode)`` with mode 0 compress, 1 limit.
 
     The knobs may be floats, ints or one-element tensors; ``mode`` at or above 0.5 is limit. The gain state
@@ -228,17 +236,8 @@ class KnobMapCompressor(nn.Module):
     """
 
     def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], sample_rate: int):
-        super().__init__()
+        super().__init__(sample_rate)
         self.curves = KnobCurves(table)
-        self.comp = PeakCompressor(sample_rate)
-
-    @torch.jit.export
-    def reset(self) -> None:
-        self.comp.reset()
-
-    @torch.jit.export
-    def set_sample_rate(self, sample_rate: int) -> None:
-        self.comp.sample_rate = sample_rate
 
     @torch.jit.export
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
@@ -318,7 +317,7 @@ def _knob_values(knobs: Union[List[float], Tensor]) -> List[float]:
     return knobs
 
 
-class KnobTableCompressor(nn.Module):
+class KnobTableCompressor(_StreamingDSP):
     """A knob table of a device with arbitrary knobs: ``forward(x, knobs)``.
 
     ``knobs``: the knob values in the order of ``knob_names()`` (a list of floats or a
@@ -333,17 +332,8 @@ class KnobTableCompressor(nn.Module):
 
     def __init__(self, knobs: List[str], points: List[List[float]], params: List[Dict[str, float]],
                  scale: List[float], far: float, sample_rate: int):
-        super().__init__()
+        super().__init__(sample_rate)
         self.curves = NearestSettings(knobs, points, params, scale, far)
-        self.comp = PeakCompressor(sample_rate)
-
-    @torch.jit.export
-    def reset(self) -> None:
-        self.comp.reset()
-
-    @torch.jit.export
-    def set_sample_rate(self, sample_rate: int) -> None:
-        self.comp.sample_rate = sample_rate
 
     @torch.jit.export
     def knob_names(self) -> List[str]:

@@ -319,11 +319,7 @@ class NeuralCompressor(nn.Module):
         self.dsp = PeakCompressor(sample_rate)
         self.sample_rate = int(sample_rate)
         self.requires_grad_(False)  # an inference module: outputs carry no autograd graph
-        self.channels = 0
-        empty_state: List[List[Tensor]] = []
-        empty_frame: List[Tensor] = []
-        self.state = empty_state
-        self.frame_state = empty_frame
+        self.reset()
 
     @torch.jit.export
     def reset(self) -> None:
