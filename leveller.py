@@ -22,24 +22,26 @@ __all__ = ["fit_pair", "render", "load_fit", "load_param_map", "load_neural"]
 
 
 def fit_pair(input_path: str | Path, target_path: str | Path, *, frame_s: float = 12.0,
-             overlap_s: float = 1.0, init: dict | None = None) -> dict:
+             overlap_s: float = 1.0, init: dict | None = None, align: str = "auto") -> dict:
     """Fit the 5-parameter compressor to one (dry, device output) pair.
 
     Args:
-        input_path, target_path: audio files of the same rate and length.
+        input_path, target_path: audio files of the same rate.
         frame_s, overlap_s: frame length and its unscored warm-up, seconds.
         init: physical start (None: the published default, level-matched).
+        align: ``"auto"`` corrects the target's latency and polarity (:mod:`audio.pairs`);
+            ``"off"`` takes the pair as it is (lengths must then match).
 
     Returns:
         ``{"params": {threshold_db, ratio, attack_ms, release_ms, make_up_db}, "esr",
         "iterations", "converged", "seconds", "sample_rate"}``; the ESR is on the
         fitted audio.
     """
-    from audio.io import read_pair
+    from audio.pairs import read_aligned_pair
     from dsp.chain import frame_pair
     from dsp.fit import fit_frames
 
-    x, y, sr = read_pair(Path(input_path), Path(target_path))
+    x, y, sr, _ = read_aligned_pair(Path(input_path), Path(target_path), align)
     res = fit_frames(frame_pair(x, y, sr, frame_s, overlap_s, target_path), init)
     return {"params": res.params, "esr": res.esr, "iterations": res.iterations,
             "converged": res.converged, "seconds": res.seconds, "sample_rate": sr}

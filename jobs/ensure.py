@@ -16,7 +16,8 @@ from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.knobtable import KnobTable, load_take_fits, take_fit
 from jobs.fit import run_fit_job
-from jobs.protocol import PROTOCOL_SPLITS, protocol_problem
+from audio.datasets import fit_pair_finder, load_pairs
+from jobs.protocol import PROTOCOL_SPLITS, data_key, protocol_problem
 
 __all__ = ["ensure_dsp_fit"]
 
@@ -65,9 +66,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         if not fit:
             raise UserError(f"{problem}; run `{command}` first (or set fit_chain=true)")
         print(f"{what} ({command})")
-        fit_cfg = load_config("config", overrides)
-        fit_cfg.data = data
-        run_fit_job(fit_cfg)
+        _run_fit(overrides, data)
     if takes is not None:
         return load_take_fits(takes, dsp_dir)
     kmap = KnobMap.load(dsp_dir / "knobmap.yaml")
@@ -79,4 +78,31 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: this DSP fit {problem}; remove {dsp_dir} to have it refitted "
                         f"on Train without the unseen levels, or run `python train_comp.py ckpt_dir=DIR {unseen_arg}` "
                         f"and give dsp_dir=DIR")
+    if not missing:
+        stale = _data_change(kmap, data)
+        if stale:
+            if not fit:
+                raise UserError(f"{dsp_dir / 'knobmap.yaml'}: {stale}; run `{command}` to refit it "
+                                f"(or set fit_chain=true)")
+            print(f"note: {dsp_dir / 'knobmap.yaml'}: {stale}: refitting ({command})")
+            _run_fit(overrides, data)   # the chain refits the levels whose files changed
+            kmap = KnobMap.load(dsp_dir / "knobmap.yaml")
     return kmap
+
+
+def _run_fit(overrides: list[str], data) -> None:
+    fit_cfg = load_config("config", overrides)
+    fit_cfg.data = data
+    run_fit_job(fit_cfg)
+
+
+def _data_change(kmap: KnobMap, data) -> str:
+    """Why ``kmap`` was not fitted on the material ``data`` selects now ("" when it was, or
+    when the map predates data keys: the protocol check then decides)."""
+    protocol = kmap.protocol or {}
+    if "data_key" not in protocol:
+        return ""
+    find = fit_pair_finder(load_pairs(data, quiet=True), data)
+    if data_key(find, protocol.get("fitted") or {}) != protocol["data_key"]:
+        return "it was fitted on other material than this data config selects"
+    return ""

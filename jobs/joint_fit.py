@@ -27,7 +27,7 @@ import yaml
 
 from audio.datasets import load_pairs
 from audio.devices import MODES
-from audio.io import read_pair
+from audio.pairs import align_mode, read_aligned_pair
 from audio.signaltrain import find_level
 from common.atomic import write_text_atomic
 from common.errors import UserError
@@ -64,11 +64,11 @@ def _settings(pairs, mode: str, levels, splits, tag, cfg, validation: bool = Fal
         if p is None:
             continue
         if validation:
-            frames = scorable_frames(p, float(cfg.data.frame_s), float(cfg.data.overlap_s))
+            frames = scorable_frames(p, float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data))
             if frames is None:
                 continue
         else:
-            x, y, sr = read_pair(p.input, p.target)
+            x, y, sr, _ = read_aligned_pair(p.input, p.target, align_mode(cfg.data))
             frames = frame_pair(x, y, sr, float(cfg.data.frame_s), float(cfg.data.overlap_s), p.target)
         out.append(JointSetting((float(pr),), frames, f"{p.split}:{mode}/pr_{pr}"))
     return out

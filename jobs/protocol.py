@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from audio.io import read_pair
+from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from dsp.chain import frame_pair
 from dsp.kinds import evaluate_any
 from dsp.objective import target_energy
 
-__all__ = ["PROTOCOL_SPLITS", "SPLIT_COLUMNS", "held_out_levels", "fit_record", "protocol_problem",
+__all__ = ["PROTOCOL_SPLITS", "SPLIT_COLUMNS", "held_out_levels", "fit_record", "data_key", "protocol_problem",
            "add_split_scores", "pooled_split_esr", "scorable_frames"]
 
 PROTOCOL_SPLITS = ("Train",)
@@ -40,12 +40,30 @@ def held_out_levels(cfg) -> list[int]:
 
 
 def fit_record(method: str, fit_splits: Iterable[str], held_out: Iterable[int],
-               fitted: dict[str, Iterable[int]]) -> dict:
+               fitted: dict[str, Iterable[int]], data_key: str | None = None) -> dict:
     """The ``protocol`` entry of a fit's records: method, splits read, levels held out,
-    levels fitted per mode (plain types)."""
-    return {"method": str(method), "fit_splits": [str(s) for s in fit_splits],
-            "held_out": sorted(int(v) for v in held_out),
-            "fitted": {str(m): sorted(int(v) for v in lv) for m, lv in fitted.items()}}
+    levels fitted per mode (plain types), and the :func:`data_key` of the files fitted."""
+    record = {"method": str(method), "fit_splits": [str(s) for s in fit_splits],
+              "held_out": sorted(int(v) for v in held_out),
+              "fitted": {str(m): sorted(int(v) for v in lv) for m, lv in fitted.items()}}
+    if data_key is not None:
+        record["data_key"] = str(data_key)
+    return record
+
+
+def data_key(find, fitted: dict[str, Iterable[int]]) -> str:
+    """One digest of the identity (:func:`dsp.fitkey.file_identity`) of the input and target
+    files of every fitted setting, as ``find(mode, pr) -> (input, target) | None`` picks them
+    now; a setting without files counts as such. Equal keys: the same material."""
+    import hashlib
+    import json
+    from dsp.fitkey import file_identity
+    entries = []
+    for mode in sorted(fitted):
+        for pr in sorted(int(v) for v in fitted[mode]):
+            files = find(mode, pr)
+            entries.append([mode, pr] + ([file_identity(f) for f in files] if files is not None else [None]))
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
@@ -62,13 +80,14 @@ def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
     return ""
 
 
-def pooled_split_esr(pairs, params: dict, options, frame_s: float, overlap_s: float) -> float | None:
+def pooled_split_esr(pairs, params: dict, options, frame_s: float, overlap_s: float,
+                     align: str = "auto") -> float | None:
     """Total squared pre-emphasised error over total target energy of ``params`` (either
     model class) on ``pairs`` (None when there are none). A take too short for the warm-up,
     or silent, is not scored."""
     err = energy = 0.0
     for p in pairs:
-        frames = scorable_frames(p, frame_s, overlap_s)
+        frames = scorable_frames(p, frame_s, overlap_s, align)
         if frames is None:
             continue
         e = target_energy(frames)
@@ -77,10 +96,11 @@ def pooled_split_esr(pairs, params: dict, options, frame_s: float, overlap_s: fl
     return err / energy if energy > 0 else None
 
 
-def scorable_frames(pair, frame_s: float, overlap_s: float):
-    """The framed pair, or None when it is too short for the warm-up or silent where scored
-    (such a take can be neither fitted nor scored; bad files still raise)."""
-    x, y, sr = read_pair(pair.input, pair.target)
+def scorable_frames(pair, frame_s: float, overlap_s: float, align: str = "auto"):
+    """The framed pair, aligned as the fits align theirs (:mod:`audio.pairs`), or None when
+    it is too short for the warm-up or silent where scored (such a take can be neither
+    fitted nor scored; bad files still raise)."""
+    x, y, sr, _ = read_aligned_pair(pair.input, pair.target, align)
     try:
         return frame_pair(x, y, sr, frame_s, overlap_s, pair.target)
     except UserError:
@@ -88,7 +108,7 @@ def scorable_frames(pair, frame_s: float, overlap_s: float):
 
 
 def add_split_scores(rows: list[dict], pairs, options, frame_s: float, overlap_s: float,
-                     splits: Iterable[str] = ("Val", "Test")) -> None:
+                     splits: Iterable[str] = ("Val", "Test"), align: str = "auto") -> None:
     """Add ``esr_val`` / ``esr_test`` to every summary row: the pooled ESR of that row's
     parameters on every take of the split at its setting (any take tag); empty where the
     setting has none there."""
@@ -96,5 +116,5 @@ def add_split_scores(rows: list[dict], pairs, options, frame_s: float, overlap_s
         for split in splits:
             takes = [p for p in pairs if p.split == split and p.mode == r["mode"]
                      and p.peak_reduction == int(r["peak_reduction"])]
-            esr = pooled_split_esr(takes, r, options, frame_s, overlap_s) if takes else None
+            esr = pooled_split_esr(takes, r, options, frame_s, overlap_s, align) if takes else None
             r[SPLIT_COLUMNS[split]] = esr

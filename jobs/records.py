@@ -8,7 +8,9 @@ from common.table import format_table
 from dsp.chain import write_summary
 from dsp.kinds import options_kind
 from dsp.knobmap import KnobMap
-from jobs.protocol import SPLIT_COLUMNS, add_split_scores, fit_record
+from audio.datasets import fit_pair_finder
+from audio.pairs import align_mode
+from jobs.protocol import SPLIT_COLUMNS, add_split_scores, data_key, fit_record
 
 __all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "param_columns", "write_chain_records"]
 
@@ -30,13 +32,15 @@ def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, m
                          held_out: list[int], extra_columns=(), table_columns=()) -> KnobMap:
     """Score the rows on Val and Test, write summary.csv and knobmap.yaml (with the protocol
     record: method, splits read, levels held out and fitted) and print the table."""
-    add_split_scores(rows, pairs, options, float(cfg.data.frame_s), float(cfg.data.overlap_s))
+    add_split_scores(rows, pairs, options, float(cfg.data.frame_s), float(cfg.data.overlap_s),
+                     align=align_mode(cfg.data))
     write_summary(ckpt_dir / "summary.csv", rows, list(extra_columns) + list(SPLIT_COLUMNS.values()))
     fitted = {}
     for r in rows:
         if r.get("esr") is not None and not r.get("held_out"):   # joint: a row off the curves only
             fitted.setdefault(r["mode"], []).append(int(r["peak_reduction"]))
-    protocol = fit_record(method, cfg.data.fit_splits, held_out, fitted)
+    protocol = fit_record(method, cfg.data.fit_splits, held_out, fitted,
+                          data_key(fit_pair_finder(pairs, cfg.data), fitted))
     kmap = KnobMap.from_rows(rows, protocol)
     kmap.save(ckpt_dir / "knobmap.yaml")
     print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + param_columns(options) +

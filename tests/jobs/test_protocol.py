@@ -1,7 +1,7 @@
 """The evaluation protocol: fits read Train material only and never an unseen level.
 
 Every audio read during a tiny per-level chain, a tiny joint fit and the
-ensure-the-fit of a comparison is recorded (``audio.io.read_pair`` wrapped where the
+ensure-the-fit of a comparison is recorded (``read_aligned_pair`` wrapped where the
 fitting code calls it); the Val/Test scoring that follows a fit (``esr_val``,
 ``esr_test``, the knob map check) reads through its own module and is not a fit.
 """
@@ -37,7 +37,7 @@ def _overrides(cache: Path, ckpt: Path, *extra: str) -> list[str]:
 
 @pytest.fixture
 def reads(monkeypatch) -> list[Path]:
-    """Targets read by the fitting code (the chain's read_aligned_pair, the joint fit's read_pair)."""
+    """Targets read by the fitting code (the chain's and the joint fit's read_aligned_pair)."""
     seen: list[Path] = []
 
     def recorder(original):
@@ -47,7 +47,7 @@ def reads(monkeypatch) -> list[Path]:
         return read_pair
 
     monkeypatch.setattr(dsp.chain, "read_aligned_pair", recorder(dsp.chain.read_aligned_pair))
-    monkeypatch.setattr(jobs.joint_fit, "read_pair", recorder(jobs.joint_fit.read_pair))
+    monkeypatch.setattr(jobs.joint_fit, "read_aligned_pair", recorder(jobs.joint_fit.read_aligned_pair))
     return seen
 
 
@@ -122,3 +122,23 @@ def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, ca
     with pytest.raises(UserError, match="data.fit_splits"):
         ensure_dsp_fit(cfg.data, tmp_path / "other", unseen=[UNSEEN])
     assert not (tmp_path / "other").exists()
+
+
+def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache):
+    def data(seed):
+        return load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
+                                       "data.corpus.eval_seconds=2", f"data.corpus.seed={seed}",
+                                       f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
+                                       f"data.corpus.modes=[{CHAIN_MODES[0]}]"]).data
+    folder = tmp_path / "fits"
+    first = ensure_dsp_fit(data(0), folder, quiet=True, modes=[CHAIN_MODES[0]], unseen=[UNSEEN])
+    # the same material: reused as it is
+    again = ensure_dsp_fit(data(0), folder, fit=False, modes=[CHAIN_MODES[0]], unseen=[UNSEEN])
+    assert again.protocol["data_key"] == first.protocol["data_key"]
+    # another corpus (seed 9) in the same folder: refused without fitting, refitted with
+    with pytest.raises(UserError, match="fitted on other material"):
+        ensure_dsp_fit(data(9), folder, fit=False, modes=[CHAIN_MODES[0]], unseen=[UNSEEN])
+    refit = ensure_dsp_fit(data(9), folder, quiet=True, modes=[CHAIN_MODES[0]], unseen=[UNSEEN])
+    assert refit.protocol["data_key"] != first.protocol["data_key"]
+    pr = max(CHAIN_LEVELS)
+    assert refit.at({"mode": CHAIN_MODES[0], "peak_reduction": pr}) != first.at({"mode": CHAIN_MODES[0], "peak_reduction": pr})
