@@ -14,13 +14,11 @@ from __future__ import annotations
 import sys
 
 from common.errors import run_main
-from common.cli import compose_cli
-from jobs.fit import run_fit_job
+from common.launch import run_entry
 
 
 def main() -> int:
-    cfg = compose_cli("config", sys.argv[1:], __doc__, "train_comp.py")
-    return 0 if cfg is None else run_fit_job(cfg)
+    return run_entry("config", sys.argv[1:], __doc__, "train_comp.py", "jobs.fit:run_fit_job", output_key="ckpt_dir")
 
 
 def cli() -> None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import sys
 
-from common.cli import compose_cli
+from common.launch import run_entry
 from common.errors import run_main
-from jobs.train import run_train_job
 
 
 def main() -> int:
-    cfg = compose_cli("train_neural", sys.argv[1:], __doc__, "train_neural.py")
-    return 0 if cfg is None else run_train_job(cfg)
+    return run_entry("train_neural", sys.argv[1:], __doc__, "train_neural.py", "jobs.train:run_train_job", output_key="out_dir")
 
 
 def cli() -> None:

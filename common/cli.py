@@ -67,7 +67,7 @@ def _compose_raw(config_name: str, overrides: list[str]) -> DictConfig:
 
 
 def _groups() -> set[str]:
-    return {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    return {p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra"}   # hydra/: multirun only
 
 
 def _flatten(node, prefix: str = "") -> dict:

@@ -7,7 +7,6 @@ a device with its own knobs) by knob setting (:func:`_la2a_corpus`, :func:`_take
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from audio.rates import check_rates
 from audio.manifest import manifest_device, read_manifest
 from common.atomic import write_text_atomic
 from common.errors import UserError
+from common.launch import check_results, launch, launcher_name, summarise_results
 from common.table import format_table
 from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
@@ -38,18 +38,19 @@ from report.summary import level_table, markdown_table, rows_to_csv, setting_tab
 
 __all__ = ["run_compare"]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _data_overrides(argv: list[str]) -> list[str]:
     return [a for a in argv if a.startswith("data=") or a.startswith("data.")]
 
 
-def _ensure_neural(cfg, argv) -> list[Path]:
+def _ensure_neural(cfg, argv, launcher: list[str] = ()) -> list[Path]:
     """The checkpoints of ``models x variants``; missing ones are trained first.
 
-    With ``train_jobs > 1`` that many trainings run at once (each on one thread), each
-    writing its messages to ``<run_dir>/train.out``; one at a time they print here.
+    The trainings are one multirun of ``train_neural.py``'s job through the launcher of
+    ``hydra/launcher`` (``launcher``: the ``hydra...`` settings of compare's command line;
+    joblib by default, ``train_jobs`` trainings at once, one thread each). Each job's
+    messages are in ``<out_dir>/trainings/<job>/job.out``.
     """
     found, missing = [], []
     for model in cfg.models:
@@ -62,41 +63,26 @@ def _ensure_neural(cfg, argv) -> list[Path]:
                     continue
                 missing.append((model, variant, run_dir))
             found.append(ckpt)
-    jobs = max(1, int(cfg.get("train_jobs", 1) or 1))
-    running: list[tuple] = []
-
-    def finish(job) -> None:
-        model, variant, run_dir, proc, log = job
-        rc = proc.wait()
-        if log is not None:
-            log.close()
-        if rc != 0 or not (run_dir / "best.pt").is_file():
-            for _, _, _, other, _ in running:
-                other.terminate()
-            where = f"see {run_dir / 'train.out'}" if log is not None else "see the messages above"
-            raise UserError(f"{run_dir}: training {model} {variant} failed ({where})")
-        print(f"trained {model} {variant} -> {run_dir / 'best.pt'}")
-
+    if not missing:
+        return found
+    common = [f"dsp_dir={cfg.dsp_dir}", f"compressor={compressor_name(cfg)}", *_data_overrides(argv),
+              f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
+              *[str(o) for o in (cfg.get("train_overrides") or [])]]
+    jobs = [[f"model={model}", f"variant={variant}", f"out_dir={run_dir}", *common, "quiet=true"]
+            for model, variant, run_dir in missing]
+    hydra = [f"hydra.sweep.dir={Path(str(cfg.out_dir)) / 'trainings'}", *launcher]
+    if launcher_name(list(launcher)) == "joblib" and not any(o.startswith("hydra.launcher.n_jobs=") for o in launcher):
+        hydra.append(f"hydra.launcher.n_jobs={max(1, int(cfg.get('train_jobs', 1) or 1))}")
     for model, variant, run_dir in missing:
-        cmd = [sys.executable, str(ROOT / "train_neural.py"), f"model={model}", f"variant={variant}",
-               f"out_dir={run_dir}", f"dsp_dir={cfg.dsp_dir}", f"compressor={compressor_name(cfg)}",
-               *_data_overrides(argv),
-               f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
-               *[str(o) for o in (cfg.get("train_overrides") or [])]]
-        if jobs == 1:
-            print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
-            finish((model, variant, run_dir, subprocess.Popen(cmd), None))
-            continue
-        while len(running) >= jobs:
-            finish(running.pop(0))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(run_dir / "train.out", "w")
-        print(f"no trained {model} {variant} in {run_dir}: training it with the defaults "
-              f"(messages in {run_dir / 'train.out'})")
-        running.append((model, variant, run_dir, subprocess.Popen(cmd + ["quiet=true"], stdout=log,
-                                                                  stderr=subprocess.STDOUT), log))
-    while running:
-        finish(running.pop(0))
+        print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
+    results = launch("train_neural", "jobs.train:run_train_job", jobs, hydra, job_name="train_neural",
+                     output_key="out_dir", quiet=bool(cfg.quiet))
+    print(summarise_results(results))
+    check_results(results)
+    for model, variant, run_dir in missing:
+        if not (run_dir / "best.pt").is_file():
+            raise UserError(f"{run_dir}: training {model} {variant} wrote no best.pt")
+        print(f"trained {model} {variant} -> {run_dir / 'best.pt'}")
     return found
 
 
@@ -166,7 +152,7 @@ def _check_corpus_rate(cfg) -> None:
         check_rates([p for t in takes for p in (t.input, t.target)])
 
 
-def run_compare(cfg, argv: list[str]) -> int:
+def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     check_overrides(cfg)
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
@@ -177,7 +163,7 @@ def run_compare(cfg, argv: list[str]) -> int:
     _check_corpus_rate(cfg)
     corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
     device = corpus.device
-    neural_ckpts = _ensure_neural(cfg, argv)
+    neural_ckpts = _ensure_neural(cfg, argv, launcher)
     candidates = (dsp_candidates(corpus.param_map) + _extra_dsp_candidates(cfg, corpus)
                   + [neural_candidate(p, device) for p in neural_ckpts])
     rows = evaluate(candidates, corpus.takes, device, corpus.seen, float(cfg.skip_s), quiet=cfg.quiet,

@@ -25,13 +25,14 @@ from audio.rates import check_rates
 from audio.signaltrain import find_level, levels_by_mode
 from common.errors import UserError
 from common.records import write_csv
+from common.tracking import NULL_TRACKER
 from common.table import format_table
 from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain
 from dsp.checkpoint import save_checkpoint
 from dsp.collapse import check_fit_collapse
 from dsp.fit import FitResult, fit_frames
 from dsp.fitkey import fit_key, fit_settings
-from dsp.kinds import fit_any, options_kind
+from dsp.kinds import fit_any, options_kind, render_any
 from dsp.knobtable import take_dir, take_fit
 from dsp.objective import target_energy
 from dsp.params import PARAM_NAMES
@@ -40,6 +41,7 @@ from dsp.settings import fit_options, initial_params
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
 from jobs.records import PARAM_COLUMNS, param_columns, write_chain_records
+from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
 __all__ = ["FIT_JOBS", "fit_job_kind", "run_fit_job", "TAKES_SUMMARY"]
 
@@ -88,14 +90,19 @@ def run_fit_job(cfg) -> int:
     if fit_job_kind(cfg) in ("digital", "manifest"):
         _ff5_only(options, fit_job_kind(cfg))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
-    return job[fit_job_kind(cfg)](cfg, ckpt_dir, options, init)
+    kind = fit_job_kind(cfg)
+    if kind == "manifest" or cfg.get("logger", "csv") == "csv":
+        return job[kind](cfg, ckpt_dir, options, init)
+    with open_tracker(cfg.logger, ckpt_dir) as tracker:   # event files in ckpt_dir/tensorboard
+        return job[kind](cfg, ckpt_dir, options, init, tracker)
 
 
 # --- one pair --------------------------------------------------------------------------
-def _fit_with_progress(frames, init, options, quiet: bool, label: str) -> FitResult:
+def _fit_with_progress(frames, init, options, quiet: bool, label: str, tracker=NULL_TRACKER) -> FitResult:
     bar = tqdm(total=options.newton.max_iterations, desc=label, unit="it", disable=quiet, leave=False)
 
     def step(it, loss, dec):
+        tracker.scalars(it, {"newton/loss": loss, "newton/esr": loss / energy})
         bar.update(1)
         bar.set_postfix_str(f"esr {loss / energy:.3e}", refresh=False)
 
@@ -114,12 +121,22 @@ def _record(res: FitResult, sample_rate: int, options, **extra) -> dict:
             "compressor": options_kind(options), **extra}
 
 
-def _single_job(cfg, ckpt_dir, options, init) -> int:
+def _track_pair(tracker, x, y, sr: int, params: dict, label: str = "fit") -> None:
+    """Target against the fitted model on the first seconds of the pair (logger=tensorboard)."""
+    if tracker is NULL_TRACKER:
+        return
+    x, y = np.atleast_2d(x)[0, : 5 * sr], np.atleast_2d(y)[0, : 5 * sr]
+    log_audio_pairs(tracker, [(label, y, np.atleast_2d(render_any(x, sr, params))[0])], sr)
+    tracker.flush()
+
+
+def _single_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     inp, tgt = Path(str(cfg.data.input)), Path(str(cfg.data.target))
     x, y, sr, aligned = read_aligned_pair(inp, tgt, align_mode(cfg.data))
     print(f"{tgt}: {aligned.describe()}")
     frames = _frames(cfg, x, y, sr, tgt)
-    res = _fit_with_progress(frames, init, options, cfg.quiet, "fit")
+    res = _fit_with_progress(frames, init, options, cfg.quiet, "fit", tracker)
+    _track_pair(tracker, x, y, sr, res.params)
     check_fit_collapse(res.params, res.esr, tgt)   # a collapsed fit is an error, never "converged"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt),
@@ -128,7 +145,7 @@ def _single_job(cfg, ckpt_dir, options, init) -> int:
     return 0
 
 
-def _digital_job(cfg, ckpt_dir, options, init) -> int:
+def _digital_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     data = cfg.data
     truth = {k: float(data.digital[k]) for k in PARAM_NAMES}
     extra = {}
@@ -147,7 +164,8 @@ def _digital_job(cfg, ckpt_dir, options, init) -> int:
         x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
         y = render(x, sr, truth)
     frames = _frames(cfg, x, y, sr, inp)
-    res = _fit_with_progress(frames, init, options, cfg.quiet, data.name)
+    res = _fit_with_progress(frames, init, options, cfg.quiet, data.name, tracker)
+    _track_pair(tracker, x, y, sr, res.params, str(data.name))
     check_fit_collapse(res.params, res.esr, extra.get("target", inp))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth, **extra))
@@ -215,7 +233,7 @@ def _note_refit(ckpt: Path, reason: str) -> None:
     tqdm.write(f"note: refitting {ckpt}: {reason}", file=sys.stderr)
 
 
-def _chain_job(cfg, ckpt_dir, options, init) -> int:
+def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     if _fit_method(cfg) == "joint":
         from jobs.joint_fit import run_joint_job   # its own module: the joint knob fit
         return run_joint_job(cfg, ckpt_dir, options, init)
@@ -250,10 +268,12 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
             return
         bar.set_postfix_str(f"{mode} PR {pr}" + (" (done before)" if status == "skip" else ""), refresh=False)
         it_bar["n"] += 1
+        it_bar["level"] = f"{mode}_pr{pr}"
         if it_bar["n"] > 1:
             bar.update(1)
 
     def on_iteration(it, loss, dec):
+        tracker.scalars(it, {f"newton/{it_bar.get('level', 'fit')}/loss": loss})
         bar.set_postfix_str(f"{bar.postfix.split(' it')[0] if bar.postfix else ''} it {it}", refresh=False)
 
     notes = []
@@ -269,6 +289,7 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
     if notes:
         print("aligned (target latency and polarity corrected): " + "; ".join(notes))
     write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
+    _track_chain(tracker, ckpt_dir, rows, find, held_out)
     for mode in modes:
         esr = [r["esr"] for r in rows if r["mode"] == mode]
         if esr:
@@ -293,6 +314,41 @@ def _chain_job(cfg, ckpt_dir, options, init) -> int:
                                    ("esr_interpolated", "Test ESR interpolated", ".4f")]))
     print(f"wrote {ckpt_dir / 'summary.csv'} and {ckpt_dir / 'knobmap.yaml'}")
     return 0
+
+
+def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, count: int = 3) -> None:
+    """The fit ESR per level, the knob-map and ESR-vs-PR figures, and target against model
+    at ``count`` levels per mode (logger=tensorboard)."""
+    if tracker is NULL_TRACKER:
+        return
+    from dsp.parammap import load_param_map
+    for r in rows:
+        tracker.scalars(int(r["peak_reduction"]), {f"fit/{r['mode']}/esr": r["esr"],
+                                                   f"fit/{r['mode']}/iterations": r["iterations"]})
+    log_esr_vs_setting(tracker, [{**r, "model": "ff5", "kind": "dsp"} for r in rows], held_out,
+                       tag="figures/fit_esr_vs_setting")
+    if (ckpt_dir / "knobmap.yaml").is_file():
+        log_knob_map(tracker, load_param_map(ckpt_dir / "knobmap.yaml"))
+    examples, sr = [], None
+    for mode in sorted({r["mode"] for r in rows}):
+        levels = [r for r in rows if r["mode"] == mode]
+        for r in [levels[i] for i in sorted({0, len(levels) // 2, len(levels) - 1})][:count]:
+            pair = find(mode, r["peak_reduction"])
+            if pair is None:
+                continue
+            x, sr = read_audio(pair[0], stop=None)
+            y, _ = read_audio(pair[1])
+            n = 5 * sr
+            params = {k: r[k] for k in r if k in PARAM_NAMES or k in _block_names()}
+            examples.append((f"{mode}_pr{r['peak_reduction']}", y[0, :n], render_any(x[:, :n], sr, params)[0]))
+    if examples:
+        log_audio_pairs(tracker, examples, sr)
+    tracker.flush()
+
+
+def _block_names() -> tuple:
+    from dsp.graybox import BLOCK_NAMES
+    return tuple(BLOCK_NAMES)
 
 
 # --- a manifest: takes of a device with arbitrary knobs, one fit each -----------------------

@@ -33,6 +33,7 @@ from audio.pairs import align_mode
 from audio.rates import check_rates
 from common.config import to_plain
 from common.errors import UserError
+from common.tracking import NULL_TRACKER
 from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap
 from dsp.settings import compressor_name, resolve_device
@@ -47,6 +48,7 @@ from neural.inference import NeuralRenderer
 from neural.training.losses import MIN_STFT_SAMPLES
 from neural.heads import count_parameters
 from neural.training.loop import TrainSettings, train
+from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
 __all__ = ["run_train_job"]
 
@@ -186,6 +188,7 @@ def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
 # --- the job ----------------------------------------------------------------------------
 def run_train_job(cfg) -> int:
     check_overrides(cfg)
+    torch_device = resolve_device(cfg.device)   # device=cuda without CUDA: said before any work
     rows = read_manifest(str(cfg.data.path)) if cfg.data.get("kind") == "manifest" else None
     device = LA2A if rows is None else manifest_device(rows)
     name, variant, spec, settings = _prepare(cfg, device)
@@ -193,7 +196,6 @@ def run_train_job(cfg) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: out_dir is a file")
     _check_training_rate(cfg, rows)
-    torch_device = resolve_device(cfg.device)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
     limit = int(float(cfg.max_seconds_per_pair) * SAMPLE_RATE) if cfg.get("max_seconds_per_pair") else None
@@ -224,14 +226,37 @@ def run_train_job(cfg) -> int:
           f"{settings.segment_s:g} s); "
           f"{settings.max_steps} steps (time cap {settings.max_minutes:g} min) on {torch_device}"
           + (" (resumed)" if resume else ""))
-    state = train(model, sampler, val_batch, settings, out_dir, record, torch_device, resume, cfg.quiet)
-    print(f"stopped at step {state.step} after {state.seconds / 60:.1f} min ({state.stopped}); "
-          f"best validation ESR {state.best_val:.4f} at step {state.best_step}")
-    if state.stopped.startswith("stopped by the time cap"):
-        print(f"warning: {state.stopped}; the result depends on this machine's speed", file=sys.stderr)
-    if not cfg.test:
-        return 0
-    return _test(cfg, corpus, out_dir)
+    with open_tracker(cfg.get("logger", "csv"), out_dir) as tracker:
+        state = train(model, sampler, val_batch, settings, out_dir, record, torch_device, resume, cfg.quiet,
+                      tracker)
+        print(f"stopped at step {state.step} after {state.seconds / 60:.1f} min ({state.stopped}); "
+              f"best validation ESR {state.best_val:.4f} at step {state.best_step}")
+        if state.stopped.startswith("stopped by the time cap"):
+            print(f"warning: {state.stopped}; the result depends on this machine's speed", file=sys.stderr)
+        _track_examples(tracker, corpus, out_dir, state.step)
+        if not cfg.test:
+            return 0
+        return _test(cfg, corpus, out_dir, tracker, state.step)
+
+
+def _track_examples(tracker, corpus: Corpus, out_dir: Path, step: int, count: int = 3) -> None:
+    """Target against best.pt (and the DSP model) on the first seconds of Val takes at up to
+    ``count`` settings, and the knob-map figure (``logger=tensorboard``)."""
+    if tracker is NULL_TRACKER:
+        return
+    log_knob_map(tracker, corpus.param_map, step)
+    renderer = NeuralRenderer.load(out_dir / "best.pt")
+    picked, examples = set(), []
+    for t in corpus.val:
+        key = corpus.device.key(t.setting)
+        if key in picked or len(picked) >= count:
+            continue
+        picked.add(key)
+        n = 5 * SAMPLE_RATE
+        label = "_".join(f"{k}{v}" for k, v in t.setting.items())
+        examples.append((label, t.y[:n], renderer.render(t.x[:n], SAMPLE_RATE, t.setting)))
+    log_audio_pairs(tracker, examples, SAMPLE_RATE, step)
+    tracker.flush()
 
 
 def _check_training_rate(cfg, rows) -> None:
@@ -265,7 +290,7 @@ def _resume(cfg, out_dir: Path, now: dict, model, device: Device) -> dict | None
     return record["resume"]
 
 
-def _test(cfg, corpus: Corpus, out_dir: Path) -> int:
+def _test(cfg, corpus: Corpus, out_dir: Path, tracker=None, step: int = 0) -> int:
     best = out_dir / "best.pt"
     renderer = NeuralRenderer.load(best)
     tracks = corpus.test_tracks()
@@ -281,6 +306,15 @@ def _test(cfg, corpus: Corpus, out_dir: Path) -> int:
     if corpus.note:
         print(corpus.note)
     write_results_csv(out_dir / "test_esr.csv", rows, corpus.device)
+    if tracker is not None and corpus.device is LA2A:   # the ESR-vs-setting figure, model against DSP
+        figure_rows = [{"mode": r["setting"]["mode"], "peak_reduction": r["setting"]["peak_reduction"],
+                        "model": model, "kind": kind, "esr": r[key]}
+                       for r in rows for model, kind, key in ((renderer.backbone, renderer.variant, "esr_model"),
+                                                              ("dsp", "dsp", "esr_dsp"))]
+        log_esr_vs_setting(tracker, figure_rows, [s["peak_reduction"] for s in
+                                                  (r["setting"] for r in rows if not r["seen"])], step)
+        tracker.scalars(step, {f"test/esr_{m['mode']}_{m['levels']}": m["esr_model"]
+                               for m in summarise(rows, corpus.device)})
     means = {(m["mode"], m["levels"]): m for m in summarise(rows, corpus.device)}
     if corpus.device is LA2A and ("all", "unseen") in means:
         m = means[("all", "unseen")]

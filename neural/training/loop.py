@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from common.errors import UserError
 from common.records import write_csv
+from common.tracking import NULL_TRACKER, Tracker
 from dsp.preemphasis import preemphasis
 from neural.backbones import detach_state
 from neural.checkpoint import save_checkpoint
@@ -201,13 +202,15 @@ def _save(path: Path, record: dict, model, state: TrainState, extra: Optional[di
 
 
 def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSettings, out_dir: Path,
-          record: dict, device: str = "cpu", resume: Optional[dict] = None, quiet: bool = False) -> TrainState:
+          record: dict, device: str = "cpu", resume: Optional[dict] = None, quiet: bool = False,
+          tracker: Tracker = NULL_TRACKER) -> TrainState:
     """Train ``model`` in place; writes ``best.pt``, ``last.pt`` and ``log.csv`` in ``out_dir``.
 
     Args:
         record: the checkpoint skeleton (model spec, variant, knob map, config, levels).
         resume: the ``resume`` entry of a previous ``last.pt`` (its weights already
             loaded into ``model``), or None for a fresh start.
+        tracker: gets every validation's row of ``log.csv`` as scalars (``logger=tensorboard``).
 
     Returns:
         the final :class:`TrainState` (``stopped`` says why it stopped).
@@ -254,6 +257,11 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
                           "best": int(improved)})
         state.sums = {"loss": 0.0, "esr": 0.0, "stft": 0.0, "n": 0}
         write_csv(out_dir / "log.csv", state.log, LOG_COLUMNS)
+        row = state.log[-1]
+        tracker.scalars(state.step, {"train/loss": row["train_loss"], "train/esr": row["train_esr"],
+                                     "train/stft": row["train_stft"], "train/lr": row["lr"],
+                                     "val/esr": val, "val/esr_dsp": val_dsp})
+        tracker.flush()
         save_last()
         return val
 
