@@ -11,8 +11,14 @@ input peaks at the latency with the sign of the polarity. The gain modulation an
 the input's uneven spectrum broaden that peak; the phase transform (GCC-PHAT: each
 frequency bin of the averaged cross-spectrum weighted by one over its magnitude)
 whitens it into a sharp peak. Whole samples come from the peak of the weighted
-correlation over a window of up to ``max_latency_s``; the fraction from maximising
-the band-limited correlation, evaluated exactly from the cross-spectrum, around it.
+correlation over a window of up to ``max_latency_s``. The fraction is a second,
+separate estimate on the pair shifted by those whole samples: a phase-slope fit of the
+cross-spectrum over short segments, each frequency weighted by how coherent the pair is
+there (the Hannan-Thomson maximum-likelihood weighting, ``coherence / (1 - coherence)``
+on the unit phasor). PHAT's equal weights let the bins where the compressor's gain
+modulation, not the input, dominates the target pull the fraction off (measured:
+-0.07 samples on a perfectly aligned, bass-heavy pair at ratio 3, 1 ms attack); the
+coherence weighting leaves them out (under 0.01 samples on the same pairs).
 The correction advances the target by the whole samples and by the fraction with a
 linear phase ramp on its spectrum (exact band-limited interpolation, no resampling;
 a windowed-sinc FIR leaves an error band below Nyquist that pre-emphasis magnifies
@@ -50,6 +56,12 @@ _SEGMENT = 1 << 15
 _MAX_SEGMENTS = 96
 _LOW_HZ = 40.0           # below: transformer phase shifts and rumble, no timing information
 _HIGH_FRACTION = 0.95    # of Nyquist: above, anti-alias filters roll off
+# Fraction: short segments, so even a 1 s pair gives enough of them for a usable
+# coherence estimate (the residual after the whole-sample shift is under a sample, so
+# a short segment loses nothing); a long file contributes at most this many, spread.
+_FRACTION_SEGMENT = 1024
+_MAX_FRACTION_SEGMENTS = 4096
+_MAX_COHERENCE = 0.999   # caps a bin's weight where input and target are identical
 
 
 @dataclass(frozen=True)
@@ -169,7 +181,9 @@ def estimate_alignment(x: np.ndarray, y: np.ndarray, sample_rate: int, max_laten
                         f"±{max_latency_s * 1000:g} ms (peak {ratio:.1f}x the next, strength {strength:.2f}); "
                         f"is it a recording of this input?")
     polarity = 1 if peak > 0 else -1
-    latency = _refine_peak(weighted * polarity, nfft, lag)
+    latency = _coherent_fraction(x2[:, :n], y2, lag, polarity, sample_rate)
+    if latency is None:   # no coherent frequency to weigh: the whitened peak's own maximum
+        latency = _refine_peak(weighted * polarity, nfft, lag)
     return latency, polarity, float(min(strength, 1.0)), float(ratio)
 
 
@@ -255,6 +269,63 @@ def _cross_spectrum(x: np.ndarray, y: np.ndarray, sample_rate: int, max_lag: int
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
     acc[(freqs < _LOW_HZ) | (freqs > _HIGH_FRACTION * sample_rate / 2)] = 0.0
     return acc, nfft
+
+
+def _coherent_fraction(x: np.ndarray, y: np.ndarray, lag: int, polarity: int,
+                       sample_rate: int) -> float | None:
+    """Latency near the whole-sample ``lag``: the coherence-weighted phase slope.
+
+    ``y`` is shifted by ``lag`` against ``x``; over short Hann segments of the shifted
+    pair the cross-spectrum ``S_k``, the auto-spectra and so the coherence ``c_k`` of
+    every bin are averaged. The fraction ``t`` maximises
+    ``sum_k c_k / (1 - c_k) * Re(polarity * S_k / |S_k| * exp(2 pi i k t / seg))``
+    over ``|t| <= 1`` (a grid, then a bounded search around its best point).
+
+    Returns:
+        The latency ``lag + t`` in samples, or None when the shifted pair is shorter
+        than a segment or no bin in the band is coherent.
+    """
+    seg = _FRACTION_SEGMENT
+    start, stop = max(0, -lag), min(x.shape[1], y.shape[1] - lag)
+    if stop - start < seg:
+        return None
+    starts = np.arange(start, stop - seg + 1, seg // 2)
+    if starts.size > _MAX_FRACTION_SEGMENTS:
+        starts = starts[np.linspace(0, starts.size - 1, _MAX_FRACTION_SEGMENTS).round().astype(int)]
+    win = signal.windows.hann(seg, sym=False)
+    cross = np.zeros(seg // 2 + 1, dtype=np.complex128)
+    power_x = np.zeros(seg // 2 + 1)
+    power_y = np.zeros(seg // 2 + 1)
+    for chunk in np.array_split(starts, max(1, starts.size // 256)):   # bounded memory
+        idx = chunk[:, None] + np.arange(seg)
+        xs = np.fft.rfft(x[:, idx].astype(np.float64) * win, axis=-1)
+        ys = np.fft.rfft(y[:, idx + lag].astype(np.float64) * win, axis=-1)
+        cross += np.sum(np.conj(xs) * ys, axis=(0, 1))
+        power_x += np.sum(np.abs(xs) ** 2, axis=(0, 1))
+        power_y += np.sum(np.abs(ys) ** 2, axis=(0, 1))
+    freqs = np.fft.rfftfreq(seg, 1.0 / sample_rate)
+    band = (freqs >= _LOW_HZ) & (freqs <= _HIGH_FRACTION * sample_rate / 2)
+    magnitude = np.abs(cross)
+    power = power_x * power_y
+    usable = band & (power > 0) & (magnitude > 0)
+    coherence = np.zeros_like(magnitude)
+    coherence[usable] = np.minimum(magnitude[usable] ** 2 / power[usable], _MAX_COHERENCE)
+    weight = coherence / (1.0 - coherence)
+    if not np.any(weight > 0):
+        return None
+    phasor = np.zeros_like(cross)
+    phasor[usable] = polarity * weight[usable] * cross[usable] / magnitude[usable]
+    k = np.arange(cross.size)
+
+    def slope_fit(t: np.ndarray) -> np.ndarray:
+        return np.real(np.exp(2j * np.pi * np.outer(t, k) / seg) @ phasor)
+
+    grid = np.linspace(-1.0, 1.0, 41)
+    best = float(grid[int(np.argmax(slope_fit(grid)))])
+    res = optimize.minimize_scalar(lambda t: -float(slope_fit(np.array([t]))[0]),
+                                   bounds=(best - 0.05, best + 0.05), method="bounded",
+                                   options={"xatol": 1e-5})
+    return lag + float(res.x if res.success else best)
 
 
 def _refine_peak(weighted: np.ndarray, nfft: int, lag: int) -> float:

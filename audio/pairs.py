@@ -13,17 +13,12 @@ import os
 
 import numpy as np
 
-from audio.align import ALIGN_MODES, AlignInfo, align_pair, apply_alignment, estimate_alignment
+from audio.align import ALIGN_MODES, AlignInfo, align_pair
 from audio.io import check_pair, read_audio
 from common.errors import UserError
 
 __all__ = ["align_mode", "read_aligned_pair", "alignment_note", "MAX_LATENCY_S"]
 MAX_LATENCY_S = 0.1   # the largest latency searched, and the largest length difference accepted
-# A latency this close to a whole number of samples is taken as that whole number: the
-# compressor's own gain modulation biases the fractional estimate on a perfectly aligned
-# pair (measured: -0.07 samples at ratio 3, 1 ms attack), and shifting such a pair by that
-# bias costs more ESR than it could gain (attack fitted 2 % off in a 2 s test).
-WHOLE_SAMPLE_TOLERANCE = 0.15
 
 
 def align_mode(data) -> str:
@@ -57,21 +52,9 @@ def read_aligned_pair(input_path: str | os.PathLike, target_path: str | os.PathL
         check_pair(input_path, target_path, x[:, :n], sr_x, y[:, :n], sr_y)
     else:
         check_pair(input_path, target_path, x, sr_x, y, sr_y)
-    x, y, info = _align(x, y, sr_x, mode, str(target_path))
+    x, y, info = align_pair(x, y, sr_x, mode, MAX_LATENCY_S, target=str(target_path))
     n = min(x.shape[1], y.shape[1])
     return np.ascontiguousarray(x[:, :n]), np.ascontiguousarray(y[:, :n]), sr_x, info
-
-
-def _align(x: np.ndarray, y: np.ndarray, sr: int, mode: str, target: str):
-    """:func:`audio.align.align_pair` with the latency snapped to whole samples within
-    :data:`WHOLE_SAMPLE_TOLERANCE` (the shift applied is what the record holds)."""
-    if mode != "auto":
-        return align_pair(x, y, sr, mode, MAX_LATENCY_S, target=target)
-    latency, polarity, strength, ratio = estimate_alignment(x, y, sr, MAX_LATENCY_S, target)
-    whole = float(round(latency))
-    applied = whole if abs(latency - whole) <= WHOLE_SAMPLE_TOLERANCE else latency
-    xa, ya, start, end = apply_alignment(x, y, applied, polarity)
-    return xa, ya, AlignInfo("auto", applied, polarity, strength, ratio, start, end, int(sr))
 
 
 def alignment_note(info: AlignInfo) -> str | None:

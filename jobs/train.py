@@ -42,7 +42,8 @@ from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
 from jobs.resume import check_resumable
 from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
-from neural.training.data import SAMPLE_RATE, SegmentSampler, load_tracks, validation_batch
+from neural.control import frame_at_rate
+from neural.training.data import DEFAULT_SAMPLE_RATE, SegmentSampler, load_tracks, tracks_rate, validation_batch
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
 from neural.inference import NeuralRenderer
 from neural.training.losses import MIN_STFT_SAMPLES
@@ -195,13 +196,16 @@ def run_train_job(cfg) -> int:
     out_dir, dsp_dir = Path(str(cfg.out_dir)), Path(str(cfg.dsp_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: out_dir is a file")
-    _check_training_rate(cfg, rows)
+    rate = _training_rate(cfg, rows)
+    spec = _spec_at_rate(spec, rate)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
-    limit = int(float(cfg.max_seconds_per_pair) * SAMPLE_RATE) if cfg.get("max_seconds_per_pair") else None
+    limit = int(float(cfg.max_seconds_per_pair) * rate) if cfg.get("max_seconds_per_pair") else None
     corpus = _la2a_corpus(cfg, dsp_dir, limit) if rows is None else _takes_corpus(cfg, rows, dsp_dir, limit)
     conditioning = spec["conditioning"]
-    sr = SAMPLE_RATE
+    sr = tracks_rate(corpus.train + corpus.val) if corpus.train or corpus.val else rate
+    if sr != rate:   # the headers said otherwise (a file changed under us)
+        raise UserError(f"the takes read are at {sr} Hz, their headers said {rate} Hz")
     if settings.stft_weight and settings.segment_s * sr < MIN_STFT_SAMPLES:
         raise UserError(f"train.segment_s = {settings.segment_s:g} s is too short for the MR-STFT loss "
                         f"(at least {MIN_STFT_SAMPLES / sr:.3f} s), or set train.stft_weight=0")
@@ -224,7 +228,8 @@ def run_train_job(cfg) -> int:
           f"{len(corpus.train)} train pairs {corpus.describe}; "
           f"batch {settings.batch_size} x ({settings.warmup_s:g} s warm-up + {settings.episode} x "
           f"{settings.segment_s:g} s); "
-          f"{settings.max_steps} steps (time cap {settings.max_minutes:g} min) on {torch_device}"
+          f"{settings.max_steps} steps (time cap {settings.max_minutes:g} min) on {torch_device}; "
+          f"{_rate_note(spec, sr)}"
           + (" (resumed)" if resume else ""))
     with open_tracker(cfg.get("logger", "csv"), out_dir) as tracker:
         state = train(model, sampler, val_batch, settings, out_dir, record, torch_device, resume, cfg.quiet,
@@ -252,24 +257,39 @@ def _track_examples(tracker, corpus: Corpus, out_dir: Path, step: int, count: in
         if key in picked or len(picked) >= count:
             continue
         picked.add(key)
-        n = 5 * SAMPLE_RATE
+        n = 5 * t.sample_rate
         label = "_".join(f"{k}{v}" for k, v in t.setting.items())
-        examples.append((label, t.y[:n], renderer.render(t.x[:n], SAMPLE_RATE, t.setting)))
-    log_audio_pairs(tracker, examples, SAMPLE_RATE, step)
+        examples.append((label, t.y[:n], renderer.render(t.x[:n], t.sample_rate, t.setting)))
+    if examples:
+        log_audio_pairs(tracker, examples, corpus.val[0].sample_rate, step)
     tracker.flush()
 
 
-def _check_training_rate(cfg, rows) -> None:
-    """One sample rate over the takes, and the rate the models train at, checked from the
-    file headers before the DSP fit and the training (not after)."""
+def _training_rate(cfg, rows) -> int:
+    """The corpus's one sample rate, which the model trains at, read from the file headers
+    before the DSP fit and the training (a corpus that mixes rates is refused here, not
+    after the fit)."""
     takes = rows if rows is not None else load_pairs(cfg.data, quiet=cfg.quiet)
-    if not takes:
-        return
-    rate = check_rates([p for t in takes for p in (t.input, t.target)])
-    if rate != SAMPLE_RATE:
-        where = cfg.data.get("path") or cfg.data.get("root") or "the corpus"
-        raise UserError(f"{where}: the takes are at {rate} Hz; neural training runs at {SAMPLE_RATE} Hz "
-                        f"(resample the corpus; a trained model renders at any rate)")
+    if not takes:   # nothing to read: the corpus code says what is missing
+        return DEFAULT_SAMPLE_RATE
+    return check_rates([p for t in takes for p in (t.input, t.target)])
+
+
+def _spec_at_rate(spec: dict, sample_rate: int) -> dict:
+    """``spec`` with its control frame (given in samples at 44.1 kHz) lasting as long at
+    ``sample_rate`` (:func:`neural.control.frame_at_rate`)."""
+    hyper = spec["hyperparameters"]
+    if "frame" not in hyper:
+        return spec
+    frame = frame_at_rate(int(hyper["frame"]), sample_rate)
+    return {**spec, "hyperparameters": {**hyper, "frame": frame}}
+
+
+def _rate_note(spec: dict, sample_rate: int) -> str:
+    frame = int(spec["hyperparameters"].get("frame", 1))
+    if frame == 1:
+        return f"{sample_rate} Hz, per sample"
+    return f"{sample_rate} Hz, control frame {frame} samples ({1000.0 * frame / sample_rate:.2f} ms)"
 
 
 def _resume(cfg, out_dir: Path, now: dict, model, device: Device) -> dict | None:
@@ -298,7 +318,7 @@ def _test(cfg, corpus: Corpus, out_dir: Path, tracker=None, step: int = 0) -> in
         print(corpus.no_test)
         return 0
     t0 = time.perf_counter()
-    rows = score_tracks(tracks, lambda t: renderer.render(t.x, SAMPLE_RATE, t.setting), corpus.seen, cfg.quiet)
+    rows = score_tracks(tracks, lambda t: renderer.render(t.x, t.sample_rate, t.setting), corpus.seen, cfg.quiet)
     label = f"{renderer.backbone} {renderer.variant}"
     print(f"\nTest ESR (pre-emphasised) of {best} ({renderer.num_parameters} parameters, "
           f"{renderer.head}){corpus.per}; rendering took {time.perf_counter() - t0:.0f} s")

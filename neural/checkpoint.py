@@ -4,8 +4,9 @@ A checkpoint is self-contained: the model spec (backbone, head, conditioning, si
 the state dict, the variant, the parameter map the model was trained with
 (``param_map``: :meth:`dsp.parammap.ParamMap.to_record`, the DSP parameters at every
 fitted setting, which the hybrids need at render time and which names the device's
-knobs), the settings it was trained on and held out, the run's config and its
-metrics. ``last.pt`` holds the same plus a ``resume`` entry (optimiser and loop state).
+knobs), the settings it was trained on and held out, the sample rate it was trained
+at (``sample_rate``; a checkpoint without one was trained at 44.1 kHz), the run's
+config and its metrics. ``last.pt`` holds the same plus a ``resume`` entry (optimiser and loop state).
 
 Format 3 is the one written. Formats 1 (LA-2A models: a ``knobmap`` table) and 2
 (models of a device with arbitrary knobs: a ``manifest`` knob table and the
@@ -31,7 +32,7 @@ from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.knobtable import KnobTable
 from dsp.parammap import ParamMap, param_map_from_record
-from neural.training.data import CONDITIONING_NAMES, conditioning_size
+from neural.training.data import CONDITIONING_NAMES, DEFAULT_SAMPLE_RATE, conditioning_size
 from neural.audio_path import audio_path_options
 from neural.heads import HEADS, build_head
 
@@ -40,7 +41,7 @@ __all__ = ["KIND", "FORMAT", "model_spec", "fit_cond_norm", "CondNormalised", "b
 
 KIND = "neural-leveller"
 FORMAT = 3           # the format written and the newest read
-_REQUIRED = ("kind", "format", "model", "variant", "sample_rate", "state_dict")
+_REQUIRED = ("kind", "format", "model", "variant", "state_dict")   # sample_rate: DEFAULT_SAMPLE_RATE if absent
 _OLD_CONDITIONINGS = {"manifest_fitted": "fitted+knobs", "manifest_knobs": "knobs"}   # format 2
 
 
@@ -168,6 +169,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[dict, torch.n
         raise UserError(f"{p}: checkpoint lacks {', '.join(missing)}")
     if int(data["format"]) > FORMAT:
         raise UserError(f"{p}: checkpoint format {data['format']} is newer than this tool ({FORMAT})")
+    data["sample_rate"] = _sample_rate(p, data.get("sample_rate", DEFAULT_SAMPLE_RATE))
     pm = _param_map(p, data)
     try:
         model = build_model(data["model"])
@@ -182,6 +184,17 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[dict, torch.n
     data["param_map_obj"] = pm
     model.eval()
     return data, model
+
+
+def _sample_rate(p: Path, value) -> int:
+    """The rate the model was trained at: a positive whole number of Hz."""
+    try:
+        rate = int(value)
+    except (TypeError, ValueError):
+        rate = 0
+    if rate <= 0 or rate != value:
+        raise UserError(f"{p}: checkpoint holds an invalid sample_rate {value!r}")
+    return rate
 
 
 def _cond_size(spec: dict, device: Device):

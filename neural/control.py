@@ -21,6 +21,15 @@ applied to the samples of frame ``k + 1``, interpolated linearly from ``c_{k-1}`
 only, there is no latency (a streaming block is answered at once), and the gain has
 no steps. The corrections before the first frame are 0.
 
+Other sample rates: a model config gives ``frame`` in samples at 44.1 kHz
+(:data:`FRAME_REFERENCE_RATE`); a model trained at another rate gets the frame that
+lasts as long there (:func:`frame_at_rate`: 35 samples at 48 kHz, 70 at 96 kHz). An
+optical cell's time constants are in milliseconds, so a frame fixed in milliseconds
+keeps what a backbone step spans, the initial state time constants (set per step) and
+the steps per second of audio the same at every rate; a frame fixed in samples would
+make a 96 kHz model take twice the steps for the same memory. The checkpoint records
+the frame the model was trained with, so a model always runs with its own frame.
+
 :class:`FrameStream` holds what a stream must carry between blocks: the samples of
 the unfinished frame, the sample before it, and the last two predictions.
 """
@@ -31,9 +40,33 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["FRAME_FEATURES", "frame_features", "interpolate", "initial_frame_state", "run_frames"]
+__all__ = ["FRAME_FEATURES", "FRAME_REFERENCE_RATE", "frame_at_rate", "frame_features", "interpolate",
+           "initial_frame_state", "run_frames"]
 
 _FLOOR = 1e-4
+FRAME_REFERENCE_RATE = 44100   # Hz: the rate a model config's ``frame`` (samples) is given at
+
+
+def frame_at_rate(frame: int, sample_rate: int, reference_rate: int = FRAME_REFERENCE_RATE) -> int:
+    """The control frame at ``sample_rate`` lasting as long as ``frame`` samples at ``reference_rate``.
+
+    ``frame=1`` (a per-sample model) stays 1; a control-rate frame is rounded to whole
+    samples and never drops below 2 (it stays a control rate).
+
+    Args:
+        frame: samples per frame at ``reference_rate``, >= 1.
+        sample_rate: the rate the model runs at, Hz, > 0.
+
+    Returns:
+        Samples per frame at ``sample_rate``.
+    """
+    if int(frame) != frame or frame < 1:
+        raise ValueError(f"frame must be a positive integer, got {frame!r}")
+    if sample_rate <= 0 or reference_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {sample_rate} and {reference_rate}")
+    if frame == 1:
+        return 1
+    return max(2, int(round(frame * sample_rate / reference_rate)))
 
 FRAME_FEATURES = ("rms_x", "peak_x", "rms_dx")
 

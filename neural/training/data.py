@@ -28,6 +28,12 @@ by the scored part) from the training tracks; the draw for step ``k`` depends on
 ``(seed, k)``, so a resumed run sees the same batches as an uninterrupted one.
 :func:`validation_batch` holds the start of every validation pair.
 
+Sample rate: a corpus trains at its own rate (one rate for every take, checked from the
+headers before any work by :func:`audio.rates.check_rates`); each :class:`Track` carries
+it, the DSP gain is computed at it, and seconds become samples at it
+(:func:`tracks_rate`). :data:`DEFAULT_SAMPLE_RATE` is the rate of a checkpoint that does
+not record one (every model before rates were recorded ran at 44.1 kHz).
+
 Shape: every signal is 1-D float32 ``(T,)`` per track; batches are ``(B, T)`` tensors.
 """
 from __future__ import annotations
@@ -48,11 +54,13 @@ from dsp.kinds import kind_of, render_any
 from dsp.render import BlockCompressor
 
 __all__ = [
-    "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size", "dsp_gain_db", "dsp_output", "Track",
+    "DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "tracks_rate", "CONDITIONING_NAMES", "conditioning",
+    "conditioning_size", "dsp_gain_db", "dsp_output", "Track",
     "load_tracks", "Batch", "SegmentSampler", "validation_batch",
 ]
 
-SAMPLE_RATE = 44100
+DEFAULT_SAMPLE_RATE = 44100
+SAMPLE_RATE = DEFAULT_SAMPLE_RATE   # the former name (every model used to run at this rate)
 # every conditioning a device may declare (a checkpoint names one)
 CONDITIONING_NAMES = ("fitted", "knobs", "fitted+knobs")
 
@@ -95,12 +103,12 @@ def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> 
     return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
 
 
-def dsp_output(x: np.ndarray, params: dict) -> np.ndarray | None:
-    """A gray-box fit's output for a mono ``(T,)`` take (float32); None for ff5, whose
-    output is ``x * 10^(g_db / 20)`` and is not stored."""
+def dsp_output(x: np.ndarray, params: dict, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray | None:
+    """A gray-box fit's output for a mono ``(T,)`` take at ``sample_rate`` (float32); None
+    for ff5, whose output is ``x * 10^(g_db / 20)`` and is not stored."""
     if kind_of(params) != "graybox":
         return None
-    return render_any(np.asarray(x, dtype=np.float64), SAMPLE_RATE, params).astype(np.float32)
+    return render_any(np.asarray(x, dtype=np.float64), sample_rate, params).astype(np.float32)
 
 
 @dataclass
@@ -119,6 +127,7 @@ class Track:
     cond: dict = field(default_factory=dict)   # conditioning name -> (C,) float32
     device: Device = LA2A
     dsp_out: np.ndarray | None = None   # the DSP output (T,) float32 when it is not x * gain (graybox)
+    sample_rate: int = DEFAULT_SAMPLE_RATE   # Hz, of x, y and the DSP gain
 
     @property
     def level(self) -> tuple:
@@ -134,8 +143,9 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
                 keep: Callable[[dict], bool] = lambda setting: True,
                 quiet: bool = False, desc: str = "tracks", max_samples: int | None = None,
                 align: str = "auto") -> list[Track]:
-    """Read the mono 44.1 kHz takes of ``splits`` at settings where ``keep(setting)``, with
-    the DSP gain at their setting (``param_map.at``) and every conditioning of the device.
+    """Read the mono takes of ``splits`` at settings where ``keep(setting)``, at their own
+    sample rate, with the DSP gain at their setting (``param_map.at``) computed at that
+    rate and every conditioning of the device.
 
     ``takes``: items with ``split, id, input, target, setting`` (a SignalTrain
     :class:`audio.signaltrain.Pair` or a manifest row). ``max_samples`` reads only the
@@ -145,30 +155,48 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
     hybrid sees the pair its DSP parameters were fitted on; ``"off"`` reads it as is.
 
     Raises:
-        UserError: a file that is not mono 44.1 kHz, a setting the map does not cover.
+        UserError: a file that is not mono, a file at another rate than the first take
+            read, a setting the map does not cover.
     """
     splits = tuple(splits)
     device = param_map.device
     chosen = [t for t in takes if t.split in splits and keep(t.setting)]
     tracks = []
     for t in tqdm(chosen, desc=desc, unit="pair", disable=quiet, leave=False):
-        x, y = _read_mono(t.input, t.target, max_samples, align)
+        x, y, sr = _read_mono(t.input, t.target, max_samples, align)
+        if tracks and sr != tracks[0].sample_rate:
+            raise UserError(f"{t.input}: sample rate {sr} Hz, but {chosen[0].input} is "
+                            f"{tracks[0].sample_rate} Hz; resample the corpus to one rate")
         params = param_map.at(t.setting)
-        g_db = dsp_gain_db(BlockCompressor(params, SAMPLE_RATE), x, params["make_up_db"])
+        g_db = dsp_gain_db(BlockCompressor(params, sr), x, params["make_up_db"])
         cond = {name: conditioning(name, params, t.setting, device) for name in device.conditionings}
         tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device,
-                            dsp_output(x[0], params)))
+                            dsp_output(x[0], params, sr), sr))
     return tracks
 
 
+def tracks_rate(tracks: Sequence[Track]) -> int:
+    """The one sample rate of ``tracks`` (Hz).
+
+    Raises:
+        UserError: when they mix rates (each set of tracks trains at one rate).
+        ValueError: when ``tracks`` is empty.
+    """
+    if not tracks:
+        raise ValueError("tracks_rate needs at least one track")
+    rates = sorted({int(t.sample_rate) for t in tracks})
+    if len(rates) > 1:
+        raise UserError(f"the tracks mix sample rates ({', '.join(f'{r} Hz' for r in rates)}); "
+                        "resample the corpus to one rate")
+    return rates[0]
+
+
 def _read_mono(input_path, target_path, max_samples: int | None, align: str = "auto"
-               ) -> tuple[np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, int]:
     x, y, sr_x, _ = read_aligned_pair(input_path, target_path, align, stop=max_samples)
-    if sr_x != SAMPLE_RATE:
-        raise UserError(f"{target_path}: sample rate {sr_x} Hz; the neural models run at {SAMPLE_RATE} Hz")
     if x.shape[0] != 1:
         raise UserError(f"{target_path}: {x.shape[0]} channels; training expects mono pairs")
-    return x, y
+    return x, y, int(sr_x)
 
 
 @dataclass
@@ -236,10 +264,11 @@ class SegmentSampler:
         self.warmup, self.scored, self.batch_size = int(warmup), int(scored), int(batch_size)
         self.episode = int(episode)
         self.span = self.warmup + self.scored * self.episode  # samples one stream covers
+        sr = tracks_rate(self.tracks)
         short = [t for t in self.tracks if len(t.x) < self.span]
         if short:
-            raise UserError(f"{len(short[0].x) / SAMPLE_RATE:.2f} s of training audio is shorter than one episode "
-                            f"({self.span / SAMPLE_RATE:.2f} s: warm-up + episode x segment); shorten "
+            raise UserError(f"{len(short[0].x) / sr:.2f} s of training audio is shorter than one episode "
+                            f"({self.span / sr:.2f} s: warm-up + episode x segment); shorten "
                             "train.warmup_s, train.segment_s or train.episode")
         self.seed, self.conditioning, self.floor = int(seed), conditioning, float(floor)
 
@@ -275,12 +304,14 @@ def validation_batch(tracks: Sequence[Track], seconds: float, warmup_s: float, c
 
     Scored like the test files, from their first sample (after ``warmup_s`` if set), so
     the slow, history-dependent part of the device's behaviour counts as it does there.
+    Seconds are counted at the tracks' own rate.
     """
     if not tracks:
         raise UserError("no validation material")
-    length = min(int(round(seconds * SAMPLE_RATE)), min(len(t.x) for t in tracks))
-    warmup = int(round(warmup_s * SAMPLE_RATE))
+    sr = tracks_rate(tracks)
+    length = min(int(round(seconds * sr)), min(len(t.x) for t in tracks))
+    warmup = int(round(warmup_s * sr))
     if length <= warmup:
-        raise UserError(f"validation audio of {length / SAMPLE_RATE:.2f} s is not longer than the "
+        raise UserError(f"validation audio of {length / sr:.2f} s is not longer than the "
                         f"{warmup_s:g} s validation warm-up")
     return _stack(tracks, [0] * len(tracks), length, warmup, conditioning)
