@@ -164,7 +164,7 @@ def main(argv=None) -> dict:
     for m in modes:
         for s in test[m]:
             pr = int(s.knobs[0])
-            jp, cp = model.at(m, pr), chain_map.at(m, pr)
+            jp, cp = model.at(m, pr), chain_map.at({"mode": m, "peak_reduction": pr})
             per_setting.append({"mode": m, "peak_reduction": pr, "unseen": pr in args.unseen,
                                 "esr_chain": _test_esr(s, cp, options.ranges),
                                 "esr_joint": _test_esr(s, jp, options.ranges),
