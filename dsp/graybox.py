@@ -53,6 +53,7 @@ import torch
 from torchcomp import db2amp
 
 from audio.framing import Frames
+from dsp.block_derivatives import HeldGainStage, stage_loss_grad_hess
 from dsp.blocks import (cascade, decay_samples, fft_filter, fft_length, highpass_coefficients, section_response,
                         shaper, shaper_np, shelf_coefficients)
 from dsp.compressor import compressor_gain
@@ -342,6 +343,46 @@ class BlockObjective(GrayboxObjective):
         blocks = self.param.block_values(z[1:])
         return _blocks_forward(self.x_spec, self.gain * db2amp(z[0]), self.samples, self.n_fft, blocks,
                                self.param.sample_rate, preemphasised)
+
+    def loss_grad(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Loss and exact gradient (first-order signals, :mod:`dsp.block_derivatives`)."""
+        f, g, _ = stage_loss_grad_hess(self._stage(self._z(z)), self._z(z), hessian=False)
+        return f, g
+
+    def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Loss, exact gradient and exact Hessian from first-order signals and adjoints
+        (:func:`dsp.block_derivatives.stage_loss_grad_hess`); no autograd over the audio."""
+        z = self._z(z)
+        return stage_loss_grad_hess(self._stage(z), z)
+
+    def loss_grad_autograd(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """The reference: :meth:`loss_grad` by autograd through the whole stage."""
+        return autograd_loss_grad(self._loss_tensor, self._z(z))
+
+    def loss_grad_hess_autograd(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """The reference: :meth:`loss_grad_hess` by autograd (reverse over reverse, one
+        backward pass per Hessian row); many times slower."""
+        return autograd_loss_grad_hess(self._loss_tensor, self._z(z))
+
+    def _stage(self, z: torch.Tensor) -> HeldGainStage:
+        """The held-gain problem at ``z``; each response is a function of its own logits only."""
+        zb = z[1:].detach()
+        sr, n_fft = self.param.sample_rate, self.n_fft
+        kw = {"dtype": z.dtype, "device": z.device}
+
+        def input_response(zi):
+            blocks = self.param.block_values(torch.cat([zi, zb[3:]]))
+            return section_response(_input_sections(blocks, sr), n_fft, **kw)
+
+        def output_response(zo):
+            blocks = self.param.block_values(torch.cat([zb[:5], zo]))
+            return section_response(_output_sections(blocks, sr) + (_PREEMPHASIS_SECTION,), n_fft, **kw)
+
+        def shaper_values(zs):
+            return self.param.block_values(torch.cat([zb[:3], zs, zb[5:]]))[3:5]
+
+        return HeldGainStage(self.x_spec, self.gain, self.mask, self.target_pe, n_fft,
+                             input_response, output_response, shaper_values)
 
     def stage_vector(self, params: dict[str, float]) -> torch.Tensor:
         """``(7,)`` start vector from physical gray-box parameters."""

@@ -1,0 +1,235 @@
+"""Exact gradient and Hessian of the gray-box's second stage, without autograd over the audio.
+
+The second stage (:class:`dsp.graybox.BlockObjective`) holds the compressor's gain
+signal ``g`` and fits seven coordinates ``z``: the make-up ``m`` (dB), the input
+filter's three logits ``theta``, the tube drive ``k`` and asymmetry ``a`` logits and the
+output high-pass logit ``f``. Per frame::
+
+    u0 = IFFT(X Hin(theta))          input filter (zero-padded FFT)
+    v  = m g u0                      held gain with make-up
+    s  = S(v; k, a)                  pointwise tube shaper
+    y  = L(f) s                      output filter times pre-emphasis (FFT)
+    loss = sum r^2,   r = mask (y - t)
+
+Gradient and Hessian are exact (not Gauss-Newton)::
+
+    grad  = 2 sum r y_p
+    H_pq  = 2 sum mask y_p y_q + 2 sum r y_pq
+
+- the first-order signals ``y_p`` are ``L`` applied to ``ds/dp`` (or ``dL/df`` applied
+  to ``s``): one FFT pair each;
+- the second-order part never forms ``y_pq``: with the adjoint ``lam = L^T r`` (one FFT
+  pair, the conjugate response; exactly the adjoint of the truncated circular
+  convolution), ``sum r L(w) = sum lam w``, so the shaper's pointwise second
+  derivatives need no FFT; the ``theta`` second derivatives of ``u0`` become, by
+  Parseval, frequency-domain dot products of ``conj(FFT(lam S_v m g))`` with
+  ``X d2Hin``; the ``f`` terms use a second adjoint ``(dL/df)^T r`` and one dot
+  product with ``d2L/df2``.
+- the responses' derivatives w.r.t. the logits come from forward-mode autograd on
+  the response vectors alone (``torch.func.jacfwd``), which costs a few vector passes.
+
+About 24 FFTs of the padded frame length per gradient and Hessian, against the
+reverse-over-reverse autograd of :func:`dsp.objective.autograd_loss_grad_hess` (kept as
+the reference, ``BlockObjective.loss_grad_hess_autograd``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.func import jacfwd
+
+__all__ = ["HeldGainStage", "shaper_partials", "response_derivatives", "parseval_dot", "stage_loss_grad_hess",
+           "MAKE_UP", "INPUT", "DRIVE", "ASYMMETRY", "OUTPUT"]
+
+# positions in the stage vector z (dsp.graybox.STAGE2_NAMES)
+MAKE_UP, INPUT, DRIVE, ASYMMETRY, OUTPUT = 0, slice(1, 4), 4, 5, 6
+_DB = math.log(10.0) / 20.0  # d m / d dB = m * _DB
+
+
+@dataclass(frozen=True)
+class HeldGainStage:
+    """The data of the held-gain problem (every tensor float64 or complex128).
+
+    Attributes:
+        x_spec: ``rfft(x, n_fft)`` of the input frames, complex ``(B, F)``.
+        gain: the compressor's gain without make-up, ``(B, T)``.
+        mask: scored samples, bool ``(B, T)``.
+        target: pre-emphasised target, zero outside the mask, ``(B, T)``.
+        n_fft: FFT length (``F = n_fft // 2 + 1``).
+        input_response: ``theta (3,) -> Hin`` complex ``(F,)``.
+        output_response: ``f (1,) -> L`` complex ``(F,)`` (output filter times pre-emphasis).
+        shaper_values: ``(k logit, a logit) (2,) -> (drive, asymmetry) (2,)``.
+    """
+    x_spec: torch.Tensor
+    gain: torch.Tensor
+    mask: torch.Tensor
+    target: torch.Tensor
+    n_fft: int
+    input_response: Callable[[torch.Tensor], torch.Tensor]
+    output_response: Callable[[torch.Tensor], torch.Tensor]
+    shaper_values: Callable[[torch.Tensor], torch.Tensor]
+
+
+def shaper_partials(v: torch.Tensor, drive: torch.Tensor, asym: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The shaper ``S = T + a T^2``, ``T = tanh(k v) / k``, and its partial derivatives.
+
+    Args:
+        v: shaper input; drive ``k`` and asymmetry ``a``: 0-d tensors.
+
+    Returns:
+        dict with ``s`` and ``v, k, a, vv, vk, va, kk, ka`` (``S_aa = 0``), each shaped as ``v``.
+
+    Shape:
+        ``v``: any; every entry the same.
+    """
+    k = drive
+    th = torch.tanh(k * v)
+    sech2 = 1.0 - th * th
+    t = th / k
+    t_v = sech2
+    t_k = (k * v * sech2 - th) / (k * k)
+    t_vv = -2.0 * k * th * sech2
+    t_vk = -2.0 * v * th * sech2
+    t_kk = -2.0 * v * v * th * sech2 / k - 2.0 * v * sech2 / (k * k) + 2.0 * th / (k * k * k)
+    lift = 1.0 + 2.0 * asym * t  # dS/dT
+    return {"s": t + asym * t * t, "v": t_v * lift, "k": t_k * lift, "a": t * t,
+            "vv": t_vv * lift + 2.0 * asym * t_v * t_v, "vk": t_vk * lift + 2.0 * asym * t_v * t_k,
+            "kk": t_kk * lift + 2.0 * asym * t_k * t_k, "va": 2.0 * t * t_v, "ka": 2.0 * t * t_k}
+
+
+def response_derivatives(response: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor):
+    """A complex response and its first and second derivatives w.r.t. ``z`` (forward mode).
+
+    Args:
+        response: ``z (P,) -> complex (F,)``.
+        z: the point.
+
+    Returns:
+        ``(h, dh, d2h)``: complex ``(F,)``, ``(P, F)``, ``(P, P, F)``.
+    """
+    def real(zz):
+        return torch.view_as_real(response(zz))
+    h = response(z)
+    dh = jacfwd(real)(z)              # (F, 2, P)
+    d2h = jacfwd(jacfwd(real))(z)     # (F, 2, P, P)
+    dh = torch.complex(dh[:, 0], dh[:, 1]).permute(1, 0)
+    d2h = torch.complex(d2h[:, 0], d2h[:, 1]).permute(1, 2, 0)
+    return h, dh, d2h
+
+
+def _rfft_weights(n_fft: int, dtype, device) -> torch.Tensor:
+    """Weights of the one-sided spectrum in Parseval's sum (DC and Nyquist once)."""
+    w = torch.full((n_fft // 2 + 1,), 2.0, dtype=dtype, device=device)
+    w[0] = 1.0
+    if n_fft % 2 == 0:
+        w[-1] = 1.0
+    return w / n_fft
+
+
+def parseval_dot(a_spec: torch.Tensor, b_spec: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_t irfft(a)[t] irfft(b)[t]`` over the whole FFT length, from the spectra.
+
+    Args:
+        a_spec, b_spec: one-sided spectra, complex ``(..., F)`` (broadcast together).
+        weights: :func:`_rfft_weights` of the FFT length.
+
+    Shape:
+        returns the broadcast leading shape.
+    """
+    return (torch.conj(a_spec) * b_spec).real @ weights
+
+
+def _filter(spec: torch.Tensor, response: torch.Tensor, n_fft: int, samples: int) -> torch.Tensor:
+    return torch.fft.irfft(spec * response, n=n_fft)[..., :samples]
+
+
+def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = True,
+                         frames_per_pass: int = 1):
+    """Loss, exact gradient and exact Hessian of the held-gain stage at ``z``.
+
+    Args:
+        stage: the problem (:class:`HeldGainStage`).
+        z: ``(7,)`` make-up dB, input logits (3), drive, asymmetry, output logits.
+        hessian: False: loss and gradient only (the Hessian is returned as None).
+        frames_per_pass: frames processed together (memory: about 30 signals per frame).
+
+    Returns:
+        ``(loss float, grad (7,), hess (7, 7) or None)``, float64 on the CPU.
+    """
+    z = torch.as_tensor(z).detach().to(dtype=stage.gain.dtype, device=stage.gain.device)
+    n_fft, samples = stage.n_fft, stage.gain.shape[-1]
+    weights = _rfft_weights(n_fft, z.dtype, z.device)
+    h_in, dh_in, d2h_in = response_derivatives(stage.input_response, z[INPUT])
+    l_out, dl_out, d2l_out = response_derivatives(stage.output_response, z[OUTPUT:OUTPUT + 1])
+    dl, d2l = dl_out[0], d2l_out[0, 0]
+    ka, dka, d2ka = _shaper_value_derivatives(stage.shaper_values, z[DRIVE:ASYMMETRY + 1])
+    k, a = ka[0], ka[1]
+    dk, d2k, da, d2a = dka[0, 0], d2ka[0, 0, 0], dka[1, 1], d2ka[1, 1, 1]
+    m = torch.exp(_DB * z[MAKE_UP])
+
+    loss = torch.zeros((), dtype=z.dtype, device=z.device)
+    jtj = torch.zeros((7, 7), dtype=z.dtype, device=z.device)
+    grad = torch.zeros(7, dtype=z.dtype, device=z.device)
+    q = torch.zeros((7, 7), dtype=z.dtype, device=z.device)  # sum r y_pq
+    for lo in range(0, stage.gain.shape[0], frames_per_pass):
+        part = slice(lo, lo + frames_per_pass)
+        x_spec, mask, target = stage.x_spec[part], stage.mask[part], stage.target[part]
+        mg = m * stage.gain[part]
+        u0 = _filter(x_spec, h_in, n_fft, samples)                        # (b, T)
+        du0 = _filter(x_spec[:, None], dh_in, n_fft, samples)             # (b, 3, T)
+        v = mg * u0
+        sp = shaper_partials(v, k, a)
+        s_spec = torch.fft.rfft(sp["s"], n=n_fft)
+        r = torch.where(mask, _filter(s_spec, l_out, n_fft, samples) - target, 0.0)
+        loss = loss + (r * r).sum()
+        # v_p for make-up and the input logits; the shaper's own two enter through k and a
+        dv = torch.cat([(_DB * v)[:, None], mg[:, None] * du0], dim=1)    # (b, 4, T)
+        ds = torch.cat([sp["v"][:, None] * dv, (sp["k"] * dk)[:, None], (sp["a"] * da)[:, None]], dim=1)
+        y_p = torch.cat([_filter(torch.fft.rfft(ds, n=n_fft), l_out, n_fft, samples),
+                         _filter(s_spec, dl, n_fft, samples)[:, None]], dim=1)    # (b, 7, T)
+        y_p = torch.where(mask[:, None], y_p, 0.0)
+        grad = grad + 2.0 * torch.einsum("bpt,bt->p", y_p, r)
+        if not hessian:
+            continue
+        jtj = jtj + 2.0 * torch.einsum("bpt,bqt->pq", y_p, y_p)
+        r_spec = torch.fft.rfft(r, n=n_fft)
+        lam = _filter(r_spec, torch.conj(l_out), n_fft, samples)         # L^T r
+        lam_f = _filter(r_spec, torch.conj(dl), n_fft, samples)          # (dL/df)^T r
+        q = q + _pointwise_second_order(lam, sp, dv, dk, d2k, da, d2a)
+        # input logits' second derivatives of u0, by Parseval (lam S_v m g is the weight of u0)
+        mu_spec = torch.fft.rfft(lam * sp["v"] * mg, n=n_fft)            # (b, F)
+        cross = (torch.conj(mu_spec)[:, None, None] * x_spec[:, None, None] * d2h_in).real @ weights
+        q[INPUT, INPUT] += cross.sum(0)
+        q[:OUTPUT, OUTPUT] += torch.einsum("bt,bpt->p", lam_f, ds)
+        q[OUTPUT, OUTPUT] += parseval_dot(r_spec, s_spec * d2l, weights).sum()
+    g = grad.cpu()
+    if not hessian:
+        return float(loss), g, None
+    q = torch.triu(q) + torch.triu(q, 1).T
+    hess = jtj + 2.0 * q
+    return float(loss), g, (0.5 * (hess + hess.T)).cpu()
+
+
+def _shaper_value_derivatives(values: Callable[[torch.Tensor], torch.Tensor], zs: torch.Tensor):
+    return values(zs), jacfwd(values)(zs), jacfwd(jacfwd(values))(zs)
+
+
+def _pointwise_second_order(lam, sp, dv, dk, d2k, da, d2a) -> torch.Tensor:
+    """Upper triangle of ``sum lam d2s/dp dq`` for every pair except the input logits'
+    own second derivatives of ``u0`` (Parseval, outside) and the output logit (its adjoint)."""
+    q = torch.zeros((7, 7), dtype=lam.dtype, device=lam.device)
+    # S_vv v_p v_q over make-up and the input logits
+    q[:4, :4] = torch.einsum("bt,bpt,bqt->pq", lam * sp["vv"], dv, dv)
+    # S_v v_pq: v_{00} = c^2 v = c v_0, v_{0i} = c m g u0_i = c v_i
+    first = _DB * torch.einsum("bt,bpt->p", lam * sp["v"], dv)
+    q[0, :4] += first
+    # mixed with the drive and the asymmetry
+    q[:4, DRIVE] = dk * torch.einsum("bt,bpt->p", lam * sp["vk"], dv)
+    q[:4, ASYMMETRY] = da * torch.einsum("bt,bpt->p", lam * sp["va"], dv)
+    q[DRIVE, DRIVE] = (lam * (sp["kk"] * dk * dk + sp["k"] * d2k)).sum()
+    q[DRIVE, ASYMMETRY] = dk * da * (lam * sp["ka"]).sum()
+    q[ASYMMETRY, ASYMMETRY] = d2a * (lam * sp["a"]).sum()
+    return q
