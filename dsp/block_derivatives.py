@@ -25,8 +25,9 @@ Gradient and Hessian are exact (not Gauss-Newton)::
   Parseval, frequency-domain dot products of ``conj(FFT(lam S_v m g))`` with
   ``X d2Hin``; the ``f`` terms use a second adjoint ``(dL/df)^T r`` and one dot
   product with ``d2L/df2``.
-- the responses' derivatives w.r.t. the logits come from forward-mode autograd on
-  the response vectors alone (``torch.func.jacfwd``), which costs a few vector passes.
+- the responses' derivatives w.r.t. the logits: closed form in each first-order
+  section's coefficients, times the coefficients' derivatives in the logits from
+  forward-mode autograd on the few coefficients alone (``torch.func.jacfwd``).
 
 About 24 FFTs of the padded frame length per gradient and Hessian, against the
 reverse-over-reverse autograd of :func:`dsp.objective.autograd_loss_grad_hess` (kept as
@@ -38,10 +39,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.func import jacfwd
 
-__all__ = ["HeldGainStage", "shaper_partials", "response_derivatives", "parseval_dot", "stage_loss_grad_hess",
+from dsp.block_kernels import cascade_coefficient_hessian, cascade_first, shaper_first, shaper_second
+
+__all__ = ["HeldGainStage", "shaper_partials", "CascadeDerivatives", "stage_loss_grad_hess",
            "MAKE_UP", "INPUT", "DRIVE", "ASYMMETRY", "OUTPUT"]
 
 # positions in the stage vector z (dsp.graybox.STAGE2_NAMES)
@@ -59,8 +63,10 @@ class HeldGainStage:
         mask: scored samples, bool ``(B, T)``.
         target: pre-emphasised target, zero outside the mask, ``(B, T)``.
         n_fft: FFT length (``F = n_fft // 2 + 1``).
-        input_response: ``theta (3,) -> Hin`` complex ``(F,)``.
-        output_response: ``f (1,) -> L`` complex ``(F,)`` (output filter times pre-emphasis).
+        zinv: ``e^{-jw}`` on the rfft grid, complex ``(F,)``.
+        input_sections: ``theta (3,) -> (S, 3)`` coefficients of the input filter's sections.
+        output_sections: ``f (1,) -> (S, 3)`` coefficients of the output filter and the
+            pre-emphasis.
         shaper_values: ``(k logit, a logit) (2,) -> (drive, asymmetry) (2,)``.
     """
     x_spec: torch.Tensor
@@ -68,8 +74,9 @@ class HeldGainStage:
     mask: torch.Tensor
     target: torch.Tensor
     n_fft: int
-    input_response: Callable[[torch.Tensor], torch.Tensor]
-    output_response: Callable[[torch.Tensor], torch.Tensor]
+    zinv: torch.Tensor
+    input_sections: Callable[[torch.Tensor], torch.Tensor]
+    output_sections: Callable[[torch.Tensor], torch.Tensor]
     shaper_values: Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -100,24 +107,94 @@ def shaper_partials(v: torch.Tensor, drive: torch.Tensor, asym: torch.Tensor) ->
             "kk": t_kk * lift + 2.0 * asym * t_k * t_k, "va": 2.0 * t * t_v, "ka": 2.0 * t * t_k}
 
 
-def response_derivatives(response: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor):
-    """A complex response and its first and second derivatives w.r.t. ``z`` (forward mode).
+class CascadeDerivatives:
+    """Response of first-order sections in series, its first derivatives in ``z``, and
+    second-derivative dot products, all in closed form.
+
+    Each section is ``H_s = (b0 + b1 e^{-jw}) / (1 + a1 e^{-jw})``; its derivatives in its
+    three coefficients are closed-form, the coefficients' first and second derivatives in
+    ``z`` come from forward-mode autograd on the small ``(S, 3)`` coefficient map, and the
+    product rule joins the sections. The second derivatives of the response enter the
+    stage's Hessian only through dot products with a weight (Parseval), so the
+    ``(P, P, F)`` array of them is never formed (:meth:`hessian_dot`).
 
     Args:
-        response: ``z (P,) -> complex (F,)``.
+        sections: ``z (P,) -> (S, 3)`` coefficients ``(b0, b1, a1)`` per section.
         z: the point.
+        zinv: ``e^{-jw}`` on the rfft grid (:func:`dsp.blocks.unit_delay`).
 
-    Returns:
-        ``(h, dh, d2h)``: complex ``(F,)``, ``(P, F)``, ``(P, P, F)``.
+    Attributes:
+        h: complex ``(F,)``; dh: complex ``(P, F)``.
     """
-    def real(zz):
-        return torch.view_as_real(response(zz))
-    h = response(z)
-    dh = jacfwd(real)(z)              # (F, 2, P)
-    d2h = jacfwd(jacfwd(real))(z)     # (F, 2, P, P)
-    dh = torch.complex(dh[:, 0], dh[:, 1]).permute(1, 0)
-    d2h = torch.complex(d2h[:, 0], d2h[:, 1]).permute(1, 2, 0)
-    return h, dh, d2h
+
+    def __init__(self, sections: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, zinv: torch.Tensor,
+                 fused: bool = False):
+        coef = sections(z).detach()
+        self.dc = jacfwd(sections)(z).detach()            # (S, 3, P)
+        self.d2c = jacfwd(jacfwd(sections))(z).detach()   # (S, 3, P, P)
+        self.zinv = zinv
+        self.coef = coef
+        self.fused = fused
+        if fused:  # one numba pass over the bins (dsp.block_kernels)
+            self.h = torch.empty_like(zinv)
+            self.dh = torch.empty((self.dc.shape[-1],) + zinv.shape, dtype=zinv.dtype)
+            cascade_first(coef.numpy(), self.dc.contiguous().numpy(), zinv.numpy(), self.h.numpy(), self.dh.numpy())
+            return
+        self.parts, self.grads, self.inv_den = [], [], []
+        for c in coef:
+            inv_den = 1.0 / (1.0 + c[2] * zinv)
+            hs = (c[0] + c[1] * zinv) * inv_den
+            self.parts.append(hs)
+            self.inv_den.append(inv_den)
+            # dH_s / d(b0, b1, a1) = (1, z^-1, -H_s z^-1) / (1 + a1 z^-1)
+            self.grads.append(torch.stack([inv_den, zinv * inv_den, -hs * zinv * inv_den]))   # (3, F)
+        self.h = self._product(())
+        self.dh = sum(self._product((s,)) * (self.dc[s].to(zinv.dtype).T @ self.grads[s])
+                      for s in range(len(self.parts)))
+
+    def _product(self, skip) -> torch.Tensor:
+        out = torch.ones_like(self.zinv)
+        for s, hs in enumerate(self.parts):
+            if s not in skip:
+                out = out * hs
+        return out
+
+    def hessian_dot(self, weight: torch.Tensor) -> torch.Tensor:
+        """Hessian in ``z`` of ``Re sum_f weight_f H(z)_f``.
+
+        Args:
+            weight: complex ``(F,)``.
+
+        Returns:
+            ``(P, P)`` real.
+        """
+        if self.fused:
+            n = self.coef.shape[0]
+            grad_c, hess_c = np.zeros((n, 3)), np.zeros((n, 3, n, 3))
+            cascade_coefficient_hessian(self.coef.numpy(), self.zinv.numpy(), weight.contiguous().numpy(),
+                                        grad_c, hess_c)
+            grad_c, hess_c = torch.from_numpy(grad_c), torch.from_numpy(hess_c)
+            return (torch.einsum("sip,sitj,tjq->pq", self.dc, hess_c, self.dc)
+                    + torch.einsum("si,sipq->pq", grad_c, self.d2c))
+        n, p = len(self.parts), self.dc.shape[-1]
+        out = torch.zeros((p, p), dtype=self.dc.dtype, device=self.dc.device)
+        for s in range(n):
+            rest = weight * self._product((s,))
+            # first derivatives in the coefficients, times their second derivatives in z
+            grad_c = (self.grads[s] @ rest).real                                # (3,)
+            out += torch.einsum("i,ipq->pq", grad_c, self.d2c[s])
+            # second derivatives in the section's own coefficients: (b0, a1), (b1, a1), (a1, a1)
+            zd = self.zinv * self.inv_den[s]
+            own = torch.zeros((3, 3), dtype=out.dtype, device=out.device)
+            own[0, 2] = own[2, 0] = (rest @ (-zd * self.inv_den[s])).real
+            own[1, 2] = own[2, 1] = (rest @ (-self.zinv * zd * self.inv_den[s])).real
+            own[2, 2] = (rest @ (2.0 * self.parts[s] * zd * zd)).real
+            out += self.dc[s].T @ own @ self.dc[s]
+            for t in range(n):
+                if t != s:  # one derivative in each of two sections
+                    cross = ((weight * self._product((s, t)) * self.grads[s]) @ self.grads[t].T).real   # (3, 3)
+                    out += self.dc[s].T @ cross @ self.dc[t]
+        return out
 
 
 def _rfft_weights(n_fft: int, dtype, device) -> torch.Tensor:
@@ -129,25 +206,12 @@ def _rfft_weights(n_fft: int, dtype, device) -> torch.Tensor:
     return w / n_fft
 
 
-def parseval_dot(a_spec: torch.Tensor, b_spec: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_t irfft(a)[t] irfft(b)[t]`` over the whole FFT length, from the spectra.
-
-    Args:
-        a_spec, b_spec: one-sided spectra, complex ``(..., F)`` (broadcast together).
-        weights: :func:`_rfft_weights` of the FFT length.
-
-    Shape:
-        returns the broadcast leading shape.
-    """
-    return (torch.conj(a_spec) * b_spec).real @ weights
-
-
 def _filter(spec: torch.Tensor, response: torch.Tensor, n_fft: int, samples: int) -> torch.Tensor:
     return torch.fft.irfft(spec * response, n=n_fft)[..., :samples]
 
 
 def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = True,
-                         frames_per_pass: int = 1):
+                         frames_per_pass: int = 1, fused: bool | None = None):
     """Loss, exact gradient and exact Hessian of the held-gain stage at ``z``.
 
     Args:
@@ -155,16 +219,21 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         z: ``(7,)`` make-up dB, input logits (3), drive, asymmetry, output logits.
         hessian: False: loss and gradient only (the Hessian is returned as None).
         frames_per_pass: frames processed together (memory: about 30 signals per frame).
+        fused: pointwise and per-bin work in numba loops (:mod:`dsp.block_kernels`) rather
+            than torch operations; default: on the CPU.
 
     Returns:
         ``(loss float, grad (7,), hess (7, 7) or None)``, float64 on the CPU.
     """
     z = torch.as_tensor(z).detach().to(dtype=stage.gain.dtype, device=stage.gain.device)
     n_fft, samples = stage.n_fft, stage.gain.shape[-1]
+    fused = (z.device.type == "cpu") if fused is None else fused
     weights = _rfft_weights(n_fft, z.dtype, z.device)
-    h_in, dh_in, d2h_in = response_derivatives(stage.input_response, z[INPUT])
-    l_out, dl_out, d2l_out = response_derivatives(stage.output_response, z[OUTPUT:OUTPUT + 1])
-    dl, d2l = dl_out[0], d2l_out[0, 0]
+    input_filter = CascadeDerivatives(stage.input_sections, z[INPUT], stage.zinv, fused)
+    output_filter = CascadeDerivatives(stage.output_sections, z[OUTPUT:OUTPUT + 1], stage.zinv, fused)
+    h_in, dh_in, l_out, dl = input_filter.h, input_filter.dh, output_filter.h, output_filter.dh[0]
+    in_weight = torch.zeros_like(h_in)      # sum over frames of conj(FFT(lam S_v m g)) X
+    out_weight = torch.zeros_like(h_in)     # sum over frames of conj(FFT(r)) FFT(s)
     ka, dka, d2ka = _shaper_value_derivatives(stage.shaper_values, z[DRIVE:ASYMMETRY + 1])
     k, a = ka[0], ka[1]
     dk, d2k, da, d2a = dka[0, 0], d2ka[0, 0, 0], dka[1, 1], d2ka[1, 1, 1]
@@ -181,7 +250,7 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         u0 = _filter(x_spec, h_in, n_fft, samples)                        # (b, T)
         du0 = _filter(x_spec[:, None], dh_in, n_fft, samples)             # (b, 3, T)
         v = mg * u0
-        sp = shaper_partials(v, k, a)
+        sp = _shaper_fused(v, float(k), float(a)) if fused else shaper_partials(v, k, a)
         s_spec = torch.fft.rfft(sp["s"], n=n_fft)
         r = torch.where(mask, _filter(s_spec, l_out, n_fft, samples) - target, 0.0)
         loss = loss + (r * r).sum()
@@ -198,19 +267,35 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         r_spec = torch.fft.rfft(r, n=n_fft)
         lam = _filter(r_spec, torch.conj(l_out), n_fft, samples)         # L^T r
         lam_f = _filter(r_spec, torch.conj(dl), n_fft, samples)          # (dL/df)^T r
-        q = q + _pointwise_second_order(lam, sp, dv, dk, d2k, da, d2a)
         # input logits' second derivatives of u0, by Parseval (lam S_v m g is the weight of u0)
-        mu_spec = torch.fft.rfft(lam * sp["v"] * mg, n=n_fft)            # (b, F)
-        cross = (torch.conj(mu_spec)[:, None, None] * x_spec[:, None, None] * d2h_in).real @ weights
-        q[INPUT, INPUT] += cross.sum(0)
+        if fused:
+            mu = torch.empty_like(lam)
+            for b in range(lam.shape[0]):
+                shaper_second(v[b].numpy(), lam[b].numpy(), dv[b].contiguous().numpy(), mg[b].numpy(),
+                              float(k), float(a), float(dk), float(d2k), float(da), float(d2a), _DB,
+                              q.numpy(), mu[b].numpy())
+        else:
+            q = q + _pointwise_second_order(lam, sp, dv, dk, d2k, da, d2a)
+            mu = lam * sp["v"] * mg
+        mu_spec = torch.fft.rfft(mu, n=n_fft)                            # (b, F)
+        in_weight += (torch.conj(mu_spec) * x_spec).sum(0)
         q[:OUTPUT, OUTPUT] += torch.einsum("bt,bpt->p", lam_f, ds)
-        q[OUTPUT, OUTPUT] += parseval_dot(r_spec, s_spec * d2l, weights).sum()
+        out_weight += (torch.conj(r_spec) * s_spec).sum(0)
     g = grad.cpu()
     if not hessian:
         return float(loss), g, None
+    q[INPUT, INPUT] += input_filter.hessian_dot(in_weight * weights)
+    q[OUTPUT, OUTPUT] += output_filter.hessian_dot(out_weight * weights)[0, 0]
     q = torch.triu(q) + torch.triu(q, 1).T
     hess = jtj + 2.0 * q
     return float(loss), g, (0.5 * (hess + hess.T)).cpu()
+
+
+def _shaper_fused(v: torch.Tensor, k: float, a: float) -> dict[str, torch.Tensor]:
+    """``s, S_v, S_k, S_a`` of :func:`shaper_partials` by one numba pass."""
+    out = {name: torch.empty_like(v) for name in ("s", "v", "k", "a")}
+    shaper_first(v.contiguous().numpy().reshape(-1), k, a, *(out[n].numpy().reshape(-1) for n in ("s", "v", "k", "a")))
+    return out
 
 
 def _shaper_value_derivatives(values: Callable[[torch.Tensor], torch.Tensor], zs: torch.Tensor):

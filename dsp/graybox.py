@@ -55,7 +55,7 @@ from torchcomp import db2amp
 from audio.framing import Frames
 from dsp.block_derivatives import HeldGainStage, stage_loss_grad_hess
 from dsp.blocks import (cascade, decay_samples, fft_filter, fft_length, highpass_coefficients, section_response,
-                        shaper, shaper_np, shelf_coefficients)
+                        shaper, shaper_np, shelf_coefficients, unit_delay)
 from dsp.compressor import compressor_gain
 from dsp.fit import FitOptions, FitResult, fit_frames
 from dsp.newton import NewtonOptions, newton
@@ -196,6 +196,11 @@ def _output_sections(blocks: torch.Tensor, sample_rate: float):
 
 
 _PREEMPHASIS_SECTION = (1.0, -1.0, -POLE)
+def _stack_sections(sections) -> torch.Tensor:
+    """``(S, 3)`` tensor of first-order section coefficients (floats or 0-d tensors)."""
+    return torch.stack([torch.stack([torch.as_tensor(c, dtype=torch.float64) for c in sec]) for sec in sections])
+
+
 _PREEMPHASIS_CORNER_HZ = -math.log(POLE) / (2.0 * math.pi)  # per unit sample rate
 
 
@@ -368,21 +373,20 @@ class BlockObjective(GrayboxObjective):
         """The held-gain problem at ``z``; each response is a function of its own logits only."""
         zb = z[1:].detach()
         sr, n_fft = self.param.sample_rate, self.n_fft
-        kw = {"dtype": z.dtype, "device": z.device}
 
-        def input_response(zi):
+        def input_sections(zi):
             blocks = self.param.block_values(torch.cat([zi, zb[3:]]))
-            return section_response(_input_sections(blocks, sr), n_fft, **kw)
+            return _stack_sections(_input_sections(blocks, sr))
 
-        def output_response(zo):
+        def output_sections(zo):
             blocks = self.param.block_values(torch.cat([zb[:5], zo]))
-            return section_response(_output_sections(blocks, sr) + (_PREEMPHASIS_SECTION,), n_fft, **kw)
+            return _stack_sections(_output_sections(blocks, sr) + (_PREEMPHASIS_SECTION,))
 
         def shaper_values(zs):
             return self.param.block_values(torch.cat([zb[:3], zs, zb[5:]]))[3:5]
 
         return HeldGainStage(self.x_spec, self.gain, self.mask, self.target_pe, n_fft,
-                             input_response, output_response, shaper_values)
+                             unit_delay(n_fft, z.dtype, z.device), input_sections, output_sections, shaper_values)
 
     def stage_vector(self, params: dict[str, float]) -> torch.Tensor:
         """``(7,)`` start vector from physical gray-box parameters."""
