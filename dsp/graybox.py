@@ -53,7 +53,7 @@ import torch
 from torchcomp import db2amp
 
 from audio.framing import Frames
-from dsp.block_derivatives import HeldGainStage, stage_loss_grad_hess
+from dsp.block_derivatives import HeldGainStage, shaper_partials, stage_loss_grad_hess
 from dsp.blocks import (cascade, decay_samples, fft_filter, fft_length, highpass_coefficients, section_response,
                         shaper, shaper_np, shelf_coefficients, unit_delay)
 from dsp.compressor import compressor_gain
@@ -65,7 +65,7 @@ from dsp.preemphasis import POLE, preemphasis_np
 from dsp.render import BlockCompressor
 
 __all__ = ["BLOCK_NAMES", "GRAYBOX_NAMES", "TRANSPARENT", "BlockRanges", "GrayboxParameterisation",
-           "GrayboxFitOptions", "GrayboxObjective", "BlockObjective", "STAGE2_NAMES", "graybox", "fit_graybox_frames", "fit_blocks", "evaluate_graybox_esr",
+           "GrayboxFitOptions", "GrayboxObjective", "BlockObjective", "STAGE2_NAMES", "graybox", "fit_graybox_frames", "fit_blocks", "fit_make_up", "MakeUpObjective", "evaluate_graybox_esr",
            "BlockGraybox", "render"]
 
 BLOCK_NAMES = ("input_highpass_hz", "input_shelf_hz", "input_shelf_db",
@@ -401,6 +401,63 @@ class BlockObjective(GrayboxObjective):
         return full
 
 
+class MakeUpObjective:
+    """The make-up gain alone, the compressor's gain and every block held (``blocks_fixed``).
+
+    The blocks of a recorded unit (transformers, tube stage) do not move with the
+    peak-reduction knob, so a chain can fit them once and refit only the make-up at the
+    other settings. With the blocks held, the filtered input ``u0`` and the output
+    response are fixed; each step costs one forward pass plus two FFT pairs for the
+    exact first and second derivative signals.
+
+    ``z`` is ``(1,)``: the make-up gain in dB. Solver interface as :class:`BlockObjective`.
+
+    Args:
+        stage: the :class:`BlockObjective` of the frames (its gain, input spectrum, mask
+            and target are reused).
+        blocks: the six held block values, physical, in the order of :data:`BLOCK_NAMES`.
+    """
+
+    def __init__(self, stage: BlockObjective, blocks: torch.Tensor):
+        self.stage = stage
+        self.energy = stage.energy
+        kw = {"dtype": stage.dtype, "device": stage.device}
+        self.blocks = torch.as_tensor(blocks, **kw)
+        sr = stage.param.sample_rate
+        h_in = section_response(_input_sections(self.blocks, sr), stage.n_fft, **kw)
+        self.u0 = fft_filter(stage.x_spec, h_in, stage.samples, stage.n_fft)
+        self.out = section_response(_output_sections(self.blocks, sr) + (_PREEMPHASIS_SECTION,), stage.n_fft, **kw)
+
+    def _filter_out(self, s: torch.Tensor) -> torch.Tensor:
+        n = self.stage.n_fft
+        return fft_filter(torch.fft.rfft(s, n=n), self.out, self.stage.samples, n)
+
+    def _residual(self, z: torch.Tensor):
+        v = self.stage.gain * self.u0 * torch.exp(_DB_TO_LOG * z[0])
+        sp = shaper_partials(v, self.blocks[3], self.blocks[4])
+        return v, sp, torch.where(self.stage.mask, self._filter_out(sp["s"]) - self.stage.target_pe, 0.0)
+
+    def loss(self, z: torch.Tensor) -> float:
+        with torch.no_grad():
+            _, _, r = self._residual(self.stage._z(z))
+            f = float((r * r).sum())
+        return f if math.isfinite(f) else math.inf
+
+    def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Exact: ``y_m = L(S_v c v)``, ``y_mm = L(S_vv (c v)^2 + S_v c^2 v)``, ``c = ln 10 / 20``."""
+        with torch.no_grad():
+            v, sp, r = self._residual(self.stage._z(z))
+            cv = _DB_TO_LOG * v
+            y_m = torch.where(self.stage.mask, self._filter_out(sp["v"] * cv), 0.0)
+            y_mm = self._filter_out(sp["vv"] * cv * cv + sp["v"] * _DB_TO_LOG * cv)
+            grad = 2.0 * (r * y_m).sum()
+            hess = 2.0 * ((y_m * y_m).sum() + (r * y_mm).sum())
+        return float((r * r).sum()), grad.reshape(1).cpu(), hess.reshape(1, 1).cpu()
+
+
+_DB_TO_LOG = math.log(10.0) / 20.0
+
+
 @dataclass
 class GrayboxFitOptions(FitOptions):
     """:class:`dsp.fit.FitOptions` (used as is by the five-parameter stage) plus the blocks'.
@@ -411,11 +468,15 @@ class GrayboxFitOptions(FitOptions):
         block_max_step: largest move of one Newton step of a block logit.
         joint_autograd: after the two stages, Newton on all eleven parameters with
             autograd through the compressor (slow: see :func:`fit_graybox_frames`).
+        blocks_fixed: when ``init`` brings the six block values (a chain's previous
+            level), hold them and refit only the make-up in stage 2 (:func:`fit_make_up`);
+            without them the blocks are fitted as usual (the chain's first level).
     """
     blocks: BlockRanges = field(default_factory=BlockRanges)
     start: dict = field(default_factory=lambda: dict(TRANSPARENT))
     block_max_step: float = 2.0
     joint_autograd: bool = False
+    blocks_fixed: bool = False
 
 
 def _ff5_options(options: FitOptions) -> FitOptions:
@@ -477,7 +538,10 @@ def fit_graybox_frames(frames: Frames, init: dict[str, float] | None = None,
     make_up_starts = [first.params["make_up_db"]] + ([float(init["make_up_db"])] if warm else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        second = fit_blocks(frames, first.params, start, options, progress, make_up_starts)
+        if warm and getattr(options, "blocks_fixed", False):
+            second = fit_make_up(frames, first.params, start, options, progress, make_up_starts)
+        else:
+            second = fit_blocks(frames, first.params, start, options, progress, make_up_starts)
     iterations = first.iterations + second.iterations
     history = first.history + second.history
     last = second
@@ -540,6 +604,46 @@ def fit_blocks(frames: Frames, compressor: dict[str, float], start: dict[str, fl
         warnings.warn(f"gray-box block fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
     return FitResult.from_newton(result, objective.energy, param.to_physical(objective.full_vector(result.z, base)),
                                  param.to_physical(objective.full_vector(z0, base)))
+
+
+def fit_make_up(frames: Frames, compressor: dict[str, float], blocks: dict[str, float],
+                options: FitOptions | None = None,
+                progress: Callable[[int, float, float], None] | None = None,
+                make_up_starts: list[float] | None = None) -> FitResult:
+    """Stage 2 with the blocks held: Newton on the make-up gain alone (:class:`MakeUpObjective`).
+
+    Args:
+        frames: the framed input/target pair.
+        compressor: the five compressor parameters (physical), held; their make-up is a start.
+        blocks: the six block values (physical), held (e.g. fitted at a chain's first level).
+        options: as :func:`fit_blocks`.
+        progress: per-iteration callback ``(iteration, loss, decrement)``.
+        make_up_starts: candidate make-up starts (dB); the one with the lowest loss wins.
+
+    Returns:
+        :class:`dsp.fit.FitResult` with all of :data:`GRAYBOX_NAMES` (only make-up fitted).
+    """
+    options = options if options is not None else GrayboxFitOptions()
+    param = GrayboxParameterisation(frames.sample_rate, options.ranges, getattr(options, "blocks", BlockRanges()))
+    param.blocks.check(blocks, where="held blocks")
+    stage = BlockObjective(frames, param, compressor, options.device)
+    if stage.energy <= 0:
+        raise ValueError("the target is silent after the warm-up; nothing to fit")
+    base = {**compressor, **{k: float(blocks[k]) for k in BLOCK_NAMES}}
+    objective = MakeUpObjective(stage, torch.tensor([base[k] for k in BLOCK_NAMES], dtype=torch.float64))
+    z0 = torch.tensor([float(compressor["make_up_db"])], dtype=torch.float64)
+    for m in make_up_starts or []:
+        other = torch.tensor([float(m)], dtype=torch.float64)
+        if objective.loss(other) < objective.loss(z0):
+            z0 = other
+    result = newton(objective, z0, _newton_options(options, objective.energy, (options.max_step[4],)), progress)
+    if not result.converged:
+        warnings.warn(f"gray-box make-up fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
+
+    def physical(z):
+        return {**base, "make_up_db": float(z[0])}
+    return FitResult.from_newton(result, objective.energy, {k: physical(result.z)[k] for k in GRAYBOX_NAMES},
+                                 {k: physical(z0)[k] for k in GRAYBOX_NAMES})
 
 
 def evaluate_graybox_esr(frames: Frames, params: dict[str, float], ranges=None,
