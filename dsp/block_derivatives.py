@@ -27,7 +27,7 @@ Gradient and Hessian are exact (not Gauss-Newton)::
   product with ``d2L/df2``.
 - the responses' derivatives w.r.t. the logits: closed form in each first-order
   section's coefficients, times the coefficients' derivatives in the logits from
-  forward-mode autograd on the few coefficients alone (``torch.func.jacfwd``).
+  autograd on the few coefficients alone (:func:`value_derivatives`).
 
 About 24 FFTs of the padded frame length per gradient and Hessian, against the
 reverse-over-reverse autograd of :func:`dsp.objective.autograd_loss_grad_hess` (kept as
@@ -41,11 +41,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.func import jacfwd
 
 from dsp.block_kernels import cascade_coefficient_hessian, cascade_first, shaper_first, shaper_second
 
-__all__ = ["HeldGainStage", "shaper_partials", "CascadeDerivatives", "stage_loss_grad_hess",
+__all__ = ["HeldGainStage", "shaper_partials", "CascadeDerivatives", "value_derivatives", "stage_loss_grad_hess",
            "MAKE_UP", "INPUT", "DRIVE", "ASYMMETRY", "OUTPUT"]
 
 # positions in the stage vector z (dsp.graybox.STAGE2_NAMES)
@@ -113,7 +112,7 @@ class CascadeDerivatives:
 
     Each section is ``H_s = (b0 + b1 e^{-jw}) / (1 + a1 e^{-jw})``; its derivatives in its
     three coefficients are closed-form, the coefficients' first and second derivatives in
-    ``z`` come from forward-mode autograd on the small ``(S, 3)`` coefficient map, and the
+    ``z`` come from autograd on the small ``(S, 3)`` coefficient map (:func:`value_derivatives`), and the
     product rule joins the sections. The second derivatives of the response enter the
     stage's Hessian only through dot products with a weight (Parseval), so the
     ``(P, P, F)`` array of them is never formed (:meth:`hessian_dot`).
@@ -129,9 +128,7 @@ class CascadeDerivatives:
 
     def __init__(self, sections: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, zinv: torch.Tensor,
                  fused: bool = False):
-        coef = sections(z).detach()
-        self.dc = jacfwd(sections)(z).detach()            # (S, 3, P)
-        self.d2c = jacfwd(jacfwd(sections))(z).detach()   # (S, 3, P, P)
+        coef, self.dc, self.d2c = value_derivatives(sections, z)   # (S, 3), (S, 3, P), (S, 3, P, P)
         self.zinv = zinv
         self.coef = coef
         self.fused = fused
@@ -234,7 +231,7 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
     h_in, dh_in, l_out, dl = input_filter.h, input_filter.dh, output_filter.h, output_filter.dh[0]
     in_weight = torch.zeros_like(h_in)      # sum over frames of conj(FFT(lam S_v m g)) X
     out_weight = torch.zeros_like(h_in)     # sum over frames of conj(FFT(r)) FFT(s)
-    ka, dka, d2ka = _shaper_value_derivatives(stage.shaper_values, z[DRIVE:ASYMMETRY + 1])
+    ka, dka, d2ka = value_derivatives(stage.shaper_values, z[DRIVE:ASYMMETRY + 1])
     k, a = ka[0], ka[1]
     dk, d2k, da, d2a = dka[0, 0], d2ka[0, 0, 0], dka[1, 1], d2ka[1, 1, 1]
     m = torch.exp(_DB * z[MAKE_UP])
@@ -298,8 +295,41 @@ def _shaper_fused(v: torch.Tensor, k: float, a: float) -> dict[str, torch.Tensor
     return out
 
 
-def _shaper_value_derivatives(values: Callable[[torch.Tensor], torch.Tensor], zs: torch.Tensor):
-    return values(zs), jacfwd(values)(zs), jacfwd(jacfwd(values))(zs)
+def value_derivatives(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor):
+    """A small map's value with its first and second derivatives, by autograd.
+
+    For the few coefficients of the filters and the shaper (reverse mode, one backward
+    pass per output and per output and parameter: far cheaper than ``torch.func`` for
+    a handful of scalars).
+
+    Args:
+        fn: ``z (P,) -> tensor`` of any shape ``O``.
+        z: the point.
+
+    Returns:
+        ``(value O, d (O..., P), d2 (O..., P, P))``, detached.
+    """
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = fn(z)
+        flat = out.reshape(-1)
+        n, p = flat.shape[0], z.shape[0]
+        d = torch.zeros((n, p), dtype=z.dtype, device=z.device)
+        d2 = torch.zeros((n, p, p), dtype=z.dtype, device=z.device)
+        for i in range(n):
+            if not flat[i].requires_grad:
+                continue
+            (gi,) = torch.autograd.grad(flat[i], z, retain_graph=True, create_graph=True, allow_unused=True)
+            if gi is None:
+                continue
+            d[i] = gi.detach()
+            for j in range(p):
+                if gi[j].requires_grad:
+                    (hij,) = torch.autograd.grad(gi[j], z, retain_graph=True, allow_unused=True)
+                    if hij is not None:
+                        d2[i, j] = hij
+    shape = tuple(out.shape)
+    return out.detach(), d.reshape(shape + (p,)), d2.reshape(shape + (p, p))
 
 
 def _pointwise_second_order(lam, sp, dv, dk, d2k, da, d2a) -> torch.Tensor:
