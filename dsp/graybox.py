@@ -31,7 +31,10 @@ in two stages: the five compressor parameters by the fused kernel (:mod:`dsp.fit
 ``ff5``); then, the gain signal held, the make-up gain and the six block parameters
 (:class:`BlockObjective`): FFT filters (zero-padded frames, the pre-emphasis folded
 into the output filter's response) and a pointwise shaper, whose exact 7x7 gradient
-and Hessian autograd gives in a few FFTs per row. The old joint path (autograd
+and Hessian come from first-order sensitivity signals and adjoints in about 24 FFTs
+(:mod:`dsp.block_derivatives`; autograd, many times slower, stays as the reference).
+With ``blocks_fixed`` and a previous level's blocks in ``init``, stage 2 refits only the
+make-up (:func:`fit_make_up`). The old joint path (autograd
 through the compressor recursion for all eleven, :class:`GrayboxObjective`) stays
 behind ``joint_autograd`` (``compressor.joint_autograd=true``); its cost and the
 two-stage fit's against ``ff5`` are measured by ``benchmarks/graybox_fit.py``.
@@ -322,9 +325,10 @@ class BlockObjective(GrayboxObjective):
 
     With the detector on the input, the five compressor parameters fix the gain signal
     ``g`` (computed once here by :func:`dsp.compressor.compressor_gain`); what is left,
-    ``Hout(S(m g Hin(x)))``, is FFT filtering and a pointwise shaper, so its exact
-    gradient and Hessian by autograd (reverse over reverse, one backward pass per row)
-    cost a few FFTs per row instead of a pass through the compressor recursion.
+    ``Hout(S(m g Hin(x)))``, is FFT filtering and a pointwise shaper, whose exact
+    gradient and Hessian :func:`dsp.block_derivatives.stage_loss_grad_hess` computes from
+    seven first-order signals and two adjoints (no second-order signals, no autograd over
+    the audio). The autograd reference stays as :meth:`loss_grad_hess_autograd`.
 
     ``z`` is ``(7,)``: the make-up gain ``m`` in dB (it trades with the filters' pass-band
     gain and the shaper's drive, and costs nothing to free) and the six block logits
@@ -498,8 +502,9 @@ def fit_graybox_frames(frames: Frames, init: dict[str, float] | None = None,
     1. The five compressor parameters: :func:`dsp.fit.fit_frames` (the fused exact
        kernel) from the five of ``init`` (``level_match`` as there).
     2. The make-up gain and the six block parameters, the compressor's gain signal held
-       (:class:`BlockObjective`): Newton with the exact 7x7 gradient and Hessian from
-       autograd over FFT filters and the pointwise shaper. It starts from ``init``'s
+       (:class:`BlockObjective`): Newton with the exact 7x7 gradient and Hessian
+       (:mod:`dsp.block_derivatives`). With ``options.blocks_fixed`` and ``init``'s
+       blocks, only the make-up is refitted, the blocks held (:func:`fit_make_up`). It starts from ``init``'s
        blocks when ``init`` has them (a chain's previous level), else from
        ``options.start``; its make-up starts from whichever of stage 1's and ``init``'s
        gives the lower loss.
@@ -571,7 +576,7 @@ def fit_blocks(frames: Frames, compressor: dict[str, float], start: dict[str, fl
                make_up_starts: list[float] | None = None) -> FitResult:
     """Stage 2: the make-up gain and the six block parameters, the compressor's gain held.
 
-    Newton on :class:`BlockObjective` with its exact autograd gradient and Hessian.
+    Newton on :class:`BlockObjective` with its exact gradient and Hessian.
 
     Args:
         frames: the framed input/target pair.

@@ -133,7 +133,7 @@ def test_gradient_and_hessian_match_finite_differences():
 
 
 def test_block_stage_gradient_and_hessian_are_exact():
-    """Stage 2's autograd gradient/Hessian against central differences of its loss and gradient."""
+    """Stage 2's gradient/Hessian (signals and adjoints) against central differences of its loss and gradient."""
     frames = _tiny_frames()
     blocks = BlockRanges(input_highpass_hz=(10.0, 500.0), output_highpass_hz=(10.0, 500.0))
     param = GrayboxParameterisation(frames.sample_rate, blocks=blocks)
