@@ -31,7 +31,10 @@ in two stages: the five compressor parameters by the fused kernel (:mod:`dsp.fit
 ``ff5``); then, the gain signal held, the make-up gain and the six block parameters
 (:class:`BlockObjective`): FFT filters (zero-padded frames, the pre-emphasis folded
 into the output filter's response) and a pointwise shaper, whose exact 7x7 gradient
-and Hessian autograd gives in a few FFTs per row. The old joint path (autograd
+and Hessian come from first-order sensitivity signals and adjoints in about 24 FFTs
+(:mod:`dsp.block_derivatives`; autograd, many times slower, stays as the reference).
+With ``blocks_fixed`` and a previous level's blocks in ``init``, stage 2 refits only the
+make-up (:func:`fit_make_up`). The old joint path (autograd
 through the compressor recursion for all eleven, :class:`GrayboxObjective`) stays
 behind ``joint_autograd`` (``compressor.joint_autograd=true``); its cost and the
 two-stage fit's against ``ff5`` are measured by ``benchmarks/graybox_fit.py``.
@@ -53,8 +56,9 @@ import torch
 from torchcomp import db2amp
 
 from audio.framing import Frames
+from dsp.block_derivatives import HeldGainStage, shaper_partials, stage_loss_grad_hess
 from dsp.blocks import (cascade, decay_samples, fft_filter, fft_length, highpass_coefficients, section_response,
-                        shaper, shaper_np, shelf_coefficients)
+                        shaper, shaper_np, shelf_coefficients, unit_delay)
 from dsp.compressor import compressor_gain
 from dsp.fit import FitOptions, FitResult, fit_frames
 from dsp.newton import NewtonOptions, newton
@@ -64,7 +68,7 @@ from dsp.preemphasis import POLE, preemphasis_np
 from dsp.render import BlockCompressor
 
 __all__ = ["BLOCK_NAMES", "GRAYBOX_NAMES", "TRANSPARENT", "BlockRanges", "GrayboxParameterisation",
-           "GrayboxFitOptions", "GrayboxObjective", "BlockObjective", "STAGE2_NAMES", "graybox", "fit_graybox_frames", "fit_blocks", "evaluate_graybox_esr",
+           "GrayboxFitOptions", "GrayboxObjective", "BlockObjective", "STAGE2_NAMES", "graybox", "fit_graybox_frames", "fit_blocks", "fit_make_up", "MakeUpObjective", "evaluate_graybox_esr",
            "BlockGraybox", "render"]
 
 BLOCK_NAMES = ("input_highpass_hz", "input_shelf_hz", "input_shelf_db",
@@ -195,6 +199,11 @@ def _output_sections(blocks: torch.Tensor, sample_rate: float):
 
 
 _PREEMPHASIS_SECTION = (1.0, -1.0, -POLE)
+def _stack_sections(sections) -> torch.Tensor:
+    """``(S, 3)`` tensor of first-order section coefficients (floats or 0-d tensors)."""
+    return torch.stack([torch.stack([torch.as_tensor(c, dtype=torch.float64) for c in sec]) for sec in sections])
+
+
 _PREEMPHASIS_CORNER_HZ = -math.log(POLE) / (2.0 * math.pi)  # per unit sample rate
 
 
@@ -316,9 +325,10 @@ class BlockObjective(GrayboxObjective):
 
     With the detector on the input, the five compressor parameters fix the gain signal
     ``g`` (computed once here by :func:`dsp.compressor.compressor_gain`); what is left,
-    ``Hout(S(m g Hin(x)))``, is FFT filtering and a pointwise shaper, so its exact
-    gradient and Hessian by autograd (reverse over reverse, one backward pass per row)
-    cost a few FFTs per row instead of a pass through the compressor recursion.
+    ``Hout(S(m g Hin(x)))``, is FFT filtering and a pointwise shaper, whose exact
+    gradient and Hessian :func:`dsp.block_derivatives.stage_loss_grad_hess` computes from
+    seven first-order signals and two adjoints (no second-order signals, no autograd over
+    the audio). The autograd reference stays as :meth:`loss_grad_hess_autograd`.
 
     ``z`` is ``(7,)``: the make-up gain ``m`` in dB (it trades with the filters' pass-band
     gain and the shaper's drive, and costs nothing to free) and the six block logits
@@ -343,6 +353,45 @@ class BlockObjective(GrayboxObjective):
         return _blocks_forward(self.x_spec, self.gain * db2amp(z[0]), self.samples, self.n_fft, blocks,
                                self.param.sample_rate, preemphasised)
 
+    def loss_grad(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Loss and exact gradient (first-order signals, :mod:`dsp.block_derivatives`)."""
+        f, g, _ = stage_loss_grad_hess(self._stage(self._z(z)), self._z(z), hessian=False)
+        return f, g
+
+    def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Loss, exact gradient and exact Hessian from first-order signals and adjoints
+        (:func:`dsp.block_derivatives.stage_loss_grad_hess`); no autograd over the audio."""
+        z = self._z(z)
+        return stage_loss_grad_hess(self._stage(z), z)
+
+    def loss_grad_autograd(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """The reference: :meth:`loss_grad` by autograd through the whole stage."""
+        return autograd_loss_grad(self._loss_tensor, self._z(z))
+
+    def loss_grad_hess_autograd(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """The reference: :meth:`loss_grad_hess` by autograd (reverse over reverse, one
+        backward pass per Hessian row); many times slower."""
+        return autograd_loss_grad_hess(self._loss_tensor, self._z(z))
+
+    def _stage(self, z: torch.Tensor) -> HeldGainStage:
+        """The held-gain problem at ``z``; each response is a function of its own logits only."""
+        zb = z[1:].detach()
+        sr, n_fft = self.param.sample_rate, self.n_fft
+
+        def input_sections(zi):
+            blocks = self.param.block_values(torch.cat([zi, zb[3:]]))
+            return _stack_sections(_input_sections(blocks, sr))
+
+        def output_sections(zo):
+            blocks = self.param.block_values(torch.cat([zb[:5], zo]))
+            return _stack_sections(_output_sections(blocks, sr) + (_PREEMPHASIS_SECTION,))
+
+        def shaper_values(zs):
+            return self.param.block_values(torch.cat([zb[:3], zs, zb[5:]]))[3:5]
+
+        return HeldGainStage(self.x_spec, self.gain, self.mask, self.target_pe, n_fft,
+                             unit_delay(n_fft, z.dtype, z.device), input_sections, output_sections, shaper_values)
+
     def stage_vector(self, params: dict[str, float]) -> torch.Tensor:
         """``(7,)`` start vector from physical gray-box parameters."""
         full = self.param.from_physical(params)
@@ -356,6 +405,63 @@ class BlockObjective(GrayboxObjective):
         return full
 
 
+class MakeUpObjective:
+    """The make-up gain alone, the compressor's gain and every block held (``blocks_fixed``).
+
+    The blocks of a recorded unit (transformers, tube stage) do not move with the
+    peak-reduction knob, so a chain can fit them once and refit only the make-up at the
+    other settings. With the blocks held, the filtered input ``u0`` and the output
+    response are fixed; each step costs one forward pass plus two FFT pairs for the
+    exact first and second derivative signals.
+
+    ``z`` is ``(1,)``: the make-up gain in dB. Solver interface as :class:`BlockObjective`.
+
+    Args:
+        stage: the :class:`BlockObjective` of the frames (its gain, input spectrum, mask
+            and target are reused).
+        blocks: the six held block values, physical, in the order of :data:`BLOCK_NAMES`.
+    """
+
+    def __init__(self, stage: BlockObjective, blocks: torch.Tensor):
+        self.stage = stage
+        self.energy = stage.energy
+        kw = {"dtype": stage.dtype, "device": stage.device}
+        self.blocks = torch.as_tensor(blocks, **kw)
+        sr = stage.param.sample_rate
+        h_in = section_response(_input_sections(self.blocks, sr), stage.n_fft, **kw)
+        self.u0 = fft_filter(stage.x_spec, h_in, stage.samples, stage.n_fft)
+        self.out = section_response(_output_sections(self.blocks, sr) + (_PREEMPHASIS_SECTION,), stage.n_fft, **kw)
+
+    def _filter_out(self, s: torch.Tensor) -> torch.Tensor:
+        n = self.stage.n_fft
+        return fft_filter(torch.fft.rfft(s, n=n), self.out, self.stage.samples, n)
+
+    def _residual(self, z: torch.Tensor):
+        v = self.stage.gain * self.u0 * torch.exp(_DB_TO_LOG * z[0])
+        sp = shaper_partials(v, self.blocks[3], self.blocks[4])
+        return v, sp, torch.where(self.stage.mask, self._filter_out(sp["s"]) - self.stage.target_pe, 0.0)
+
+    def loss(self, z: torch.Tensor) -> float:
+        with torch.no_grad():
+            _, _, r = self._residual(self.stage._z(z))
+            f = float((r * r).sum())
+        return f if math.isfinite(f) else math.inf
+
+    def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Exact: ``y_m = L(S_v c v)``, ``y_mm = L(S_vv (c v)^2 + S_v c^2 v)``, ``c = ln 10 / 20``."""
+        with torch.no_grad():
+            v, sp, r = self._residual(self.stage._z(z))
+            cv = _DB_TO_LOG * v
+            y_m = torch.where(self.stage.mask, self._filter_out(sp["v"] * cv), 0.0)
+            y_mm = self._filter_out(sp["vv"] * cv * cv + sp["v"] * _DB_TO_LOG * cv)
+            grad = 2.0 * (r * y_m).sum()
+            hess = 2.0 * ((y_m * y_m).sum() + (r * y_mm).sum())
+        return float((r * r).sum()), grad.reshape(1).cpu(), hess.reshape(1, 1).cpu()
+
+
+_DB_TO_LOG = math.log(10.0) / 20.0
+
+
 @dataclass
 class GrayboxFitOptions(FitOptions):
     """:class:`dsp.fit.FitOptions` (used as is by the five-parameter stage) plus the blocks'.
@@ -366,11 +472,15 @@ class GrayboxFitOptions(FitOptions):
         block_max_step: largest move of one Newton step of a block logit.
         joint_autograd: after the two stages, Newton on all eleven parameters with
             autograd through the compressor (slow: see :func:`fit_graybox_frames`).
+        blocks_fixed: when ``init`` brings the six block values (a chain's previous
+            level), hold them and refit only the make-up in stage 2 (:func:`fit_make_up`);
+            without them the blocks are fitted as usual (the chain's first level).
     """
     blocks: BlockRanges = field(default_factory=BlockRanges)
     start: dict = field(default_factory=lambda: dict(TRANSPARENT))
     block_max_step: float = 2.0
     joint_autograd: bool = False
+    blocks_fixed: bool = False
 
 
 def _ff5_options(options: FitOptions) -> FitOptions:
@@ -392,8 +502,9 @@ def fit_graybox_frames(frames: Frames, init: dict[str, float] | None = None,
     1. The five compressor parameters: :func:`dsp.fit.fit_frames` (the fused exact
        kernel) from the five of ``init`` (``level_match`` as there).
     2. The make-up gain and the six block parameters, the compressor's gain signal held
-       (:class:`BlockObjective`): Newton with the exact 7x7 gradient and Hessian from
-       autograd over FFT filters and the pointwise shaper. It starts from ``init``'s
+       (:class:`BlockObjective`): Newton with the exact 7x7 gradient and Hessian
+       (:mod:`dsp.block_derivatives`). With ``options.blocks_fixed`` and ``init``'s
+       blocks, only the make-up is refitted, the blocks held (:func:`fit_make_up`). It starts from ``init``'s
        blocks when ``init`` has them (a chain's previous level), else from
        ``options.start``; its make-up starts from whichever of stage 1's and ``init``'s
        gives the lower loss.
@@ -432,7 +543,10 @@ def fit_graybox_frames(frames: Frames, init: dict[str, float] | None = None,
     make_up_starts = [first.params["make_up_db"]] + ([float(init["make_up_db"])] if warm else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        second = fit_blocks(frames, first.params, start, options, progress, make_up_starts)
+        if warm and getattr(options, "blocks_fixed", False):
+            second = fit_make_up(frames, first.params, start, options, progress, make_up_starts)
+        else:
+            second = fit_blocks(frames, first.params, start, options, progress, make_up_starts)
     iterations = first.iterations + second.iterations
     history = first.history + second.history
     last = second
@@ -462,7 +576,7 @@ def fit_blocks(frames: Frames, compressor: dict[str, float], start: dict[str, fl
                make_up_starts: list[float] | None = None) -> FitResult:
     """Stage 2: the make-up gain and the six block parameters, the compressor's gain held.
 
-    Newton on :class:`BlockObjective` with its exact autograd gradient and Hessian.
+    Newton on :class:`BlockObjective` with its exact gradient and Hessian.
 
     Args:
         frames: the framed input/target pair.
@@ -495,6 +609,46 @@ def fit_blocks(frames: Frames, compressor: dict[str, float], start: dict[str, fl
         warnings.warn(f"gray-box block fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
     return FitResult.from_newton(result, objective.energy, param.to_physical(objective.full_vector(result.z, base)),
                                  param.to_physical(objective.full_vector(z0, base)))
+
+
+def fit_make_up(frames: Frames, compressor: dict[str, float], blocks: dict[str, float],
+                options: FitOptions | None = None,
+                progress: Callable[[int, float, float], None] | None = None,
+                make_up_starts: list[float] | None = None) -> FitResult:
+    """Stage 2 with the blocks held: Newton on the make-up gain alone (:class:`MakeUpObjective`).
+
+    Args:
+        frames: the framed input/target pair.
+        compressor: the five compressor parameters (physical), held; their make-up is a start.
+        blocks: the six block values (physical), held (e.g. fitted at a chain's first level).
+        options: as :func:`fit_blocks`.
+        progress: per-iteration callback ``(iteration, loss, decrement)``.
+        make_up_starts: candidate make-up starts (dB); the one with the lowest loss wins.
+
+    Returns:
+        :class:`dsp.fit.FitResult` with all of :data:`GRAYBOX_NAMES` (only make-up fitted).
+    """
+    options = options if options is not None else GrayboxFitOptions()
+    param = GrayboxParameterisation(frames.sample_rate, options.ranges, getattr(options, "blocks", BlockRanges()))
+    param.blocks.check(blocks, where="held blocks")
+    stage = BlockObjective(frames, param, compressor, options.device)
+    if stage.energy <= 0:
+        raise ValueError("the target is silent after the warm-up; nothing to fit")
+    base = {**compressor, **{k: float(blocks[k]) for k in BLOCK_NAMES}}
+    objective = MakeUpObjective(stage, torch.tensor([base[k] for k in BLOCK_NAMES], dtype=torch.float64))
+    z0 = torch.tensor([float(compressor["make_up_db"])], dtype=torch.float64)
+    for m in make_up_starts or []:
+        other = torch.tensor([float(m)], dtype=torch.float64)
+        if objective.loss(other) < objective.loss(z0):
+            z0 = other
+    result = newton(objective, z0, _newton_options(options, objective.energy, (options.max_step[4],)), progress)
+    if not result.converged:
+        warnings.warn(f"gray-box make-up fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
+
+    def physical(z):
+        return {**base, "make_up_db": float(z[0])}
+    return FitResult.from_newton(result, objective.energy, {k: physical(result.z)[k] for k in GRAYBOX_NAMES},
+                                 {k: physical(z0)[k] for k in GRAYBOX_NAMES})
 
 
 def evaluate_graybox_esr(frames: Frames, params: dict[str, float], ranges=None,

@@ -65,7 +65,8 @@ def graybox_options(section, options: FitOptions):
     if not step > 0:
         raise UserError("compressor.block_max_step must be positive")
     return GrayboxFitOptions(**options.__dict__, blocks=blocks, start=start, block_max_step=step,
-                             joint_autograd=bool(section.get("joint_autograd", False)))
+                             joint_autograd=bool(section.get("joint_autograd", False)),
+                             blocks_fixed=bool(section.get("blocks_fixed", False)))
 
 
 def initial_params(cfg, ranges: Ranges) -> dict[str, float]:
