@@ -33,6 +33,7 @@ from common.atomic import write_text_atomic
 from common.errors import UserError
 from dsp.chain import frame_pair, level_dir
 from dsp.checkpoint import save_checkpoint
+from dsp.kinds import options_kind
 from dsp.joint import DEFAULT_CANDIDATES, JointKnobModel, JointOptions, JointSetting, fit_joint, select_smoothness
 from jobs.protocol import held_out_levels, scorable_frames
 from jobs.records import write_chain_records
@@ -111,6 +112,8 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
                         f"for modes {modes} at levels {fit_levels}")
     model = JointKnobModel(fits)
     rows = _rows(model, pairs, levels, held_out, total)
+    if options_kind(options) == "graybox":
+        _add_blocks(rows, model, pairs, cfg, options, fit_levels, total)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _write_level_checkpoints(ckpt_dir, rows, model, options)
     kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
@@ -147,9 +150,50 @@ def _rows(model: JointKnobModel, pairs, levels, held_out, total) -> list[dict]:
     return out
 
 
+def _add_blocks(rows: list[dict], model: JointKnobModel, pairs, cfg, options, fit_levels, total) -> None:
+    """``compressor=graybox``: one set of block parameters per mode, shared by every setting.
+
+    The transformers and the tube stage do not move with the knob, so the blocks are not
+    curves: they are fitted once per mode (:func:`dsp.graybox.fit_blocks`, exact Newton,
+    the compressor's gain held) on the Train take of the highest fitted level, where the
+    chain fits them too, with the joint curves' compressor there. The make-up found with
+    them becomes one offset added to the make-up curve at every setting (the curves stay
+    smooth). The rows' fitting-audio ESR is then the gray-box's.
+    """
+    from dsp.graybox import BLOCK_NAMES, fit_blocks
+    from dsp.kinds import evaluate_any
+    for mode in model.modes:
+        top = max(model.levels(mode))
+        setting = _settings(pairs, mode, [top], cfg.data.fit_splits, cfg.data.get("fit_tag"), cfg)[0]
+        t0 = time.perf_counter()
+        compressor = model.at(mode, top)
+        start = {**compressor, **dict(getattr(options, "start", {}))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = fit_blocks(setting.frames, compressor, start, options)
+        offset = res.params["make_up_db"] - compressor["make_up_db"]
+        blocks = {k: float(res.params[k]) for k in BLOCK_NAMES}
+        if not cfg.quiet:
+            print(f"{mode}: gray-box blocks fitted at PR {top} ({res.iterations} Newton iterations, "
+                  f"make-up offset {offset:+.2f} dB): "
+                  + ", ".join(f"{k} {v:.4g}" for k, v in blocks.items()))
+        for r in rows:
+            if r["mode"] != mode:
+                continue
+            r.update(blocks)
+            r["make_up_db"] = float(r["make_up_db"]) + offset
+        fitted = {int(s.knobs[0]): s for s in
+                  _settings(pairs, mode, fit_levels, cfg.data.fit_splits, cfg.data.get("fit_tag"), cfg)}
+        for r in rows:
+            if r["mode"] == mode and r["esr"] is not None and int(r["peak_reduction"]) in fitted:
+                r["esr"] = evaluate_any(fitted[int(r["peak_reduction"])].frames, r, options)
+        total[mode] += time.perf_counter() - t0
+
+
 def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, options) -> None:
     """``ckpt.yaml`` at every fitted level (not the held-out ones): the curve's parameters."""
-    from dsp.params import PARAM_NAMES
+    from dsp.kinds import param_names
+    names = param_names(options_kind(options))
     for r in rows:
         if r["esr"] is None:
             continue
@@ -157,7 +201,7 @@ def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, option
         folder = level_dir(ckpt_dir, r["mode"], r["peak_reduction"])
         folder.mkdir(parents=True, exist_ok=True)
         save_checkpoint(folder / "ckpt.yaml", {
-            "params": {k: float(r[k]) for k in PARAM_NAMES}, "esr": float(r["esr"]), "loss": float(fit.loss),
+            "params": {k: float(r[k]) for k in names}, "esr": float(r["esr"]), "loss": float(fit.loss),
             "iterations": int(fit.iterations), "converged": bool(fit.converged), "seconds": float(r["seconds"]),
             "sample_rate": int(fit.curves.sample_rate), "mode": r["mode"],
             "peak_reduction": int(r["peak_reduction"]), "init": "joint", "method": "joint",

@@ -142,3 +142,21 @@ def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache):
     assert refit.protocol["data_key"] != first.protocol["data_key"]
     pr = max(CHAIN_LEVELS)
     assert refit.at({"mode": CHAIN_MODES[0], "peak_reduction": pr}) != first.at({"mode": CHAIN_MODES[0], "peak_reduction": pr})
+
+
+def test_joint_graybox_shares_one_set_of_blocks_per_mode(tmp_path, cache):
+    cfg = load_config("config", _overrides(cache, tmp_path / "jgb", "method=joint", "compressor=graybox",
+                                           f"unseen_levels=[{UNSEEN}]", "joint.candidates=[[2,1e-3]]",
+                                           "optimiser.max_iterations=5"))
+    assert run_fit_job(cfg) == 0
+    kmap = KnobMap.load(tmp_path / "jgb" / "knobmap.yaml")
+    assert kmap.compressor == "graybox"
+    from dsp.graybox import BLOCK_NAMES
+    for mode in CHAIN_MODES:
+        at = [kmap.at({"mode": mode, "peak_reduction": pr}) for pr in CHAIN_LEVELS]
+        # the blocks are the same at every setting, the held-out one included, and not the start
+        assert all(p[k] == at[0][k] for p in at for k in BLOCK_NAMES)
+        assert at[0]["input_shelf_db"] != 0.0 or at[0]["tube_asymmetry"] != 0.0
+    with open(tmp_path / "jgb" / "summary.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["esr"] != ""]
+    assert rows and all(r["tube_drive"] != "" for r in rows)
