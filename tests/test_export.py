@@ -198,3 +198,18 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
         before = take_snapshot(*watch)
         clean_failure(run_cli(["export.py", *args]), *names, before=before, watch=watch)
     assert existing.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("params", [P, {**P, **BLOCKS}], ids=["ff5", "graybox"])
+def test_fit_as_knob_map_for_neutone_equals_the_fit(params):
+    """The Neutone form of a one-pair fit (a one-level knob map) renders as the fit at any knob."""
+    import torch
+    from deploy.build import build
+    from jobs.export import fit_as_knob_map
+    from tempfile import TemporaryDirectory
+    with TemporaryDirectory() as d:
+        save_checkpoint(Path(d) / "ckpt.yaml", {"params": params, **RECORD})
+        ex = build("fit", Path(d) / "ckpt.yaml")
+    fixed, knob = torch.jit.script(ex.module), torch.jit.script(fit_as_knob_map(ex.module, SR))
+    x = torch.from_numpy(check_signal(0.1, SR, channels=2, seed=8))
+    assert torch.equal(knob(x, 30.0, 1.0), fixed(x))
