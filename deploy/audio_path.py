@@ -4,9 +4,13 @@ The path after the head's gain, per sample: a conditioned polynomial shaper
 ``s = u + u^2 (a2 + a3 u)`` with ``(a2, a3) = base + cond @ W``, then the linear filter
 ``H(z) = sum_i h_i z^-i + sum_k c_k (1 - p_k) / (1 - p_k z^-1)`` (a short FIR plus real
 one-pole branches). The project's module evaluates the filter as cached matrices or a
-chunked scan; here the FIR is one ``conv1d`` and the branches run as plain float loops
-(float64), which streams at any block size with a state of the FIR's last ``taps - 1``
-shaped samples and one value per branch and channel.
+chunked scan; here, in float64, the FIR is one ``conv1d`` and the branches
+``h_k[t] = p_k h_k[t-1] + s[t]`` run chunk-wise: inside each chunk of :data:`CHUNK`
+samples from zero as one product with the powers of ``p`` (built once), then the true
+states carried from chunk to chunk (``h = p^c h + local end``, a loop over the chunks
+only). That streams at any block size with a state of the FIR's last ``taps - 1``
+shaped samples and one value per branch and channel, at a few tensor operations per
+chunk rather than per sample.
 
 The poles are computed as the project's module computes them (float32, then widened), so
 both filter the same poles.
@@ -22,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ScriptAudioPath"]
+__all__ = ["CHUNK", "ScriptAudioPath"]
+
+CHUNK = 32   # samples per chunk of the branches' in-chunk product
 
 _SAMPLE_RATE = 44100   # neural.audio_path.SAMPLE_RATE: the models run at this rate only
 
@@ -34,9 +40,6 @@ class ScriptAudioPath(nn.Module):
         path: the trained :class:`neural.audio_path.AudioPath`.
     """
 
-    poles: List[float]
-    weights: List[float]
-    branches: List[List[float]]
 
     def __init__(self, path: nn.Module):
         super().__init__()
@@ -51,16 +54,20 @@ class ScriptAudioPath(nn.Module):
         with torch.no_grad():
             p = torch.exp(-2 * math.pi / _SAMPLE_RATE * torch.exp(path.log_hz.float())).double()
             w = path.branch.detach().double() * (1 - p)
-        self.poles = [float(v) for v in p]
-        self.weights = [float(v) for v in w]
+        self.poles = int(p.shape[0])
+        self.register_buffer("weights", w.clone())                           # (K,): c_k (1 - p_k)
+        lag = torch.arange(CHUNK, dtype=torch.float64)
+        diff = lag[:, None] - lag[None, :]                                    # (t, j): t - j
+        powers = torch.exp(diff.clamp_min(0)[..., None] * torch.log(p)) * (diff >= 0)[..., None]
+        self.register_buffer("powers", powers)                                # (c, c, K): p^(t - j), t >= j
+        self.register_buffer("lead", torch.exp((lag + 1)[:, None] * torch.log(p)))   # (c, K): p^(t + 1)
         self.register_buffer("tail", torch.zeros(0, self.taps - 1, dtype=torch.float64))
-        self.branches = []
+        self.register_buffer("branches", torch.zeros(0, self.poles, dtype=torch.float64))
 
     @torch.jit.export
     def reset(self) -> None:
         self.tail = torch.zeros(0, self.taps - 1, dtype=torch.float64)
-        empty: List[List[float]] = []
-        self.branches = empty
+        self.branches = torch.zeros(0, self.poles, dtype=torch.float64)
 
     def _shape(self, u: Tensor, cond: Optional[Tensor]) -> Tensor:
         a = self.shaper_base.unsqueeze(0)
@@ -70,35 +77,40 @@ class ScriptAudioPath(nn.Module):
         return u + u * u * (a[..., 0] + a[..., 1] * u)
 
     def _branches(self, s: Tensor) -> Tensor:
-        """The one-pole branches' summed output for one block (advances their state). (C, T) float64."""
-        rows: List[List[float]] = s.tolist()
-        out: List[List[float]] = []
-        k = len(self.poles)
-        for c in range(len(rows)):
-            h = self.branches[c]
-            acc: List[float] = []
-            for v in rows[c]:
-                total = 0.0
-                for i in range(k):
-                    hi = self.poles[i] * h[i] + v
-                    h[i] = hi
-                    total += self.weights[i] * hi
-                acc.append(total)
-            out.append(acc)
-        return torch.tensor(out, dtype=torch.float64).reshape(s.shape)
+        """The one-pole branches' weighted sum for one block (advances their state).
+
+        Shape: s :math:`(C, T)` float64, ``T >= 1`` -> :math:`(C, T)` float64.
+        """
+        channels, steps = s.shape[0], s.shape[1]
+        c = min(self.powers.shape[0], steps)
+        n = (steps + c - 1) // c
+        chunks = F.pad(s, [0, n * c - steps]).reshape(channels, n, c)
+        local = torch.einsum("bnj,tjk->bntk", chunks, self.powers[:c, :c])     # (C, n, c, K) from zero
+        lead = self.lead[:c]
+        decay = lead[c - 1]                                                   # p^c
+        ends = local[:, :, c - 1]                                             # (C, n, K)
+        h = self.branches
+        incoming: List[Tensor] = []
+        for j in range(n):
+            incoming.append(h)
+            h = torch.addcmul(ends[:, j], decay, h)
+        states = local + lead * torch.stack(incoming, 1).unsqueeze(2)         # (C, n, c, K)
+        states = states.reshape(channels, n * c, self.poles)[:, :steps]
+        self.branches = states[:, steps - 1]
+        return states @ self.weights
 
     def forward(self, u: Tensor, cond: Optional[Tensor]) -> Tensor:
         """One block of the path. :math:`(C, T)` float32 -> :math:`(C, T)` float32."""
         channels = u.shape[0]
         if self.tail.shape[0] != channels:
             self.tail = torch.zeros(channels, self.taps - 1, dtype=torch.float64)
-            self.branches = [[0.0] * len(self.poles) for c in range(channels)]
+            self.branches = torch.zeros(channels, self.poles, dtype=torch.float64)
         if u.shape[1] == 0:
             return u
         s = (self._shape(u, cond) if self.use_shaper else u).to(torch.float64)
         ext = torch.cat([self.tail, s], 1)
         self.tail = ext[:, ext.shape[1] - (self.taps - 1):]
         y = F.conv1d(ext.unsqueeze(1), self.fir_kernel).squeeze(1)
-        if len(self.poles) > 0:
+        if self.poles > 0:
             y = y + self._branches(s)
         return y.to(u.dtype)
