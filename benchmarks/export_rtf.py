@@ -7,7 +7,11 @@ file ``export.py`` writes) and through the Python renderer ``test_comp.py`` uses
 block size: the real-time factor (seconds of audio / seconds of wall time) of both, the
 CPU-time RTF beside it (what the model costs when the process has to wait for a shared
 core), and the largest difference between the two outputs over the whole signal.
-One thread, best of ``--repeats`` runs.
+One thread, best of ``--repeats`` runs. The Python renderers run in the same process, and
+on a busy machine the numbers of both sides come out lower than those of the exported file
+timed alone in a fresh ``python -I`` process (what a host sees): measured 2026-11 at a load
+of about 8 on 2 cores, the default S6 hybrid with its audio path at 256 / 2048 samples had a
+CPU-time RTF of 0.9 / 4.4 here but 6 / 18 alone.
 
 Models: a one-pair fit, a knob map (two modes, three levels), a gray-box knob map (the same
 with the blocks around the compressor), a knob table, and untrained S6, LSTM and FF hybrids
