@@ -7,13 +7,23 @@ file ``export.py`` writes) and through the Python renderer ``test_comp.py`` uses
 block size: the real-time factor (seconds of audio / seconds of wall time) of both, the
 CPU-time RTF beside it (what the model costs when the process has to wait for a shared
 core), and the largest difference between the two outputs over the whole signal.
-One thread, best of ``--repeats`` runs.
+One thread, best of ``--repeats`` runs. The Python renderers run in the same process, and
+on a busy machine the numbers of both sides come out lower than those of the exported file
+timed alone in a fresh ``python -I`` process (what a host sees): measured 2026-11 at a load
+of about 8 on 2 cores, the default S6 hybrid with its audio path at 256 / 2048 samples had a
+CPU-time RTF of 0.9 / 4.4 here but 6 / 18 alone.
 
-Models: a one-pair fit, a knob map (two modes, three levels), a knob table, and untrained S6, LSTM and FF
-hybrids with the sizes of ``cfg/model/<backbone>.yaml`` (control rate included); or the
+Models: a one-pair fit, a knob map (two modes, three levels), a gray-box knob map (the same
+with the blocks around the compressor), a knob table, and untrained S6, LSTM and FF hybrids
+with the sizes of ``cfg/model/<backbone>.yaml`` (control rate included) and its hybrid
+audio-rate path (``cfg/model/base.yaml``, the weights moved off the identity); or the
 exportable sources given with ``--source`` (ckpt.yaml, chain folder, neural .pt).
 
+``--check-blocks`` adds an accuracy pass: the exported module streamed in blocks of each
+size (0: the whole signal in one call) against the Python renderer in 4096-sample blocks.
+
     python benchmarks/export_rtf.py [--seconds 10] [--blocks 256 2048] [--repeats 3] [--source PATH ...]
+                                    [--only graybox s6] [--check-blocks 1 257 2048 0]
 """
 from __future__ import annotations
 
@@ -43,6 +53,10 @@ TABLE = {"compress": {100: PARAMS, 70: {**PARAMS, "threshold_db": -18.0, "releas
                       40: {**PARAMS, "threshold_db": -12.0, "ratio": 3.0}},
          "limit": {100: {**PARAMS, "ratio": 8.0}, 70: {**PARAMS, "ratio": 10.0, "attack_ms": 0.5},
                    40: {**PARAMS, "threshold_db": -14.0}}}
+BLOCKS = {"input_highpass_hz": 20.0, "input_shelf_hz": 12000.0, "input_shelf_db": -4.0, "tube_drive": 2.0,
+          "tube_asymmetry": 0.2, "output_highpass_hz": 10.0}
+GRAYBOX_TABLE = {m: {pr: {**p, **BLOCKS, "tube_drive": 1.0 + pr / 50.0} for pr, p in lv.items()}
+                 for m, lv in TABLE.items()}
 SETTING = {"mode": "limit", "peak_reduction": 65.0}
 KNOB_SETTING = {"threshold": -15.0, "ratio": 3.0}
 KNOB_TABLE = KnobTable(["threshold", "ratio"], [({"threshold": -20.0, "ratio": 4.0}, PARAMS),
@@ -50,23 +64,30 @@ KNOB_TABLE = KnobTable(["threshold", "ratio"], [({"threshold": -20.0, "ratio": 4
 
 
 def synthetic_sources(folder: Path) -> list[Path]:
-    """A fit, a knob map and untrained S6 / LSTM hybrids at their configured sizes."""
+    """A fit, knob maps (ff5, graybox), a knob table and untrained S6 / LSTM / FF hybrids at their configured sizes."""
     from neural.checkpoint import build_model, model_spec, save_checkpoint as save_neural
     (folder / "fit").mkdir()
     save_checkpoint(folder / "fit" / "ckpt.yaml", {"params": PARAMS, "esr": 0.0, "loss": 0.0, "iterations": 0,
                                                    "converged": True, "seconds": 0.0, "sample_rate": SR})
     (folder / "chain").mkdir()
     KnobMap(TABLE).save(folder / "chain" / "knobmap.yaml")
+    (folder / "graybox_chain").mkdir()
+    KnobMap(GRAYBOX_TABLE).save(folder / "graybox_chain" / "knobmap.yaml")
     KNOB_TABLE.save(folder / "knobtable.yaml")
-    sources = [folder / "fit", folder / "chain", folder / "knobtable.yaml"]
+    sources = [folder / "fit", folder / "chain", folder / "graybox_chain", folder / "knobtable.yaml"]
+    base = yaml.safe_load((ROOT / "cfg" / "model" / "base.yaml").read_text())
+    path_options = (base.get("audio_path") or {}).get("hybrid")
     for backbone in ("s6", "lstm", "ff"):
         cfg = yaml.safe_load((ROOT / "cfg" / "model" / f"{backbone}.yaml").read_text())
         hp = dict(cfg["hyperparameters"])
         torch.manual_seed(0)
-        spec = model_spec(backbone, "hybrid_gain", "fitted", hp)
+        spec = model_spec(backbone, "hybrid_gain", "fitted", hp, audio_path=path_options)
         model = build_model(spec)
         with torch.no_grad():
             model.backbone.out_proj.weight.normal_(0.0, 0.05)
+            if model.audio_path is not None:   # off the identity, as after training
+                model.audio_path.fir.add_(torch.randn(model.audio_path.fir.shape) * 0.05)
+                model.audio_path.branch.normal_(0.0, 0.3)
         path = folder / f"{backbone}_hybrid.pt"
         save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KnobMap(TABLE).to_record(),
                            "state_dict": model.state_dict(), "config": {}})
@@ -86,17 +107,28 @@ def timed(run, audio_s: float, repeats: int) -> tuple[float, float, np.ndarray]:
     return audio_s / best_wall, audio_s / max(best_cpu, 1e-9), out
 
 
+def _blocks_through(call, x: np.ndarray, block: int):
+    for i in range(0, x.shape[1], block):
+        yield call(np.ascontiguousarray(x[:, i:i + block]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--blocks", type=int, nargs="+", default=[256, 2048])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--source", nargs="*", default=None, help="exportable sources (default: synthetic ones)")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="synthetic sources whose name holds one of these words (fit, chain, graybox, knobtable, s6, ...)")
+    ap.add_argument("--check-blocks", type=int, nargs="*", default=[],
+                    help="block sizes of the accuracy pass (0: the whole signal in one call)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     x = check_signal(args.seconds, SR, channels=1, seed=7)
     tmp = Path(tempfile.mkdtemp(prefix="export-rtf-"))
     sources = [Path(s) for s in args.source] if args.source else synthetic_sources(tmp)
+    if args.only:
+        sources = [s for s in sources if any(w in s.name for w in args.only)]
     print(f"{args.seconds:g} s mono at {SR} Hz, one thread, best of {args.repeats}; RTF = audio s / wall s "
           f"(CPU-time RTF in brackets)")
     print(f"{'model':34s} {'block':>6s} {'TorchScript RTF':>22s} {'Python RTF':>22s} {'max |diff|':>11s}")
@@ -130,6 +162,17 @@ def main(argv=None) -> int:
             worst = max(worst, diff)
             name = desc if len(desc) <= 34 else desc[:31] + "..."
             print(f"{name:34s} {block:6d} {ws:10.1f} ({cs:8.1f}) {wp:10.1f} ({cp:8.1f}) {diff:11.2e}")
+        if args.check_blocks:
+            ref = np.concatenate([p for p in _blocks_through(make_reference(setting), x, 4096)], 1)
+            for block in args.check_blocks:
+                module.reset()
+                with torch.inference_mode():
+                    y = np.concatenate(list(_blocks_through(lambda b: module(torch.from_numpy(b), *knobs).numpy(), x,
+                                                            block or x.shape[1])), 1)
+                diff = float(np.max(np.abs(y - ref)))
+                worst = max(worst, diff)
+                print(f"{'  accuracy, block ' + str(block or 'whole file'):34s} max |TorchScript - Python(4096)| "
+                      f"{diff:.2e}")
     print(f"largest difference from the Python renderer: {worst:.2e} (tolerance 1e-4)")
     return 0 if worst <= 1e-4 else 1
 

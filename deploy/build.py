@@ -19,9 +19,11 @@ SOURCE is one of:
   the device's order (``knob_names()``);
 - a neural run's checkpoint (``best.pt``) of an LA-2A model -> ``forward(x, peak_reduction, mode)``.
 
-Only the 5-parameter compressor (``compressor=ff5``) converts: a fit of another
-compressor kind (``graybox``: more blocks around it) is refused by name rather than
-exported without its other blocks.
+Both DSP model classes convert: the 5-parameter compressor (``compressor=ff5``,
+:mod:`deploy.compressor`) and the gray-box (``compressor=graybox``, :mod:`deploy.graybox`)
+as a fit or a knob map; a knob table holds the five only (:class:`dsp.knobtable.KnobTable`).
+A record of another compressor kind, or with parameters its kind does not have, is
+refused by name rather than exported without them.
 """
 from __future__ import annotations
 
@@ -34,9 +36,10 @@ import yaml
 
 from audio.devices import MODES, SWITCH, la2a_setting
 from common.errors import UserError
+from dsp.graybox import BLOCK_NAMES
 from dsp.params import PARAM_NAMES
 
-__all__ = ["KINDS", "SOURCE_HELP", "Exportable", "resolve_source", "build", "refuse_other_compressor",
+__all__ = ["KINDS", "SOURCE_HELP", "Exportable", "resolve_source", "build", "compressor_of",
            "check_levels"]
 
 KINDS = ("fit", "knobmap", "knobtable", "neural")
@@ -113,20 +116,33 @@ def _read_yaml(p: Path):
         raise UserError(f"{p}: not a readable checkpoint or knob map ({SOURCE_HELP})") from None
 
 
-def refuse_other_compressor(path: Path, record: dict, params_list) -> None:
-    """UserError unless ``record`` is of the 5-parameter compressor (``ff5``).
+def compressor_of(path: Path, record: dict, params_list, allowed: tuple[str, ...] = ("ff5", "graybox")) -> str:
+    """The compressor kind of ``record`` (``ff5`` or ``graybox``); UserError for one the modules cannot hold.
 
-    A record names its compressor kind (``compressor: graybox``), or shows it by
-    parameters beyond the five; the TorchScript modules hold the five only.
+    A record names its kind (``compressor: graybox``) or shows it by its parameters (all
+    of the gray-box blocks'); parameters beyond its kind's, or a kind outside
+    ``allowed``, are refused rather than dropped.
     """
-    kind = str(record.get("compressor") or "ff5") if isinstance(record, dict) else "ff5"
-    extra = sorted({k for params in params_list if isinstance(params, dict) for k in params} - set(PARAM_NAMES))
-    if kind == "ff5" and extra:
-        kind = "graybox"
-    if kind != "ff5":
-        more = f" (it also holds {', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''})" if extra else ""
-        raise UserError(f"{path}: a fit of the {kind} compressor cannot be exported yet; export converts "
-                        f"the 5-parameter ff5 compressor only{more}")
+    names = set(PARAM_NAMES)
+    keys = {k for params in params_list if isinstance(params, dict) for k in params}
+    kind = str(record.get("compressor") or "") if isinstance(record, dict) else ""
+    if not kind:
+        kind = "graybox" if params_list and all(isinstance(p, dict) and set(BLOCK_NAMES) <= set(p)
+                                                for p in params_list) else "ff5"
+    if kind == "graybox":
+        names |= set(BLOCK_NAMES)
+    extra = sorted(keys - names)
+    lacking = sorted({k for p in params_list if isinstance(p, dict) for k in names if k not in p})
+    if kind in allowed and lacking:
+        raise UserError(f"{path}: a {kind} fit lacks {', '.join(lacking[:4])}{', ...' if len(lacking) > 4 else ''}")
+    if kind not in allowed:
+        more = f" (it holds {', '.join(sorted(keys - set(PARAM_NAMES))[:4])})" if keys - set(PARAM_NAMES) else ""
+        raise UserError(f"{path}: a fit of the {kind} compressor cannot be exported here; this source converts "
+                        f"the {' or '.join(allowed)} compressor only{more}")
+    if extra:
+        raise UserError(f"{path}: parameters {', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''} are not "
+                        f"the {kind} compressor's; export would drop them")
+    return kind
 
 
 def check_levels(levels) -> list[float]:
@@ -148,37 +164,41 @@ def _la2a_args(setting: dict) -> tuple:
 # --- per kind ---------------------------------------------------------------------------
 def _fit(path: Path, sample_rate: int | None) -> Exportable:
     from deploy.compressor import FixedCompressor
+    from deploy.graybox import FixedGraybox
     from dsp.checkpoint import load_checkpoint
-    from dsp.render import BlockCompressor
+    from dsp.kinds import renderer_for
     raw = _read_yaml(path)
     if isinstance(raw, dict):
-        refuse_other_compressor(path, raw, [raw.get("params")])
+        compressor_of(path, raw, [raw.get("params")])
     record = load_checkpoint(path)
     params = record["params"]
     sr = int(sample_rate or record["sample_rate"])
-    desc = "one-pair fit: " + ", ".join(f"{k} {v:.4g}" for k, v in params.items())
-    return Exportable("fit", path, FixedCompressor(params, sr), sr, "forward(x)", desc, [None],
-                      lambda setting: (), lambda setting: BlockCompressor(params, sr).process, True)
+    graybox = record["compressor"] == "graybox"
+    module = (FixedGraybox if graybox else FixedCompressor)(params, sr)
+    desc = f"one-pair {record['compressor']} fit: " + ", ".join(f"{k} {v:.4g}" for k, v in params.items())
+    return Exportable("fit", path, module, sr, "forward(x)", desc, [None],
+                      lambda setting: (), lambda setting: renderer_for(params, sr).process, True)
 
 
 def _knobmap(path: Path, sample_rate: int | None) -> Exportable:
     from deploy.compressor import KnobMapCompressor
+    from deploy.graybox import KnobMapGraybox
+    from dsp.kinds import renderer_for
     from dsp.knobmap import KnobMap
-    from dsp.render import BlockCompressor
     raw = _read_yaml(path)
     if isinstance(raw, dict) and isinstance(raw.get("modes"), dict):
-        refuse_other_compressor(path, raw, [p for lv in raw["modes"].values() if isinstance(lv, dict)
-                                            for p in lv.values()])
+        compressor_of(path, raw, [p for lv in raw["modes"].values() if isinstance(lv, dict) for p in lv.values()])
     kmap = KnobMap.load(path)
     unknown = [m for m in kmap.modes if m not in MODES]
     if unknown:
         raise UserError(f"{path}: mode {unknown[0]!r} has no place on the exported mode knob (compress, limit)")
     sr = int(sample_rate or 44100)
     settings = [la2a_setting(m, pr) for m in kmap.modes for pr in check_levels(kmap.levels(m))]
-    desc = "knob map: " + "; ".join(f"{m} PR {min(kmap.levels(m))}..{max(kmap.levels(m))}" for m in kmap.modes)
-    return Exportable("knobmap", path, KnobMapCompressor(kmap.table, sr), sr, LA2A_SIGNATURE, desc, settings,
-                      _la2a_args, lambda s: BlockCompressor(kmap.at(s), sr).process, True,
-                      tuple(kmap.knobs))
+    desc = (f"{kmap.compressor} knob map: "
+            + "; ".join(f"{m} PR {min(kmap.levels(m))}..{max(kmap.levels(m))}" for m in kmap.modes))
+    module = (KnobMapGraybox if kmap.compressor == "graybox" else KnobMapCompressor)(kmap.table, sr)
+    return Exportable("knobmap", path, module, sr, LA2A_SIGNATURE, desc, settings,
+                      _la2a_args, lambda s: renderer_for(kmap.at(s), sr).process, True, tuple(kmap.knobs))
 
 
 def _manifest_fits(folder: Path):
@@ -192,7 +212,7 @@ def _manifest_fits(folder: Path):
     for f in files:
         raw = _read_yaml(f)
         if isinstance(raw, dict):
-            refuse_other_compressor(f, raw, [raw.get("params")])
+            compressor_of(f, raw, [raw.get("params")], allowed=("ff5",))
         record = load_checkpoint(f)
         values = record.get("knobs")
         if not isinstance(values, dict) or not values:
@@ -212,7 +232,7 @@ def _load_knobtable(path: Path):
         return _manifest_fits(path)
     raw = _read_yaml(path)
     if isinstance(raw, dict) and isinstance(raw.get("settings"), list):
-        refuse_other_compressor(path, raw, [s.get("params") for s in raw["settings"] if isinstance(s, dict)])
+        compressor_of(path, raw, [s.get("params") for s in raw["settings"] if isinstance(s, dict)], allowed=("ff5",))
     table = load_param_map(path)
     if not isinstance(table, KnobTable):
         raise UserError(f"{path}: is a {table.kind}, expected a knob table")

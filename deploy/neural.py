@@ -25,14 +25,16 @@ returns the same shape and dtype.
 # no "from __future__ import annotations": TorchScript reads the class annotations as types
 import copy
 import math
-from typing import List, Optional, Tuple, Union
+from typing import Final, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.errors import UserError
+from deploy.audio_path import ScriptAudioPath
 from deploy.compressor import KnobCurves, PeakCompressor, _mode_slot, _setting
+from deploy.graybox import GRAYBOX_ORDER, GrayboxCurves, GrayboxStage
 
 __all__ = ["EXPORTABLE_BACKBONES", "ScriptS6", "ScriptLSTM", "ScriptLayer", "ScriptStack", "ScriptFF",
            "ScriptHead", "NeuralCompressor", "neural_module"]
@@ -303,6 +305,8 @@ class NeuralCompressor(nn.Module):
     channels: int
     state: List[List[Tensor]]
     frame_state: List[Tensor]
+    graybox: Final[bool]     # constants: TorchScript compiles only the branches they select
+    has_path: Final[bool]
 
     def __init__(self, model: nn.Module, table, conditioning: str, sample_rate: int):
         super().__init__()
@@ -315,8 +319,14 @@ class NeuralCompressor(nn.Module):
         self.cond_clip = float(model.clip) if self.normalise else 0.0
         self.conditioning = conditioning
         self.needs_params = self.head.uses_dsp or conditioning != "knobs"
-        self.curves = KnobCurves(table)
+        # a gray-box map: the hybrid's DSP output is the gray-box's, its gain feature the compressor's
+        self.graybox = any(all(k in p for k in GRAYBOX_ORDER) for lv in table.values() for p in lv.values())
+        self.curves = GrayboxCurves(table) if self.graybox else KnobCurves(table)
         self.dsp = PeakCompressor(sample_rate)
+        self.stage = GrayboxStage()
+        path = getattr(head, "audio_path", None)
+        self.has_path = path is not None
+        self.path = ScriptAudioPath(path) if path is not None else nn.Identity()
         self.sample_rate = int(sample_rate)
         self.requires_grad_(False)  # an inference module: outputs carry no autograd graph
         self.reset()
@@ -324,6 +334,9 @@ class NeuralCompressor(nn.Module):
     @torch.jit.export
     def reset(self) -> None:
         self.dsp.reset()
+        self.stage.reset()
+        if self.has_path:
+            self.path.reset()
         self.channels = 0
         empty_state: List[List[Tensor]] = []
         empty_frame: List[Tensor] = []
@@ -377,8 +390,13 @@ class NeuralCompressor(nn.Module):
             g_row = (20.0 * torch.log10(g.clamp_min(1e-12)) + params[4]).to(torch.float32)
             g_db = g_row.unsqueeze(0).expand(channels, -1).contiguous()
             y_dsp = xf * torch.pow(10.0, g_db / 20.0)
+            if self.graybox:
+                gain = g * math.pow(10.0, params[4] / 20.0)
+                y_dsp = self.stage(xf.to(torch.float64), gain, params[5:], self.sample_rate).to(torch.float32)
         cond = self._cond(params, pr, slot).expand(channels, -1)
         y, self.state, self.frame_state = self.head(xf, y_dsp, g_db, cond, self.state, self.frame_state)
+        if self.has_path:
+            y = self.path(y, cond)
         return y.to(x.dtype).reshape(x.shape)
 
 
@@ -391,8 +409,6 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
     """
     from dsp.knobmap import KnobMap
     spec = record["model"]
-    if spec.get("audio_path"):
-        raise UserError(f"{source}: a model with an audio path (shaper and filter after the gain) cannot be exported yet")
     pm = record["param_map_obj"]
     if not isinstance(pm, KnobMap):
         raise UserError(f"{source}: a model of a device with its own knobs ({', '.join(pm.knobs)}) cannot be "

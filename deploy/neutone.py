@@ -67,7 +67,8 @@ class LevellerNeutone(WaveformToWaveformBase):
     def get_technical_description(self) -> str:
         return ("Feed-forward compressor with torchcomp semantics (peak detector, hard knee, one-pole "
                 "attack/release) whose parameters follow a knob map fitted per peak-reduction setting; "
-                "neural models add a learnt gain correction.")
+                "the gray-box model adds the unit's transformer filters and tube stage around it; "
+                "neural models add a learnt gain correction and, for hybrids, an audio-rate shaper and filter.")
 
     def get_technical_links(self) -> Dict[str, str]:
         return {}

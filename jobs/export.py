@@ -25,7 +25,7 @@ from common.errors import UserError
 from deploy.build import build, resolve_source
 from deploy.verify import TOLERANCE, max_difference
 
-__all__ = ["ExportResult", "export_model", "export_neutone", "run_export"]
+__all__ = ["ExportResult", "export_model", "export_neutone", "fit_as_knob_map", "run_export"]
 
 NEUTONE_RATES = [44100, 48000, 88200, 96000]   # a DSP model follows the host; these it lists as native
 
@@ -118,12 +118,8 @@ def export_neutone(source: str | Path, out_dir: str | Path, submission: bool = T
     except ImportError as exc:
         raise UserError(f"--neutone needs neutone-sdk, which this environment lacks ({exc}); "
                         "see docs/NEUTONE.md for its own environment") from None
-    from deploy.compressor import PARAM_ORDER, KnobMapCompressor
     ex = build(kind, path, None)
-    module = ex.module
-    if kind == "fit":  # no knobs: a knob map of one level holds the same parameters at every setting
-        params = dict(zip(PARAM_ORDER, module.params))
-        module = KnobMapCompressor({"compress": {0: params}, "limit": {0: params}}, ex.sample_rate)
+    module = fit_as_knob_map(ex.module, ex.sample_rate) if kind == "fit" else ex.module
     rates = NEUTONE_RATES if ex.follows_rate else [ex.sample_rate]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -139,6 +135,17 @@ def export_neutone(source: str | Path, out_dir: str | Path, submission: bool = T
                         signature="Neutone FX: knobs peak_reduction (0..1 -> PR 0..100), mode (< 0.5 compress)",
                         sample_rate=ex.sample_rate, description=ex.description, max_error=float("nan"),
                         seconds=time.perf_counter() - start, bytes=size, knobs=ex.knobs)
+
+
+def fit_as_knob_map(module, sample_rate: int):
+    """A one-pair fit's module as a knob map of one level (the same parameters at every
+    setting), for a host that always passes the knobs (Neutone)."""
+    from deploy.compressor import PARAM_ORDER, KnobMapCompressor
+    from deploy.graybox import GRAYBOX_ORDER, FixedGraybox, KnobMapGraybox
+    graybox = isinstance(module, FixedGraybox)
+    params = dict(zip(GRAYBOX_ORDER if graybox else PARAM_ORDER, module.params))
+    return (KnobMapGraybox if graybox else KnobMapCompressor)({"compress": {0: params}, "limit": {0: params}},
+                                                              sample_rate)
 
 
 def run_export(source: str, out: str, sample_rate: int | None = None, neutone: bool = False) -> int:

@@ -51,6 +51,8 @@ def run_fresh(jobs: list[tuple[Path, list[float]]], x: np.ndarray, folder: Path)
     return [np.load(folder / f"y{i}.npy") for i in range(len(jobs))]
 
 
+BLOCKS = {"input_highpass_hz": 25.0, "input_shelf_hz": 9000.0, "input_shelf_db": -6.0, "tube_drive": 2.5,
+          "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
 RECORD = {"esr": 0.01, "loss": 0.01, "iterations": 3, "converged": True, "seconds": 1.0, "sample_rate": SR}
 # a manifest fit: one ckpt.yaml per take under rows/, as train_comp.py data=manifest writes them
 TAKES = [({"threshold": -30.0, "ratio": 2.0}, P), ({"threshold": -10.0, "ratio": 2.0}, {**P, "threshold_db": -8.0}),
@@ -94,14 +96,40 @@ def test_fit_and_chain_export_run_without_the_project(sources, run_cli, tmp_path
         assert np.max(np.abs(y - ref)) < 1e-4
 
 
+def test_graybox_fit_and_knob_map_export_run_without_the_project(tmp_path, run_cli):
+    from dsp.graybox import BlockGraybox
+    gray = {**P, **BLOCKS}
+    (tmp_path / "fit").mkdir()
+    save_checkpoint(tmp_path / "fit" / "ckpt.yaml", {"params": gray, **RECORD, "compressor": "graybox"})
+    kmap = KnobMap({"compress": {40: gray, 100: {**gray, "tube_drive": 0.5, "input_highpass_hz": 60.0}},
+                    "limit": {70: {**gray, "ratio": 9.0}}})
+    (tmp_path / "chain").mkdir()
+    kmap.save(tmp_path / "chain" / "knobmap.yaml")
+    for src, out in (("fit", "gfit.pt"), ("chain", "gchain.pt")):
+        res = run_cli(["export.py", tmp_path / src, tmp_path / out])
+        assert res.returncode == 0, res.stderr
+        assert "graybox" in res.stdout and "max difference" in res.stdout
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    x = check_signal(0.3, SR, channels=2, seed=6)
+    settings = (("compress", 63.0), ("limit", 10.0))
+    ys = run_fresh([(tmp_path / "gfit.pt", [])] + [(tmp_path / "gchain.pt", [pr, float(mode == "limit")])
+                                                  for mode, pr in settings], x, outside)
+    assert np.max(np.abs(ys[0] - BlockGraybox(gray, SR).process(x))) < 1e-4
+    assert np.max(np.abs(ys[0] - BlockCompressor(P, SR).process(x))) > 1e-2   # not the five alone
+    for (mode, pr), y in zip(settings, ys[1:]):
+        assert np.max(np.abs(y - BlockGraybox(kmap.at(la2a_setting(mode, pr)), SR).process(x))) < 1e-4
+
+
 def test_neural_export_runs_without_the_project(tmp_path, run_cli):
+    """The default S6 hybrid: control rate, its conditioning standardised, the audio-rate path on."""
     sys.path.insert(0, str(Path(__file__).parent / "deploy"))
     try:
-        from test_scripted_neural import write_checkpoint
+        from test_scripted_neural import AUDIO_PATH, write_checkpoint
     finally:
         sys.path.pop(0)
     from neural.inference import NeuralRenderer
-    path = write_checkpoint(tmp_path / "best.pt", extra={"frame": 32}, normalised=True)
+    path = write_checkpoint(tmp_path / "best.pt", extra={"frame": 32}, normalised=True, audio_path=AUDIO_PATH)
     res = run_cli(["export.py", path, tmp_path / "s6.pt"])
     assert res.returncode == 0, res.stderr
     assert "s6 hybrid" in res.stdout
@@ -146,10 +174,10 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
     bad_map = tmp_path / "bad" / "knobmap.yaml"
     bad_map.parent.mkdir()
     bad_map.write_text("kind: knobmap\nmodes: {compress: {50: {threshold_db: .nan}}}\n")
-    graybox = tmp_path / "graybox"
-    graybox.mkdir()
-    from dsp.graybox import TRANSPARENT
-    save_checkpoint(graybox / "ckpt.yaml", {"params": {**P, **TRANSPARENT}, **RECORD, "compressor": "graybox"})
+    graybox_take = tmp_path / "gmanifest" / "rows" / "0000_take" / "ckpt.yaml"
+    graybox_take.parent.mkdir(parents=True)
+    save_checkpoint(graybox_take, {"params": {**P, **BLOCKS}, **RECORD, "compressor": "graybox",
+                                   "knobs": {"threshold": -20.0}})
     manifest = write_manifest_fit(tmp_path / "manifest")
     watch = (tmp_path,)
     cases = [
@@ -163,10 +191,25 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
         ([fit, tmp_path / "nofolder" / "m.pt"], ["does not exist"]),
         ([fit, existing, "--sample-rate", "0"], ["sample rate"]),
         ([chain, existing, "--neutone"], ["already exists"]),
-        ([graybox, existing], ["ckpt.yaml", "graybox compressor cannot be exported"]),
+        ([graybox_take.parents[2], existing], ["ckpt.yaml", "graybox compressor cannot be exported here"]),
         ([manifest, tmp_path / "nm", "--neutone"], ["manifest", "no Neutone form"]),
     ]
     for args, names in cases:
         before = take_snapshot(*watch)
         clean_failure(run_cli(["export.py", *args]), *names, before=before, watch=watch)
     assert existing.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("params", [P, {**P, **BLOCKS}], ids=["ff5", "graybox"])
+def test_fit_as_knob_map_for_neutone_equals_the_fit(params):
+    """The Neutone form of a one-pair fit (a one-level knob map) renders as the fit at any knob."""
+    import torch
+    from deploy.build import build
+    from jobs.export import fit_as_knob_map
+    from tempfile import TemporaryDirectory
+    with TemporaryDirectory() as d:
+        save_checkpoint(Path(d) / "ckpt.yaml", {"params": params, **RECORD})
+        ex = build("fit", Path(d) / "ckpt.yaml")
+    fixed, knob = torch.jit.script(ex.module), torch.jit.script(fit_as_knob_map(ex.module, SR))
+    x = torch.from_numpy(check_signal(0.1, SR, channels=2, seed=8))
+    assert torch.equal(knob(x, 30.0, 1.0), fixed(x))

@@ -1,4 +1,4 @@
-"""deploy.build: what a source is, and refusing what the modules cannot hold (other compressor kinds)."""
+"""deploy.build: what a source is, both DSP classes (ff5, graybox), and refusing what the modules cannot hold."""
 from __future__ import annotations
 
 import pytest
@@ -13,6 +13,8 @@ from dsp.knobtable import KnobTable
 
 P = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 2.0}
 RECORD = {"esr": 0.01, "loss": 0.01, "iterations": 3, "converged": True, "seconds": 1.0, "sample_rate": 44100}
+BLOCKS = {"input_highpass_hz": 25.0, "input_shelf_hz": 9000.0, "input_shelf_db": -6.0, "tube_drive": 2.5,
+          "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
 TABLE = KnobTable(["drive", "tone"], [({"drive": 0.0, "tone": 1.0}, P), ({"drive": 5.0, "tone": 1.0}, {**P, "ratio": 6.0})])
 
 
@@ -33,17 +35,36 @@ def test_knobtable_file_builds_and_matches(tmp_path):
     assert max_difference(ex.module, ex, seconds=0.1) < 1e-6
 
 
-def test_graybox_params_are_refused_by_kind(tmp_path):
-    """A fit whose params hold more than the five (a gray-box compressor) is not exported without its blocks."""
+def test_graybox_fit_and_knob_map_build_and_match(tmp_path):
+    """Both gray-box sources become gray-box modules that equal BlockGraybox (the blocks kept)."""
+    from deploy.graybox import FixedGraybox, KnobMapGraybox
+    gray = {**P, **BLOCKS}
+    save_checkpoint(tmp_path / "ckpt.yaml", {"params": gray, **RECORD, "compressor": "graybox"})
+    ex = build("fit", tmp_path / "ckpt.yaml")
+    assert isinstance(ex.module, FixedGraybox) and "graybox" in ex.description
+    assert max_difference(ex.module, ex, seconds=0.1) < 1e-6
+    KnobMap({"compress": {40: gray, 100: {**gray, "tube_drive": 0.5}}, "limit": {70: gray}}).save(tmp_path / "km.yaml")
+    ex = build("knobmap", tmp_path / "km.yaml")
+    assert isinstance(ex.module, KnobMapGraybox) and ex.description.startswith("graybox knob map")
+    assert max_difference(ex.module, ex, seconds=0.1) < 1e-6
+
+
+def test_parameters_a_module_cannot_hold_are_refused(tmp_path):
+    """Unknown parameters, a gray-box record without its blocks, and a gray-box knob table are refused by name."""
     path = tmp_path / "ckpt.yaml"
     path.write_text(yaml.safe_dump({"kind": "dsp-compressor", "params": {**P, "drive_db": 3.0, "hp_hz": 30.0},
                                     **RECORD}))
-    with pytest.raises(UserError, match="graybox compressor cannot be exported.*drive_db, hp_hz"):
+    with pytest.raises(UserError, match="parameters drive_db, hp_hz are not the ff5 compressor's"):
         build("fit", path)
     kmap = tmp_path / "knobmap.yaml"
     kmap.write_text(yaml.safe_dump({"kind": "knobmap", "compressor": "graybox", "modes": {"compress": {50: P}}}))
-    with pytest.raises(UserError, match="knobmap.yaml: a fit of the graybox compressor"):
+    with pytest.raises(UserError, match="knobmap.yaml: a graybox fit lacks input_highpass_hz"):
         build("knobmap", kmap)
+    table = tmp_path / "knobtable.yaml"
+    table.write_text(yaml.safe_dump({"kind": "knobtable", "knobs": ["drive"],
+                                     "settings": [{"knobs": {"drive": 1.0}, "params": {**P, **BLOCKS}}]}))
+    with pytest.raises(UserError, match="graybox compressor cannot be exported here.*ff5 compressor only"):
+        build("knobtable", table)
 
 
 def test_manifest_folder_with_mixed_knobs_is_refused(tmp_path):

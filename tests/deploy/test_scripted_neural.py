@@ -29,20 +29,42 @@ CASES = [("s6", "hybrid", "hybrid_gain", "fitted", {"frame": 32}, True),
          ("ff", "hybrid", "hybrid_gain", "fitted", {"frame": 32}, False)]
 
 
+# a gray-box knob map: the hybrid's DSP output is the gray-box's (filters and tube around the gain)
+BLOCKS = {"input_highpass_hz": 25.0, "input_shelf_hz": 9000.0, "input_shelf_db": -6.0, "tube_drive": 2.5,
+          "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
+GRAYBOX_MAP = KnobMap({m: {pr: {**p, **BLOCKS, "tube_drive": 1.0 + pr / 50.0} for pr, p in lv.items()}
+                       for m, lv in KNOBMAP.table.items()})
+AUDIO_PATH = {"shaper": True, "fir_taps": 16, "poles": 4}   # cfg/model/base.yaml's hybrid default
+
+
+def _perturb_audio_path(path):
+    """Move the identity-initialised path somewhere audible: shaper terms, FIR taps, branch gains."""
+    with torch.no_grad():
+        if path.use_shaper:
+            path.shaper_base.copy_(torch.tensor([0.3, -0.2]))
+            if path.shaper_cond is not None:
+                path.shaper_cond.normal_(0.0, 0.1)
+        path.fir.add_(torch.randn(path.fir.shape) * 0.05)
+        path.branch.copy_(torch.linspace(-0.5, 0.3, path.branch.shape[0]))
+
+
 def write_checkpoint(path, backbone="s6", variant="hybrid", head="hybrid_gain", conditioning="fitted",
-                     extra=None, normalised=False, seed=0, param_map=KNOBMAP):
-    """A tiny untrained model whose output differs from the DSP's (or the input)."""
+                     extra=None, normalised=False, seed=0, param_map=KNOBMAP, audio_path=None):
+    """A tiny untrained model whose output differs from the DSP's (or the input); ``audio_path``: its
+    options (:func:`neural.audio_path.audio_path_options`), the path's weights moved off the identity."""
     torch.manual_seed(seed)
     hp = {"s6": {"width": 8, "state": 3}, "lstm": {"hidden": 8}, "ff": {"width": 8}}.get(backbone, {})
     size = param_map.device.conditioning_size(conditioning)
     norm = {"mean": [0.1] * size, "std": [0.5] * size, "clip": 3.0} if normalised else None
     spec = model_spec(backbone, head, conditioning, {**hp, **(extra or {})}, cond_norm=norm,
-                      device=param_map.device)
+                      device=param_map.device, audio_path=audio_path)
     model = build_model(spec)
     stack = getattr(model, "head", model).backbone
     with torch.no_grad():
         stack.out_proj.weight.normal_(0.0, 0.05)
         stack.out_proj.bias.normal_(0.0, 0.01)
+    if audio_path is not None:
+        _perturb_audio_path(getattr(model, "head", model).audio_path)
     save_checkpoint(path, {"model": spec, "variant": variant, "sample_rate": SR, "param_map": param_map.to_record(),
                            "state_dict": model.state_dict(), "config": {"seed": seed}})
     return path
@@ -67,6 +89,48 @@ def test_scripted_equals_renderer(tmp_path, backbone, variant, head, conditionin
         moved = ref - xs if variant == "blackbox" else None
         if moved is not None:
             assert np.max(np.abs(moved)) > 1e-3  # the model does something
+
+
+# (param map, backbone, head, conditioning, extra, normalised, audio path): the default hybrid's path,
+# per sample and at the control rate, on an ff5 and a gray-box map
+PATH_CASES = [(KNOBMAP, "s6", "hybrid_gain", "fitted", {"frame": 32}, True, AUDIO_PATH),
+              (GRAYBOX_MAP, "s6", "hybrid_gain", "fitted+knobs", {"frame": 32}, True, AUDIO_PATH),
+              (GRAYBOX_MAP, "lstm", "hybrid_add", "fitted", {"level_feature": True}, False,
+               {"shaper": False, "fir_taps": 3, "poles": 2}),
+              (KNOBMAP, "ff", "blackbox", "knobs", {}, False, {"fir_taps": 1, "poles": 0})]
+
+
+@pytest.mark.parametrize("param_map, backbone, head, conditioning, extra, normalised, audio_path", PATH_CASES)
+def test_audio_path_and_graybox_equal_renderer(tmp_path, param_map, backbone, head, conditioning, extra,
+                                               normalised, audio_path):
+    variant = "blackbox" if head == "blackbox" else "hybrid"
+    path = write_checkpoint(tmp_path / "m.pt", backbone, variant, head, conditioning, extra, normalised,
+                            param_map=param_map, audio_path=audio_path)
+    record, model = load_checkpoint(path)
+    m = torch.jit.script(neural_module(record, model, str(path)))
+    renderer = NeuralRenderer.load(path)
+    x = check_signal(0.3, SR, channels=2, seed=1)
+    for block, (mode, pr) in ((1, ("limit", 65.0)), (257, ("compress", 40.0)), (2048, ("limit", 100.0)),
+                              (x.shape[1], ("compress", 72.0))):
+        xs = x[:, :600] if block == 1 else x
+        m.reset()
+        y = stream(lambda b: m(torch.from_numpy(b), pr, float(mode == "limit")).numpy(), xs, block)
+        ref = stream(renderer.block_processor(SR, la2a_setting(mode, pr)), xs, 4096)
+        assert np.max(np.abs(y - ref)) < 1e-5, (block, mode)
+    # the path does something: the same model with the path set back to the identity differs
+    head_module = getattr(model, "head", model)
+    with torch.no_grad():
+        head_module.audio_path.fir.zero_()
+        head_module.audio_path.fir[0] = 1.0
+        head_module.audio_path.branch.zero_()
+        if head_module.audio_path.use_shaper:
+            head_module.audio_path.shaper_base.zero_()
+            if head_module.audio_path.shaper_cond is not None:
+                head_module.audio_path.shaper_cond.zero_()
+    plain = torch.jit.script(neural_module(record, model, str(path)))
+    y_plain = plain(torch.from_numpy(x), 72.0, 0.0).numpy()
+    m.reset()
+    assert np.max(np.abs(m(torch.from_numpy(x), 72.0, 0.0).numpy() - y_plain)) > 1e-3
 
 
 def test_channel_change_starts_fresh_stream(tmp_path):
