@@ -22,6 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The suite runs on pytest-xdist workers (pytest.ini: -n 2, one per core). Each worker is
+# one core's worth: one thread for torch, numba and OpenMP (set before they are imported,
+# and inherited by the CLI children), or their pools oversubscribe the cores and spin.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
