@@ -101,6 +101,18 @@ def shaper_second(v, lam, dv, mg, k, a, dk, d2k, da, d2a, db, q, mu):
 
 
 @njit(cache=True)
+def _section_terms(coef, z, hs, grads):
+    """Each first-order section's response ``hs[s]`` at ``z = e^{-jw}`` and its derivatives
+    in ``(b0, b1, a1)`` (``grads[s]``)."""
+    for s in range(coef.shape[0]):
+        inv = 1.0 / (1.0 + coef[s, 2] * z)
+        hs[s] = (coef[s, 0] + coef[s, 1] * z) * inv
+        grads[s, 0] = inv
+        grads[s, 1] = z * inv
+        grads[s, 2] = -hs[s] * z * inv
+
+
+@njit(cache=True)
 def cascade_first(coef, dc, zinv, h, dh):
     """Fill ``h`` ``(F,)`` and ``dh`` ``(P, F)``: the cascade's response and its derivatives.
 
@@ -114,12 +126,7 @@ def cascade_first(coef, dc, zinv, h, dh):
     grads = np.empty((n_sec, 3), dtype=np.complex128)
     for f in range(zinv.shape[0]):
         z = zinv[f]
-        for s in range(n_sec):
-            inv = 1.0 / (1.0 + coef[s, 2] * z)
-            hs[s] = (coef[s, 0] + coef[s, 1] * z) * inv
-            grads[s, 0] = inv
-            grads[s, 1] = z * inv
-            grads[s, 2] = -hs[s] * z * inv
+        _section_terms(coef, z, hs, grads)
         total = 1.0 + 0.0j
         for s in range(n_sec):
             total *= hs[s]
@@ -145,12 +152,7 @@ def cascade_coefficient_hessian(coef, zinv, weight, grad_c, hess_c):
     grads = np.empty((n_sec, 3), dtype=np.complex128)
     for f in range(zinv.shape[0]):
         z = zinv[f]
-        for s in range(n_sec):
-            inv = 1.0 / (1.0 + coef[s, 2] * z)
-            hs[s] = (coef[s, 0] + coef[s, 1] * z) * inv
-            grads[s, 0] = inv
-            grads[s, 1] = z * inv
-            grads[s, 2] = -hs[s] * z * inv
+        _section_terms(coef, z, hs, grads)
         for s in range(n_sec):
             rest = weight[f]
             for u in range(n_sec):

@@ -23,6 +23,12 @@ TABLE = {"compress": {100: P, 40: {**P, "threshold_db": -12.0, "ratio": 3.0}},
          "limit": {100: {**P, "ratio": 8.0}, 40: {**P, "threshold_db": -14.0}}}
 
 
+def _stream(model, x, params, block: int = 512) -> np.ndarray:
+    # the wrapper reuses its buffers: copy what comes out
+    return np.concatenate([model(torch.tensor(x[:, i:i + block]), params).clone().numpy()
+                           for i in range(0, x.shape[1], block)], 1)
+
+
 def test_knobmap_neutone_model_passes_sdk_checks_and_matches(tmp_path):
     (tmp_path / "chain").mkdir()
     KnobMap(TABLE).save(tmp_path / "chain" / "knobmap.yaml")
@@ -35,8 +41,7 @@ def test_knobmap_neutone_model_passes_sdk_checks_and_matches(tmp_path):
     x = check_signal(0.2, 44100, channels=2)[:, :512 * 16]
     params = torch.zeros(4, 512)
     params[0], params[1] = 0.65, 1.0   # PR 65, limit
-    # the wrapper reuses its buffers: copy what goes in and what comes out
-    y = np.concatenate([model(torch.tensor(x[:, i:i + 512]), params).clone().numpy() for i in range(0, x.shape[1], 512)], 1)
+    y = _stream(model, x, params)
     ref = BlockCompressor(KnobMap(TABLE).at(la2a_setting("limit", 65.0)), 44100).process(x)
     assert np.max(np.abs(y - ref)) < 1e-4
 
@@ -56,7 +61,7 @@ def test_graybox_knobmap_neutone_model_matches(tmp_path):
     x = check_signal(0.2, 48000, channels=2)[:, :512 * 16]
     params = torch.zeros(4, 512)
     params[0], params[1] = 0.55, 0.0   # PR 55, compress
-    y = np.concatenate([model(torch.tensor(x[:, i:i + 512]), params).clone().numpy() for i in range(0, x.shape[1], 512)], 1)
+    y = _stream(model, x, params)
     ref = BlockGraybox(KnobMap(table).at(la2a_setting("compress", 55.0)), 48000).process(x)
     assert np.max(np.abs(y - ref)) < 1e-4
 
@@ -81,6 +86,6 @@ def test_default_hybrid_with_audio_path_neutone_model_matches(tmp_path):
     x = check_signal(0.2, 44100, channels=2)[:, :512 * 16]
     params = torch.zeros(4, 512)
     params[0], params[1] = 0.65, 1.0   # PR 65, limit
-    y = np.concatenate([model(torch.tensor(x[:, i:i + 512]), params).clone().numpy() for i in range(0, x.shape[1], 512)], 1)
+    y = _stream(model, x, params)
     ref = stream(NeuralRenderer.load(path).block_processor(44100, la2a_setting("limit", 65.0)), x, 4096)
     assert np.max(np.abs(y - ref)) < 1e-4
