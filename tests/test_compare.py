@@ -25,13 +25,13 @@ def compared(tmp_path_factory, run_cli):
     # a tiny hybrid model (a few steps: the plumbing, not the accuracy, is under test)
     res = run_cli(["train_neural.py", "model=s6", "variant=hybrid", f"out_dir={runs}/s6_hybrid",
                    f"dsp_dir={dsp_dir}", "unseen_levels=[90]", "train.max_steps=2", "train.val_every=1", "train.val_warmup_s=0.25",
-                   "train.val_seconds=1.5", "train.episode=2",
+                   "train.val_seconds=1.5", "train.episode=2", "train.warmup_s=0.5",
                    "test=false", *_tiny(cache)], cwd=tmp, fresh=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     out = tmp / "report"
     # three models are missing: compare trains them, two at once, with the given overrides
     tiny = ["train.max_steps=2", "train.val_every=1", "train.val_warmup_s=0.25", "train.val_seconds=1.5",
-            "train.episode=2", "test=false", "unseen_levels=[90]"]
+            "train.episode=2", "train.warmup_s=0.5", "test=false", "unseen_levels=[90]"]
     tiny_training = "[" + ",".join(f"'{o}'" for o in tiny) + "]"
     res = run_cli(["compare.py", f"out_dir={out}", f"dsp_dir={dsp_dir}", f"runs_dir={runs}", "models=[s6,lstm]",
                    "variants=[hybrid,blackbox]", "unseen_levels=[90]", "plots.peak_reduction=90",
