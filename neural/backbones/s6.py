@@ -219,12 +219,13 @@ class S6Model(ConditionedStack):
             return t.detach().to(dtype).contiguous().numpy()
 
         # the kernel's order: input layer, the S6 blocks (10 arrays); then (FiLM), GLUs, output layer
+        # (the projections transposed: input index first)
         arrays = (
-            own(self.in_proj.weight), own(self.in_proj.bias),
-            stack(lambda i, b: b.in_proj.weight), stack(lambda i, b: b.conv_weight), stack(lambda i, b: b.conv_bias),
-            stack(lambda i, b: b.x_proj.weight), stack(lambda i, b: b.x_proj.bias),
-            stack(lambda i, b: -torch.exp(b.A_log)), stack(lambda i, b: b.D), stack(lambda i, b: b.out_proj.weight),
-            stack(lambda i, b: self.glus[i].proj.weight),
+            own(self.in_proj.weight.T), own(self.in_proj.bias),
+            stack(lambda i, b: b.in_proj.weight.T), stack(lambda i, b: b.conv_weight), stack(lambda i, b: b.conv_bias),
+            stack(lambda i, b: b.x_proj.weight.T), stack(lambda i, b: b.x_proj.bias),
+            stack(lambda i, b: -torch.exp(b.A_log)), stack(lambda i, b: b.D), stack(lambda i, b: b.out_proj.weight.T),
+            stack(lambda i, b: self.glus[i].proj.weight.T),
             stack(lambda i, b: self.glus[i].proj.bias),
             own(self.out_proj.weight), own(self.out_proj.bias),
         )

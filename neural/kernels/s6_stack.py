@@ -18,7 +18,8 @@ stack of :class:`neural.backbones.s6.S6Model` sample by sample in one call::
 
 The products are summed in double precision and every intermediate is rounded to the
 model's dtype where the torch path rounds it (decays, states, projections), so the
-two paths agree to float rounding; the tests hold them against each other. It computes
+two paths agree to float rounding; the tests hold them against each other. The
+projections' weights are passed transposed (see the kernel's comment). It computes
 no gradient: the backbone uses it only when no graph is recorded, on CPU.
 """
 from __future__ import annotations
@@ -37,59 +38,68 @@ def _build():
     import numpy as np
 
     @numba.njit(cache=True, nogil=True, fastmath=False)
-    def kernel(x, in_w, in_b, win, conv_w, conv_b, xw, xb, A, Dsk, ow, fscale, fshift, gw, gb,
+    def kernel(x, in_wt, in_b, win_t, conv_w, conv_b, xw_t, xb, A, Dsk, ow_t, fscale, fshift, gw_t, gb,
                out_w, out_b, tail, h, y):  # pragma: no cover - compiled
+        # the projections' weights come transposed (input index first): the loops over an
+        # output index are innermost, independent lanes that vectorise, each output still
+        # summed over its inputs in order
         batch, steps, features = x.shape
-        layers, two_inner, width = win.shape
+        layers, width, two_inner = win_t.shape
         inner = two_inner // 2
         taps = conv_w.shape[2]
         states = A.shape[2]
         outs = out_w.shape[0]
         dt = x.dtype
         res = np.empty(width, dt)       # the residual stream
-        u = np.empty(inner, dt)
-        z = np.empty(inner, dt)
+        uz = np.empty(two_inner, dt)    # signal and gate branches
         uc = np.empty(inner, dt)
         proj = np.empty(inner + 2 * states, dt)
         gated = np.empty(inner, dt)
         v = np.empty(width, dt)
         g = np.empty(2 * width, dt)
         a = np.empty(1, dt)
+        acc_w = np.empty(width)
+        acc_uz = np.empty(two_inner)
+        acc_p = np.empty(inner + 2 * states)
+        acc_g = np.empty(2 * width)
         for i in range(batch):
             for t in range(steps):
+                acc_w[:] = 0.0
+                for f in range(features):
+                    xf = x[i, t, f]
+                    for w in range(width):
+                        acc_w[w] += in_wt[f, w] * xf
                 for w in range(width):
-                    acc = 0.0
-                    for f in range(features):
-                        acc += in_w[w, f] * x[i, t, f]
-                    res[w] = acc + in_b[w]
+                    res[w] = acc_w[w] + in_b[w]
                 for l in range(layers):
-                    for d in range(inner):
-                        au = 0.0
-                        az = 0.0
-                        for w in range(width):
-                            au += win[l, d, w] * res[w]
-                            az += win[l, inner + d, w] * res[w]
-                        u[d] = au
-                        z[d] = az
+                    acc_uz[:] = 0.0
+                    for w in range(width):
+                        r = res[w]
+                        for d in range(two_inner):
+                            acc_uz[d] += win_t[l, w, d] * r
+                    for d in range(two_inner):
+                        uz[d] = acc_uz[d]
                     # causal depthwise conv over [tail, u], then the tail moves on by one sample
                     for d in range(inner):
                         acc = 0.0
                         for k in range(taps - 1):
                             acc += conv_w[l, d, k] * tail[l, i, k, d]
-                        acc += conv_w[l, d, taps - 1] * u[d]
+                        acc += conv_w[l, d, taps - 1] * uz[d]
                         uc[d] = acc + conv_b[l, d]
                         for k in range(taps - 2):
                             tail[l, i, k, d] = tail[l, i, k + 1, d]
                         if taps > 1:
-                            tail[l, i, taps - 2, d] = u[d]
+                            tail[l, i, taps - 2, d] = uz[d]
                     for d in range(inner):
                         c = uc[d]
                         uc[d] = c / (1.0 + math.exp(-c))          # silu
+                    acc_p[:] = 0.0
+                    for d in range(inner):
+                        ud = uc[d]
+                        for r in range(inner + 2 * states):
+                            acc_p[r] += xw_t[l, d, r] * ud
                     for r in range(inner + 2 * states):
-                        acc = 0.0
-                        for d in range(inner):
-                            acc += xw[l, r, d] * uc[d]
-                        proj[r] = acc + xb[l, r]
+                        proj[r] = acc_p[r] + xb[l, r]
                     for d in range(inner):
                         p = proj[d]
                         proj[d] = p if p > 20.0 else math.log1p(math.exp(p))   # softplus (torch's threshold)
@@ -102,19 +112,23 @@ def _build():
                             hn = a[0] * h[l, i, d, n] + bu * proj[inner + n]
                             h[l, i, d, n] = hn
                             acc += h[l, i, d, n] * proj[inner + states + n]
-                        zd = z[d]
+                        zd = uz[inner + d]
                         gated[d] = (acc + Dsk[l, d] * uc[d]) * (zd / (1.0 + math.exp(-zd)))
-                    for w in range(width):
-                        acc = 0.0
-                        for d in range(inner):
-                            acc += ow[l, w, d] * gated[d]
-                        v[w] = acc
-                        v[w] = v[w] * fscale[i, l, w] + fshift[i, l, w]
-                    for r in range(2 * width):
-                        acc = 0.0
+                    acc_w[:] = 0.0
+                    for d in range(inner):
+                        gd = gated[d]
                         for w in range(width):
-                            acc += gw[l, r, w] * v[w]
-                        g[r] = acc + gb[l, r]
+                            acc_w[w] += ow_t[l, d, w] * gd
+                    for w in range(width):
+                        v[w] = acc_w[w]
+                        v[w] = v[w] * fscale[i, l, w] + fshift[i, l, w]
+                    acc_g[:] = 0.0
+                    for w in range(width):
+                        vw = v[w]
+                        for r in range(2 * width):
+                            acc_g[r] += gw_t[l, w, r] * vw
+                    for r in range(2 * width):
+                        g[r] = acc_g[r] + gb[l, r]
                     for w in range(width):
                         res[w] = res[w] + g[w] / (1.0 + math.exp(-g[width + w]))
                 for o in range(outs):
@@ -132,15 +146,15 @@ def _check(kernel) -> None:
     one = torch.ones(1, 1, 1, dtype=f)
     x = torch.full((1, 1, 1), 2.0, dtype=f)
     # identity projections, no conv history, zero decay exponent: u = silu(2), delta = softplus(0) = ln 2
-    win = torch.ones(1, 2, 1, dtype=f)
+    win = torch.ones(1, 1, 2, dtype=f)   # transposed: (layers, width, 2 inner)
     conv_w = torch.ones(1, 1, 2, dtype=f)
-    xw = torch.tensor([[[0.0], [1.0], [1.0]]], dtype=f)
+    xw = torch.tensor([[[0.0, 1.0, 1.0]]], dtype=f)
     zeros = torch.zeros(1, 3, dtype=f)
     tail, h, y = torch.zeros(1, 1, 1, 1, dtype=f), torch.zeros(1, 1, 1, 1, dtype=f), torch.zeros(1, 1, 1, dtype=f)
     kernel(x.numpy(), one[0].numpy(), torch.zeros(1, dtype=f).numpy(), win.numpy(), conv_w.numpy(),
            torch.zeros(1, 1, dtype=f).numpy(), xw.numpy(), zeros.numpy(), torch.zeros(1, 1, 1, dtype=f).numpy(),
            torch.zeros(1, 1, dtype=f).numpy(), one.numpy(), one.numpy(), torch.zeros(1, 1, 1, dtype=f).numpy(),
-           torch.tensor([[[1.0], [0.0]]], dtype=f).numpy(), torch.zeros(1, 2, dtype=f).numpy(),
+           torch.tensor([[[1.0, 0.0]]], dtype=f).numpy(), torch.zeros(1, 2, dtype=f).numpy(),
            one[0].numpy(), torch.zeros(1, dtype=f).numpy(), tail.numpy(), h.numpy(), y.numpy())
     u = torch.nn.functional.silu(torch.tensor(2.0))
     s = torch.log(torch.tensor(2.0)) * u * u            # delta * u * B with B = u
