@@ -37,7 +37,9 @@ chunk ends. Without gradients, a block of up to 512 samples (a host's buffer) go
 through the whole filter as one matrix product ``[tail, s, h0] @ M -> [y, h_last]``,
 ``M`` built once per block length and cached until the weights change (their version
 counters): a few tensor operations per block, which keeps the S6 hybrid's streaming
-speed (benchmarks/streaming.py --audio-path off on).
+speed (benchmarks/streaming.py --audio-path off on). The row ``[tail, s, h0]`` is then
+written by one compiled call (:mod:`neural.kernels.shaper`, bit for bit the torch
+shaper) where numba is there.
 
 Shape: u, y :math:`(B, T)`; cond :math:`(B, C)`, :math:`(B, T, C)` or None.
 """
@@ -50,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import shaper
 from .kernels.scan import scan_parallel
 
 __all__ = ["AudioPath", "audio_path_options", "one_pole_bank"]
@@ -160,10 +163,24 @@ class AudioPath(nn.Module):
         return (torch.zeros(batch_size, self.fir_taps - 1, dtype=p.dtype, device=p.device),
                 torch.zeros(batch_size, self.poles, dtype=p.dtype, device=p.device))
 
-    def _shape(self, u: Tensor, cond: Optional[Tensor]) -> Tensor:
+    def _coefficients(self, cond: Optional[Tensor]) -> Tensor:
+        """The shaper's ``(a2, a3)``: :math:`(2,)`, or :math:`(B, 2)` / :math:`(B, T, 2)` with a cond."""
         a = self.shaper_base
         if self.shaper_cond is not None and cond is not None:
             a = a + cond @ self.shaper_cond       # (B, 2) or (B, T, 2)
+        return a
+
+    def _compiled_row(self, u: Tensor, cond: Optional[Tensor], tail: Tensor, h0: Tensor) -> bool:
+        """Whether a block's filter row is built by the compiled shaper: no graph, CPU, one dtype,
+        cond constant over the block, numba there."""
+        if torch.is_grad_enabled() or u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
+            return False
+        if tail.dtype != u.dtype or h0.dtype != u.dtype or (cond is not None and cond.dim() != 2):
+            return False
+        return shaper.KERNEL.available()
+
+    def _shape(self, u: Tensor, cond: Optional[Tensor]) -> Tensor:
+        a = self._coefficients(cond)
         if a.dim() == 2:
             a = a.unsqueeze(1)                    # (B, 1, 2): constant over the block
         a2, a3 = a[..., 0], a[..., 1]
@@ -174,6 +191,13 @@ class AudioPath(nn.Module):
         tail, h0 = self.initial_state(u.shape[0]) if state is None else state
         if u.shape[1] == 0:
             return u, (tail, h0)
+        if u.shape[1] <= _BLOCK_MAX and self._compiled_row(u, cond, tail, h0):   # a host block, in one call
+            a = self._coefficients(cond) if self.use_shaper else u.new_zeros(u.shape[0], 2)
+            row = shaper.filter_row(u, a.expand(u.shape[0], 2).to(u.dtype).contiguous(), self.use_shaper,
+                                    tail.contiguous(), h0.contiguous())
+            out = row @ self._block_matrix(u.shape[1], u.dtype, u.device)
+            n = u.shape[1]
+            return out[:, :n], (row[:, n:n + self.fir_taps - 1], out[:, n:])
         s = self._shape(u, cond) if self.use_shaper else u
         ext = torch.cat([tail, s], 1)
         new_tail = ext[:, ext.shape[1] - (self.fir_taps - 1):]

@@ -40,6 +40,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .kernels import frames as compiled_frames
+
 __all__ = ["FRAME_FEATURES", "FRAME_REFERENCE_RATE", "frame_at_rate", "frame_features", "interpolate",
            "initial_frame_state", "run_frames"]
 
@@ -71,6 +73,17 @@ def frame_at_rate(frame: int, sample_rate: int, reference_rate: int = FRAME_REFE
 FRAME_FEATURES = ("rms_x", "peak_x", "rms_dx")
 
 
+def _compiled(kernel, *tensors: Optional[Tensor]) -> bool:
+    """Whether the compiled kernel serves: no graph recorded (inference: training keeps the torch
+    path's roundings), CPU, float32 / float64, numba there."""
+    if torch.is_grad_enabled():
+        return False
+    for t in tensors:
+        if t is not None and (t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64)):
+            return False
+    return kernel.available()
+
+
 def _log_level(v: Tensor) -> Tensor:
     return torch.log10(v.clamp_min(_FLOOR))
 
@@ -81,6 +94,8 @@ def frame_features(x: Tensor, g_dsp: Optional[Tensor], x_before: Tensor, frame: 
     Shape: x, g_dsp :math:`(B, F W)`, x_before :math:`(B, 1)` (the sample before x)
     -> :math:`(B, F, 3)` or :math:`(B, F, 4)` with ``g_dsp``.
     """
+    if _compiled(compiled_frames.FEATURES_KERNEL, x, g_dsp, x_before):   # a streaming block: one call
+        return compiled_frames.frame_features_fused(x, g_dsp, x_before, frame, _FLOOR)
     b, n = x.shape
     xf = x.reshape(b, n // frame, frame)
     dx = torch.diff(x, dim=1, prepend=x_before).reshape(b, n // frame, frame)
@@ -102,6 +117,8 @@ def interpolate(c: Tensor, frame: int, start: int, stop: int) -> Tensor:
     to ``c[:, f + 1]``; returns the samples ``start:stop`` of the span.
     Shape: :math:`(B, F + 2)` -> :math:`(B, stop - start)`.
     """
+    if _compiled(compiled_frames.RAMP_KERNEL, c):
+        return compiled_frames.interpolate_fused(c, frame, start, stop)
     frames = -(-stop // frame)
     prev, cur = c[:, :frames], c[:, 1:frames + 1]
     ramp = torch.arange(1, frame + 1, dtype=c.dtype, device=c.device) / frame

@@ -6,7 +6,7 @@ or fitted DSP parameters), and then by a GLU.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +46,19 @@ class FiLM(nn.Module):
             else None
         )
 
-    def forward(self, x: Tensor, cond: Optional[Tensor]) -> Tensor:
-        if self.net is None:
-            return x
+    def coefficients(self, cond: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(gamma, beta)`` for ``cond``: :math:`(B, D)` each for a :math:`(B, C)` cond, :math:`(B, T, D)`
+        for a per-sample one. Needs ``cond_dim > 0``."""
         if cond is None or cond.shape[-1] != self.cond_dim:
             got = None if cond is None else tuple(cond.shape)
             raise ValueError(f"FiLM expects cond of shape (B, {self.cond_dim}) or (B, T, {self.cond_dim}), got {got}")
         scale, shift = self.net(cond).chunk(2, dim=-1)
+        return scale, shift
+
+    def forward(self, x: Tensor, cond: Optional[Tensor]) -> Tensor:
+        if self.net is None:
+            return x
+        scale, shift = self.coefficients(cond)
         if cond.dim() == 2:
             scale, shift = scale.unsqueeze(1), shift.unsqueeze(1)
         return torch.addcmul(shift, x, scale + 1.0)
