@@ -26,7 +26,7 @@ def compared(tmp_path_factory, run_cli):
     res = run_cli(["train_neural.py", "model=s6", "variant=hybrid", f"out_dir={runs}/s6_hybrid",
                    f"dsp_dir={dsp_dir}", "unseen_levels=[90]", "train.max_steps=2", "train.val_every=1", "train.val_warmup_s=0.25",
                    "train.val_seconds=1.5", "train.episode=2", "train.warmup_s=0.5",
-                   "test=false", *_tiny(cache)], cwd=tmp, fresh=True, timeout=600)
+                   "test=false", *_tiny(cache)], cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     out = tmp / "report"
     # three models are missing: compare trains them, two at once, with the given overrides

@@ -79,6 +79,7 @@ def sources(tmp_path):
     return fit, chain, outside
 
 
+@pytest.mark.slow
 def test_fit_and_chain_export_run_without_the_project(sources, run_cli, tmp_path):
     fit, chain, outside = sources
     x = check_signal(0.3, SR, channels=2, seed=5)

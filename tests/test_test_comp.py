@@ -47,6 +47,7 @@ def test_checkpoint_reproduces_digital_compressor(run_cli, make_pair, tmp_path, 
     assert (tmp_path / "via_ckpt.wav").read_bytes() == (tmp_path / "via_digital.wav").read_bytes()
 
 
+@pytest.mark.slow
 def test_chain_folder_any_setting(run_cli, chain_reference, make_pair, tmp_path):
     src, _ = make_pair("b", seconds=2.0)
     x, _ = sf.read(str(src), dtype="float32")

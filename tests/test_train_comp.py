@@ -88,6 +88,7 @@ def test_help(run_cli):
 # --------------------------------------------------------------------------------------
 # chains
 # --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_chain_outputs(chain_reference, chain_settings, read_summary):
     """summary.csv with exactly the documented columns, one ckpt.yaml per level, the knob map."""
     with open(chain_reference / "summary.csv") as fh:   # the documented columns, then the Val/Test scores

@@ -45,6 +45,7 @@ def trained(tmp_path_factory, chain_cache, chain_reference, run_cli):
     return out, res
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_log_and_table(trained):
     out, res = trained
     for name in ("best.pt", "last.pt", "log.csv", "test_esr.csv"):

@@ -166,6 +166,7 @@ def _fit(x, y):
         return fit_frames(frame_pair(x, y, SR, 12.0, 1.0, "t.wav"))
 
 
+@pytest.mark.slow
 def test_held_out_pair_late_and_inverted_fits_like_the_aligned_one():
     """A stand-in pair the fit never saw, 64 samples late and inverted: aligned, it fits
     within 1.2x of the aligned pair's ESR; unaligned, the fit collapses and is refused."""

@@ -61,6 +61,7 @@ def test_bad_key_in_one_job_is_one_line(run_cli, clean_failure, tmp_path):
     assert "add -m" in res.stderr
 
 
+@pytest.mark.slow
 def test_two_jobs_with_joblib(run_cli, short_input, tmp_path):
     cwd = short_input.parent
     res = run_cli(_fit_args("data.digital.ratio=3.0,4.0", "ckpt_dir=fits/r${data.digital.ratio}",
@@ -75,6 +76,7 @@ def test_two_jobs_with_joblib(run_cli, short_input, tmp_path):
     assert "2 jobs in" in res.stdout and res.stdout.count(": ok (") == 2
 
 
+@pytest.mark.slow
 def test_two_jobs_with_submitit_local_one_failing(run_cli, clean_failure, short_input, tmp_path):
     cwd = short_input.parent
     res = run_cli(_fit_args("data.input=in.wav,missing.wav", "ckpt_dir=fits/${hydra:job.num}",

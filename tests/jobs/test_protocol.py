@@ -70,6 +70,7 @@ def _check_records(folder: Path, fitted_split_reads: set[str]) -> None:
     assert all(kmap.at({"mode": m, "peak_reduction": UNSEEN}) for m in kmap.modes)
 
 
+@pytest.mark.slow
 def test_per_level_chain_reads_train_only_and_skips_unseen(tmp_path, cache, reads):
     cfg = load_config("config", _overrides(cache, tmp_path / "pl", f"unseen_levels=[{UNSEEN}]"))
     assert list(cfg.data.fit_splits) == ["Train"]           # the default
@@ -78,6 +79,7 @@ def test_per_level_chain_reads_train_only_and_skips_unseen(tmp_path, cache, read
     _check_records(tmp_path / "pl", _splits(reads))
 
 
+@pytest.mark.slow
 def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads):
     cfg = load_config("config", _overrides(cache, tmp_path / "joint", "method=joint", f"unseen_levels=[{UNSEEN}]",
                                            "joint.candidates=[[2,1e-3],[3,1e-2]]", "optimiser.max_iterations=5"))
@@ -95,6 +97,7 @@ def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads):
     assert (tmp_path / "joint" / "joint_curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, cache, reads):
     cfg = load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
                                   "data.corpus.eval_seconds=2", f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
@@ -124,6 +127,7 @@ def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, ca
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.slow
 def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache):
     def data(seed):
         return load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
@@ -144,6 +148,7 @@ def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache):
     assert refit.at({"mode": CHAIN_MODES[0], "peak_reduction": pr}) != first.at({"mode": CHAIN_MODES[0], "peak_reduction": pr})
 
 
+@pytest.mark.slow
 def test_joint_graybox_shares_one_set_of_blocks_per_mode(tmp_path, cache):
     cfg = load_config("config", _overrides(cache, tmp_path / "jgb", "method=joint", "compressor=graybox",
                                            f"unseen_levels=[{UNSEEN}]", "joint.candidates=[[2,1e-3]]",

@@ -20,6 +20,7 @@ def _events(folder: Path) -> EventAccumulator:
     return acc
 
 
+@pytest.mark.slow
 def test_short_training_logs_scalars_audio_and_figures(run_cli, chain_cache, chain_reference, tmp_path):
     out = tmp_path / "run"
     res = run_cli(["train_neural.py", "data.corpus.train_seconds=3.0", "data.corpus.eval_seconds=1.0",
