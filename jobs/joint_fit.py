@@ -88,7 +88,7 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     fit_levels = [v for v in levels if v not in held_out]
     tag, candidates = cfg.data.get("fit_tag"), _candidates(cfg)
     joint_options = JointOptions(fit=options, start=dict(init))
-    fits, selections, total = {}, {}, {}
+    fits, selections, total, shared = {}, {}, {}, {}
     for mode in modes:
         train = _settings(pairs, mode, fit_levels, cfg.data.fit_splits, tag, cfg)
         if not train:
@@ -106,14 +106,21 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
                 size, lam = candidates[0]
                 fits[mode] = fit_joint(train, KNOB, JointOptions(size, lam, options, dict(init)))
                 selections[mode] = []
+        if options_kind(options) == "graybox":   # on the Train frames already in hand
+            shared[mode] = _fit_shared_blocks(mode, JointKnobModel({mode: fits[mode]}), train, options, cfg.quiet)
         total[mode] = time.perf_counter() - t0
     if not fits:
         raise UserError(f"{cfg.data.get('root') or 'stand-in corpus'}: no {'/'.join(cfg.data.fit_splits)} pairs "
                         f"for modes {modes} at levels {fit_levels}")
     model = JointKnobModel(fits)
     rows = _rows(model, pairs, levels, held_out, total)
-    if options_kind(options) == "graybox":
-        _add_blocks(rows, model, pairs, cfg, options, fit_levels, total)
+    for r in rows:
+        if r["mode"] in shared:
+            blocks, offset, esr = shared[r["mode"]]
+            r.update(blocks)
+            r["make_up_db"] = float(r["make_up_db"]) + offset
+            if r["esr"] is not None:
+                r["esr"] = esr[int(r["peak_reduction"])]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _write_level_checkpoints(ckpt_dir, rows, model, options)
     kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
@@ -150,44 +157,39 @@ def _rows(model: JointKnobModel, pairs, levels, held_out, total) -> list[dict]:
     return out
 
 
-def _add_blocks(rows: list[dict], model: JointKnobModel, pairs, cfg, options, fit_levels, total) -> None:
-    """``compressor=graybox``: one set of block parameters per mode, shared by every setting.
+def _fit_shared_blocks(mode: str, curves: JointKnobModel, train: list[JointSetting], options,
+                       quiet: bool) -> tuple[dict, float, dict]:
+    """``compressor=graybox``: one set of block parameters for ``mode``, shared by every setting.
 
     The transformers and the tube stage do not move with the knob, so the blocks are not
-    curves: they are fitted once per mode (:func:`dsp.graybox.fit_blocks`, exact Newton,
-    the compressor's gain held) on the Train take of the highest fitted level, where the
-    chain fits them too, with the joint curves' compressor there. The make-up found with
-    them becomes one offset added to the make-up curve at every setting (the curves stay
-    smooth). The rows' fitting-audio ESR is then the gray-box's.
+    curves: they are fitted once (:func:`dsp.graybox.fit_blocks`, exact Newton, the
+    compressor's gain held) on the Train take of the highest fitted level, where the chain
+    fits them too, with the joint curves' compressor there. The make-up found with them
+    becomes one offset added to the make-up curve at every setting (the curves stay smooth).
+
+    Returns:
+        ``(blocks, make-up offset dB, {pr: gray-box ESR on that setting's fitting audio})``.
     """
     from dsp.graybox import BLOCK_NAMES, fit_blocks
     from dsp.kinds import evaluate_any
-    for mode in model.modes:
-        top = max(model.levels(mode))
-        setting = _settings(pairs, mode, [top], cfg.data.fit_splits, cfg.data.get("fit_tag"), cfg)[0]
-        t0 = time.perf_counter()
-        compressor = model.at(mode, top)
-        start = {**compressor, **dict(getattr(options, "start", {}))}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = fit_blocks(setting.frames, compressor, start, options)
-        offset = res.params["make_up_db"] - compressor["make_up_db"]
-        blocks = {k: float(res.params[k]) for k in BLOCK_NAMES}
-        if not cfg.quiet:
-            print(f"{mode}: gray-box blocks fitted at PR {top} ({res.iterations} Newton iterations, "
-                  f"make-up offset {offset:+.2f} dB): "
-                  + ", ".join(f"{k} {v:.4g}" for k, v in blocks.items()))
-        for r in rows:
-            if r["mode"] != mode:
-                continue
-            r.update(blocks)
-            r["make_up_db"] = float(r["make_up_db"]) + offset
-        fitted = {int(s.knobs[0]): s for s in
-                  _settings(pairs, mode, fit_levels, cfg.data.fit_splits, cfg.data.get("fit_tag"), cfg)}
-        for r in rows:
-            if r["mode"] == mode and r["esr"] is not None and int(r["peak_reduction"]) in fitted:
-                r["esr"] = evaluate_any(fitted[int(r["peak_reduction"])].frames, r, options)
-        total[mode] += time.perf_counter() - t0
+    by_level = {int(s.knobs[0]): s for s in train}
+    top = max(by_level)
+    compressor = curves.at(mode, top)
+    start = {**compressor, **dict(getattr(options, "start", {}))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit_blocks(by_level[top].frames, compressor, start, options)
+    offset = res.params["make_up_db"] - compressor["make_up_db"]
+    blocks = {k: float(res.params[k]) for k in BLOCK_NAMES}
+    if not quiet:
+        print(f"{mode}: gray-box blocks fitted at PR {top} ({res.iterations} Newton iterations, "
+              f"make-up offset {offset:+.2f} dB): " + ", ".join(f"{k} {v:.4g}" for k, v in blocks.items()))
+    esr = {}
+    for pr, setting in by_level.items():
+        params = {**curves.at(mode, pr), **blocks}
+        params["make_up_db"] += offset
+        esr[pr] = evaluate_any(setting.frames, params, options)
+    return blocks, offset, esr
 
 
 def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, options) -> None:
