@@ -37,10 +37,14 @@ from scipy import optimize, signal
 
 from common.errors import UserError
 
-__all__ = ["AlignInfo", "ALIGN_MODES", "align_pair", "estimate_alignment", "apply_alignment",
+__all__ = ["AlignInfo", "AlignmentError", "ALIGN_MODES", "align_pair", "estimate_alignment", "apply_alignment",
            "fractional_advance"]
 
 ALIGN_MODES = ("auto", "off")
+
+
+class AlignmentError(UserError):
+    """The pair shows no clear correlation peak: its latency cannot be estimated."""
 
 # A pair counts as aligned (nothing resampled or trimmed) below this residual latency.
 ALIGNED_TOLERANCE_SAMPLES = 0.02
@@ -177,7 +181,7 @@ def estimate_alignment(x: np.ndarray, y: np.ndarray, sample_rate: int, max_laten
     ratio = abs(peak) / runner_up if runner_up > 0 else math.inf
     strength = abs(peak) * nfft / weight_sum  # irfft divides by nfft; a pure delay gives 1
     if ratio < MIN_PEAK_RATIO or abs(lag) >= max_lag:
-        raise UserError(f"{target}: cannot align with the input: no clear correlation peak within "
+        raise AlignmentError(f"{target}: cannot align with the input: no clear correlation peak within "
                         f"±{max_latency_s * 1000:g} ms (peak {ratio:.1f}x the next, strength {strength:.2f}); "
                         f"is it a recording of this input?")
     polarity = 1 if peak > 0 else -1
