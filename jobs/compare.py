@@ -157,6 +157,12 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is a file")
+    try:
+        rtf_ok = float(cfg.rtf_seconds) > 0
+    except (TypeError, ValueError):
+        rtf_ok = False
+    if not rtf_ok:
+        raise UserError(f"rtf_seconds: expected seconds above 0, got {cfg.rtf_seconds!r}")
     if str(cfg.eval_split) != "Test":
         raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
                         f"got {cfg.eval_split!r}")
@@ -167,7 +173,7 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     candidates = (dsp_candidates(corpus.param_map) + _extra_dsp_candidates(cfg, corpus)
                   + [neural_candidate(p, device) for p in neural_ckpts])
     rows = evaluate(candidates, corpus.takes, device, corpus.seen, float(cfg.skip_s), quiet=cfg.quiet,
-                    align=align_mode(cfg.data))
+                    align=align_mode(cfg.data), rtf_seconds=float(cfg.rtf_seconds))
     bad = [r for r in rows if not all(np.isfinite(r[k]) for k in ("esr", "mae", "stft", "rtf_256"))]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "compare.csv", rows_to_csv(rows, device))

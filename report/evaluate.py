@@ -25,11 +25,11 @@ def row_columns(device: Device, setting: dict) -> dict:
 
 
 def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Callable[[dict], bool],
-             skip_s: float = 1.0, quiet: bool = False, align: str = "auto") -> list[dict]:
+             skip_s: float = 1.0, quiet: bool = False, align: str = "auto", rtf_seconds: float = 2.0) -> list[dict]:
     """One row per (candidate, take): the setting's columns (:func:`row_columns`), the
     ``setting`` itself, ``split`` "seen" where ``seen(setting)`` (trained at) or "unseen",
     the candidate's size, every metric and the real-time factor (measured once per
-    candidate). Multichannel files are scored on their channel mean. ``align``: the
+    candidate, on ``rtf_seconds`` of noise). Multichannel files are scored on their channel mean. ``align``: the
     target's latency and polarity corrected as at fit time (``"auto"``) or not (``"off"``)."""
     rows = []
     rtf: dict[tuple[str, str], float] = {}
@@ -43,7 +43,7 @@ def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Cal
             pred = np.asarray(c.render(x, sr, setting), dtype=np.float64).reshape(-1)
             key = (c.name, c.kind)
             if key not in rtf:
-                rtf[key] = real_time_factor(c, sr, setting)
+                rtf[key] = real_time_factor(c, sr, setting, seconds=rtf_seconds)
             rows.append({"model": c.name, "kind": c.kind, **row_columns(device, setting), "setting": dict(setting),
                          "split": "seen" if seen(setting) else "unseen", "params": c.params,
                          **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key],

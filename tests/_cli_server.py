@@ -14,7 +14,7 @@ kernels once (torchcomp's smoother is compiled anew in every process otherwise),
 with numba's fork-safe ``workqueue`` threading layer, which the children inherit.
 
 Protocol: one JSON request a line on stdin ``{"script", "args", "cwd", "stdout",
-"stderr", "env", "timeout"}``; one JSON reply a line on stdout ``{"rc", "timed_out"}``
+"stderr", "env", "timeout"}`` (``"module"`` instead of ``"script"``: ``python -m MODULE``); one JSON reply a line on stdout ``{"rc", "timed_out"}``
 (a child still running at its timeout is killed).
 """
 from __future__ import annotations
@@ -90,12 +90,20 @@ def _child(req: dict) -> None:
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
         os.environ.update(req.get("env") or {})
-        script = req["script"]
-        sys.argv = [script, *req["args"]]
-        sys.path[0] = os.path.dirname(os.path.abspath(script))  # as `python SCRIPT` sets it
+        script, module = req.get("script"), req.get("module")
+        if module:   # `python -m MODULE`: the working directory goes first on the path
+            sys.argv = [module, *req["args"]]
+            sys.path[0] = os.getcwd()
+        else:
+            sys.argv = [script, *req["args"]]
+            sys.path[0] = os.path.dirname(os.path.abspath(script))  # as `python SCRIPT` sets it
         code = 0
         try:
-            runpy.run_path(script, run_name="__main__")
+            if module:
+                sys.modules.pop(module, None)  # preloaded by an import: `-m` runs a fresh copy as __main__
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(script, run_name="__main__")
         except SystemExit as exc:
             if exc.code is None:
                 code = 0

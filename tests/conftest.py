@@ -66,7 +66,11 @@ class _CliServer:
 
     def run(self, script: str, args: list[str], cwd: Path, env: dict | None, timeout: float):
         out, err = self.tmp / "stdout", self.tmp / "stderr"
-        req = {"script": str(ROOT / script), "args": [str(a) for a in args], "cwd": str(cwd),
+        if script == "-m":
+            target, args = {"module": args[0]}, args[1:]
+        else:
+            target = {"script": str(ROOT / script)}
+        req = {**target, "args": [str(a) for a in args], "cwd": str(cwd),
                "stdout": str(out), "stderr": str(err), "env": env or {}, "timeout": timeout}
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
@@ -100,6 +104,7 @@ def run_cli(_cli_server):
 
     ``script`` is a file name at the repository root (``train_comp.py``); it is run by
     absolute path, so ``cwd`` may be anywhere and relative arguments resolve there.
+    ``["-m", MODULE, *args]`` runs ``python -m MODULE`` (``cwd`` must then be the root).
     """
     def run(args, cwd: Path = ROOT, *, fresh: bool = False, env: dict | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
@@ -107,7 +112,8 @@ def run_cli(_cli_server):
         if fresh or not hasattr(os, "fork"):
             full_env = {k: v for k, v in os.environ.items() if k != "LA2A_DEBUG"}
             full_env.update(env or {})
-            return subprocess.run([sys.executable, str(ROOT / script), *rest], cwd=str(cwd), env=full_env,
+            command = [sys.executable, "-m", *rest] if script == "-m" else [sys.executable, str(ROOT / script), *rest]
+            return subprocess.run(command, cwd=str(cwd), env=full_env,
                                   capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         rc, out, err = _cli_server.run(script, rest, Path(cwd), env, timeout)
         return subprocess.CompletedProcess([script, *rest], rc, out, err)

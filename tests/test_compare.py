@@ -29,14 +29,15 @@ def compared(tmp_path_factory, run_cli):
                    "test=false", *_tiny(cache)], cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     out = tmp / "report"
-    # three models are missing: compare trains them, two at once, with the given overrides
+    # three models are missing: compare trains them (one after another, in its own process:
+    # joblib's n_jobs=1; tests/jobs/test_multirun.py runs jobs side by side) with the given overrides
     tiny = ["train.max_steps=2", "train.val_every=1", "train.val_warmup_s=0.25", "train.val_seconds=1.5",
             "train.episode=2", "train.warmup_s=0.5", "test=false", "unseen_levels=[90]"]
     tiny_training = "[" + ",".join(f"'{o}'" for o in tiny) + "]"
     res = run_cli(["compare.py", f"out_dir={out}", f"dsp_dir={dsp_dir}", f"runs_dir={runs}", "models=[s6,lstm]",
                    "variants=[hybrid,blackbox]", "unseen_levels=[90]", "plots.peak_reduction=90",
-                   f"train_overrides={tiny_training}", "train_jobs=2", *_tiny(cache)],
-                  cwd=tmp, fresh=True, timeout=600)
+                   f"train_overrides={tiny_training}", "train_jobs=1", "rtf_seconds=0.25", *_tiny(cache)],
+                  cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     return out, res
 
@@ -84,12 +85,14 @@ def test_compare_hybrid_starts_as_the_dsp_model(compared):
         assert hyb[key] == pytest.approx(e, rel=0.5, abs=0.01), key
 
 
-@pytest.mark.parametrize("args, named", [
-    (["bogus_key=1"], "bogus_key"),
-    (["data.root=/no/such/folder"], "/no/such/folder"),
+@pytest.mark.parametrize("args, named, fresh", [
+    (["bogus_key=1"], "bogus_key", True),            # compare.py once in a new interpreter
+    (["data.root=/no/such/folder"], "/no/such/folder", False),
+    (["rtf_seconds=0"], "rtf_seconds", False),
+    (["rtf_seconds=abc"], "rtf_seconds", False),
 ])
-def test_compare_bad_settings(run_cli, clean_failure, tmp_path, args, named):
-    res = run_cli(["compare.py", f"out_dir={tmp_path}/out", "train_missing=false", *args], cwd=tmp_path)
+def test_compare_bad_settings(run_cli, clean_failure, tmp_path, args, named, fresh):
+    res = run_cli(["compare.py", f"out_dir={tmp_path}/out", "train_missing=false", *args], cwd=tmp_path, fresh=fresh)
     clean_failure(res, named)
     assert not (tmp_path / "out").exists()
 

@@ -133,7 +133,7 @@ def compared(corpus, run_cli):
     tmp, data, runs, _ = corpus
     out = tmp / "report"
     res = run_cli(["compare.py", *data, f"out_dir={out}", f"dsp_dir={tmp / 'fits'}", f"runs_dir={runs}",
-                   "models=[s6,lstm]", "variants=[hybrid,blackbox]", "train_missing=false", "skip_s=0.5",
+                   "models=[s6,lstm]", "variants=[hybrid,blackbox]", "train_missing=false", "skip_s=0.5", "rtf_seconds=0.25",
                    "quiet=true"])
     assert res.returncode == 0, res.stderr
     return out, res

@@ -6,7 +6,6 @@ output), never taken from its constants.
 from __future__ import annotations
 
 import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -248,23 +247,26 @@ def test_bad_audio():
 
 
 # ------------------------------------------------------------------------------ CLI
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audio.standin", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def _cli(run_cli):
+    """``python -m audio.standin ARGS`` (through the CLI fork server; ``fresh=True``: a new interpreter)."""
+    def run(*args: str, fresh: bool = False) -> subprocess.CompletedProcess:
+        return run_cli(["-m", "audio.standin", *args], cwd=REPO, fresh=fresh, timeout=120)
+    return run
 
 
-def test_cli_good_run(tmp_path):
+def test_cli_good_run(_cli, tmp_path):
     src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
     x = tone(1000.0, -6.0, 1.0, SR)
     sf.write(src, x, SR, subtype="FLOAT")
-    res = _cli(str(src), str(dst), "--peak-reduction", "70", "--mode", "limit")
+    res = _cli(str(src), str(dst), "--peak-reduction", "70", "--mode", "limit", fresh=True)
     assert res.returncode == 0, res.stderr
     y, sr = sf.read(dst, dtype="float32")
     assert sr == SR and y.shape == x.shape
     assert np.allclose(y, render(x, SR, 70, "limit"), atol=1e-6)
 
 
-def test_cli_refuses_output_equal_to_input(tmp_path):
+def test_cli_refuses_output_equal_to_input(_cli, tmp_path):
     src = tmp_path / "in.wav"
     sf.write(src, tone(1000.0, -6.0, 0.2, SR), SR, subtype="FLOAT")
     before = src.read_bytes()
@@ -275,7 +277,7 @@ def test_cli_refuses_output_equal_to_input(tmp_path):
     assert src.read_bytes() == before
 
 
-def test_cli_keeps_the_input_format(tmp_path):
+def test_cli_keeps_the_input_format(_cli, tmp_path):
     src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
     sf.write(src, tone(1000.0, -6.0, 0.5, SR), SR, subtype="PCM_24")
     res = _cli(str(src), str(dst), "--peak-reduction", "50")
@@ -291,7 +293,7 @@ def wav(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "text", "pr150", "mode", "folder", "no_pr", "over_input"])
-def test_cli_errors_are_one_line(case, wav, tmp_path):
+def test_cli_errors_are_one_line(_cli, case, wav, tmp_path):
     out = tmp_path / "out.wav"
     args = [str(wav), str(out), "--peak-reduction", "50", "--mode", "compress"]
     if case == "missing":

@@ -51,6 +51,16 @@ def reads(monkeypatch) -> list[Path]:
     return seen
 
 
+@pytest.fixture
+def capped_fits(monkeypatch):
+    """The fits ensure_dsp_fit starts stop after 20 Newton iterations a level, as the
+    tiny chain's do (``support.chain_overrides``): the protocol, not convergence, is tested."""
+    import jobs.ensure
+    original = jobs.ensure._run_fit
+    monkeypatch.setattr(jobs.ensure, "_run_fit",
+                        lambda overrides, data: original([*overrides, "optimiser.max_iterations=20"], data))
+
+
 def _splits(paths) -> set[str]:
     return {p.parent.name for p in paths}
 
@@ -98,7 +108,7 @@ def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads):
 
 
 @pytest.mark.slow
-def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, cache, reads):
+def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, cache, reads, capped_fits):
     cfg = load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
                                   "data.corpus.eval_seconds=2", f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
                                   f"data.corpus.modes=[{','.join(CHAIN_MODES)}]"])
@@ -128,7 +138,7 @@ def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, ca
 
 
 @pytest.mark.slow
-def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache):
+def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache, capped_fits):
     def data(seed):
         return load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
                                        "data.corpus.eval_seconds=2", f"data.corpus.seed={seed}",
