@@ -5,7 +5,8 @@ the batches and the updates is the same: the model (backbone, head, sizes,
 conditioning and its normalisation), the variant, the training settings, the data and
 what is held out of it, the DSP fit it is conditioned on, and the seed. Only the
 length of the run (``train.max_steps``, the time cap) may change, so that a finished
-run can be extended. :func:`changed_settings` lists what differs, as dotted keys.
+run can be extended; with ``train.schedule=cosine`` the learning rate follows
+``max_steps``, so there only the time cap may. :func:`changed_settings` lists what differs, as dotted keys.
 """
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ def changed_settings(saved: dict, now: dict) -> list[str]:
     new_train = {k: v for k, v in (now.get("train_settings") or {}).items() if k not in RESUMABLE}
     if saved.get("train_settings") is not None:   # (absent in runs of earlier versions)
         changed += _differences("train", old_train, new_train)
+        old_steps = saved["train_settings"].get("max_steps")
+        if (now.get("train_settings") or {}).get("schedule") == "cosine" and "train.schedule" not in changed \
+                and old_steps != (now.get("train_settings") or {}).get("max_steps"):
+            changed.append("train.max_steps (the cosine schedule decays over it)")
     old_cfg, new_cfg = saved.get("config") or {}, now.get("config") or {}
     for key in _CONFIG_KEYS:
         old, new = old_cfg.get(key), new_cfg.get(key)

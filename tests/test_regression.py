@@ -46,13 +46,14 @@ def measured(tmp_path_factory, run_cli) -> dict:
              _floats(r, ["threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db", "esr"])
              for r in csv.DictReader((dsp_dir / "summary.csv").open())}
     train = ["train.max_steps=3", "train.val_every=1", "train.val_warmup_s=0.25", "train.val_seconds=1.5",
-             "train.episode=2", "train.warmup_s=0.5", "train.batch_size=4", "unseen_levels=[90]", "seed=0", "max_minutes=30"]
+             "train.episode=2", "train.warmup_s=0.5", "train.batch_size=4", "train.stft_weight=0.1",
+             "train.schedule=plateau", "unseen_levels=[90]", "seed=0", "max_minutes=30"]
     res = run_cli(["train_neural.py", "model=s6", "variant=hybrid", f"out_dir={runs}/s6_hybrid",
                    f"dsp_dir={dsp_dir}", "test=false", *train, *_tiny(cache)], cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     log = [_floats(r, ["train_loss", "val_esr"]) for r in csv.DictReader((runs / "s6_hybrid" / "log.csv").open())]
     res = run_cli(["compare.py", f"out_dir={out}", f"dsp_dir={dsp_dir}", f"runs_dir={runs}", "models=[s6]",
-                   "variants=[hybrid]", "unseen_levels=[90]", "plots.peak_reduction=90", "train_missing=false",
+                   "variants=[hybrid]", "unseen_levels=[90]", "plots.peak_reduction=90", "train_missing=false", "rtf_seconds=0.25",
                    *_tiny(cache)], cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     compare = {f"{r['model']}/{r['kind']}/{r['mode']}/{r['peak_reduction']}": _floats(r, ["esr", "mae", "stft"])

@@ -65,15 +65,26 @@ def test_training_writes_checkpoints_log_and_table(trained):
     assert all(pr != 90 for _, pr in r.record["trained_levels"])
 
 
-def test_rerun_resumes_from_last(trained, chain_cache, chain_reference, run_cli, tmp_path):
+def test_rerun_resumes_from_last(trained, chain_cache, chain_reference, run_cli, clean_failure, tmp_path):
+    """A rerun resumes from last.pt; a plateau-schedule run may be made longer, a cosine one
+    (the default: its learning rate follows max_steps) may not."""
     out, _ = trained
     import shutil
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
-    res = run_cli(_tiny(chain_cache, chain_reference, copy, "train.max_steps=6", "test=false"))
+    res = run_cli(_tiny(chain_cache, chain_reference, copy, "test=false"))
     assert res.returncode == 0, res.stderr
     assert "(resumed)" in res.stdout
-    assert _log_steps(copy / "log.csv") == [0, 2, 4, 6]
+    assert _log_steps(copy / "log.csv") == [0, 2, 4]
+    res = run_cli(_tiny(chain_cache, chain_reference, copy, "train.max_steps=6", "test=false"))
+    clean_failure(res, "train.max_steps", "cosine", "resume=false")
+    plateau = tmp_path / "plateau"
+    for steps in (4, 6):
+        res = run_cli(_tiny(chain_cache, chain_reference, plateau, f"train.max_steps={steps}", "train.schedule=plateau",
+                            "test=false"))
+        assert res.returncode == 0, res.stderr
+    assert "(resumed)" in res.stdout
+    assert _log_steps(plateau / "log.csv") == [0, 2, 4, 6]
 
 
 def test_resume_refuses_changed_settings(trained, chain_cache, chain_reference, run_cli, clean_failure,

@@ -50,10 +50,10 @@ LOG_COLUMNS = ["step", "seconds", "lr", "train_loss", "train_esr", "train_stft",
 class TrainSettings:
     """The training settings.
 
-    The model files (``cfg/neural/<model>.yaml``, section ``train``) are where they are
-    set; the defaults here are the base model file's (``cfg/neural/s6.yaml``) so that a
-    setting a model file leaves out means the same in every model. ``lr_min``,
-    ``grad_clip`` and ``max_minutes`` (``cfg/train_neural.yaml``) are in no model file.
+    The model files (``cfg/model/<model>.yaml``, section ``train``) are where they are
+    set; the defaults here are the base model file's (``cfg/model/base.yaml``) so that a
+    setting a model file leaves out means the same in every model. ``max_minutes``
+    (``cfg/train_neural.yaml``) is in no model file.
     """
 
     lr: float = 3e-3
@@ -61,15 +61,16 @@ class TrainSettings:
     warmup_s: float = 1.0         # unscored start of every stream (episode)
     segment_s: float = 1.0        # samples per step and stream
     episode: int = 10             # consecutive segments per stream (state carried over)
-    max_steps: int = 400
+    max_steps: int = 1500
     max_minutes: float = 120.0    # safety cap on the training time (validation included)
-    val_every: int = 50
-    patience: int = 8             # validations without improvement before stopping
+    val_every: int = 100
+    patience: int = 15            # validations without improvement before stopping
     plateau: int = 3              # ... before halving the learning rate
     lr_min: float = 1e-4
+    schedule: str = "cosine"      # cosine: lr -> lr_min over max_steps; plateau: halve on no improvement
     grad_clip: float = 1.0
     esr_weight: float = 1.0
-    stft_weight: float = 0.1
+    stft_weight: float = 0.0
     val_seconds: float = 8.0      # validation: the first seconds of every Val pair
     val_warmup_s: float = 0.0     # ... of which this much is not scored
 
@@ -99,8 +100,20 @@ class TrainSettings:
                 if not getattr(self, k) >= 0]
         if bad:
             raise UserError(f"train.{bad[0]} = {getattr(self, bad[0])!r} is out of range")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"train.schedule = {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
         if self.esr_weight == 0 and self.stft_weight == 0:
             raise UserError("train.esr_weight and train.stft_weight are both 0: nothing to learn from")
+
+
+SCHEDULES = ("plateau", "cosine")
+
+
+def cosine_lr(settings: TrainSettings, step: int) -> float:
+    """The cosine schedule's learning rate at ``step``: ``lr`` at 0, ``lr_min`` at ``max_steps``
+    (a function of the step alone, so a resumed run follows it exactly)."""
+    frac = min(step / settings.max_steps, 1.0)
+    return settings.lr_min + 0.5 * (settings.lr - settings.lr_min) * (1.0 + math.cos(math.pi * frac))
 
 
 @dataclass
@@ -246,7 +259,7 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
         else:
             state.bad += 1
             state.since_lr += 1
-            if state.since_lr >= settings.plateau and state.lr > settings.lr_min:
+            if settings.schedule == "plateau" and state.since_lr >= settings.plateau and state.lr > settings.lr_min:
                 state.lr = max(state.lr * 0.5, settings.lr_min)
                 state.since_lr = 0
                 for g in opt.param_groups:
@@ -275,6 +288,10 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
     with _stop_on_signals() as stop:
         while not stop and not (reason := state.done(settings)):
             t0 = time.perf_counter()
+            if settings.schedule == "cosine":
+                state.lr = cosine_lr(settings, state.step)
+                for g in opt.param_groups:
+                    g["lr"] = state.lr
             batch = sampler.batch(state.step).to(device)
             pred, carried = model.process(batch.x, batch.y_dsp, batch.g_db, batch.cond,
                                           None if batch.fresh else carried)

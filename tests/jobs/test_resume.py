@@ -48,3 +48,13 @@ def test_a_changed_setting_is_named(changes, keys):
         check_resumable("run/last.pt", SAVED, now)
     assert "run/last.pt" in str(err.value) and "resume=false" in str(err.value)
     assert all(k in str(err.value) for k in keys)
+
+
+def test_a_cosine_run_may_not_change_its_length():
+    """Under the cosine schedule the learning rate at every step depends on max_steps."""
+    cosine = _with(train_settings__schedule="cosine")
+    assert changed_settings(cosine, _with(train_settings__schedule="cosine", train_settings__max_minutes=60.0)) == []
+    longer = _with(train_settings__schedule="cosine", train_settings__max_steps=400)
+    assert changed_settings(cosine, longer) == ["train.max_steps (the cosine schedule decays over it)"]
+    # a run saved before the schedule existed (plateau) does not resume as a cosine one
+    assert changed_settings(SAVED, longer) == ["train.schedule"]

@@ -2,6 +2,8 @@
 the settings, and a short training run that is deterministic and resumes exactly."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -97,7 +99,7 @@ def test_settings_are_checked():
 def _run(tracks, out_dir, max_steps, seed=0, resume=None, model=None):
     settings = TrainSettings(lr=1e-2, batch_size=2, warmup_s=0.01, segment_s=0.05, episode=2,
                              max_steps=max_steps, max_minutes=10, val_every=2, patience=50,
-                             val_seconds=0.1)
+                             val_seconds=0.1, schedule="plateau")   # plateau: a run may be extended
     spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 4, "state": 2, "level_feature": True})
     torch.manual_seed(seed)
     model = model or build_model(spec)
@@ -167,3 +169,41 @@ def test_a_signal_mid_step_saves_a_step_boundary_and_resumes_bit_exactly(tracks,
     assert state.step == 7
     for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(v, w), (k, float((v - w).abs().max()))
+
+
+def test_cosine_schedule_runs_from_lr_to_lr_min():
+    from neural.training.loop import cosine_lr
+    s = TrainSettings(lr=1e-2, lr_min=1e-4, max_steps=100, schedule="cosine")
+    lrs = [cosine_lr(s, k) for k in range(0, 101)]
+    assert lrs[0] == pytest.approx(1e-2) and lrs[100] == pytest.approx(1e-4)
+    assert lrs[50] == pytest.approx(0.5 * (1e-2 + 1e-4))
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(UserError, match="train.schedule"):
+        TrainSettings.from_dict({"schedule": "linear"})
+
+
+def test_cosine_training_follows_the_schedule(tracks, tmp_path):
+    from neural.training.loop import cosine_lr
+    settings = TrainSettings(lr=1e-2, batch_size=2, warmup_s=0.01, segment_s=0.05, episode=2, max_steps=6,
+                             max_minutes=10, val_every=2, patience=50, val_seconds=0.1, lr_min=1e-3,
+                             schedule="cosine")
+    spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 4, "state": 2, "level_feature": True})
+    torch.manual_seed(0)
+    model = build_model(spec)
+    sampler = SegmentSampler(tracks["Train"], 441, 2205, 2, 0, "fitted", episode=2)
+    val = validation_batch(tracks["Val"], 0.1, 0.0, "fitted")
+    record = {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KNOBMAP.to_record(),
+              "config": {"seed": 0}}
+    state = train(model, sampler, val, settings, tmp_path, record, "cpu", None, quiet=True)
+    # the lr logged at a validation is the one its last step used: steps 1, 3, 5 of 0..5
+    assert [r["lr"] for r in state.log[1:]] == pytest.approx([cosine_lr(settings, k) for k in (1, 3, 5)])
+    assert state.log[-1]["lr"] < state.log[1]["lr"] < settings.lr
+
+
+def test_defaults_are_the_base_model_files():
+    """A setting no model file gives means the same from the config and from the code."""
+    import yaml
+    from dataclasses import asdict
+    base = yaml.safe_load((Path(__file__).resolve().parents[3] / "cfg" / "model" / "base.yaml").read_text())["train"]
+    defaults = asdict(TrainSettings())
+    assert {k: defaults[k] for k in base} == base
