@@ -157,12 +157,6 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is a file")
-    try:
-        rtf_ok = float(cfg.rtf_seconds) > 0
-    except (TypeError, ValueError):
-        rtf_ok = False
-    if not rtf_ok:
-        raise UserError(f"rtf_seconds: expected seconds above 0, got {cfg.rtf_seconds!r}")
     if str(cfg.eval_split) != "Test":
         raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
                         f"got {cfg.eval_split!r}")

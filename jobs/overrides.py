@@ -3,8 +3,8 @@
 Hydra accepts any value for any key (``levels=abc`` is the string "abc",
 ``levels=[100.5]`` a float), so each job calls :func:`check_overrides` on its config
 first: peak-reduction lists hold whole numbers in 0..100 without repeats, modes are
-the switch's positions, seeds and counts are whole numbers. Keys a config does not
-have are skipped. Each problem is one :class:`UserError` naming the key and the value.
+the switch's positions, seeds and counts are whole numbers, durations are seconds
+above 0. Keys a config does not have are skipped. Each problem is one :class:`UserError` naming the key and the value.
 """
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from audio.devices import MODES
 from common.errors import UserError
 
-__all__ = ["check_overrides", "level_list", "mode_list", "whole_number"]
+__all__ = ["check_overrides", "level_list", "mode_list", "whole_number", "duration"]
 
 # key -> (what it holds, may it be null); counts: (key, smallest allowed)
 _LEVEL_LISTS = {"levels": True, "unseen_levels": False}
 _COUNTS = (("seed", 0), ("threads", 0), ("train_jobs", 1))
 _SEED_LISTS = ("seeds",)
+_DURATIONS = ("rtf_seconds",)   # seconds, above 0
 
 
 def _as_list(key: str, values) -> list:
@@ -41,6 +42,17 @@ def whole_number(key: str, value, minimum: int | None = None) -> int:
     if minimum is not None and number < minimum:
         raise UserError(f"{key}: must be at least {minimum}, got {int(number)}")
     return int(number)
+
+
+def duration(key: str, value) -> float:
+    """``value`` as seconds above 0; a UserError otherwise."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not (math.isfinite(seconds) and seconds > 0):
+        raise UserError(f"{key}: expected seconds above 0, got {value!r}")
+    return seconds
 
 
 def level_list(key: str, values) -> list[int]:
@@ -84,6 +96,9 @@ def check_overrides(cfg) -> None:
     for key, minimum in _COUNTS:
         if key in cfg and cfg.get(key) is not None:
             whole_number(key, cfg.get(key), minimum)
+    for key in _DURATIONS:
+        if key in cfg:
+            duration(key, cfg.get(key))
     for key in _SEED_LISTS:
         if key in cfg and cfg.get(key) is not None:
             seeds = [whole_number(key, v, 0) for v in _as_list(key, cfg.get(key))]
