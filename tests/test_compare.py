@@ -9,6 +9,7 @@ import math
 import pytest
 
 from report.evaluate import COLUMNS
+from support import CAPPED_ITERATIONS
 
 LEVELS = "[100,90,80]"
 
@@ -22,10 +23,9 @@ def _tiny(cache, extra=()):
 def compared(tmp_path_factory, run_cli):
     tmp = tmp_path_factory.mktemp("compare")
     cache, dsp_dir, runs = tmp / "cache", tmp / "dsp", tmp / "runs"
-    # the DSP fit the models and the comparison use, Train only, 90 held out (20 Newton
-    # iterations a level: the plumbing, not convergence, is under test)
+    # the DSP fit the models and the comparison use, Train only, 90 held out, capped
     res = run_cli(["train_comp.py", f"ckpt_dir={dsp_dir}", f"levels={LEVELS}", "unseen_levels=[90]",
-                   "optimiser.max_iterations=20", *_tiny(cache)], cwd=tmp, timeout=600)
+                   CAPPED_ITERATIONS, *_tiny(cache)], cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     # a tiny hybrid model (a few steps: the plumbing, not the accuracy, is under test)
     res = run_cli(["train_neural.py", "model=s6", "variant=hybrid", f"out_dir={runs}/s6_hybrid",

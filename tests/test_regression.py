@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from support import CAPPED_ITERATIONS
+
 pytestmark = pytest.mark.slow  # a chain, a training and a comparison, end to end
 
 BASELINE = Path(__file__).parent / "data" / "regression_baseline.json"
@@ -40,7 +42,7 @@ def measured(tmp_path_factory, run_cli) -> dict:
     cache, dsp_dir, runs, out = tmp / "cache", tmp / "dsp", tmp / "runs", tmp / "report"
     # the protocol: the DSP fit the hybrid and the comparison use holds the unseen level 90 out
     res = run_cli(["train_comp.py", f"ckpt_dir={dsp_dir}", f"levels={LEVELS}", "modes=[compress,limit]",
-                   "unseen_levels=[90]", "data.fit_splits=[Train]", "optimiser.max_iterations=20", *_tiny(cache)],
+                   "unseen_levels=[90]", "data.fit_splits=[Train]", CAPPED_ITERATIONS, *_tiny(cache)],
                   cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     chain = {f"{r['mode']}/{r['peak_reduction']}":

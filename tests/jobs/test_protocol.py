@@ -17,7 +17,7 @@ import dsp.chain
 import jobs.joint_fit
 from common.config import load_config
 from common.errors import UserError
-from support import CHAIN_LEVELS, CHAIN_MODES, chain_overrides
+from support import CAPPED_ITERATIONS, CHAIN_LEVELS, CHAIN_MODES, chain_overrides
 from dsp.knobmap import KnobMap
 from jobs.ensure import ensure_dsp_fit
 from jobs.fit import run_fit_job
@@ -53,12 +53,11 @@ def reads(monkeypatch) -> list[Path]:
 
 @pytest.fixture
 def capped_fits(monkeypatch):
-    """The fits ensure_dsp_fit starts stop after 20 Newton iterations a level, as the
-    tiny chain's do (``support.chain_overrides``): the protocol, not convergence, is tested."""
+    """The fits ensure_dsp_fit starts are capped as the tiny chain's are (``support.CAPPED_ITERATIONS``)."""
     import jobs.ensure
     original = jobs.ensure._run_fit
     monkeypatch.setattr(jobs.ensure, "_run_fit",
-                        lambda overrides, data: original([*overrides, "optimiser.max_iterations=20"], data))
+                        lambda overrides, data: original([*overrides, CAPPED_ITERATIONS], data))
 
 
 def _splits(paths) -> set[str]:

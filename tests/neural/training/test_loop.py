@@ -96,10 +96,15 @@ def test_settings_are_checked():
         TrainSettings.from_dict({"batch_size": 0})
 
 
-def _run(tracks, out_dir, max_steps, seed=0, resume=None, model=None):
-    settings = TrainSettings(lr=1e-2, batch_size=2, warmup_s=0.01, segment_s=0.05, episode=2,
-                             max_steps=max_steps, max_minutes=10, val_every=2, patience=50,
-                             val_seconds=0.1, schedule="plateau")   # plateau: a run may be extended
+def _settings(max_steps, **changes) -> TrainSettings:
+    """The tiny runs' settings (plateau schedule by default: a run may be extended)."""
+    return TrainSettings(**{"lr": 1e-2, "batch_size": 2, "warmup_s": 0.01, "segment_s": 0.05, "episode": 2,
+                            "max_steps": max_steps, "max_minutes": 10, "val_every": 2, "patience": 50,
+                            "val_seconds": 0.1, "schedule": "plateau", **changes})
+
+
+def _run(tracks, out_dir, max_steps, seed=0, resume=None, model=None, settings=None):
+    settings = settings or _settings(max_steps)
     spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 4, "state": 2, "level_feature": True})
     torch.manual_seed(seed)
     model = model or build_model(spec)
@@ -184,17 +189,8 @@ def test_cosine_schedule_runs_from_lr_to_lr_min():
 
 def test_cosine_training_follows_the_schedule(tracks, tmp_path):
     from neural.training.loop import cosine_lr
-    settings = TrainSettings(lr=1e-2, batch_size=2, warmup_s=0.01, segment_s=0.05, episode=2, max_steps=6,
-                             max_minutes=10, val_every=2, patience=50, val_seconds=0.1, lr_min=1e-3,
-                             schedule="cosine")
-    spec = model_spec("s6", "hybrid_gain", "fitted", {"width": 4, "state": 2, "level_feature": True})
-    torch.manual_seed(0)
-    model = build_model(spec)
-    sampler = SegmentSampler(tracks["Train"], 441, 2205, 2, 0, "fitted", episode=2)
-    val = validation_batch(tracks["Val"], 0.1, 0.0, "fitted")
-    record = {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KNOBMAP.to_record(),
-              "config": {"seed": 0}}
-    state = train(model, sampler, val, settings, tmp_path, record, "cpu", None, quiet=True)
+    settings = _settings(6, lr_min=1e-3, schedule="cosine")
+    _, state = _run(tracks, tmp_path, 6, settings=settings)
     # the lr logged at a validation is the one its last step used: steps 1, 3, 5 of 0..5
     assert [r["lr"] for r in state.log[1:]] == pytest.approx([cosine_lr(settings, k) for k in (1, 3, 5)])
     assert state.log[-1]["lr"] < state.log[1]["lr"] < settings.lr
