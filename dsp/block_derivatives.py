@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from dsp.block_kernels import cascade_coefficient_hessian, cascade_first, shaper_first, shaper_second
+from dsp.blocks import fft_filter
 
 __all__ = ["HeldGainStage", "shaper_partials", "CascadeDerivatives", "value_derivatives", "stage_loss_grad_hess",
            "MAKE_UP", "INPUT", "DRIVE", "ASYMMETRY", "OUTPUT"]
@@ -203,10 +204,6 @@ def _rfft_weights(n_fft: int, dtype, device) -> torch.Tensor:
     return w / n_fft
 
 
-def _filter(spec: torch.Tensor, response: torch.Tensor, n_fft: int, samples: int) -> torch.Tensor:
-    return torch.fft.irfft(spec * response, n=n_fft)[..., :samples]
-
-
 def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = True,
                          frames_per_pass: int = 1, fused: bool | None = None):
     """Loss, exact gradient and exact Hessian of the held-gain stage at ``z``.
@@ -244,26 +241,26 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         part = slice(lo, lo + frames_per_pass)
         x_spec, mask, target = stage.x_spec[part], stage.mask[part], stage.target[part]
         mg = m * stage.gain[part]
-        u0 = _filter(x_spec, h_in, n_fft, samples)                        # (b, T)
-        du0 = _filter(x_spec[:, None], dh_in, n_fft, samples)             # (b, 3, T)
+        u0 = fft_filter(x_spec, h_in, samples, n_fft)                        # (b, T)
+        du0 = fft_filter(x_spec[:, None], dh_in, samples, n_fft)             # (b, 3, T)
         v = mg * u0
         sp = _shaper_fused(v, float(k), float(a)) if fused else shaper_partials(v, k, a)
         s_spec = torch.fft.rfft(sp["s"], n=n_fft)
-        r = torch.where(mask, _filter(s_spec, l_out, n_fft, samples) - target, 0.0)
+        r = torch.where(mask, fft_filter(s_spec, l_out, samples, n_fft) - target, 0.0)
         loss = loss + (r * r).sum()
         # v_p for make-up and the input logits; the shaper's own two enter through k and a
         dv = torch.cat([(_DB * v)[:, None], mg[:, None] * du0], dim=1)    # (b, 4, T)
         ds = torch.cat([sp["v"][:, None] * dv, (sp["k"] * dk)[:, None], (sp["a"] * da)[:, None]], dim=1)
-        y_p = torch.cat([_filter(torch.fft.rfft(ds, n=n_fft), l_out, n_fft, samples),
-                         _filter(s_spec, dl, n_fft, samples)[:, None]], dim=1)    # (b, 7, T)
+        y_p = torch.cat([fft_filter(torch.fft.rfft(ds, n=n_fft), l_out, samples, n_fft),
+                         fft_filter(s_spec, dl, samples, n_fft)[:, None]], dim=1)    # (b, 7, T)
         y_p = torch.where(mask[:, None], y_p, 0.0)
         grad = grad + 2.0 * torch.einsum("bpt,bt->p", y_p, r)
         if not hessian:
             continue
         jtj = jtj + 2.0 * torch.einsum("bpt,bqt->pq", y_p, y_p)
         r_spec = torch.fft.rfft(r, n=n_fft)
-        lam = _filter(r_spec, torch.conj(l_out), n_fft, samples)         # L^T r
-        lam_f = _filter(r_spec, torch.conj(dl), n_fft, samples)          # (dL/df)^T r
+        lam = fft_filter(r_spec, torch.conj(l_out), samples, n_fft)         # L^T r
+        lam_f = fft_filter(r_spec, torch.conj(dl), samples, n_fft)          # (dL/df)^T r
         # input logits' second derivatives of u0, by Parseval (lam S_v m g is the weight of u0)
         if fused:
             mu = torch.empty_like(lam)
