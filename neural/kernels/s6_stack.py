@@ -38,17 +38,6 @@ def _build():
     import numpy as np
 
     @numba.njit(cache=True, nogil=True, fastmath=False)
-    def project(wt, vec, bias, acc, out):  # pragma: no cover - compiled
-        """``out = wt^T vec + bias``: summed in double precision (``acc``), then rounded to ``out``'s dtype."""
-        acc[:] = 0.0
-        for k in range(vec.shape[0]):
-            vk = vec[k]
-            for r in range(acc.shape[0]):
-                acc[r] += wt[k, r] * vk
-        for r in range(acc.shape[0]):
-            out[r] = acc[r] + bias[r]
-
-    @numba.njit(cache=True, nogil=True, fastmath=False)
     def kernel(x, in_wt, in_b, win_t, conv_w, conv_b, xw_t, xb, A, Dsk, ow_t, fscale, fshift, gw_t, gb,
                out_w, out_b, tail, h, y):  # pragma: no cover - compiled
         # the projections' weights come transposed (input index first): the loops over an
@@ -73,12 +62,23 @@ def _build():
         acc_uz = np.empty(two_inner)
         acc_p = np.empty(inner + 2 * states)
         acc_g = np.empty(2 * width)
-        no_bias = np.zeros(max(two_inner, width))   # for the projections without a bias
         for i in range(batch):
             for t in range(steps):
-                project(in_wt, x[i, t], in_b, acc_w, res)
+                acc_w[:] = 0.0
+                for f in range(features):
+                    xf = x[i, t, f]
+                    for w in range(width):
+                        acc_w[w] += in_wt[f, w] * xf
+                for w in range(width):
+                    res[w] = acc_w[w] + in_b[w]
                 for l in range(layers):
-                    project(win_t[l], res, no_bias, acc_uz, uz)
+                    acc_uz[:] = 0.0
+                    for w in range(width):
+                        r = res[w]
+                        for d in range(two_inner):
+                            acc_uz[d] += win_t[l, w, d] * r
+                    for d in range(two_inner):
+                        uz[d] = acc_uz[d]
                     # causal depthwise conv over [tail, u], then the tail moves on by one sample
                     for d in range(inner):
                         acc = 0.0
@@ -93,7 +93,13 @@ def _build():
                     for d in range(inner):
                         c = uc[d]
                         uc[d] = c / (1.0 + math.exp(-c))          # silu
-                    project(xw_t[l], uc, xb[l], acc_p, proj)
+                    acc_p[:] = 0.0
+                    for d in range(inner):
+                        ud = uc[d]
+                        for r in range(inner + 2 * states):
+                            acc_p[r] += xw_t[l, d, r] * ud
+                    for r in range(inner + 2 * states):
+                        proj[r] = acc_p[r] + xb[l, r]
                     for d in range(inner):
                         p = proj[d]
                         proj[d] = p if p > 20.0 else math.log1p(math.exp(p))   # softplus (torch's threshold)
@@ -108,10 +114,21 @@ def _build():
                             acc += h[l, i, d, n] * proj[inner + states + n]
                         zd = uz[inner + d]
                         gated[d] = (acc + Dsk[l, d] * uc[d]) * (zd / (1.0 + math.exp(-zd)))
-                    project(ow_t[l], gated, no_bias, acc_w, v)
+                    acc_w[:] = 0.0
+                    for d in range(inner):
+                        gd = gated[d]
+                        for w in range(width):
+                            acc_w[w] += ow_t[l, d, w] * gd
                     for w in range(width):
+                        v[w] = acc_w[w]
                         v[w] = v[w] * fscale[i, l, w] + fshift[i, l, w]
-                    project(gw_t[l], v, gb[l], acc_g, g)
+                    acc_g[:] = 0.0
+                    for w in range(width):
+                        vw = v[w]
+                        for r in range(2 * width):
+                            acc_g[r] += gw_t[l, w, r] * vw
+                    for r in range(2 * width):
+                        g[r] = acc_g[r] + gb[l, r]
                     for w in range(width):
                         res[w] = res[w] + g[w] / (1.0 + math.exp(-g[width + w]))
                 for o in range(outs):
