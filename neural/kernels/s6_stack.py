@@ -42,7 +42,9 @@ def _build():
                out_w, out_b, tail, h, y):  # pragma: no cover - compiled
         # the projections' weights come transposed (input index first): the loops over an
         # output index are innermost, independent lanes that vectorise, each output still
-        # summed over its inputs in order
+        # summed over its inputs in order. The five projections are written out in place:
+        # a shared jitted helper defined here (a closure) stops numba from loading this
+        # kernel from its disk cache, and every process then recompiled it (about 2.5 s)
         batch, steps, features = x.shape
         layers, width, two_inner = win_t.shape
         inner = two_inner // 2
