@@ -61,11 +61,14 @@ def load_fit(path: str | Path) -> dict:
 
 
 def load_param_map(path: str | Path):
-    """The knob map of a chain or joint fit (its folder or ``knobmap.yaml``);
-    ``.at(setting)`` gives the parameters at any setting."""
+    """The knob map of a chain or joint fit (its folder, ``knobmap.yaml`` or a manifest
+    joint fit's ``knobcurves.yaml``); ``.at(setting)`` gives the parameters at any setting."""
     from dsp.parammap import load_param_map as load
     p = Path(path)
-    return load(p / "knobmap.yaml" if p.is_dir() else p)
+    if p.is_dir():
+        p = p / "knobcurves.yaml" if (p / "knobcurves.yaml").is_file() and not (p / "knobmap.yaml").is_file() \
+            else p / "knobmap.yaml"
+    return load(p)
 
 
 def load_neural(path: str | Path):

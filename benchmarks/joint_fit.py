@@ -1,17 +1,22 @@
 """Joint knob fit against the per-level chain with interpolation, under the protocol.
 
-On the embedded stand-in corpus (generated into ``--cache``, outside the repository):
+On the embedded stand-in corpus (generated into ``--cache``, outside the repository),
+with ``train_comp.py``'s settings (``cfg/config.yaml``; ``--compressor ff5|graybox``,
+further ``--set KEY=VALUE`` overrides such as ``joint.priors=[0]``):
 
 - both methods fit **Train** material only (the 3c takes), with the unseen levels
   (``--unseen``, default 45 65 85) left out of every fit;
 - the per-level chain (:func:`dsp.chain.run_chain`, 100 -> 40, each level from the
-  previous one) gives a knob map (:class:`dsp.knobmap.KnobMap`) that reaches the
+  previous one; with ``graybox`` the blocks fitted at PR 100 and held, as
+  ``train_comp.py`` does) gives a knob map (:class:`dsp.knobmap.KnobMap`) that reaches the
   unseen levels by interpolation;
-- the joint fit (:func:`dsp.joint.fit_joint`) chooses its basis size and roughness on
-  **Val** material at the fitted settings (:func:`dsp.joint.select_smoothness`), then
-  the chosen candidate is fitted again from the cold default start and timed;
-- both are scored on **Test** material at every level (pre-emphasised ESR, the fit's
-  objective from the fused kernel).
+- the joint fit (:func:`dsp.joint.fit_joint`, with the config's ``joint.monotone`` and
+  ``joint.priors``) chooses its basis size, roughness and ridge on **Val** material at the fitted
+  settings (:func:`dsp.joint.select_smoothness`), then the chosen candidate is fitted
+  again from the cold start and timed (with ``graybox``, its shared blocks too:
+  :func:`dsp.joint.fit_shared_blocks`);
+- both are scored on **Test** material at every level (pre-emphasised ESR of the
+  model class fitted).
 
 Printed: per-setting Test ESR of both, the mean ESR and its ratio (target joint <=
 0.85x chain), the settings where a joint parameter sits within 1% (of the range's log
@@ -21,8 +26,9 @@ reduction (level drop before make-up on one fixed Test input) grows with PR on a
 files to the fitted parameters) with their ratio (target <= 2x). The CPU times are the
 steadier figure on a shared machine.
 
-Usage: ``python benchmarks/joint_fit.py [--cache /tmp/joint-cache] [--unseen 45 65 85]
-[--candidates 4:1e-3 5:1e-4 ...] [--train-seconds 60] [--json OUT.json]``
+Usage: ``python benchmarks/joint_fit.py [--compressor graybox] [--cache /tmp/joint-cache]
+[--unseen 45 65 85] [--candidates 4:1e-3 5:1e-4 ...] [--set joint.priors=[0] ...]
+[--train-seconds 60] [--json OUT.json]``
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,14 +49,17 @@ import numpy as np  # noqa: E402
 from audio.corpus import CorpusSpec, ensure_corpus  # noqa: E402
 from audio.io import read_pair  # noqa: E402
 from audio.signaltrain import find_level, scan_corpus  # noqa: E402
+from common.config import load_config  # noqa: E402
 from dsp.chain import ChainSpec, frame_pair, run_chain  # noqa: E402
 from dsp.fit import FitOptions  # noqa: E402
-from dsp.joint import (DEFAULT_CANDIDATES, JointKnobModel, JointOptions, JointSetting, bound_hits,  # noqa: E402
-                       fit_joint, select_smoothness)
-from dsp.kernel import KernelObjective  # noqa: E402
+from dsp.joint import (JointKnobModel, JointOptions, JointSetting, bound_hits, fit_joint,  # noqa: E402
+                       fit_shared_blocks, graybox_val_esr, select_smoothness)
+from dsp.kinds import evaluate_any, options_kind  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
-from dsp.params import Parameterisation  # noqa: E402
+from dsp.params import PARAM_NAMES  # noqa: E402
 from dsp.render import BlockCompressor  # noqa: E402
+from dsp.settings import fit_options, initial_params  # noqa: E402
+from jobs.joint_fit import candidates_from_config, joint_options_from_config  # noqa: E402
 
 KNOB = ("peak_reduction",)
 FRAME_S, OVERLAP_S = 12.0, 1.0
@@ -68,15 +78,9 @@ def _settings(pairs, mode, levels, split):
     return out
 
 
-def _test_esr(setting: JointSetting, params: dict, ranges) -> float:
-    param = Parameterisation(setting.frames.sample_rate, ranges)
-    obj = KernelObjective(setting.frames, param)
-    return obj.loss(param.from_physical(params)) / obj.energy
-
-
 def _gain_reduction_db(params: dict, x: np.ndarray, sr: int) -> float:
     """Level drop (dB) of the compressor before make-up on ``x``."""
-    g = BlockCompressor(params, sr).gain(x)
+    g = BlockCompressor({k: params[k] for k in PARAM_NAMES}, sr).gain(x)
     xm = np.max(np.abs(np.atleast_2d(x)), axis=0)
     return 10.0 * math.log10(np.sum(xm ** 2) / np.sum((g * xm) ** 2))
 
@@ -103,13 +107,21 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", default="/tmp/joint-cache")
     ap.add_argument("--unseen", type=int, nargs="*", default=[45, 65, 85])
+    ap.add_argument("--compressor", choices=("ff5", "graybox"), default="ff5")
     ap.add_argument("--candidates", nargs="*", default=None,
-                    help="SIZE:SMOOTHNESS pairs (default: %s)" % " ".join(f"{s}:{l:g}" for s, l in DEFAULT_CANDIDATES))
+                    help="SIZE:SMOOTHNESS pairs (default: joint.candidates of cfg/config.yaml)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="further train_comp.py settings, e.g. joint.priors=[0] joint.decreasing=[]")
     ap.add_argument("--train-seconds", type=float, default=60.0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    candidates = DEFAULT_CANDIDATES if args.candidates is None else \
+    cfg = load_config("config", [f"compressor={args.compressor}", *args.set])
+    options = fit_options(cfg)
+    init = initial_params(cfg, options.ranges)
+    shape, priors = joint_options_from_config(cfg, options, init)
+    candidates = candidates_from_config(cfg) if args.candidates is None else \
         [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.candidates]
+    graybox = options_kind(options) == "graybox"
 
     spec = CorpusSpec(train_seconds=args.train_seconds)
     root = ensure_corpus(args.cache, spec)
@@ -117,7 +129,6 @@ def main(argv=None) -> dict:
     all_levels = sorted(spec.levels)
     fit_levels = [pr for pr in all_levels if pr not in args.unseen]
     modes = list(spec.modes)
-    options = FitOptions()
 
     train = {m: _settings(pairs, m, fit_levels, "Train") for m in modes}
     val = {m: _settings(pairs, m, fit_levels, "Val") for m in modes}
@@ -125,6 +136,8 @@ def main(argv=None) -> dict:
     for m in modes:  # the protocol: no held-out setting in any fit or validation
         assert not {int(s.knobs[0]) for s in train[m] + val[m]} & set(args.unseen)
     _warm_up(train[modes[0]][0])
+    print(f"compressor={args.compressor}; joint: candidates {candidates}, monotone {shape.monotone or 'none'}, "
+          f"priors {priors} (the first while choosing the basis)", flush=True)
 
     # --- per-level chain on the same Train material ------------------------------------
     def find_train(mode, pr):
@@ -133,9 +146,10 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
-        rows = run_chain(find_train, Path(tmp) / "chain", ChainSpec(modes, fit_levels), options)
+        rows = run_chain(find_train, Path(tmp) / "chain", ChainSpec(modes, fit_levels, default_init=init), options)
         chain_seconds, chain_cpu = time.perf_counter() - t0, time.process_time() - c0
     chain_map = KnobMap.from_rows(rows)
+    print(f"chain: {chain_seconds:.1f} s", flush=True)
 
     # --- joint: choose smoothness on Val, then the timed cold fit -------------------------
     chosen, tables = {}, {}
@@ -143,31 +157,40 @@ def main(argv=None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for m in modes:
-            sel = select_smoothness(train[m], val[m], KNOB, candidates, JointOptions(fit=options))
-            chosen[m] = (sel.best.curves.basis.size, sel.best.smoothness)
+            score = (lambda res, m=m: graybox_val_esr(res, train[m], val[m], options)) if graybox else None
+            sel = select_smoothness(train[m], val[m], KNOB, candidates, shape, priors=priors, val_score=score)
+            row = next(r for r in sel.table if r["chosen"])
+            chosen[m] = (row["size"], row["smoothness"], row["prior"])
             tables[m] = sel.table
     selection_seconds = time.perf_counter() - t0
-    # timed like the chain: from the Train files to the fitted curves
-    fits = {}
+    print(f"selection on Val: {selection_seconds:.1f} s", flush=True)
+    # timed like the chain: from the Train files to the fitted curves (and the shared blocks)
+    fits, shared = {}, {}
     t0, c0 = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for m in modes:
-            size, lam = chosen[m]
+            size, lam, prior = chosen[m]
             settings = _settings(pairs, m, fit_levels, "Train")
-            fits[m] = fit_joint(settings, KNOB, JointOptions(size=size, smoothness=lam, fit=options))
+            fits[m] = fit_joint(settings, KNOB, replace(shape, size=size, smoothness=lam, prior=prior))
+            if graybox:
+                shared[m] = fit_shared_blocks(fits[m], settings, options)
     joint_seconds, joint_cpu = time.perf_counter() - t0, time.process_time() - c0
     model = JointKnobModel(fits)
+
+    def joint_at(m, pr):
+        five = model.at(m, pr)
+        return shared[m].apply(five) if graybox else five
 
     # --- Test scoring at every level ----------------------------------------------------
     per_setting = []
     for m in modes:
         for s in test[m]:
             pr = int(s.knobs[0])
-            jp, cp = model.at(m, pr), chain_map.at({"mode": m, "peak_reduction": pr})
+            jp, cp = joint_at(m, pr), chain_map.at({"mode": m, "peak_reduction": pr})
             per_setting.append({"mode": m, "peak_reduction": pr, "unseen": pr in args.unseen,
-                                "esr_chain": _test_esr(s, cp, options.ranges),
-                                "esr_joint": _test_esr(s, jp, options.ranges),
+                                "esr_chain": evaluate_any(s.frames, cp, options),
+                                "esr_joint": evaluate_any(s.frames, jp, options),
                                 "joint_bounds": bound_hits(jp, options.ranges),
                                 "chain_bounds": bound_hits(cp, options.ranges) if pr in fit_levels else []})
     mean_chain = float(np.mean([r["esr_chain"] for r in per_setting]))
@@ -196,10 +219,10 @@ def main(argv=None) -> dict:
         star = "*" if r["unseen"] else " "
         print(f"{r['mode']:9s} {r['peak_reduction']:>3d}{star} {r['esr_chain']:13.5f} {r['esr_joint']:10.5f} "
               f"{r['esr_joint'] / r['esr_chain']:12.3f}")
-    print("\nsmoothness selection on Val (pooled ESR):")
+    print(f"\nbasis, smoothness and prior chosen on Val (pooled ESR of the {args.compressor} model):")
     for m in modes:
         for row in tables[m]:
-            print(f"  {m:9s} size {row['size']} lam {row['smoothness']:<8g} val {row['val_esr']:.5f} "
+            print(f"  {m:9s} size {row['size']} lam {row['smoothness']:<8g} prior {row['prior']:<8g} val {row['val_esr']:.5f} "
                   f"train(mean) {row['train_esr']:.5f} it {row['iterations']:3d} {row['seconds']:6.1f} s"
                   f"{'  <- chosen' if row['chosen'] else ''}")
     print("\njoint curves:")

@@ -43,6 +43,8 @@ __all__ = ["KINDS", "SOURCE_HELP", "Exportable", "resolve_source", "build", "com
            "check_levels"]
 
 KINDS = ("fit", "knobmap", "knobtable", "neural")
+CURVES_NOT_EXPORTABLE = ("knob curves (a manifest's method=joint fit) cannot be exported yet; export the "
+                         "per-take fits of method=per_level (a knob table)")
 SOURCE_HELP = ("expected a ckpt.yaml, a chain folder holding knobmap.yaml, a knobtable.yaml or manifest fit "
                "folder, or a neural checkpoint (.pt)")
 LA2A_SIGNATURE = "forward(x, peak_reduction, mode)  # mode 0 compress, 1 limit"
@@ -90,6 +92,8 @@ def resolve_source(source: str | Path) -> tuple[str, Path]:
     if not p.exists():
         raise UserError(f"{p}: not found ({SOURCE_HELP})")
     if p.is_dir():
+        if (p / "knobcurves.yaml").is_file() and not (p / _MANIFEST_ROWS).is_dir():
+            raise UserError(f"{p}: {CURVES_NOT_EXPORTABLE}")
         for name, kind in (("knobmap.yaml", "knobmap"), ("knobtable.yaml", "knobtable"), ("ckpt.yaml", "fit")):
             if (p / name).is_file():
                 return kind, p / name
@@ -100,6 +104,8 @@ def resolve_source(source: str | Path) -> tuple[str, Path]:
     if zipfile.is_zipfile(p):
         return "neural", p
     data = _read_yaml(p)
+    if isinstance(data, dict) and data.get("kind") == "knobcurves":
+        raise UserError(f"{p}: {CURVES_NOT_EXPORTABLE}")
     if isinstance(data, dict) and data.get("kind") in ("knobmap", "knobtable"):
         return data["kind"], p
     if isinstance(data, dict) and "modes" in data and "params" not in data:

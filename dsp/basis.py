@@ -172,6 +172,23 @@ class KnobBasis:
             at += n
         return out
 
+    def first_differences(self) -> np.ndarray:
+        """Differences of neighbouring coefficients within each knob's block, in knob order
+        (a dropped first coefficient counts as 0). A curve whose coefficients all rise along
+        these rows rises in every knob (B-splines: monotone coefficients, monotone curve).
+
+        Shape: ``(rows, size)``.
+        """
+        rows = []
+        at = 0
+        for _, spline, first in self._blocks():
+            d = np.diff(np.eye(spline.size), axis=0)[:, first:]
+            block = np.zeros((d.shape[0], self.size))
+            block[:, at:at + d.shape[1]] = d
+            rows.append(block)
+            at += d.shape[1]
+        return np.concatenate(rows, axis=0)
+
     def to_record(self) -> dict:
         return {"kind": "additive_bspline",
                 "knobs": [{"name": n, **s.to_record()} for n, s in zip(self.names, self.splines)]}

@@ -46,15 +46,24 @@ import torch
 from audio.framing import Frames
 from dsp.basis import KnobBasis
 from dsp.fit import FitOptions, level_matched_make_up, make_objective
+from dsp.graybox import BLOCK_NAMES, fit_blocks
+from dsp.kinds import evaluate_any
 from dsp.newton import NewtonOptions, newton
+from dsp.objective import target_energy
 from dsp.params import DEFAULT_INIT, PARAM_NAMES, Parameterisation, Ranges
 
 __all__ = ["JointSetting", "JointOptions", "CoefficientObjective", "JointCurves", "SettingFit",
            "JointResult", "Selection", "JointKnobModel", "fit_joint", "select_smoothness",
-           "project_curves", "pooled_esr", "bound_hits", "DEFAULT_CANDIDATES"]
+           "project_curves", "pooled_esr", "bound_hits", "SharedBlocks", "fit_shared_blocks", "graybox_val_esr",
+           "DEFAULT_CANDIDATES"]
 
 # (basis size, smoothness) pairs tried on Val by default: from nearly linear to flexible.
 DEFAULT_CANDIDATES = ((4, 1e-3), (5, 1e-4), (6, 1e-3), (7, 1e-2))
+MONOTONE_DIRECTIONS = ("increasing", "decreasing")
+# Stiffness of the one-sided monotone penalty per squared step cap: a wrong-way coefficient
+# step of 0.1 dB costs 3e-3, about a tenth of a typical setting's ESR.
+MONOTONE_WEIGHT = 10.0
+BOUNDED = (1, 2, 3)      # ratio, attack, release: sigmoid coordinates
 
 
 @dataclass
@@ -74,11 +83,31 @@ class JointSetting:
 @dataclass
 class JointOptions:
     """Basis size, roughness weight, the per-setting fit options (ranges, derivative
-    method, solver tolerances, step cap) and the physical start (None: the published one)."""
+    method, solver tolerances, step cap), the physical start (None: the published one)
+    and two priors on the curves' shape:
+
+    - ``monotone``: parameter -> ``"increasing"`` or ``"decreasing"`` in every knob (the
+      LA-2A: the threshold falls as peak reduction, the sidechain gain, grows). A stiff
+      one-sided penalty on neighbouring coefficients that step the wrong way
+      (:data:`MONOTONE_WEIGHT`); monotone B-spline coefficients make a monotone curve.
+    - ``prior``: weight of a ridge pulling the bounded coordinates (ratio, attack,
+      release logits) towards the start. A sigmoid's logit drifts to a range end where
+      the data is flat in it; this holds it where the data does not say otherwise.
+    """
     size: int = 5
     smoothness: float = 1e-3
     fit: FitOptions = field(default_factory=FitOptions)
     start: dict[str, float] | None = None
+    monotone: dict[str, str] = field(default_factory=dict)
+    prior: float = 0.0
+
+    def __post_init__(self):
+        for name, direction in self.monotone.items():
+            if name not in PARAM_NAMES or direction not in MONOTONE_DIRECTIONS:
+                raise ValueError(f"monotone: expected parameters of {', '.join(PARAM_NAMES)}, each increasing or "
+                                 f"decreasing, got {name!r}: {direction!r}")
+        if not (self.prior >= 0 and math.isfinite(self.prior)):
+            raise ValueError(f"prior must be a finite weight >= 0, got {self.prior}")
 
 
 def _setting_objectives(settings: Sequence[JointSetting], param: Parameterisation, fit: FitOptions):
@@ -103,7 +132,8 @@ class CoefficientObjective:
     """
 
     def __init__(self, objectives, design: np.ndarray, penalty: np.ndarray, smoothness: float,
-                 scale: Sequence[float]):
+                 scale: Sequence[float], monotone: Sequence[tuple[int, int, np.ndarray]] = (),
+                 prior: float = 0.0, centre: Sequence[float] | None = None):
         self.objectives = list(objectives)
         self.design = torch.as_tensor(np.asarray(design, dtype=np.float64))
         self.size = self.design.shape[1]
@@ -112,13 +142,42 @@ class CoefficientObjective:
         w = torch.as_tensor(1.0 / np.asarray(scale, dtype=np.float64) ** 2)
         self.penalty_hess = 2.0 * float(smoothness) * torch.kron(
             torch.as_tensor(np.asarray(penalty, dtype=np.float64)), torch.diag(w))
+        if prior > 0:       # the ridge on the bounded coordinates is quadratic: folded in here
+            mask = torch.zeros(5, dtype=torch.float64)
+            mask[list(BOUNDED)] = 1.0
+            ridge = 2.0 * float(prior) * torch.diag((w * mask).repeat(self.size))
+            self.penalty_hess = self.penalty_hess + ridge
+            z0 = torch.as_tensor(np.asarray(centre, dtype=np.float64)).repeat(self.size)
+            self._shift = ridge @ z0          # the ridge is |c - c0|^2, not |c|^2
+            self._offset = 0.5 * float(z0 @ ridge @ z0)
+        else:
+            self._shift = torch.zeros(self.size * 5, dtype=torch.float64)
+            self._offset = 0.0
+        # one-sided: rows (sign * D c[:, p]) > 0 step the wrong way
+        self.monotone = [(int(p), torch.as_tensor(sign * np.asarray(d, dtype=np.float64)),
+                          MONOTONE_WEIGHT * float(w[p])) for p, sign, d in monotone]
 
     def z(self, c: torch.Tensor) -> torch.Tensor:
         """Every setting's ``z``. Shape: ``(size * 5,)`` -> ``(S, 5)``."""
         return self.design @ torch.as_tensor(c, dtype=torch.float64).reshape(self.size, 5)
 
     def _penalty(self, c: torch.Tensor) -> float:
-        return 0.5 * float(c @ self.penalty_hess @ c)
+        return self._terms(c)[0]
+
+    def _terms(self, c: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Value, gradient and Hessian of every penalty (roughness, ridge, monotone)."""
+        f = 0.5 * float(c @ self.penalty_hess @ c) - float(self._shift @ c) + self._offset
+        g = self.penalty_hess @ c - self._shift
+        h = self.penalty_hess.clone()
+        coef = c.reshape(self.size, 5)
+        for p, d, k in self.monotone:
+            wrong = torch.clamp(d @ coef[:, p], min=0.0)
+            active = d[wrong > 0]
+            f += k * float(wrong @ wrong)
+            idx = torch.arange(self.size) * 5 + p
+            g[idx] += 2.0 * k * (d.T @ wrong)
+            h[idx[:, None], idx[None, :]] += 2.0 * k * (active.T @ active)
+        return f, g, h
 
     def setting_losses(self, c: torch.Tensor) -> list[float]:
         return [o.loss(z) for o, z in zip(self.objectives, self.z(c))]
@@ -139,9 +198,10 @@ class CoefficientObjective:
             f += float(w) * f_s
             g += w * torch.outer(b, g_s)
             h += w * torch.kron(torch.outer(b, b), h_s)
-        f += self._penalty(c)
-        g = g.reshape(-1) + self.penalty_hess @ c
-        h = h + self.penalty_hess
+        pf, pg, ph = self._terms(c)
+        f += pf
+        g = g.reshape(-1) + pg
+        h = h + ph
         return f, g, 0.5 * (h + h.T)
 
 
@@ -251,6 +311,8 @@ class JointResult:
     smoothness: float
     history: list[float] = field(default_factory=list)
     selection: list[dict] = field(default_factory=list)
+    monotone: dict[str, str] = field(default_factory=dict)
+    prior: float = 0.0
 
     @property
     def mean_esr(self) -> float:
@@ -263,6 +325,7 @@ class JointResult:
                 "loss": float(self.loss), "iterations": int(self.iterations),
                 "converged": bool(self.converged), "reason": str(self.reason),
                 "seconds": float(self.seconds), "smoothness": float(self.smoothness),
+                "monotone": dict(self.monotone), "prior": float(self.prior),
                 "history": [float(v) for v in self.history],
                 "selection": [{k: (float(v) if isinstance(v, (float, np.floating)) else v)
                                for k, v in row.items()} for row in self.selection]}
@@ -276,7 +339,9 @@ class JointResult:
                     for s in record["settings"]],
                    float(record["loss"]), int(record["iterations"]), bool(record["converged"]),
                    str(record["reason"]), float(record["seconds"]), float(record["smoothness"]),
-                   [float(v) for v in record.get("history", [])], list(record.get("selection", [])))
+                   [float(v) for v in record.get("history", [])], list(record.get("selection", [])),
+                   {str(k): str(v) for k, v in dict(record.get("monotone") or {}).items()},
+                   float(record.get("prior", 0.0)))
 
 
 def project_curves(basis: KnobBasis, knobs: np.ndarray, z: np.ndarray, ridge: float = 1e-8) -> np.ndarray:
@@ -338,7 +403,11 @@ def fit_joint(settings: Sequence[JointSetting], knob_names: Sequence[str], optio
     objectives = _setting_objectives(settings, param, options.fit)
     design = basis.design(knobs)
     scale = np.asarray(options.fit.max_step, dtype=np.float64)
-    objective = CoefficientObjective(objectives, design, basis.penalty(), options.smoothness, scale)
+    centre = param.from_physical(dict(DEFAULT_INIT if options.start is None else options.start)).numpy()
+    monotone = [(PARAM_NAMES.index(name), 1 if direction == "decreasing" else -1, basis.first_differences())
+                for name, direction in options.monotone.items()]
+    objective = CoefficientObjective(objectives, design, basis.penalty(), options.smoothness, scale,
+                                     monotone, options.prior, centre)
 
     if init is None:
         start_z = _default_start_z(objectives, settings, param, options.start)
@@ -357,7 +426,8 @@ def fit_joint(settings: Sequence[JointSetting], knob_names: Sequence[str], optio
             for s, o, f in zip(settings, objectives, losses)]
     curves = JointCurves(basis, result.z.reshape(basis.size, 5).numpy().copy(), sample_rate, options.fit.ranges)
     return JointResult(curves, fits, result.loss, result.iterations, result.converged, result.reason,
-                       time.perf_counter() - t0, float(options.smoothness), result.history)
+                       time.perf_counter() - t0, float(options.smoothness), result.history,
+                       monotone=dict(options.monotone), prior=float(options.prior))
 
 
 def pooled_esr(curves: JointCurves, settings: Sequence[JointSetting], hessian: str = "kernel") -> float:
@@ -384,12 +454,17 @@ class Selection:
 def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting], knob_names: Sequence[str],
                       candidates: Sequence[tuple[int, float]] = DEFAULT_CANDIDATES,
                       options: JointOptions = JointOptions(),
-                      progress: Callable[[dict], None] | None = None) -> Selection:
+                      progress: Callable[[dict], None] | None = None,
+                      priors: Sequence[float] = (),
+                      val_score: Callable[[JointResult], float] | None = None) -> Selection:
     """Fit each ``(size, smoothness)`` candidate on ``train``; keep the lowest pooled ESR on ``val``.
 
     Every candidate starts from the default start, so each result is the fit a plain
     :func:`fit_joint` with those options gives (the chosen one needs no refit) and the
     choice does not depend on the order of the candidates. Ties keep the one listed first.
+    The candidates are fitted with ``options.prior``; then the chosen basis and
+    smoothness are fitted again with each of ``priors`` (other ridge weights), and the
+    lowest Val ESR of all wins.
 
     Args:
         train: fitting settings of one group.
@@ -397,30 +472,44 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
             held-out settings must not be among them).
         candidates: ``(basis size, smoothness)`` pairs.
         progress: called with each candidate's table row as it is scored.
+        priors: further ridge weights tried with the chosen basis and smoothness.
+        val_score: a fit's Val ESR (default: :func:`pooled_esr` of its curves; the
+            gray-box: :func:`graybox_val_esr`, the model that will be used).
 
     Returns:
-        :class:`Selection`; ``best.selection`` holds the table too.
+        :class:`Selection`; ``best.selection`` holds the table too (``prior`` column).
     """
     if not val:
         raise ValueError("smoothness selection needs at least one validation setting")
     if not candidates:
         raise ValueError("no smoothness candidates given")
     best: JointResult | None = None
-    best_val = math.inf
+    best_val, best_row = math.inf, -1
     table = []
-    for size, lam in candidates:
-        opts = JointOptions(size=int(size), smoothness=float(lam), fit=options.fit, start=options.start)
+
+    def score(size: int, lam: float, prior: float) -> None:
+        nonlocal best, best_val, best_row
+        opts = JointOptions(size=int(size), smoothness=float(lam), fit=options.fit, start=options.start,
+                            monotone=dict(options.monotone), prior=float(prior))
         res = fit_joint(train, knob_names, opts)
-        val_esr = pooled_esr(res.curves, val, options.fit.hessian)
-        row = {"size": int(size), "smoothness": float(lam), "val_esr": val_esr, "train_esr": res.mean_esr,
-               "iterations": res.iterations, "converged": res.converged, "seconds": res.seconds}
+        val_esr = pooled_esr(res.curves, val, options.fit.hessian) if val_score is None else float(val_score(res))
+        row = {"size": int(size), "smoothness": float(lam), "prior": float(prior), "val_esr": val_esr,
+               "train_esr": res.mean_esr, "iterations": res.iterations, "converged": res.converged,
+               "seconds": res.seconds}
         table.append(row)
         if progress:
             progress(row)
         if val_esr < best_val:
-            best, best_val = res, val_esr
-    for row in table:
-        row["chosen"] = row["size"] == best.curves.basis.size and row["smoothness"] == best.smoothness
+            best, best_val, best_row = res, val_esr, len(table) - 1
+
+    for size, lam in candidates:
+        score(size, lam, options.prior)
+    chosen = table[best_row]
+    for prior in priors:
+        if float(prior) != float(options.prior):
+            score(chosen["size"], chosen["smoothness"], prior)
+    for i, row in enumerate(table):   # by position: a basis of several knobs has more functions than "size"
+        row["chosen"] = i == best_row
     best.selection = table
     return Selection(best, table)
 
@@ -436,6 +525,71 @@ def bound_hits(params: dict[str, float], ranges: Ranges = Ranges(), tolerance: f
         if v - math.log(lo) <= tolerance * width or math.log(hi) - v <= tolerance * width:
             out.append(name)
     return out
+
+
+@dataclass
+class SharedBlocks:
+    """A gray-box's blocks for one joint group: the same at every setting.
+
+    Attributes:
+        blocks: the six block values (:data:`dsp.graybox.BLOCK_NAMES`), physical.
+        make_up_offset: dB added to the make-up curve at every setting.
+        fitted_at: the knob vector of the setting they were fitted on.
+        iterations: Newton iterations of that fit.
+        esr: gray-box ESR on each setting's fitting audio, by knob vector.
+    """
+    blocks: dict[str, float]
+    make_up_offset: float
+    fitted_at: tuple[float, ...]
+    iterations: int
+    esr: dict[tuple[float, ...], float]
+
+    def apply(self, compressor: dict[str, float]) -> dict[str, float]:
+        """The eleven gray-box parameters from the curves' five at one setting."""
+        out = {**compressor, **self.blocks}
+        out["make_up_db"] = float(compressor["make_up_db"]) + self.make_up_offset
+        return out
+
+
+def fit_shared_blocks(fit: JointResult, settings: Sequence[JointSetting], options: FitOptions) -> SharedBlocks:
+    """``compressor=graybox`` on a joint fit: one set of block parameters shared by every setting.
+
+    The transformers and the tube stage do not move with the knob, so the blocks are not
+    curves: they are fitted once (:func:`dsp.graybox.fit_blocks`, exact Newton, the
+    compressor's gain held) on the setting with the highest knob vector (the LA-2A: the
+    top PR, where the chain fits them too), with the joint curves' compressor there. The
+    make-up found with them becomes one offset added to the make-up curve at every
+    setting, so the curves stay smooth.
+    """
+    top = max(settings, key=lambda s: tuple(s.knobs))
+    compressor = fit.curves.params_at(top.knobs)
+    start = {**compressor, **dict(getattr(options, "start", {}))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit_blocks(top.frames, compressor, start, options)
+    shared = SharedBlocks({k: float(res.params[k]) for k in BLOCK_NAMES},
+                          float(res.params["make_up_db"] - compressor["make_up_db"]),
+                          tuple(float(k) for k in top.knobs), int(res.iterations), {})
+    for s in settings:
+        shared.esr[tuple(float(k) for k in s.knobs)] = evaluate_any(
+            s.frames, shared.apply(fit.curves.params_at(s.knobs)), options)
+    return shared
+
+
+def graybox_val_esr(fit: JointResult, train: Sequence[JointSetting], val: Sequence[JointSetting],
+                    options: FitOptions) -> float:
+    """Pooled gray-box ESR on ``val`` of ``fit``'s curves with the blocks
+    :func:`fit_shared_blocks` fits on ``train``: what choosing a gray-box's joint fit on
+    Val scores (the five-parameter ESR would reward curves bent to make up for the blocks)."""
+    shared = fit_shared_blocks(fit, train, options)
+    err = energy = 0.0
+    for s in val:
+        e = target_energy(s.frames)
+        err += e * evaluate_any(s.frames, shared.apply(fit.curves.params_at(s.knobs)), options)
+        energy += e
+    if energy <= 0:
+        raise ValueError("the validation targets are silent; nothing to score")
+    return err / energy
 
 
 def _plain_knob(v: float):

@@ -2,14 +2,16 @@
 
 A setting is a knob dict (:mod:`audio.devices`). Fitting a device gives the
 compressor's five parameters at some settings; a :class:`ParamMap` holds them and
-answers at any setting. Two kinds implement it:
+answers at any setting. Three kinds implement it:
 
 - :class:`dsp.knobmap.KnobMap` (the LA-2A): per switch position, the parameters
   **interpolated** over peak reduction;
 - :class:`dsp.knobtable.KnobTable` (a device with arbitrary knobs): the **nearest**
-  fitted setting's parameters.
+  fitted setting's parameters;
+- :class:`dsp.knobcurves.KnobCurves` (a device with arbitrary knobs, ``method=joint``):
+  **curves** smooth in every knob.
 
-Both store themselves as a plain record with a ``kind`` (YAML on disk, inside a
+All store themselves as a plain record with a ``kind`` (YAML on disk, inside a
 neural checkpoint), which :func:`param_map_from_record` / :func:`load_param_map`
 dispatch on.
 """
@@ -102,8 +104,14 @@ class ParamMap(ABC):
         return pm
 
 
+_KIND_MODULES = ("dsp.knobmap", "dsp.knobtable", "dsp.knobcurves")   # each registers its kind on import
+
+
 def param_map_from_record(record: dict) -> ParamMap:
     """The map a :meth:`ParamMap.to_record` dict describes (KeyError on an unknown kind)."""
+    import importlib
+    for name in _KIND_MODULES:   # here, not at the top: they import this module
+        importlib.import_module(name)
     return _KINDS[record["kind"]].from_record(record)
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from common.config import load_config
 from common.errors import UserError
 from dsp.knobmap import KnobMap
+from dsp.knobcurves import KnobCurves
 from dsp.knobtable import KnobTable, load_take_fits, take_fit
+from jobs.joint_fit import MANIFEST_CURVES, manifest_data_key
 from jobs.fit import run_fit_job
 from audio.datasets import fit_pair_finder, load_pairs
 from jobs.protocol import PROTOCOL_SPLITS, data_key, protocol_problem
@@ -23,14 +25,16 @@ __all__ = ["ensure_dsp_fit"]
 
 
 def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, quiet: bool = False,
-                   modes=None, unseen=(), compressor: str = "ff5") -> KnobMap | KnobTable:
+                   modes=None, unseen=(), compressor: str = "ff5") -> KnobMap | KnobTable | KnobCurves:
     """The fitted parameter map in ``dsp_dir``, fitted first where it is missing.
 
     Args:
         data: the ``data`` config the fit runs on (what ``train_comp.py data=...`` gets).
         takes: a corpus of takes with their own knobs (manifest rows): the map is their
             :class:`dsp.knobtable.KnobTable`, fitting the takes without a fit of their
-            own; None: the LA-2A chain's ``knobmap.yaml``.
+            own, or, where ``dsp_dir`` holds a joint fit of exactly these takes
+            (``knobcurves.yaml``), its :class:`dsp.knobcurves.KnobCurves`; None: the LA-2A
+            chain's ``knobmap.yaml``.
         fit: false raises a UserError instead of fitting.
         modes: the chain's modes (default: the config's).
         unseen: the held-out peak reduction levels: a missing chain is fitted without
@@ -56,6 +60,8 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         problem, what = f"{path}: no DSP chain", f"no DSP chain in {dsp_dir}: fitting it first"
         if modes is not None:
             overrides.append(f"modes=[{','.join(str(m) for m in modes)}]")
+    elif (dsp_dir / MANIFEST_CURVES).is_file():    # a joint fit (method=joint): the curves answer
+        return _manifest_curves(dsp_dir / MANIFEST_CURVES, takes)
     else:
         todo = [t for t in takes if take_fit(dsp_dir, t) is None]
         missing = bool(todo)
@@ -106,3 +112,16 @@ def _data_change(kmap: KnobMap, data) -> str:
     if data_key(find, protocol.get("fitted") or {}) != protocol["data_key"]:
         return "it was fitted on other material than this data config selects"
     return ""
+
+
+def _manifest_curves(path: Path, takes) -> KnobCurves:
+    """The joint fit in ``path``, if it was fitted on exactly ``takes`` (Train only)."""
+    curves = KnobCurves.load(path)
+    read = sorted(set(curves.protocol.get("fit_splits") or []) - set(PROTOCOL_SPLITS))
+    if read:
+        raise UserError(f"{path}: this joint fit read {'/'.join(read)} material; refit it on Train only "
+                        f"(python train_comp.py data=manifest method=joint ckpt_dir={path.parent})")
+    if curves.protocol.get("data_key") != manifest_data_key(takes):
+        raise UserError(f"{path}: fitted on other takes than the manifest's Train rows; refit it "
+                        f"(python train_comp.py data=manifest method=joint ckpt_dir={path.parent})")
+    return curves

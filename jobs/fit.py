@@ -353,6 +353,9 @@ def _block_names() -> tuple:
 
 # --- a manifest: takes of a device with arbitrary knobs, one fit each -----------------------
 def _manifest_job(cfg, ckpt_dir, options, init) -> int:
+    if _fit_method(cfg) == "joint":
+        from jobs.joint_fit import run_manifest_joint_job   # its own module: the joint knob fit
+        return run_manifest_joint_job(cfg, ckpt_dir, options, init)
     rows = [r for r in read_manifest(str(cfg.data.path)) if r.split in set(cfg.data.fit_splits)]
     if not rows:
         raise UserError(f"{cfg.data.path}: no rows in splits {list(cfg.data.fit_splits)}")

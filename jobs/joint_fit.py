@@ -1,4 +1,7 @@
-"""``train_comp.py method=joint``: per mode, every parameter a smooth curve over PR, fitted at once.
+"""``train_comp.py method=joint``: every parameter a smooth curve over the knobs, fitted at once.
+
+The LA-2A (:func:`run_joint_job`): per mode, curves over PR. A device with its own
+knobs (``data=manifest``, :func:`run_manifest_joint_job`): one additive spline per knob.
 
 Per mode the Train takes at every fitted level (``levels`` without ``unseen_levels``)
 go to :func:`dsp.joint.select_smoothness`: each ``joint.candidates`` (basis size,
@@ -19,32 +22,45 @@ interfaces, so ``test_comp.py``, the hybrids and ``compare.py`` read it unchange
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from audio.datasets import load_pairs
 from audio.devices import MODES
+from audio.manifest import DEVICE_NAME, knob_names, read_manifest
 from audio.pairs import align_mode, read_aligned_pair
+from audio.rates import check_rates
 from audio.signaltrain import find_level
 from common.atomic import write_text_atomic
 from common.errors import UserError
+from common.records import write_csv
+from common.table import format_table
 from dsp.chain import frame_pair, level_dir
 from dsp.checkpoint import save_checkpoint
+from dsp.fitkey import file_identity
 from dsp.kinds import options_kind
-from dsp.joint import DEFAULT_CANDIDATES, JointKnobModel, JointOptions, JointSetting, fit_joint, select_smoothness
+from dsp.joint import (DEFAULT_CANDIDATES, MONOTONE_DIRECTIONS, JointKnobModel, JointOptions, JointSetting,
+                       SharedBlocks, fit_joint, fit_shared_blocks, graybox_val_esr, select_smoothness)
+from dsp.knobcurves import KnobCurves
 from jobs.protocol import held_out_levels, scorable_frames
-from jobs.records import write_chain_records
+from jobs.records import PARAM_COLUMNS, write_chain_records
 
-__all__ = ["run_joint_job", "JOINT_RECORD"]
+__all__ = ["run_joint_job", "run_manifest_joint_job", "JOINT_RECORD", "MANIFEST_CURVES", "MANIFEST_SUMMARY",
+           "manifest_data_key", "candidates_from_config", "joint_options_from_config"]
 
 JOINT_RECORD = "joint.yaml"
+MANIFEST_CURVES = "knobcurves.yaml"
+MANIFEST_SUMMARY = "joint_summary.csv"
 KNOB = ("peak_reduction",)
 
 
-def _candidates(cfg) -> list[tuple[int, float]]:
+def candidates_from_config(cfg) -> list[tuple[int, float]]:
     raw = (cfg.get("joint") or {}).get("candidates")
     if raw is None:
         return list(DEFAULT_CANDIDATES)
@@ -55,6 +71,25 @@ def _candidates(cfg) -> list[tuple[int, float]]:
     if not out or any(size < 1 or lam < 0 for size, lam in out):
         raise UserError(f"joint.candidates: need at least one [size >= 1, smoothness >= 0], got {out}")
     return out
+
+
+def joint_options_from_config(cfg, options, init) -> tuple[JointOptions, list[float]]:
+    """``joint.decreasing`` / ``joint.increasing`` (monotone curves) and the first of
+    ``joint.priors`` (:class:`dsp.joint.JointOptions`) with the fit options, and every
+    ridge weight of ``joint.priors`` (the rest are tried on Val with the chosen basis)."""
+    joint = cfg.get("joint") or {}
+    try:
+        monotone = {}
+        for direction in MONOTONE_DIRECTIONS:
+            for name in joint.get(direction) or []:
+                if str(name) in monotone:
+                    raise ValueError(f"{name!r} is both increasing and decreasing")
+                monotone[str(name)] = direction
+        priors = [float(p) for p in (joint.get("priors") or [0.0])]
+        options = [JointOptions(fit=options, start=dict(init), monotone=monotone, prior=p) for p in priors]
+        return options[0], priors
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"joint: {exc}") from None
 
 
 def _settings(pairs, mode: str, levels, splits, tag, cfg, validation: bool = False) -> list[JointSetting]:
@@ -76,8 +111,8 @@ def _settings(pairs, mode: str, levels, splits, tag, cfg, validation: bool = Fal
 
 
 def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
-    if cfg.data.get("kind") == "manifest":
-        raise UserError("method=joint: a manifest device is fitted one take at a time (method=per_level)")
+    candidates = candidates_from_config(cfg)
+    joint_options, priors = joint_options_from_config(cfg, options, init)
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
     modes = [str(m) for m in cfg.modes]
     bad = [m for m in modes if m not in MODES]
@@ -86,8 +121,7 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     held_out = held_out_levels(cfg)
     levels = sorted({int(v) for v in cfg.levels}, reverse=True)
     fit_levels = [v for v in levels if v not in held_out]
-    tag, candidates = cfg.data.get("fit_tag"), _candidates(cfg)
-    joint_options = JointOptions(fit=options, start=dict(init))
+    tag = cfg.data.get("fit_tag")
     fits, selections, total, shared = {}, {}, {}, {}
     for mode in modes:
         train = _settings(pairs, mode, fit_levels, cfg.data.fit_splits, tag, cfg)
@@ -100,11 +134,14 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if val:
-                sel = select_smoothness(train, val, KNOB, candidates, joint_options)
+                score = (lambda res, train=train, val=val: graybox_val_esr(res, train, val, options)) \
+                    if options_kind(options) == "graybox" else None
+                sel = select_smoothness(train, val, KNOB, candidates, joint_options, priors=priors, val_score=score)
                 fits[mode], selections[mode] = sel.best, sel.table
             else:   # nothing to choose on: the first (simplest) candidate
                 size, lam = candidates[0]
-                fits[mode] = fit_joint(train, KNOB, JointOptions(size, lam, options, dict(init)))
+                fits[mode] = fit_joint(train, KNOB, JointOptions(size, lam, options, dict(init),
+                                                                 joint_options.monotone, joint_options.prior))
                 selections[mode] = []
         if options_kind(options) == "graybox":   # on the Train frames already in hand
             shared[mode] = _fit_shared_blocks(mode, JointKnobModel({mode: fits[mode]}), train, options, cfg.quiet)
@@ -116,11 +153,10 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     rows = _rows(model, pairs, levels, held_out, total)
     for r in rows:
         if r["mode"] in shared:
-            blocks, offset, esr = shared[r["mode"]]
-            r.update(blocks)
-            r["make_up_db"] = float(r["make_up_db"]) + offset
+            r.update(shared[r["mode"]].apply({k: r[k] for k in ("threshold_db", "ratio", "attack_ms",
+                                                                "release_ms", "make_up_db")}))
             if r["esr"] is not None:
-                r["esr"] = esr[int(r["peak_reduction"])]
+                r["esr"] = shared[r["mode"]].esr[(float(r["peak_reduction"]),)]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _write_level_checkpoints(ckpt_dir, rows, model, options)
     kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
@@ -158,38 +194,14 @@ def _rows(model: JointKnobModel, pairs, levels, held_out, total) -> list[dict]:
 
 
 def _fit_shared_blocks(mode: str, curves: JointKnobModel, train: list[JointSetting], options,
-                       quiet: bool) -> tuple[dict, float, dict]:
-    """``compressor=graybox``: one set of block parameters for ``mode``, shared by every setting.
-
-    The transformers and the tube stage do not move with the knob, so the blocks are not
-    curves: they are fitted once (:func:`dsp.graybox.fit_blocks`, exact Newton, the
-    compressor's gain held) on the Train take of the highest fitted level, where the chain
-    fits them too, with the joint curves' compressor there. The make-up found with them
-    becomes one offset added to the make-up curve at every setting (the curves stay smooth).
-
-    Returns:
-        ``(blocks, make-up offset dB, {pr: gray-box ESR on that setting's fitting audio})``.
-    """
-    from dsp.graybox import BLOCK_NAMES, fit_blocks
-    from dsp.kinds import evaluate_any
-    by_level = {int(s.knobs[0]): s for s in train}
-    top = max(by_level)
-    compressor = curves.at(mode, top)
-    start = {**compressor, **dict(getattr(options, "start", {}))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = fit_blocks(by_level[top].frames, compressor, start, options)
-    offset = res.params["make_up_db"] - compressor["make_up_db"]
-    blocks = {k: float(res.params[k]) for k in BLOCK_NAMES}
+                       quiet: bool) -> SharedBlocks:
+    """``compressor=graybox``: :func:`dsp.joint.fit_shared_blocks`, said on the console."""
+    shared = fit_shared_blocks(curves.fits[mode], train, options)
     if not quiet:
-        print(f"{mode}: gray-box blocks fitted at PR {top} ({res.iterations} Newton iterations, "
-              f"make-up offset {offset:+.2f} dB): " + ", ".join(f"{k} {v:.4g}" for k, v in blocks.items()))
-    esr = {}
-    for pr, setting in by_level.items():
-        params = {**curves.at(mode, pr), **blocks}
-        params["make_up_db"] += offset
-        esr[pr] = evaluate_any(setting.frames, params, options)
-    return blocks, offset, esr
+        print(f"{mode}: gray-box blocks fitted at PR {shared.fitted_at[0]:g} ({shared.iterations} Newton iterations, "
+              f"make-up offset {shared.make_up_offset:+.2f} dB): "
+              + ", ".join(f"{k} {v:.4g}" for k, v in shared.blocks.items()))
+    return shared
 
 
 def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, options) -> None:
@@ -232,3 +244,73 @@ def _plot(cfg, ckpt_dir: Path, model: JointKnobModel, held_out) -> Path | None:
     path = ckpt_dir / "joint_curves.png"
     plot_joint_curves(model, per_level, path, held_out, str(other) if per_level else None)
     return path
+
+
+# --- a manifest: a device with its own knobs, the parameters smooth in every knob ------------
+def manifest_data_key(rows) -> str:
+    """One digest of the identity of every fitted take's input and target files."""
+    entries = sorted(json.dumps([file_identity(r.input), file_identity(r.target)], sort_keys=True) for r in rows)
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
+
+
+def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
+    """``train_comp.py data=manifest method=joint``: one joint fit over every Train take.
+
+    Each solver coordinate is an additive spline in the device's knobs
+    (:class:`dsp.basis.KnobBasis`), fitted at once to every take of ``data.fit_splits``;
+    the basis size and roughness are chosen on the Val takes (none: the first candidate).
+    The LA-2A's monotone shapes (``joint.decreasing`` / ``joint.increasing`` name PR) do
+    not apply; ``joint.priors`` do. Writes ``knobcurves.yaml``
+    (:class:`dsp.knobcurves.KnobCurves`, which the hybrids and ``compare.py`` take as
+    their ``dsp_dir`` as they take a knob table), ``joint_summary.csv`` (every fitted take: its
+    knobs, the curves' parameters there, the ESR on its audio) and ``joint.yaml``.
+    """
+    candidates = candidates_from_config(cfg)
+    shape, priors = joint_options_from_config(cfg, options, init)
+    shape = replace(shape, monotone={})
+    manifest = read_manifest(str(cfg.data.path))
+    rows = [r for r in manifest if r.split in set(cfg.data.fit_splits)]
+    if not rows:
+        raise UserError(f"{cfg.data.path}: no rows in splits {list(cfg.data.fit_splits)}")
+    knobs = knob_names(rows)
+    check_rates([p for r in rows for p in (r.input, r.target)])   # one rate, before any fit
+    align, frame_s, overlap_s = align_mode(cfg.data), float(cfg.data.frame_s), float(cfg.data.overlap_s)
+    train = []
+    for r in rows:
+        x, y, sr, _ = read_aligned_pair(r.input, r.target, align)
+        train.append(JointSetting(tuple(float(r.knobs[k]) for k in knobs), frame_pair(x, y, sr, frame_s, overlap_s, r.target),
+                                  f"{r.split}:{r.label()}"))
+    val = []
+    for r in manifest:
+        if r.split == "Val" and r.split not in set(cfg.data.fit_splits):
+            frames = scorable_frames(r, frame_s, overlap_s, align)
+            if frames is not None:
+                val.append(JointSetting(tuple(float(r.knobs[k]) for k in knobs), frames, f"Val:{r.label()}"))
+    if not cfg.quiet:
+        print(f"joint fit over {len(knobs)} knob(s) ({', '.join(knobs)}) on {len(train)} takes, "
+              f"smoothness chosen on {len(val)} Val takes")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if val:
+            sel = select_smoothness(train, val, knobs, candidates, shape, priors=priors)
+            fit, table = sel.best, sel.table
+        else:
+            size, lam = candidates[0]
+            fit, table = fit_joint(train, knobs, replace(shape, size=size, smoothness=lam)), []
+    seconds = time.perf_counter() - t0
+    protocol = {"fit_splits": list(cfg.data.fit_splits), "data_key": manifest_data_key(rows)}
+    curves = KnobCurves(fit, DEVICE_NAME, protocol=protocol)
+    out = [{**{f"knob_{k}": r.knobs[k] for k in knobs}, "split": r.split, **curves.at(r.knobs), "esr": s.esr}
+           for r, s in zip(rows, fit.settings)]
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(ckpt_dir / MANIFEST_SUMMARY, out)
+    record = {**fit.to_record(), "protocol": protocol, "selection": table, "seconds": float(seconds)}
+    write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(_plain(record), sort_keys=False))
+    curves.save(ckpt_dir / MANIFEST_CURVES)          # last: its presence says the fit is complete
+    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS + [("esr", "ESR", ".4g")]))
+    sizes = ", ".join(f"{k} {b.size}" for k, b in zip(knobs, fit.curves.basis.splines))
+    print(f"joint fit, basis functions per knob: {sizes}; smoothness {fit.smoothness:g}, "
+          f"{fit.iterations} Newton iterations, {seconds:.1f} s; mean ESR on the fitting audio {fit.mean_esr:.4f}")
+    print(f"wrote {ckpt_dir / MANIFEST_CURVES}, {ckpt_dir / MANIFEST_SUMMARY} and {ckpt_dir / JOINT_RECORD}")
+    return 0

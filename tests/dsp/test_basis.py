@@ -127,3 +127,10 @@ def test_record_round_trip():
     assert again == kb
     with pytest.raises(ValueError, match="unknown basis"):
         KnobBasis.from_record({"kind": "fourier"})
+
+
+def test_first_differences_of_an_additive_basis():
+    b = KnobBasis.uniform(("a", "b"), np.array([[40.0, 1], [50, 2], [60, 3], [100, 1]]), 3)
+    # knob a keeps its 3 functions; knob b drops its first (an implicit 0 before its 2)
+    np.testing.assert_array_equal(b.first_differences(), [[-1, 1, 0, 0, 0], [0, -1, 1, 0, 0],
+                                                          [0, 0, 0, 1, 0], [0, 0, 0, -1, 1]])

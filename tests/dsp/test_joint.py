@@ -114,6 +114,50 @@ def test_coefficient_derivatives_match_autograd_of_the_composed_objective():
     assert torch.equal(h, h.T)
 
 
+def test_shape_penalties_match_autograd():
+    """The one-sided monotone penalty and the ridge towards the start: exact value, gradient
+    and Hessian (no data term: no settings)."""
+    rng = np.random.default_rng(11)
+    basis = KnobBasis.uniform(KNOB, np.array([[40.0], [55.0], [70.0], [85.0], [100.0]]), 5)
+    assert basis.size == 5
+    scale = np.array([6.0, 2.0, 2.0, 2.0, 6.0])
+    d = basis.first_differences()
+    centre = rng.normal(0.0, 1.0, 5)
+    # threshold must fall, ratio rise; a point where some neighbours step the wrong way
+    monotone = [(0, 1, d), (1, -1, d)]
+    obj = CoefficientObjective([], np.zeros((0, 5)), basis.penalty(), 0.2, scale, monotone, 0.3, centre)
+    c = torch.from_numpy(rng.normal(0.0, 2.0, 25))
+    w = torch.from_numpy(1.0 / scale ** 2)
+    dt, pen = torch.from_numpy(d), torch.from_numpy(basis.penalty())
+
+    def explicit(cv):
+        cm = cv.reshape(5, 5)
+        rough = 0.2 * sum(w[p] * cm[:, p] @ pen @ cm[:, p] for p in range(5))
+        ridge = 0.3 * sum(w[p] * ((cm[:, p] - float(centre[p])) ** 2).sum() for p in (1, 2, 3))
+        up = torch.clamp(dt @ cm[:, 0], min=0.0)
+        down = torch.clamp(-(dt @ cm[:, 1]), min=0.0)
+        return rough + ridge + 10.0 * (w[0] * (up ** 2).sum() + w[1] * (down ** 2).sum())
+
+    cv = c.clone().requires_grad_(True)
+    f_ref = explicit(cv)
+    (g_ref,) = torch.autograd.grad(f_ref, cv, create_graph=True)
+    h_ref = torch.stack([torch.autograd.grad(g_ref[i], cv, retain_graph=True)[0] for i in range(25)])
+    assert 0 < int((dt @ c.reshape(5, 5)[:, 0] > 0).sum()) < 4   # both sides of the hinge are exercised
+    f, g, h = obj.loss_grad_hess(c)
+    assert f == pytest.approx(float(f_ref.detach()), rel=1e-12)
+    np.testing.assert_allclose(g.numpy(), g_ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h.numpy(), h_ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_shape_options_are_checked():
+    with pytest.raises(ValueError, match="monotone"):
+        JointOptions(monotone={"threshold": "decreasing"})
+    with pytest.raises(ValueError, match="monotone"):
+        JointOptions(monotone={"threshold_db": "down"})
+    with pytest.raises(ValueError, match="prior"):
+        JointOptions(prior=-1.0)
+
+
 # --------------------------------------------------------------------------------------
 # recovering known curves from digital-compressor targets
 # --------------------------------------------------------------------------------------
@@ -175,6 +219,38 @@ def test_recovers_bent_curves_with_a_cubic(bent_selection):
     assert res.converged and max(s.esr for s in res.settings) < 1e-8
     for pr in TRAIN_PR + BETWEEN_PR:
         assert torch.max(torch.abs(res.curves.z_at(pr)[0] - true_z(pr, True))) < 5e-3, pr
+
+
+def test_monotone_threshold_holds_against_a_bump(bent_selection):
+    """The bent truth's threshold rises above PR 40 before it falls: the free cubic follows
+    it, the monotone one cannot and falls everywhere, fitting the other curves still."""
+    *_, sel = bent_selection
+    grid = np.linspace(40.0, 100.0, 61)
+    free = sel.best.curves.sample(grid)["threshold_db"]
+    assert np.max(np.diff(free)) > 0.1
+    train = [_setting(pr, True, seed=20 + i) for i, pr in enumerate(TRAIN_PR)]
+    opts = JointOptions(4, 0.0, FitOptions(newton=NewtonOptions(max_iterations=20, rtol=1e-6, ftol=1e-5)),
+                        PARAM.to_physical(true_z(70.0, False)), monotone={"threshold_db": "decreasing"})
+    res = _quiet(fit_joint, train, KNOB, opts)
+    held = res.curves.sample(grid)["threshold_db"]
+    assert np.max(np.diff(held)) <= 1e-3
+    assert res.monotone == {"threshold_db": "decreasing"}
+    assert JointResult.from_record(res.to_record()).monotone == res.monotone
+    assert max(s.esr for s in res.settings) < 0.05
+
+
+def test_prior_holds_the_bounded_coordinates_where_the_data_is_silent(straight):
+    """A heavy ridge keeps ratio, attack and release at the start; threshold and make-up,
+    which it does not touch, still fit."""
+    settings, free = straight
+    start = {"threshold_db": -30.0, "ratio": 3.0, "attack_ms": 5.0, "release_ms": 150.0, "make_up_db": 0.0}
+    res = _quiet(fit_joint, settings, KNOB, JointOptions(size=4, smoothness=1e-2, start=start, prior=1e4))
+    centre = PARAM.from_physical(start)
+    for pr in TRAIN_PR:
+        z = res.curves.z_at(pr)[0]
+        assert torch.max(torch.abs(z[1:4] - centre[1:4])) < 0.05, pr
+    assert res.prior == 1e4 and JointResult.from_record(res.to_record()).prior == 1e4
+    assert res.mean_esr > 100 * free.mean_esr
 
 
 # --------------------------------------------------------------------------------------

@@ -103,7 +103,24 @@ def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads):
     assert held == {UNSEEN}
     record = yaml.safe_load((tmp_path / "joint" / "joint.yaml").read_text())
     assert record["protocol"]["held_out"] == [UNSEEN] and set(record["groups"]) == set(CHAIN_MODES)
+    # the config's shape priors reached the fit, and its record says so
+    assert all(g["monotone"] == {"threshold_db": "decreasing"} and g["prior"] in cfg.joint.priors
+               for g in record["groups"].values())
+    assert all({r["prior"] for r in t} == set(cfg.joint.priors) for t in record["selection"].values())
     assert (tmp_path / "joint" / "joint_curves.png").is_file()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("joint.decreasing=[threshold]", "joint: monotone: .*'threshold'"),
+    ("joint.increasing=[threshold_db]", "joint: 'threshold_db' is both increasing and decreasing"),
+    ("joint.priors=[1e-3,-1]", "joint: prior must be a finite weight >= 0"),
+    ("joint.priors=[x]", "joint: could not convert"),
+])
+def test_bad_joint_shape_settings_are_refused_before_reading(tmp_path, cache, reads, setting, message):
+    cfg = load_config("config", _overrides(cache, tmp_path / "bad", "method=joint", setting))
+    with pytest.raises(UserError, match=message):
+        run_fit_job(cfg)
+    assert not reads and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow
