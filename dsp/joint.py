@@ -462,6 +462,8 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
     Every candidate starts from the default start, so each result is the fit a plain
     :func:`fit_joint` with those options gives (the chosen one needs no refit) and the
     choice does not depend on the order of the candidates. Ties keep the one listed first.
+    A candidate whose basis is another's (a size capped by the distinct knob values) is
+    not fitted again: its row repeats that one's (``same_as``, 0 s).
     The candidates are fitted with ``options.prior``; then the chosen basis and
     smoothness are fitted again with each of ``priors`` (other ridge weights), and the
     lowest Val ESR of all wins.
@@ -486,9 +488,19 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
     best: JointResult | None = None
     best_val, best_row = math.inf, -1
     table = []
+    done: dict[tuple, dict] = {}
+    knobs = _knob_matrix(train)
 
     def score(size: int, lam: float, prior: float) -> None:
         nonlocal best, best_val, best_row
+        # a size above a knob's distinct values is capped (KnobBasis.uniform): the same fit again
+        key = (tuple(sp.size for sp in KnobBasis.uniform(tuple(knob_names), knobs, int(size)).splines),
+               float(lam), float(prior))
+        if key in done:
+            table.append({**done[key], "size": int(size), "seconds": 0.0, "same_as": table.index(done[key])})
+            if progress:
+                progress(table[-1])
+            return
         opts = JointOptions(size=int(size), smoothness=float(lam), fit=options.fit, start=options.start,
                             monotone=dict(options.monotone), prior=float(prior))
         res = fit_joint(train, knob_names, opts)
@@ -497,6 +509,7 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
                "train_esr": res.mean_esr, "iterations": res.iterations, "converged": res.converged,
                "seconds": res.seconds}
         table.append(row)
+        done[key] = row
         if progress:
             progress(row)
         if val_esr < best_val:

@@ -183,7 +183,8 @@ def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
                                      align=align_mode(cfg.data)),
                   lambda s: device.key(s) in set(trained), "the manifest has no Test row: no test table",
                   per=" per knob setting",
-                  note="(setting NEW: never trained at; its DSP parameters are the nearest trained setting's)")
+                  note="(setting NEW: never trained at; its DSP parameters are "
+                       + ("the knob curves' there)" if table.between == "curves" else "the nearest trained setting's)"))
 
 
 # --- the job ----------------------------------------------------------------------------

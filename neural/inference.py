@@ -15,7 +15,7 @@ the knob vector for the black box. A setting is a knob dict (:mod:`audio.devices
 
 The DSP parameters at a setting come from the map (:meth:`dsp.parammap.ParamMap.at`):
 interpolated over peak reduction on the LA-2A, the nearest trained setting's fit on
-another device; a setting the map refuses (:meth:`dsp.parammap.ParamMap.check`) is an error.
+another device (or its knob curves, after a joint fit); a setting the map refuses (:meth:`dsp.parammap.ParamMap.check`) is an error.
 
 Several channels (stereo): the gain is linked. The DSP compressor detects on the
 louder channel (the channels' maximum, as :class:`dsp.render.BlockCompressor` does for

@@ -270,6 +270,18 @@ def test_selection_on_val_picks_the_basis_that_can_follow_the_bend(bent_selectio
     assert sel.table[1]["train_esr"] < 1e-8 < min(sel.table[0]["train_esr"], sel.table[2]["train_esr"])
 
 
+def test_a_candidate_with_the_same_capped_basis_is_not_fitted_again(straight):
+    """Four Train settings: sizes 4 and 6 are the same basis of 4 functions."""
+    settings, _ = straight
+    rows = []
+    sel = _quiet(select_smoothness, settings, settings[:1], KNOB, [(4, 1e-2), (6, 1e-2)], JointOptions(),
+                 progress=rows.append)
+    first, second = sel.table
+    assert second["same_as"] == 0 and second["seconds"] == 0.0 and second["size"] == 6
+    assert second["val_esr"] == first["val_esr"] and second["iterations"] == first["iterations"]
+    assert [r["chosen"] for r in sel.table] == [True, False] and rows == sel.table
+
+
 def test_selection_needs_validation_material():
     with pytest.raises(ValueError, match="validation"):
         select_smoothness([_setting(40.0, False, 1, 1.0)], [], KNOB)
