@@ -161,19 +161,23 @@ class CoefficientObjective:
         """Every setting's ``z``. Shape: ``(size * 5,)`` -> ``(S, 5)``."""
         return self.design @ torch.as_tensor(c, dtype=torch.float64).reshape(self.size, 5)
 
+    def _wrong_steps(self, c: torch.Tensor):
+        """Per monotone parameter: ``(p, d, k, wrong)``, ``wrong`` the steps against its direction (0 elsewhere)."""
+        coef = c.reshape(self.size, 5)
+        return [(p, d, k, torch.clamp(d @ coef[:, p], min=0.0)) for p, d, k in self.monotone]
+
     def _penalty(self, c: torch.Tensor) -> float:
-        return self._terms(c)[0]
+        """Value of every penalty; the line search's path, so no derivatives."""
+        f = 0.5 * float(c @ self.penalty_hess @ c) - float(self._shift @ c) + self._offset
+        return f + sum(k * float(wrong @ wrong) for _, _, k, wrong in self._wrong_steps(c))
 
     def _terms(self, c: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
         """Value, gradient and Hessian of every penalty (roughness, ridge, monotone)."""
-        f = 0.5 * float(c @ self.penalty_hess @ c) - float(self._shift @ c) + self._offset
+        f = self._penalty(c)
         g = self.penalty_hess @ c - self._shift
         h = self.penalty_hess.clone()
-        coef = c.reshape(self.size, 5)
-        for p, d, k in self.monotone:
-            wrong = torch.clamp(d @ coef[:, p], min=0.0)
+        for p, d, k, wrong in self._wrong_steps(c):
             active = d[wrong > 0]
-            f += k * float(wrong @ wrong)
             idx = torch.arange(self.size) * 5 + p
             g[idx] += 2.0 * k * (d.T @ wrong)
             h[idx[:, None], idx[None, :]] += 2.0 * k * (active.T @ active)
