@@ -53,7 +53,7 @@ from common.config import load_config  # noqa: E402
 from dsp.chain import ChainSpec, frame_pair, run_chain  # noqa: E402
 from dsp.fit import FitOptions  # noqa: E402
 from dsp.joint import (JointKnobModel, JointOptions, JointSetting, bound_hits, fit_joint,  # noqa: E402
-                       fit_shared_blocks, graybox_val_esr, select_smoothness)
+                       GrayboxValScore, fit_shared_blocks, select_smoothness)
 from dsp.kinds import evaluate_any, options_kind  # noqa: E402
 from dsp.knobmap import KnobMap  # noqa: E402
 from dsp.params import PARAM_NAMES  # noqa: E402
@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for m in modes:
-            score = (lambda res, m=m: graybox_val_esr(res, train[m], val[m], options)) if graybox else None
+            score = GrayboxValScore(train[m], val[m], options) if graybox else None
             sel = select_smoothness(train[m], val[m], KNOB, candidates, shape, priors=priors, val_score=score)
             row = next(r for r in sel.table if r["chosen"])
             chosen[m] = (row["size"], row["smoothness"], row["prior"])

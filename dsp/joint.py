@@ -54,7 +54,7 @@ from dsp.params import DEFAULT_INIT, PARAM_NAMES, Parameterisation, Ranges
 
 __all__ = ["JointSetting", "JointOptions", "CoefficientObjective", "JointCurves", "SettingFit",
            "JointResult", "Selection", "JointKnobModel", "fit_joint", "select_smoothness",
-           "project_curves", "pooled_esr", "bound_hits", "SharedBlocks", "fit_shared_blocks", "graybox_val_esr",
+           "project_curves", "pooled_esr", "bound_hits", "SharedBlocks", "fit_shared_blocks", "GrayboxValScore",
            "DEFAULT_CANDIDATES"]
 
 # (basis size, smoothness) pairs tried on Val by default: from nearly linear to flexible.
@@ -480,7 +480,7 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
         progress: called with each candidate's table row as it is scored.
         priors: further ridge weights tried with the chosen basis and smoothness.
         val_score: a fit's Val ESR (default: :func:`pooled_esr` of its curves; the
-            gray-box: :func:`graybox_val_esr`, the model that will be used).
+            gray-box: :class:`GrayboxValScore`, the model that will be used).
 
     Returns:
         :class:`Selection`; ``best.selection`` holds the table too (``prior`` column).
@@ -553,19 +553,21 @@ class SharedBlocks:
         make_up_offset: dB added to the make-up curve at every setting.
         fitted_at: the knob vector of the setting they were fitted on.
         iterations: Newton iterations of that fit.
-        esr: gray-box ESR on each setting's fitting audio, by knob vector.
     """
     blocks: dict[str, float]
     make_up_offset: float
     fitted_at: tuple[float, ...]
     iterations: int
-    esr: dict[tuple[float, ...], float]
 
     def apply(self, compressor: dict[str, float]) -> dict[str, float]:
         """The eleven gray-box parameters from the curves' five at one setting."""
         out = {**compressor, **self.blocks}
         out["make_up_db"] = float(compressor["make_up_db"]) + self.make_up_offset
         return out
+
+    def esr(self, fit: JointResult, setting: JointSetting, options: FitOptions) -> float:
+        """The gray-box's ESR on ``setting``'s audio, the curves of ``fit`` with these blocks."""
+        return evaluate_any(setting.frames, self.apply(fit.curves.params_at(setting.knobs)), options)
 
 
 def fit_shared_blocks(fit: JointResult, settings: Sequence[JointSetting], options: FitOptions) -> SharedBlocks:
@@ -584,29 +586,43 @@ def fit_shared_blocks(fit: JointResult, settings: Sequence[JointSetting], option
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = fit_blocks(top.frames, compressor, start, options)
-    shared = SharedBlocks({k: float(res.params[k]) for k in BLOCK_NAMES},
-                          float(res.params["make_up_db"] - compressor["make_up_db"]),
-                          tuple(float(k) for k in top.knobs), int(res.iterations), {})
-    for s in settings:
-        shared.esr[tuple(float(k) for k in s.knobs)] = evaluate_any(
-            s.frames, shared.apply(fit.curves.params_at(s.knobs)), options)
-    return shared
+    return SharedBlocks({k: float(res.params[k]) for k in BLOCK_NAMES},
+                        float(res.params["make_up_db"] - compressor["make_up_db"]),
+                        tuple(float(k) for k in top.knobs), int(res.iterations))
 
 
-def graybox_val_esr(fit: JointResult, train: Sequence[JointSetting], val: Sequence[JointSetting],
-                    options: FitOptions) -> float:
-    """Pooled gray-box ESR on ``val`` of ``fit``'s curves with the blocks
-    :func:`fit_shared_blocks` fits on ``train``: what choosing a gray-box's joint fit on
-    Val scores (the five-parameter ESR would reward curves bent to make up for the blocks)."""
-    shared = fit_shared_blocks(fit, train, options)
-    err = energy = 0.0
-    for s in val:
-        e = target_energy(s.frames)
-        err += e * evaluate_any(s.frames, shared.apply(fit.curves.params_at(s.knobs)), options)
-        energy += e
-    if energy <= 0:
-        raise ValueError("the validation targets are silent; nothing to score")
-    return err / energy
+class GrayboxValScore:
+    """``val_score`` of :func:`select_smoothness` for ``compressor=graybox``.
+
+    A candidate's pooled gray-box ESR on ``val``: its curves with the blocks
+    :func:`fit_shared_blocks` fits on ``train``, the model that will be used (the
+    five-parameter ESR would reward curves bent to make up for the blocks). Each
+    candidate's blocks are kept, so the chosen one's are not fitted again
+    (:meth:`blocks_for`).
+    """
+
+    def __init__(self, train: Sequence[JointSetting], val: Sequence[JointSetting], options: FitOptions):
+        self.train, self.val, self.options = list(train), list(val), options
+        self._kept: list[tuple[JointResult, SharedBlocks]] = []
+
+    def __call__(self, fit: JointResult) -> float:
+        shared = fit_shared_blocks(fit, self.train, self.options)
+        self._kept.append((fit, shared))
+        err = energy = 0.0
+        for s in self.val:
+            e = target_energy(s.frames)
+            err += e * shared.esr(fit, s, self.options)
+            energy += e
+        if energy <= 0:
+            raise ValueError("the validation targets are silent; nothing to score")
+        return err / energy
+
+    def blocks_for(self, fit: JointResult) -> SharedBlocks:
+        """The blocks fitted with ``fit`` when it was scored (fitted now if it was not)."""
+        for kept, shared in self._kept:
+            if kept is fit:
+                return shared
+        return fit_shared_blocks(fit, self.train, self.options)
 
 
 def _plain_knob(v: float):

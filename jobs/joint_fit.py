@@ -46,8 +46,9 @@ from dsp.checkpoint import save_checkpoint
 from dsp.fitkey import file_identity
 from dsp.kinds import options_kind
 from dsp.joint import (DEFAULT_CANDIDATES, MONOTONE_DIRECTIONS, JointKnobModel, JointOptions, JointSetting,
-                       SharedBlocks, fit_joint, fit_shared_blocks, graybox_val_esr, select_smoothness)
+                       GrayboxValScore, SharedBlocks, fit_joint, fit_shared_blocks, select_smoothness)
 from dsp.knobcurves import KnobCurves
+from dsp.params import PARAM_NAMES
 from jobs.protocol import held_out_levels, scorable_frames
 from jobs.records import PARAM_COLUMNS, write_chain_records
 
@@ -133,18 +134,18 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            graybox = options_kind(options) == "graybox"
+            score = GrayboxValScore(train, val, options) if graybox and val else None
             if val:
-                score = (lambda res, train=train, val=val: graybox_val_esr(res, train, val, options)) \
-                    if options_kind(options) == "graybox" else None
                 sel = select_smoothness(train, val, KNOB, candidates, joint_options, priors=priors, val_score=score)
                 fits[mode], selections[mode] = sel.best, sel.table
             else:   # nothing to choose on: the first (simplest) candidate
                 size, lam = candidates[0]
-                fits[mode] = fit_joint(train, KNOB, JointOptions(size, lam, options, dict(init),
-                                                                 joint_options.monotone, joint_options.prior))
+                fits[mode] = fit_joint(train, KNOB, replace(joint_options, size=size, smoothness=lam))
                 selections[mode] = []
-        if options_kind(options) == "graybox":   # on the Train frames already in hand
-            shared[mode] = _fit_shared_blocks(mode, JointKnobModel({mode: fits[mode]}), train, options, cfg.quiet)
+        if graybox:   # the blocks the chosen candidate was scored with (on the Train frames already in hand)
+            blocks = score.blocks_for(fits[mode]) if score else fit_shared_blocks(fits[mode], train, options)
+            shared[mode] = _report_shared_blocks(mode, fits[mode], blocks, train, options, cfg.quiet)
         total[mode] = time.perf_counter() - t0
     if not fits:
         raise UserError(f"{cfg.data.get('root') or 'stand-in corpus'}: no {'/'.join(cfg.data.fit_splits)} pairs "
@@ -153,10 +154,10 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     rows = _rows(model, pairs, levels, held_out, total)
     for r in rows:
         if r["mode"] in shared:
-            r.update(shared[r["mode"]].apply({k: r[k] for k in ("threshold_db", "ratio", "attack_ms",
-                                                                "release_ms", "make_up_db")}))
+            blocks, esr = shared[r["mode"]]
+            r.update(blocks.apply({k: r[k] for k in PARAM_NAMES}))
             if r["esr"] is not None:
-                r["esr"] = shared[r["mode"]].esr[(float(r["peak_reduction"]),)]
+                r["esr"] = esr[int(r["peak_reduction"])]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _write_level_checkpoints(ckpt_dir, rows, model, options)
     kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
@@ -193,15 +194,15 @@ def _rows(model: JointKnobModel, pairs, levels, held_out, total) -> list[dict]:
     return out
 
 
-def _fit_shared_blocks(mode: str, curves: JointKnobModel, train: list[JointSetting], options,
-                       quiet: bool) -> SharedBlocks:
-    """``compressor=graybox``: :func:`dsp.joint.fit_shared_blocks`, said on the console."""
-    shared = fit_shared_blocks(curves.fits[mode], train, options)
+def _report_shared_blocks(mode: str, fit, blocks: SharedBlocks, train: list[JointSetting], options,
+                          quiet: bool) -> tuple[SharedBlocks, dict[int, float]]:
+    """``compressor=graybox``: the mode's shared blocks, said on the console, with the
+    gray-box's ESR on each fitted level's Train audio."""
     if not quiet:
-        print(f"{mode}: gray-box blocks fitted at PR {shared.fitted_at[0]:g} ({shared.iterations} Newton iterations, "
-              f"make-up offset {shared.make_up_offset:+.2f} dB): "
-              + ", ".join(f"{k} {v:.4g}" for k, v in shared.blocks.items()))
-    return shared
+        print(f"{mode}: gray-box blocks fitted at PR {blocks.fitted_at[0]:g} ({blocks.iterations} Newton iterations, "
+              f"make-up offset {blocks.make_up_offset:+.2f} dB): "
+              + ", ".join(f"{k} {v:.4g}" for k, v in blocks.blocks.items()))
+    return blocks, {int(s.knobs[0]): blocks.esr(fit, s, options) for s in train}
 
 
 def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, options) -> None:
