@@ -16,10 +16,10 @@ from common.errors import UserError
 from dsp.knobmap import KnobMap
 from dsp.knobcurves import KnobCurves
 from dsp.knobtable import KnobTable, load_take_fits, take_fit
-from jobs.joint_fit import MANIFEST_CURVES, manifest_data_key
+from jobs.joint_fit import MANIFEST_CURVES
 from jobs.fit import run_fit_job
 from audio.datasets import fit_pair_finder, load_pairs
-from jobs.protocol import PROTOCOL_SPLITS, data_key, protocol_problem
+from jobs.protocol import PROTOCOL_SPLITS, data_key, protocol_problem, takes_data_key
 
 __all__ = ["ensure_dsp_fit"]
 
@@ -121,7 +121,7 @@ def _manifest_curves(path: Path, takes) -> KnobCurves:
     if read:
         raise UserError(f"{path}: this joint fit read {'/'.join(read)} material; refit it on Train only "
                         f"(python train_comp.py data=manifest method=joint ckpt_dir={path.parent})")
-    if curves.protocol.get("data_key") != manifest_data_key(takes):
+    if curves.protocol.get("data_key") != takes_data_key(takes):
         raise UserError(f"{path}: fitted on other takes than the manifest's Train rows; refit it "
                         f"(python train_comp.py data=manifest method=joint ckpt_dir={path.parent})")
     return curves

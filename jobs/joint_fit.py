@@ -22,8 +22,6 @@ interfaces, so ``test_comp.py``, the hybrids and ``compare.py`` read it unchange
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 from dataclasses import replace
@@ -43,17 +41,16 @@ from common.records import write_csv
 from common.table import format_table
 from dsp.chain import frame_pair, level_dir
 from dsp.checkpoint import save_checkpoint
-from dsp.fitkey import file_identity
 from dsp.kinds import options_kind
 from dsp.joint import (DEFAULT_CANDIDATES, MONOTONE_DIRECTIONS, JointKnobModel, JointOptions, JointSetting,
                        GrayboxValScore, SharedBlocks, fit_joint, fit_shared_blocks, select_smoothness)
 from dsp.knobcurves import KnobCurves
 from dsp.params import PARAM_NAMES
-from jobs.protocol import held_out_levels, scorable_frames
+from jobs.protocol import held_out_levels, scorable_frames, takes_data_key
 from jobs.records import PARAM_COLUMNS, write_chain_records
 
 __all__ = ["run_joint_job", "run_manifest_joint_job", "JOINT_RECORD", "MANIFEST_CURVES", "MANIFEST_SUMMARY",
-           "manifest_data_key", "candidates_from_config", "joint_options_from_config"]
+           "candidates_from_config", "joint_options_from_config"]
 
 JOINT_RECORD = "joint.yaml"
 MANIFEST_CURVES = "knobcurves.yaml"
@@ -248,12 +245,6 @@ def _plot(cfg, ckpt_dir: Path, model: JointKnobModel, held_out) -> Path | None:
 
 
 # --- a manifest: a device with its own knobs, the parameters smooth in every knob ------------
-def manifest_data_key(rows) -> str:
-    """One digest of the identity of every fitted take's input and target files."""
-    entries = sorted(json.dumps([file_identity(r.input), file_identity(r.target)], sort_keys=True) for r in rows)
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
-
-
 def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     """``train_comp.py data=manifest method=joint``: one joint fit over every Train take.
 
@@ -300,7 +291,7 @@ def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
             size, lam = candidates[0]
             fit, table = fit_joint(train, knobs, replace(shape, size=size, smoothness=lam)), []
     seconds = time.perf_counter() - t0
-    protocol = {"fit_splits": list(cfg.data.fit_splits), "data_key": manifest_data_key(rows)}
+    protocol = {"fit_splits": list(cfg.data.fit_splits), "data_key": takes_data_key(rows)}
     curves = KnobCurves(fit, DEVICE_NAME, protocol=protocol)
     out = [{**{f"knob_{k}": r.knobs[k] for k in knobs}, "split": r.split, **curves.at(r.knobs), "esr": s.esr}
            for r, s in zip(rows, fit.settings)]

@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from typing import Iterable
 
@@ -19,10 +21,12 @@ from audio.align import AlignmentError
 from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from dsp.chain import frame_pair
+from dsp.fitkey import file_identity
 from dsp.kinds import evaluate_any
 from dsp.objective import target_energy
 
-__all__ = ["PROTOCOL_SPLITS", "SPLIT_COLUMNS", "held_out_levels", "fit_record", "data_key", "protocol_problem",
+__all__ = ["PROTOCOL_SPLITS", "SPLIT_COLUMNS", "held_out_levels", "fit_record", "data_key", "takes_data_key",
+           "protocol_problem",
            "add_split_scores", "pooled_split_esr", "scorable_frames"]
 
 PROTOCOL_SPLITS = ("Train",)
@@ -53,19 +57,26 @@ def fit_record(method: str, fit_splits: Iterable[str], held_out: Iterable[int],
     return record
 
 
+def _digest(entries) -> str:
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:32]
+
+
 def data_key(find, fitted: dict[str, Iterable[int]]) -> str:
     """One digest of the identity (:func:`dsp.fitkey.file_identity`) of the input and target
     files of every fitted setting, as ``find(mode, pr) -> (input, target) | None`` picks them
     now; a setting without files counts as such. Equal keys: the same material."""
-    import hashlib
-    import json
-    from dsp.fitkey import file_identity
     entries = []
     for mode in sorted(fitted):
         for pr in sorted(int(v) for v in fitted[mode]):
             files = find(mode, pr)
             entries.append([mode, pr] + ([file_identity(f) for f in files] if files is not None else [None]))
-    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:32]
+    return _digest(entries)
+
+
+def takes_data_key(takes) -> str:
+    """:func:`data_key` of a device's takes (manifest rows), whatever their order."""
+    return _digest(sorted(json.dumps([file_identity(t.input), file_identity(t.target)], sort_keys=True)
+                          for t in takes))
 
 
 def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
