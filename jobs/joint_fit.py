@@ -84,8 +84,9 @@ def joint_options_from_config(cfg, options, init) -> tuple[JointOptions, list[fl
                     raise ValueError(f"{name!r} is both increasing and decreasing")
                 monotone[str(name)] = direction
         priors = [float(p) for p in (joint.get("priors") or [0.0])]
-        options = [JointOptions(fit=options, start=dict(init), monotone=monotone, prior=p) for p in priors]
-        return options[0], priors
+        for p in priors[1:]:
+            JointOptions(prior=p)        # every weight is checked where the first one is
+        return JointOptions(fit=options, start=dict(init), monotone=monotone, prior=priors[0]), priors
     except (TypeError, ValueError) as exc:
         raise UserError(f"joint: {exc}") from None
 
