@@ -13,7 +13,7 @@ import sys
 
 from common.cli import compose_cli
 from common.errors import UserError, run_main
-from common.launch import split_launch_args
+from jobs.launch import split_launch_args
 from jobs.compare import run_compare
 
 

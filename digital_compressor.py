@@ -12,7 +12,7 @@ import sys
 
 from audio.io import audio_info, process_file
 from common.errors import ArgumentParser, UserError, run_main
-from dsp.render import BlockCompressor
+from dsp.models.ff5_streaming import StreamingCompressor
 
 
 def parse_args(argv):
@@ -44,7 +44,7 @@ def main() -> int:
     params = {"threshold_db": a.threshold, "ratio": a.ratio, "attack_ms": a.attack,
               "release_ms": a.release, "make_up_db": a.make_up}
     sr = audio_info(a.input).sample_rate
-    stats = process_file(a.input, a.output, BlockCompressor(params, sr).process)
+    stats = process_file(a.input, a.output, StreamingCompressor(params, sr).process)
     print(f"wrote {a.output}")
     if stats["clipped"]:
         print(f"warning: {stats['clipped']} samples clipped to full scale in {a.output}", file=sys.stderr)

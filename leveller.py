@@ -38,8 +38,8 @@ def fit_pair(input_path: str | Path, target_path: str | Path, *, frame_s: float 
         fitted audio.
     """
     from audio.pairs import read_aligned_pair
-    from dsp.chain import frame_pair
-    from dsp.fit import fit_frames
+    from audio.framing import frame_pair
+    from dsp.fitting.ff5 import fit_frames
 
     x, y, sr, _ = read_aligned_pair(Path(input_path), Path(target_path), align)
     res = fit_frames(frame_pair(x, y, sr, frame_s, overlap_s, target_path), init)
@@ -49,13 +49,13 @@ def fit_pair(input_path: str | Path, target_path: str | Path, *, frame_s: float 
 
 def render(x: np.ndarray, sample_rate: int, params: dict) -> np.ndarray:
     """Compress ``x`` (``(samples,)`` or ``(channels, samples)``) with fitted parameters."""
-    from dsp.render import render as render_params
+    from dsp.models.ff5_streaming import render as render_params
     return render_params(np.asarray(x, dtype=np.float64), int(sample_rate), params)
 
 
 def load_fit(path: str | Path) -> dict:
     """The record of a one-pair fit: its ``ckpt.yaml`` or the folder holding it."""
-    from dsp.checkpoint import load_checkpoint
+    from dsp.storage.records import load_checkpoint
     p = Path(path)
     return load_checkpoint(p / "ckpt.yaml" if p.is_dir() else p)
 
@@ -63,7 +63,7 @@ def load_fit(path: str | Path) -> dict:
 def load_param_map(path: str | Path):
     """The knob map of a chain or joint fit (its folder, ``knobmap.yaml`` or a manifest
     joint fit's ``knobcurves.yaml``); ``.at(setting)`` gives the parameters at any setting."""
-    from dsp.parammap import load_param_map as load
+    from dsp.knobs.parammap import load_param_map as load
     p = Path(path)
     if p.is_dir():
         p = p / "knobcurves.yaml" if (p / "knobcurves.yaml").is_file() and not (p / "knobmap.yaml").is_file() \

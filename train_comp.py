@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from common.errors import run_main
-from common.launch import run_entry
+from jobs.launch import run_entry
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from common.launch import run_entry
+from jobs.launch import run_entry
 from common.errors import run_main
 
 

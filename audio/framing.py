@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Frames", "make_frames"]
+from common.errors import UserError
+
+__all__ = ["Frames", "make_frames", "frame_pair"]
 
 
 class Frames:
@@ -154,3 +156,15 @@ def make_frames(x: np.ndarray, y: np.ndarray, sample_rate: int, frame_s: float =
     return Frames(x, y, np.asarray(lens, dtype=np.int64), warmup, int(sample_rate),
                   channel=np.asarray(channel, dtype=np.int64), start=np.asarray(start, dtype=np.int64),
                   length=length)
+
+
+def frame_pair(x, y, sample_rate: int, frame_s: float, overlap_s: float, target) -> Frames:
+    """Frames for a fit; a UserError naming ``target`` if the pair is too short for the
+    warm-up or the target is silent where it is scored."""
+    try:
+        frames = make_frames(x, y, sample_rate, frame_s, overlap_s)
+    except ValueError as exc:
+        raise UserError(f"{target}: {exc}") from None
+    if frames.target_is_silent():
+        raise UserError(f"{target}: target is silent after the {overlap_s:g} s warm-up; nothing to fit")
+    return frames

@@ -3,7 +3,7 @@
 For each model, the same mono signal (default 10 s at 44.1 kHz, noise bursts with loud and
 quiet passages) goes block by block through the exported module (``torch.jit.load`` of the
 file ``export.py`` writes) and through the Python renderer ``test_comp.py`` uses
-(:class:`dsp.render.BlockCompressor`, :class:`neural.inference.NeuralRenderer`); printed per
+(:class:`dsp.models.ff5_streaming.StreamingCompressor`, :class:`neural.inference.NeuralRenderer`); printed per
 block size: the real-time factor (seconds of audio / seconds of wall time) of both, the
 CPU-time RTF beside it (what the model costs when the process has to wait for a shared
 core), and the largest difference between the two outputs over the whole signal.
@@ -42,9 +42,9 @@ import yaml  # noqa: E402
 
 from deploy.build import build, resolve_source  # noqa: E402
 from deploy.verify import check_signal  # noqa: E402
-from dsp.checkpoint import save_checkpoint  # noqa: E402
-from dsp.knobmap import KnobMap  # noqa: E402
-from dsp.knobtable import KnobTable  # noqa: E402
+from dsp.storage.records import save_checkpoint
+from dsp.knobs.knobmap import KnobMap
+from dsp.knobs.knobtable import KnobTable
 from jobs.export import export_model  # noqa: E402
 
 SR = 44100

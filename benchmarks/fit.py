@@ -1,7 +1,7 @@
 """End-to-end fit of a digital target: autograd Hessian vs the fused kernel, side by side.
 
 The input is 35 s of seeded program material (:func:`audio.material.synthesize`), the
-target the plain digital compressor (:func:`dsp.render.render`) at one of three
+target the plain digital compressor (:func:`dsp.models.ff5_streaming.render`) at one of three
 settings (threshold -20 dB, make-up 0 dB throughout):
 
 - ``ff_a``: ratio 3, attack 1 ms, release 100 ms;
@@ -15,7 +15,7 @@ cache, torch initialisation) on the first seconds of the material. Reported: wal
 of ``fit_frames``, iterations, ESR, convergence, fitted parameters, their largest
 relative difference between the two fits and from the truth, and the peak extra
 resident memory of the whole kernel fit against one torchcomp forward pass
-(:func:`dsp.compressor.compress`) on the same framed audio, each measured in a fresh
+(:func:`dsp.models.ff5.compress`) on the same framed audio, each measured in a fresh
 process after a warm-up.
 
 Targets: kernel >= 10x faster, parameters equal to 1e-4 relative, ESR < 1e-6, kernel
@@ -43,9 +43,9 @@ import torch  # noqa: E402
 
 from audio.framing import Frames, make_frames  # noqa: E402
 from audio.material import synthesize  # noqa: E402
-from dsp.compressor import compress  # noqa: E402
-from dsp.fit import FitOptions, FitResult, fit_frames  # noqa: E402
-from dsp.params import DEFAULT_INIT, PARAM_NAMES, Parameterisation  # noqa: E402
+from dsp.models.ff5 import compress
+from dsp.fitting.ff5 import FitOptions, FitResult, fit_frames
+from dsp.models.parameters import DEFAULT_INIT, PARAM_NAMES, Parameterisation
 
 SR = 44100
 FRAME_S = 12.0
@@ -64,7 +64,7 @@ MEMORY_TARGET = 1.5
 
 def build(target: str, seconds: float, seed: int) -> Frames:
     """The framed (input, digital target) pair."""
-    from dsp.render import render
+    from dsp.models.ff5_streaming import render
     x = synthesize(seconds, SR, seed).astype(np.float64)
     y = render(x, SR, TARGETS[target])
     return make_frames(x, y, SR, FRAME_S, OVERLAP_S)

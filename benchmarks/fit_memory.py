@@ -3,13 +3,13 @@
 A synthetic mono pair of ``--minutes`` (default 20, the length of a real SignalTrain
 file) is written to ``--dir`` (default a folder under /tmp; never the repository):
 program material (:func:`audio.material.synthesize`, one seed per minute) through
-the plain digital compressor (:class:`dsp.render.BlockCompressor`), both written
+the plain digital compressor (:class:`dsp.models.ff5_streaming.StreamingCompressor`), both written
 block by block as float32 wav.
 
 The fit then runs in a fresh process, as ``train_comp.py data.input=.. data.target=..``
 does: read the pair (:func:`audio.io.read_pair`), frame it
-(:func:`dsp.chain.frame_pair`), the target energy for the progress bar
-(:func:`dsp.objective.target_energy`), and :func:`dsp.fit.fit_frames` with the
+(:func:`audio.framing.frame_pair`), the target energy for the progress bar
+(:func:`dsp.derivatives.autograd.target_energy`), and :func:`dsp.fitting.ff5.fit_frames` with the
 fused kernel from the published default start. Memory does not grow with the
 iterations, so ``--iterations`` (default 3) caps the Newton steps to keep the run
 short; ``--iterations 100`` fits to convergence.
@@ -54,13 +54,13 @@ def write_pair(folder: Path, minutes: float) -> tuple[Path, Path]:
     import soundfile as sf
 
     from audio.material import synthesize
-    from dsp.render import BlockCompressor
+    from dsp.models.ff5_streaming import StreamingCompressor
 
     inp, tgt = folder / f"input_{minutes:g}min.wav", folder / f"target_{minutes:g}min.wav"
     if inp.is_file() and tgt.is_file():
         return inp, tgt
     folder.mkdir(parents=True, exist_ok=True)
-    comp = BlockCompressor(TRUTH, SR)
+    comp = StreamingCompressor(TRUTH, SR)
     total = int(round(minutes * 60 * SR))
     with sf.SoundFile(str(inp) + ".part", "w", SR, 1, "FLOAT", format="WAV") as fx, \
             sf.SoundFile(str(tgt) + ".part", "w", SR, 1, "FLOAT", format="WAV") as fy:
@@ -84,10 +84,10 @@ def measure(inp: str, tgt: str, iterations: int) -> dict:
 
     from audio.framing import make_frames
     from audio.io import read_pair
-    from dsp.chain import frame_pair
-    from dsp.fit import FitOptions, fit_frames
-    from dsp.newton import NewtonOptions
-    from dsp.objective import target_energy
+    from audio.framing import frame_pair
+    from dsp.fitting.ff5 import FitOptions, fit_frames
+    from dsp.fitting.newton import NewtonOptions
+    from dsp.derivatives.autograd import target_energy
 
     # compile the kernels (numba cache) and initialise torch on a tiny pair first
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@
 Timing (default): one pair of ``--seconds`` of seeded program material through the
 stand-in (``audio.standin``, transformers, tube stage and noise floor on), cut into
 12 s frames with a 1 s overlap, fitted from the published cold start by
-``dsp.fit.fit_frames`` (fused kernel) and by ``dsp.graybox.fit_graybox_frames``
+``dsp.fitting.ff5.fit_frames`` (fused kernel) and by ``dsp.fitting.graybox.fit_graybox_frames``
 (the same five-parameter fit, then Newton on the make-up and the six block parameters
 with the gain held, exact derivatives from first-order signals and adjoints;
 ``--joint-autograd`` adds the old Newton on all eleven through the compressor).
@@ -40,12 +40,12 @@ import torch  # noqa: E402
 
 from audio.framing import Frames, make_frames  # noqa: E402
 from audio.material import synthesize  # noqa: E402
-from dsp.fit import FitOptions, fit_frames  # noqa: E402
-from dsp.graybox import GrayboxFitOptions, fit_graybox_frames  # noqa: E402
-from dsp.graybox import render as render_graybox  # noqa: E402
-from dsp.params import PARAM_NAMES  # noqa: E402
-from dsp.preemphasis import preemphasis_np  # noqa: E402
-from dsp.render import render as render_ff5  # noqa: E402
+from dsp.fitting.ff5 import FitOptions, fit_frames
+from dsp.fitting.graybox import GrayboxFitOptions, fit_graybox_frames
+from dsp.models.graybox_streaming import render as render_graybox
+from dsp.models.parameters import PARAM_NAMES
+from audio.metrics import preemphasis_np
+from dsp.models.ff5_streaming import render as render_ff5
 
 SR = 44100
 JOINT = False  # --joint-autograd
@@ -99,7 +99,8 @@ def derivatives(args) -> None:
     """One exact gradient + Hessian of stage 2 on a 12 s frame: first-order signals and
     adjoints (``BlockObjective.loss_grad_hess``) against autograd (the reference)."""
     from audio import standin
-    from dsp.graybox import TRANSPARENT, BlockObjective, GrayboxParameterisation
+    from dsp.derivatives.graybox_objectives import BlockObjective
+    from dsp.models.graybox import TRANSPARENT, GrayboxParameterisation
     x = synthesize(12.0, SR, seed=args.seed).astype(np.float64)
     y = standin.render(x, SR, args.pr, args.mode).astype(np.float64)
     frames = make_frames(x, y, SR)

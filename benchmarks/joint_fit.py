@@ -6,15 +6,15 @@ further ``--set KEY=VALUE`` overrides such as ``joint.priors=[0]``):
 
 - both methods fit **Train** material only (the 3c takes), with the unseen levels
   (``--unseen``, default 45 65 85) left out of every fit;
-- the per-level chain (:func:`dsp.chain.run_chain`, 100 -> 40, each level from the
+- the per-level chain (:func:`jobs.chain.run_chain`, 100 -> 40, each level from the
   previous one; with ``graybox`` the blocks fitted at PR 100 and held, as
-  ``train_comp.py`` does) gives a knob map (:class:`dsp.knobmap.KnobMap`) that reaches the
+  ``train_comp.py`` does) gives a knob map (:class:`dsp.knobs.knobmap.KnobMap`) that reaches the
   unseen levels by interpolation;
-- the joint fit (:func:`dsp.joint.fit_joint`, with the config's ``joint.monotone`` and
+- the joint fit (:func:`dsp.fitting.joint.fit_joint`, with the config's ``joint.monotone`` and
   ``joint.priors``) chooses its basis size, roughness and ridge on **Val** material at the fitted
-  settings (:func:`dsp.joint.select_smoothness`), then the chosen candidate is fitted
+  settings (:func:`dsp.fitting.joint.select_smoothness`), then the chosen candidate is fitted
   again from the cold start and timed (with ``graybox``, its shared blocks too:
-  :func:`dsp.joint.fit_shared_blocks`);
+  :func:`dsp.fitting.joint.fit_shared_blocks`);
 - both are scored on **Test** material at every level (pre-emphasised ESR of the
   model class fitted).
 
@@ -50,15 +50,17 @@ from audio.corpus import CorpusSpec, ensure_corpus  # noqa: E402
 from audio.io import read_pair  # noqa: E402
 from audio.signaltrain import find_level, scan_corpus  # noqa: E402
 from common.config import load_config  # noqa: E402
-from dsp.chain import ChainSpec, frame_pair, run_chain  # noqa: E402
-from dsp.fit import FitOptions  # noqa: E402
-from dsp.joint import (JointKnobModel, JointOptions, JointSetting, bound_hits, fit_joint,  # noqa: E402
-                       GrayboxValScore, fit_shared_blocks, select_smoothness)
-from dsp.kinds import evaluate_any, options_kind  # noqa: E402
-from dsp.knobmap import KnobMap  # noqa: E402
-from dsp.params import PARAM_NAMES  # noqa: E402
-from dsp.render import BlockCompressor  # noqa: E402
-from dsp.settings import fit_options, initial_params  # noqa: E402
+from audio.framing import frame_pair
+from jobs.chain import ChainSpec, run_chain
+from dsp.fitting.ff5 import FitOptions
+from dsp.fitting.joint import (JointOptions, JointSetting, bound_hits, fit_joint, GrayboxValScore, fit_shared_blocks,
+                               select_smoothness)
+from dsp.knobs.joint_curves import JointKnobModel
+from dsp.fitting.by_class import evaluate_any, options_kind
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.parameters import PARAM_NAMES
+from dsp.models.ff5_streaming import StreamingCompressor
+from jobs.fit_options import fit_options, initial_params
 from jobs.joint_fit import candidates_from_config, joint_options_from_config  # noqa: E402
 
 KNOB = ("peak_reduction",)
@@ -80,7 +82,7 @@ def _settings(pairs, mode, levels, split):
 
 def _gain_reduction_db(params: dict, x: np.ndarray, sr: int) -> float:
     """Level drop (dB) of the compressor before make-up on ``x``."""
-    g = BlockCompressor({k: params[k] for k in PARAM_NAMES}, sr).gain(x)
+    g = StreamingCompressor({k: params[k] for k in PARAM_NAMES}, sr).gain(x)
     xm = np.max(np.abs(np.atleast_2d(x)), axis=0)
     return 10.0 * math.log10(np.sum(xm ** 2) / np.sum((g * xm) ** 2))
 
@@ -99,7 +101,7 @@ def _warm_up(setting: JointSetting):
 
 
 def _few():
-    from dsp.newton import NewtonOptions
+    from dsp.fitting.newton import NewtonOptions
     return NewtonOptions(max_iterations=1)
 
 

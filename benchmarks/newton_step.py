@@ -31,10 +31,10 @@ import scipy.signal  # noqa: E402
 import torch  # noqa: E402
 
 from audio.framing import Frames, make_frames  # noqa: E402
-from dsp.compressor import compress  # noqa: E402
-from dsp.kernel import KernelObjective  # noqa: E402
-from dsp.objective import AutogradObjective  # noqa: E402
-from dsp.params import DEFAULT_INIT, Parameterisation  # noqa: E402
+from dsp.models.ff5 import compress
+from dsp.derivatives.ff5_kernel import KernelObjective
+from dsp.derivatives.autograd import AutogradObjective
+from dsp.models.parameters import DEFAULT_INIT, Parameterisation
 
 SR = 44100
 FRAME_S = 12.0

@@ -4,7 +4,7 @@
 :func:`build` loads it and returns an :class:`Exportable`: the scriptable module
 (:mod:`deploy.compressor`, :mod:`deploy.neural`), how to call it at a setting, the
 settings worth checking and, per setting, the project's own Python renderer
-(:class:`dsp.render.BlockCompressor`, :class:`neural.inference.NeuralRenderer`) that
+(:class:`dsp.models.ff5_streaming.StreamingCompressor`, :class:`neural.inference.NeuralRenderer`) that
 the exported file must equal. Writing and checking the file is the export job
 (:mod:`jobs.export`).
 
@@ -13,7 +13,7 @@ SOURCE is one of:
 - a one-pair fit: its ``ckpt.yaml`` or the folder holding it -> ``forward(x)``;
 - an LA-2A chain: its folder holding ``knobmap.yaml``, or that file ->
   ``forward(x, peak_reduction, mode)``;
-- a device with its own knobs: a ``knobtable.yaml`` (a :class:`dsp.knobtable.KnobTable`
+- a device with its own knobs: a ``knobtable.yaml`` (a :class:`dsp.knobs.knobtable.KnobTable`
   record), a folder holding one, or the folder ``train_comp.py data=manifest`` wrote
   (``rows/*/ckpt.yaml``, one fit per take) -> ``forward(x, knobs)``, the knob values in
   the device's order (``knob_names()``);
@@ -21,7 +21,7 @@ SOURCE is one of:
 
 Both DSP model classes convert: the 5-parameter compressor (``compressor=ff5``,
 :mod:`deploy.compressor`) and the gray-box (``compressor=graybox``, :mod:`deploy.graybox`)
-as a fit or a knob map; a knob table holds the five only (:class:`dsp.knobtable.KnobTable`).
+as a fit or a knob map; a knob table holds the five only (:class:`dsp.knobs.knobtable.KnobTable`).
 A record of another compressor kind, or with parameters its kind does not have, is
 refused by name rather than exported without them.
 """
@@ -36,8 +36,8 @@ import yaml
 
 from audio.devices import MODES, SWITCH, la2a_setting
 from common.errors import UserError
-from dsp.graybox import BLOCK_NAMES
-from dsp.params import PARAM_NAMES
+from dsp.models.graybox import BLOCK_NAMES
+from dsp.models.parameters import PARAM_NAMES
 
 __all__ = ["KINDS", "SOURCE_HELP", "Exportable", "resolve_source", "build", "compressor_of",
            "check_levels"]
@@ -48,7 +48,7 @@ CURVES_NOT_EXPORTABLE = ("knob curves (a manifest's method=joint fit) cannot be 
 SOURCE_HELP = ("expected a ckpt.yaml, a chain folder holding knobmap.yaml, a knobtable.yaml or manifest fit "
                "folder, or a neural checkpoint (.pt)")
 LA2A_SIGNATURE = "forward(x, peak_reduction, mode)  # mode 0 compress, 1 limit"
-_MANIFEST_ROWS = "rows"   # dsp.knobtable.take_dir: DSP_DIR/rows/<index>_<label>/ckpt.yaml
+_MANIFEST_ROWS = "rows"   # dsp.storage.take_fits.take_dir: DSP_DIR/rows/<index>_<label>/ckpt.yaml
 
 
 @dataclass
@@ -171,8 +171,8 @@ def _la2a_args(setting: dict) -> tuple:
 def _fit(path: Path, sample_rate: int | None) -> Exportable:
     from deploy.compressor import FixedCompressor
     from deploy.graybox import FixedGraybox
-    from dsp.checkpoint import load_checkpoint
-    from dsp.kinds import renderer_for
+    from dsp.storage.records import load_checkpoint
+    from dsp.models.classes import renderer_for
     raw = _read_yaml(path)
     if isinstance(raw, dict):
         compressor_of(path, raw, [raw.get("params")])
@@ -189,8 +189,8 @@ def _fit(path: Path, sample_rate: int | None) -> Exportable:
 def _knobmap(path: Path, sample_rate: int | None) -> Exportable:
     from deploy.compressor import KnobMapCompressor
     from deploy.graybox import KnobMapGraybox
-    from dsp.kinds import renderer_for
-    from dsp.knobmap import KnobMap
+    from dsp.models.classes import renderer_for
+    from dsp.knobs.knobmap import KnobMap
     raw = _read_yaml(path)
     if isinstance(raw, dict) and isinstance(raw.get("modes"), dict):
         compressor_of(path, raw, [p for lv in raw["modes"].values() if isinstance(lv, dict) for p in lv.values()])
@@ -209,8 +209,8 @@ def _knobmap(path: Path, sample_rate: int | None) -> Exportable:
 
 def _manifest_fits(folder: Path):
     """The knob table of a manifest fit folder: every ``rows/*/ckpt.yaml`` (take order)."""
-    from dsp.checkpoint import load_checkpoint
-    from dsp.knobtable import KnobTable
+    from dsp.storage.records import load_checkpoint
+    from dsp.knobs.knobtable import KnobTable
     files = sorted((folder / _MANIFEST_ROWS).glob("*/ckpt.yaml"))
     if not files:
         raise UserError(f"{folder}: no fits in {folder / _MANIFEST_ROWS} (run train_comp.py data=manifest first)")
@@ -232,8 +232,8 @@ def _manifest_fits(folder: Path):
 
 
 def _load_knobtable(path: Path):
-    from dsp.knobtable import KnobTable
-    from dsp.parammap import load_param_map
+    from dsp.knobs.knobtable import KnobTable
+    from dsp.knobs.parammap import load_param_map
     if path.is_dir():
         return _manifest_fits(path)
     raw = _read_yaml(path)
@@ -246,9 +246,9 @@ def _load_knobtable(path: Path):
 
 
 def knob_table_module(table, sample_rate: int):
-    """The :class:`deploy.compressor.KnobTableCompressor` of a :class:`dsp.knobtable.KnobTable`."""
+    """The :class:`deploy.compressor.KnobTableCompressor` of a :class:`dsp.knobs.knobtable.KnobTable`."""
     from deploy.compressor import KnobTableCompressor
-    from dsp.knobtable import FAR
+    from dsp.knobs.knobtable import FAR
     fitted = table.fitted()
     points = [[float(s[k]) for k in table.knobs] for s, _ in fitted]
     return KnobTableCompressor(list(table.knobs), points, [p for _, p in fitted], [float(v) for v in table.scale],
@@ -265,7 +265,7 @@ def table_check_settings(table, most: int = 4) -> list[dict]:
 
 
 def _knobtable(path: Path, sample_rate: int | None) -> Exportable:
-    from dsp.render import BlockCompressor
+    from dsp.models.ff5_streaming import StreamingCompressor
     table = _load_knobtable(path)
     sr = int(sample_rate or 44100)
     knobs = tuple(table.knobs)
@@ -274,7 +274,7 @@ def _knobtable(path: Path, sample_rate: int | None) -> Exportable:
     signature = f"forward(x, knobs)  # knobs: [{', '.join(knobs)}]"
     return Exportable("knobtable", path, knob_table_module(table, sr), sr, signature, desc,
                       table_check_settings(table), lambda s: ([float(s[k]) for k in knobs],),
-                      lambda s: BlockCompressor(table.at(s), sr).process, True, knobs)
+                      lambda s: StreamingCompressor(table.at(s), sr).process, True, knobs)
 
 
 def _neural(path: Path, sample_rate: int | None) -> Exportable:

@@ -2,18 +2,18 @@
 
 Everything here is written for ``torch.jit.script``: the saved file holds the code and
 the fitted numbers, so a host with nothing but torch runs it. Semantics are those of
-:class:`dsp.render.BlockCompressor` (torchcomp's ``compexp_gain`` on the peak level
+:class:`dsp.models.ff5_streaming.StreamingCompressor` (torchcomp's ``compexp_gain`` on the peak level
 ``|x|``, linked over channels, gain smoothing coefficient ``1 - exp(-2200 / (ms * sr))``,
 attack while the gain falls, make-up after), computed in float64 like the renderer.
 
 - :class:`PeakCompressor`: the per-sample recursion and its state (the last gain).
 - :class:`KnobCurves`: a knob map's tables, evaluated inside the module exactly as
-  :meth:`dsp.knobmap.KnobMap.at` does (threshold and make-up linear, ratio linear in
+  :meth:`dsp.knobs.knobmap.KnobMap.at` does (threshold and make-up linear, ratio linear in
   log, attack and release by the monotone cubic (PCHIP) pieces in log-time, whose
   coefficients are computed by scipy at export time; the setting clipped to the fitted
   range).
 - :class:`NearestSettings`: a knob table's fitted settings (a device with arbitrary
-  knobs), answered as :meth:`dsp.knobtable.KnobTable.at` does: the nearest fitted
+  knobs), answered as :meth:`dsp.knobs.knobtable.KnobTable.at` does: the nearest fitted
   setting in knob space scaled by each knob's fitted range; a setting far outside that
   range is refused.
 - :class:`FixedCompressor`: a one-pair fit, ``forward(x)``.
@@ -74,7 +74,7 @@ class PeakCompressor(nn.Module):
         Returns:
             :math:`(T,)` float64.
         """
-        level = x.abs().amax(0).to(torch.float64).clamp_min(1e-8)  # dsp.compressor.PEAK_FLOOR
+        level = x.abs().amax(0).to(torch.float64).clamp_min(1e-8)  # dsp.models.ff5.PEAK_FLOOR
         slope = 1.0 - 1.0 / params[1]
         static = torch.pow(10.0, torch.clamp(slope * (params[0] - 20.0 * torch.log10(level)), max=0.0) / 20.0)
         at = self.coefficient(params[2])
@@ -162,7 +162,7 @@ class KnobCurves(nn.Module):
     """A knob map's tables for the modes it has, evaluated at any peak reduction.
 
     Args:
-        table: ``{mode: {pr: {param: value}}}`` (:attr:`dsp.knobmap.KnobMap.table`).
+        table: ``{mode: {pr: {param: value}}}`` (:attr:`dsp.knobs.knobmap.KnobMap.table`).
     """
 
     has_mode: List[bool]
@@ -254,7 +254,7 @@ class NearestSettings(nn.Module):
 
     Distances are Euclidean over the knobs, each scaled by its range over the fitted
     settings (``KnobTable.scale``); a knob more than ``far`` scaled units outside its
-    fitted range is an error, as in :meth:`dsp.knobtable.KnobTable.check`.
+    fitted range is an error, as in :meth:`dsp.knobs.knobtable.KnobTable.check`.
 
     Args:
         knobs: the knob names, in the device's order.
@@ -325,8 +325,8 @@ class KnobTableCompressor(_StreamingDSP):
     over a change of setting.
 
     Args:
-        table: a :class:`dsp.knobtable.KnobTable`.
-        far: :data:`dsp.knobtable.FAR`.
+        table: a :class:`dsp.knobs.knobtable.KnobTable`.
+        far: :data:`dsp.knobs.knobtable.FAR`.
         sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
     """
 

@@ -1,20 +1,20 @@
 """The gray-box compressor (``compressor=graybox``) as TorchScript modules: streaming, self-contained.
 
-Same computation as :class:`dsp.graybox.BlockGraybox` (float64 inside)::
+Same computation as :class:`dsp.models.graybox_streaming.StreamingGraybox` (float64 inside)::
 
     y = Hout(S(m g(x) Hin(x)))
 
 - ``g``: the five-parameter compressor's gain on the input itself (linked detection),
   :class:`deploy.compressor.PeakCompressor`; ``m`` its make-up;
 - ``Hin``: a first-order high-pass then a first-order high shelf, ``Hout`` a first-order
-  high-pass, with the coefficient formulas of :mod:`dsp.blocks` (bilinear transform
+  high-pass, with the coefficient formulas of :mod:`dsp.models.blocks` (bilinear transform
   pre-warped at the corner), run as plain float loops per channel (transposed direct
   form II, one state per section and channel);
 - ``S``: the tube shaper ``T(u) + a T(u)^2``, ``T(u) = tanh(k u) / k``.
 
 - :class:`SectionFilter`: first-order sections in series, with their state.
 - :class:`GrayboxStage`: the blocks around the gain (``Hin``, ``S``, ``Hout``).
-- :class:`GrayboxCurves`: a gray-box knob map evaluated as :meth:`dsp.knobmap.KnobMap.at`
+- :class:`GrayboxCurves`: a gray-box knob map evaluated as :meth:`dsp.knobs.knobmap.KnobMap.at`
   does: the compressor's five by :class:`deploy.compressor.KnobCurves`, the block
   parameters linearly (frequencies linearly in log-frequency) on the same interval.
 - :class:`FixedGraybox`: a one-pair gray-box fit, ``forward(x)``.
@@ -38,7 +38,7 @@ from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobCurves, PeakCompresso
 __all__ = ["BLOCK_ORDER", "GRAYBOX_ORDER", "LOG_BLOCKS", "highpass_section", "shelf_section", "SectionFilter",
            "GrayboxStage", "GrayboxCurves", "FixedGraybox", "KnobMapGraybox"]
 
-# dsp.graybox.BLOCK_NAMES, repeated here: the exported file must not import the project
+# dsp.models.graybox.BLOCK_NAMES, repeated here: the exported file must not import the project
 BLOCK_ORDER = ("input_highpass_hz", "input_shelf_hz", "input_shelf_db",
                "tube_drive", "tube_asymmetry", "output_highpass_hz")
 GRAYBOX_ORDER = PARAM_ORDER + BLOCK_ORDER
@@ -46,14 +46,14 @@ LOG_BLOCKS = ("input_highpass_hz", "input_shelf_hz", "output_highpass_hz")   # i
 
 
 def highpass_section(freq_hz: float, sample_rate: int) -> List[float]:
-    """``[b0, b1, a1]`` of ``s / (s + wc)`` (:func:`dsp.blocks.highpass_coefficients`)."""
+    """``[b0, b1, a1]`` of ``s / (s + wc)`` (:func:`dsp.models.blocks.highpass_coefficients`)."""
     k = math.tan(math.pi * freq_hz / float(sample_rate))
     norm = 1.0 / (1.0 + k)
     return [norm, -norm, (k - 1.0) * norm]
 
 
 def shelf_section(freq_hz: float, gain_db: float, sample_rate: int) -> List[float]:
-    """``[b0, b1, a1]`` of ``(G s + wc) / (s + wc)`` (:func:`dsp.blocks.shelf_coefficients`)."""
+    """``[b0, b1, a1]`` of ``(G s + wc) / (s + wc)`` (:func:`dsp.models.blocks.shelf_coefficients`)."""
     k = math.tan(math.pi * freq_hz / float(sample_rate))
     g = math.pow(10.0, gain_db / 20.0)
     norm = 1.0 / (1.0 + k)

@@ -407,7 +407,7 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
         UserError: a model of a device with its own knobs (manifest), or a backbone this
             exporter does not convert.
     """
-    from dsp.knobmap import KnobMap
+    from dsp.knobs.knobmap import KnobMap
     spec = record["model"]
     pm = record["param_map_obj"]
     if not isinstance(pm, KnobMap):

@@ -23,11 +23,11 @@ from audio.rates import check_rates
 from audio.manifest import manifest_device, read_manifest
 from common.atomic import write_text_atomic
 from common.errors import UserError
-from common.launch import check_results, launch, launcher_name, summarise_results
+from jobs.launch import check_results, launch, launcher_name, summarise_results
 from common.table import format_table
-from dsp.knobtable import KnobTable
-from dsp.parammap import ParamMap
-from dsp.settings import compressor_name
+from dsp.knobs.knobtable import KnobTable
+from dsp.knobs.parammap import ParamMap
+from jobs.fit_options import compressor_name
 from jobs.ensure import ensure_dsp_fit
 from jobs.protocol import held_out_levels
 from jobs.overrides import check_overrides

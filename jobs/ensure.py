@@ -13,9 +13,10 @@ from pathlib import Path
 
 from common.config import load_config
 from common.errors import UserError
-from dsp.knobmap import KnobMap
-from dsp.knobcurves import KnobCurves
-from dsp.knobtable import KnobTable, load_take_fits, take_fit
+from dsp.knobs.knobmap import KnobMap
+from dsp.knobs.knobcurves import KnobCurves
+from dsp.knobs.knobtable import KnobTable
+from dsp.storage.take_fits import load_take_fits, take_fit
 from jobs.joint_fit import MANIFEST_CURVES
 from jobs.fit import run_fit_job
 from audio.datasets import fit_pair_finder, load_pairs
@@ -31,9 +32,9 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
     Args:
         data: the ``data`` config the fit runs on (what ``train_comp.py data=...`` gets).
         takes: a corpus of takes with their own knobs (manifest rows): the map is their
-            :class:`dsp.knobtable.KnobTable`, fitting the takes without a fit of their
+            :class:`dsp.knobs.knobtable.KnobTable`, fitting the takes without a fit of their
             own, or, where ``dsp_dir`` holds a joint fit of exactly these takes
-            (``knobcurves.yaml``), its :class:`dsp.knobcurves.KnobCurves`; None: the LA-2A
+            (``knobcurves.yaml``), its :class:`dsp.knobs.knobcurves.KnobCurves`; None: the LA-2A
             chain's ``knobmap.yaml``.
         fit: false raises a UserError instead of fitting.
         modes: the chain's modes (default: the config's).
@@ -43,7 +44,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
             chain of another class is refused.
 
     Returns:
-        a :class:`dsp.parammap.ParamMap`.
+        a :class:`dsp.knobs.parammap.ParamMap`.
     """
     dsp_dir = Path(dsp_dir)
     unseen = sorted({int(v) for v in unseen})

@@ -27,17 +27,19 @@ from common.errors import UserError
 from common.records import write_csv
 from common.tracking import NULL_TRACKER
 from common.table import format_table
-from dsp.chain import ChainSpec, frame_pair, knobmap_check, run_chain
-from dsp.checkpoint import save_checkpoint
-from dsp.collapse import check_fit_collapse
-from dsp.fit import FitResult, fit_frames
-from dsp.fitkey import fit_key, fit_settings
-from dsp.kinds import fit_any, options_kind, render_any
-from dsp.knobtable import take_dir, take_fit
-from dsp.objective import target_energy
-from dsp.params import PARAM_NAMES
-from dsp.render import render
-from dsp.settings import fit_options, initial_params
+from audio.framing import frame_pair
+from jobs.chain import ChainSpec, knobmap_check, run_chain
+from dsp.storage.records import save_checkpoint
+from dsp.fitting.collapse import check_fit_collapse
+from dsp.fitting.ff5 import FitResult, fit_frames
+from dsp.storage.fitkey import fit_key, fit_settings
+from dsp.fitting.by_class import fit_any, options_kind
+from dsp.models.classes import render_any
+from dsp.storage.take_fits import take_dir, take_fit
+from dsp.derivatives.autograd import target_energy
+from dsp.models.parameters import PARAM_NAMES
+from dsp.models.ff5_streaming import render
+from jobs.fit_options import fit_options, initial_params
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
 from jobs.records import PARAM_COLUMNS, param_columns, write_chain_records
@@ -218,7 +220,7 @@ def _fit_method(cfg) -> str:
 
 
 def _fit_key_settings(cfg) -> dict:
-    """The config's settings a reused fit must share besides the fit options (dsp/fitkey.py):
+    """The config's settings a reused fit must share besides the fit options (dsp/storage/fitkey.py):
     the compressor section, which pair of a level is fitted, and any alignment setting."""
     def plain(value):
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
@@ -321,7 +323,7 @@ def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, coun
     at ``count`` levels per mode (logger=tensorboard)."""
     if tracker is NULL_TRACKER:
         return
-    from dsp.parammap import load_param_map
+    from dsp.knobs.parammap import load_param_map
     for r in rows:
         tracker.scalars(int(r["peak_reduction"]), {f"fit/{r['mode']}/esr": r["esr"],
                                                    f"fit/{r['mode']}/iterations": r["iterations"]})
@@ -347,7 +349,7 @@ def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, coun
 
 
 def _block_names() -> tuple:
-    from dsp.graybox import BLOCK_NAMES
+    from dsp.models.graybox import BLOCK_NAMES
     return tuple(BLOCK_NAMES)
 
 

@@ -4,7 +4,7 @@ The LA-2A (:func:`run_joint_job`): per mode, curves over PR. A device with its o
 knobs (``data=manifest``, :func:`run_manifest_joint_job`): one additive spline per knob.
 
 Per mode the Train takes at every fitted level (``levels`` without ``unseen_levels``)
-go to :func:`dsp.joint.select_smoothness`: each ``joint.candidates`` (basis size,
+go to :func:`dsp.fitting.joint.select_smoothness`: each ``joint.candidates`` (basis size,
 roughness) is fitted, the one with the lowest pooled ESR on the Val takes at fitted
 levels is kept (no Val take: the first candidate). The job writes the chain's
 interfaces, so ``test_comp.py``, the hybrids and ``compare.py`` read it unchanged:
@@ -39,13 +39,15 @@ from common.atomic import write_text_atomic
 from common.errors import UserError
 from common.records import write_csv
 from common.table import format_table
-from dsp.chain import frame_pair, level_dir
-from dsp.checkpoint import save_checkpoint
-from dsp.kinds import options_kind
-from dsp.joint import (DEFAULT_CANDIDATES, MONOTONE_DIRECTIONS, JointKnobModel, JointOptions, JointSetting,
-                       GrayboxValScore, SharedBlocks, fit_joint, fit_shared_blocks, select_smoothness)
-from dsp.knobcurves import KnobCurves
-from dsp.params import PARAM_NAMES
+from audio.framing import frame_pair
+from jobs.chain import level_dir
+from dsp.storage.records import save_checkpoint
+from dsp.fitting.by_class import options_kind
+from dsp.fitting.joint import (DEFAULT_CANDIDATES, MONOTONE_DIRECTIONS, JointOptions, JointSetting, GrayboxValScore,
+                               SharedBlocks, fit_joint, fit_shared_blocks, select_smoothness)
+from dsp.knobs.joint_curves import JointKnobModel
+from dsp.knobs.knobcurves import KnobCurves
+from dsp.models.parameters import PARAM_NAMES
 from jobs.protocol import held_out_levels, scorable_frames, takes_data_key
 from jobs.records import PARAM_COLUMNS, write_chain_records
 
@@ -73,7 +75,7 @@ def candidates_from_config(cfg) -> list[tuple[int, float]]:
 
 def joint_options_from_config(cfg, options, init) -> tuple[JointOptions, list[float]]:
     """``joint.decreasing`` / ``joint.increasing`` (monotone curves) and the first of
-    ``joint.priors`` (:class:`dsp.joint.JointOptions`) with the fit options, and every
+    ``joint.priors`` (:class:`dsp.fitting.joint.JointOptions`) with the fit options, and every
     ridge weight of ``joint.priors`` (the rest are tried on Val with the chosen basis)."""
     joint = cfg.get("joint") or {}
     try:
@@ -205,7 +207,7 @@ def _report_shared_blocks(mode: str, fit, blocks: SharedBlocks, train: list[Join
 
 def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, options) -> None:
     """``ckpt.yaml`` at every fitted level (not the held-out ones): the curve's parameters."""
-    from dsp.kinds import param_names
+    from dsp.models.classes import param_names
     names = param_names(options_kind(options))
     for r in rows:
         if r["esr"] is None:
@@ -250,11 +252,11 @@ def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     """``train_comp.py data=manifest method=joint``: one joint fit over every Train take.
 
     Each solver coordinate is an additive spline in the device's knobs
-    (:class:`dsp.basis.KnobBasis`), fitted at once to every take of ``data.fit_splits``;
+    (:class:`dsp.knobs.basis.KnobBasis`), fitted at once to every take of ``data.fit_splits``;
     the basis size and roughness are chosen on the Val takes (none: the first candidate).
     The LA-2A's monotone shapes (``joint.decreasing`` / ``joint.increasing`` name PR) do
     not apply; ``joint.priors`` do. Writes ``knobcurves.yaml``
-    (:class:`dsp.knobcurves.KnobCurves`, which the hybrids and ``compare.py`` take as
+    (:class:`dsp.knobs.knobcurves.KnobCurves`, which the hybrids and ``compare.py`` take as
     their ``dsp_dir`` as they take a knob table), ``joint_summary.csv`` (every fitted take: its
     knobs, the curves' parameters there, the ESR on its audio) and ``joint.yaml``.
     """

@@ -20,10 +20,10 @@ from typing import Iterable
 from audio.align import AlignmentError
 from audio.pairs import read_aligned_pair
 from common.errors import UserError
-from dsp.chain import frame_pair
-from dsp.fitkey import file_identity
-from dsp.kinds import evaluate_any
-from dsp.objective import target_energy
+from audio.framing import frame_pair
+from dsp.storage.fitkey import file_identity
+from dsp.fitting.by_class import evaluate_any
+from dsp.derivatives.autograd import target_energy
 
 __all__ = ["PROTOCOL_SPLITS", "SPLIT_COLUMNS", "held_out_levels", "fit_record", "data_key", "takes_data_key",
            "protocol_problem",
@@ -62,7 +62,7 @@ def _digest(entries) -> str:
 
 
 def data_key(find, fitted: dict[str, Iterable[int]]) -> str:
-    """One digest of the identity (:func:`dsp.fitkey.file_identity`) of the input and target
+    """One digest of the identity (:func:`dsp.storage.fitkey.file_identity`) of the input and target
     files of every fitted setting, as ``find(mode, pr) -> (input, target) | None`` picks them
     now; a setting without files counts as such. Equal keys: the same material."""
     entries = []

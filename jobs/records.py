@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.table import format_table
-from dsp.chain import write_summary
-from dsp.kinds import options_kind
-from dsp.knobmap import KnobMap
+from jobs.chain import write_summary
+from dsp.fitting.by_class import options_kind
+from dsp.knobs.knobmap import KnobMap
 from audio.datasets import fit_pair_finder
 from audio.pairs import align_mode
 from jobs.protocol import SPLIT_COLUMNS, add_split_scores, data_key, fit_record

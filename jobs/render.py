@@ -25,9 +25,9 @@ from audio.devices import la2a_setting
 from audio.io import (OUTPUT_EXTENSIONS, audio_info, output_format, output_subtype, process_file, read_audio,
                       write_audio)
 from common.errors import UserError
-from dsp.checkpoint import load_checkpoint
-from dsp.knobmap import KnobMap
-from dsp.kinds import renderer_for
+from dsp.storage.records import load_checkpoint
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.classes import renderer_for
 
 __all__ = ["Source", "check_fitted_range", "dsp_source", "neural_source", "render_path", "LONG_FILE_S"]
 
@@ -48,7 +48,7 @@ def check_fitted_range(param_map, setting: dict, where: str) -> None:
 
     The LA-2A knob map: the mode fitted, the peak reduction within its fitted levels.
     Another device's table: within its tolerance around the fitted settings
-    (:meth:`dsp.knobtable.KnobTable.check`). Either way the error names the nearest
+    (:meth:`dsp.knobs.knobtable.KnobTable.check`). Either way the error names the nearest
     fitted setting.
     """
     device = param_map.device

@@ -34,16 +34,17 @@ from audio.rates import check_rates
 from common.config import to_plain
 from common.errors import UserError
 from common.tracking import NULL_TRACKER
-from dsp.knobtable import KnobTable
-from dsp.parammap import ParamMap
-from dsp.settings import compressor_name, resolve_device
+from dsp.knobs.knobtable import KnobTable
+from dsp.knobs.parammap import ParamMap
+from jobs.fit_options import compressor_name, resolve_device
 from jobs.ensure import ensure_dsp_fit
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
 from jobs.resume import check_resumable
 from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
 from neural.control import frame_at_rate
-from neural.training.data import DEFAULT_SAMPLE_RATE, SegmentSampler, load_tracks, tracks_rate, validation_batch
+from neural.conditioning import DEFAULT_SAMPLE_RATE
+from neural.training.data import SegmentSampler, load_tracks, tracks_rate, validation_batch
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
 from neural.inference import NeuralRenderer
 from neural.training.losses import MIN_STFT_SAMPLES
@@ -153,7 +154,7 @@ def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
 
     The DSP parameters of a setting come from the fits in ``dsp_dir`` (one per take of
     ``data.fit_splits``, fitted first if missing): the fit at that setting, or the
-    nearest fitted setting's (:class:`dsp.knobtable.KnobTable`). ``unseen_levels``,
+    nearest fitted setting's (:class:`dsp.knobs.knobtable.KnobTable`). ``unseen_levels``,
     ``modes`` and ``levels`` do not apply: what is held out is what the manifest puts
     in Val and Test only.
     """

@@ -2,7 +2,7 @@
 
 A checkpoint is self-contained: the model spec (backbone, head, conditioning, sizes),
 the state dict, the variant, the parameter map the model was trained with
-(``param_map``: :meth:`dsp.parammap.ParamMap.to_record`, the DSP parameters at every
+(``param_map``: :meth:`dsp.knobs.parammap.ParamMap.to_record`, the DSP parameters at every
 fitted setting, which the hybrids need at render time and which names the device's
 knobs), the settings it was trained on and held out, the sample rate it was trained
 at (``sample_rate``; a checkpoint without one was trained at 44.1 kHz), the run's
@@ -29,10 +29,10 @@ from torch import nn
 from audio.devices import LA2A, Device
 from common.atomic import atomic_path
 from common.errors import UserError
-from dsp.knobmap import KnobMap
-from dsp.knobtable import KnobTable
-from dsp.parammap import ParamMap, param_map_from_record
-from neural.training.data import CONDITIONING_NAMES, DEFAULT_SAMPLE_RATE, conditioning_size
+from dsp.knobs.knobmap import KnobMap
+from dsp.knobs.knobtable import KnobTable
+from dsp.knobs.parammap import ParamMap, param_map_from_record
+from neural.conditioning import CONDITIONING_NAMES, DEFAULT_SAMPLE_RATE, conditioning_size
 from neural.audio_path import audio_path_options
 from neural.heads import HEADS, build_head
 

@@ -1,6 +1,6 @@
 """Scoring on held-out material: ESR per setting for the DSP model and a neural model.
 
-ESR is :func:`dsp.metrics.esr`'s: after the pre-emphasis ``(1 - z^-1) / (1 - 0.995 z^-1)``,
+ESR is :func:`audio.metrics.esr`'s: after the pre-emphasis ``(1 - z^-1) / (1 - 0.995 z^-1)``,
 the sum of squared error over the sum of squared target, over the whole file (files at
 one setting pooled: their errors and energies add).
 
@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audio.devices import LA2A, Device
-from dsp.metrics import pooled_error
+from audio.metrics import pooled_error
 from common.records import write_csv
 from common.table import format_table
 

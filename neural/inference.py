@@ -13,12 +13,12 @@ the knob vector for the black box. A setting is a knob dict (:mod:`audio.devices
   and a plug-in host hand over). The offline render runs through the same processor
   with long blocks, and block by block gives the same output (to float rounding).
 
-The DSP parameters at a setting come from the map (:meth:`dsp.parammap.ParamMap.at`):
+The DSP parameters at a setting come from the map (:meth:`dsp.knobs.parammap.ParamMap.at`):
 interpolated over peak reduction on the LA-2A, the nearest trained setting's fit on
-another device (or its knob curves, after a joint fit); a setting the map refuses (:meth:`dsp.parammap.ParamMap.check`) is an error.
+another device (or its knob curves, after a joint fit); a setting the map refuses (:meth:`dsp.knobs.parammap.ParamMap.check`) is an error.
 
 Several channels (stereo): the gain is linked. The DSP compressor detects on the
-louder channel (the channels' maximum, as :class:`dsp.render.BlockCompressor` does for
+louder channel (the channels' maximum, as :class:`dsp.models.ff5_streaming.StreamingCompressor` does for
 the DSP model and the stand-in) and applies one gain to all channels; the neural model
 runs the channels as a batch on that linked DSP output, each with its own state (its
 small correction follows each channel's own signal on top of the linked gain). The
@@ -41,10 +41,10 @@ import torch
 from scipy import signal
 
 from common.errors import UserError
-from dsp.kinds import kind_of, renderer_for
-from dsp.render import BlockCompressor
+from dsp.models.classes import kind_of, renderer_for
+from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import load_checkpoint
-from neural.training.data import conditioning, dsp_gain_db
+from neural.conditioning import conditioning, dsp_gain_db
 from neural.heads import count_parameters
 
 __all__ = ["NeuralRenderer", "BlockProcessor", "run_chunked"]
@@ -81,7 +81,7 @@ class BlockProcessor:
         self.reset()
 
     def reset(self) -> None:
-        self.comp = BlockCompressor(self.params, self.renderer.sample_rate) if self.renderer.uses_dsp else None
+        self.comp = StreamingCompressor(self.params, self.renderer.sample_rate) if self.renderer.uses_dsp else None
         # a gray-box fit: its output is not x * gain, so it runs beside the compressor's gain
         graybox = self.renderer.uses_dsp and kind_of(self.params) == "graybox"
         self.dsp = renderer_for(self.params, self.renderer.sample_rate) if graybox else None
@@ -120,7 +120,7 @@ class NeuralRenderer:
         num_parameters: trainable parameters of the model.
         sample_rate: the rate it was trained at and streams at (others are resampled).
         record: the checkpoint's other entries (config, metrics, levels).
-        param_map: the :class:`dsp.parammap.ParamMap` it was trained with.
+        param_map: the :class:`dsp.knobs.parammap.ParamMap` it was trained with.
         device: the :class:`audio.devices.Device` whose settings it renders at.
         knobs: the device's knob names.
     """

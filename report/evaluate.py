@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from audio.devices import Device
 from audio.pairs import read_aligned_pair
-from dsp.metrics import all_metrics
+from audio.metrics import all_metrics
 from report.models import Candidate, real_time_factor
 
 __all__ = ["COLUMNS", "evaluate", "row_columns"]

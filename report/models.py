@@ -17,8 +17,8 @@ import torch
 
 from audio.devices import LA2A, Device
 from common.errors import UserError
-from dsp.parammap import ParamMap
-from dsp.kinds import kind_of, render_any, renderer_for
+from dsp.knobs.parammap import ParamMap
+from dsp.models.classes import kind_of, render_any, renderer_for
 
 __all__ = ["Candidate", "dsp_candidates", "neural_candidate", "real_time_factor", "is_dsp", "series_label"]
 

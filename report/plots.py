@@ -18,9 +18,9 @@ from scipy.signal import spectrogram  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
 from audio.devices import la2a_setting  # noqa: E402
-from dsp.knobmap import KnobMap  # noqa: E402
+from dsp.knobs.knobmap import KnobMap
 from report.models import is_dsp, series_label  # noqa: E402
-from dsp.params import PARAM_NAMES  # noqa: E402
+from dsp.models.parameters import PARAM_NAMES
 
 __all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_joint_curves", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
 
@@ -122,7 +122,7 @@ def plot_knobmap(kmap: KnobMap, path: Path) -> None:
 
 
 def plot_joint_curves(model, per_level: list[dict], path: Path, held_out=(), per_level_label: str | None = None) -> None:
-    """The joint fit's curves (:class:`dsp.joint.JointKnobModel`) per mode, with the levels it
+    """The joint fit's curves (:class:`dsp.knobs.joint_curves.JointKnobModel`) per mode, with the levels it
     was fitted at, against per-level fits (summary rows: ``mode``, ``peak_reduction`` and the
     five parameters) when given; held-out levels are marked by vertical lines."""
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8), layout="constrained")

@@ -89,7 +89,7 @@ def log_audio_pairs(tracker: Tracker, examples: list[tuple[str, np.ndarray, np.n
 
 def log_knob_map(tracker: Tracker, param_map, step: int = 0) -> None:
     """The knob-map figure of an LA-2A knob map (parameters against peak reduction)."""
-    from dsp.knobmap import KnobMap
+    from dsp.knobs.knobmap import KnobMap
     if isinstance(param_map, KnobMap):
         from report.plots import plot_knobmap
         log_figure(tracker, "figures/knob_map", lambda p: plot_knobmap(param_map, p), step)

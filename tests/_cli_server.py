@@ -43,7 +43,7 @@ def _preload() -> None:
     import audio.io  # noqa: F401
     import audio.datasets  # noqa: F401
     import jobs.fit  # noqa: F401
-    import dsp.render  # noqa: F401
+    import dsp.models.ff5_streaming  # noqa: F401
     _warm_numba()
     sys.path.remove(ROOT)
 

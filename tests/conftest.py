@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 if str(ROOT / "tests") not in sys.path:
     sys.path.append(str(ROOT / "tests"))  # for the test helpers (_reference)
 from _reference import reference_render  # noqa: E402
-from dsp.render import render  # noqa: E402
+from dsp.models.ff5_streaming import render
 
 from support import (CHAIN_EVAL_S, CHAIN_LEVELS, CHAIN_MODES, CHAIN_TRAIN_S, ROOT, SR, TRUE_PARAMS,  # noqa: E402,F401
                      _ckpt_text, chain_overrides, program, write_pair, write_wav)
@@ -242,7 +242,7 @@ def workspace(tmp_path_factory) -> Path:
     ``afile`` a plain file; SignalTrain folders ``st_good``, ``st_unpaired``, ``st_dup``,
     ``st_unknown``.
     """
-    from dsp.knobmap import KnobMap
+    from dsp.knobs.knobmap import KnobMap
     ws = tmp_path_factory.mktemp("workspace")
     x = program(3.0, SR, seed=7)
     y = render(x, SR, TRUE_PARAMS)

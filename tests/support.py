@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from audio.material import synthesize
-from dsp.render import render
+from dsp.models.ff5_streaming import render
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 44100

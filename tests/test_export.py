@@ -12,10 +12,10 @@ import pytest
 
 from audio.devices import la2a_setting
 from deploy.verify import check_signal, stream
-from dsp.checkpoint import save_checkpoint
-from dsp.knobmap import KnobMap
-from dsp.knobtable import KnobTable
-from dsp.render import BlockCompressor
+from dsp.storage.records import save_checkpoint
+from dsp.knobs.knobmap import KnobMap
+from dsp.knobs.knobtable import KnobTable
+from dsp.models.ff5_streaming import StreamingCompressor
 
 SR = 44100
 P = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 2.0}
@@ -91,14 +91,14 @@ def test_fit_and_chain_export_run_without_the_project(sources, run_cli, tmp_path
     settings = ((0, 72.5), (1, 40.0))
     ys = run_fresh([(tmp_path / "fit.pt", [])] + [(tmp_path / "chain.pt", [pr, mode]) for mode, pr in settings],
                    x, outside)
-    assert np.max(np.abs(ys[0] - BlockCompressor(P, SR).process(x))) < 1e-4
+    assert np.max(np.abs(ys[0] - StreamingCompressor(P, SR).process(x))) < 1e-4
     for (mode, pr), y in zip(settings, ys[1:]):
-        ref = BlockCompressor(KnobMap(TABLE).at(la2a_setting(("compress", "limit")[mode], pr)), SR).process(x)
+        ref = StreamingCompressor(KnobMap(TABLE).at(la2a_setting(("compress", "limit")[mode], pr)), SR).process(x)
         assert np.max(np.abs(y - ref)) < 1e-4
 
 
 def test_graybox_fit_and_knob_map_export_run_without_the_project(tmp_path, run_cli):
-    from dsp.graybox import BlockGraybox
+    from dsp.models.graybox_streaming import StreamingGraybox
     gray = {**P, **BLOCKS}
     (tmp_path / "fit").mkdir()
     save_checkpoint(tmp_path / "fit" / "ckpt.yaml", {"params": gray, **RECORD, "compressor": "graybox"})
@@ -116,10 +116,10 @@ def test_graybox_fit_and_knob_map_export_run_without_the_project(tmp_path, run_c
     settings = (("compress", 63.0), ("limit", 10.0))
     ys = run_fresh([(tmp_path / "gfit.pt", [])] + [(tmp_path / "gchain.pt", [pr, float(mode == "limit")])
                                                   for mode, pr in settings], x, outside)
-    assert np.max(np.abs(ys[0] - BlockGraybox(gray, SR).process(x))) < 1e-4
-    assert np.max(np.abs(ys[0] - BlockCompressor(P, SR).process(x))) > 1e-2   # not the five alone
+    assert np.max(np.abs(ys[0] - StreamingGraybox(gray, SR).process(x))) < 1e-4
+    assert np.max(np.abs(ys[0] - StreamingCompressor(P, SR).process(x))) > 1e-2   # not the five alone
     for (mode, pr), y in zip(settings, ys[1:]):
-        assert np.max(np.abs(y - BlockGraybox(kmap.at(la2a_setting(mode, pr)), SR).process(x))) < 1e-4
+        assert np.max(np.abs(y - StreamingGraybox(kmap.at(la2a_setting(mode, pr)), SR).process(x))) < 1e-4
 
 
 def test_neural_export_runs_without_the_project(tmp_path, run_cli):
@@ -153,7 +153,7 @@ def test_manifest_fit_exports_with_its_knobs_in_order(tmp_path, run_cli):
     x = check_signal(0.2, SR, channels=2, seed=4)
     queries = [{"threshold": -12.0, "ratio": 2.5}, {"threshold": -21.0, "ratio": 5.0}]
     ys = run_fresh([(tmp_path / "dev.pt", [[q["threshold"], q["ratio"]]]) for q in queries], x, outside)
-    refs = [BlockCompressor(table.at(q), SR).process(x) for q in queries]
+    refs = [StreamingCompressor(table.at(q), SR).process(x) for q in queries]
     for y, ref in zip(ys, refs):
         assert np.max(np.abs(y - ref)) < 1e-4
     assert np.max(np.abs(refs[0] - refs[1])) > 1e-2  # the two settings pick different fits

@@ -9,7 +9,7 @@ import torch
 
 import leveller
 from support import SR, TRUE_PARAMS, program
-from dsp.knobmap import KnobMap
+from dsp.knobs.knobmap import KnobMap
 from neural.checkpoint import build_model, model_spec, save_checkpoint
 
 

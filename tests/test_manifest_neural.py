@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from audio.material import synthesize
-from dsp.render import BlockCompressor
+from dsp.models.ff5_streaming import StreamingCompressor
 from report.evaluate import COLUMNS
 from tests.conftest import write_wav
 
@@ -31,7 +31,7 @@ TINY = ["+hyperparameters.width=4", "train.batch_size=2", "train.warmup_s=0.05",
 def _device(x: np.ndarray, knobs: tuple) -> np.ndarray:
     t, r, a, rel = knobs
     params = {"threshold_db": t, "ratio": r, "attack_ms": a, "release_ms": rel, "make_up_db": 0.0}
-    return BlockCompressor(params, SR).process(x[None, :].astype(np.float32))[0]
+    return StreamingCompressor(params, SR).process(x[None, :].astype(np.float32))[0]
 
 
 def write_manifest(folder, rows, name="manifest.csv", knobs=KNOBS) -> str:

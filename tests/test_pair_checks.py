@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from support import SR, TRUE_PARAMS, program, write_wav
-from dsp.render import render
+from dsp.models.ff5_streaming import render
 
 DELAY = 64
 

@@ -8,8 +8,8 @@ import torch
 from scipy.signal import butter, sosfiltfilt
 
 from support import SR, TRUE_PARAMS, _ckpt_text, program, write_wav
-from dsp.knobmap import KnobMap
-from dsp.render import render
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.ff5_streaming import render
 from neural.checkpoint import build_model, model_spec, save_checkpoint
 
 KMAP = KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}})

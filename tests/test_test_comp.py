@@ -9,15 +9,15 @@ import soundfile as sf
 import yaml
 
 from audio.devices import la2a_setting
-from dsp.knobmap import KnobMap
-from dsp.render import render
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.ff5_streaming import render
 
 SR = 44100
 PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
 
 
 def _ckpt(path, params=PARAMS):
-    from dsp.checkpoint import save_checkpoint
+    from dsp.storage.records import save_checkpoint
     save_checkpoint(path, {"params": params, "esr": 0.01, "loss": 1.0, "iterations": 5, "converged": True,
                            "seconds": 0.5, "sample_rate": SR})
     return path

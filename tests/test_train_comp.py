@@ -11,10 +11,10 @@ import soundfile as sf
 import yaml
 
 from audio.devices import la2a_setting
-from dsp.chain import SUMMARY_COLUMNS
-from dsp.knobmap import KnobMap
-from dsp.params import PARAM_NAMES
-from dsp.render import render
+from jobs.chain import SUMMARY_COLUMNS
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.parameters import PARAM_NAMES
+from dsp.models.ff5_streaming import render
 
 SR = 44100
 TRUE = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 0.0}

@@ -8,20 +8,8 @@ compressor's true history). The ff5 DSP output is not stored: it is ``x * 10^(g_
 a gray-box fit's output is not a gain (filters, tube shaper), so it is stored beside
 ``g_db`` (which stays the compressor's gain, for the features).
 
-Conditioning vectors (what FiLM sees) come from one function, :func:`conditioning`,
-shared by training and inference so a checkpoint renders exactly as it was trained.
-A vector is the fitted DSP parameters normalised to about unit range (``threshold / 40,
-ln(ratio), log10(attack ms), log10(release ms) - 2, make-up / 10``, if the conditioning
-takes them) followed by knob features (:meth:`audio.devices.Device.feature`) in the
-order the device's conditioning names them (:attr:`audio.devices.Device.conditionings`):
-
-- LA-2A ``fitted`` (hybrid): the parameters and the switch (0 compress, 1 limit);
-  ``knobs`` (black box): ``PR / 100`` and the switch; ``fitted+knobs`` (hybrid, the
-  default): the parameters, the switch, then ``PR / 100``. The knob tells the network
-  where it is between trained settings even where the fit at that setting is off.
-- A device with arbitrary knobs: ``fitted+knobs`` (the parameters, then the K raw knob
-  values) and ``knobs`` (the K values); the standardisation over the trained settings
-  (``fit_cond_norm``, on by default) brings them to unit scale.
+Conditioning vectors and the DSP gain features come from :mod:`neural.conditioning`,
+shared with inference.
 
 :class:`SegmentSampler` draws batches of random segments (an unscored warm-up followed
 by the scored part) from the training tracks; the draw for step ``k`` depends only on
@@ -38,7 +26,6 @@ Shape: every signal is 1-D float32 ``(T,)`` per track; batches are ``(B, T)`` te
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -49,67 +36,11 @@ from tqdm import tqdm
 from audio.devices import LA2A, Device
 from audio.pairs import read_aligned_pair
 from common.errors import UserError
-from dsp.parammap import ParamMap
-from dsp.kinds import kind_of, render_any
-from dsp.render import BlockCompressor
+from dsp.knobs.parammap import ParamMap
+from dsp.models.ff5_streaming import StreamingCompressor
+from neural.conditioning import DEFAULT_SAMPLE_RATE, conditioning, dsp_gain_db, dsp_output
 
-__all__ = [
-    "DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "tracks_rate", "CONDITIONING_NAMES", "conditioning",
-    "conditioning_size", "dsp_gain_db", "dsp_output", "Track",
-    "load_tracks", "Batch", "SegmentSampler", "validation_batch",
-]
-
-DEFAULT_SAMPLE_RATE = 44100
-SAMPLE_RATE = DEFAULT_SAMPLE_RATE   # the former name (every model used to run at this rate)
-# every conditioning a device may declare (a checkpoint names one)
-CONDITIONING_NAMES = ("fitted", "knobs", "fitted+knobs")
-
-
-def _parameter_features(params: dict) -> list[float]:
-    """The five physical DSP parameters, each brought to about unit range."""
-    return [float(params["threshold_db"]) / 40.0, math.log(float(params["ratio"])),
-            math.log10(float(params["attack_ms"])), math.log10(float(params["release_ms"])) - 2.0,
-            float(params["make_up_db"]) / 10.0]
-
-
-def conditioning(name: str, params: dict, setting: dict, device: Device = LA2A) -> np.ndarray:
-    """The conditioning vector ``name`` at ``setting`` with the DSP ``params`` fitted there.
-
-    Returns:
-        float32 ``(C,)``, ``C = conditioning_size(name, device)``.
-    """
-    with_params, knobs = _declared(name, device)
-    values = (_parameter_features(params) if with_params else []) + [device.feature(k, setting[k]) for k in knobs]
-    return np.asarray(values, dtype=np.float32)
-
-
-def conditioning_size(name: str, device: Device = LA2A) -> int:
-    _declared(name, device)
-    return device.conditioning_size(name)
-
-
-def _declared(name: str, device: Device) -> tuple[bool, tuple]:
-    if name not in device.conditionings:
-        raise ValueError(f"unknown conditioning {name!r}; choose from {sorted(device.conditionings)}")
-    return device.conditionings[name]
-
-
-def dsp_gain_db(comp: BlockCompressor, block: np.ndarray, make_up_db: float) -> np.ndarray:
-    """The DSP compressor's gain in dB, make-up included, for one block (advances ``comp``).
-
-    Shape: block ``(channels, n)`` or ``(n,)`` -> ``(n,)`` float32 (linked detection).
-    """
-    g = comp.gain(block)
-    return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
-
-
-def dsp_output(x: np.ndarray, params: dict, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray | None:
-    """A gray-box fit's output for a mono ``(T,)`` take at ``sample_rate`` (float32); None
-    for ff5, whose output is ``x * 10^(g_db / 20)`` and is not stored."""
-    if kind_of(params) != "graybox":
-        return None
-    return render_any(np.asarray(x, dtype=np.float64), sample_rate, params).astype(np.float32)
-
+__all__ = ["tracks_rate", "Track", "load_tracks", "Batch", "SegmentSampler", "validation_batch"]
 
 @dataclass
 class Track:
@@ -168,7 +99,7 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
             raise UserError(f"{t.input}: sample rate {sr} Hz, but {chosen[0].input} is "
                             f"{tracks[0].sample_rate} Hz; resample the corpus to one rate")
         params = param_map.at(t.setting)
-        g_db = dsp_gain_db(BlockCompressor(params, sr), x, params["make_up_db"])
+        g_db = dsp_gain_db(StreamingCompressor(params, sr), x, params["make_up_db"])
         cond = {name: conditioning(name, params, t.setting, device) for name in device.conditionings}
         tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device,
                             dsp_output(x[0], params, sr), sr))

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from common.errors import UserError
 from common.records import write_csv
 from common.tracking import NULL_TRACKER, Tracker
-from dsp.preemphasis import preemphasis
+from dsp.models.preemphasis import preemphasis
 from neural.backbones import detach_state
 from neural.checkpoint import save_checkpoint
 from neural.training.data import Batch, SegmentSampler

@@ -1,7 +1,7 @@
 """Training losses, one signature: ``loss(prediction, target, warmup) -> (total, parts)``.
 
 :class:`ESRLoss`: the error-to-signal ratio after the pre-emphasis
-``(1 - z^-1) / (1 - 0.995 z^-1)`` (:func:`dsp.preemphasis.preemphasis`, differentiable),
+``(1 - z^-1) / (1 - 0.995 z^-1)`` (:func:`dsp.models.preemphasis.preemphasis`, differentiable),
 pooled over the batch (sum of squared error over sum of squared target, as the test
 metric pools over a file). :class:`HybridLoss`: ``esr_weight * ESR + stft_weight *
 MR-STFT`` (``auraloss.freq.MultiResolutionSTFTLoss``: spectral convergence plus log
@@ -17,7 +17,7 @@ from __future__ import annotations
 import auraloss
 from torch import Tensor, nn
 
-from dsp.preemphasis import preemphasis
+from dsp.models.preemphasis import preemphasis
 
 __all__ = ["ESRLoss", "HybridLoss", "MIN_STFT_SAMPLES"]
 

@@ -12,10 +12,10 @@ from audio import standin
 from audio.align import EDGE_GUARD, align_pair, estimate_alignment
 from audio.material import synthesize
 from common.errors import UserError
-from dsp.chain import frame_pair
-from dsp.collapse import check_fit_collapse
-from dsp.fit import fit_frames
-from dsp.render import render
+from audio.framing import frame_pair
+from dsp.fitting.collapse import check_fit_collapse
+from dsp.fitting.ff5 import fit_frames
+from dsp.models.ff5_streaming import render
 
 SR = 44100
 DIGITAL = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 5.0, "release_ms": 100.0, "make_up_db": 3.0}

@@ -16,7 +16,7 @@ import soundfile as sf
 from audio.material import synthesize
 from audio.standin import (HISS_DBFS, MODES, noise_floor, probe_tone_burst, render,
                             render_with_gain, tone)
-from dsp.preemphasis import preemphasis_np
+from audio.metrics import preemphasis_np
 
 SR = 44100
 REPO = Path(__file__).resolve().parents[2]

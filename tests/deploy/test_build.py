@@ -7,9 +7,9 @@ import yaml
 from common.errors import UserError
 from deploy.build import build, resolve_source
 from deploy.verify import max_difference
-from dsp.checkpoint import save_checkpoint
-from dsp.knobmap import KnobMap
-from dsp.knobtable import KnobTable
+from dsp.storage.records import save_checkpoint
+from dsp.knobs.knobmap import KnobMap
+from dsp.knobs.knobtable import KnobTable
 
 P = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 2.0}
 RECORD = {"esr": 0.01, "loss": 0.01, "iterations": 3, "converged": True, "seconds": 1.0, "sample_rate": 44100}
@@ -36,7 +36,7 @@ def test_knobtable_file_builds_and_matches(tmp_path):
 
 
 def test_graybox_fit_and_knob_map_build_and_match(tmp_path):
-    """Both gray-box sources become gray-box modules that equal BlockGraybox (the blocks kept)."""
+    """Both gray-box sources become gray-box modules that equal StreamingGraybox (the blocks kept)."""
     from deploy.graybox import FixedGraybox, KnobMapGraybox
     gray = {**P, **BLOCKS}
     save_checkpoint(tmp_path / "ckpt.yaml", {"params": gray, **RECORD, "compressor": "graybox"})

@@ -15,8 +15,8 @@ from neutone_sdk.utils import load_neutone_model  # noqa: E402
 from deploy.verify import check_signal  # noqa: E402
 from jobs.export import export_neutone  # noqa: E402
 from audio.devices import la2a_setting  # noqa: E402
-from dsp.knobmap import KnobMap  # noqa: E402
-from dsp.render import BlockCompressor  # noqa: E402
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.ff5_streaming import StreamingCompressor
 
 P = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
 TABLE = {"compress": {100: P, 40: {**P, "threshold_db": -12.0, "ratio": 3.0}},
@@ -42,13 +42,13 @@ def test_knobmap_neutone_model_passes_sdk_checks_and_matches(tmp_path):
     params = torch.zeros(4, 512)
     params[0], params[1] = 0.65, 1.0   # PR 65, limit
     y = _stream(model, x, params)
-    ref = BlockCompressor(KnobMap(TABLE).at(la2a_setting("limit", 65.0)), 44100).process(x)
+    ref = StreamingCompressor(KnobMap(TABLE).at(la2a_setting("limit", 65.0)), 44100).process(x)
     assert np.max(np.abs(y - ref)) < 1e-4
 
 
 def test_graybox_knobmap_neutone_model_matches(tmp_path):
     """A gray-box knob map goes into the plug-in with its blocks (filters, tube) around the compressor."""
-    from dsp.graybox import BlockGraybox
+    from dsp.models.graybox_streaming import StreamingGraybox
     blocks = {"input_highpass_hz": 25.0, "input_shelf_hz": 9000.0, "input_shelf_db": -6.0, "tube_drive": 2.5,
               "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
     table = {m: {pr: {**p, **blocks, "tube_drive": 1.0 + pr / 50.0} for pr, p in lv.items()} for m, lv in TABLE.items()}
@@ -62,7 +62,7 @@ def test_graybox_knobmap_neutone_model_matches(tmp_path):
     params = torch.zeros(4, 512)
     params[0], params[1] = 0.55, 0.0   # PR 55, compress
     y = _stream(model, x, params)
-    ref = BlockGraybox(KnobMap(table).at(la2a_setting("compress", 55.0)), 48000).process(x)
+    ref = StreamingGraybox(KnobMap(table).at(la2a_setting("compress", 55.0)), 48000).process(x)
     assert np.max(np.abs(y - ref)) < 1e-4
 
 

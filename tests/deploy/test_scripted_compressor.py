@@ -1,4 +1,4 @@
-"""Scripted DSP modules: equal to BlockCompressor block by block, knob map equal to KnobMap.at."""
+"""Scripted DSP modules: equal to StreamingCompressor block by block, knob map equal to KnobMap.at."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,8 @@ import torch
 from deploy.compressor import MODE_NAMES, PARAM_ORDER, FixedCompressor, KnobMapCompressor
 from deploy.verify import check_signal, stream
 from audio.devices import la2a_setting
-from dsp.knobmap import KnobMap
-from dsp.render import BlockCompressor
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.ff5_streaming import StreamingCompressor
 
 SR = 44100
 P = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
@@ -28,7 +28,7 @@ def test_fixed_fit_equals_block_compressor(signal, block):
     x = signal[:, :3000] if block == 1 else signal
     m = torch.jit.script(FixedCompressor(P, SR))
     y = stream(lambda b: m(torch.from_numpy(b)).numpy(), x, block)
-    ref = stream(BlockCompressor(P, SR).process, x, 4096)
+    ref = stream(StreamingCompressor(P, SR).process, x, 4096)
     assert y.dtype == np.float32 and y.shape == x.shape
     assert np.max(np.abs(y - ref)) < 1e-6
     assert np.max(np.abs(y - x)) > 0.1  # it did compress
@@ -48,7 +48,7 @@ def test_mono_one_d_and_other_rate(signal):
     m.set_sample_rate(48000)
     y = m(torch.from_numpy(signal[0])).numpy()
     assert y.shape == signal[0].shape
-    ref = BlockCompressor(P, 48000).process(signal[:1])[0]
+    ref = StreamingCompressor(P, 48000).process(signal[:1])[0]
     assert np.max(np.abs(y - ref)) < 1e-6
 
 
@@ -80,7 +80,7 @@ def test_knobmap_stream_equals_renderer(signal, block):
         m.reset()
         knob = torch.tensor(pr) if block == 257 else pr  # tensors or floats
         y = stream(lambda b: m(torch.from_numpy(b), knob, float(MODE_NAMES.index(mode))).numpy(), x, block)
-        ref = stream(BlockCompressor(kmap.at(la2a_setting(mode, pr)), SR).process, x, 4096)
+        ref = stream(StreamingCompressor(kmap.at(la2a_setting(mode, pr)), SR).process, x, 4096)
         assert np.max(np.abs(y - ref)) < 1e-6
 
 
@@ -93,7 +93,7 @@ FITTED = [({"threshold": -30.0, "ratio": 2.0, "attack": 5.0}, P),
 
 
 def knob_table():
-    from dsp.knobtable import KnobTable
+    from dsp.knobs.knobtable import KnobTable
     return KnobTable(KNOBS, FITTED)
 
 
@@ -135,5 +135,5 @@ def test_knob_table_stream_equals_renderer(signal, block):
         values = [q[k] for k in KNOBS]
         knobs = torch.tensor(values) if block == 257 else values  # a tensor or a list
         y = stream(lambda b: m(torch.from_numpy(b), knobs).numpy(), x, block)
-        ref = stream(BlockCompressor(table.at(q), SR).process, x, 4096)
+        ref = stream(StreamingCompressor(table.at(q), SR).process, x, 4096)
         assert np.max(np.abs(y - ref)) < 1e-6

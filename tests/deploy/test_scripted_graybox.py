@@ -1,4 +1,4 @@
-"""Scripted gray-box modules: equal to dsp.graybox.BlockGraybox block by block, knob map equal to KnobMap.at."""
+"""Scripted gray-box modules: equal to dsp.models.graybox_streaming.StreamingGraybox block by block, knob map equal to KnobMap.at."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +9,8 @@ from audio.devices import la2a_setting
 from deploy.compressor import MODE_NAMES
 from deploy.graybox import GRAYBOX_ORDER, FixedGraybox, KnobMapGraybox
 from deploy.verify import check_signal, stream
-from dsp.graybox import BlockGraybox
-from dsp.knobmap import KnobMap
+from dsp.models.graybox_streaming import StreamingGraybox
+from dsp.knobs.knobmap import KnobMap
 
 SR = 44100
 # audible blocks: a 25 Hz input roll-off, a -6 dB shelf, a driven asymmetric tube, an output high-pass
@@ -34,10 +34,10 @@ def test_fixed_graybox_equals_block_graybox(signal, block):
     x = signal[:, :2000] if block == 1 else signal
     m = torch.jit.script(FixedGraybox(P, SR))
     y = stream(lambda b: m(torch.from_numpy(b)).numpy(), x, block or x.shape[1])
-    ref = stream(BlockGraybox(P, SR).process, x, 4096)
+    ref = stream(StreamingGraybox(P, SR).process, x, 4096)
     assert y.dtype == np.float32 and y.shape == x.shape
     assert np.max(np.abs(y - ref)) < 1e-6
-    five_only = stream(BlockGraybox({**P, "tube_drive": 0.01, "tube_asymmetry": 0.0, "input_shelf_db": 0.0,
+    five_only = stream(StreamingGraybox({**P, "tube_drive": 0.01, "tube_asymmetry": 0.0, "input_shelf_db": 0.0,
                                      "input_highpass_hz": 5.0, "output_highpass_hz": 5.0}, SR).process, x, 4096)
     assert np.max(np.abs(ref - five_only)) > 0.05  # the blocks matter on this signal
 
@@ -48,7 +48,7 @@ def test_knob_map_streams_at_any_setting(signal):
     for block, (mode, pr) in ((257, ("compress", 55.0)), (2048, ("compress", 100.0)), (1000, ("limit", 20.0))):
         m.reset()
         y = stream(lambda b: m(torch.from_numpy(b), pr, float(MODE_NAMES.index(mode))).numpy(), signal, block)
-        ref = stream(BlockGraybox(kmap.at(la2a_setting(mode, pr)), SR).process, signal, 4096)
+        ref = stream(StreamingGraybox(kmap.at(la2a_setting(mode, pr)), SR).process, signal, 4096)
         assert np.max(np.abs(y - ref)) < 1e-6, (mode, pr)
 
 
@@ -74,7 +74,7 @@ def test_state_reset_rate_and_channels(signal):
     m.set_sample_rate(48000)
     y = m(torch.from_numpy(signal[0])).numpy()   # 1-D in, 1-D out
     assert y.shape == signal[0].shape
-    assert np.max(np.abs(y - BlockGraybox(P, 48000).process(signal[:1])[0])) < 1e-6
+    assert np.max(np.abs(y - StreamingGraybox(P, 48000).process(signal[:1])[0])) < 1e-6
     m.set_sample_rate(16000)   # the 9 kHz shelf lies above Nyquist there
     with pytest.raises(Exception, match="half the sample rate"):
         m(torch.from_numpy(signal))

@@ -9,8 +9,8 @@ from audio.devices import KnobDevice, la2a_setting
 from common.errors import UserError
 from deploy.neural import neural_module
 from deploy.verify import check_signal, stream
-from dsp.knobmap import KnobMap
-from dsp.knobtable import KnobTable
+from dsp.knobs.knobmap import KnobMap
+from dsp.knobs.knobtable import KnobTable
 from neural.checkpoint import build_model, load_checkpoint, model_spec, save_checkpoint
 from neural.inference import NeuralRenderer
 

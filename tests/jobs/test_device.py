@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common.errors import UserError
-from dsp.settings import resolve_device
+from jobs.fit_options import resolve_device
 
 
 def test_auto_falls_back_to_cpu(monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from audio.manifest import ManifestRow
 from common.config import load_config
 from common.errors import UserError
-from dsp.knobmap import KnobMap
+from dsp.knobs.knobmap import KnobMap
 from jobs.ensure import ensure_dsp_fit
 
 PARAMS = {"threshold_db": -20.0, "ratio": 4.0, "attack_ms": 5.0, "release_ms": 100.0, "make_up_db": 0.0}

@@ -1,4 +1,4 @@
-"""Manifest take fits are keyed by their data (dsp/fitkey.py): a take whose files changed
+"""Manifest take fits are keyed by their data (dsp/storage/fitkey.py): a take whose files changed
 under the same name is refitted with a note, the others are reused."""
 from __future__ import annotations
 

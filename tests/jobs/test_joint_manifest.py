@@ -14,10 +14,10 @@ from audio.manifest import read_manifest
 from common.config import load_config
 from common.errors import UserError
 from deploy.build import resolve_source
-from dsp.knobcurves import KnobCurves
-from dsp.parammap import load_param_map
-from dsp.render import BlockCompressor
-from dsp.kinds import evaluate_any
+from dsp.knobs.knobcurves import KnobCurves
+from dsp.knobs.parammap import load_param_map
+from dsp.models.ff5_streaming import StreamingCompressor
+from dsp.fitting.by_class import evaluate_any
 from jobs.ensure import ensure_dsp_fit
 from jobs.protocol import scorable_frames
 from jobs.fit import run_fit_job
@@ -34,7 +34,7 @@ TEST = [(-20, 3)]
 def _device(x: np.ndarray, setting) -> np.ndarray:
     t, r = setting
     params = {"threshold_db": t, "ratio": r, "attack_ms": 3.0, "release_ms": 120.0, "make_up_db": 0.0}
-    return BlockCompressor(params, SR).process(x[None, :].astype(np.float32))[0]
+    return StreamingCompressor(params, SR).process(x[None, :].astype(np.float32))[0]
 
 
 def _bursts(seconds: float, seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import soundfile as sf
 import yaml
 
 from common.errors import UserError
-from common.launch import expand_sweep, launch, split_launch_args
+from jobs.launch import expand_sweep, launch, split_launch_args
 
 SR = 44100
 

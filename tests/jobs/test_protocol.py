@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-import dsp.chain
+import jobs.chain
 import jobs.joint_fit
 from common.config import load_config
 from common.errors import UserError
 from support import CAPPED_ITERATIONS, CHAIN_LEVELS, CHAIN_MODES, chain_overrides
-from dsp.knobmap import KnobMap
+from dsp.knobs.knobmap import KnobMap
 from jobs.ensure import ensure_dsp_fit
 from jobs.fit import run_fit_job
 
@@ -46,7 +46,7 @@ def reads(monkeypatch) -> list[Path]:
             return original(inp, tgt, *a, **k)
         return read_pair
 
-    monkeypatch.setattr(dsp.chain, "read_aligned_pair", recorder(dsp.chain.read_aligned_pair))
+    monkeypatch.setattr(jobs.chain, "read_aligned_pair", recorder(jobs.chain.read_aligned_pair))
     monkeypatch.setattr(jobs.joint_fit, "read_aligned_pair", recorder(jobs.joint_fit.read_aligned_pair))
     return seen
 
@@ -182,7 +182,7 @@ def test_joint_graybox_shares_one_set_of_blocks_per_mode(tmp_path, cache):
     assert run_fit_job(cfg) == 0
     kmap = KnobMap.load(tmp_path / "jgb" / "knobmap.yaml")
     assert kmap.compressor == "graybox"
-    from dsp.graybox import BLOCK_NAMES
+    from dsp.models.graybox import BLOCK_NAMES
     for mode in CHAIN_MODES:
         at = [kmap.at({"mode": mode, "peak_reduction": pr}) for pr in CHAIN_LEVELS]
         # the blocks are the same at every setting, the held-out one included, and not the start

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from audio.devices import LA2A, KnobDevice, la2a_setting
-from neural.training.data import conditioning, conditioning_size
+from neural.conditioning import conditioning, conditioning_size
 
 PARAMS = {"threshold_db": -27.3, "ratio": 3.7, "attack_ms": 4.1, "release_ms": 333.0, "make_up_db": 2.9}
 

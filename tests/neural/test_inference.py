@@ -7,8 +7,8 @@ import torch
 
 from audio.devices import la2a_setting
 from common.errors import UserError
-from dsp.knobmap import KnobMap
-from dsp.render import render
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.ff5_streaming import render
 from neural.checkpoint import build_model, model_spec, save_checkpoint
 from neural.inference import NeuralRenderer
 

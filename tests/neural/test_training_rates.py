@@ -12,8 +12,8 @@ from scipy import signal
 from audio.devices import la2a_setting
 from audio.material import synthesize
 from common.errors import UserError
-from dsp.knobmap import KnobMap
-from dsp.render import BlockCompressor
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import build_model, load_checkpoint, model_spec, save_checkpoint
 from neural.control import frame_at_rate
 from neural.inference import NeuralRenderer
@@ -91,7 +91,7 @@ def _write_manifest(folder, rates: dict | None = None) -> str:
         x = synthesize(2.0, rate, seed=40 + i).astype(np.float32)
         x *= 0.9 / max(float(np.max(np.abs(x))), 1e-9)
         params = {**PARAMS, "threshold_db": threshold, "ratio": ratio, "make_up_db": 0.0}
-        y = BlockCompressor(params, rate).process(x[None, :])[0]
+        y = StreamingCompressor(params, rate).process(x[None, :])[0]
         sf.write(str(folder / "audio" / f"{i}_in.wav"), x, rate, subtype="FLOAT")
         sf.write(str(folder / "audio" / f"{i}_target.wav"), y, rate, subtype="FLOAT")
         lines.append(f"{split},audio/{i}_in.wav,audio/{i}_target.wav,{threshold},{ratio}")

@@ -11,11 +11,12 @@ import torch
 from audio import standin
 from audio.material import synthesize
 from common.errors import UserError
-from dsp.knobmap import KnobMap
-from dsp.render import BlockCompressor
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import build_model, load_checkpoint, model_spec
 from audio.devices import LA2A, la2a_setting
-from neural.training.data import SegmentSampler, Track, conditioning, dsp_gain_db, validation_batch
+from neural.conditioning import conditioning, dsp_gain_db
+from neural.training.data import SegmentSampler, Track, validation_batch
 from neural.training.loop import TrainSettings, train
 
 SR = 44100
@@ -29,7 +30,7 @@ def _track(split, mode, pr, seconds, seed):
     x = synthesize(seconds, SR, seed=seed).astype(np.float32)
     y = standin.render(x, SR, pr, mode).astype(np.float32)
     params = KNOBMAP.at(la2a_setting(mode, pr))
-    g = dsp_gain_db(BlockCompressor(params, SR), x, params["make_up_db"])
+    g = dsp_gain_db(StreamingCompressor(params, SR), x, params["make_up_db"])
     cond = {name: conditioning(name, params, la2a_setting(mode, pr)) for name in LA2A.conditionings}
     return Track(split, la2a_setting(mode, pr), seed, x, y, g, params, cond)
 

@@ -1,0 +1,202 @@
+"""The peak-reduction chain: one fit per (mode, PR), each starting from the last.
+
+For each mode the levels are fitted from the highest PR down (100, 95, ..., 40);
+with ``init="chain"`` a level starts from the previous level's parameters, with
+``init="default"`` every level starts cold from the default point. Each level's
+checkpoint is written as soon as it is fitted, so a killed run loses at most the
+level in progress; a rerun skips levels with a valid checkpoint of the same key
+(:mod:`dsp.storage.fitkey`: the same input and target files, the same settings and start
+point) and refits, with a note, a level fitted on other data or settings.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+from audio.framing import frame_pair
+from audio.devices import la2a_setting
+from audio.pairs import read_aligned_pair
+from common.errors import UserError
+from common.records import write_csv
+from dsp.storage.records import load_checkpoint, save_checkpoint
+from dsp.fitting.collapse import check_fit_collapse
+from dsp.fitting.ff5 import FitOptions
+from dsp.storage.fitkey import fit_key, fit_settings, key_change
+from dsp.fitting.by_class import evaluate_any, fit_any, options_kind
+from dsp.models.classes import kind_of, param_names
+from dsp.knobs.knobmap import KnobMap
+from dsp.models.parameters import PARAM_NAMES
+
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "level_key", "level_dir", "write_summary", "knobmap_check"]
+
+SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
+
+
+@dataclass
+class ChainSpec:
+    modes: list[str]
+    levels: list[int]
+    init: str = "chain"                  # chain | default
+    default_init: dict | None = None     # physical start of a cold fit (None: the published one)
+    frame_s: float = 12.0
+    overlap_s: float = 1.0
+    align: str = "auto"                  # auto: correct each pair's latency and polarity | off
+    key_settings: dict = field(default_factory=dict)   # further settings a fit is keyed by (data choices)
+
+
+def level_dir(ckpt_dir: Path, mode: str, pr: int) -> Path:
+    return Path(ckpt_dir) / mode / f"pr_{int(pr)}"
+
+
+def _fit_record(res, mode, pr, init, inp, tgt, sample_rate, hessian) -> dict:
+    return {"params": res.params, "esr": res.esr, "loss": res.loss, "iterations": res.iterations,
+            "converged": res.converged, "seconds": res.seconds, "sample_rate": sample_rate,
+            "mode": mode, "peak_reduction": int(pr), "init": init, "reason": res.reason,
+            "hessian": hessian, "initial_params": res.initial_params,
+            "input": str(inp), "target": str(tgt)}
+
+
+def level_key(inp, tgt, spec: ChainSpec, options: FitOptions, start: dict | None) -> dict:
+    """The :mod:`dsp.storage.fitkey` key of one level's fit, starting from ``start`` (None: the
+    published default point)."""
+    settings = fit_settings(options, init=spec.init, start=start, frame_s=spec.frame_s, overlap_s=spec.overlap_s,
+                            **spec.key_settings)
+    return fit_key(inp, tgt, settings)
+
+
+def _row(record: dict) -> dict:
+    return {"mode": record["mode"], "peak_reduction": int(record["peak_reduction"]),
+            **record["params"], "esr": record["esr"], "iterations": record["iterations"],
+            "seconds": record["seconds"], "converged": record.get("converged", True),
+            "skipped": record.get("skipped", False)}
+
+
+def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_dir: Path, spec: ChainSpec,
+              options: FitOptions, on_level: Callable[[str, int, str], None] | None = None,
+              on_iteration: Callable[[int, float, float], None] | None = None,
+              on_alignment: Callable[[str, int, object], None] | None = None,
+              on_stale: Callable[[Path, str], None] | None = None) -> list[dict]:
+    """Fit every (mode, level) that ``find_pair`` has files for.
+
+    Args:
+        find_pair: ``(mode, pr) -> (input, target)`` or None when the corpus lacks that setting.
+        ckpt_dir: output folder (``<mode>/pr_<level>/ckpt.yaml`` per level).
+        on_level: called as ``(mode, pr, status)`` with status "fit", "skip" or "missing".
+        on_iteration: Newton progress callback.
+        on_alignment: called as ``(mode, pr, AlignInfo)`` for every pair read for a fit.
+        on_stale: called as ``(ckpt, reason)`` before a level fitted on other data or
+            settings is refitted (default: a RuntimeWarning).
+
+    Returns:
+        Summary rows (dicts with :data:`SUMMARY_COLUMNS` plus ``converged``, ``skipped``).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if ckpt_dir.exists() and not ckpt_dir.is_dir():
+        raise UserError(f"{ckpt_dir}: checkpoint folder is a file")
+    rows: list[dict] = []
+    for mode in spec.modes:
+        previous = None
+        for pr in sorted(spec.levels, reverse=True):
+            files = find_pair(mode, pr)
+            if files is None:
+                if on_level:
+                    on_level(mode, pr, "missing")
+                continue
+            inp, tgt = files
+            ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
+            chained = spec.init == "chain" and previous is not None
+            start = previous if chained else spec.default_init
+            key = level_key(inp, tgt, spec, options, start)
+            record = _existing(ckpt, spec.init, key, on_stale)
+            if record is not None:
+                if on_level:
+                    on_level(mode, pr, "skip")
+                record["skipped"] = True
+            else:
+                if on_level:
+                    on_level(mode, pr, "fit")
+                x, y, sr, aligned = read_aligned_pair(inp, tgt, spec.align)
+                if on_alignment:
+                    on_alignment(mode, pr, aligned)
+                frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    res = fit_any(frames, start, options, on_iteration, level_match=not chained)
+                check_fit_collapse(res.params, res.esr, tgt)   # never written as a fit
+                record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
+                record["compressor"] = options_kind(options)
+                record["alignment"] = aligned.to_dict()
+                record["fit_key"] = key
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(ckpt, record)
+            previous = record["params"]
+            rows.append(_row(record))
+    return rows
+
+
+def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:
+    """A finished level's record, or None if it must be (re)fitted: there is none, it is
+    damaged, or it was fitted on other data or settings than ``key`` says."""
+    if not ckpt.is_file():
+        return None
+    try:
+        record = load_checkpoint(ckpt)
+    except UserError as exc:
+        warnings.warn(f"refitting: {exc}", RuntimeWarning, stacklevel=3)
+        return None
+    if record.get("init", init) != init:
+        raise UserError(f"{ckpt}: was fitted with init={record.get('init')}, this run uses "
+                        f"init={init}; choose another ckpt_dir to compare them")
+    change = key_change(record, key)
+    if change is not None:
+        if on_stale is not None:
+            on_stale(ckpt, change)
+        else:
+            warnings.warn(f"refitting {ckpt}: {change}", RuntimeWarning, stacklevel=3)
+        return None
+    return record
+
+
+def write_summary(path: Path, rows: list[dict], extra: list[str] | tuple = ()) -> None:
+    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), a gray-box fit's block
+    parameters, then ``extra`` columns."""
+    from dsp.models.graybox import BLOCK_NAMES
+    blocks = list(BLOCK_NAMES) if rows and kind_of(rows[0]) == "graybox" else []
+    write_csv(path, rows, SUMMARY_COLUMNS + blocks + list(extra))
+
+
+def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10,
+                  split: str = "Test") -> list[dict]:
+    """The paper's check: a knob map from every ``step``-th PR, evaluated in between.
+
+    For each fitted level that is not a multiple of ``step`` (45, 55, ..., 95),
+    compares the ESR of its own fitted parameters (``esr_own_fit``) with the ESR of
+    parameters interpolated from the multiples of ``step`` around it
+    (``esr_interpolated``), both on the pair ``find_pair`` gives for that level (the
+    caller's ``split``, e.g. Test: not the fitting audio); levels without one are skipped.
+    """
+    full = KnobMap.from_rows(rows)
+    sparse = full.subset(lambda s: s["peak_reduction"] % step == 0)
+    out = []
+    for r in rows:
+        mode, pr = r["mode"], int(r["peak_reduction"])
+        if pr % step == 0 or mode not in sparse.table:
+            continue
+        lv = sparse.levels(mode)
+        if not (min(lv) < pr < max(lv)):
+            continue
+        files = find_pair(mode, pr)
+        if files is None:
+            continue
+        inp, tgt = files
+        x, y, sr, _ = read_aligned_pair(inp, tgt, spec.align)
+        frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
+        interp = sparse.at(la2a_setting(mode, pr))
+        own = {k: float(r[k]) for k in param_names(kind_of(r))}
+        out.append({"mode": mode, "peak_reduction": pr, "split": split,
+                    "esr_own_fit": evaluate_any(frames, own, options),
+                    "esr_interpolated": evaluate_any(frames, interp, options)})
+    return out
