@@ -134,6 +134,7 @@ def test_audio_path_streaming_equals_offline(head, backbone):
     offline = model(x, y_dsp, g_dsp, cond)
     plain = contract.randomised_head(head, backbone, {})(x, y_dsp, g_dsp, cond)
     assert (offline - plain).abs().max() > 1e-3       # the path does something
+    scale = max(1.0, offline.abs().max().item())      # float32: relative to the signal, as the contract's check
     with torch.inference_mode():
         for sizes in ([1] * 40 + [560], [31, 0, 33, 257, 279]):
             state, parts, i = None, [], 0
@@ -142,7 +143,7 @@ def test_audio_path_streaming_equals_offline(head, backbone):
                 y, state = model.process(x[:, sl], y_dsp[:, sl], g_dsp[:, sl], cond, state)
                 parts.append(y)
                 i += n
-            assert (torch.cat(parts, 1) - offline).abs().max().item() < 1e-5
+            assert (torch.cat(parts, 1) - offline).abs().max().item() < 1e-5 * scale
     contract_model = _with_random_audio_path(contract.randomised_head(head, backbone, {"audio_path": True}))
     contract_model(x, y_dsp, g_dsp, cond).square().mean().backward()
     for name, p in contract_model.named_parameters():
