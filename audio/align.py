@@ -16,9 +16,8 @@ separate estimate on the pair shifted by those whole samples: a phase-slope fit 
 cross-spectrum over short segments, each frequency weighted by how coherent the pair is
 there (the Hannan-Thomson maximum-likelihood weighting, ``coherence / (1 - coherence)``
 on the unit phasor). PHAT's equal weights let the bins where the compressor's gain
-modulation, not the input, dominates the target pull the fraction off (measured:
--0.07 samples on a perfectly aligned, bass-heavy pair at ratio 3, 1 ms attack); the
-coherence weighting leaves them out (under 0.01 samples on the same pairs).
+modulation, not the input, dominates the target pull the fraction off; the coherence
+weighting leaves them out (``docs/experiments.md``, "Alignment").
 The correction advances the target by the whole samples and by the fraction with a
 linear phase ramp on its spectrum (exact band-limited interpolation, no resampling;
 a windowed-sinc FIR leaves an error band below Nyquist that pre-emphasis magnifies

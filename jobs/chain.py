@@ -25,8 +25,8 @@ from dsp.storage.records import load_checkpoint, save_checkpoint
 from dsp.fitting.collapse import check_fit_collapse
 from dsp.fitting.ff5 import FitOptions
 from dsp.storage.fitkey import fit_key, fit_settings, key_change
-from dsp.fitting.by_class import evaluate_any, fit_any, options_kind
-from dsp.models.classes import kind_of, param_names
+from dsp.fitting.by_class import evaluate_any, fit_any, options_class
+from dsp.models.classes import model_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 
@@ -127,7 +127,7 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                     res = fit_any(frames, start, options, on_iteration, level_match=not chained)
                 check_fit_collapse(res.params, res.esr, tgt)   # never written as a fit
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
-                record["compressor"] = options_kind(options)
+                record["compressor"] = options_class(options)
                 record["alignment"] = aligned.to_dict()
                 record["fit_key"] = key
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -160,12 +160,11 @@ def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:
     return record
 
 
-def write_summary(path: Path, rows: list[dict], extra: list[str] | tuple = ()) -> None:
-    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), a gray-box fit's block
-    parameters, then ``extra`` columns."""
-    from dsp.models.graybox import BLOCK_NAMES
-    blocks = list(BLOCK_NAMES) if rows and kind_of(rows[0]) == "graybox" else []
-    write_csv(path, rows, SUMMARY_COLUMNS + blocks + list(extra))
+def write_summary(path: Path, rows: list[dict], compressor: str, extra: list[str] | tuple = ()) -> None:
+    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), the further parameters of the
+    model class ``compressor`` (a gray-box fit's blocks), then ``extra`` columns."""
+    further = [k for k in model_class(compressor).param_names if k not in SUMMARY_COLUMNS]
+    write_csv(path, rows, SUMMARY_COLUMNS + further + list(extra))
 
 
 def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOptions, step: int = 10,
@@ -178,7 +177,8 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
     (``esr_interpolated``), both on the pair ``find_pair`` gives for that level (the
     caller's ``split``, e.g. Test: not the fitting audio); levels without one are skipped.
     """
-    full = KnobMap.from_rows(rows)
+    compressor = options_class(options)
+    full = KnobMap.from_rows(rows, compressor)
     sparse = full.subset(lambda s: s["peak_reduction"] % step == 0)
     out = []
     for r in rows:
@@ -195,7 +195,7 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
         x, y, sr, _ = read_aligned_pair(inp, tgt, spec.align)
         frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
         interp = sparse.at(la2a_setting(mode, pr))
-        own = {k: float(r[k]) for k in param_names(kind_of(r))}
+        own = full.at(la2a_setting(mode, pr))
         out.append({"mode": mode, "peak_reduction": pr, "split": split,
                     "esr_own_fit": evaluate_any(frames, own, options),
                     "esr_interpolated": evaluate_any(frames, interp, options)})

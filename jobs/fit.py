@@ -1,7 +1,7 @@
 """The jobs of ``train_comp.py``: one pair, a digital target, a whole chain, a manifest.
 
 Which one runs is the config's ``job`` key (:data:`FIT_JOBS`); ``job=auto`` decides
-from the data in one place, :func:`fit_job_kind`. Each job reads what it needs, fits,
+from the data in one place, :func:`fit_job_name`. Each job reads what it needs, fits,
 writes checkpoints atomically and prints a short table; the entry script only composes
 the config and calls :func:`run_fit_job`.
 """
@@ -18,7 +18,7 @@ from tqdm import tqdm
 from audio.datasets import fit_pair_finder, load_pairs
 from audio.io import read_audio
 from audio.material import synthesize
-from audio.devices import MODES
+from audio.devices import MODES, la2a_setting
 from audio.manifest import knob_names, read_manifest
 from audio.pairs import align_mode, alignment_note, read_aligned_pair
 from audio.rates import check_rates
@@ -29,12 +29,13 @@ from common.tracking import NULL_TRACKER
 from common.table import format_table
 from audio.framing import frame_pair
 from jobs.chain import ChainSpec, knobmap_check, run_chain
+from dsp.storage.open_fit import open_fit
 from dsp.storage.records import save_checkpoint
 from dsp.fitting.collapse import check_fit_collapse
 from dsp.fitting.ff5 import FitResult, fit_frames
 from dsp.storage.fitkey import fit_key, fit_settings
-from dsp.fitting.by_class import fit_any, options_kind
-from dsp.models.classes import render_any
+from dsp.fitting.by_class import fit_any, options_class
+from dsp.models.classes import model_class
 from dsp.storage.take_fits import take_dir, take_fit
 from dsp.derivatives.autograd import target_energy
 from dsp.models.parameters import PARAM_NAMES
@@ -45,17 +46,17 @@ from jobs.protocol import held_out_levels
 from jobs.records import PARAM_COLUMNS, param_columns, write_chain_records
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
-__all__ = ["FIT_JOBS", "fit_job_kind", "run_fit_job", "TAKES_SUMMARY"]
+__all__ = ["FIT_JOBS", "fit_job_name", "run_fit_job", "TAKES_SUMMARY"]
 
 FIT_JOBS = ("pair", "digital", "chain", "manifest")
 TAKES_SUMMARY = "manifest_summary.csv"
 
 def _ff5_only(options, job: str) -> None:
-    if options_kind(options) != "ff5":
+    if options_class(options) != "ff5":
         raise UserError(f"the {job} job fits compressor=ff5 only (compressor=graybox: use a pair or the chain)")
 
 
-def fit_job_kind(cfg) -> str:
+def fit_job_name(cfg) -> str:
     """The job to run: ``cfg.job``, or with ``job=auto`` the one the data asks for: a
     manifest (``data.kind: manifest``), a digital target (``data.kind: digital`` or
     ``data.digital`` given: rendered from known parameters), one pair (``data.input``
@@ -89,10 +90,10 @@ def run_fit_job(cfg) -> int:
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
-    if fit_job_kind(cfg) in ("digital", "manifest"):
-        _ff5_only(options, fit_job_kind(cfg))
+    if fit_job_name(cfg) in ("digital", "manifest"):
+        _ff5_only(options, fit_job_name(cfg))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
-    kind = fit_job_kind(cfg)
+    kind = fit_job_name(cfg)
     if kind == "manifest" or cfg.get("logger", "csv") == "csv":
         return job[kind](cfg, ckpt_dir, options, init)
     with open_tracker(cfg.logger, ckpt_dir) as tracker:   # event files in ckpt_dir/tensorboard
@@ -120,15 +121,15 @@ def _record(res: FitResult, sample_rate: int, options, **extra) -> dict:
     return {"params": res.params, "esr": res.esr, "loss": res.loss, "iterations": res.iterations,
             "converged": res.converged, "seconds": res.seconds, "sample_rate": sample_rate,
             "reason": res.reason, "hessian": options.hessian, "initial_params": res.initial_params,
-            "compressor": options_kind(options), **extra}
+            "compressor": options_class(options), **extra}
 
 
-def _track_pair(tracker, x, y, sr: int, params: dict, label: str = "fit") -> None:
+def _track_pair(tracker, x, y, sr: int, params: dict, compressor: str, label: str = "fit") -> None:
     """Target against the fitted model on the first seconds of the pair (logger=tensorboard)."""
     if tracker is NULL_TRACKER:
         return
     x, y = np.atleast_2d(x)[0, : 5 * sr], np.atleast_2d(y)[0, : 5 * sr]
-    log_audio_pairs(tracker, [(label, y, np.atleast_2d(render_any(x, sr, params))[0])], sr)
+    log_audio_pairs(tracker, [(label, y, np.atleast_2d(model_class(compressor).render(x, sr, params))[0])], sr)
     tracker.flush()
 
 
@@ -138,7 +139,7 @@ def _single_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     print(f"{tgt}: {aligned.describe()}")
     frames = _frames(cfg, x, y, sr, tgt)
     res = _fit_with_progress(frames, init, options, cfg.quiet, "fit", tracker)
-    _track_pair(tracker, x, y, sr, res.params)
+    _track_pair(tracker, x, y, sr, res.params, options_class(options))
     check_fit_collapse(res.params, res.esr, tgt)   # a collapsed fit is an error, never "converged"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt),
@@ -167,7 +168,7 @@ def _digital_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
         y = render(x, sr, truth)
     frames = _frames(cfg, x, y, sr, inp)
     res = _fit_with_progress(frames, init, options, cfg.quiet, data.name, tracker)
-    _track_pair(tracker, x, y, sr, res.params, str(data.name))
+    _track_pair(tracker, x, y, sr, res.params, options_class(options), str(data.name))
     check_fit_collapse(res.params, res.esr, extra.get("target", inp))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth, **extra))
@@ -323,14 +324,13 @@ def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, coun
     at ``count`` levels per mode (logger=tensorboard)."""
     if tracker is NULL_TRACKER:
         return
-    from dsp.knobs.parammap import load_param_map
+    fit = open_fit(ckpt_dir)
     for r in rows:
         tracker.scalars(int(r["peak_reduction"]), {f"fit/{r['mode']}/esr": r["esr"],
                                                    f"fit/{r['mode']}/iterations": r["iterations"]})
-    log_esr_vs_setting(tracker, [{**r, "model": "ff5", "kind": "dsp"} for r in rows], held_out,
+    log_esr_vs_setting(tracker, [{**r, "model": fit.model_class.name, "kind": "dsp"} for r in rows], held_out,
                        tag="figures/fit_esr_vs_setting")
-    if (ckpt_dir / "knobmap.yaml").is_file():
-        log_knob_map(tracker, load_param_map(ckpt_dir / "knobmap.yaml"))
+    log_knob_map(tracker, fit.param_map)
     examples, sr = [], None
     for mode in sorted({r["mode"] for r in rows}):
         levels = [r for r in rows if r["mode"] == mode]
@@ -341,16 +341,11 @@ def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, coun
             x, sr = read_audio(pair[0], stop=None)
             y, _ = read_audio(pair[1])
             n = 5 * sr
-            params = {k: r[k] for k in r if k in PARAM_NAMES or k in _block_names()}
-            examples.append((f"{mode}_pr{r['peak_reduction']}", y[0, :n], render_any(x[:, :n], sr, params)[0]))
+            setting = la2a_setting(mode, r["peak_reduction"])
+            examples.append((f"{mode}_pr{r['peak_reduction']}", y[0, :n], fit.render(x[:, :n], sr, setting)[0]))
     if examples:
         log_audio_pairs(tracker, examples, sr)
     tracker.flush()
-
-
-def _block_names() -> tuple:
-    from dsp.models.graybox import BLOCK_NAMES
-    return tuple(BLOCK_NAMES)
 
 
 # --- a manifest: takes of a device with arbitrary knobs, one fit each -----------------------

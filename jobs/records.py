@@ -6,7 +6,7 @@ from pathlib import Path
 
 from common.table import format_table
 from jobs.chain import write_summary
-from dsp.fitting.by_class import options_kind
+from dsp.fitting.by_class import options_class
 from dsp.knobs.knobmap import KnobMap
 from audio.datasets import fit_pair_finder
 from audio.pairs import align_mode
@@ -24,7 +24,7 @@ BLOCK_COLUMNS = [("input_highpass_hz", "in HP Hz", ".3g"), ("input_shelf_hz", "s
 
 def param_columns(options) -> list:
     """The table columns of the fitted model class's parameters."""
-    return PARAM_COLUMNS + (BLOCK_COLUMNS if options_kind(options) == "graybox" else [])
+    return PARAM_COLUMNS + (BLOCK_COLUMNS if options_class(options) == "graybox" else [])
 
 
 
@@ -34,14 +34,15 @@ def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, m
     record: method, splits read, levels held out and fitted) and print the table."""
     add_split_scores(rows, pairs, options, float(cfg.data.frame_s), float(cfg.data.overlap_s),
                      align=align_mode(cfg.data))
-    write_summary(ckpt_dir / "summary.csv", rows, list(extra_columns) + list(SPLIT_COLUMNS.values()))
+    compressor = options_class(options)
+    write_summary(ckpt_dir / "summary.csv", rows, compressor, list(extra_columns) + list(SPLIT_COLUMNS.values()))
     fitted = {}
     for r in rows:
         if r.get("esr") is not None and not r.get("held_out"):   # joint: a row off the curves only
             fitted.setdefault(r["mode"], []).append(int(r["peak_reduction"]))
     protocol = fit_record(method, cfg.data.fit_splits, held_out, fitted,
                           data_key(fit_pair_finder(pairs, cfg.data), fitted))
-    kmap = KnobMap.from_rows(rows, protocol)
+    kmap = KnobMap.from_rows(rows, compressor, protocol)
     kmap.save(ckpt_dir / "knobmap.yaml")
     print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + param_columns(options) +
                        [("esr", "ESR fitting audio", ".4f"), ("esr_val", "ESR Val", ".4f"),

@@ -45,6 +45,7 @@ from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model
 from neural.control import frame_at_rate
 from neural.conditioning import DEFAULT_SAMPLE_RATE
 from neural.training.data import SegmentSampler, load_tracks, tracks_rate, validation_batch
+from audio.metrics import TEST_SKIP_S
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
 from neural.inference import NeuralRenderer
 from neural.training.losses import MIN_STFT_SAMPLES
@@ -320,7 +321,8 @@ def _test(cfg, corpus: Corpus, out_dir: Path, tracker=None, step: int = 0) -> in
         print(corpus.no_test)
         return 0
     t0 = time.perf_counter()
-    rows = score_tracks(tracks, lambda t: renderer.render(t.x, t.sample_rate, t.setting), corpus.seen, cfg.quiet)
+    rows = score_tracks(tracks, lambda t: renderer.render(t.x, t.sample_rate, t.setting), corpus.seen, cfg.quiet,
+                        float(cfg.get("skip_s", TEST_SKIP_S)))
     label = f"{renderer.backbone} {renderer.variant}"
     print(f"\nTest ESR (pre-emphasised) of {best} ({renderer.num_parameters} parameters, "
           f"{renderer.head}){corpus.per}; rendering took {time.perf_counter() - t0:.0f} s")

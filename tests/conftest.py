@@ -277,7 +277,7 @@ def workspace(tmp_path_factory) -> Path:
     (ws / "nomap").mkdir()
     (ws / "nomap" / "summary.csv").write_text("mode\n")
     (ws / "kmap").mkdir()
-    KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}}).save(ws / "kmap" / "knobmap.yaml")
+    KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}}, "ff5").save(ws / "kmap" / "knobmap.yaml")
     (ws / "afile").write_text("not a folder\n")
     good = ["input_001_.wav", "target_001_LA2A_3c__0__100.wav"]
     _signaltrain(ws / "st_good", good, x)

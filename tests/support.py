@@ -66,6 +66,6 @@ def write_pair(folder: Path, name: str = "pair", seconds: float = 3.0, sr: int =
 
 def _ckpt_text(params: dict, **over) -> str:
     import yaml
-    rec = {"kind": "dsp-compressor", "params": dict(params), "esr": 0.01, "loss": 1.0, "iterations": 3,
+    rec = {"kind": "dsp-compressor", "compressor": "ff5", "params": dict(params), "esr": 0.01, "loss": 1.0, "iterations": 3,
            "converged": True, "seconds": 0.1, "sample_rate": SR, **over}
     return yaml.safe_dump(rec, sort_keys=False)

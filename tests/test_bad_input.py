@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import TRUE_PARAMS
 
-KMAP = "kind: knobmap\nmodes: {{compress: {{{pr}: {{{params}}}}}}}\n"
+KMAP = "kind: knobmap\ncompressor: ff5\nmodes: {{compress: {{{pr}: {{{params}}}}}}}\n"
 
 
 def _kmap_text(pr=50, **over) -> str:

@@ -13,6 +13,7 @@ import yaml
 from audio.devices import la2a_setting
 from jobs.chain import SUMMARY_COLUMNS
 from dsp.knobs.knobmap import KnobMap
+from dsp.storage.open_fit import load_param_map
 from dsp.models.parameters import PARAM_NAMES
 from dsp.models.ff5_streaming import render
 
@@ -100,7 +101,7 @@ def test_chain_outputs(chain_reference, chain_settings, read_summary):
     assert [(r["mode"], int(r["peak_reduction"])) for r in rows] == expected
     found = sorted(p.relative_to(chain_reference).as_posix() for p in chain_reference.rglob("ckpt.yaml"))
     assert found == sorted(f"{m}/pr_{pr}/ckpt.yaml" for m, pr in expected)
-    km = KnobMap.load(chain_reference / "knobmap.yaml")
+    km = load_param_map(chain_reference / "knobmap.yaml")
     for r in rows:
         ck = yaml.safe_load((chain_reference / r["mode"] / f"pr_{r['peak_reduction']}" / "ckpt.yaml").read_text())
         for key in DESIGN_KEYS:
@@ -134,7 +135,7 @@ def test_signaltrain_folder_made_by_hand(run_cli, tmp_path, read_summary):
     assert res.returncode == 0, res.stderr
     assert [(r["mode"], int(r["peak_reduction"])) for r in read_summary(tmp_path / "train_only" / "summary.csv")] \
         == [("compress", 100)]
-    assert KnobMap.load(tmp_path / "train_only" / "knobmap.yaml").protocol["fit_splits"] == ["Train"]
+    assert load_param_map(tmp_path / "train_only" / "knobmap.yaml").protocol["fit_splits"] == ["Train"]
     # asked for explicitly, every split is fitted (and the record says so)
     res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={root}", "ckpt_dir=fits", "quiet=true",
                    "init=default", "data.fit_splits=[Train,Val,Test]"], cwd=tmp_path)
@@ -145,7 +146,7 @@ def test_signaltrain_folder_made_by_hand(run_cli, tmp_path, read_summary):
     for r in rows:
         ck = yaml.safe_load((tmp_path / "fits" / r["mode"] / f"pr_{r['peak_reduction']}" / "ckpt.yaml").read_text())
         _assert_recovers(ck["params"], truths[r["mode"], int(r["peak_reduction"])], rel=1e-2)
-    km = KnobMap.load(tmp_path / "fits" / "knobmap.yaml")
+    km = load_param_map(tmp_path / "fits" / "knobmap.yaml")
     assert km.levels("compress") == [70, 100] and km.levels("limit") == [90]
 
 

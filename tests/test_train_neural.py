@@ -19,7 +19,8 @@ def _tiny(cache, dsp_dir, out_dir, *extra):
             "data.corpus.levels=[100,90,80]", "data.corpus.modes=[compress,limit]", f"data.cache_dir={cache}",
             f"dsp_dir={dsp_dir}", f"out_dir={out_dir}", "unseen_levels=[90]", "quiet=true",
             "+hyperparameters.width=4", "train.batch_size=2", "train.warmup_s=0.05", "train.segment_s=0.1",
-            "train.episode=2", "train.val_every=2", "train.val_seconds=0.5", "train.max_steps=4", *extra]
+            "train.episode=2", "train.val_every=2", "train.val_seconds=0.5", "train.max_steps=4", "skip_s=0.25",
+            *extra]
 
 
 @pytest.fixture(scope="module")

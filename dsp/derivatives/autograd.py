@@ -46,7 +46,7 @@ class AutogradObjective:
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         device: torch device (CUDA is used when given).
         dtype: float64 by default (the solver's precision).
     """

@@ -764,7 +764,7 @@ class KernelObjective:
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         device: accepted for interface compatibility; the kernel runs on the CPU.
         dtype: float64 (the solver's precision, default) or float32 (numpy or torch dtype).
     """

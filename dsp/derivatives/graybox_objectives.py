@@ -40,7 +40,7 @@ class GrayboxObjective:
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         device: torch device.
     """
 
@@ -118,7 +118,7 @@ class BlockObjective(GrayboxObjective):
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         compressor: the five compressor parameters (physical); make-up is ignored here.
         device: torch device.
     """

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from audio.framing import Frames
+from audio.metrics import PooledESR
 from dsp.knobs.basis import KnobBasis
 from dsp.knobs.joint_curves import JointCurves, JointResult, SettingFit
 from dsp.fitting.ff5 import FitOptions, level_matched_make_up, make_objective
@@ -300,14 +301,13 @@ def pooled_esr(curves: JointCurves, settings: Sequence[JointSetting], hessian: s
     """Total squared pre-emphasised error over total target energy of ``settings`` (e.g. the
     Val pairs), with the parameters read off ``curves`` at each setting's knobs."""
     param = curves._param()
-    err = energy = 0.0
+    pooled = PooledESR()
     for s, z in zip(settings, curves.z_at(_knob_matrix(settings))):
         obj = make_objective(s.frames, param, hessian)
-        err += obj.loss(z)
-        energy += obj.energy
-    if energy <= 0:
+        pooled.add(obj.loss(z), obj.energy)
+    if pooled.value is None:
         raise ValueError("the validation targets are silent; nothing to score")
-    return err / energy
+    return pooled.value
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_mono_one_d_and_other_rate(signal):
 
 @pytest.mark.parametrize("mode", MODE_NAMES)
 def test_knob_curves_equal_knobmap(mode):
-    kmap = KnobMap(TABLE)
+    kmap = KnobMap(TABLE, "ff5")
     m = torch.jit.script(KnobMapCompressor(TABLE, SR))
     for pr in (0.0, 40.0, 41.5, 55.0, 70.0, 83.3, 100.0, 130.0):
         got = m.parameters_at(pr, MODE_NAMES.index(mode))
@@ -73,7 +73,7 @@ def test_single_level_and_missing_mode():
 
 @pytest.mark.parametrize("block", [1, 257, 2048])
 def test_knobmap_stream_equals_renderer(signal, block):
-    kmap = KnobMap(TABLE)
+    kmap = KnobMap(TABLE, "ff5")
     m = torch.jit.script(KnobMapCompressor(TABLE, SR))
     x = signal[:, :2000] if block == 1 else signal
     for mode, pr in (("compress", 55.0), ("limit", 90.0)):

@@ -83,7 +83,7 @@ def test_a_copied_chain_on_another_corpus_is_refitted(run_cli, chain_reference, 
     summary.csv and knobmap.yaml hold the fresh fits only (they used to be rewritten from
     the old fits, every level "done before")."""
     from dsp.storage.records import load_checkpoint
-    from dsp.knobs.knobmap import KnobMap
+    from dsp.storage.open_fit import load_param_map
     fits = tmp_path / "fits"
     shutil.copytree(chain_reference, fits)
     old = {name: _fit_part(path) for name, path in _ckpts(fits).items()}
@@ -91,7 +91,7 @@ def test_a_copied_chain_on_another_corpus_is_refitted(run_cli, chain_reference, 
     assert res.returncode == 0, res.stderr
     notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note: refitting")]
     assert len(notes) == len(old) and all("input file" in ln for ln in notes), res.stderr
-    kmap = KnobMap.load(fits / "knobmap.yaml")
+    kmap = load_param_map(fits / "knobmap.yaml")
     for name, path in _ckpts(fits).items():
         record = load_checkpoint(path)
         assert _fit_part(path) != old[name], name

@@ -18,7 +18,7 @@ import jobs.joint_fit
 from common.config import load_config
 from common.errors import UserError
 from support import CAPPED_ITERATIONS, CHAIN_LEVELS, CHAIN_MODES, chain_overrides
-from dsp.knobs.knobmap import KnobMap
+from dsp.storage.open_fit import load_param_map
 from jobs.ensure import ensure_dsp_fit
 from jobs.fit import run_fit_job
 
@@ -71,7 +71,7 @@ def _check_records(folder: Path, fitted_split_reads: set[str]) -> None:
     fitted_rows = [r for r in rows if r["esr"] != ""]
     assert fitted_rows and all(int(r["peak_reduction"]) != UNSEEN for r in fitted_rows)
     assert {"esr_val", "esr_test"} <= set(rows[0])
-    kmap = KnobMap.load(folder / "knobmap.yaml")
+    kmap = load_param_map(folder / "knobmap.yaml")
     assert kmap.protocol["fit_splits"] == ["Train"] and kmap.protocol["held_out"] == [UNSEEN]
     assert all(UNSEEN not in lv for lv in kmap.protocol["fitted"].values())
     assert not list(folder.rglob(f"pr_{UNSEEN}"))
@@ -180,7 +180,7 @@ def test_joint_graybox_shares_one_set_of_blocks_per_mode(tmp_path, cache):
                                            f"unseen_levels=[{UNSEEN}]", "joint.candidates=[[2,1e-3]]",
                                            "optimiser.max_iterations=5"))
     assert run_fit_job(cfg) == 0
-    kmap = KnobMap.load(tmp_path / "jgb" / "knobmap.yaml")
+    kmap = load_param_map(tmp_path / "jgb" / "knobmap.yaml")
     assert kmap.compressor == "graybox"
     from dsp.models.graybox import BLOCK_NAMES
     for mode in CHAIN_MODES:
