@@ -222,12 +222,14 @@ def _extra_dsp_candidates(cfg, corpus: Corpus) -> list:
     """The DSP fits of ``dsp_fits`` beside ``dsp_dir``'s (LA-2A chains, each fitted with
     its ``compressor`` when missing), e.g. a graybox fit to compare with the ff5 one."""
     extra = list(cfg.get("dsp_fits") or [])
-    if extra and corpus.device != LA2A:
-        raise UserError("dsp_fits: extra DSP fits are compared on LA-2A chains only")
+    if corpus.device != LA2A:
+        return []   # a device with its own knobs: its per-take fits or curves are the one DSP model
     out = []
     for i, fit in enumerate(extra):
         if "compressor" not in fit or "dsp_dir" not in fit:
             raise UserError(f"dsp_fits[{i}]: needs compressor and dsp_dir")
+        if str(fit.compressor) == compressor_name(cfg):
+            continue   # the class of dsp_dir's fit, already compared
         kmap = ensure_dsp_fit(cfg.data, Path(str(fit.dsp_dir)), quiet=bool(cfg.quiet),
                               unseen=sorted(held_out_levels(cfg)), compressor=str(fit.compressor))
         out += dsp_candidates(kmap)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from jobs.chain import ChainSpec, knobmap_check, run_chain
 from dsp.storage.open_fit import open_fit
 from dsp.storage.records import save_checkpoint
 from dsp.fitting.collapse import check_fit_collapse
-from dsp.fitting.ff5 import FitResult, fit_frames
+from dsp.fitting.ff5 import FitOptions, FitResult, fit_frames
 from dsp.storage.fitkey import fit_key, fit_settings
 from dsp.fitting.by_class import fit_any, options_class
 from dsp.models.classes import model_class
@@ -51,9 +52,18 @@ __all__ = ["FIT_JOBS", "fit_job_name", "run_fit_job", "TAKES_SUMMARY"]
 FIT_JOBS = ("pair", "digital", "chain", "manifest")
 TAKES_SUMMARY = "manifest_summary.csv"
 
-def _ff5_only(options, job: str) -> None:
-    if options_class(options) != "ff5":
-        raise UserError(f"the {job} job fits compressor=ff5 only (compressor=graybox: use a pair or the chain)")
+_FF5_ONLY = {"digital": "a digital target is the 5-parameter compressor itself",
+             "manifest": "a manifest device's fits hold the 5-parameter compressor (a gray-box one is not supported yet)"}
+
+
+def _ff5_options(options, job: str, quiet: bool):
+    """The 5-parameter fit options for the jobs that fit only it, said on the console when the
+    config asked for another class."""
+    if options_class(options) == "ff5":
+        return options
+    if not quiet:
+        print(f"note: {_FF5_ONLY[job]}: fitting compressor=ff5")
+    return FitOptions(**{f.name: getattr(options, f.name) for f in fields(FitOptions)})
 
 
 def fit_job_name(cfg) -> str:
@@ -90,8 +100,8 @@ def run_fit_job(cfg) -> int:
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
-    if fit_job_name(cfg) in ("digital", "manifest"):
-        _ff5_only(options, fit_job_name(cfg))
+    if fit_job_name(cfg) in _FF5_ONLY:
+        options = _ff5_options(options, fit_job_name(cfg), bool(cfg.quiet))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
     kind = fit_job_name(cfg)
     if kind == "manifest" or cfg.get("logger", "csv") == "csv":

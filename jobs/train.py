@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numba
 import torch
 
 from audio.datasets import load_pairs
@@ -203,6 +204,9 @@ def run_train_job(cfg) -> int:
     spec = _spec_at_rate(spec, rate)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
+        # the numba kernels (the loss's pre-emphasis through torchlpc, the compressor's gain)
+        # on as many threads: their parallel loops only spin on shared cores otherwise
+        numba.set_num_threads(min(int(cfg.threads), numba.config.NUMBA_NUM_THREADS))
     limit = int(float(cfg.max_seconds_per_pair) * rate) if cfg.get("max_seconds_per_pair") else None
     corpus = _la2a_corpus(cfg, dsp_dir, limit) if rows is None else _takes_corpus(cfg, rows, dsp_dir, limit)
     conditioning = spec["conditioning"]

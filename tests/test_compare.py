@@ -9,14 +9,14 @@ import math
 import pytest
 
 from report.evaluate import columns
-from support import CAPPED_ITERATIONS
+from support import CAPPED_ITERATIONS, PLUMBING_CLASS
 
 LEVELS = "[100,90,80]"
 
 
 def _tiny(cache, extra=()):
     return [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", "data.corpus.eval_seconds=2",
-            f"data.corpus.levels={LEVELS}", "quiet=true", *extra]
+            f"data.corpus.levels={LEVELS}", "quiet=true", PLUMBING_CLASS, *extra]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from dsp.knobs.knobmap import KnobMap
 from dsp.storage.open_fit import load_param_map
 from dsp.models.parameters import PARAM_NAMES
 from dsp.models.ff5_streaming import render
+from support import PLUMBING_CLASS
 
 SR = 44100
 TRUE = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 0.0}
@@ -35,7 +36,7 @@ def test_single_pair_relative_paths_from_another_directory(run_cli, make_pair, t
     make_pair("song", params=TRUE)
     before = set(p.name for p in tmp_path.iterdir())
     res = run_cli(["train_comp.py", "data.input=song_in.wav", "data.target=song_target.wav",
-                   "ckpt_dir=fits/song", "quiet=true"], cwd=tmp_path, fresh=True)
+                   "ckpt_dir=fits/song", "quiet=true", PLUMBING_CLASS], cwd=tmp_path, fresh=True)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr and "thresh dB" in res.stdout   # a short table at the end
     ckpt = tmp_path / "fits" / "song" / "ckpt.yaml"
@@ -57,7 +58,7 @@ def test_single_pair_relative_paths_from_another_directory(run_cli, make_pair, t
 def test_single_pair_stereo_float_at_48k(run_cli, make_pair, tmp_path):
     make_pair("st", params=TRUE, sr=48000, channels=2, seconds=2.5)
     res = run_cli(["train_comp.py", "data.input=st_in.wav", "data.target=st_target.wav", "ckpt_dir=out",
-                   "quiet=true"], cwd=tmp_path)
+                   "quiet=true", PLUMBING_CLASS], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     data = yaml.safe_load((tmp_path / "out" / "ckpt.yaml").read_text())
     assert data["sample_rate"] == 48000
@@ -75,7 +76,7 @@ def test_clipped_full_scale_pair_fits(run_cli, tmp_path):
     sf.write(str(tmp_path / "hot.wav"), x, SR, subtype="PCM_16")
     xr, _ = sf.read(str(tmp_path / "hot.wav"))
     sf.write(str(tmp_path / "hot_t.wav"), render(xr, SR, TRUE), SR, subtype="FLOAT")
-    res = run_cli(["train_comp.py", "data.input=hot.wav", "data.target=hot_t.wav", "ckpt_dir=c", "quiet=true"],
+    res = run_cli(["train_comp.py", "data.input=hot.wav", "data.target=hot_t.wav", "ckpt_dir=c", "quiet=true", PLUMBING_CLASS],
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert yaml.safe_load((tmp_path / "c" / "ckpt.yaml").read_text())["esr"] < 1e-4
@@ -131,14 +132,14 @@ def test_signaltrain_folder_made_by_hand(run_cli, tmp_path, read_summary):
                  render(x, SR, truths[mode, pr]), SR, subtype="FLOAT")
     # the protocol (default): only the Train setting is fitted; the Val-only and Test-only ones are not
     res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={root}", "ckpt_dir=train_only", "quiet=true",
-                   "init=default"], cwd=tmp_path)
+                   "init=default", PLUMBING_CLASS], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert [(r["mode"], int(r["peak_reduction"])) for r in read_summary(tmp_path / "train_only" / "summary.csv")] \
         == [("compress", 100)]
     assert load_param_map(tmp_path / "train_only" / "knobmap.yaml").protocol["fit_splits"] == ["Train"]
     # asked for explicitly, every split is fitted (and the record says so)
     res = run_cli(["train_comp.py", "data=signaltrain", f"data.root={root}", "ckpt_dir=fits", "quiet=true",
-                   "init=default", "data.fit_splits=[Train,Val,Test]"], cwd=tmp_path)
+                   "init=default", "data.fit_splits=[Train,Val,Test]", PLUMBING_CLASS], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     rows = read_summary(tmp_path / "fits" / "summary.csv")
     assert [(r["mode"], int(r["peak_reduction"])) for r in rows] == [("compress", 100), ("compress", 70),

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from neural.inference import NeuralRenderer
+from support import PLUMBING_CLASS
 
 SR = 44100
 
@@ -20,7 +21,7 @@ def _tiny(cache, dsp_dir, out_dir, *extra):
             f"dsp_dir={dsp_dir}", f"out_dir={out_dir}", "unseen_levels=[90]", "quiet=true",
             "+hyperparameters.width=4", "train.batch_size=2", "train.warmup_s=0.05", "train.segment_s=0.1",
             "train.episode=2", "train.val_every=2", "train.val_seconds=0.5", "train.max_steps=4", "skip_s=0.25",
-            *extra]
+            PLUMBING_CLASS, *extra]
 
 
 @pytest.fixture(scope="module")

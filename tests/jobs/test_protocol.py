@@ -17,7 +17,8 @@ import jobs.chain
 import jobs.joint_fit
 from common.config import load_config
 from common.errors import UserError
-from support import CAPPED_ITERATIONS, CHAIN_LEVELS, CHAIN_MODES, chain_overrides, program, write_wav
+from support import (CAPPED_ITERATIONS, CHAIN_LEVELS, CHAIN_MODES, PLUMBING_CLASS, chain_overrides, program,
+                     write_wav)
 from dsp.storage.open_fit import load_param_map
 from jobs.ensure import ensure_dsp_fit
 from jobs.fit import run_fit_job
@@ -144,7 +145,7 @@ def test_bad_joint_shape_settings_are_refused_before_reading(tmp_path, cache, re
 
 @pytest.mark.slow
 def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, cache, reads, capped_fits):
-    cfg = load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
+    cfg = load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", PLUMBING_CLASS,
                                   "data.corpus.eval_seconds=2", f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
                                   f"data.corpus.modes=[{','.join(CHAIN_MODES)}]"])
     kmap = ensure_dsp_fit(cfg.data, tmp_path / "held", quiet=True, modes=list(CHAIN_MODES), unseen=[UNSEEN])
@@ -175,7 +176,7 @@ def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, ca
 @pytest.mark.slow
 def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache, capped_fits):
     def data(seed):
-        return load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
+        return load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", PLUMBING_CLASS,
                                        "data.corpus.eval_seconds=2", f"data.corpus.seed={seed}",
                                        f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
                                        f"data.corpus.modes=[{CHAIN_MODES[0]}]"]).data
