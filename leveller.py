@@ -27,9 +27,10 @@ from common.errors import UserError
 __all__ = ["UserError", "fit_pair", "open_fit", "render", "load_neural"]
 
 
-def fit_pair(input_path: str | Path, target_path: str | Path, *, compressor: str = "ff5", frame_s: float = 12.0,
+def fit_pair(input_path: str | Path, target_path: str | Path, *, compressor: str = "graybox", frame_s: float = 12.0,
              overlap_s: float = 1.0, init: dict | None = None, align: str = "auto") -> dict:
-    """Fit a model class (``compressor``: ``ff5`` or ``graybox``) to one (dry, device output) pair.
+    """Fit a model class (``compressor``: ``graybox``, the whole unit, or ``ff5``) to one (dry, device
+    output) pair.
 
     Args:
         input_path, target_path: audio files of the same rate.

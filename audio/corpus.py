@@ -11,6 +11,7 @@ removed by the next generation in the same cache folder once its process is gone
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -33,6 +34,18 @@ DATASET_DIR = "SignalTrain_LA2A_Dataset_1.1"
 _VERSION = 1  # bump when material or the stand-in change, so caches regenerate
 
 
+def _code(path: str) -> str:
+    """A module's code without its docstrings and comments (its syntax tree): editing the
+    documentation of the generators does not regenerate the corpus, changing what they do does."""
+    tree = ast.parse(Path(path).read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     seed: int = 0
@@ -43,8 +56,8 @@ class CorpusSpec:
     modes: tuple[str, ...] = MODES
 
     def key(self) -> str:
-        # the generators' source is part of the key: a changed device never reuses a stale cache
-        code = hashlib.sha256(Path(material.__file__).read_bytes() + Path(standin.__file__).read_bytes())
+        # the generators' code is part of the key: a changed device never reuses a stale cache
+        code = hashlib.sha256((_code(material.__file__) + _code(standin.__file__)).encode())
         text = json.dumps({"version": _VERSION, "code": code.hexdigest(), **asdict(self)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -89,6 +102,10 @@ def ensure_corpus(cache_dir: str | Path, spec: CorpusSpec = CorpusSpec(), quiet:
         else:
             os.replace(tmp, final)
             fsync_folder(cache_dir)
+            if not quiet:
+                size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
+                print(f"generated the stand-in corpus ({len(entries)} pairs, {size / 1e6:.0f} MB) in {final}; "
+                      "every run reuses it (data.cache_dir or $LA2A_CACHE_DIR move it)")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

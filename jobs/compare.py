@@ -22,6 +22,7 @@ from audio.pairs import align_mode
 from audio.rates import check_rates
 from audio.manifest import manifest_device, read_manifest
 from common.atomic import write_text_atomic
+from common.config import load_config
 from common.errors import UserError
 from jobs.launch import check_results, launch, launcher_name, summarise_results
 from common.table import format_table
@@ -68,13 +69,16 @@ def _ensure_neural(cfg, argv, launcher: list[str] = ()) -> list[Path]:
     common = [f"dsp_dir={cfg.dsp_dir}", f"compressor={compressor_name(cfg)}", *_data_overrides(argv),
               f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
               *[str(o) for o in (cfg.get("train_overrides") or [])]]
-    jobs = [[f"model={model}", f"variant={variant}", f"out_dir={run_dir}", *common, "quiet=true"]
+    # not quiet: each job's progress bar in its job.out is what the sweep shows
+    jobs = [[f"model={model}", f"variant={variant}", f"out_dir={run_dir}", *common, f"quiet={bool(cfg.quiet)}"]
             for model, variant, run_dir in missing]
     hydra = [f"hydra.sweep.dir={Path(str(cfg.out_dir)) / 'trainings'}", *launcher]
     if launcher_name(list(launcher)) == "joblib" and not any(o.startswith("hydra.launcher.n_jobs=") for o in launcher):
         hydra.append(f"hydra.launcher.n_jobs={max(1, int(cfg.get('train_jobs', 1) or 1))}")
+    given = [str(o) for o in (cfg.get("train_overrides") or [])]
+    how = "its defaults" + (f" and the train_overrides {' '.join(given)}" if given else "")
     for model, variant, run_dir in missing:
-        print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
+        print(f"no trained {model} {variant} in {run_dir}: training it with {how}")
     results = launch("train_neural", "jobs.train:run_train_job", jobs, hydra, job_name="train_neural",
                      output_key="out_dir", quiet=bool(cfg.quiet))
     print(summarise_results(results))
@@ -178,8 +182,18 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
                   for mode in sorted({r["mode"] for r in rows})]
     else:
         tables = [("ESR by knob setting", setting_table(rows, list(device.knobs)))]
+    training = _training_table(candidates)
+    if training:
+        tables.append(("Training (steps; a model trained for fewer than its default is flagged)",
+                          (training, [("model", "model", ""), ("kind", "kind", ""), ("steps", "steps", "d"),
+                                      ("best_step", "best step", "d"), ("default_steps", "default steps", "d"),
+                                      ("flag", "", "")])))
     write_text_atomic(out_dir / "compare.md", _markdown(cfg, device, summary, tables, pictures, rows))
     print(summary_text(summary))
+    for t in training:
+        if t["flag"]:
+            print(f"warning: {t['model']} {t['kind']} trained {t['steps']} steps, fewer than its default "
+                  f"{t['default_steps']}: its figures are not those of a trained model", file=sys.stderr)
     if device != LA2A:
         print()
         print(format_table(*tables[0][1]))
@@ -187,6 +201,20 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
         print(f"warning: {len(bad)} rows hold non-finite metrics", file=sys.stderr)
     print(f"wrote {out_dir / 'compare.csv'}, {out_dir / 'compare.md'} and {len(pictures)} plots")
     return 0
+
+
+def _training_table(candidates) -> list[dict]:
+    """Each neural model's training steps, best step and its model file's default step count
+    (``cfg/model/<name>.yaml``), flagged when it trained fewer."""
+    out = []
+    for c in candidates:
+        if c.steps is None:
+            continue
+        cfg = load_config("train_neural", [f"model={c.name}"])
+        default = int(cfg.train.get("max_steps") or cfg.model.train.max_steps)   # the model file's, unless overridden
+        out.append({"model": c.name, "kind": c.kind, "steps": c.steps, "best_step": c.best_step,
+                    "default_steps": default, "flag": "UNDER-TRAINED" if c.steps < default else ""})
+    return out
 
 
 def _plots(corpus: Corpus, candidates, rows, cfg, out_dir: Path) -> list[str]:

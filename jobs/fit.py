@@ -44,7 +44,8 @@ from dsp.models.ff5_streaming import render
 from jobs.fit_options import fit_options, initial_params
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
-from jobs.records import PARAM_COLUMNS, param_columns, write_chain_records
+from jobs.records import PARAM_COLUMNS, param_columns, print_next_steps, report_alignment, write_chain_records
+from report.fit_summary import ESR_LEGEND
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
 __all__ = ["FIT_JOBS", "fit_job_name", "run_fit_job", "TAKES_SUMMARY"]
@@ -289,28 +290,20 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
         tracker.scalars(it, {f"newton/{it_bar.get('level', 'fit')}/loss": loss})
         bar.set_postfix_str(f"{bar.postfix.split(' it')[0] if bar.postfix else ''} it {it}", refresh=False)
 
-    notes = []
+    corrected = []
 
     def on_alignment(mode, pr, info):
         note = alignment_note(info)
         if note:
-            notes.append(f"{mode} PR {pr}: {note}")
+            corrected.append({"pair": f"{mode} PR {pr}", "latency_samples": info.latency_samples,
+                              "polarity": info.polarity, "note": note})
 
     rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration, on_alignment, _note_refit)
     bar.update(1)
     bar.close()
-    if notes:
-        print("aligned (target latency and polarity corrected): " + "; ".join(notes))
-    write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
+    report_alignment(ckpt_dir, corrected)
+    kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
     _track_chain(tracker, ckpt_dir, rows, find, held_out)
-    for mode in modes:
-        esr = [r["esr"] for r in rows if r["mode"] == mode]
-        if esr:
-            print(f"{mode}: mean ESR {np.mean(esr):.4f} over {len(esr)} levels, "
-                  f"{sum(r['iterations'] for r in rows if r['mode'] == mode)} Newton iterations")
-    unconverged = [f"{r['mode']} PR {r['peak_reduction']}" for r in rows if not r["converged"]]
-    if unconverged:
-        print(f"warning: not converged (best parameters kept): {', '.join(unconverged)}", file=sys.stderr)
     step = int(cfg.knobmap.check_step)
 
     def find_test(mode, pr):
@@ -320,12 +313,12 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     check = knobmap_check(rows, find_test, spec, options, step, "Test") if step > 0 else []
     if check:
         write_csv(ckpt_dir / "knobmap_check.csv", check)
-        print(f"\nknob map check on Test material: parameters interpolated from every {step}th PR vs "
-              "the level's own fit")
+        print(f"\nknob map check on Test material (the fit's ESR estimator): parameters interpolated from every "
+              f"{step}th PR vs the level's own fit")
         print(format_table(check, [("mode", "mode", ""), ("peak_reduction", "PR", "d"),
-                                   ("esr_own_fit", "Test ESR own fit", ".4f"),
-                                   ("esr_interpolated", "Test ESR interpolated", ".4f")]))
-    print(f"wrote {ckpt_dir / 'summary.csv'} and {ckpt_dir / 'knobmap.yaml'}")
+                                   ("esr_own_fit", "fit ESR Test, own fit", ".4f"),
+                                   ("esr_interpolated", "fit ESR Test, interpolated", ".4f")]))
+    print_next_steps(ckpt_dir, kmap)
     return 0
 
 
@@ -379,7 +372,8 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
         if record is None:
             x, y, sr, aligned = read_aligned_pair(row.input, row.target, align)
             if alignment_note(aligned):
-                notes.append(f"{row.target}: {alignment_note(aligned)}")
+                notes.append({"pair": str(row.target), "latency_samples": aligned.latency_samples,
+                              "polarity": aligned.polarity, "note": alignment_note(aligned)})
             frames = _frames(cfg, x, y, sr, row.target)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -392,9 +386,12 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
         out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],
                     "iterations": record["iterations"], "seconds": record["seconds"]})
     write_csv(ckpt_dir / TAKES_SUMMARY, out)
-    if notes:
-        print("aligned (target latency and polarity corrected): " + "; ".join(notes))
+    report_alignment(ckpt_dir, notes)
     print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS +
-                       [("esr", "ESR", ".4g"), ("iterations", "iters", "d")]))
-    print(f"wrote {ckpt_dir / TAKES_SUMMARY}")
+                       [("esr", "fit ESR Train", ".4g"), ("iterations", "iters", "d")]))
+    print(f"{ESR_LEGEND}.")
+    first = out[0]
+    knob_args = " ".join(f"--knob {k}={first[f'knob_{k}']:g}" for k in knobs)
+    print(f"outputs in {ckpt_dir}: {TAKES_SUMMARY} (every take's parameters and ESR), rows/<take>/ckpt.yaml")
+    print(f"next: python test_comp.py {ckpt_dir} in.wav out.wav {knob_args}   # compress a file at a knob setting")
     return 0

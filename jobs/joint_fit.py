@@ -50,7 +50,7 @@ from dsp.knobs.joint_curves import JointKnobModel
 from dsp.knobs.knobcurves import KnobCurves
 from dsp.models.parameters import PARAM_NAMES
 from jobs.protocol import held_out_levels, scorable_frames, takes_data_key
-from jobs.records import PARAM_COLUMNS, write_chain_records
+from jobs.records import PARAM_COLUMNS, print_next_steps, write_chain_records
 
 __all__ = ["run_joint_job", "run_manifest_joint_job", "JOINT_RECORD", "MANIFEST_CURVES", "MANIFEST_SUMMARY",
            "candidates_from_config", "joint_options_from_config"]
@@ -171,8 +171,8 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
         print(f"{mode}: joint fit, basis size {fit.curves.basis.size}, smoothness {fit.smoothness:g}, "
               f"{fit.iterations} Newton iterations, {total[mode]:.1f} s with the selection; "
               f"mean ESR on the fitting audio {fit.mean_esr:.4f}")
-    print(f"wrote {ckpt_dir / 'summary.csv'}, {ckpt_dir / 'knobmap.yaml'}, {ckpt_dir / JOINT_RECORD}"
-          + (f" and {picture}" if picture else ""))
+    print(f"also: {ckpt_dir / JOINT_RECORD} (the curves and the choice on Val)" + (f", {picture}" if picture else ""))
+    print_next_steps(ckpt_dir, kmap)
     return 0
 
 
@@ -295,7 +295,7 @@ def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     record = {**fit.to_record(), "protocol": protocol, "selection": table, "seconds": float(seconds)}
     write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(plain(record), sort_keys=False))
     curves.save(ckpt_dir / MANIFEST_CURVES)          # last: its presence says the fit is complete
-    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS + [("esr", "ESR", ".4g")]))
+    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS + [("esr", "fit ESR Train", ".4g")]))
     sizes = ", ".join(f"{k} {b.size}" for k, b in zip(knobs, fit.curves.basis.splines))
     print(f"joint fit, basis functions per knob: {sizes}; smoothness {fit.smoothness:g}, "
           f"{fit.iterations} Newton iterations, {seconds:.1f} s; mean ESR on the fitting audio {fit.mean_esr:.4f}")

@@ -29,6 +29,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
+# Generated corpora of tests that name no data.cache_dir go to a folder of this session,
+# never the user's cache (inherited by the CLI children).
+if "LA2A_CACHE_DIR" not in os.environ:
+    import tempfile
+    os.environ["LA2A_CACHE_DIR"] = tempfile.mkdtemp(prefix="la2a-test-cache-")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

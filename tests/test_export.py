@@ -23,15 +23,23 @@ TABLE = {"compress": {100: P, 60: {**P, "threshold_db": -10.0, "attack_ms": 3.0}
          "limit": {100: {**P, "ratio": 10.0}, 40: {**P, "release_ms": 300.0}}}
 
 # run in a fresh interpreter: isolated mode (no PYTHONPATH, no user site, no script folder on the path),
-# a working folder outside the repository, and a check that the project is not importable
+# a working folder outside the repository, and the project's packages blocked from import (an
+# editable install, pip install -e ., would put them on the path), so the file runs on torch alone
 RUNNER = """
-import json, sys, numpy as np, torch
-for name in ("dsp", "deploy", "neural", "common"):
-    try:
-        __import__(name)
-    except ImportError:
-        continue
-    raise SystemExit("the project is importable: " + name)
+import importlib.abc, json, sys
+PROJECT = {"audio", "common", "deploy", "dsp", "jobs", "neural", "report", "leveller"}
+class NoProject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in PROJECT:
+            raise ImportError("the project was imported: " + name)
+        return None
+sys.meta_path.insert(0, NoProject())
+import numpy as np, torch
+try:
+    import dsp
+    raise SystemExit("the project is importable: dsp")
+except ImportError:
+    pass
 x = torch.from_numpy(np.load("x.npy"))
 for i, (model, knobs) in enumerate(json.loads(sys.argv[1])):
     m = torch.jit.load(model)

@@ -42,7 +42,7 @@ def _log_steps(path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, chain_cache, chain_reference, run_cli):
     out = tmp_path_factory.mktemp("neural") / "run"
-    res = run_cli(_tiny(chain_cache, chain_reference, out))
+    res = run_cli(_tiny(chain_cache, chain_reference, out, "quiet=false"))   # with its progress bar
     assert res.returncode == 0, res.stderr
     return out, res
 
@@ -59,6 +59,7 @@ def test_training_writes_checkpoints_log_and_table(trained):
         (m, str(p), str(p != 90)) for m in ("compress", "limit") for p in (100, 90, 80)}
     assert all(float(r["esr_dsp"]) > 0 and float(r["esr_model"]) > 0 for r in rows)
     assert "UNSEEN" in res.stdout and "mean ESR" in res.stdout and "wrote" in res.stdout
+    assert "4/4" in res.stderr and "step" in res.stderr   # the bar counts steps, the run's budget, to the end
     r = NeuralRenderer.load(out / "best.pt")
     assert r.variant == "hybrid" and r.record["unseen_levels"] == [90]
     # the hybrid's default conditioning: fitted parameters, switch, then PR / 100
