@@ -49,7 +49,7 @@ def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Cal
                 rtf[key] = real_time_factor(c, sr, setting, seconds=rtf_seconds)
             rows.append({"model": c.name, "kind": c.kind, **row_columns(device, setting), "setting": dict(setting),
                          "split": "seen" if seen(setting) else "unseen", "params": c.params,
-                         **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key],
+                         **all_metrics(pred, y, sr, skip, input=x), "rtf_256": rtf[key],
                          "steps": c.steps, "best_step": c.best_step})
             bar.update(1)
     bar.close()
