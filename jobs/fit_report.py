@@ -10,12 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from audio.align import apply_alignment
 from audio.devices import la2a_setting
+from audio.io import read_audio
 from audio.pairs import align_mode, read_aligned_pair
 from common.errors import UserError
 from dsp.fitting.by_class import options_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.storage.open_fit import open_fit
+from jobs.chain import level_dir
 from jobs.overrides import duration
 from report.fit_page import FitReport, FitTake, write_fit_report
 
@@ -30,8 +35,43 @@ def report_options(cfg) -> dict | None:
     return {"excerpt_s": duration("report.excerpt_s", rep.get("excerpt_s", 4.0))}
 
 
-def _loader(inp, tgt, align: str):
-    return lambda: read_aligned_pair(inp, tgt, align)[:3]
+def _file_take(label: str, setting, inp, tgt, align: str, recorded: dict | None = None) -> FitTake:
+    """A take read from files, aligned as the fit had it: with the alignment the fit's record
+    keeps (a per-level fit's ``alignment``) that latency and polarity are applied again (not
+    estimated again: a second less per setting); otherwise the pair is aligned as at fit time.
+    Read once, on first use."""
+    cache: dict = {}
+
+    def whole():
+        if "pair" not in cache:
+            if recorded is None:
+                x, y, sr, _ = read_aligned_pair(inp, tgt, align)
+            else:
+                x, sr = read_audio(inp)
+                y, _ = read_audio(tgt)
+                x, y, _, _ = apply_alignment(x, y, float(recorded["latency_samples"]), int(recorded["polarity"]))
+            cache["pair"] = (x, y, sr)
+        return cache["pair"]
+
+    def load():
+        x, _, sr = whole()
+        return x, sr
+
+    def pair(start: int, stop: int):
+        x, y, _ = whole()
+        return x[:, start:stop], y[:, start:stop]
+
+    return FitTake(label, setting, load, pair, Path(str(tgt)).name)
+
+
+def _recorded_alignment(ckpt_dir: Path, mode: str, pr: int) -> dict | None:
+    path = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
+    try:
+        found = (yaml.safe_load(path.read_text()) or {}).get("alignment")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    ok = isinstance(found, dict) and found.get("mode") == "auto" and "latency_samples" in found
+    return found if ok else None
 
 
 def _said(report: FitReport, seconds: float) -> FitReport:
@@ -77,8 +117,9 @@ def chain_report(cfg, ckpt_dir: Path, rows: list[dict], find, options, method: s
                 continue
             inp, tgt = pair
             label = f"{r['mode']} PR {int(r['peak_reduction'])}"
-            takes.append(FitTake(label, la2a_setting(r["mode"], int(r["peak_reduction"])), _loader(inp, tgt, align),
-                                 Path(str(tgt)).name))
+            recorded = _recorded_alignment(ckpt_dir, r["mode"], int(r["peak_reduction"])) if align == "auto" else None
+            takes.append(_file_take(label, la2a_setting(r["mode"], int(r["peak_reduction"])), inp, tgt, align,
+                                    recorded))
         compressor = options_class(options)
         splits = "/".join(map(str, cfg.data.fit_splits))
         intro = (f"The {compressor} model fitted {'jointly over the knob' if method == 'joint' else 'per level'} on "
@@ -106,7 +147,7 @@ def pair_report(cfg, ckpt_dir: Path, x, y, sample_rate: int, record: dict, table
         intro = (f"The {record['compressor']} model fitted to one pair ({source or 'the pair'}); ESR: the fit's "
                  f"estimator on the fitting audio (pre-emphasised squared error over target energy on 12 s "
                  f"frames, each from rest with 1 s unscored). The sound below is the fitting audio.")
-        take = FitTake("the pair", None, lambda: (x, y, sample_rate), source)
+        take = FitTake.of_arrays("the pair", None, x, y, sample_rate, source)
         return write_fit_report(ckpt_dir, title=f"Fit report: {ckpt_dir}", intro=intro, fit=fit,
                                 tables=[("The fit", ([row], table_columns))], pictures=[], takes=[take],
                                 alignment=record.get("alignment"), excerpt_s=opts["excerpt_s"])
@@ -123,9 +164,8 @@ def manifest_report(cfg, ckpt_dir: Path, rows: list[dict], takes_rows, knobs: li
     def write():
         fit = open_fit(ckpt_dir)
         align = align_mode(cfg.data)
-        takes = [FitTake(", ".join(f"{k} {float(r.knobs[k]):g}" for k in knobs) + f" ({Path(str(r.target)).name})",
-                         {k: float(r.knobs[k]) for k in knobs}, _loader(r.input, r.target, align), str(r.target))
-                 for r in takes_rows]
+        takes = [_file_take(", ".join(f"{k} {float(r.knobs[k]):g}" for k in knobs) + f" ({Path(str(r.target)).name})",
+                            {k: float(r.knobs[k]) for k in knobs}, r.input, r.target, align) for r in takes_rows]
         intro = (f"The {fit.model_class.name} model of a device with the knobs {', '.join(knobs)}, "
                  f"{'one smooth set of curves over the knobs' if method == 'joint' else 'one fit per take'}, "
                  f"on {'/'.join(map(str, cfg.data.fit_splits))} takes. Every sound below is on the fitting audio.")

@@ -8,8 +8,8 @@ that was applied. Every figure is on the fitting audio and labelled as such.
 
 The fit is rendered over the excerpt with a few seconds of the take before it (from rest,
 the way the fit's own frames are scored after a warm-up), so a whole long take is not
-rendered again: the report costs a read of each take, one short rendering and one small
-plot per setting.
+rendered again: the report costs a read of each take, the alignment of a short stretch of
+it, one short rendering and one small plot per setting.
 """
 from __future__ import annotations
 
@@ -27,17 +27,32 @@ from report.plots import plot_gain_traces
 
 __all__ = ["FitTake", "FitReport", "write_fit_report", "PREROLL_S"]
 
-PREROLL_S = 2.0   # the fit is rendered from this long before the excerpt (its state settles)
+PREROLL_S = 1.0   # the fit is rendered from this long before the excerpt: the fit's own unscored warm-up
 
 
 @dataclass
 class FitTake:
-    """One fitted setting's take: its label, the setting to render (None: a one-pair fit),
-    a loader ``() -> (x, y, sample_rate)`` of the aligned pair, and where it came from."""
+    """One fitted setting's take.
+
+    Attributes:
+        label: its heading (e.g. ``compress PR 65``).
+        setting: the setting to render (None: a one-pair fit).
+        load: ``() -> (x, sample_rate)``: the whole input, ``(channels, samples)``.
+        pair: ``(start, stop) -> (x, y)``: input samples ``start:stop`` and the target
+            aligned to them as the fit had it, ``(channels, stop - start)`` each.
+        source: where it came from (a file name), for the page.
+    """
     label: str
     setting: dict | None
-    load: Callable[[], tuple[np.ndarray, np.ndarray, int]]
+    load: Callable[[], tuple[np.ndarray, int]]
+    pair: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
     source: str = ""
+
+    @classmethod
+    def of_arrays(cls, label: str, setting, x: np.ndarray, y: np.ndarray, sample_rate: int, source: str = ""):
+        """A take already in memory and aligned."""
+        x2, y2 = np.atleast_2d(x), np.atleast_2d(y)
+        return cls(label, setting, lambda: (x2, sample_rate), lambda a, b: (x2[:, a:b], y2[:, a:b]), source)
 
 
 @dataclass
@@ -57,14 +72,12 @@ def _mono(z) -> np.ndarray:
 
 
 def _take_section(files: html.ReportFiles, fit, take: FitTake, excerpt_s: float, skip_s: float) -> str:
-    x2, y2, sr = take.load()
-    x, y = _mono(x2), _mono(y2)
-    e = fit_excerpt(x, sr, excerpt_s, skip_s)
+    x_all, sr = take.load()
+    e = fit_excerpt(_mono(x_all), sr, excerpt_s, skip_s)
     lead = max(0, e.start - int(PREROLL_S * sr))
-    xs = np.asarray(x2, np.float64)
-    xs = xs[:, lead:e.stop] if xs.ndim == 2 else xs[lead:e.stop]
-    out = _mono(fit.render(xs, sr, take.setting))[e.start - lead:]
-    xe, ye = x[e.start:e.stop], y[e.start:e.stop]
+    xs, ys = take.pair(lead, e.stop)
+    out = _mono(fit.render(np.asarray(xs, np.float64), sr, take.setting))[e.start - lead:]
+    xe, ye = _mono(xs)[e.start - lead:], _mono(ys)[e.start - lead:]
     err = ye - out
     peak = max(float(np.max(np.abs(a))) if len(a) else 0.0 for a in (xe, ye, out, err))
     scale = 1.0 if peak <= 1.0 else 0.99 / peak
