@@ -165,10 +165,10 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     if str(cfg.eval_split) != "Test":
         raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
                         f"got {cfg.eval_split!r}")
+    report = _report_options(cfg)   # checked before any fit or training
     _check_corpus_rate(cfg)
     corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
     device = corpus.device
-    report = _report_options(cfg)
     neural_ckpts = _ensure_neural(cfg, argv, launcher)
     candidates = (dsp_candidates(corpus.param_map) + _extra_dsp_candidates(cfg, corpus)
                   + [neural_candidate(p, device) for p in neural_ckpts])

@@ -44,7 +44,7 @@ from dsp.models.ff5_streaming import render
 from jobs.fit_options import fit_options, initial_params
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
-from jobs.fit_report import chain_report, manifest_report, pair_report
+from jobs.fit_report import chain_report, manifest_report, pair_report, report_options
 from jobs.records import (PARAM_COLUMNS, chain_table_columns, param_columns, print_next_steps, report_alignment,
                           write_chain_records)
 from report.fit_summary import ESR_LEGEND
@@ -103,6 +103,7 @@ def run_fit_job(cfg) -> int:
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
+    report_options(cfg)   # the page's settings, checked before the fit
     if fit_job_name(cfg) in _FF5_ONLY:
         options = _ff5_options(options, fit_job_name(cfg), bool(cfg.quiet))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}

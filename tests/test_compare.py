@@ -126,6 +126,8 @@ def test_a_registered_metric_reaches_the_csv_and_the_markdown(compared):
     (["data.root=/no/such/folder"], "/no/such/folder", False),
     (["rtf_seconds=0"], "rtf_seconds", False),
     (["rtf_seconds=abc"], "rtf_seconds", False),
+    (["report.settings=some"], "report.settings", False),
+    (["report.excerpt_s=0"], "report.excerpt_s", False),
 ])
 def test_compare_bad_settings(run_cli, clean_failure, tmp_path, args, named, fresh):
     res = run_cli(["compare.py", f"out_dir={tmp_path}/out", "train_missing=false", *args], cwd=tmp_path, fresh=fresh)
