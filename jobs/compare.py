@@ -8,6 +8,7 @@ a device with its own knobs) by knob setting (:func:`_la2a_corpus`, :func:`_take
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -197,10 +198,12 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     write_text_atomic(out_dir / "compare.md", _markdown(cfg, device, summary, tables, pictures, rows))
     page = None
     if collector is not None:
+        started = time.perf_counter()
         intro, _ = _intro(cfg, device, rows)
         page = write_compare_report(out_dir, title="DSP vs neural vs hybrid: listen and look", intro=intro,
                                     device=device, rows=rows, summary=summary, tables=tables, pictures=pictures,
                                     collector=collector, max_mb=report["max_mb"], skip_s=float(cfg.skip_s))
+        page_seconds = time.perf_counter() - started
     print(summary_text(summary))
     for t in training:
         if t["flag"]:
@@ -213,8 +216,8 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
         print(f"warning: {len(bad)} rows hold non-finite metrics", file=sys.stderr)
     print(f"wrote {out_dir / 'compare.csv'}, {out_dir / 'compare.md'} and {len(pictures)} plots")
     if page is not None:
-        print(f"wrote {page.path} ({page.bytes / 1e6:.1f} MB; excerpts of {', '.join(page.shown) or 'no setting'}): "
-              f"open it in a browser, it needs no network")
+        print(f"wrote {page.path} ({page.bytes / 1e6:.1f} MB, {page_seconds:.0f} s; excerpts of "
+              f"{', '.join(page.shown) or 'no setting'}): open it in a browser, it needs no network")
         if page.dropped:
             print(f"note: left out of the page to stay under report.max_mb={report['max_mb']:g}: the excerpts of "
                   f"{', '.join(page.dropped)}", file=sys.stderr)
