@@ -6,7 +6,10 @@ changes), then the linear filter
 ``H(z) = sum_i h_i z^-i + sum_k c_k (1 - p_k) / (1 - p_k z^-1)`` (a short FIR plus real
 one-pole branches), run in float64 as one matrix product per block with its state
 (:class:`deploy.kernels.BlockLTI`): the state is the FIR's last ``taps - 1`` shaped
-samples and one value per branch and channel.
+samples and one value per branch and channel. The filter is linear, so
+``H(s) = H(u) + a2 H(u^2) + a3 H(u^3)``: the block ``[state, u, u^2, u^3]`` meets one matrix
+that stacks the filter's input rows three times, scaled by 1, ``a2`` and ``a3`` (rebuilt
+when the setting moves them), and shaper and filter are one product.
 
 The poles are computed as the project's module computes them (float32, then widened), so
 both filter the same poles.
@@ -16,7 +19,7 @@ Shape: u, y :math:`(C, T)` float32; cond :math:`(1, D)` or None.
 # no "from __future__ import annotations": TorchScript reads the class annotations as types
 
 import math
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -58,8 +61,11 @@ class ScriptAudioPath(nn.Module):
         path: the trained :class:`neural.audio_path.AudioPath`.
     """
 
+    stacked: Dict[int, Tensor]
+
     def __init__(self, path: nn.Module):
         super().__init__()
+        self.stacked = {}   # block length -> the filter's matrix with its input rows for u, u^2, u^3
         self.use_shaper = bool(path.use_shaper)
         self.conditioned = self.use_shaper and path.shaper_cond is not None
         base = path.shaper_base.detach().clone() if self.use_shaper else torch.zeros(2)
@@ -74,8 +80,8 @@ class ScriptAudioPath(nn.Module):
         # a silence leaves each branch state to decay with its pole (the delay line holds zeros)
         self.filter.set_system(a, b, c, d, [float(v) for v in torch.cat([a.reshape(-1), b, c]).tolist()] + [d],
                                flush_interval([float(v) for v in p.tolist()]))
-        self.a2 = 0.0
-        self.a3 = 0.0
+        self.a2 = math.nan
+        self.a3 = math.nan
         self.configure(None)
 
     @torch.jit.export
@@ -88,12 +94,44 @@ class ScriptAudioPath(nn.Module):
         a = self.shaper_base.unsqueeze(0)
         if self.conditioned and cond is not None:
             a = a + cond @ self.shaper_cond
-        self.a2 = float(a[0, 0])
-        self.a3 = float(a[0, 1])
+        a2, a3 = float(a[0, 0]), float(a[0, 1])
+        if a2 != self.a2 or a3 != self.a3:
+            self.a2 = a2
+            self.a3 = a3
+            self.stacked.clear()
+
+    def _stacked(self, n: int) -> Tensor:
+        m = self.stacked.get(n)
+        if m is None:
+            if len(self.stacked) >= 8:
+                self.stacked.clear()
+            base = self.filter.matrix(n)
+            k = base.shape[0] - n
+            rows = base.narrow(0, k, n)
+            m = torch.cat([base, rows * self.a2, rows * self.a3], 0)
+            self.stacked[n] = m
+        return m
 
     def forward(self, u: Tensor) -> Tensor:
-        """One block of the path. :math:`(C, T)` float32 -> :math:`(C, T)` float32."""
-        if u.shape[1] == 0:
+        """One block of the path. :math:`(C, T)` -> :math:`(C, T)`, float32 or float64."""
+        n = u.shape[1]
+        if n == 0:
             return u
-        s = torch.addcmul(u, u * u, u * self.a3 + self.a2) if self.use_shaper else u   # u + u^2 (a2 + a3 u)
-        return self.filter(s).to(u.dtype)
+        if not self.use_shaper:
+            return self.filter(u).to(u.dtype)
+        if self.filter.state.shape[0] != u.shape[0]:
+            self.filter.state = torch.zeros(u.shape[0], self.filter.a.shape[0], dtype=torch.float64)
+        if n <= self.filter.chunk:
+            return self._piece(u).to(u.dtype)
+        parts: List[Tensor] = []
+        for piece in u.split(self.filter.chunk, 1):
+            parts.append(self._piece(piece))
+        return torch.cat(parts, 1).to(u.dtype)
+
+    def _piece(self, u: Tensor) -> Tensor:
+        n = u.shape[1]
+        f = self.filter
+        f.tick(n)
+        uu = u * u
+        y, f.state = torch.mm(torch.cat([f.state, u, uu, uu * u], 1), self._stacked(n)).split([n, f.a.shape[0]], 1)
+        return y

@@ -251,6 +251,11 @@ class _StreamingDSP(nn.Module):
     def set_sample_rate(self, sample_rate: int) -> None:
         self.comp.set_sample_rate(sample_rate)
 
+    @torch.jit.export
+    def latency(self) -> int:
+        """Samples of delay the module adds: none (a host has nothing to compensate)."""
+        return 0
+
 
 class FixedCompressor(_StreamingDSP):
     """A one-pair fit: five fixed parameters. ``forward(x)``; ``reset()``.

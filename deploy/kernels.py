@@ -330,10 +330,15 @@ class BlockLTI(nn.Module):
             start += length
         return torch.cat(parts, 1)
 
-    def _piece(self, x: Tensor, n: int, k: int) -> Tensor:
+    @torch.jit.export
+    def tick(self, n: int) -> None:
+        """Count ``n`` samples towards the next flush of the state, and flush when it is due."""
         self.since_flush += n
         if self.since_flush >= self.flush_samples:
             self.state = F.hardshrink(self.state, self.flush)
             self.since_flush = 0
+
+    def _piece(self, x: Tensor, n: int, k: int) -> Tensor:
+        self.tick(n)
         y, self.state = torch.mm(torch.cat([self.state, x], 1), self.matrix(n)).split([n, k], 1)   # cat promotes x
         return y

@@ -106,6 +106,7 @@ class ScriptS6Layer(nn.Module):
             w, b = w_uz, torch.zeros(2 * d)
         self.register_buffer("w_in", w.clone())
         self.register_buffer("b_in", b.clone())
+        self.register_buffer("b_base", b.clone())
         conv = block.conv_weight.detach().float()                           # (d, taps)
         taps = conv.shape[1]
         # the depthwise conv on the unfolded window (d, taps) -> one matrix (d, d * taps)
@@ -132,9 +133,11 @@ class ScriptS6Layer(nn.Module):
         w, b = _fold_glu(self.glu_w, self.glu_b, scale, shift)
         self.w_fold = w @ self.w_out
         self.b_fold = b
+        self.b_in = self.b_base
 
     def initial_state(self, batch: int) -> List[Tensor]:
-        return [torch.zeros(batch, self.d_conv - 1, self.d_inner), torch.zeros(batch, self.d_inner, self.d_state)]
+        # the scan state keeps a frame axis, (B, 1, d, N): a one-frame block then needs no reshaping
+        return [torch.zeros(batch, self.d_conv - 1, self.d_inner), torch.zeros(batch, 1, self.d_inner, self.d_state)]
 
     def forward(self, h: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         d = self.d_inner
@@ -153,15 +156,15 @@ class ScriptS6Layer(nn.Module):
         b = (delta * u).unsqueeze(-1) * b_in.unsqueeze(2)                   # (B, T, d, N)
         s = state[1]
         if steps == 1:
-            s = torch.addcmul(b.squeeze(1), a.squeeze(1), s)
-            hs = s.unsqueeze(1)
+            s = torch.addcmul(b, a, s)
+            hs = s
         else:
             states: List[Tensor] = []
-            for a_t, b_t in zip(a.unbind(1), b.unbind(1)):
+            for a_t, b_t in zip(a.split(1, 1), b.split(1, 1)):
                 s = torch.addcmul(b_t, a_t, s)
                 states.append(s)
-            hs = torch.stack(states, 1)
-        y = torch.addcmul(torch.matmul(hs, c_out.unsqueeze(-1)).squeeze(-1), u, self.skip)
+            hs = torch.cat(states, 1)
+        y = torch.addcmul((hs * c_out.unsqueeze(2)).sum(-1), u, self.skip)
         v = F.linear(y * F.silu(z), self.w_fold, self.b_fold)               # out_proj, FiLM, GLU projection
         return h + F.glu(v, -1), [tail, s]
 
@@ -171,8 +174,9 @@ class ScriptLSTMLayer(nn.Module):
 
     The first layer takes the frame features and applies the stack's input projection
     itself (folded with the input-to-gates projection). State: ``[h, c]``, each (B, width).
-    Short blocks (control frames) step with ``torch.lstm_cell``; long ones (a per-sample
-    model) use ``torch.nn.LSTM``'s loop.
+    A few steps (control frames) run as a handful of operations each; longer blocks (a
+    per-sample model, long buffers) use ``torch.nn.LSTM``'s loop, whose call costs more but
+    its steps less.
     """
 
     first: Final[bool]
@@ -193,9 +197,8 @@ class ScriptLSTMLayer(nn.Module):
             w, b = w_ih, b_gates
         self.register_buffer("w_in", w.clone())
         self.register_buffer("b_in", b.clone())
-        self.register_buffer("w_hh", _detached(lstm.weight_hh_l0))
-        self.register_buffer("no_bias", torch.zeros(4 * width))
-        self.register_buffer("eye", torch.eye(4 * width))   # lstm_cell's input map: the gates are given
+        self.register_buffer("b_base", b.clone())
+        self.register_buffer("w_hh_t", _detached(lstm.weight_hh_l0).t().contiguous())   # (width, 4 width)
         self.lstm = nn.LSTM(width, width, batch_first=True)
         self.lstm.load_state_dict(lstm.state_dict())
         self.lstm.float()
@@ -212,6 +215,7 @@ class ScriptLSTMLayer(nn.Module):
         w, b = _fold_glu(self.glu_w, self.glu_b, scale, shift)
         self.w_fold = w
         self.b_fold = b
+        self.b_in = self.b_base
 
     def initial_state(self, batch: int) -> List[Tensor]:
         return [torch.zeros(batch, self.width), torch.zeros(batch, self.width)]
@@ -230,8 +234,12 @@ class ScriptLSTMLayer(nn.Module):
         else:
             gates = F.linear(h, self.w_in, self.b_in)
         outs: List[Tensor] = []
-        for g_t in gates.unbind(1):
-            hx, cx = torch.lstm_cell(g_t, [hx, cx], self.eye, self.w_hh, self.no_bias, self.no_bias)
+        w = self.width
+        for g_t in gates.unbind(1):   # torch's gate order: input, forget, cell, output
+            z = torch.addmm(g_t, hx, self.w_hh_t)
+            i, f, g, o = torch.sigmoid(z).chunk(4, 1)
+            cx = torch.addcmul(f * cx, i, torch.tanh(z.narrow(1, 2 * w, w)))
+            hx = o * torch.tanh(cx)
             outs.append(hx)
         y = outs[0].unsqueeze(1) if steps == 1 else torch.stack(outs, 1)
         v = F.linear(y, self.w_fold, self.b_fold)                           # FiLM, GLU projection
@@ -252,17 +260,28 @@ class ScriptStack(nn.Module):
                                     for i, (b, f, g) in enumerate(zip(stack.blocks, stack.films, stack.glus)))
         self.register_buffer("w_out", _detached(stack.out_proj.weight))
         self.register_buffer("b_out", _detached(stack.out_proj.bias))
+        self.register_buffer("g_column", torch.zeros(0))   # the first map's gain column (control rate)
 
     def permute_inputs(self, order: List[int], scale: List[float]) -> None:
         """Feed the first layer its inputs in another order, each scaled (column j of the
         weight becomes column ``order[j]`` times ``scale[j]``); Python side, before scripting."""
         first = self.layers[0]
         first.w_in = (first.w_in[:, order] * torch.tensor(scale)).contiguous()
+        self.g_column = first.w_in[:, -1].clone()
+
+    def scale_output(self, factor: float) -> None:
+        """Multiply the output by ``factor`` (folded into the last map); Python side, before scripting."""
+        self.w_out = self.w_out * factor
+        self.b_out = self.b_out * factor
 
     @torch.jit.export
-    def configure(self, cond: Optional[Tensor]) -> None:
+    def configure(self, cond: Optional[Tensor], g_offset: float) -> None:
+        """At a setting: FiLM at ``cond``; ``g_offset`` added to the gain feature (folded into the bias)."""
         for layer in self.layers:
             layer.configure(cond)
+        if g_offset != 0.0:
+            first = self.layers[0]
+            first.b_in = first.b_in + g_offset * self.g_column
 
     def initial_state(self, batch: int) -> List[List[Tensor]]:
         return [layer.initial_state(batch) for layer in self.layers]
@@ -292,16 +311,25 @@ class ScriptFF(nn.Module):
         self.films = nn.ModuleList(_FiLMNet(film, layer.out_features) for layer, film in zip(model.hidden, model.films))
         self.folded_w: List[Tensor] = list(self.weights)
         self.folded_b: List[Tensor] = list(self.biases)
+        self.g_column = torch.zeros(0)
 
     def permute_inputs(self, order: List[int], scale: List[float]) -> None:
         """As :meth:`ScriptStack.permute_inputs`."""
         self.weights[0] = (self.weights[0][:, order] * torch.tensor(scale)).contiguous()
         self.folded_w[0] = self.weights[0]
+        self.g_column = self.weights[0][:, -1].clone()
+
+    def scale_output(self, factor: float) -> None:
+        """As :meth:`ScriptStack.scale_output`."""
+        self.weights[-1] = self.weights[-1] * factor
+        self.biases[-1] = self.biases[-1] * factor
+        self.folded_w[-1] = self.weights[-1]
+        self.folded_b[-1] = self.biases[-1]
 
     @torch.jit.export
-    def configure(self, cond: Optional[Tensor]) -> None:
+    def configure(self, cond: Optional[Tensor], g_offset: float) -> None:
         w: List[Tensor] = [self.weights[0]]
-        b: List[Tensor] = [self.biases[0]]
+        b: List[Tensor] = [self.biases[0] + g_offset * self.g_column if g_offset != 0.0 else self.biases[0]]
         i = 0
         for film in self.films:   # FiLM after layer i's activation: into layer i + 1's map
             scale, shift = film.scale_shift(cond)
@@ -370,10 +398,11 @@ class ScriptHead(nn.Module):
         if self.frame > 1:
             order = [0, 2, 1] + ([3] if self.uses_dsp else [])
             self.stack.permute_inputs(order, [0.5, 0.5, 0.5, 1.0][:len(order)])
+        if self.kind != "hybrid_add":   # a gain in dB / 20: its exp(ln 10 o) with ln 10 in the last map
+            self.stack.scale_output(2.302585092994046)
         self.ramps = {}
 
-    def _frame_features(self, xs: Tensor, x_before: Tensor, gain: Tensor, log_drive: float, lead: int,
-                        frames: int) -> Tensor:
+    def _frame_features(self, xs: Tensor, x_before: Tensor, gain: Tensor, lead: int, frames: int) -> Tensor:
         """(C, frames, 3 or 4) (see the class doc)."""
         c, w = xs.shape[0], self.frame
         whole = xs.narrow(1, 0, frames * w)
@@ -382,9 +411,10 @@ class ScriptHead(nn.Module):
         levels = torch.cat([sq.mean(-1), sq.select(2, 0).amax(-1, keepdim=True)], -1).clamp_min_(1e-8).log10_()
         if not self.uses_dsp:
             return levels
-        # the gain at each frame's last sample: the first frame ends after w - lead samples of this block
-        g = gain.narrow(1, w - 1 - lead, (frames - 1) * w + 1)[:, ::w]
-        g = (torch.log10(g) - log_drive).to(torch.float32)
+        # the gain at each frame's last sample (the first frame ends after w - lead samples of this
+        # block), in dB / 20: log10 of the scaled gain; the tube drive's share is in the first bias
+        g = gain.as_strided([1, frames], [gain.shape[1], w], gain.storage_offset() + w - 1 - lead)
+        g = g.to(torch.float32).log10_()
         return torch.cat([levels, g.expand(c, frames).unsqueeze(-1)], -1)
 
     def _ramp(self, lead: int, n: int, frames: int) -> Tensor:
@@ -403,7 +433,7 @@ class ScriptHead(nn.Module):
             self.ramps[key] = r
         return r
 
-    def _frames(self, x: Tensor, gain: Tensor, log_drive: float, state: List[List[Tensor]],
+    def _frames(self, x: Tensor, gain: Tensor, state: List[List[Tensor]],
                 frame_state: List[Tensor]) -> Tuple[Tensor, List[List[Tensor]], List[Tensor]]:
         pend, x_before, last2 = frame_state[0], frame_state[1], frame_state[2]
         lead = pend.shape[1]
@@ -412,17 +442,18 @@ class ScriptHead(nn.Module):
         frames = span // self.frame
         whole = frames * self.frame
         c = last2
+        rest = xs
         if frames > 0:
-            o, state = self.stack(self._frame_features(xs, x_before, gain, log_drive, lead, frames), state)
+            o, state = self.stack(self._frame_features(xs, x_before, gain, lead, frames), state)
             c = torch.cat([last2, o], 1)
-            x_before = xs.narrow(1, whole - 1, 1)
+            before, x_before, rest = xs.split([whole - 1, 1, span - whole], 1)
         out = c @ self._ramp(lead, x.shape[1], frames)
-        return out, state, [xs.narrow(1, whole, span - whole), x_before, c.narrow(1, c.shape[1] - 2, 2)]
+        return out, state, [rest, x_before, c.narrow(1, c.shape[1] - 2, 2)]
 
     def _features(self, x: Tensor, y_dsp: Tensor, gain: Tensor, log_drive: float) -> Tensor:
         if self.uses_dsp:
             g20 = (torch.log10(gain) - log_drive).to(torch.float32)
-            f = torch.stack([x, y_dsp, g20.expand(x.shape[0], -1)], dim=-1)
+            f = torch.stack([x, y_dsp.to(torch.float32), g20.expand(x.shape[0], -1)], dim=-1)
         else:
             f = x.unsqueeze(-1)
         if self.level_feature:
@@ -435,16 +466,17 @@ class ScriptHead(nn.Module):
     def correction(self, x: Tensor, y_dsp: Tensor, gain: Tensor, log_drive: float, state: List[List[Tensor]],
                    frame_state: List[Tensor]) -> Tuple[Tensor, List[List[Tensor]], List[Tensor]]:
         if self.frame > 1:
-            return self._frames(x, gain, log_drive, state, frame_state)
+            return self._frames(x, gain, state, frame_state)
         o, state = self.stack(self._features(x, y_dsp, gain, log_drive), state)
         return o, state, frame_state
 
     def output(self, o: Tensor, x: Tensor, y_dsp: Tensor) -> Tensor:
+        """The output form; ``o`` comes times ln 10 for the gain forms (:meth:`__init__`)."""
         if self.kind == "hybrid_gain":
-            return y_dsp * torch.exp(o * 2.302585092994046)   # ln 10, as neural.heads
+            return y_dsp * torch.exp(o)
         if self.kind == "hybrid_add":
             return y_dsp + o
-        return x * torch.exp(o * 2.302585092994046)
+        return x * torch.exp(o)
 
 
 class NeuralCompressor(nn.Module):
@@ -522,6 +554,11 @@ class NeuralCompressor(nn.Module):
         return self.curves.parameters_at(peak_reduction, mode)
 
     @torch.jit.export
+    def latency(self) -> int:
+        """Samples of delay the module adds: none (the control rate's ramp is causal)."""
+        return 0
+
+    @torch.jit.export
     def set_sample_rate(self, sample_rate: int) -> None:
         """The model's time constants are learnt in samples: it runs at its training rate only."""
         if sample_rate != self.sample_rate:
@@ -542,7 +579,8 @@ class NeuralCompressor(nn.Module):
         cond: Optional[Tensor] = None
         if self.conditioned:
             cond = self._cond(params, peak_reduction, mode)
-        self.head.stack.configure(cond)
+        # the gain feature is log10 of the scaled gain: the drive's share comes off in the first bias
+        self.head.stack.configure(cond, -self.log_drive if self.head.frame > 1 and self.uses_dsp else 0.0)
         if self.has_path:
             self.path.configure(cond)
         self.cond = cond
@@ -563,7 +601,7 @@ class NeuralCompressor(nn.Module):
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
         x2 = x.unsqueeze(0) if x.dim() == 1 else x
-        xf = x2.to(torch.float32)
+        xf = x2 if x2.dtype == torch.float32 else x2.to(torch.float32)
         channels = xf.shape[0]
         if channels != self.channels:
             self.reset()
@@ -582,16 +620,15 @@ class NeuralCompressor(nn.Module):
         gain = self.no_gain
         if self.uses_dsp:
             gain = self.dsp.scaled_gain(xf)   # (1, n) float64, times the make-up (and the drive, gray-box)
-            if self.graybox:
-                y_dsp = self.stage(xf, gain).to(torch.float32)
-            else:
-                y_dsp = torch.mul(xf, gain).to(torch.float32)
+            # the DSP output stays float64 (the renderer rounds it to float32 first: 1e-7 apart)
+            y_dsp = self.stage(xf, gain) if self.graybox else torch.mul(xf, gain)
         o, self.state, self.frame_state = self.head.correction(xf, y_dsp, gain, self.log_drive, self.state,
                                                                self.frame_state)
         y = self.head.output(o, xf, y_dsp)
         if self.has_path:
             y = self.path(y)
-        return y.to(x.dtype).reshape(x.shape)
+        y = y.to(x.dtype)
+        return y if x.dim() == 2 else y.reshape(x.shape)
 
 
 def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompressor:
