@@ -570,7 +570,7 @@ class NeuralCompressor(nn.Module):
         if self.needs_params:
             params = self.curves.parameters_at(peak_reduction, mode)
         make_up = math.pow(10.0, params[4] / 20.0)
-        if self.graybox:   # the gain comes scaled by the make-up and the drive (deploy.graybox)
+        if self.uses_dsp and self.graybox:   # the gain comes scaled by the make-up and the drive (deploy.graybox)
             self.dsp.prepare(params, make_up * params[8])
             self.stage.prepare(params[5:], self.sample_rate)
             self.log_drive = math.log10(params[8])
