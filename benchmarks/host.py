@@ -70,24 +70,45 @@ def rss_mb():
 def blocks_of(x):
     return [x[:, i:i + block].contiguous() for i in range(0, x.shape[1] - block + 1, block)]
 
-m = torch.jit.load(a["file"])
+def load():
+    if not a["neutone"]:
+        return torch.jit.load(a["file"])
+    from neutone_sdk.utils import load_neutone_model
+    model = load_neutone_model(a["file"])[0]
+    model.set_daw_sample_rate_and_buffer_size(rate, block)
+    return model
+
+params = torch.zeros(4, block)   # a Neutone model's knobs, 0..1 per sample
+if knobs:
+    params[0], params[1] = knobs[0] / 100.0, knobs[1]
+
+def caller(model):
+    if a["neutone"]:   # the wrapper reuses its buffers: a host copies what comes out
+        return lambda b: model.forward(b, params).clone()
+    return lambda b: model.forward(b, *knobs)
+
+m = load()
+call = caller(m)
 with torch.inference_mode():
     probe = blocks_of(loud[:, :rate * 2])
-    ys = [m.forward(b, *knobs) for b in probe]          # the first calls optimise the graph
+    ys = [call(b) for b in probe]          # the first calls optimise the graph
     m.reset()
-    first = torch.cat([m.forward(b, *knobs) for b in probe], 1)
-    fresh = torch.jit.load(a["file"])
-    again = torch.cat([fresh.forward(b, *knobs) for b in probe], 1)
+    first = torch.cat([call(b) for b in probe], 1)
+    fresh = load()
+    again = torch.cat([caller(fresh)(b) for b in probe], 1)
     reset_ok = bool(torch.equal(first, again))
     # an impulse after silence: the first sample that moves is the delay
     m.reset()
     imp = torch.zeros(channels, 8 * block)
     at = 4 * block + 3
     imp[:, at] = 0.5
-    out = torch.cat([m.forward(b, *knobs) for b in blocks_of(imp)], 1)
+    out = torch.cat([call(b) for b in blocks_of(imp)], 1)
     moved = (out.abs() > 0).any(0).nonzero()
     delay = int(moved[0]) - at if moved.numel() else -1
-    reported = int(m.latency()) if hasattr(m, "latency") else None
+    if a["neutone"]:
+        reported = int(m.calc_buffering_delay_samples()) + int(m.calc_model_delay_samples())
+    else:
+        reported = int(m.latency()) if hasattr(m, "latency") else None
     # the long stream: the loud material looped, one buffer per call, CPU time of this thread
     m.reset()
     loops = max(1, int(round(a["minutes"] * 60 * rate / loud.shape[1])))
@@ -99,7 +120,7 @@ with torch.inference_mode():
     for _ in range(loops):
         for b in src:
             t = time.thread_time_ns()
-            m.forward(b, *knobs)
+            call(b)
             times.append(time.thread_time_ns() - t)
             k += 1
             if k == minute:
@@ -109,7 +130,7 @@ with torch.inference_mode():
     quiet = []
     for _ in range(int(a["silence"] * rate) // block):
         t = time.thread_time_ns()
-        m.forward(silence, *knobs)
+        call(silence)
         quiet.append(time.thread_time_ns() - t)
     quiet = quiet[len(quiet) // 2:]
     # the harness: an empty scripted call from this loop
@@ -204,6 +225,9 @@ def main(argv=None) -> int:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--source", nargs="*", default=None, help="exportable sources instead of the synthetic ones")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--neutone", default=None, metavar="PYTHON",
+                    help="the Python of neutone-sdk's environment (docs/NEUTONE.md): also export the S6 hybrid as a "
+                         "Neutone model (the SDK's submission checks) and time it the same way, stereo at --rate")
     args = ap.parse_args(argv)
 
     from jobs.export import export_model
@@ -228,13 +252,29 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     rows = []
-    for name, res in files.items():
-        knobs = [] if res.kind == "fit" else [SETTING[0], SETTING[1]]
+    runs = [(name, res.out, res.kind, sys.executable, False, signal) for name, res in files.items()]
+    if args.neutone and "s6" in sources:
+        stereo = tmp / "program-stereo.pt"
+        torch.save(program(args.rate, 2), stereo)
+        start = time.perf_counter()
+        made = subprocess.run([args.neutone, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                               "from jobs.export import export_neutone; export_neutone(sys.argv[2], sys.argv[3])",
+                               str(ROOT), str(sources["s6"]), str(tmp / "s6_neutone")], capture_output=True,
+                              text=True, cwd=ROOT)
+        if made.returncode != 0:
+            print(f"Neutone export failed: {(made.stderr.strip().splitlines() or ['?'])[-1]}")
+        else:
+            print(f"Neutone: the S6 hybrid passed the SDK's save_neutone_model checks (submission, "
+                  f"{time.perf_counter() - start:.0f} s); timed below as the plug-in runs it (stereo)")
+            LABELS["s6_neutone"] = "S6 hybrid, Neutone model"
+            runs.append(("s6_neutone", tmp / "s6_neutone" / "model.nm", "neutone", args.neutone, True, stereo))
+    for name, out_file, kind, python, neutone, sig in runs:
+        knobs = [] if kind == "fit" else [SETTING[0], SETTING[1]]
         for block in args.blocks:
-            payload = json.dumps({"file": str(res.out), "knobs": knobs, "block": block, "rate": args.rate,
-                                  "signal": str(signal), "minutes": args.minutes, "silence": args.silence})
-            out = subprocess.run([sys.executable, "-I", "-c", CHILD, payload], capture_output=True, text=True,
-                                 cwd=tmp)
+            payload = json.dumps({"file": str(out_file), "knobs": knobs, "block": block, "rate": args.rate,
+                                  "signal": str(sig), "minutes": args.minutes, "silence": args.silence,
+                                  "neutone": neutone})
+            out = subprocess.run([python, "-I", "-c", CHILD, payload], capture_output=True, text=True, cwd=tmp)
             if out.returncode != 0:
                 print(f"{LABELS.get(name, name):30s} {block:6d} failed: {out.stderr.strip().splitlines()[-1]}")
                 continue

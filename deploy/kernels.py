@@ -26,7 +26,8 @@ of tensor operations that does not grow with its length:
   the state-space form (powers of ``A`` by doubling) and kept while the filter stays the
   same. A gain before and after the filter is folded into it (it scales ``B, D`` and
   ``C, D``: the state keeps its meaning when a gain changes). Blocks longer than
-  :data:`LTI_CHUNK` samples go through in pieces.
+  :data:`LTI_CHUNK` samples (twice that for a filter of order 4 or less, whose matrix is
+  smaller) go through in pieces.
 
 Denormals: a filter state decaying through a long silence reaches the subnormal range,
 where each multiplication costs tens of times more; states are flushed to zero below
@@ -320,14 +321,12 @@ class BlockLTI(nn.Module):
             self.state = torch.zeros(channels, k, dtype=torch.float64)
         if n == 0:
             return x.to(torch.float64)
-        if n <= self.chunk:
+        chunk = self.chunk if k > 4 else 2 * self.chunk   # a low order keeps the matrix small: longer pieces
+        if n <= chunk:
             return self._piece(x, n, k)
         parts: List[Tensor] = []
-        start = 0
-        while start < n:
-            length = min(self.chunk, n - start)
-            parts.append(self._piece(x.narrow(1, start, length), length, k))
-            start += length
+        for piece in x.split(chunk, 1):
+            parts.append(self._piece(piece, piece.shape[1], k))
         return torch.cat(parts, 1)
 
     @torch.jit.export

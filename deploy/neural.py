@@ -82,6 +82,28 @@ def _fold_glu(glu_w: Tensor, glu_b: Tensor, scale: Tensor, shift: Tensor) -> Tup
     return glu_w * scale, F.linear(shift, glu_w, glu_b).reshape(-1)
 
 
+def _scan_closed(log_a: Tensor, b: Tensor, s0: Tensor) -> Tensor:
+    """``s_t = exp(log_a_t) s_{t-1} + b_t`` over the frame axis in closed form, for many frames at once.
+
+    With ``L = cumsum(log_a)`` (``<= 0``): ``s_t = exp(L_t) (s0 + sum_{k<=t} exp(-L_k) b_k)``, in
+    float64 (each term's error relative to the largest ``|b|``); a few operations for any number
+    of frames instead of one per frame. Where ``L`` falls below -600 within the block (``exp(-L)``
+    would leave float64's range) it steps frame by frame instead.
+
+    Shapes: log_a, b :math:`(B, T, d, N)`, s0 :math:`(B, 1, d, N)` -> :math:`(B, T, d, N)` in b's dtype.
+    """
+    cum = log_a.to(torch.float64).cumsum(1)
+    if bool(cum.amin() > -600.0):
+        acc = (torch.exp(-cum) * b).cumsum(1).add_(s0)
+        return torch.exp(cum).mul_(acc).to(b.dtype)
+    states: List[Tensor] = []
+    s = s0
+    for a_t, b_t in zip(torch.exp(log_a).split(1, 1), b.split(1, 1)):
+        s = torch.addcmul(b_t, a_t, s)
+        states.append(s)
+    return torch.cat(states, 1)
+
+
 class ScriptS6Layer(nn.Module):
     """One S6 layer of the stack (:class:`neural.backbones.s6.S6Block`, FiLM, GLU, residual).
 
@@ -158,12 +180,15 @@ class ScriptS6Layer(nn.Module):
         if steps == 1:
             s = torch.addcmul(b, a, s)
             hs = s
-        else:
+        elif steps <= 8:
             states: List[Tensor] = []
             for a_t, b_t in zip(a.split(1, 1), b.split(1, 1)):
                 s = torch.addcmul(b_t, a_t, s)
                 states.append(s)
             hs = torch.cat(states, 1)
+        else:
+            hs = _scan_closed(delta.unsqueeze(-1) * self.neg_a, b, s)
+            s = hs.narrow(1, steps - 1, 1)
         y = torch.addcmul((hs * c_out.unsqueeze(2)).sum(-1), u, self.skip)
         v = F.linear(y * F.silu(z), self.w_fold, self.b_fold)               # out_proj, FiLM, GLU projection
         return h + F.glu(v, -1), [tail, s]
