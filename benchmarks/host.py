@@ -53,7 +53,7 @@ SETTING = (65.0, 1.0)   # peak reduction, mode (limit): the knob arguments of th
 
 # the child: torch only (python -I, run from a temporary folder), one thread
 CHILD = r'''
-import json, sys, time
+import array, json, sys, time
 import torch
 torch.set_num_threads(1)
 a = json.loads(sys.argv[1])
@@ -113,7 +113,8 @@ with torch.inference_mode():
     m.reset()
     loops = max(1, int(round(a["minutes"] * 60 * rate / loud.shape[1])))
     src = blocks_of(loud)
-    times = []
+    # the timings go to preallocated arrays: the harness itself must not grow with the stream
+    times = array.array("q", bytes(8 * loops * len(src)))
     rss_start = None
     minute = 60 * rate // block
     k = 0
@@ -121,21 +122,21 @@ with torch.inference_mode():
         for b in src:
             t = time.thread_time_ns()
             call(b)
-            times.append(time.thread_time_ns() - t)
+            times[k] = time.thread_time_ns() - t
             k += 1
             if k == minute:
                 rss_start = rss_mb()
     rss_end = rss_mb()
     silence = torch.zeros(channels, block)
-    quiet = []
-    for _ in range(int(a["silence"] * rate) // block):
+    quiet = array.array("q", bytes(8 * (int(a["silence"] * rate) // block)))
+    for i in range(len(quiet)):
         t = time.thread_time_ns()
         call(silence)
-        quiet.append(time.thread_time_ns() - t)
+        quiet[i] = time.thread_time_ns() - t
     quiet = quiet[len(quiet) // 2:]
     # the harness: an empty scripted call from this loop
     empty = torch.jit.script(torch.nn.Identity())
-    calls = []
+    calls = array.array("q")
     for b in src[:2000]:
         t = time.thread_time_ns()
         empty(b)
