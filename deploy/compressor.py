@@ -42,7 +42,7 @@ __all__ = ["PARAM_ORDER", "MODE_NAMES", "PeakCompressor", "KnobMapCurves", "Knob
 
 PARAM_ORDER = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db")
 MODE_NAMES = ("compress", "limit")   # mode input 0 and 1
-RELEASE_BLOCK = 128   # blocks up to this long try the release pattern first (one matrix product)
+RELEASE_BLOCK = 256   # blocks up to this long try the release pattern first (one matrix product)
 
 
 def mode_index(mode: str) -> int:

@@ -118,8 +118,11 @@ def _smooth_piece(lnf: Tensor, lg0: Tensor, lr: Tensor, lrt: Tensor, dla: float,
         log_p = torch.add(lr, af, alpha=dla).cumsum_(1)
         e = torch.add(lnf, af, alpha=dlc).add_(lrt).sub_(log_p)
         lg = torch.logaddexp(torch.logcumsumexp(e, 1), lg0).add_(log_p)
-        if r == 0 and torch.equal(lnf < lg, attack):
-            return lg
+        # the quick check compares with the gain lowered by a tie's width: a release where f and g
+        # agree to rounding (a silence, a steady level) passes it (the gain returned is 1e-12 low)
+        low = lg - 1e-12
+        if r == 0 and torch.equal(lnf < low, attack):
+            return low
         # a decision is wrong only clearly so: where f and g agree to rounding (a silence, a
         # steady level) both choices give the same gain, and rounding must not flip them forever
         prev = torch.cat([lg0, lg.narrow(1, 0, n - 1)], 1)
