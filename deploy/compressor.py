@@ -6,7 +6,8 @@ the fitted numbers, so a host with nothing but torch runs it. Semantics are thos
 ``|x|``, linked over channels, gain smoothing coefficient ``1 - exp(-2200 / (ms * sr))``,
 attack while the gain falls, make-up after), computed in float64 like the renderer.
 
-- :class:`PeakCompressor`: the per-sample recursion and its state (the last gain).
+- :class:`PeakCompressor`: the gain computer and smoother, solved over a whole buffer in a
+  few operations (:mod:`deploy.kernels`), and its state (the last gain).
 - :class:`KnobMapCurves`: a knob map's tables, evaluated inside the module exactly as
   :meth:`dsp.knobs.knobmap.KnobMap.at` does (threshold and make-up linear, ratio linear in
   log, attack and release by the monotone cubic (PCHIP) pieces in log-time, whose
@@ -22,7 +23,9 @@ attack while the gain falls, make-up after), computed in float64 like the render
   values in the device's (the manifest's) knob order.
 
 Shape (all ``forward``): x :math:`(T,)` or :math:`(C, T)`; returns the same shape and dtype.
-Streaming: consecutive calls continue the signal; ``reset()`` returns to silence.
+Streaming: consecutive calls continue the signal; ``reset()`` returns to silence;
+``latency()`` is 0 (no delay to compensate). The setting's constants are computed when the
+knobs move, not per buffer.
 """
 # no "from __future__ import annotations": TorchScript reads the class annotations as types
 
@@ -37,8 +40,8 @@ from torch import Tensor, nn
 
 from deploy.kernels import PIECE, ROUNDS, exact_tensor, smooth_gain_loop, smooth_log_gain
 
-__all__ = ["PARAM_ORDER", "MODE_NAMES", "PeakCompressor", "KnobMapCurves", "KnobCurves", "NearestSettings", "FixedCompressor",
-           "KnobMapCompressor", "KnobTableCompressor", "mode_index"]
+__all__ = ["PARAM_ORDER", "MODE_NAMES", "RELEASE_BLOCK", "PeakCompressor", "KnobMapCurves", "KnobCurves",
+           "NearestSettings", "FixedCompressor", "KnobMapCompressor", "KnobTableCompressor", "mode_index"]
 
 PARAM_ORDER = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db")
 MODE_NAMES = ("compress", "limit")   # mode input 0 and 1
