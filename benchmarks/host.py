@@ -141,6 +141,14 @@ with torch.inference_mode():
         t = time.thread_time_ns()
         empty(b)
         calls.append(time.thread_time_ns() - t)
+    # the machine's pace: one small tensor operation in TorchScript (20 chained adds on 64 doubles)
+    adds = torch.jit.CompilationUnit("def f(x: Tensor):\n" + "    x = x + 1.0\n" * 20 + "    return x\n").f
+    row = torch.zeros(1, 64, dtype=torch.float64)
+    ops = array.array("q")
+    for _ in range(2000):
+        t = time.thread_time_ns()
+        adds(row)
+        ops.append(time.thread_time_ns() - t)
 
 def q(v, p):
     v = sorted(v)
@@ -151,7 +159,7 @@ print(json.dumps({"median_us": q(times, 0.5), "p99_us": q(times, 0.99),
                   "rss_start_mb": rss_start if rss_start is not None else rss_end, "rss_end_mb": rss_end,
                   "silence_median_us": q(quiet, 0.5), "silence_p99_us": q(quiet, 0.99),
                   "reported_latency": reported, "impulse_delay": delay, "reset_ok": reset_ok,
-                  "harness_us": q(calls, 0.5)}))
+                  "harness_us": q(calls, 0.5), "op_us": (q(ops, 0.5) - q(calls, 0.5)) / 20}))
 '''
 
 
@@ -289,7 +297,9 @@ def main(argv=None) -> int:
     load_end = os.getloadavg()
     if rows:
         print(f"harness: an empty scripted call costs {np.median([r['harness_us'] for r in rows]):.1f} us per "
-              f"buffer here (included above); load average {load_end[0]:.2f} at the end")
+              f"buffer here (included above); one small tensor operation "
+              f"{np.median([r.get('op_us', float('nan')) for r in rows]):.2f} us (the machine's pace); "
+              f"load average {load_end[0]:.2f} at the end")
     print("columns: CPU us per buffer (median, 99th percentile); RTF = audio s / CPU s over the stream; memory growth "
           "from minute 1 to the end; silence: median/p99 us per buffer on silence after it; latency: "
           "reported/impulse (samples); reset: same output as a freshly loaded file")
