@@ -12,7 +12,9 @@ its size; a 64-sample block holds one or two control frames):
   layer, and the audio path's shaper coefficients.
 - The first layer's projections take the frame features directly (the stack's input
   projection folded in); the S6 block's causal convolution is one matrix product over
-  the unfolded window; an LSTM layer steps with ``torch.lstm_cell`` per frame.
+  the unfolded window; over many frames (long buffers) its scan is a closed form of cumulative
+  sums; an LSTM layer steps its few frames as a handful of operations each (``torch.nn.LSTM``'s
+  call costs more than that for short buffers).
 - The control rate's per-sample ramp is one product with a matrix cached per block
   length and frame phase.
 - The DSP part and the audio path are :mod:`deploy.compressor`, :mod:`deploy.graybox`
