@@ -30,7 +30,7 @@ from dsp.models.classes import model_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 
-__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "level_key", "level_dir", "write_summary", "knobmap_check"]
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "refuse_other_init", "level_key", "level_dir", "write_summary", "knobmap_check"]
 
 SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
 
@@ -135,6 +135,23 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
             previous = record["params"]
             rows.append(_row(record))
     return rows
+
+
+def refuse_other_init(ckpt_dir: Path, spec: ChainSpec) -> None:
+    """UserError when a level in ``ckpt_dir`` was fitted with another ``init`` (chained or
+    cold): checked before a rerun changes anything in the folder."""
+    for mode in spec.modes:
+        for pr in spec.levels:
+            ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
+            if not ckpt.is_file():
+                continue
+            try:
+                init = load_checkpoint(ckpt).get("init", spec.init)
+            except UserError:
+                continue   # damaged: refitted
+            if init != spec.init:
+                raise UserError(f"{ckpt}: was fitted with init={init}, this run uses init={spec.init}; "
+                                "choose another ckpt_dir to compare them")
 
 
 def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:

@@ -54,6 +54,8 @@ class GrayboxObjective:
                       PREEMPHASIS_CORNER_HZ * param.sample_rate)
         self.n_fft = fft_length(self.samples, decay_samples(slowest, param.sample_rate))
         self.x = torch.as_tensor(frames.x, dtype=dtype, device=self.device)
+        detector = frames.detector   # a linked multichannel pair's; None: each frame's own input
+        self.detector = None if detector is None else torch.as_tensor(detector, dtype=dtype, device=self.device)
         self.x_spec = torch.fft.rfft(self.x, n=self.n_fft)
         mask = frames.score_mask()
         self.mask = torch.as_tensor(mask, device=self.device)
@@ -63,7 +65,7 @@ class GrayboxObjective:
     def _run(self, z: torch.Tensor, preemphasised: bool) -> torch.Tensor:
         natural, blocks = self.param.natural(z)
         return forward_spectrum(self.x_spec, self.samples, self.n_fft, natural, blocks,
-                        self.param.sample_rate, preemphasised, self.x)
+                                self.param.sample_rate, preemphasised, self.x, self.detector)
 
     def _loss_tensor(self, z: torch.Tensor) -> torch.Tensor:
         err = torch.where(self.mask, self._run(z, True) - self.target_pe, 0.0)
@@ -128,7 +130,7 @@ class BlockObjective(GrayboxObjective):
         super().__init__(frames, param, device, dtype)
         natural = param.compressor.natural(param.compressor.from_physical({**compressor, "make_up_db": 0.0}))
         with torch.no_grad():
-            self.gain = compressor_gain(self.x, *natural[:4].to(self.x))
+            self.gain = compressor_gain(self.x, *natural[:4].to(self.x), detector=self.detector)
 
     def _run(self, z: torch.Tensor, preemphasised: bool) -> torch.Tensor:
         blocks = self.param.block_values(z[1:])
