@@ -82,6 +82,25 @@ class Frames:
         c, s, n = int(self.channel[b]), int(self.start[b]), int(self.lengths[b])
         return self.source_x[c, s:s + n], self.source_y[c, s:s + n]
 
+    def rows(self, part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The frames of ``part``, zero padded, float64: ``(x, y, detector)``, each ``(b, T)``
+        (``detector`` None when each frame's is its own input). For code that takes the
+        frames a few at a time, so a long pair is never held twice."""
+        idx = range(self.n_frames)[part]
+        x, y = np.zeros((len(idx), self.length)), np.zeros((len(idx), self.length))
+        det = None if self.source_detector is None else np.zeros((len(idx), self.length))
+        for i, b in enumerate(idx):
+            c, s, n = int(self.channel[b]), int(self.start[b]), int(self.lengths[b])
+            x[i, :n], y[i, :n] = self.source_x[c, s:s + n], self.source_y[c, s:s + n]
+            if det is not None:
+                det[i, :n] = self.source_detector[int(self.detector_row[b]), s:s + n]
+        return x, y, det
+
+    def mask_rows(self, part: slice) -> np.ndarray:
+        """:meth:`score_mask` of the frames of ``part``."""
+        n = np.arange(self.length)[None, :]
+        return (n >= self.warmup) & (n < self.lengths[part][:, None])
+
     @property
     def detector(self) -> np.ndarray | None:
         """What each frame's peak detector reads, zero padded, float64 ``(B, T)``; None when it

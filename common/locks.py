@@ -43,7 +43,7 @@ def output_lock(folder: str | os.PathLike, what: str = "output folder") -> Itera
         UserError: another live run holds it.
     """
     folder = Path(folder)
-    made = not folder.exists()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]   # the folders this run makes
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     for _ in range(5):   # the file may be replaced between our open and our lock: retry
@@ -75,6 +75,8 @@ def output_lock(folder: str | os.PathLike, what: str = "output folder") -> Itera
         with contextlib.suppress(OSError):
             os.unlink(path)   # while still holding it: a waiting opener then sees a new file
         os.close(fd)
-        if made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()   # only if the run left it empty
+        for p in made:   # the deepest first; only those the run left empty
+            try:
+                p.rmdir()
+            except OSError:
+                break

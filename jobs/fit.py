@@ -279,15 +279,22 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     levels = [v for v in levels if v not in held_out]   # the protocol: never fitted, not on the chain path
     todo = [(m, pr) for m in modes for pr in sorted(levels, reverse=True) if find(m, pr) is not None]
     if not todo:
-        found = levels_by_mode(pairs)
-        raise UserError(f"{cfg.data.get('root') or 'stand-in corpus'}: no pairs for modes {modes} at "
-                        f"levels {levels} (found {found})")
+        where = cfg.data.get('root') or 'stand-in corpus'
+        splits = list(cfg.data.fit_splits)
+        fit_takes = [p for p in pairs if p.split in splits]
+        if not fit_takes:
+            held = sorted({p.split for p in pairs})
+            raise UserError(f"{where}: no {'/'.join(splits)} takes to fit (data.fit_splits); the corpus holds "
+                            f"{'/'.join(held) or 'no'} takes only, and the protocol fits on Train material")
+        found = levels_by_mode(fit_takes)
+        raise UserError(f"{where}: no {'/'.join(splits)} pairs for modes {modes} at levels {levels} "
+                        f"({'/'.join(splits)} holds {found})")
     if str(cfg.init) not in ("chain", "default"):
         raise UserError(f"init must be chain or default, got {cfg.init!r}")
     check_rates([p for m, pr in todo for p in find(m, pr)])   # one rate, before any fit
     spec = ChainSpec(modes, levels, str(cfg.init), init,
                      float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data),
-                     _fit_key_settings(cfg))
+                     _fit_key_settings(cfg), bool(cfg.chain.monotone_threshold))
     refuse_other_init(ckpt_dir, spec)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     invalidate_derived(ckpt_dir)
