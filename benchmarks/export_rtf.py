@@ -73,9 +73,9 @@ def synthetic_sources(folder: Path) -> list[Path]:
     save_checkpoint(folder / "fit" / "ckpt.yaml", {"params": PARAMS, "esr": 0.0, "loss": 0.0, "iterations": 0,
                                                    "converged": True, "seconds": 0.0, "sample_rate": SR})
     (folder / "chain").mkdir()
-    KnobMap(TABLE).save(folder / "chain" / "knobmap.yaml")
+    KnobMap(TABLE, "ff5").save(folder / "chain" / "knobmap.yaml")
     (folder / "graybox_chain").mkdir()
-    KnobMap(GRAYBOX_TABLE).save(folder / "graybox_chain" / "knobmap.yaml")
+    KnobMap(GRAYBOX_TABLE, "graybox").save(folder / "graybox_chain" / "knobmap.yaml")
     KNOB_TABLE.save(folder / "knobtable.yaml")
     sources = [folder / "fit", folder / "chain", folder / "graybox_chain", folder / "knobtable.yaml"]
     base = yaml.safe_load((ROOT / "cfg" / "model" / "base.yaml").read_text())
@@ -92,7 +92,7 @@ def synthetic_sources(folder: Path) -> list[Path]:
                 model.audio_path.fir.add_(torch.randn(model.audio_path.fir.shape) * 0.05)
                 model.audio_path.branch.normal_(0.0, 0.3)
         path = folder / f"{backbone}_hybrid.pt"
-        save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KnobMap(TABLE).to_record(),
+        save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KnobMap(TABLE, "ff5").to_record(),
                            "state_dict": model.state_dict(), "config": {}})
         sources.append(path)
     return sources

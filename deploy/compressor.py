@@ -30,7 +30,7 @@ knobs move, not per buffer.
 # no "from __future__ import annotations": TorchScript reads the class annotations as types
 
 import math
-from typing import Dict, Final, List, Union
+from typing import Dict, Final, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from deploy.kernels import PIECE, ROUNDS, exact_tensor, smooth_gain_loop, smooth_log_gain
 
-__all__ = ["PARAM_ORDER", "MODE_NAMES", "RELEASE_BLOCK", "PeakCompressor", "KnobMapCurves", "KnobCurves",
+__all__ = ["PARAM_ORDER", "MODE_NAMES", "RELEASE_BLOCK", "PeakCompressor", "KnobMapCurves", "checked_setting",
            "NearestSettings", "FixedCompressor", "KnobMapCompressor", "KnobTableCompressor", "mode_index"]
 
 PARAM_ORDER = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db")
@@ -302,6 +302,17 @@ def _mode_slot(value: float) -> int:
     return 1 if value >= 0.5 else 0
 
 
+def checked_setting(peak_reduction: float, mode: float) -> Tuple[float, int]:
+    """An LA-2A setting as the command line takes it: peak reduction a finite number in
+    0..100, mode in 0..1 (at or above 0.5 limit, a host's switch); RuntimeError otherwise.
+    Called only when the setting changes, so it costs nothing per buffer."""
+    if not (math.isfinite(peak_reduction) and 0.0 <= peak_reduction <= 100.0):
+        raise RuntimeError("peak_reduction must be a finite number in 0..100")
+    if not (math.isfinite(mode) and 0.0 <= mode <= 1.0):
+        raise RuntimeError("mode must be 0 (compress) or 1 (limit)")
+    return peak_reduction, _mode_slot(mode)
+
+
 class KnobMapCurves(nn.Module):
     """A knob map's tables for the modes it has, evaluated at any peak reduction.
 
@@ -342,8 +353,10 @@ class KnobMapCurves(nn.Module):
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
         """threshold_db, ratio, attack_ms, release_ms, make_up_db at a setting.
 
-        The setting is clipped to the fitted range of the mode (end values held).
+        Peak reduction must lie in 0..100 (:func:`checked_setting`); outside the mode's
+        fitted levels the end level's values are held.
         """
+        checked_setting(peak_reduction, float(mode))
         if mode < 0 or mode > 1 or not self.has_mode[mode]:
             raise RuntimeError("the knob map has no such mode (0 compress, 1 limit)")
         pr = self.levels[mode]
@@ -368,7 +381,6 @@ class KnobMapCurves(nn.Module):
         return [values[0], math.exp(values[1]), timing[0], timing[1], values[2]]
 
 
-KnobCurves = KnobMapCurves   # the earlier name
 
 
 class KnobMapCompressor(_StreamingDSP):
@@ -397,8 +409,10 @@ class KnobMapCompressor(_StreamingDSP):
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
         pr = _setting(peak_reduction)
-        slot = _mode_slot(_setting(mode))
+        mode_value = _setting(mode)
+        slot = _mode_slot(mode_value)
         if pr != self.peak_reduction or slot != self.mode:
+            pr, slot = checked_setting(pr, mode_value)
             params = self.curves.parameters_at(pr, slot)
             self.comp.prepare(params, _make_up(params))
             self.peak_reduction = pr

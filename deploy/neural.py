@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from common.errors import UserError
 from deploy.audio_path import ScriptAudioPath
-from deploy.compressor import KnobMapCurves, PeakCompressor, _mode_slot, _setting
+from deploy.compressor import KnobMapCurves, PeakCompressor, _mode_slot, _setting, checked_setting
 from deploy.graybox import GRAYBOX_ORDER, GrayboxCurves, GrayboxStage
 
 __all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptStack", "ScriptFF", "ScriptHead",
@@ -509,7 +509,8 @@ class ScriptHead(nn.Module):
 class NeuralCompressor(nn.Module):
     """A trained LA-2A model with its knob map: ``forward(x, peak_reduction, mode)``.
 
-    Peak reduction is clamped to 0..100 and mode at or above 0.5 is limit. The DSP
+    Peak reduction must lie in 0..100 and mode in 0..1, at or above 0.5 limit
+    (:func:`deploy.compressor.checked_setting`; anything else raises). The DSP
     parameters (hybrids, fitted conditioning) come from the knob map inside; the state
     (DSP gain, backbone, control-rate frame, audio path) carries between calls;
     ``reset()`` returns to silence, and a block with another number of channels starts a
@@ -637,9 +638,11 @@ class NeuralCompressor(nn.Module):
             self.frame_state = self.head.initial_frame_state(channels)
         if xf.shape[1] == 0:
             return x.clone()
-        pr = min(max(_setting(peak_reduction), 0.0), 100.0)
-        slot = _mode_slot(_setting(mode))
+        pr = _setting(peak_reduction)
+        mode_value = _setting(mode)
+        slot = _mode_slot(mode_value)
         if pr != self.peak_reduction or slot != self.mode:
+            pr, slot = checked_setting(pr, mode_value)
             self._configure(pr, slot)
             self.peak_reduction = pr
             self.mode = slot

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from audio.devices import LA2A, Device
-from dsp.models.classes import kind_of, render_any
+from dsp.models.classes import ModelParams, render
 from dsp.models.ff5_streaming import StreamingCompressor
 
 __all__ = ["DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size",
@@ -73,11 +73,11 @@ def dsp_gain_db(comp: StreamingCompressor, block: np.ndarray, make_up_db: float)
     return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
 
 
-def dsp_output(x: np.ndarray, params: dict, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray | None:
+def dsp_output(x: np.ndarray, params: ModelParams, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray | None:
     """A gray-box fit's output for a mono ``(T,)`` take at ``sample_rate`` (float32); None
     for ff5, whose output is ``x * 10^(g_db / 20)`` and is not stored."""
-    if kind_of(params) != "graybox":
+    if params.model_class != "graybox":
         return None
-    return render_any(np.asarray(x, dtype=np.float64), sample_rate, params).astype(np.float32)
+    return render(np.asarray(x, dtype=np.float64), sample_rate, params).astype(np.float32)
 
 

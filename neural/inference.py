@@ -41,7 +41,7 @@ import torch
 from scipy import signal
 
 from common.errors import UserError
-from dsp.models.classes import kind_of, renderer_for
+from dsp.models.classes import processor
 from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import load_checkpoint
 from neural.conditioning import conditioning, dsp_gain_db
@@ -82,8 +82,8 @@ class BlockProcessor:
 
     def reset(self) -> None:
         # a gray-box fit: its output is not x * gain; its own compressor gives the gain feature
-        graybox = self.renderer.uses_dsp and kind_of(self.params) == "graybox"
-        self.dsp = renderer_for(self.params, self.renderer.sample_rate) if graybox else None
+        graybox = self.renderer.uses_dsp and self.params.model_class == "graybox"
+        self.dsp = processor(self.params, self.renderer.sample_rate) if graybox else None
         self.comp = None
         if self.renderer.uses_dsp and not graybox:
             self.comp = StreamingCompressor(self.params, self.renderer.sample_rate)

@@ -14,7 +14,7 @@ from deploy.neural import neural_module
 from deploy.verify import check_signal
 from dsp.knobs.knobmap import KnobMap
 from dsp.knobs.knobtable import KnobTable
-from dsp.models.classes import renderer_for
+from dsp.models.classes import processor
 from neural.checkpoint import load_checkpoint
 from neural.inference import NeuralRenderer
 
@@ -53,12 +53,12 @@ def signal():
 
 
 DSP_CASES = {
-    "ff5 fit": (lambda: FixedCompressor(P, SR), (), lambda: renderer_for(P, SR)),
-    "gray-box fit": (lambda: FixedGraybox({**P, **BLOCKS}, SR), (), lambda: renderer_for({**P, **BLOCKS}, SR)),
+    "ff5 fit": (lambda: FixedCompressor(P, SR), (), lambda: processor(P, SR)),
+    "gray-box fit": (lambda: FixedGraybox({**P, **BLOCKS}, SR), (), lambda: processor({**P, **BLOCKS}, SR)),
     "ff5 knob map": (lambda: KnobMapCompressor(KNOBMAP.table, SR), (62.5, 1.0),
-                     lambda: renderer_for(KNOBMAP.at(SETTING), SR)),
+                     lambda: processor(KNOBMAP.at(SETTING), SR)),
     "gray-box knob map": (lambda: KnobMapGraybox(GRAYBOX_MAP.table, SR), (62.5, 1.0),
-                          lambda: renderer_for(GRAYBOX_MAP.at(SETTING), SR)),
+                          lambda: processor(GRAYBOX_MAP.at(SETTING), SR)),
 }
 
 
@@ -72,12 +72,23 @@ def test_dsp_streams_in_varying_blocks(signal, name):
     assert np.max(np.abs(ref - signal)) > 0.05   # it did something
 
 
+BAD_SETTINGS = [(-5.0, 0.0), (130.0, 1.0), (float("nan"), 0.0), (50.0, 3.0)]
+
+
+@pytest.mark.parametrize("name", ["ff5 knob map", "gray-box knob map"])
+def test_dsp_maps_refuse_settings_outside_the_knobs(signal, name):
+    m = torch.jit.script(DSP_CASES[name][0]())
+    for pr, mode in BAD_SETTINGS:
+        with pytest.raises(Exception, match="peak_reduction must be|mode must be"):
+            m(torch.from_numpy(signal), pr, mode)
+
+
 def test_knob_table_streams_in_varying_blocks(signal):
     table = KnobTable(["threshold", "ratio"], [({"threshold": -20.0, "ratio": 4.0}, P),
                                                ({"threshold": -10.0, "ratio": 2.0}, {**P, "ratio": 2.5})])
     m = torch.jit.script(knob_table_module(table, SR))
     y = stream_varying(lambda b: m(torch.from_numpy(np.ascontiguousarray(b)), [-12.0, 2.2]).numpy(), signal, seed=2)
-    ref = renderer_for(table.at({"threshold": -12.0, "ratio": 2.2}), SR).process(signal)
+    ref = processor(table.at({"threshold": -12.0, "ratio": 2.2}), SR).process(signal)
     assert np.max(np.abs(y - ref)) < 1e-5
 
 
@@ -102,3 +113,6 @@ def test_neural_streams_in_varying_blocks(tmp_path, signal, param_map, backbone,
     ref = NeuralRenderer.load(ckpt).block_processor(SR, SETTING)(signal)
     assert np.max(np.abs(y - ref)) < 1e-5
     assert np.max(np.abs(ref - signal)) > 1e-3
+    for pr, mode in BAD_SETTINGS:   # refused, as the command line refuses them, not clamped
+        with pytest.raises(Exception, match="peak_reduction must be|mode must be"):
+            m(torch.from_numpy(signal), pr, mode)
