@@ -63,7 +63,12 @@ def neural_checkpoint(args) -> Path | None:
     if args.checkpoint is None:
         raise UserError("no checkpoint given (CKPT IN OUT, or --neural MODEL.pt IN OUT)")
     from neural.checkpoint import looks_like_checkpoint
-    return Path(args.checkpoint) if looks_like_checkpoint(args.checkpoint) else None
+    path = Path(args.checkpoint)
+    if looks_like_checkpoint(path):
+        return path
+    if path.suffix.lower() in (".pt", ".pth") and path.is_file():
+        raise UserError(f"{path}: not a readable neural checkpoint (not a torch zip file: damaged or truncated?)")
+    return None
 
 
 def parse_knobs(items: list[str]) -> dict:

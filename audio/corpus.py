@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from audio import material, standin
 from audio.devices import MODES
 from audio.io import write_audio
 from audio.signaltrain import input_name, target_name
-from common.atomic import fsync_folder, remove_stale_temporaries, temporary_name
+from common.atomic import fsync_folder, temporary_folder
 
 __all__ = ["CorpusSpec", "ensure_corpus", "DATASET_DIR"]
 
@@ -80,10 +80,7 @@ def ensure_corpus(cache_dir: str | Path, spec: CorpusSpec = CorpusSpec(), quiet:
     if (final / "corpus.json").is_file():
         return root
     cache_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(cache_dir)  # left by generations that were killed
-    tmp = cache_dir / temporary_name(f"standin-{spec.key()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with temporary_folder(final) as tmp:   # stale ones of killed generations go first
         entries = list(spec.entries())
         for split in ("Train", "Val", "Test"):
             (tmp / DATASET_DIR / split).mkdir(parents=True, exist_ok=True)
@@ -99,14 +96,11 @@ def ensure_corpus(cache_dir: str | Path, spec: CorpusSpec = CorpusSpec(), quiet:
         (tmp / "corpus.json").write_text(json.dumps({"version": _VERSION, **asdict(spec)}, indent=1))
         if final.exists():  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-            fsync_folder(cache_dir)
-            if not quiet:
-                size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
-                print(f"generated the stand-in corpus ({len(entries)} pairs, {size / 1e6:.0f} MB) in {final}; "
-                      "every run reuses it (data.cache_dir or $LA2A_CACHE_DIR move it)")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            return root
+        os.replace(tmp, final)
+        fsync_folder(cache_dir)
+    if not quiet:
+        size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
+        print(f"generated the stand-in corpus ({len(entries)} pairs, {size / 1e6:.0f} MB) in {final}; "
+              "every run reuses it (data.cache_dir or $LA2A_CACHE_DIR move it)")
     return root

@@ -5,8 +5,11 @@ quiet passages) goes block by block through the exported module (``torch.jit.loa
 file ``export.py`` writes) and through the Python renderer ``test_comp.py`` uses
 (:class:`dsp.models.ff5_streaming.StreamingCompressor`, :class:`neural.inference.NeuralRenderer`); printed per
 block size: the real-time factor (seconds of audio / seconds of wall time) of both, the
-CPU-time RTF beside it (what the model costs when the process has to wait for a shared
-core), and the largest difference between the two outputs over the whole signal.
+CPU-time RTF beside it (the CPU time of the calling thread: what the model costs when the
+process has to wait for a shared core, and without the CPU that library thread pools spin
+on), and the largest difference between the two outputs over the whole signal.
+``benchmarks/host.py`` measures the exported files as a host runs them (each alone in a
+fresh process, per-buffer percentiles, memory, silence, latency, reset).
 One thread, best of ``--repeats`` runs. The Python renderers run in the same process, and
 on a busy machine the numbers of both sides come out lower than those of the exported file
 timed alone in a fresh ``python -I`` process (what a host sees): measured 2026-11 at a load
@@ -100,10 +103,10 @@ def timed(run, audio_s: float, repeats: int) -> tuple[float, float, np.ndarray]:
     best_wall = best_cpu = float("inf")
     out = None
     for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
+        w, c = time.perf_counter(), time.thread_time()
         out = run()
         best_wall = min(best_wall, time.perf_counter() - w)
-        best_cpu = min(best_cpu, time.process_time() - c)
+        best_cpu = min(best_cpu, time.thread_time() - c)
     return audio_s / best_wall, audio_s / max(best_cpu, 1e-9), out
 
 

@@ -11,7 +11,7 @@ point) and refits, with a note, a level fitted on other data or settings.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,7 @@ from dsp.models.classes import model_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 
-__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "level_key", "level_dir", "write_summary", "knobmap_check"]
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "refuse_other_init", "level_key", "level_dir", "write_summary", "knobmap_check"]
 
 SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
 
@@ -45,6 +45,9 @@ class ChainSpec:
     overlap_s: float = 1.0
     align: str = "auto"                  # auto: correct each pair's latency and polarity | off
     key_settings: dict = field(default_factory=dict)   # further settings a fit is keyed by (data choices)
+    # the shape prior: a chained level's threshold no lower than the previous (higher-PR)
+    # level's, as PR is the sidechain gain (dsp.fitting.ff5.FitOptions.threshold_floor)
+    monotone_threshold: bool = True
 
 
 def level_dir(ckpt_dir: Path, mode: str, pr: int) -> Path:
@@ -63,7 +66,7 @@ def level_key(inp, tgt, spec: ChainSpec, options: FitOptions, start: dict | None
     """The :mod:`dsp.storage.fitkey` key of one level's fit, starting from ``start`` (None: the
     published default point)."""
     settings = fit_settings(options, init=spec.init, start=start, frame_s=spec.frame_s, overlap_s=spec.overlap_s,
-                            **spec.key_settings)
+                            monotone_threshold=spec.monotone_threshold, **spec.key_settings)
     return fit_key(inp, tgt, settings)
 
 
@@ -122,9 +125,12 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 if on_alignment:
                     on_alignment(mode, pr, aligned)
                 frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
+                level_options = options
+                if chained and spec.monotone_threshold:
+                    level_options = replace(options, threshold_floor=float(previous["threshold_db"]))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    res = fit_any(frames, start, options, on_iteration, level_match=not chained)
+                    res = fit_any(frames, start, level_options, on_iteration, level_match=not chained)
                 check_fit_collapse(res.params, res.esr, tgt)   # never written as a fit
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
                 record["compressor"] = options_class(options)
@@ -135,6 +141,23 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
             previous = record["params"]
             rows.append(_row(record))
     return rows
+
+
+def refuse_other_init(ckpt_dir: Path, spec: ChainSpec) -> None:
+    """UserError when a level in ``ckpt_dir`` was fitted with another ``init`` (chained or
+    cold): checked before a rerun changes anything in the folder."""
+    for mode in spec.modes:
+        for pr in spec.levels:
+            ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
+            if not ckpt.is_file():
+                continue
+            try:
+                init = load_checkpoint(ckpt).get("init", spec.init)
+            except UserError:
+                continue   # damaged: refitted
+            if init != spec.init:
+                raise UserError(f"{ckpt}: was fitted with init={init}, this run uses init={spec.init}; "
+                                "choose another ckpt_dir to compare them")
 
 
 def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:

@@ -23,7 +23,8 @@ from audio.pairs import align_mode
 from audio.rates import check_rates
 from audio.manifest import manifest_device, read_manifest
 from common.atomic import write_text_atomic
-from common.config import load_config
+from common.config import CONFIG_DIR, load_config
+from common.names import plain_name
 from common.errors import UserError
 from jobs.launch import check_results, launch, launcher_name, summarise_results
 from common.table import format_table
@@ -158,8 +159,22 @@ def _check_corpus_rate(cfg) -> None:
         check_rates([p for t in takes for p in (t.input, t.target)])
 
 
+def _check_models(cfg) -> None:
+    """Every compared model a model file of ``cfg/model/`` and every variant a known one,
+    before anything is fitted or trained (the names become run folders)."""
+    known = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml") if p.stem != "base")
+    for model in cfg.models:
+        plain_name(model, "model", "models")
+        if str(model) not in known:
+            raise UserError(f"models: unknown model {model!r} (choose from {', '.join(known)})")
+    for variant in cfg.variants:
+        if str(variant) not in LA2A.variants:   # every device has the same two
+            raise UserError(f"variants: unknown variant {variant!r} (choose from {', '.join(LA2A.variants)})")
+
+
 def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     check_overrides(cfg)
+    _check_models(cfg)
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is a file")

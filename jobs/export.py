@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from common.atomic import atomic_path
+from common.atomic import atomic_path, temporary_folder
 from common.errors import UserError
 from deploy.build import build, resolve_source
 from deploy.verify import TOLERANCE, max_difference
@@ -121,15 +119,11 @@ def export_neutone(source: str | Path, out_dir: str | Path, submission: bool = T
     ex = build(kind, path, fit, None)
     module = fit_as_knob_map(ex.module, ex.sample_rate) if kind == "fit" else ex.module
     rates = NEUTONE_RATES if ex.follows_rate else [ex.sample_rate]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with temporary_folder(out) as tmp:
         save_neutone(module, tmp, "LA-2A match", ex.description, kind != "fit", rates, ex.follows_rate, submission)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     size = (out / "model.nm").stat().st_size
     return ExportResult(kind=kind, source=path, out=out / "model.nm",
                         signature="Neutone FX: knobs peak_reduction (0..1 -> PR 0..100), mode (< 0.5 compress)",

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from audio.datasets import fit_pair_finder, load_pairs
+from audio.datasets import cache_folder, fit_pair_finder, load_pairs
 from audio.io import read_audio
 from audio.material import synthesize
 from audio.devices import MODES, la2a_setting
@@ -25,11 +25,13 @@ from audio.pairs import align_mode, alignment_note, read_aligned_pair
 from audio.rates import check_rates
 from audio.signaltrain import find_level, levels_by_mode
 from common.errors import UserError
+from common.locks import output_lock
+from common.paths import check_apart
 from common.records import write_csv
 from common.tracking import NULL_TRACKER
 from common.table import format_table
 from audio.framing import frame_pair
-from jobs.chain import ChainSpec, knobmap_check, run_chain
+from jobs.chain import ChainSpec, knobmap_check, refuse_other_init, run_chain
 from dsp.storage.open_fit import open_fit
 from dsp.storage.records import save_checkpoint
 from dsp.fitting.collapse import check_fit_collapse
@@ -45,7 +47,8 @@ from jobs.fit_options import fit_options, initial_params
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
 from jobs.fit_report import chain_report, manifest_report, pair_report, report_options
-from jobs.records import (PARAM_COLUMNS, chain_table_columns, param_columns, print_next_steps, report_alignment,
+from jobs.records import (PARAM_COLUMNS, chain_table_columns, invalidate_derived, param_columns, print_next_steps,
+                          report_alignment,
                           write_chain_records)
 from report.fit_summary import ESR_LEGEND
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
@@ -93,6 +96,14 @@ def fit_job_name(cfg) -> str:
     return job
 
 
+def data_inputs(data) -> dict:
+    """What a run reads, by config key: files and folders no output may touch."""
+    inputs = {f"data.{k}": data.get(k) for k in ("input", "target", "path", "root")}
+    if data.get("generate") and not data.get("root"):
+        inputs["the generated corpus (data.cache_dir)"] = cache_folder(data.get("cache_dir"))
+    return inputs
+
+
 def run_fit_job(cfg) -> int:
     check_overrides(cfg)
     ckpt_dir = Path(str(cfg.ckpt_dir))
@@ -101,17 +112,19 @@ def run_fit_job(cfg) -> int:
     for parent in ckpt_dir.parents:  # found now, not after the fit when the folder is made
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
+    check_apart({"ckpt_dir": ckpt_dir}, data_inputs(cfg.data))
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
     report_options(cfg)   # the page's settings, checked before the fit
-    if fit_job_name(cfg) in _FF5_ONLY:
-        options = _ff5_options(options, fit_job_name(cfg), bool(cfg.quiet))
-    job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
     kind = fit_job_name(cfg)
-    if kind == "manifest" or cfg.get("logger", "csv") == "csv":
-        return job[kind](cfg, ckpt_dir, options, init)
-    with open_tracker(cfg.logger, ckpt_dir) as tracker:   # event files in ckpt_dir/tensorboard
-        return job[kind](cfg, ckpt_dir, options, init, tracker)
+    if kind in _FF5_ONLY:
+        options = _ff5_options(options, kind, bool(cfg.quiet))
+    job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
+    with output_lock(ckpt_dir, "checkpoint folder"):
+        if kind == "manifest" or cfg.get("logger", "csv") == "csv":
+            return job[kind](cfg, ckpt_dir, options, init)
+        with open_tracker(cfg.logger, ckpt_dir) as tracker:   # event files in ckpt_dir/tensorboard
+            return job[kind](cfg, ckpt_dir, options, init, tracker)
 
 
 # --- one pair --------------------------------------------------------------------------
@@ -152,6 +165,7 @@ def _single_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     x, y, sr, aligned = read_aligned_pair(inp, tgt, align_mode(cfg.data))
     print(f"{tgt}: {aligned.describe()}")
     frames = _frames(cfg, x, y, sr, tgt)
+    invalidate_derived(ckpt_dir)
     res = _fit_with_progress(frames, init, options, cfg.quiet, "fit", tracker)
     _track_pair(tracker, x, y, sr, res.params, options_class(options))
     check_fit_collapse(res.params, res.esr, tgt)   # a collapsed fit is an error, never "converged"
@@ -182,6 +196,7 @@ def _digital_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
         x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
         y = render(x, sr, truth)
     frames = _frames(cfg, x, y, sr, inp)
+    invalidate_derived(ckpt_dir)
     res = _fit_with_progress(frames, init, options, cfg.quiet, data.name, tracker)
     _track_pair(tracker, x, y, sr, res.params, options_class(options), str(data.name))
     check_fit_collapse(res.params, res.esr, extra.get("target", inp))
@@ -275,16 +290,25 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     levels = [v for v in levels if v not in held_out]   # the protocol: never fitted, not on the chain path
     todo = [(m, pr) for m in modes for pr in sorted(levels, reverse=True) if find(m, pr) is not None]
     if not todo:
-        found = levels_by_mode(pairs)
-        raise UserError(f"{cfg.data.get('root') or 'stand-in corpus'}: no pairs for modes {modes} at "
-                        f"levels {levels} (found {found})")
+        where = cfg.data.get('root') or 'stand-in corpus'
+        splits = list(cfg.data.fit_splits)
+        fit_takes = [p for p in pairs if p.split in splits]
+        if not fit_takes:
+            held = sorted({p.split for p in pairs})
+            raise UserError(f"{where}: no {'/'.join(splits)} takes to fit (data.fit_splits); the corpus holds "
+                            f"{'/'.join(held) or 'no'} takes only, and the protocol fits on Train material")
+        found = levels_by_mode(fit_takes)
+        raise UserError(f"{where}: no {'/'.join(splits)} pairs for modes {modes} at levels {levels} "
+                        f"({'/'.join(splits)} holds {found})")
     if str(cfg.init) not in ("chain", "default"):
         raise UserError(f"init must be chain or default, got {cfg.init!r}")
     check_rates([p for m, pr in todo for p in find(m, pr)])   # one rate, before any fit
     spec = ChainSpec(modes, levels, str(cfg.init), init,
                      float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data),
-                     _fit_key_settings(cfg))
+                     _fit_key_settings(cfg), bool(cfg.chain.monotone_threshold))
+    refuse_other_init(ckpt_dir, spec)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)
     bar = tqdm(total=len(todo), desc="chain", unit="level", disable=cfg.quiet)
     it_bar = {"n": 0}
 
@@ -378,6 +402,7 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     check_rates([p for r in rows for p in (r.input, r.target)])   # one rate, before any fit
     align = align_mode(cfg.data)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)
     out, notes = [], []
     for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
         ckpt = take_dir(ckpt_dir, row) / "ckpt.yaml"

@@ -52,7 +52,7 @@ from dsp.models.parameters import PARAM_NAMES
 from jobs.protocol import held_out_levels, scorable_frames, takes_data_key
 from audio.datasets import fit_pair_finder
 from jobs.fit_report import chain_report, manifest_report
-from jobs.records import PARAM_COLUMNS, chain_table_columns, print_next_steps, write_chain_records
+from jobs.records import PARAM_COLUMNS, chain_table_columns, invalidate_derived, print_next_steps, write_chain_records
 
 __all__ = ["run_joint_job", "run_manifest_joint_job", "JOINT_RECORD", "MANIFEST_CURVES", "MANIFEST_SUMMARY",
            "candidates_from_config", "joint_options_from_config"]
@@ -162,6 +162,7 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
             if r["esr"] is not None:
                 r["esr"] = esr[int(r["peak_reduction"])]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)   # before the first file of the new fit is written
     _write_level_checkpoints(ckpt_dir, rows, model, options)
     findings = []
     kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
@@ -298,6 +299,7 @@ def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     out = [{**{f"knob_{k}": r.knobs[k] for k in knobs}, "split": r.split, **curves.at(r.knobs), "esr": s.esr}
            for r, s in zip(rows, fit.settings)]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)   # before the first file of the new fit is written
     write_csv(ckpt_dir / MANIFEST_SUMMARY, out)
     record = {**fit.to_record(), "protocol": protocol, "selection": table, "seconds": float(seconds)}
     write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(plain(record), sort_keys=False))

@@ -103,6 +103,13 @@ def check_overrides(cfg) -> None:
     for key in _WARMUPS:
         if key in cfg:
             duration(key, cfg.get(key), allow_zero=True)
+    data = cfg.get("data")
+    if data is not None and "frame_s" in data:   # the fit's frames: checked before any file is read
+        frame = duration("data.frame_s", data.get("frame_s"))
+        overlap = duration("data.overlap_s", data.get("overlap_s", 0.0), allow_zero=True)
+        if overlap >= frame:
+            raise UserError(f"data.overlap_s: the warm-up ({overlap:g} s) must be shorter than the frame "
+                            f"(data.frame_s {frame:g} s)")
     for key in _SEED_LISTS:
         if key in cfg and cfg.get(key) is not None:
             seeds = [whole_number(key, v, 0) for v in _as_list(key, cfg.get(key))]

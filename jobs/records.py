@@ -2,6 +2,7 @@
 its protocol record, and the table printed at the end."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from jobs.chain import write_summary
 from jobs.protocol import SPLIT_COLUMNS, add_split_scores, data_key, fit_record
 from report.fit_summary import MOST_LISTED, findings
 
-__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "param_columns", "chain_table_columns", "write_chain_records",
-           "report_alignment", "print_next_steps"]
+__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "DERIVED", "param_columns", "chain_table_columns", "invalidate_derived",
+           "write_chain_records", "report_alignment", "print_next_steps"]
 
 PARAM_COLUMNS = [("threshold_db", "thresh dB", ".2f"), ("ratio", "ratio", ".2f"),
                  ("attack_ms", "attack ms", ".3g"), ("release_ms", "release ms", ".4g"),
@@ -39,6 +40,19 @@ def chain_table_columns(options, table_columns=()) -> list[tuple]:
     return ([("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + param_columns(options) +
             [("esr", "fit ESR Train", ".4f"), ("esr_val", "fit ESR Val", ".4f"),
              ("esr_test", "fit ESR Test", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")])
+# What a fit folder holds besides the fits themselves: read off them, so removed before a
+# refit starts and written last (a killed refit leaves no map that disagrees with its levels).
+DERIVED = ("knobmap.yaml", "summary.csv", "knobmap_check.csv", "alignment.csv", "joint.yaml", "joint_curves.png",
+           "knobcurves.yaml", "joint_summary.csv", "manifest_summary.csv", "report.html")
+
+
+def invalidate_derived(ckpt_dir: Path) -> None:
+    """Remove what is read off the fits (:data:`DERIVED`) as the fitting starts, once the
+    inputs and settings were checked: they are written again when it ends."""
+    for name in DERIVED:
+        with contextlib.suppress(FileNotFoundError):
+            (ckpt_dir / name).unlink()
+
 
 
 def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, method: str,

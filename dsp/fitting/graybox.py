@@ -222,7 +222,8 @@ def evaluate_graybox_esr(frames: Frames, params: dict[str, float], ranges=None,
                          blocks: BlockRanges = BlockRanges()) -> float:
     """Pre-emphasised ESR of fixed physical gray-box ``params`` on ``frames`` (no fitting)."""
     param = GrayboxParameterisation(frames.sample_rate, ranges, blocks)
-    objective = GrayboxObjective(frames, param)
-    return objective.loss(param.from_physical(params)) / objective.energy
+    # the held-gain stage at the compressor's own parameters is the whole model, a few frames at a time
+    stage = BlockObjective(frames, param, params)
+    return stage.loss(stage.stage_vector(params)) / stage.energy
 
 

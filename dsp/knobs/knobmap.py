@@ -105,10 +105,10 @@ class KnobMap(ParamMap):
                             f"(choose --peak-reduction in {lo}..{hi})")
 
     def at(self, setting: dict) -> ModelParams:
-        """Parameters at any ``peak_reduction`` in ``mode`` (clipped to the fitted levels)."""
-        mode, peak_reduction = setting["mode"], setting["peak_reduction"]
-        if mode not in self.table:
-            raise UserError(f"knob map has no {mode!r} mode (has {', '.join(self.table)})")
+        """Parameters at a valid setting (:meth:`check`: a mode the map has, PR a number in
+        0..100); between the fitted levels interpolated, outside them the end level's."""
+        self.check(setting)
+        mode, peak_reduction = setting["mode"], float(setting["peak_reduction"])
         levels = self.table[mode]
         if len(levels) == 1:
             return self._params(next(iter(levels.values())))

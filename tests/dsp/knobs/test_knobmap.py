@@ -65,7 +65,8 @@ def test_monotone_between_levels(kmap):
 def test_held_at_the_ends(kmap):
     assert kmap.at(la2a_setting("compress", 0)) == kmap.at(la2a_setting("compress", 40))
     assert kmap.at(la2a_setting("compress", 39.9)) == kmap.at(la2a_setting("compress", 40))
-    assert kmap.at(la2a_setting("compress", 100.5)) == kmap.at(la2a_setting("compress", 100))
+    with pytest.raises(UserError, match="outside 0..100"):   # past the knob is an error, not a hold
+        kmap.at(la2a_setting("compress", 100.5))
 
 
 def test_interpolation_laws():
