@@ -20,7 +20,7 @@ import torch
 from scipy.interpolate import BSpline, PPoly
 from torch import Tensor, nn
 
-from deploy.compressor import _as_2d, _knob_values, _StreamingDSP
+from deploy.compressor import _as_2d, _knob_values, _make_up, _StreamingDSP
 
 __all__ = ["KnobCurvesModule", "KnobCurvesCompressor"]
 
@@ -137,9 +137,12 @@ class KnobCurvesCompressor(_StreamingDSP):
         sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
     """
 
+    setting: List[float]
+
     def __init__(self, curves, far: float, sample_rate: int):
         super().__init__(sample_rate)
         self.curves = KnobCurvesModule(curves, far)
+        self.setting = torch.jit.annotate(List[float], [])    # the knob values the compressor is prepared for
 
     @torch.jit.export
     def knob_names(self) -> List[str]:
@@ -150,6 +153,11 @@ class KnobCurvesCompressor(_StreamingDSP):
         return self.curves.parameters_at(knobs)
 
     def forward(self, x: Tensor, knobs: Union[List[float], Tensor]) -> Tensor:
-        params = self.curves.parameters_at(_knob_values(knobs))
-        y = self.comp.compress(_as_2d(x), params)
-        return y.reshape(x.shape)
+        values = _knob_values(knobs)
+        if values != self.setting:   # coefficients once per change of setting, not per buffer
+            params = self.curves.parameters_at(values)
+            self.comp.prepare(params, _make_up(params))
+            self.setting = values
+        if x.dim() == 2:
+            return self.comp.compress(x)
+        return self.comp.compress(_as_2d(x)).reshape(x.shape)
