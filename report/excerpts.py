@@ -54,11 +54,16 @@ class Excerpt:
 
 
 def _levels_db(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    x = x.mean(axis=0) if x.ndim == 2 else x.reshape(-1)
+    x = np.asarray(x)
+    x = x.reshape(1, -1) if x.ndim != 2 else x
     hop = max(1, int(round(_FRAME_S * sample_rate)))
-    n = len(x) // hop
-    ms = (x[: n * hop] ** 2).reshape(n, hop).mean(axis=1)
+    n = x.shape[1] // hop
+    ms = np.empty(n)
+    rows = max(1, 2 ** 20 // hop)   # a chunk at a time: a long take is never copied whole in float64
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        mono = np.asarray(x[:, a * hop:b * hop], np.float64).mean(axis=0)
+        ms[a:b] = (mono ** 2).reshape(b - a, hop).mean(axis=1)
     return 10.0 * np.log10(ms + 1e-12)
 
 

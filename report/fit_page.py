@@ -73,7 +73,7 @@ def _mono(z) -> np.ndarray:
 
 def _take_section(files: html.ReportFiles, fit, take: FitTake, excerpt_s: float, skip_s: float) -> str:
     x_all, sr = take.load()
-    e = fit_excerpt(_mono(x_all), sr, excerpt_s, skip_s)
+    e = fit_excerpt(x_all, sr, excerpt_s, skip_s)   # channels averaged a chunk at a time
     lead = max(0, e.start - int(PREROLL_S * sr))
     xs, ys = take.pair(lead, e.stop)
     out = _mono(fit.render(np.asarray(xs, np.float64), sr, take.setting))[e.start - lead:]
