@@ -254,6 +254,7 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         y_p = torch.where(mask[:, None], y_p, 0.0)
         grad = grad + 2.0 * torch.einsum("bpt,bt->p", y_p, r)
         if not hessian:
+            del x_spec, gain, mask, target, mg, u0, du0, v, sp, s_spec, r, dv, ds, y_p   # freed before the next frame
             continue
         jtj = jtj + 2.0 * torch.einsum("bpt,bqt->pq", y_p, y_p)
         r_spec = torch.fft.rfft(r, n=n_fft)
@@ -273,6 +274,8 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         in_weight += (torch.conj(mu_spec) * x_spec).sum(0)
         q[:OUTPUT, OUTPUT] += torch.einsum("bt,bpt->p", lam_f, ds)
         out_weight += (torch.conj(r_spec) * s_spec).sum(0)
+        # this frame's signals freed before the next frame's are made (else both live at once)
+        del x_spec, gain, mask, target, mg, u0, du0, v, sp, s_spec, r, dv, ds, y_p, r_spec, lam, lam_f, mu, mu_spec
     g = grad.cpu()
     if not hessian:
         return float(loss), g, None

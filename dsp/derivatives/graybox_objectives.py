@@ -19,6 +19,7 @@ from torchcomp import db2amp
 
 from audio.framing import Frames
 from audio.metrics import preemphasis_np
+from common.memory import release_freed_memory
 from dsp.derivatives.autograd import autograd_loss_grad, autograd_loss_grad_hess
 from dsp.derivatives.graybox_blocks import HeldGainStage, shaper_partials, stage_loss_grad_hess
 from dsp.models.blocks import decay_samples, fft_filter, fft_length, section_response, unit_delay
@@ -137,6 +138,7 @@ class HeldGainFrames:
                 self.energy += float((self._make(slice(lo, lo + GROUP))[3] ** 2).sum())
 
     def _make(self, part: slice):
+        release_freed_memory()   # the previous group's signals (the caller dropped them), before the next
         x, y, det = self.frames.rows(part)
         kw = {"dtype": self.dtype, "device": self.device}
         x = torch.as_tensor(x, **kw)
@@ -213,6 +215,7 @@ class BlockObjective:
         for part in self.data.groups():
             err = torch.where(part[2], self._forward(part, z, True) - part[3], 0.0)
             total = total + (err ** 2).sum()
+            del part, err   # freed before the next group is made
         return total
 
     def loss(self, z: torch.Tensor) -> float:
@@ -338,6 +341,7 @@ class MakeUpObjective:
                 f += float((r * r).sum())
                 grad += 2.0 * float((r * y_m).sum())
                 hess += 2.0 * (float((y_m * y_m).sum()) + float((r * y_mm).sum()))
+                del part, v, sp, mask, r, cv, y_m, y_mm   # freed before the next group is made
         return f, torch.tensor([grad], dtype=torch.float64), torch.tensor([[hess]], dtype=torch.float64)
 
 
