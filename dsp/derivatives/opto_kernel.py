@@ -63,7 +63,7 @@ _ASYM = 39
 _NPRM = 40
 # loop parameter positions (KERNEL_ORDER); the mix is 10 when free, the make-up n
 _PT, _PG, _PA, _PF, _PR, _PW, _PM, _PK, _PSF, _PSG, _PMIX = range(11)
-STATE_SIZE = 5      # g, light, c_fast, c_slow, memory (+ one shelf state per channel)
+STATE_SIZE = 4      # g, light, c_slow, memory (+ one shelf state per channel)
 
 
 def constants(natural, blocks, sample_rate: float) -> np.ndarray:
@@ -168,31 +168,29 @@ def _section(b0, b1, a1, x, state):
 @njit(cache=True)
 def _cell(st, q, prm):
     """Advance the cell by one sample from the light input ``q`` (the squared drive);
-    ``st = (g, light, c_fast, c_slow, memory)``. The value path of every kernel."""
-    light = st[1] + prm[_AATT] * (q - st[1])
+    ``st = (g, light, c_slow, memory)``. The value path of every kernel."""
+    light = st[1]
+    if q > light:
+        light = light + prm[_AATT] * (q - light)
+    else:
+        light = light + prm[_AFAST] * (q - light)
     if light > POWER_FLOOR:
         c = math.exp(prm[_GAMMA] * (0.5 * math.log(light) - K_DB * prm[_T]))
     else:
         c = 0.0
     ts = prm[_W] * c
-    tf = c - ts
-    cf = st[2]
-    if tf >= cf:
-        cf = tf
-    else:
-        cf = cf + prm[_AFAST] * (tf - cf)
-    cs = st[3]
-    mem = st[4]
+    cf = c - ts
+    cs = st[2]
+    mem = st[3]
     if ts >= cs:
         cs = ts
     else:
-        cs = cs + prm[_RSLOW] * (1.0 / (1.0 + prm[_DEPTH] * mem)) * (ts - cs)
+        cs = cs + prm[_RSLOW] * ((1.0 + 0.5 * prm[_DEPTH]) / (1.0 + prm[_DEPTH] * mem)) * (ts - cs)
     g = 1.0 / (1.0 + cf + cs)
     st[0] = g
     st[1] = light
-    st[2] = cf
-    st[3] = cs
-    st[4] = mem + prm[_AMEM] * ((1.0 - g) - mem)
+    st[2] = cs
+    st[3] = mem + prm[_AMEM] * ((1.0 - g) - mem)
 
 
 @njit(cache=True)
@@ -347,9 +345,6 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
     Pv = 0.0
     Pg = np.zeros(NL)
     Ph = np.zeros(HL)
-    fv = 0.0
-    fg = np.zeros(NL)
-    fh = np.zeros(HL)
     sv = 0.0
     sg = np.zeros(NL)
     sh = np.zeros(HL)
@@ -497,23 +492,29 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
             zh[k] = xb1 * gh[k] - a1 * eh[k]
         _coef_unit(zh, s_v, ag, d2, d3, e3, e4, e5, 1.0)
         _coef_unit(zh, e_v, eg, d4, d5, e6, e7, e8, -1.0)
-        # ============ light P <- P + a_att (e^2 - P) ========================================
+        # ============ light P <- P + a (e^2 - P): a = a_att rising, a_fast falling =============
         Dl = e_v * e_v - Pv
+        if Dl > 0.0:
+            al = aatt
+            pa = _PA
+        else:
+            al = afast
+            pa = _PF
         two_e = 2.0 * e_v
         for i in range(NL):
             dg[i] = two_e * eg[i] - Pg[i]
-        a2 = 2.0 * aatt
+        a2 = 2.0 * al
         k = 0
         for i in range(NL):
             ei = a2 * eg[i]
             for j in range(i, NL):
-                Ph[k] += aatt * (two_e * eh[k] - Ph[k]) + ei * eg[j]
+                Ph[k] += al * (two_e * eh[k] - Ph[k]) + ei * eg[j]
                 k += 1
-        _unit(Ph, _PA, dg, 1.0)
+        _unit(Ph, pa, dg, 1.0)
         for i in range(NL):
-            Pg[i] += aatt * dg[i]
-        Pg[_PA] += Dl
-        Pv = Pv + aatt * Dl
+            Pg[i] += al * dg[i]
+        Pg[pa] += Dl
+        Pv = Pv + al * Dl
         # ============ c* = exp(gamma (ln(P) / 2 - K T)): a function of (P; gamma, T) =========
         if Pv > POWER_FLOOR:
             L = math.log(Pv)
@@ -544,7 +545,7 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
                 cg[i] = 0.0
             for k in range(HL):
                 ch[k] = 0.0
-        # ============ stage targets: t_s = w c* (b), t_f = c* - t_s ==========================
+        # ============ the slow carriers' target t_s = w c* (b) ===============================
         tsv = w * cv
         for i in range(NL):
             bg[i] = w * cg[i]
@@ -552,26 +553,7 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
             bh[k] = w * ch[k]
         _unit(bh, _PW, cg, 1.0)
         bg[_PW] += cv
-        tfv = cv - tsv
-        # ============ fast stage ==========================================================
-        if tfv >= fv:
-            fv = tfv
-            for i in range(NL):
-                fg[i] = cg[i] - bg[i]
-            for k in range(HL):
-                fh[k] = ch[k] - bh[k]
-        else:
-            Df = tfv - fv
-            for i in range(NL):
-                dg[i] = (cg[i] - bg[i]) - fg[i]
-            for k in range(HL):
-                fh[k] += afast * ((ch[k] - bh[k]) - fh[k])
-            _unit(fh, _PF, dg, 1.0)
-            for i in range(NL):
-                fg[i] += afast * dg[i]
-            fg[_PF] += Df
-            fv = fv + afast * Df
-        # ============ slow stage: rate r / (1 + depth M), a function of (M; r, depth) =========
+        # ============ slow stage: rate r (1 + depth / 2) / (1 + depth M), a function of (M; r, depth)
         if tsv >= sv:
             sv = tsv
             for i in range(NL):
@@ -581,44 +563,47 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
         else:
             iden = 1.0 / (1.0 + depth * Mv)
             iden2 = iden * iden
-            rate = rslow * iden
-            fM = -rslow * depth * iden2
-            fMM = 2.0 * rslow * depth * depth * iden2 * iden
+            half = 1.0 + 0.5 * depth
+            rate = rslow * (half / (1.0 + depth * Mv))
+            fM = -rslow * half * depth * iden2
+            fMM = 2.0 * rslow * half * depth * depth * iden2 * iden
+            mid = 0.5 - Mv
             Ds = tsv - sv
             for i in range(NL):
                 qg[i] = fM * Mg[i]          # the rate's gradient
                 dg[i] = bg[i] - sg[i]
-            qg[_PR] += iden
-            qg[_PK] += -rslow * Mv * iden2
+            qg[_PR] += half * iden
+            qg[_PK] += rslow * mid * iden2
             dsM = Ds * fMM
+            dsf = Ds * fM
             k = 0
             for i in range(NL):
                 mi = dsM * Mg[i]
                 qi = qg[i]
                 di = dg[i]
                 for j in range(i, NL):
-                    sh[k] += rate * (bh[k] - sh[k]) + Ds * fM * Mh[k] + mi * Mg[j] + qi * dg[j] + di * qg[j]
+                    sh[k] += rate * (bh[k] - sh[k]) + dsf * Mh[k] + mi * Mg[j] + qi * dg[j] + di * qg[j]
                     k += 1
-            # the rate's own second derivatives in (r, depth), times Ds
-            _unit(sh, _PR, Mg, -Ds * depth * iden2)
-            _unit(sh, _PK, Mg, Ds * (-rslow * iden2 + 2.0 * rslow * depth * Mv * iden2 * iden))
-            sh[_pl(_PR, _PK)] += -Ds * Mv * iden2
-            sh[_pl(_PK, _PK)] += Ds * 2.0 * rslow * Mv * Mv * iden2 * iden
+            # the rate's own second derivatives in (r, depth) and with M, times Ds
+            _unit(sh, _PR, Mg, -Ds * half * depth * iden2)
+            _unit(sh, _PK, Mg, Ds * rslow * (-(1.0 + depth) * iden2 + 2.0 * depth * Mv * half * iden2 * iden))
+            sh[_pl(_PR, _PK)] += Ds * mid * iden2
+            sh[_pl(_PK, _PK)] += -Ds * 2.0 * rslow * Mv * mid * iden2 * iden
             for i in range(NL):
                 sg[i] += rate * dg[i] + Ds * qg[i]
             sv = sv + rate * Ds
-        # ============ divider g = 1 / (1 + c_f + c_s) ========================================
-        gv = 1.0 / (1.0 + fv + sv)
+        # ============ divider g = 1 / (1 + (1 - w) c* + c_s) =================================
+        gv = 1.0 / (1.0 + (cv - tsv) + sv)
         f1 = -gv * gv
         f2 = 2.0 * gv * gv * gv
         for i in range(NL):
-            dg[i] = fg[i] + sg[i]
+            dg[i] = (cg[i] - bg[i]) + sg[i]
             gg[i] = f1 * dg[i]
         k = 0
         for i in range(NL):
             di = f2 * dg[i]
             for j in range(i, NL):
-                gh[k] = f1 * (fh[k] + sh[k]) + di * dg[j]
+                gh[k] = f1 * ((ch[k] - bh[k]) + sh[k]) + di * dg[j]
                 k += 1
         # ============ memory M <- M + a_mem ((1 - g) - M) ====================================
         Dm = (1.0 - gv) - Mv

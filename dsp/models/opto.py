@@ -9,11 +9,10 @@ one sample late, as in any causal feedback circuit)::
                                                    plus limit mode's tap of the input (mu)
     e[n]  = Hsc(s)[n]                              EL panel drive: first-order high shelf,
                                                    brighter with frequency
-    P     <- P + a_att (e^2 - P)                   panel light seen by the cell (attack)
-    c*    = (P / 10^(T/10))^(gamma / 2)            cell conductance asked for: a power law
-    c_f   <- c*(1-w) if above, else c_f + a_fast (c*(1-w) - c_f)      fast stage
-    c_s   <- c* w    if above, else c_s + r_slow / (1 + kappa M) (c* w - c_s)   slow stage
-    g     = 1 / (1 + c_f + c_s)                    divider: cell against the series resistor
+    P     <- P + a (e^2 - P),  a = a_att if e^2 > P else a_fast       light the cell has taken
+    c*    = (P / 10^(T/10))^(gamma / 2)            conductance: a power law of the light
+    c_s   <- w c* if above, else c_s + r_slow (1 + kappa/2) / (1 + kappa M) (w c* - c_s)
+    g     = 1 / (1 + (1 - w) c* + c_s)             divider: cell against the series resistor
     M     <- M + a_mem ((1 - g) - M)               memory: the reduction's recent history
 
 - **Feedback.** The cell is lit by the attenuated signal, so in compress mode (``mu = 0``)
@@ -21,19 +20,19 @@ one sample late, as in any causal feedback circuit)::
   ratio of ``1 + gamma``: the stored ``ratio``. Its knee is soft by construction (6 dB of
   reduction where ``c* = 1``). The sidechain sees the input before the input transformer
   (``Hin``): a transformer's roll-offs barely move a level smoothed over milliseconds, and
-  it keeps the gain a function of the core's parameters only, so the blocks can be fitted
+  it keeps the gain a function of the cell's parameters only, so the blocks can be fitted
   with the gain held, as the gray-box's are.
-- **Threshold** ``T`` (``threshold_db``): the sidechain's mean-square level (dB re 1, a
-  full-scale sine is -3 dB) at which ``c* = 1``. More peak reduction is more sidechain
-  gain: a lower ``T``.
-- **Attack** (``attack_ms``): the light the cell integrates (the EL panel is driven by the
-  audio itself, not a rectified level): a one-pole on the squared drive.
-- **Release**: two stages, the fast one (``release_ms``, published 40-80 ms to 50 %)
-  carries ``1 - w`` of the conductance, the slow one (``release_slow_ms``, 0.5-5 s and up to
-  15 s) ``w`` (``slow_fraction``). The slow stage's time grows with the memory ``M``, the
-  one-pole average (``memory_ms``) of the reduction fraction ``1 - g``, up to ``1 +
-  memory_depth`` times: longer after long or heavy reduction. Both stages follow a rising
-  target at once (the attack is in ``P``).
+- **Threshold** ``T`` (``threshold_db``): the light's level (dB re a unit sidechain drive
+  squared) at which ``c* = 1``. More peak reduction is more sidechain gain: a lower ``T``.
+- **Attack and fast release**: the EL panel is driven by the audio itself, not by a
+  rectified level; the light the cell has taken rises towards the squared drive with
+  ``attack_ms`` (published: about 10 ms) and falls with ``release_ms`` (40-80 ms to 50 %).
+- **Slow release with memory**: a fraction ``w`` (``slow_fraction``) of the conductance
+  follows a rising target at once and lets go with a time constant proportional to
+  ``1 + memory_depth M``, ``release_slow_ms`` (0.5-5 s, up to 15 s) at half memory; the
+  memory ``M`` is the one-pole average (``memory_ms``) of the reduction fraction ``1 - g``:
+  the cell lets go more slowly after long or heavy reduction. (Stored at half memory, the
+  slow time is the one the material shows, whatever the depth.)
 - **Limit** mode's tap ``mu`` (``input_mix``, linear amplitude, fitted in limit mode, 0 in
   compress mode) is feed-forward: once ``g`` falls towards ``mu`` the curve steepens.
 - **Make-up** ``m`` (``make_up_db``).
@@ -60,7 +59,7 @@ from dsp.models.blocks import decay_samples, fft_length, shelf_coefficients
 from dsp.models.graybox import BLOCK_NAMES, PREEMPHASIS_CORNER_HZ, blocks_forward
 
 __all__ = ["CORE_NAMES", "OPTO_NAMES", "OPTO_START", "OptoRanges", "OptoParameterisation", "KERNEL_ORDER",
-           "Z_ORDER", "MIX", "POWER_FLOOR", "time_coefficient", "opto_gain", "opto"]
+           "Z_ORDER", "MIX", "POWER_FLOOR", "time_coefficient", "natural_from_physical", "opto_gain", "opto"]
 
 # stored order: the five-parameter model's names first (tables, knob maps), then the cell's
 CORE_NAMES = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db",
@@ -103,8 +102,8 @@ class OptoRanges:
     """
     ratio: tuple[float, float] = (1.5, 12.0)                 # asymptotic ratio 1 + gamma (compress 3-4:1)
     attack_ms: tuple[float, float] = (0.5, 100.0)            # about 10 ms
-    release_ms: tuple[float, float] = (10.0, 2000.0)         # fast stage: 40-80 ms to 50 %
-    release_slow_ms: tuple[float, float] = (100.0, 30000.0)  # slow stage: 0.5-5 s, up to 15 s
+    release_ms: tuple[float, float] = (10.0, 2000.0)         # fast release: 40-80 ms to 50 %
+    release_slow_ms: tuple[float, float] = (100.0, 30000.0)  # slow stage at half memory: 0.5-5 s, up to 15 s
     slow_fraction: tuple[float, float] = (0.01, 0.99)
     memory_ms: tuple[float, float] = (100.0, 60000.0)        # how long the cell remembers
     memory_depth: tuple[float, float] = (0.01, 100.0)        # slow stage up to (1 + depth) x slower
@@ -271,6 +270,16 @@ class OptoParameterisation:
         return hits
 
 
+def natural_from_physical(params: dict, sample_rate: float) -> list[float]:
+    """The kernel's values (:data:`KERNEL_ORDER`) from physical parameters (floats; no range
+    check: a stored fit may have been made with other ranges)."""
+    p = {k: float(params[k]) for k in CORE_NAMES}
+    return [p["threshold_db"], p["ratio"] - 1.0, time_coefficient(p["attack_ms"], sample_rate),
+            time_coefficient(p["release_ms"], sample_rate), 1000.0 / (p["release_slow_ms"] * sample_rate),
+            p["slow_fraction"], time_coefficient(p["memory_ms"], sample_rate), p["memory_depth"],
+            p["sidechain_shelf_hz"], p["sidechain_shelf_db"], p["input_mix"], p["make_up_db"]]
+
+
 # ------------------------------------------------------------------------------ forward (torch)
 def _shelf(natural: torch.Tensor, sample_rate: float):
     return shelf_coefficients(natural[8], natural[9], sample_rate)
@@ -297,21 +306,21 @@ def opto_gain(x: torch.Tensor, natural: torch.Tensor, sample_rate: float) -> tor
     k_db = math.log(10.0) / 20.0
     B, T = x.shape
     zeros = x.new_zeros(B) + 0.0 * thr   # on the graph, so every state has the parameters' dtype
-    g, zsh, light, c_f, c_s, mem = zeros + 1.0, zeros, zeros, zeros, zeros, zeros
+    g, zsh, light, c_s, mem = zeros + 1.0, zeros, zeros, zeros, zeros
     out = []
     for n in range(T):
         out.append(g)
         s = (g + mix) * x[:, n]
         e = b0 * s + zsh
         zsh = b1 * s - a1 * e
-        light = light + a_att * (e * e - light)
+        q = e * e
+        light = torch.where(q > light, light + a_att * (q - light), light + a_fast * (q - light))
         lit = light > POWER_FLOOR
         safe = torch.where(lit, light, torch.ones_like(light))
         target = torch.where(lit, torch.exp(gamma * (0.5 * torch.log(safe) - k_db * thr)), torch.zeros_like(light))
         t_s = w * target
-        t_f = target - t_s
-        c_f = torch.where(t_f >= c_f, t_f, c_f + a_fast * (t_f - c_f))
-        rate = r_slow * (1.0 / (1.0 + depth * mem))
+        c_f = target - t_s
+        rate = r_slow * ((1.0 + 0.5 * depth) / (1.0 + depth * mem))
         c_s = torch.where(t_s >= c_s, t_s, c_s + rate * (t_s - c_s))
         g = 1.0 / (1.0 + c_f + c_s)
         mem = mem + a_mem * ((1.0 - g) - mem)
