@@ -34,7 +34,7 @@ from dsp.fitting.collapse import check_fit_collapse
 from dsp.fitting.ff5 import FitResult, fit_frames
 from dsp.storage.fitkey import fit_key, fit_settings
 from dsp.fitting.by_class import fit_any, options_kind
-from dsp.models.classes import render_any
+from dsp.models.classes import kind_of, param_names, render_any
 from dsp.storage.take_fits import take_dir, take_fit
 from dsp.derivatives.autograd import target_energy
 from dsp.models.parameters import PARAM_NAMES
@@ -341,16 +341,11 @@ def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, coun
             x, sr = read_audio(pair[0], stop=None)
             y, _ = read_audio(pair[1])
             n = 5 * sr
-            params = {k: r[k] for k in r if k in PARAM_NAMES or k in _block_names()}
+            params = {k: r[k] for k in param_names(kind_of(r))}
             examples.append((f"{mode}_pr{r['peak_reduction']}", y[0, :n], render_any(x[:, :n], sr, params)[0]))
     if examples:
         log_audio_pairs(tracker, examples, sr)
     tracker.flush()
-
-
-def _block_names() -> tuple:
-    from dsp.models.graybox import BLOCK_NAMES
-    return tuple(BLOCK_NAMES)
 
 
 # --- a manifest: takes of a device with arbitrary knobs, one fit each -----------------------

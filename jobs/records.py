@@ -12,7 +12,7 @@ from audio.datasets import fit_pair_finder
 from audio.pairs import align_mode
 from jobs.protocol import SPLIT_COLUMNS, add_split_scores, data_key, fit_record
 
-__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "param_columns", "write_chain_records"]
+__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "OPTO_COLUMNS", "param_columns", "write_chain_records"]
 
 PARAM_COLUMNS = [("threshold_db", "thresh dB", ".2f"), ("ratio", "ratio", ".2f"),
                  ("attack_ms", "attack ms", ".3g"), ("release_ms", "release ms", ".4g"),
@@ -22,9 +22,17 @@ BLOCK_COLUMNS = [("input_highpass_hz", "in HP Hz", ".3g"), ("input_shelf_hz", "s
                  ("tube_asymmetry", "asym", ".3f"), ("output_highpass_hz", "out HP Hz", ".3g")]
 
 
+OPTO_COLUMNS = [("release_slow_ms", "slow ms", ".4g"), ("slow_fraction", "slow frac", ".2f"),
+                ("memory_ms", "memory ms", ".4g"), ("memory_depth", "depth", ".3g"),
+                ("sidechain_shelf_hz", "sc shelf Hz", ".4g"), ("sidechain_shelf_db", "sc dB", ".1f"),
+                ("input_mix", "mix", ".3g")]
+
+
 def param_columns(options) -> list:
     """The table columns of the fitted model class's parameters."""
-    return PARAM_COLUMNS + (BLOCK_COLUMNS if options_kind(options) == "graybox" else [])
+    kind = options_kind(options)
+    return PARAM_COLUMNS + (OPTO_COLUMNS if kind == "opto" else []) + \
+        (BLOCK_COLUMNS if kind in ("graybox", "opto") else [])
 
 
 

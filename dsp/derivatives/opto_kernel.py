@@ -185,7 +185,7 @@ def _cell(st, q, prm):
     if ts >= cs:
         cs = ts
     else:
-        cs = cs + prm[_RSLOW] * ((1.0 + 0.5 * prm[_DEPTH]) / (1.0 + prm[_DEPTH] * mem)) * (ts - cs)
+        cs = cs + prm[_RSLOW] * math.exp(-prm[_DEPTH] * (mem - 0.5)) * (ts - cs)
     g = 1.0 / (1.0 + cf + cs)
     st[0] = g
     st[1] = light
@@ -553,7 +553,7 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
             bh[k] = w * ch[k]
         _unit(bh, _PW, cg, 1.0)
         bg[_PW] += cv
-        # ============ slow stage: rate r (1 + depth / 2) / (1 + depth M), a function of (M; r, depth)
+        # ============ slow stage: rate r exp(-kappa (M - 1/2)), a function of (M; r, kappa) ==
         if tsv >= sv:
             sv = tsv
             for i in range(NL):
@@ -561,19 +561,17 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
             for k in range(HL):
                 sh[k] = bh[k]
         else:
-            iden = 1.0 / (1.0 + depth * Mv)
-            iden2 = iden * iden
-            half = 1.0 + 0.5 * depth
-            rate = rslow * (half / (1.0 + depth * Mv))
-            fM = -rslow * half * depth * iden2
-            fMM = 2.0 * rslow * half * depth * depth * iden2 * iden
-            mid = 0.5 - Mv
+            mid = Mv - 0.5
+            ex = math.exp(-depth * mid)
+            rate = rslow * ex
+            fM = -depth * rate
+            fMM = depth * depth * rate
             Ds = tsv - sv
             for i in range(NL):
                 qg[i] = fM * Mg[i]          # the rate's gradient
                 dg[i] = bg[i] - sg[i]
-            qg[_PR] += half * iden
-            qg[_PK] += rslow * mid * iden2
+            qg[_PR] += ex
+            qg[_PK] += -mid * rate
             dsM = Ds * fMM
             dsf = Ds * fM
             k = 0
@@ -584,11 +582,11 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
                 for j in range(i, NL):
                     sh[k] += rate * (bh[k] - sh[k]) + dsf * Mh[k] + mi * Mg[j] + qi * dg[j] + di * qg[j]
                     k += 1
-            # the rate's own second derivatives in (r, depth) and with M, times Ds
-            _unit(sh, _PR, Mg, -Ds * half * depth * iden2)
-            _unit(sh, _PK, Mg, Ds * rslow * (-(1.0 + depth) * iden2 + 2.0 * depth * Mv * half * iden2 * iden))
-            sh[_pl(_PR, _PK)] += Ds * mid * iden2
-            sh[_pl(_PK, _PK)] += -Ds * 2.0 * rslow * Mv * mid * iden2 * iden
+            # the rate's own second derivatives in (r, kappa) and with M, times Ds
+            _unit(sh, _PR, Mg, -Ds * depth * ex)
+            _unit(sh, _PK, Mg, Ds * rate * (depth * mid - 1.0))
+            sh[_pl(_PR, _PK)] += -Ds * mid * ex
+            sh[_pl(_PK, _PK)] += Ds * mid * mid * rate
             for i in range(NL):
                 sg[i] += rate * dg[i] + Ds * qg[i]
             sv = sv + rate * Ds

@@ -3,8 +3,11 @@
 Interpolation follows how each parameter behaves: threshold and make-up linearly
 in dB, ratio linearly in log-ratio, attack and release with a monotone cubic
 (PCHIP) in log-time; a gray-box map's block parameters: frequencies linearly in
-log-frequency, dB, drive and asymmetry linearly. Outside the fitted range the end
-values are held. The record names the model class (``compressor: ff5|graybox``).
+log-frequency, dB, drive and asymmetry linearly; an opto map's cell parameters: the slow
+release and the memory time like the other times, the memory depth and the sidechain
+shelf's corner linearly in log, the slow fraction, the shelf's gain and the input tap
+linearly (compress mode's tap is 0 at every level). Outside the fitted range the end
+values are held. The record names the model class (``compressor: ff5|graybox|opto``).
 """
 from __future__ import annotations
 
@@ -28,15 +31,20 @@ _INTERPOLATION = {"threshold_db": "linear", "make_up_db": "linear", "ratio": "li
 _BLOCK_INTERPOLATION = {"input_highpass_hz": "linear in log", "input_shelf_hz": "linear in log",
                         "input_shelf_db": "linear", "tube_drive": "linear", "tube_asymmetry": "linear",
                         "output_highpass_hz": "linear in log"}
+_OPTO_INTERPOLATION = {"release_slow_ms": "monotone cubic in log", "memory_ms": "monotone cubic in log",
+                       "slow_fraction": "linear", "memory_depth": "linear in log",
+                       "sidechain_shelf_hz": "linear in log", "sidechain_shelf_db": "linear", "input_mix": "linear"}
 
 
-def _interpolate_blocks(q: float, pr: np.ndarray, levels: dict) -> dict[str, float]:
-    """The gray-box block parameters at ``q`` (see the module docstring)."""
+def _interpolate_blocks(q: float, pr: np.ndarray, levels: dict, rules: dict = _BLOCK_INTERPOLATION) -> dict[str, float]:
+    """The gray-box block parameters (or others, by ``rules``) at ``q`` (see the module docstring)."""
     out = {}
-    for k in BLOCK_NAMES:
+    for k, rule in rules.items():
         col = np.asarray([v[k] for v in levels.values()], dtype=float)
-        if _BLOCK_INTERPOLATION[k] == "linear in log":
+        if rule == "linear in log":
             out[k] = float(math.exp(np.interp(q, pr, np.log(col))))
+        elif rule == "monotone cubic in log":
+            out[k] = float(np.exp(PchipInterpolator(pr, np.log(col))(q)))
         else:
             out[k] = float(np.interp(q, pr, col))
     return out
@@ -62,7 +70,7 @@ class KnobMap(ParamMap):
         self.protocol = protocol
         kinds = {kind_of(p) for lv in self.table.values() for p in lv.values()}
         if len(kinds) > 1:
-            raise ValueError("knob map mixes ff5 and graybox fits")
+            raise ValueError(f"knob map mixes model classes ({', '.join(sorted(kinds))})")
         self.compressor = kinds.pop() if kinds else "ff5"
         self.names = param_names(self.compressor)
 
@@ -108,8 +116,10 @@ class KnobMap(ParamMap):
         }
         for k in ("attack_ms", "release_ms"):
             out[k] = float(np.exp(PchipInterpolator(pr, np.log(col[k]))(q)))
-        if self.compressor == "graybox":
+        if self.compressor in ("graybox", "opto"):
             out.update(_interpolate_blocks(q, pr, self.table[mode]))
+        if self.compressor == "opto":
+            out.update(_interpolate_blocks(q, pr, self.table[mode], _OPTO_INTERPOLATION))
         return {k: out[k] for k in self.names}
 
     def at_without(self, setting: dict) -> dict[str, float]:
@@ -124,7 +134,8 @@ class KnobMap(ParamMap):
                         for m, lv in self.table.items()}, self.protocol)
 
     def to_record(self) -> dict:
-        interpolation = {**_INTERPOLATION, **(_BLOCK_INTERPOLATION if self.compressor == "graybox" else {})}
+        interpolation = {**_INTERPOLATION, **(_BLOCK_INTERPOLATION if self.compressor in ("graybox", "opto") else {}),
+                         **(_OPTO_INTERPOLATION if self.compressor == "opto" else {})}
         record = {"kind": self.kind, "compressor": self.compressor, "interpolation": interpolation,
                   "modes": {m: {int(pr): {k: float(v[k]) for k in self.names} for pr, v in lv.items()}
                             for m, lv in self.table.items()}}

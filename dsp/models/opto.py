@@ -11,7 +11,7 @@ one sample late, as in any causal feedback circuit)::
                                                    brighter with frequency
     P     <- P + a (e^2 - P),  a = a_att if e^2 > P else a_fast       light the cell has taken
     c*    = (P / 10^(T/10))^(gamma / 2)            conductance: a power law of the light
-    c_s   <- w c* if above, else c_s + r_slow (1 + kappa/2) / (1 + kappa M) (w c* - c_s)
+    c_s   <- w c* if above, else c_s + r_slow exp(-kappa (M - 1/2)) (w c* - c_s)
     g     = 1 / (1 + (1 - w) c* + c_s)             divider: cell against the series resistor
     M     <- M + a_mem ((1 - g) - M)               memory: the reduction's recent history
 
@@ -28,11 +28,12 @@ one sample late, as in any causal feedback circuit)::
   rectified level; the light the cell has taken rises towards the squared drive with
   ``attack_ms`` (published: about 10 ms) and falls with ``release_ms`` (40-80 ms to 50 %).
 - **Slow release with memory**: a fraction ``w`` (``slow_fraction``) of the conductance
-  follows a rising target at once and lets go with a time constant proportional to
-  ``1 + memory_depth M``, ``release_slow_ms`` (0.5-5 s, up to 15 s) at half memory; the
-  memory ``M`` is the one-pole average (``memory_ms``) of the reduction fraction ``1 - g``:
-  the cell lets go more slowly after long or heavy reduction. (Stored at half memory, the
-  slow time is the one the material shows, whatever the depth.)
+  follows a rising target at once and lets go with a time constant that grows with the
+  memory ``M``, exponentially: ``release_slow_ms`` (0.5-5 s, up to 15 s) at half memory,
+  ``memory_depth = exp(kappa)`` times longer at full memory than at none. ``M`` is the
+  one-pole average (``memory_ms``) of the reduction fraction ``1 - g``: the cell lets go
+  more slowly after long or heavy reduction, and after a short one it barely holds (a
+  large depth). Stored at half memory, the slow time is the one the material shows.
 - **Limit** mode's tap ``mu`` (``input_mix``, linear amplitude, fitted in limit mode, 0 in
   compress mode) is feed-forward: once ``g`` falls towards ``mu`` the curve steepens.
 - **Make-up** ``m`` (``make_up_db``).
@@ -72,14 +73,14 @@ Z_ORDER = ("threshold_db", "ratio", "attack_ms", "release_ms", "release_slow_ms"
            "memory_ms", "memory_depth", "sidechain_shelf_hz", "sidechain_shelf_db", "input_mix", "make_up_db")
 # What the kernel consumes at those positions ("natural" values).
 KERNEL_ORDER = ("threshold_db", "gamma", "attack_coef", "release_coef", "slow_rate", "slow_fraction",
-                "memory_coef", "memory_depth", "shelf_hz", "shelf_db", "input_mix", "make_up_db")
+                "memory_coef", "memory_log_depth", "shelf_hz", "shelf_db", "input_mix", "make_up_db")
 MIX = Z_ORDER.index("input_mix")
 
 # Published behaviour (REFERENCE.md): attack about 10 ms, release 40-80 ms to 50 % then
 # 0.5-5 s (up to 15 s), compress ratio 3-4:1, an EL panel brighter with frequency, a little
 # input in limit mode. The start sits inside every range.
 OPTO_START = {"threshold_db": -30.0, "ratio": 4.0, "attack_ms": 10.0, "release_ms": 60.0, "make_up_db": 0.0,
-              "release_slow_ms": 1500.0, "slow_fraction": 0.3, "memory_ms": 3000.0, "memory_depth": 2.0,
+              "release_slow_ms": 1500.0, "slow_fraction": 0.3, "memory_ms": 3000.0, "memory_depth": 10.0,
               "sidechain_shelf_hz": 3000.0, "sidechain_shelf_db": 6.0, "input_mix": 0.05}
 
 POWER_FLOOR = 1e-30   # panel light below this (digital silence) asks for no conductance
@@ -106,7 +107,7 @@ class OptoRanges:
     release_slow_ms: tuple[float, float] = (100.0, 30000.0)  # slow stage at half memory: 0.5-5 s, up to 15 s
     slow_fraction: tuple[float, float] = (0.01, 0.99)
     memory_ms: tuple[float, float] = (100.0, 60000.0)        # how long the cell remembers
-    memory_depth: tuple[float, float] = (0.01, 100.0)        # slow stage up to (1 + depth) x slower
+    memory_depth: tuple[float, float] = (1.01, 1e4)          # slow time at full over no memory
     sidechain_shelf_hz: tuple[float, float] = (200.0, 20000.0)
     sidechain_shelf_db: tuple[float, float] = (-6.0, 30.0)   # brighter with frequency; a little cut allowed
     input_mix: tuple[float, float] = (0.001, 1.0)
@@ -215,7 +216,7 @@ class OptoParameterisation:
         zero = z.new_zeros(())
         return torch.stack([phys["threshold_db"], phys["ratio"] - 1.0, coef(phys["attack_ms"]),
                             coef(phys["release_ms"]), 1000.0 / (phys["release_slow_ms"] * sr),
-                            phys["slow_fraction"], coef(phys["memory_ms"]), phys["memory_depth"],
+                            phys["slow_fraction"], coef(phys["memory_ms"]), torch.log(phys["memory_depth"]),
                             phys["sidechain_shelf_hz"], phys["sidechain_shelf_db"],
                             phys.get("input_mix", zero), phys["make_up_db"]])
 
@@ -276,7 +277,7 @@ def natural_from_physical(params: dict, sample_rate: float) -> list[float]:
     p = {k: float(params[k]) for k in CORE_NAMES}
     return [p["threshold_db"], p["ratio"] - 1.0, time_coefficient(p["attack_ms"], sample_rate),
             time_coefficient(p["release_ms"], sample_rate), 1000.0 / (p["release_slow_ms"] * sample_rate),
-            p["slow_fraction"], time_coefficient(p["memory_ms"], sample_rate), p["memory_depth"],
+            p["slow_fraction"], time_coefficient(p["memory_ms"], sample_rate), math.log(p["memory_depth"]),
             p["sidechain_shelf_hz"], p["sidechain_shelf_db"], p["input_mix"], p["make_up_db"]]
 
 
@@ -320,7 +321,7 @@ def opto_gain(x: torch.Tensor, natural: torch.Tensor, sample_rate: float) -> tor
         target = torch.where(lit, torch.exp(gamma * (0.5 * torch.log(safe) - k_db * thr)), torch.zeros_like(light))
         t_s = w * target
         c_f = target - t_s
-        rate = r_slow * ((1.0 + 0.5 * depth) / (1.0 + depth * mem))
+        rate = r_slow * torch.exp(-depth * (mem - 0.5))
         c_s = torch.where(t_s >= c_s, t_s, c_s + rate * (t_s - c_s))
         g = 1.0 / (1.0 + c_f + c_s)
         mem = mem + a_mem * ((1.0 - g) - mem)
