@@ -1,6 +1,8 @@
 """Turning the ``compressor`` and ``optimiser`` config sections into fit options."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from common.errors import UserError
@@ -101,6 +103,8 @@ def opto_options(section, options: FitOptions):
         raise UserError("compressor.cell_max_step and block_max_step must be positive")
     if rounds < 1:
         raise UserError("compressor.rounds must be at least 1")
+    if section.get("ftol") is not None:   # the class's own stopping rule (cfg/compressor/opto.yaml)
+        options = dataclasses.replace(options, newton=dataclasses.replace(options.newton, ftol=float(section.ftol)))
     return OptoFitOptions(**options.__dict__, cell=cell, blocks=blocks, start=start, block_start=block_start,
                           cell_max_step=steps[0], block_max_step=steps[1], rounds=rounds,
                           blocks_fixed=bool(section.get("blocks_fixed", True)), mix_modes=mix_modes,

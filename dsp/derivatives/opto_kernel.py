@@ -183,7 +183,7 @@ def _cell(st, q, prm):
     cs = st[2]
     mem = st[3]
     if ts >= cs:
-        cs = ts
+        cs = cs + prm[_AMEM] * (ts - cs)
     else:
         cs = cs + prm[_RSLOW] * math.exp(-prm[_DEPTH] * (mem - 0.5)) * (ts - cs)
     g = 1.0 / (1.0 + cf + cs)
@@ -554,12 +554,17 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
         _unit(bh, _PW, cg, 1.0)
         bg[_PW] += cv
         # ============ slow stage: rate r exp(-kappa (M - 1/2)), a function of (M; r, kappa) ==
-        if tsv >= sv:
-            sv = tsv
+        if tsv >= sv:   # the slow carriers fill over the memory time
+            Ds = tsv - sv
             for i in range(NL):
-                sg[i] = bg[i]
+                dg[i] = bg[i] - sg[i]
             for k in range(HL):
-                sh[k] = bh[k]
+                sh[k] += amem * (bh[k] - sh[k])
+            _unit(sh, _PM, dg, 1.0)
+            for i in range(NL):
+                sg[i] += amem * dg[i]
+            sg[_PM] += Ds
+            sv = sv + amem * Ds
         else:
             mid = Mv - 0.5
             ex = math.exp(-depth * mid)

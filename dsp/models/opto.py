@@ -11,7 +11,7 @@ one sample late, as in any causal feedback circuit)::
                                                    brighter with frequency
     P     <- P + a (e^2 - P),  a = a_att if e^2 > P else a_fast       light the cell has taken
     c*    = (P / 10^(T/10))^(gamma / 2)            conductance: a power law of the light
-    c_s   <- w c* if above, else c_s + r_slow exp(-kappa (M - 1/2)) (w c* - c_s)
+    c_s   <- c_s + a (w c* - c_s),  a = a_mem charging, r_slow exp(-kappa (M - 1/2)) letting go
     g     = 1 / (1 + (1 - w) c* + c_s)             divider: cell against the series resistor
     M     <- M + a_mem ((1 - g) - M)               memory: the reduction's recent history
 
@@ -28,12 +28,13 @@ one sample late, as in any causal feedback circuit)::
   rectified level; the light the cell has taken rises towards the squared drive with
   ``attack_ms`` (published: about 10 ms) and falls with ``release_ms`` (40-80 ms to 50 %).
 - **Slow release with memory**: a fraction ``w`` (``slow_fraction``) of the conductance
-  follows a rising target at once and lets go with a time constant that grows with the
-  memory ``M``, exponentially: ``release_slow_ms`` (0.5-5 s, up to 15 s) at half memory,
+  sits in slow carriers (deep traps) that fill over ``memory_ms`` while the cell is lit, so
+  a short transient leaves little behind, and let go with a time constant that grows with
+  the memory ``M``, exponentially: ``release_slow_ms`` (0.5-5 s, up to 15 s) at half memory,
   ``memory_depth = exp(kappa)`` times longer at full memory than at none. ``M`` is the
-  one-pole average (``memory_ms``) of the reduction fraction ``1 - g``: the cell lets go
-  more slowly after long or heavy reduction, and after a short one it barely holds (a
-  large depth). Stored at half memory, the slow time is the one the material shows.
+  one-pole average (over ``memory_ms`` too) of the reduction fraction ``1 - g``: the cell
+  lets go more slowly after long or heavy reduction. Stored at half memory, the slow time
+  is the one the material shows.
 - **Limit** mode's tap ``mu`` (``input_mix``, linear amplitude, fitted in limit mode, 0 in
   compress mode) is feed-forward: once ``g`` falls towards ``mu`` the curve steepens.
 - **Make-up** ``m`` (``make_up_db``).
@@ -56,8 +57,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dsp.models.blocks import decay_samples, fft_length, shelf_coefficients
-from dsp.models.graybox import BLOCK_NAMES, PREEMPHASIS_CORNER_HZ, blocks_forward
+from dsp.models.blocks import decay_samples, fft_filter, fft_length, section_response, shelf_coefficients
+from dsp.models.graybox import BLOCK_NAMES, PREEMPHASIS_CORNER_HZ, PREEMPHASIS_SECTION, blocks_forward
 
 __all__ = ["CORE_NAMES", "OPTO_NAMES", "OPTO_START", "OptoRanges", "OptoParameterisation", "KERNEL_ORDER",
            "Z_ORDER", "MIX", "POWER_FLOOR", "time_coefficient", "natural_from_physical", "opto_gain", "opto"]
@@ -322,7 +323,7 @@ def opto_gain(x: torch.Tensor, natural: torch.Tensor, sample_rate: float) -> tor
         t_s = w * target
         c_f = target - t_s
         rate = r_slow * torch.exp(-depth * (mem - 0.5))
-        c_s = torch.where(t_s >= c_s, t_s, c_s + rate * (t_s - c_s))
+        c_s = torch.where(t_s >= c_s, c_s + a_mem * (t_s - c_s), c_s + rate * (t_s - c_s))
         g = 1.0 / (1.0 + c_f + c_s)
         mem = mem + a_mem * ((1.0 - g) - mem)
     return torch.stack(out, dim=1)
@@ -345,10 +346,11 @@ def opto(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor | None, sa
     gain = opto_gain(x, natural, sample_rate) * torch.pow(10.0, natural[11] / 20.0)
     if blocks is None:
         y = x * gain
-        if preemphasised:
-            from dsp.models.preemphasis import preemphasis
-            y = preemphasis(y)
-        return y
+        if not preemphasised:
+            return y
+        n_fft = fft_length(x.shape[-1], decay_samples(PREEMPHASIS_CORNER_HZ * sample_rate, sample_rate))
+        response = section_response((PREEMPHASIS_SECTION,), n_fft, dtype=y.dtype, device=y.device)
+        return fft_filter(torch.fft.rfft(y, n=n_fft), response, x.shape[-1], n_fft)
     slowest = min(float(blocks[0]), float(blocks[5]), PREEMPHASIS_CORNER_HZ * sample_rate)
     n_fft = fft_length(x.shape[-1], decay_samples(slowest, sample_rate))
     return blocks_forward(torch.fft.rfft(x, n=n_fft), gain, x.shape[-1], n_fft, blocks, sample_rate, preemphasised)

@@ -114,7 +114,7 @@ def test_the_point_exercises_every_branch(frames):
         c = np.exp(gam * (0.5 * np.log(light) - np.log(10) / 20 * thr)) if light > 0 else 0.0
         follow = w * c >= c_s
         counts[2 if follow else 3] += 1
-        c_s = w * c if follow else c_s + r_slow * np.exp(-depth * (mem - 0.5)) * (w * c - c_s)
+        c_s += (a_mem if follow else r_slow * np.exp(-depth * (mem - 0.5))) * (w * c - c_s)
         g = 1.0 / (1.0 + (1 - w) * c + c_s)
         mem += a_mem * ((1 - g) - mem)
         mems.append(mem)
