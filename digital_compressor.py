@@ -12,6 +12,7 @@ import sys
 
 from audio.io import audio_info, process_file
 from common.errors import ArgumentParser, UserError, run_main
+from dsp.models.classes import model_class
 from dsp.models.ff5_streaming import StreamingCompressor
 
 
@@ -37,12 +38,19 @@ def main() -> int:
             raise UserError(f"{name} must be a finite number, got {v}")
     if a.ratio <= 1.0:
         raise UserError(f"--ratio must be greater than 1, got {a.ratio:g}")
-    if a.attack <= 0 or a.release <= 0:
-        raise UserError("--attack and --release must be positive (ms)")
-    if not -200 <= a.threshold <= 0 or not -100 <= a.make_up <= 100:
-        raise UserError("--threshold must lie in -200..0 dB and --make-up in -100..100 dB")
+    if a.threshold > 0:   # above full scale a file's samples never reach it: surely a sign slip
+        raise UserError(f"--threshold must be at most 0 dBFS, got {a.threshold:g}")
     params = {"threshold_db": a.threshold, "ratio": a.ratio, "attack_ms": a.attack,
               "release_ms": a.release, "make_up_db": a.make_up}
+    try:   # the one check of the 5-parameter model's values (fits, maps and the API use it too)
+        model_class("ff5").check(params, "digital compressor")
+    except ValueError as exc:
+        flags = {"threshold_db": "--threshold", "ratio": "--ratio", "attack_ms": "--attack",
+                 "release_ms": "--release", "make_up_db": "--make-up"}
+        message = str(exc)
+        for name, flag in flags.items():
+            message = message.replace(f"{name} =", f"{flag} =")
+        raise UserError(message) from None
     sr = audio_info(a.input).sample_rate
     stats = process_file(a.input, a.output, StreamingCompressor(params, sr).process)
     print(f"wrote {a.output}")

@@ -3,7 +3,7 @@
     python export.py fits/song/ckpt.yaml song.pt           # a one-pair fit: forward(x)
     python export.py checkpoints/standin la2a.pt            # a chain: forward(x, peak_reduction, mode)
     python export.py runs/s6_hybrid/best.pt s6_hybrid.pt    # a neural run: forward(x, peak_reduction, mode)
-    python export.py checkpoints/manifest dev.pt            # a manifest fit: forward(x, knobs)
+    python export.py checkpoints/manifest dev.pt            # a manifest fit (per take or knob curves): forward(x, knobs)
 
 The file runs with torch alone (nothing of this project installed):
 
@@ -11,8 +11,9 @@ The file runs with torch alone (nothing of this project installed):
     y = m(x, 65.0, 0.0)          # x: (samples,) or (channels, samples); mode 0 compress, 1 limit
     m.reset()                    # back to silence; consecutive calls continue the stream
 
-A device with its own knobs (a manifest fit, or a knobtable.yaml) takes its knob values
-as one list in the device's order (m.knob_names()) and uses the nearest fitted setting:
+A device with its own knobs (a manifest fit) takes its knob values as one list in the
+device's order (m.knob_names()), answered as test_comp.py answers them (the nearest fitted
+setting of per-take fits, or the knob curves of a joint fit):
 
     y = m(x, [-20.0, 4.0])
 
@@ -36,8 +37,8 @@ from common.errors import ArgumentParser, run_main
 
 def parse_args(argv):
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("source", help="ckpt.yaml (or its folder), a chain folder holding knobmap.yaml, a manifest fit "
-                                   "folder or knobtable.yaml, or a neural .pt")
+    ap.add_argument("source", help="a fit (ckpt.yaml or its folder, a chain or joint fit folder, a manifest fit "
+                                   "folder) or a neural .pt")
     ap.add_argument("out", help="the TorchScript file to write (e.g. model.pt)")
     ap.add_argument("--sample-rate", type=int, default=None,
                     help="rate the DSP module starts at (default: the fit's rate, 44100 for a knob map; "

@@ -16,9 +16,8 @@ separate estimate on the pair shifted by those whole samples: a phase-slope fit 
 cross-spectrum over short segments, each frequency weighted by how coherent the pair is
 there (the Hannan-Thomson maximum-likelihood weighting, ``coherence / (1 - coherence)``
 on the unit phasor). PHAT's equal weights let the bins where the compressor's gain
-modulation, not the input, dominates the target pull the fraction off (measured:
--0.07 samples on a perfectly aligned, bass-heavy pair at ratio 3, 1 ms attack); the
-coherence weighting leaves them out (under 0.01 samples on the same pairs).
+modulation, not the input, dominates the target pull the fraction off; the coherence
+weighting leaves them out (``docs/experiments.md``, "Alignment").
 The correction advances the target by the whole samples and by the fraction with a
 linear phase ramp on its spectrum (exact band-limited interpolation, no resampling;
 a windowed-sinc FIR leaves an error band below Nyquist that pre-emphasis magnifies
@@ -205,7 +204,7 @@ def apply_alignment(x: np.ndarray, y: np.ndarray, latency: float, polarity: int
         whole, fraction = 0, 0.0
     elif abs(fraction) < ALIGNED_TOLERANCE_SAMPLES:
         fraction = 0.0
-    y2 = _as_2d(y).astype(np.float64)
+    y2 = _as_2d(y)   # no copy unless something changes: a long pair is held once
     guard = 0
     if fraction != 0.0:
         y2 = fractional_advance(y2, fraction)
@@ -216,7 +215,9 @@ def apply_alignment(x: np.ndarray, y: np.ndarray, latency: float, polarity: int
     if stop - start <= 0:
         raise ValueError(f"latency {latency} leaves no common span")
     xa = _as_2d(x)[:, start:stop]
-    ya = (polarity * y2[:, start + whole:stop + whole]).astype(np.asarray(y).dtype, copy=False)
+    ya = y2[:, start + whole:stop + whole].astype(np.asarray(y).dtype, copy=False)
+    if polarity < 0:
+        ya = np.negative(ya)
     if np.ndim(x) == 1:
         xa = xa[0]
     if np.ndim(y) == 1:
@@ -232,15 +233,19 @@ def fractional_advance(y: np.ndarray, fraction: float) -> np.ndarray:
         fraction: advance in samples (any sign; ``|fraction| <= 0.5`` in use).
 
     Returns:
-        float64, the shape of ``y``; the first and last ``EDGE_GUARD`` samples carry
-        the ringing of the file's hard edges and should be trimmed.
+        the shape of ``y``, float32 for float32 (scipy's FFT keeps single precision: half the
+        memory of a long pair, rounding far below its own), else float64; the first and last
+        ``EDGE_GUARD`` samples carry the ringing of the file's hard edges and should be trimmed.
     """
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y)
+    if y.dtype != np.float32:
+        y = y.astype(np.float64)
     n = y.shape[-1]
     nfft = sp_fft.next_fast_len(n + 4 * EDGE_GUARD, real=True)  # padding keeps the wrap-around off the signal
-    k = np.arange(nfft // 2 + 1)
-    return sp_fft.irfft(sp_fft.rfft(y, nfft, axis=-1) * np.exp(2j * np.pi * k * fraction / nfft), nfft,
-                        axis=-1)[..., :n]
+    spectrum = sp_fft.rfft(y, nfft, axis=-1)
+    ramp = np.exp(2j * np.pi * np.arange(nfft // 2 + 1) * fraction / nfft).astype(spectrum.dtype)
+    spectrum *= ramp   # in place: the spectrum is the largest array here
+    return sp_fft.irfft(spectrum, nfft, axis=-1, overwrite_x=True)[..., :n]
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:

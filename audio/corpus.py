@@ -13,19 +13,21 @@ Two layouts (``CorpusSpec.layout``):
   a Test split of three 2c pairs (235: compress 65; 256: limit 65; 259: limit 80). The 3c
   takes are ``train_seconds`` long, the 2c takes ``eval_seconds`` (the real ones are
   about 20 minutes and a few minutes), so material is sparse and uneven per setting as on
-  the real dataset, at lengths a CPU fits in minutes. The corpus is generated once into a cache folder named by a
-hash of its settings (same settings, same bytes), built in a temporary folder and
+  the real dataset, at lengths a CPU fits in minutes.
+
+The corpus is generated once into a cache folder named by a hash of its settings (same settings, same bytes), built in a temporary folder and
 renamed into place when complete, so an interrupted generation is never used. The
 temporary folder of a generation that was killed outright (SIGKILL, power cut) is
 removed by the next generation in the same cache folder once its process is gone.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +37,24 @@ from audio import material, standin
 from audio.devices import MODES
 from audio.io import write_audio
 from audio.signaltrain import input_name, target_name
-from common.atomic import fsync_folder, remove_stale_temporaries, temporary_name
+from common.atomic import fsync_folder, temporary_folder
 
 __all__ = ["CorpusSpec", "ensure_corpus", "DATASET_DIR", "LAYOUTS", "SIGNALTRAIN_V11", "signaltrain_table"]
 
 DATASET_DIR = "SignalTrain_LA2A_Dataset_1.1"
 _VERSION = 1  # bump when material or the stand-in change, so caches regenerate
+
+
+def _code(path: str) -> str:
+    """A module's code without its docstrings and comments (its syntax tree): editing the
+    documentation of the generators does not regenerate the corpus, changing what they do does."""
+    tree = ast.parse(Path(path).read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
 LAYOUTS = ("grid", "signaltrain")
@@ -84,10 +98,10 @@ class CorpusSpec:
             raise ValueError(f"corpus layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
     def key(self) -> str:
-        # the generators' source is part of the key: a changed device never reuses a stale cache
-        code = hashlib.sha256(Path(material.__file__).read_bytes() + Path(standin.__file__).read_bytes())
+        # the generators' code is part of the key: a changed device never reuses a stale cache
+        code = hashlib.sha256((_code(material.__file__) + _code(standin.__file__)).encode())
         fields = asdict(self)
-        if self.layout == "grid":   # the keys of caches made before layouts existed stay valid
+        if self.layout == "grid":   # the grid layout's key is the one it had before layouts existed
             del fields["layout"]
         text = json.dumps({"version": _VERSION, "code": code.hexdigest(), **fields}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -117,10 +131,7 @@ def ensure_corpus(cache_dir: str | Path, spec: CorpusSpec = CorpusSpec(), quiet:
     if (final / "corpus.json").is_file():
         return root
     cache_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(cache_dir)  # left by generations that were killed
-    tmp = cache_dir / temporary_name(f"standin-{spec.key()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with temporary_folder(final) as tmp:   # stale ones of killed generations go first
         entries = list(spec.entries())
         for split in ("Train", "Val", "Test"):
             (tmp / DATASET_DIR / split).mkdir(parents=True, exist_ok=True)
@@ -136,10 +147,11 @@ def ensure_corpus(cache_dir: str | Path, spec: CorpusSpec = CorpusSpec(), quiet:
         (tmp / "corpus.json").write_text(json.dumps({"version": _VERSION, **asdict(spec)}, indent=1))
         if final.exists():  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-            fsync_folder(cache_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            return root
+        os.replace(tmp, final)
+        fsync_folder(cache_dir)
+    if not quiet:
+        size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
+        print(f"generated the stand-in corpus ({len(entries)} pairs, {size / 1e6:.0f} MB) in {final}; "
+              "every run reuses it (data.cache_dir or $LA2A_CACHE_DIR move it)")
     return root

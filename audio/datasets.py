@@ -2,13 +2,14 @@
 SignalTrain folder, and which pair fits which setting."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from audio.corpus import CorpusSpec, ensure_corpus
 from audio.signaltrain import Pair, find_level, scan_corpus
 from common.errors import UserError
 
-__all__ = ["dataset_root", "corpus_spec", "load_pairs", "fit_pair_finder"]
+__all__ = ["dataset_root", "cache_folder", "corpus_spec", "load_pairs", "fit_pair_finder"]
 
 
 def corpus_spec(data) -> CorpusSpec:
@@ -27,7 +28,19 @@ def dataset_root(data, quiet: bool = False) -> Path:
         return root
     if not data.get("generate", False):
         raise UserError("data.root is not set: give data.root=DIR (the SignalTrain LA-2A folder)")
-    return ensure_corpus(Path(str(data.cache_dir)), corpus_spec(data), quiet=quiet)
+    return ensure_corpus(cache_folder(data.get("cache_dir")), corpus_spec(data), quiet=quiet)
+
+
+def cache_folder(configured=None) -> Path:
+    """Where generated material lives: ``configured`` (``data.cache_dir``), else
+    ``$LA2A_CACHE_DIR``, else the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``)
+    ``/optical-leveller-match``: one corpus for every working folder."""
+    if configured:
+        return Path(str(configured)).expanduser()
+    if os.environ.get("LA2A_CACHE_DIR"):
+        return Path(os.environ["LA2A_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "optical-leveller-match"
 
 
 def load_pairs(data, quiet: bool = False) -> list[Pair]:

@@ -21,7 +21,7 @@ import math
 
 from common.errors import UserError
 
-__all__ = ["MODES", "SWITCH", "Device", "LA2A", "KnobDevice", "la2a_setting", "knob_columns"]
+__all__ = ["MODES", "SWITCH", "knob_number", "Device", "LA2A", "KnobDevice", "la2a_setting", "knob_columns"]
 
 MODES = ("compress", "limit")           # the LA-2A's switch; the index is the switch value
 SWITCH = {m: i for i, m in enumerate(MODES)}
@@ -34,6 +34,20 @@ def knob_columns(knobs, taken) -> dict[str, str]:
     """Column name of every knob in a table: its own name, or ``knob_<name>`` where that
     is already one of the ``taken`` columns."""
     return {k: (f"knob_{k}" if k in taken else k) for k in knobs}
+
+
+def knob_number(knob: str, value) -> float:
+    """A knob's value as a finite float; UserError naming the knob otherwise (text, None,
+    NaN, infinity)."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise UserError(f"knob {knob} = {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"knob {knob} = {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"knob {knob} = {number} is not finite")
+    return number
 
 
 class Device:
@@ -101,9 +115,9 @@ class _LA2A(Device):
     def check(self, setting: dict) -> None:
         super().check(setting)
         mode = setting["mode"]
-        if mode not in SWITCH:
+        if not isinstance(mode, str) or mode not in SWITCH:
             raise UserError(f"unknown mode {mode!r} (use compress or limit)")
-        pr = float(setting["peak_reduction"])
+        pr = knob_number("peak_reduction", setting["peak_reduction"])
         if not 0 <= pr <= 100:
             raise UserError(f"peak reduction {pr:g} is outside 0..100")
 
@@ -151,8 +165,8 @@ class KnobDevice(Device):
 
     def check(self, setting: dict) -> None:
         super().check(setting)
-        if not all(math.isfinite(float(setting[k])) for k in self.knobs):
-            raise UserError(f"knob setting {dict(setting)} holds a non-finite value")
+        for k in self.knobs:
+            knob_number(k, setting[k])
 
     def key(self, setting: dict) -> tuple:
         return tuple(float(setting[k]) for k in self.knobs)

@@ -32,13 +32,19 @@ class Frames:
         channel, start: ``(B,)`` source row and first sample of each frame
             (default: frame ``b`` is row ``b`` from sample 0).
         length: ``T``, the padded frame length (default: ``x.shape[1]``).
+        detector: what the compressor's peak detector reads, ``(D, N)`` beside the
+            sources (a multichannel pair's linked detector: the loudest channel's ``|x|``,
+            as the renderers link them), with ``detector_row`` ``(B,)`` each frame's row;
+            None (default): every frame's detector is its own input.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, lengths: np.ndarray, warmup: int, sample_rate: int,
                  channel: np.ndarray | None = None, start: np.ndarray | None = None,
-                 length: int | None = None):
+                 length: int | None = None, detector: np.ndarray | None = None,
+                 detector_row: np.ndarray | None = None):
         self.source_x = _signal(x)
         self.source_y = _signal(y)
+        self.source_detector = None if detector is None else _signal(detector).astype(self.source_x.dtype, copy=False)
         if self.source_x.shape != self.source_y.shape:
             raise ValueError(f"input {self.source_x.shape} and target {self.source_y.shape} differ in shape")
         self.lengths = np.asarray(lengths, dtype=np.int64)
@@ -50,6 +56,13 @@ class Frames:
         self.sample_rate = int(sample_rate)
         if not (len(self.channel) == len(self.start) == n_frames):
             raise ValueError("channel, start and lengths must have one entry per frame")
+        self.detector_row = None
+        if self.source_detector is not None:
+            self.detector_row = (np.zeros(n_frames, dtype=np.int64) if detector_row is None
+                                 else np.asarray(detector_row, np.int64))
+            if (self.source_detector.shape[1] != self.source_x.shape[1] or len(self.detector_row) != n_frames
+                    or np.any(self.detector_row < 0) or np.any(self.detector_row >= self.source_detector.shape[0])):
+                raise ValueError("the detector does not match the frames")
         if n_frames and (np.any(self.lengths > self.length) or np.any(self.lengths < 0)
                          or np.any(self.start < 0) or np.any(self.start + self.lengths > self.source_x.shape[1])
                          or np.any(self.channel < 0) or np.any(self.channel >= self.source_x.shape[0])):
@@ -68,6 +81,37 @@ class Frames:
         """The valid part of frame ``b``: input and target views into the sources. Shape: ``(lengths[b],)``."""
         c, s, n = int(self.channel[b]), int(self.start[b]), int(self.lengths[b])
         return self.source_x[c, s:s + n], self.source_y[c, s:s + n]
+
+    def rows(self, part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The frames of ``part``, zero padded, float64: ``(x, y, detector)``, each ``(b, T)``
+        (``detector`` None when each frame's is its own input). For code that takes the
+        frames a few at a time, so a long pair is never held twice."""
+        idx = range(self.n_frames)[part]
+        x, y = np.zeros((len(idx), self.length)), np.zeros((len(idx), self.length))
+        det = None if self.source_detector is None else np.zeros((len(idx), self.length))
+        for i, b in enumerate(idx):
+            c, s, n = int(self.channel[b]), int(self.start[b]), int(self.lengths[b])
+            x[i, :n], y[i, :n] = self.source_x[c, s:s + n], self.source_y[c, s:s + n]
+            if det is not None:
+                det[i, :n] = self.source_detector[int(self.detector_row[b]), s:s + n]
+        return x, y, det
+
+    def mask_rows(self, part: slice) -> np.ndarray:
+        """:meth:`score_mask` of the frames of ``part``."""
+        n = np.arange(self.length)[None, :]
+        return (n >= self.warmup) & (n < self.lengths[part][:, None])
+
+    @property
+    def detector(self) -> np.ndarray | None:
+        """What each frame's peak detector reads, zero padded, float64 ``(B, T)``; None when it
+        is the frame's own input."""
+        if self.source_detector is None:
+            return None
+        out = np.zeros(self.shape)
+        for b in range(self.n_frames):
+            s, n = int(self.start[b]), int(self.lengths[b])
+            out[b, :n] = self.source_detector[int(self.detector_row[b]), s:s + n]
+        return out
 
     @property
     def x(self) -> np.ndarray:
@@ -121,7 +165,9 @@ def make_frames(x: np.ndarray, y: np.ndarray, sample_rate: int, frame_s: float =
 
     Args:
         x, y: input and target, 1-D, or ``(channels, samples)`` whose channels are
-            framed one after another. float32 and float64 are kept as they are.
+            framed one after another, their detector linked (the loudest channel's
+            ``|x|``, as every renderer links a multichannel unit's gain). float32 and
+            float64 are kept as they are.
         frame_s: frame length; a shorter file becomes a single frame.
         overlap_s: overlap between frames, which is also the unscored warm-up.
 
@@ -153,9 +199,10 @@ def make_frames(x: np.ndarray, y: np.ndarray, sample_rate: int, frame_s: float =
             channel.append(ch)
             start.append(s)
             lens.append(valid)
+    linked = np.max(np.abs(x), axis=0, keepdims=True) if x.shape[0] > 1 else None
     return Frames(x, y, np.asarray(lens, dtype=np.int64), warmup, int(sample_rate),
                   channel=np.asarray(channel, dtype=np.int64), start=np.asarray(start, dtype=np.int64),
-                  length=length)
+                  length=length, detector=linked)
 
 
 def frame_pair(x, y, sample_rate: int, frame_s: float, overlap_s: float, target) -> Frames:

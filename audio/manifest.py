@@ -16,6 +16,7 @@ from pathlib import Path
 from audio.devices import KnobDevice
 from audio.signaltrain import SPLITS
 from common.errors import UserError
+from common.names import plain_name
 
 __all__ = ["ManifestRow", "read_manifest", "knob_names", "manifest_device", "DEVICE_NAME"]
 
@@ -62,6 +63,10 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     knobs = [h for h in header if h not in _REQUIRED]
     if not knobs:
         raise UserError(f"{p}: manifest has no knob columns")
+    for k in knobs:   # a knob's name is part of its takes' fit folders (rows/<index>_<knob><value>)
+        plain_name(k, "knob column", str(p))
+    if len(set(knobs)) != len(knobs):
+        raise UserError(f"{p}: a knob column is named twice")
     rows, seen = [], set()
     for i, r in enumerate(raw, start=2):  # line numbers as a spreadsheet shows them
         r = {k.strip(): (v or "").strip() for k, v in r.items() if k is not None}

@@ -73,13 +73,8 @@ Core, per sample ``n`` (state from sample ``n-1`` closes the feedback loop)::
   at HUM_DBFS = -100 dBFS RMS with its third harmonic 6 dB lower, added at the output.
   Seeded: by default from a hash of the input audio, the knob and the mode, so
   corpus generation stays deterministic while every take gets its own noise.
-* **What the extra stages cost a gain-only model.** With the defaults, the stand-in's
-  own photocell gain applied to the input (``x * 10^(gain_db / 20)``) is at a
-  pre-emphasised ESR of about 0.033 / 0.039 / 0.045 against its output at compress PR
-  40 / 70 / 100 (limit 0.033 / 0.040 / 0.051; 30 s of program material, seed 5; over
-  six 20 s excerpts at compress 70 it ranges 0.024-0.095, mean 0.053, as the material's
-  bass and treble vary); without transformers and noise it is 0.0003-0.0004 (what
-  remains is the tube stage). Most of it is the transformers' phase and top-end roll-off.
+* **What the extra stages cost a gain-only model**: ``docs/experiments.md`` ("The
+  stand-in's floor for gain-only models").
 
 All time constants are in seconds, so any sample rate works; one-pole coefficients
 are ``1 - exp(-1 / (tau * sample_rate))``. Multichannel input is processed with

@@ -20,6 +20,7 @@ above the overhead, the pair's float32 size (input + target) and their ratio.
 Target: ratio <= 1.5.
 
     python benchmarks/fit_memory.py [--minutes 20] [--iterations 3] [--dir /tmp/fit_memory]
+    python benchmarks/fit_memory.py --process [10 20]   # the whole train_comp.py process, both classes
 """
 from __future__ import annotations
 
@@ -113,6 +114,22 @@ def measure(inp: str, tgt: str, iterations: int) -> dict:
             "esr": res.esr, "energy": energy, "params": res.params}
 
 
+def whole_process(inp: Path, tgt: Path, compressor: str, iterations: int, folder: Path) -> tuple[float, float]:
+    """``python train_comp.py data.input=.. data.target=..`` as a user runs it, in a fresh
+    process: (its peak resident memory in MiB, its seconds). The child's peak, read by a
+    wrapper process of its own (``RUSAGE_CHILDREN`` holds the largest child it waited for)."""
+    cmd = [sys.executable, str(ROOT / "train_comp.py"), f"data.input={inp}", f"data.target={tgt}",
+           f"ckpt_dir={folder / ('fit_' + compressor)}", f"compressor={compressor}",
+           f"optimiser.max_iterations={iterations}", "quiet=true"]
+    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+               "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "sys.stderr.write(r.stderr); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, check=True)
+    peak, seconds = out.stdout.split()[-2:]
+    return float(peak), float(seconds)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=20.0)
@@ -120,6 +137,9 @@ def main() -> int:
     ap.add_argument("--dir", default="/tmp/fit_memory", help="where the synthetic pair is written")
     ap.add_argument("--measure", nargs=2, metavar=("INPUT", "TARGET"), help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    ap.add_argument("--process", nargs="*", type=float, metavar="MINUTES",
+                    help="instead: the whole train_comp.py process's peak memory on mono pairs of these lengths "
+                         "(default 10 and 20 minutes), both model classes; target <= 800 MiB at 10 minutes")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     if a.measure:  # the child: one fit, figures as JSON on stdout
@@ -128,6 +148,16 @@ def main() -> int:
     folder = Path(a.dir)
     if ROOT in folder.resolve().parents or folder.resolve() == ROOT:
         raise SystemExit("write the pair outside the repository (--dir)")
+    if a.process is not None:
+        print(f"{'minutes':>7} {'class':>8} {'pair f32 MiB':>13} {'peak RSS MiB':>13} {'target':>8} {'seconds':>8}")
+        for minutes in a.process or [10.0, 20.0]:
+            inp, tgt = write_pair(folder, minutes)
+            pair = 2 * minutes * 60 * SR * 4 / 2 ** 20
+            for compressor in ("ff5", "graybox"):
+                peak, seconds = whole_process(inp, tgt, compressor, a.iterations, folder)
+                target = "<= 800" if minutes == 10 else ""
+                print(f"{minutes:7g} {compressor:>8} {pair:13.0f} {peak:13.0f} {target:>8} {seconds:8.1f}", flush=True)
+        return 0
     inp, tgt = write_pair(folder, a.minutes)
     out = subprocess.run([sys.executable, __file__, "--measure", str(inp), str(tgt),
                           "--iterations", str(a.iterations)], capture_output=True, text=True, check=True)

@@ -56,7 +56,7 @@ from dsp.fitting.ff5 import FitOptions
 from dsp.fitting.joint import (JointOptions, JointSetting, bound_hits, fit_joint, GrayboxValScore, fit_shared_blocks,
                                select_smoothness)
 from dsp.knobs.joint_curves import JointKnobModel
-from dsp.fitting.by_class import evaluate_any, options_kind
+from dsp.fitting.by_class import evaluate_any, options_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 from dsp.models.ff5_streaming import StreamingCompressor
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
     shape, priors = joint_options_from_config(cfg, options, init)
     candidates = candidates_from_config(cfg) if args.candidates is None else \
         [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.candidates]
-    graybox = options_kind(options) == "graybox"
+    graybox = options_class(options) == "graybox"
 
     spec = CorpusSpec(train_seconds=args.train_seconds)
     root = ensure_corpus(args.cache, spec)
@@ -150,7 +150,7 @@ def main(argv=None) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         rows = run_chain(find_train, Path(tmp) / "chain", ChainSpec(modes, fit_levels, default_init=init), options)
         chain_seconds, chain_cpu = time.perf_counter() - t0, time.process_time() - c0
-    chain_map = KnobMap.from_rows(rows)
+    chain_map = KnobMap.from_rows(rows, options_class(options))
     print(f"chain: {chain_seconds:.1f} s", flush=True)
 
     # --- joint: choose smoothness on Val, then the timed cold fit -------------------------

@@ -43,9 +43,9 @@ from audio.framing import make_frames  # noqa: E402
 from audio.io import read_pair  # noqa: E402
 from audio.signaltrain import find_level  # noqa: E402
 from common.config import load_config  # noqa: E402
-from dsp.fitting.by_class import evaluate_any, options_kind  # noqa: E402
+from dsp.fitting.by_class import evaluate_any, options_class  # noqa: E402
 from dsp.knobs.knobmap import KnobMap  # noqa: E402
-from dsp.models.classes import render_any  # noqa: E402
+from dsp.models.classes import render  # noqa: E402
 from dsp.models.graybox import BLOCK_NAMES, BlockRanges  # noqa: E402
 from dsp.models.opto import OptoParameterisation  # noqa: E402
 from jobs.chain import ChainSpec, run_chain  # noqa: E402
@@ -59,7 +59,7 @@ LOG_BLOCKS = ("input_highpass_hz", "input_shelf_hz", "tube_drive", "output_highp
 def _bounds(params: dict, options, mode: str, sample_rate: int) -> list[str]:
     """Parameters within 1 % of a range end (log width for log-scaled ones)."""
     hits = []
-    kind = options_kind(options)
+    kind = options_class(options)
     if kind == "opto":
         hits += OptoParameterisation(sample_rate, options.cell, mode in options.mix_modes).bound_hits(params)
     else:
@@ -123,14 +123,14 @@ def run(args) -> dict:
                              on_level=lambda m, pr, s: print(f"  {name}: {m} PR {pr} {s}", flush=True)
                              if s == "fit" else None)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        kmap = KnobMap.from_rows(rows)
+        kmap = KnobMap.from_rows(rows, kind)
         sr = None
         per = []
         for p in tests:
             x, y, sr = read_pair(p.input, p.target)
             params = kmap.at(p.setting)
             frames = make_frames(x, y, sr, FRAME_S, OVERLAP_S)
-            out = render_any(x[0].astype(np.float64), sr, params)
+            out = render(x[0].astype(np.float64), sr, params)
             per.append({"id": p.id, "tag": p.tag, "mode": p.mode, "peak_reduction": p.peak_reduction,
                         "unseen": p.peak_reduction in args.unseen,
                         "esr": evaluate_any(frames, params, options),

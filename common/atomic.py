@@ -5,10 +5,14 @@ wav behind, and a file that existed before stays as it was. The data reach the
 disk before the rename (and the rename itself is synced with the folder), so a
 power cut leaves either the old file or the new one.
 
-Temporaries carry the writing process's id (``.NAME.tmp-PID-XXXX.SUFFIX``). A
-process killed outright (SIGKILL, power cut) cannot remove its own; the next
-write into the same folder removes those whose process is gone
-(:func:`remove_stale_temporaries`).
+Temporaries are recognisably the project's own (``.NAME.la2a-tmp.TOKEN[.SUFFIX]``, a
+random token) and owned by their writer, which holds an exclusive ``flock`` on each while
+it writes. A process killed outright (SIGKILL, power cut) cannot remove its own; the
+next write into the same folder removes a temporary only when nothing holds its lock and
+it is older than a minute (:func:`remove_stale_temporaries`). A lock is the kernel's (or
+the shared file system's), not a process id, so this is safe with several PID namespaces
+and several hosts on one file system; where locks cannot be taken, nothing is removed.
+A file or folder not named so is never touched.
 
 A failure of the machine while writing (disk full, read-only file system, no
 write permission) becomes a :class:`common.errors.UserError` that names the file
@@ -18,49 +22,69 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
+import secrets
 import shutil
 import stat
-import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 from common.errors import UserError, machine_failure, write_failure_cause
 
-__all__ = ["atomic_path", "write_text_atomic", "fsync_file", "fsync_folder", "pid_alive",
-           "temporary_name", "remove_stale_temporaries"]
+__all__ = ["atomic_path", "write_text_atomic", "fsync_file", "fsync_folder", "MARK", "temporary_name", "owned",
+           "temporary_folder", "remove_stale_temporaries"]
 
-# ``<anything>.tmp-<pid>`` optionally followed by ``-<random><suffix>``
-_TEMP_NAME = re.compile(r"^\..*\.tmp-(?P<pid>\d+)(?:-[^/]*)?$")
+MARK = "la2a-tmp"
+_TEMP_NAME = re.compile(r"^\..+\." + MARK + r"\.[0-9a-f]{16}(\..*)?$")
+STALE_AFTER_S = 60.0   # a lock-free temporary younger than this may be one being created
 
 
-def pid_alive(pid: int) -> bool:
-    """True when a process with id ``pid`` exists on this machine."""
-    if pid <= 0:
+def temporary_name(final_name: str) -> str:
+    """A fresh temporary name that stands in for ``final_name`` while it is written
+    (add the final suffix for libraries that pick the format from it)."""
+    return f".{final_name}.{MARK}.{secrets.token_hex(8)}"
+
+
+@contextlib.contextmanager
+def owned(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a file or a folder that exists) while the block
+    runs: the mark of a temporary whose writer is alive. Where the file system takes no
+    locks, the temporary is simply never removed by others."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)   # releases the lock
+
+
+def _abandoned(path: str) -> bool:
+    """True when nothing holds ``path``'s lock (its writer is gone); False when a writer holds
+    it or the lock cannot be tried (no lock support: keep it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:   # held by a live writer, or no lock support here
         return False
-    except PermissionError:  # exists, owned by someone else
+    else:
         return True
-    except OSError:
-        return True  # unknown: keep its files
-    return True
+    finally:
+        os.close(fd)
 
 
-def temporary_name(final_name: str, pid: int | None = None) -> str:
-    """The prefix of a temporary that stands in for ``final_name`` while it is written."""
-    return f".{final_name}.tmp-{os.getpid() if pid is None else int(pid)}"
+def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove this project's temporaries (files or folders) in ``folder`` whose writer is gone.
 
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove the temporaries (files or folders) in ``folder`` whose writer has died.
-
-    Only names of the form ``.NAME.tmp-PID[-...]`` are considered, and only when
-    no process ``PID`` is alive; anything else is left alone. Errors (a file
-    removed meanwhile by another process, no permission) are ignored.
+    Only names of :func:`temporary_name`'s form are considered, only when older than
+    ``older_than_s`` and nothing holds their lock; anything else is left alone. Errors (a
+    file removed meanwhile, no permission) are ignored.
 
     Returns:
         The paths removed.
@@ -70,9 +94,15 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    now = time.time()
     for entry in entries:
-        match = _TEMP_NAME.match(entry.name)
-        if match is None or pid_alive(int(match.group("pid"))):
+        if _TEMP_NAME.match(entry.name) is None:
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if age < older_than_s or not _abandoned(entry.path):
             continue
         path = Path(entry.path)
         try:
@@ -84,6 +114,23 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             continue
         removed.append(path)
     return removed
+
+
+@contextlib.contextmanager
+def temporary_folder(final: str | os.PathLike) -> Iterator[Path]:
+    """An owned temporary folder beside ``final`` (removed on failure; the caller renames it
+    into place). Stale ones of dead writers are removed first."""
+    final = Path(final)
+    folder = final.parent if str(final.parent) else Path(".")
+    remove_stale_temporaries(folder)
+    tmp = folder / temporary_name(final.name)
+    tmp.mkdir()
+    try:
+        with owned(tmp):
+            yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -125,14 +172,15 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     folder = final.parent if str(final.parent) else Path(".")
     suffix = final.suffix if suffix is None else suffix
     remove_stale_temporaries(folder)
+    tmp_path = folder / (temporary_name(final.name) + suffix)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=temporary_name(final.name) + "-", suffix=suffix, dir=folder)
-        os.close(fd)
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise _as_user_error(final, exc) from None
-    tmp_path = Path(tmp)
     try:
-        os.chmod(tmp_path, _final_mode(final))  # mkstemp makes it 0600; give it the usual mode
+        with contextlib.suppress(OSError):   # the writer's mark (see the module doc)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.chmod(tmp_path, _final_mode(final))  # created 0600; give it the usual mode
         yield tmp_path
         fsync_file(tmp_path)
         os.replace(tmp_path, final)
@@ -146,6 +194,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if error is None:
             raise
         raise error from None
+    finally:
+        os.close(fd)
 
 
 def _as_user_error(final: Path, exc: BaseException) -> UserError | None:

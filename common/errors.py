@@ -18,12 +18,17 @@ import os
 import sys
 from typing import Callable
 
-__all__ = ["UserError", "ArgumentParser", "run_main", "debug_enabled", "machine_failure",
+__all__ = ["UserError", "INTERRUPTED_HINT", "ArgumentParser", "run_main", "debug_enabled", "machine_failure",
            "write_failure_cause"]
 
 
 class UserError(Exception):
     """A problem with the user's input that the message fully explains."""
+
+
+# Every job keeps what it finished (a chain's levels, a training's last.pt, a comparison's
+# fits and models) and skips it when run again.
+INTERRUPTED_HINT = "run the same command again to resume (what was finished is kept)"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -118,7 +123,8 @@ def run_main(main: Callable[[], object]) -> None:
         sys.stdout = open(os.devnull, "w")
         sys.exit(0)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        # on a line of its own (a progress bar may hold the current one)
+        print(f"\nerror: interrupted; {INTERRUPTED_HINT}", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # a bug, but still no traceback for the user
         if debug:

@@ -1,29 +1,22 @@
 """What SOURCE is, and the streaming module built from it with its Python reference.
 
-:func:`resolve_source` tells a fit, a knob map, a knob table and a neural run apart;
-:func:`build` loads it and returns an :class:`Exportable`: the scriptable module
-(:mod:`deploy.compressor`, :mod:`deploy.neural`), how to call it at a setting, the
-settings worth checking and, per setting, the project's own Python renderer
-(:class:`dsp.models.ff5_streaming.StreamingCompressor`, :class:`neural.inference.NeuralRenderer`) that
-the exported file must equal. Writing and checking the file is the export job
+:func:`resolve_source` tells a neural run (a ``.pt``) from a DSP fit, which is opened by
+the project's one resolver (:func:`dsp.storage.open_fit.open_fit`: a one-pair fit, an
+LA-2A chain or joint fit, a manifest device's per-take fits or knob curves). :func:`build`
+returns an :class:`Exportable`: the scriptable module (:mod:`deploy.compressor`,
+:mod:`deploy.graybox`, :mod:`deploy.curves`, :mod:`deploy.neural`), how to call it at a
+setting, the settings worth checking and, per setting, the project's own Python renderer
+that the exported file must equal. Writing and checking the file is the export job
 (:mod:`jobs.export`).
 
-SOURCE is one of:
-
-- a one-pair fit: its ``ckpt.yaml`` or the folder holding it -> ``forward(x)``;
-- an LA-2A chain: its folder holding ``knobmap.yaml``, or that file ->
-  ``forward(x, peak_reduction, mode)``;
-- a device with its own knobs: a ``knobtable.yaml`` (a :class:`dsp.knobs.knobtable.KnobTable`
-  record), a folder holding one, or the folder ``train_comp.py data=manifest`` wrote
-  (``rows/*/ckpt.yaml``, one fit per take) -> ``forward(x, knobs)``, the knob values in
-  the device's order (``knob_names()``);
+- a one-pair fit -> ``forward(x)``;
+- an LA-2A chain or joint fit (its knob map) -> ``forward(x, peak_reduction, mode)``;
+- a manifest device's per-take fits (nearest fitted setting) or knob curves ->
+  ``forward(x, knobs)``, the knob values in the device's order (``knob_names()``);
 - a neural run's checkpoint (``best.pt``) of an LA-2A model -> ``forward(x, peak_reduction, mode)``.
 
-Both DSP model classes convert: the 5-parameter compressor (``compressor=ff5``,
-:mod:`deploy.compressor`) and the gray-box (``compressor=graybox``, :mod:`deploy.graybox`)
-as a fit or a knob map; a knob table holds the five only (:class:`dsp.knobs.knobtable.KnobTable`).
-A record of another compressor kind, or with parameters its kind does not have, is
-refused by name rather than exported without them.
+Which model class exports in which form is the fit's own answer
+(:meth:`dsp.storage.open_fit.FittedModel.export_form`); anything else is refused by name.
 """
 from __future__ import annotations
 
@@ -32,23 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import yaml
-
 from audio.devices import MODES, SWITCH, la2a_setting
 from common.errors import UserError
-from dsp.models.graybox import BLOCK_NAMES
-from dsp.models.parameters import PARAM_NAMES
+from dsp.storage.open_fit import FIT_HELP, FittedModel, open_fit
 
-__all__ = ["KINDS", "SOURCE_HELP", "Exportable", "resolve_source", "build", "compressor_of",
-           "check_levels"]
+__all__ = ["KINDS", "SOURCE_HELP", "Exportable", "resolve_source", "build", "check_levels"]
 
-KINDS = ("fit", "knobmap", "knobtable", "neural")
-CURVES_NOT_EXPORTABLE = ("knob curves (a manifest's method=joint fit) cannot be exported yet; export the "
-                         "per-take fits of method=per_level (a knob table)")
-SOURCE_HELP = ("expected a ckpt.yaml, a chain folder holding knobmap.yaml, a knobtable.yaml or manifest fit "
-               "folder, or a neural checkpoint (.pt)")
+KINDS = ("fit", "knobmap", "knobtable", "knobcurves", "neural")
+SOURCE_HELP = f"expected {FIT_HELP}, or a neural checkpoint (.pt)"
 LA2A_SIGNATURE = "forward(x, peak_reduction, mode)  # mode 0 compress, 1 limit"
-_MANIFEST_ROWS = "rows"   # dsp.storage.take_fits.take_dir: DSP_DIR/rows/<index>_<label>/ckpt.yaml
+_FORM_KINDS = {"pair": "fit", "knobmap": "knobmap", "knobtable": "knobtable", "knobcurves": "knobcurves"}
 
 
 @dataclass
@@ -82,8 +68,9 @@ class Exportable:
     knobs: tuple = ()
 
 
-def resolve_source(source: str | Path) -> tuple[str, Path]:
-    """``(kind, path)`` for SOURCE, kind in :data:`KINDS`.
+def resolve_source(source: str | Path) -> tuple[str, Path, FittedModel | None]:
+    """``(kind, path, fit)`` for SOURCE: kind in :data:`KINDS`; ``fit`` the opened DSP fit
+    (None for a neural run).
 
     Raises:
         UserError: a missing or unreadable source, or one of no known kind.
@@ -91,64 +78,13 @@ def resolve_source(source: str | Path) -> tuple[str, Path]:
     p = Path(source)
     if not p.exists():
         raise UserError(f"{p}: not found ({SOURCE_HELP})")
-    if p.is_dir():
-        if (p / "knobcurves.yaml").is_file() and not (p / _MANIFEST_ROWS).is_dir():
-            raise UserError(f"{p}: {CURVES_NOT_EXPORTABLE}")
-        for name, kind in (("knobmap.yaml", "knobmap"), ("knobtable.yaml", "knobtable"), ("ckpt.yaml", "fit")):
-            if (p / name).is_file():
-                return kind, p / name
-        if (p / _MANIFEST_ROWS).is_dir():
-            return "knobtable", p
-        raise UserError(f"{p}: folder holds neither knobmap.yaml (a chain), knobtable.yaml or rows/ "
-                        "(a manifest fit) nor ckpt.yaml (a one-pair fit)")
-    if zipfile.is_zipfile(p):
-        return "neural", p
-    data = _read_yaml(p)
-    if isinstance(data, dict) and data.get("kind") == "knobcurves":
-        raise UserError(f"{p}: {CURVES_NOT_EXPORTABLE}")
-    if isinstance(data, dict) and data.get("kind") in ("knobmap", "knobtable"):
-        return data["kind"], p
-    if isinstance(data, dict) and "modes" in data and "params" not in data:
-        return "knobmap", p   # the first knob maps had no kind
-    if isinstance(data, dict) and "params" in data:
-        return "fit", p
-    raise UserError(f"{p}: neither a compressor checkpoint nor a knob map ({SOURCE_HELP})")
-
-
-def _read_yaml(p: Path):
-    try:
-        return yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError):
-        raise UserError(f"{p}: not a readable checkpoint or knob map ({SOURCE_HELP})") from None
-
-
-def compressor_of(path: Path, record: dict, params_list, allowed: tuple[str, ...] = ("ff5", "graybox")) -> str:
-    """The compressor kind of ``record`` (``ff5`` or ``graybox``); UserError for one the modules cannot hold.
-
-    A record names its kind (``compressor: graybox``) or shows it by its parameters (all
-    of the gray-box blocks'); parameters beyond its kind's, or a kind outside
-    ``allowed``, are refused rather than dropped.
-    """
-    names = set(PARAM_NAMES)
-    keys = {k for params in params_list if isinstance(params, dict) for k in params}
-    kind = str(record.get("compressor") or "") if isinstance(record, dict) else ""
-    if not kind:
-        kind = "graybox" if params_list and all(isinstance(p, dict) and set(BLOCK_NAMES) <= set(p)
-                                                for p in params_list) else "ff5"
-    if kind == "graybox":
-        names |= set(BLOCK_NAMES)
-    extra = sorted(keys - names)
-    lacking = sorted({k for p in params_list if isinstance(p, dict) for k in names if k not in p})
-    if kind in allowed and lacking:
-        raise UserError(f"{path}: a {kind} fit lacks {', '.join(lacking[:4])}{', ...' if len(lacking) > 4 else ''}")
-    if kind not in allowed:
-        more = f" (it holds {', '.join(sorted(keys - set(PARAM_NAMES))[:4])})" if keys - set(PARAM_NAMES) else ""
-        raise UserError(f"{path}: a fit of the {kind} compressor cannot be exported here; this source converts "
-                        f"the {' or '.join(allowed)} compressor only{more}")
-    if extra:
-        raise UserError(f"{path}: parameters {', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''} are not "
-                        f"the {kind} compressor's; export would drop them")
-    return kind
+    if p.is_file() and zipfile.is_zipfile(p):
+        return "neural", p, None
+    fit = open_fit(p)
+    form = fit.export_form()
+    if not form.exportable:
+        raise UserError(f"{fit.path}: {form.reason}")
+    return _FORM_KINDS[fit.form], fit.path, fit
 
 
 def check_levels(levels) -> list[float]:
@@ -167,82 +103,38 @@ def _la2a_args(setting: dict) -> tuple:
     return float(setting["peak_reduction"]), float(SWITCH[setting["mode"]])
 
 
+def _map_reference(fit: FittedModel, sr: int):
+    """The Python renderer at a setting of a map, with the map's own answer outside the
+    fitted range (the exported module holds the end values there too)."""
+    return lambda s: fit.model_class.processor(fit.param_map.at(s), sr).process
+
+
 # --- per kind ---------------------------------------------------------------------------
-def _fit(path: Path, sample_rate: int | None) -> Exportable:
+def _fit(fit: FittedModel, sample_rate: int | None) -> Exportable:
     from deploy.compressor import FixedCompressor
     from deploy.graybox import FixedGraybox
-    from dsp.storage.records import load_checkpoint
-    from dsp.models.classes import renderer_for
-    raw = _read_yaml(path)
-    if isinstance(raw, dict):
-        compressor_of(path, raw, [raw.get("params")])
-    record = load_checkpoint(path)
-    params = record["params"]
-    sr = int(sample_rate or record["sample_rate"])
-    graybox = record["compressor"] == "graybox"
-    module = (FixedGraybox if graybox else FixedCompressor)(params, sr)
-    desc = f"one-pair {record['compressor']} fit: " + ", ".join(f"{k} {v:.4g}" for k, v in params.items())
-    return Exportable("fit", path, module, sr, "forward(x)", desc, [None],
-                      lambda setting: (), lambda setting: renderer_for(params, sr).process, True)
+    params = fit.at()
+    sr = int(sample_rate or fit.sample_rate)
+    module = {"ff5": FixedCompressor, "graybox": FixedGraybox}[fit.model_class.name](params, sr)
+    desc = f"one-pair {fit.model_class.name} fit: " + ", ".join(f"{k} {v:.4g}" for k, v in params.items())
+    return Exportable("fit", fit.path, module, sr, "forward(x)", desc, [None],
+                      lambda setting: (), lambda setting: fit.processor(sr).process, True)
 
 
-def _knobmap(path: Path, sample_rate: int | None) -> Exportable:
+def _knobmap(fit: FittedModel, sample_rate: int | None) -> Exportable:
     from deploy.compressor import KnobMapCompressor
     from deploy.graybox import KnobMapGraybox
-    from dsp.models.classes import renderer_for
-    from dsp.knobs.knobmap import KnobMap
-    raw = _read_yaml(path)
-    if isinstance(raw, dict) and isinstance(raw.get("modes"), dict):
-        compressor_of(path, raw, [p for lv in raw["modes"].values() if isinstance(lv, dict) for p in lv.values()])
-    kmap = KnobMap.load(path)
+    kmap = fit.param_map
     unknown = [m for m in kmap.modes if m not in MODES]
     if unknown:
-        raise UserError(f"{path}: mode {unknown[0]!r} has no place on the exported mode knob (compress, limit)")
+        raise UserError(f"{fit.path}: mode {unknown[0]!r} has no place on the exported mode knob (compress, limit)")
     sr = int(sample_rate or 44100)
     settings = [la2a_setting(m, pr) for m in kmap.modes for pr in check_levels(kmap.levels(m))]
     desc = (f"{kmap.compressor} knob map: "
             + "; ".join(f"{m} PR {min(kmap.levels(m))}..{max(kmap.levels(m))}" for m in kmap.modes))
-    module = (KnobMapGraybox if kmap.compressor == "graybox" else KnobMapCompressor)(kmap.table, sr)
-    return Exportable("knobmap", path, module, sr, LA2A_SIGNATURE, desc, settings,
-                      _la2a_args, lambda s: renderer_for(kmap.at(s), sr).process, True, tuple(kmap.knobs))
-
-
-def _manifest_fits(folder: Path):
-    """The knob table of a manifest fit folder: every ``rows/*/ckpt.yaml`` (take order)."""
-    from dsp.storage.records import load_checkpoint
-    from dsp.knobs.knobtable import KnobTable
-    files = sorted((folder / _MANIFEST_ROWS).glob("*/ckpt.yaml"))
-    if not files:
-        raise UserError(f"{folder}: no fits in {folder / _MANIFEST_ROWS} (run train_comp.py data=manifest first)")
-    knobs, settings = None, []
-    for f in files:
-        raw = _read_yaml(f)
-        if isinstance(raw, dict):
-            compressor_of(f, raw, [raw.get("params")], allowed=("ff5",))
-        record = load_checkpoint(f)
-        values = record.get("knobs")
-        if not isinstance(values, dict) or not values:
-            raise UserError(f"{f}: a manifest take's fit without its knobs")
-        if knobs is None:
-            knobs = list(values)
-        elif set(values) != set(knobs):
-            raise UserError(f"{f}: knobs {', '.join(values)} differ from {', '.join(knobs)} of {files[0]}")
-        settings.append(({k: float(values[k]) for k in knobs}, record["params"]))
-    return KnobTable(knobs, settings)
-
-
-def _load_knobtable(path: Path):
-    from dsp.knobs.knobtable import KnobTable
-    from dsp.knobs.parammap import load_param_map
-    if path.is_dir():
-        return _manifest_fits(path)
-    raw = _read_yaml(path)
-    if isinstance(raw, dict) and isinstance(raw.get("settings"), list):
-        compressor_of(path, raw, [s.get("params") for s in raw["settings"] if isinstance(s, dict)], allowed=("ff5",))
-    table = load_param_map(path)
-    if not isinstance(table, KnobTable):
-        raise UserError(f"{path}: is a {table.kind}, expected a knob table")
-    return table
+    module = {"ff5": KnobMapCompressor, "graybox": KnobMapGraybox}[kmap.compressor](kmap.table, sr)
+    return Exportable("knobmap", fit.path, module, sr, LA2A_SIGNATURE, desc, settings,
+                      _la2a_args, _map_reference(fit, sr), True, tuple(kmap.knobs))
 
 
 def knob_table_module(table, sample_rate: int):
@@ -264,17 +156,27 @@ def table_check_settings(table, most: int = 4) -> list[dict]:
     return chosen + mids
 
 
-def _knobtable(path: Path, sample_rate: int | None) -> Exportable:
-    from dsp.models.ff5_streaming import StreamingCompressor
-    table = _load_knobtable(path)
+def _knobtable(fit: FittedModel, sample_rate: int | None) -> Exportable:
+    table = fit.param_map
     sr = int(sample_rate or 44100)
     knobs = tuple(table.knobs)
     desc = (f"knob table: {len(table.settings())} fitted settings of the knobs {', '.join(knobs)} "
             "(nearest fitted setting)")
-    signature = f"forward(x, knobs)  # knobs: [{', '.join(knobs)}]"
-    return Exportable("knobtable", path, knob_table_module(table, sr), sr, signature, desc,
+    return Exportable("knobtable", fit.path, knob_table_module(table, sr), sr, fit.export_form().signature, desc,
                       table_check_settings(table), lambda s: ([float(s[k]) for k in knobs],),
-                      lambda s: StreamingCompressor(table.at(s), sr).process, True, knobs)
+                      _map_reference(fit, sr), True, knobs)
+
+
+def _knobcurves(fit: FittedModel, sample_rate: int | None) -> Exportable:
+    from deploy.curves import KnobCurvesCompressor
+    from dsp.knobs.knobtable import FAR
+    curves = fit.param_map
+    sr = int(sample_rate or 44100)
+    knobs = tuple(curves.knobs)
+    desc = f"knob curves: smooth in the knobs {', '.join(knobs)} over {len(curves.settings())} fitted settings"
+    settings = table_check_settings(curves._range)
+    return Exportable("knobcurves", fit.path, KnobCurvesCompressor(curves, FAR, sr), sr, fit.export_form().signature,
+                      desc, settings, lambda s: ([float(s[k]) for k in knobs],), _map_reference(fit, sr), True, knobs)
 
 
 def _neural(path: Path, sample_rate: int | None) -> Exportable:
@@ -296,17 +198,20 @@ def _neural(path: Path, sample_rate: int | None) -> Exportable:
                       lambda s: renderer.block_processor(sr, s), False, tuple(renderer.knobs))
 
 
-_BUILDERS = {"fit": _fit, "knobmap": _knobmap, "knobtable": _knobtable, "neural": _neural}
+_BUILDERS = {"fit": _fit, "knobmap": _knobmap, "knobtable": _knobtable, "knobcurves": _knobcurves}
 
 
-def build(kind: str, path: Path, sample_rate: int | None = None) -> Exportable:
+def build(kind: str, path: Path, fit: FittedModel | None = None, sample_rate: int | None = None) -> Exportable:
     """The :class:`Exportable` of a resolved source (:func:`resolve_source`).
 
     Args:
+        fit: the opened DSP fit (None for a neural run).
         sample_rate: the rate a DSP module starts at (default: the fit's, or 44100 for a
             map); a neural model runs at its training rate only.
 
     Raises:
         UserError: a bad source, or a model this exporter does not convert.
     """
-    return _BUILDERS[kind](path, sample_rate)
+    if kind == "neural":
+        return _neural(path, sample_rate)
+    return _BUILDERS[kind](fit, sample_rate)

@@ -8,14 +8,16 @@ Same computation as :class:`dsp.models.graybox_streaming.StreamingGraybox` (floa
   :class:`deploy.compressor.PeakCompressor`; ``m`` its make-up;
 - ``Hin``: a first-order high-pass then a first-order high shelf, ``Hout`` a first-order
   high-pass, with the coefficient formulas of :mod:`dsp.models.blocks` (bilinear transform
-  pre-warped at the corner), run as plain float loops per channel (transposed direct
-  form II, one state per section and channel);
-- ``S``: the tube shaper ``T(u) + a T(u)^2``, ``T(u) = tanh(k u) / k``.
+  pre-warped at the corner), each one matrix product per block with its state
+  (:class:`deploy.kernels.BlockLTI`);
+- ``S``: the tube shaper ``T(u) + a T(u)^2``, ``T(u) = tanh(k u) / k``, computed as
+  ``(w + (a / k) w^2) / k`` with ``w = tanh(k m g Hin(x))``: the make-up and drive ``m k``
+  are folded into ``Hin``'s output and ``1 / k`` into ``Hout``'s input, so a block costs a
+  few operations (both gains move with the knob; the filters' states keep their meaning).
 
-- :class:`SectionFilter`: first-order sections in series, with their state.
 - :class:`GrayboxStage`: the blocks around the gain (``Hin``, ``S``, ``Hout``).
 - :class:`GrayboxCurves`: a gray-box knob map evaluated as :meth:`dsp.knobs.knobmap.KnobMap.at`
-  does: the compressor's five by :class:`deploy.compressor.KnobCurves`, the block
+  does: the compressor's five by :class:`deploy.compressor.KnobMapCurves`, the block
   parameters linearly (frequencies linearly in log-frequency) on the same interval.
 - :class:`FixedGraybox`: a one-pair gray-box fit, ``forward(x)``.
 - :class:`KnobMapGraybox`: a gray-box knob map, ``forward(x, peak_reduction, mode)``.
@@ -32,11 +34,10 @@ from typing import Dict, List, Union
 import torch
 from torch import Tensor, nn
 
-from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobCurves, PeakCompressor, _as_2d, _mode_slot, _setting, \
-    _StreamingDSP
+from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobMapCurves, _as_2d, _mode_slot, _setting, checked_setting, _StreamingDSP
+from deploy.kernels import BlockLTI
 
-__all__ = ["BLOCK_ORDER", "GRAYBOX_ORDER", "LOG_BLOCKS", "highpass_section", "shelf_section", "SectionFilter",
-           "GrayboxStage", "GrayboxCurves", "FixedGraybox", "KnobMapGraybox"]
+__all__ = ["BLOCK_ORDER", "GRAYBOX_ORDER", "LOG_BLOCKS", "highpass_section", "shelf_section", "GrayboxStage", "GrayboxCurves", "FixedGraybox", "KnobMapGraybox"]
 
 # dsp.models.graybox.BLOCK_NAMES, repeated here: the exported file must not import the project
 BLOCK_ORDER = ("input_highpass_hz", "input_shelf_hz", "input_shelf_db",
@@ -60,84 +61,59 @@ def shelf_section(freq_hz: float, gain_db: float, sample_rate: int) -> List[floa
     return [(g + k) * norm, (k - g) * norm, (k - 1.0) * norm]
 
 
-class SectionFilter(nn.Module):
-    """First-order sections in series, each ``(b0 + b1 z^-1) / (1 + a1 z^-1)``, per channel.
+class GrayboxStage(nn.Module):
+    """The blocks around the gain: ``Hout(S(m g Hin(x)))``, with the filters' state.
 
-    The coefficients come with every block (a knob may move them); the state (one value
-    per section and channel) carries over. A block with another channel count, or
-    another number of sections, starts from rest.
+    :meth:`prepare` sets the blocks, the make-up and the rate (when the setting changes);
+    ``forward`` runs one block.
     """
 
-    state: List[List[float]]
+    key: List[float]
 
     def __init__(self):
         super().__init__()
-        self.state = []
-
-    @torch.jit.export
-    def reset(self) -> None:
-        empty: List[List[float]] = []
-        self.state = empty
-
-    def forward(self, x: Tensor, sections: List[List[float]]) -> Tensor:
-        """Filter one block. Shape :math:`(C, T)` float64 -> :math:`(C, T)` float64."""
-        channels = x.shape[0]
-        if len(self.state) != channels or (channels > 0 and len(self.state[0]) != len(sections)):
-            self.state = [[0.0] * len(sections) for c in range(channels)]
-        rows: List[List[float]] = x.tolist()
-        out: List[List[float]] = []
-        for c in range(channels):
-            row = rows[c]
-            states = self.state[c]
-            for i in range(len(sections)):
-                b0, b1, a1 = sections[i][0], sections[i][1], sections[i][2]
-                s = states[i]
-                filtered: List[float] = []
-                for v in row:
-                    y = b0 * v + s        # transposed direct form II
-                    s = b1 * v - a1 * y
-                    filtered.append(y)
-                states[i] = s
-                row = filtered
-            out.append(row)
-        return torch.tensor(out, dtype=torch.float64).reshape(x.shape)
-
-
-class GrayboxStage(nn.Module):
-    """The blocks after the gain: ``Hout(S(gain * Hin(x)))``, with the filters' state."""
-
-    def __init__(self):
-        super().__init__()
-        self.input_filter = SectionFilter()
-        self.output_filter = SectionFilter()
+        self.input_filter = BlockLTI()
+        self.output_filter = BlockLTI()
+        self.key = []
+        self.square = 0.0   # a / k
 
     @torch.jit.export
     def reset(self) -> None:
         self.input_filter.reset()
         self.output_filter.reset()
 
-    def forward(self, x: Tensor, gain: Tensor, blocks: List[float], sample_rate: int) -> Tensor:
-        """One block.
-
-        Args:
-            x: the input, :math:`(C, T)` float64.
-            gain: the compressor's linear gain, make-up included, :math:`(T,)` float64.
-            blocks: the six block values in the order of :data:`BLOCK_ORDER`.
-            sample_rate: Hz.
-
-        Returns:
-            :math:`(C, T)` float64.
-        """
+    @torch.jit.export
+    def prepare(self, blocks: List[float], sample_rate: int) -> None:
+        """The six block values (:data:`BLOCK_ORDER`) and the rate (Hz)."""
+        key = blocks + [float(sample_rate)]
+        if key == self.key:
+            return
         nyquist = 0.5 * float(sample_rate)
         for f in (blocks[0], blocks[1], blocks[5]):
             if not (0.0 < f < nyquist):
                 raise RuntimeError("a gray-box filter corner lies outside 0..half the sample rate; "
                                    "choose a higher sample rate")
-        u = self.input_filter(x, [highpass_section(blocks[0], sample_rate),
-                                  shelf_section(blocks[1], blocks[2], sample_rate)])
-        drive, asymmetry = blocks[3], blocks[4]
-        t = torch.tanh(drive * (u * gain.unsqueeze(0))) / drive
-        return self.output_filter(t + asymmetry * t * t, [highpass_section(blocks[5], sample_rate)])
+        drive = blocks[3]
+        self.input_filter.set_sections([highpass_section(blocks[0], sample_rate),
+                                        shelf_section(blocks[1], blocks[2], sample_rate)])
+        self.output_filter.set_sections([highpass_section(blocks[5], sample_rate)])
+        self.output_filter.set_gains(1.0 / drive, 1.0)
+        self.square = blocks[4] / drive
+        self.key = key
+
+    def forward(self, x: Tensor, gain: Tensor) -> Tensor:
+        """One block.
+
+        Args:
+            x: the input, :math:`(C, T)` float32 or float64.
+            gain: the compressor's linear gain times its make-up and the tube drive ``k``,
+                :math:`(1, T)` float64.
+
+        Returns:
+            :math:`(C, T)` float64.
+        """
+        w = torch.mul(self.input_filter(x), gain).tanh_()           # tanh(k m g Hin(x))
+        return self.output_filter(torch.addcmul(w, w, w, value=self.square))
 
 
 class GrayboxCurves(nn.Module):
@@ -153,7 +129,7 @@ class GrayboxCurves(nn.Module):
 
     def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]]):
         super().__init__()
-        self.five = KnobCurves(table)
+        self.five = KnobMapCurves(table)
         self.logs = [name in LOG_BLOCKS for name in BLOCK_ORDER]
         self.levels = []
         self.blocks = []   # per mode slot: per block parameter, its column over the levels (log for frequencies)
@@ -188,28 +164,40 @@ class GrayboxCurves(nn.Module):
 class _StreamingGraybox(_StreamingDSP):
     """A :class:`deploy.compressor._StreamingDSP` with the gray-box stage beside its compressor."""
 
+    params: List[float]
+
     def __init__(self, sample_rate: int):
         super().__init__(sample_rate)
         self.stage = GrayboxStage()
+        self.params = []
+        self.stale = False   # the rate changed: configure before the next block
 
     @torch.jit.export
     def reset(self) -> None:
         self.comp.reset()
         self.stage.reset()
 
-    def process(self, x: Tensor, params: List[float]) -> Tensor:
-        """The gray-box on one block: the gain of the five (on x), then the stage.
+    @torch.jit.export
+    def set_sample_rate(self, sample_rate: int) -> None:
+        self.comp.set_sample_rate(sample_rate)
+        self.stale = len(self.params) > 0   # the stage checks its corners against the rate at the next block
 
-        Args:
-            x: :math:`(C, T)`.
-            params: the eleven values in the order of :data:`GRAYBOX_ORDER`.
+    def configure(self, params: List[float]) -> None:
+        """Use the eleven values (:data:`GRAYBOX_ORDER`) from the next block on: the gain comes
+        scaled by the make-up and the drive (:class:`GrayboxStage`)."""
+        self.comp.prepare(params, math.pow(10.0, params[4] / 20.0) * params[8])
+        self.stage.prepare(params[5:], self.comp.sample_rate)
+        self.params = params
+        self.stale = False
 
-        Returns:
-            :math:`(C, T)` in the dtype of x.
-        """
-        x64 = x.to(torch.float64)
-        gain = self.comp.gain(x64, params) * math.pow(10.0, params[4] / 20.0)
-        return self.stage(x64, gain, params[5:], self.comp.sample_rate).to(x.dtype)
+    def process(self, x: Tensor) -> Tensor:
+        """The gray-box on one block with the configured values: the gain of the five (on x),
+        then the stage. Shape :math:`(C, T)` -> :math:`(C, T)` in the dtype of x."""
+        if self.stale:
+            self.configure(self.params)
+        if x.shape[1] == 0:
+            return x.clone()
+        return self.stage(x, self.comp.scaled_gain(x)).to(x.dtype)
 
 
 class FixedGraybox(_StreamingGraybox):
@@ -220,18 +208,18 @@ class FixedGraybox(_StreamingGraybox):
         sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
     """
 
-    params: List[float]
-
     def __init__(self, params: Dict[str, float], sample_rate: int):
         super().__init__(sample_rate)
-        self.params = [float(params[k]) for k in GRAYBOX_ORDER]
+        self.configure([float(params[k]) for k in GRAYBOX_ORDER])
 
     @torch.jit.export
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
         return self.params
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.process(_as_2d(x), self.params).reshape(x.shape)
+        if x.dim() == 2:
+            return self.process(x)
+        return self.process(_as_2d(x)).reshape(x.shape)
 
 
 class KnobMapGraybox(_StreamingGraybox):
@@ -245,14 +233,27 @@ class KnobMapGraybox(_StreamingGraybox):
         sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
     """
 
+    # (no class annotations here: they would hide the base class's to TorchScript)
+
     def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], sample_rate: int):
         super().__init__(sample_rate)
         self.curves = GrayboxCurves(table)
+        self.peak_reduction = math.nan   # the setting it is configured for
+        self.mode = -1
 
     @torch.jit.export
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
         return self.curves.parameters_at(peak_reduction, mode)
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
-        params = self.curves.parameters_at(_setting(peak_reduction), _mode_slot(_setting(mode)))
-        return self.process(_as_2d(x), params).reshape(x.shape)
+        pr = _setting(peak_reduction)
+        mode_value = _setting(mode)
+        slot = _mode_slot(mode_value)
+        if pr != self.peak_reduction or slot != self.mode:
+            pr, slot = checked_setting(pr, mode_value)
+            self.configure(self.curves.parameters_at(pr, slot))
+            self.peak_reduction = pr
+            self.mode = slot
+        if x.dim() == 2:
+            return self.process(x)
+        return self.process(_as_2d(x)).reshape(x.shape)

@@ -1,19 +1,31 @@
 """Trained neural compressors (S6, LSTM and FF backbones) as streaming TorchScript modules.
 
-The project's own modules are not scriptable as they stand (the S6 scan calls a numba
+The project's own modules are not scriptable as they stand (the S6 stack calls a numba
 kernel, the stack's state is a tuple of anything), so this module rebuilds the same
-computation from their weights in plain torch, written for ``torch.jit.script``:
+computation from their weights in plain torch, written for ``torch.jit.script`` and for
+few tensor operations per block (each costs about a microsecond of dispatch, whatever
+its size; a 64-sample block holds one or two control frames):
 
-- :class:`ScriptS6`: the S6 block with a sequential scan over the block (a loop of one
-  fused multiply-add per step; no numba).
-- :class:`ScriptLSTM`: the LSTM block (``torch.nn.LSTM`` scripts as it is).
-- :class:`ScriptLayer`: block, FiLM, GLU and the residual; :class:`ScriptStack` the
-  conditioned stack (:mod:`neural.backbones.stack`); :class:`ScriptFF` the stateless
-  per-sample MLP (:mod:`neural.backbones.ff`); :class:`ScriptHead` the output form (``hybrid_gain``, ``hybrid_add``,
-  ``blackbox``), per sample or at the control rate (:mod:`neural.control`).
-- :class:`NeuralCompressor`: the model with its knob map, ``forward(x, peak_reduction,
-  mode)``, the DSP compressor for the hybrids and the conditioning computed inside,
-  state kept between calls.
+- What depends only on the setting is computed when the setting changes, not per block:
+  the DSP constants, the conditioning vector, every FiLM layer's scale and shift, folded
+  with the GLU's projection (and the S6 block's output projection) into one matrix per
+  layer, and the audio path's shaper coefficients.
+- The first layer's projections take the frame features directly (the stack's input
+  projection folded in); the S6 block's causal convolution is one matrix product over
+  the unfolded window; over many frames (long buffers) its scan is a closed form of cumulative
+  sums; an LSTM layer steps its few frames as a handful of operations each (``torch.nn.LSTM``'s
+  call costs more than that for short buffers).
+- The control rate's per-sample ramp is one product with a matrix cached per block
+  length and frame phase.
+- The DSP part and the audio path are :mod:`deploy.compressor`, :mod:`deploy.graybox`
+  and :mod:`deploy.audio_path` (block matrices, the gain solved over the block).
+
+Classes: :class:`ScriptS6Layer`, :class:`ScriptLSTMLayer` (a block, FiLM, GLU and the
+residual), :class:`ScriptStack` (the conditioned stack, :mod:`neural.backbones.stack`),
+:class:`ScriptFF` (the per-sample MLP, :mod:`neural.backbones.ff`), :class:`ScriptHead`
+(the output form, per sample or at the control rate, :mod:`neural.control`) and
+:class:`NeuralCompressor` (the model with its knob map, ``forward(x, peak_reduction,
+mode)``, the DSP and the conditioning computed inside, state kept between calls).
 
 :data:`EXPORTABLE_BACKBONES` lists what converts; :func:`neural_module` builds the
 module from a loaded checkpoint or raises :class:`common.errors.UserError`.
@@ -23,9 +35,8 @@ run as a batch, linked DSP detection, as :class:`neural.inference.BlockProcessor
 returns the same shape and dtype.
 """
 # no "from __future__ import annotations": TorchScript reads the class annotations as types
-import copy
 import math
-from typing import Final, List, Optional, Tuple, Union
+from typing import Dict, Final, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -33,168 +44,348 @@ from torch import Tensor, nn
 
 from common.errors import UserError
 from deploy.audio_path import ScriptAudioPath
-from deploy.compressor import KnobCurves, PeakCompressor, _mode_slot, _setting
+from deploy.compressor import KnobMapCurves, PeakCompressor, _mode_slot, _setting, checked_setting
 from deploy.graybox import GRAYBOX_ORDER, GrayboxCurves, GrayboxStage
 
-__all__ = ["EXPORTABLE_BACKBONES", "ScriptS6", "ScriptLSTM", "ScriptLayer", "ScriptStack", "ScriptFF",
-           "ScriptHead", "NeuralCompressor", "neural_module"]
+__all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptStack", "ScriptFF", "ScriptHead",
+           "NeuralCompressor", "neural_module"]
 
 EXPORTABLE_BACKBONES = ("s6", "lstm", "ff")
 
 
-class ScriptS6(nn.Module):
-    """:class:`neural.backbones.s6.S6Block` from its weights. State: ``[conv_tail, h]``."""
+def _detached(t: Tensor) -> Tensor:
+    return t.detach().clone().float()
 
-    def __init__(self, block: nn.Module):
+
+class _FiLMNet(nn.Module):
+    """A FiLM layer's MLP (``Linear, SiLU, Linear``) from its weights, or the identity's (no net)."""
+
+    def __init__(self, film: nn.Module, channels: int):
         super().__init__()
-        d = block.d_inner
-        self.d_inner, self.d_state, self.d_conv = d, block.d_state, block.d_conv
-        w_in = block.in_proj.weight.detach()
-        self.register_buffer("w_u", w_in[:d].clone())
-        self.register_buffer("w_z", w_in[d:].clone())
-        self.register_buffer("conv_weight", block.conv_weight.detach().clone())  # (d_inner, d_conv)
-        self.register_buffer("conv_bias", block.conv_bias.detach().clone())
-        w_x, b_x = block.x_proj.weight.detach(), block.x_proj.bias.detach()
-        self.register_buffer("w_delta", w_x[:d].clone())
-        self.register_buffer("b_delta", b_x[:d].clone())
-        self.register_buffer("w_bc", w_x[d:].clone())
-        self.register_buffer("b_bc", b_x[d:].clone())
-        self.register_buffer("neg_a", -torch.exp(block.A_log.detach()))
-        self.register_buffer("D", block.D.detach().clone())
-        self.register_buffer("w_out", block.out_proj.weight.detach().clone())
+        self.present = film.net is not None
+        net = film.net
+        self.register_buffer("w1", _detached(net[0].weight) if self.present else torch.zeros(1, 1))
+        self.register_buffer("b1", _detached(net[0].bias) if self.present else torch.zeros(1))
+        self.register_buffer("w2", _detached(net[2].weight) if self.present else torch.zeros(2 * channels, 1))
+        self.register_buffer("b2", _detached(net[2].bias) if self.present else torch.zeros(2 * channels))
+        self.channels = channels
+
+    def scale_shift(self, cond: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """``(1 + gamma, beta)`` for a ``(1, C)`` cond, each :math:`(1, D)`."""
+        if not self.present or cond is None:
+            return torch.ones(1, self.channels), torch.zeros(1, self.channels)
+        out = F.linear(F.silu(F.linear(cond, self.w1, self.b1)), self.w2, self.b2)
+        gamma, beta = out.chunk(2, dim=-1)
+        return gamma + 1.0, beta
+
+
+def _fold_glu(glu_w: Tensor, glu_b: Tensor, scale: Tensor, shift: Tensor) -> Tuple[Tensor, Tensor]:
+    """``W_g (y (1 + gamma) + beta) + b_g`` as one linear map of ``y``."""
+    return glu_w * scale, F.linear(shift, glu_w, glu_b).reshape(-1)
+
+
+def _scan_closed(log_a: Tensor, b: Tensor, s0: Tensor) -> Tensor:
+    """``s_t = exp(log_a_t) s_{t-1} + b_t`` over the frame axis in closed form, for many frames at once.
+
+    With ``L = cumsum(log_a)`` (``<= 0``): ``s_t = exp(L_t) (s0 + sum_{k<=t} exp(-L_k) b_k)``, in
+    float64 (each term's error relative to the largest ``|b|``); a few operations for any number
+    of frames instead of one per frame. Where ``L`` falls below -600 within the block (``exp(-L)``
+    would leave float64's range) it steps frame by frame instead.
+
+    Shapes: log_a, b :math:`(B, T, d, N)`, s0 :math:`(B, 1, d, N)` -> :math:`(B, T, d, N)` in b's dtype.
+    """
+    cum = log_a.to(torch.float64).cumsum(1)
+    if bool(cum.amin() > -600.0):
+        acc = (torch.exp(-cum) * b).cumsum(1).add_(s0)
+        return torch.exp(cum).mul_(acc).to(b.dtype)
+    states: List[Tensor] = []
+    s = s0
+    for a_t, b_t in zip(torch.exp(log_a).split(1, 1), b.split(1, 1)):
+        s = torch.addcmul(b_t, a_t, s)
+        states.append(s)
+    return torch.cat(states, 1)
+
+
+class ScriptS6Layer(nn.Module):
+    """One S6 layer of the stack (:class:`neural.backbones.s6.S6Block`, FiLM, GLU, residual).
+
+    The first layer takes the frame features and applies the stack's input projection
+    itself (folded with the block's input projection). State: ``[conv tail, h]``.
+    """
+
+    first: Final[bool]
+
+    def __init__(self, block: nn.Module, film: nn.Module, glu: nn.Module, width: int,
+                 in_proj: Optional[nn.Module] = None):
+        super().__init__()
+        d, n = block.d_inner, block.d_state
+        self.d_inner, self.d_state, self.d_conv, self.width = d, n, block.d_conv, width
+        self.first = in_proj is not None
+        w_uz = block.in_proj.weight.detach().float()                       # (2d, width)
+        if in_proj is not None:   # [h, u, z] = W [feats] + b
+            w_in, b_in = in_proj.weight.detach().float(), in_proj.bias.detach().float()
+            w = torch.cat([w_in, w_uz @ w_in], 0)
+            b = torch.cat([b_in, w_uz @ b_in], 0)
+        else:
+            w, b = w_uz, torch.zeros(2 * d)
+        self.register_buffer("w_in", w.clone())
+        self.register_buffer("b_in", b.clone())
+        self.register_buffer("b_base", b.clone())
+        conv = block.conv_weight.detach().float()                           # (d, taps)
+        taps = conv.shape[1]
+        # the depthwise conv on the unfolded window (d, taps) -> one matrix (d, d * taps)
+        block_diag = torch.zeros(d, d, taps)
+        block_diag[torch.arange(d), torch.arange(d)] = conv
+        self.register_buffer("w_conv", block_diag.reshape(d, d * taps).clone())
+        self.register_buffer("b_conv", _detached(block.conv_bias))
+        self.register_buffer("w_x", _detached(block.x_proj.weight))
+        self.register_buffer("b_x", _detached(block.x_proj.bias))
+        self.register_buffer("neg_a", -torch.exp(block.A_log.detach().float()))
+        self.register_buffer("skip", _detached(block.D))
+        self.register_buffer("w_out", _detached(block.out_proj.weight))     # (width, d)
+        self.register_buffer("glu_w", _detached(glu.proj.weight))
+        self.register_buffer("glu_b", _detached(glu.proj.bias))
+        self.film = _FiLMNet(film, width)
+        self.register_buffer("w_fold", torch.zeros(2 * width, d))
+        self.register_buffer("b_fold", torch.zeros(2 * width))
+        self.configure(None)
+
+    @torch.jit.export
+    def configure(self, cond: Optional[Tensor]) -> None:
+        """Fold FiLM at ``cond`` (1, C) and the GLU's projection into one map after the block."""
+        scale, shift = self.film.scale_shift(cond)
+        w, b = _fold_glu(self.glu_w, self.glu_b, scale, shift)
+        self.w_fold = w @ self.w_out
+        self.b_fold = b
+        self.b_in = self.b_base
 
     def initial_state(self, batch: int) -> List[Tensor]:
-        return [self.D.new_zeros(batch, self.d_conv - 1, self.d_inner),
-                self.D.new_zeros(batch, self.d_inner, self.d_state)]
+        # the scan state keeps a frame axis, (B, 1, d, N): a one-frame block then needs no reshaping
+        return [torch.zeros(batch, self.d_conv - 1, self.d_inner), torch.zeros(batch, 1, self.d_inner, self.d_state)]
 
-    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        steps = x.shape[1]
-        u = torch.cat([state[0], F.linear(x, self.w_u)], dim=1)
-        z = F.linear(x, self.w_z)
-        tail = u[:, steps:]
-        u = (u.unfold(1, self.d_conv, 1) * self.conv_weight).sum(-1) + self.conv_bias  # causal depthwise conv
-        u = F.silu(u)
-        delta = F.softplus(F.linear(u, self.w_delta, self.b_delta))
-        bc = F.linear(u, self.w_bc, self.b_bc)
-        b_in, c_out = bc[..., :self.d_state], bc[..., self.d_state:]
-        a = torch.exp(delta.unsqueeze(-1) * self.neg_a)                # (B, T, d_inner, N)
-        b = (delta * u).unsqueeze(-1) * b_in.unsqueeze(2)              # (B, T, d_inner, N)
-        h = state[1]
-        states: List[Tensor] = []
-        for a_t, b_t in zip(a.unbind(1), b.unbind(1)):
-            h = torch.addcmul(b_t, a_t, h)
-            states.append(h)
-        hs = torch.stack(states, 1)
-        y = (hs * c_out.unsqueeze(2)).sum(-1) + u * self.D
-        return F.linear(y * F.silu(z), self.w_out), [tail, h]
+    def forward(self, h: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        d = self.d_inner
+        steps = h.shape[1]
+        if self.first:
+            h, u, z = F.linear(h, self.w_in, self.b_in).split([self.width, d, d], -1)
+        else:
+            u, z = F.linear(h, self.w_in).split([d, d], -1)
+        ext = torch.cat([state[0], u], 1)
+        tail = ext.narrow(1, steps, self.d_conv - 1)
+        u = F.silu(F.linear(ext.unfold(1, self.d_conv, 1).reshape(h.shape[0], steps, d * self.d_conv),
+                            self.w_conv, self.b_conv))
+        delta, b_in, c_out = F.linear(u, self.w_x, self.b_x).split([d, self.d_state, self.d_state], -1)
+        delta = F.softplus(delta)
+        a = torch.exp(delta.unsqueeze(-1) * self.neg_a)                      # (B, T, d, N)
+        b = (delta * u).unsqueeze(-1) * b_in.unsqueeze(2)                   # (B, T, d, N)
+        s = state[1]
+        if steps == 1:
+            s = torch.addcmul(b, a, s)
+            hs = s
+        elif steps <= 8:
+            states: List[Tensor] = []
+            for a_t, b_t in zip(a.split(1, 1), b.split(1, 1)):
+                s = torch.addcmul(b_t, a_t, s)
+                states.append(s)
+            hs = torch.cat(states, 1)
+        else:
+            hs = _scan_closed(delta.unsqueeze(-1) * self.neg_a, b, s)
+            s = hs.narrow(1, steps - 1, 1)
+        y = torch.addcmul((hs * c_out.unsqueeze(2)).sum(-1), u, self.skip)
+        v = F.linear(y * F.silu(z), self.w_fold, self.b_fold)               # out_proj, FiLM, GLU projection
+        return h + F.glu(v, -1), [tail, s]
 
 
-class ScriptLSTM(nn.Module):
-    """:class:`neural.backbones.lstm.LSTMBlock` from its weights. State: ``[h, c]``, each (1, B, width)."""
+class ScriptLSTMLayer(nn.Module):
+    """One LSTM layer of the stack (:class:`neural.backbones.lstm.LSTMBlock`, FiLM, GLU, residual).
 
-    def __init__(self, block: nn.Module):
+    The first layer takes the frame features and applies the stack's input projection
+    itself (folded with the input-to-gates projection). State: ``[h, c]``, each (B, width).
+    A few steps (control frames) run as a handful of operations each; longer blocks (a
+    per-sample model, long buffers) use ``torch.nn.LSTM``'s loop, whose call costs more but
+    its steps less.
+    """
+
+    first: Final[bool]
+
+    def __init__(self, block: nn.Module, film: nn.Module, glu: nn.Module, width: int,
+                 in_proj: Optional[nn.Module] = None):
         super().__init__()
-        self.width = block.width
-        self.lstm = copy.deepcopy(block.lstm)
+        lstm = block.lstm
+        self.width = width
+        self.first = in_proj is not None
+        w_ih = lstm.weight_ih_l0.detach().float()
+        b_gates = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().float()
+        if in_proj is not None:   # [h, gates from the input] = W [feats] + b
+            w_in, b_in = in_proj.weight.detach().float(), in_proj.bias.detach().float()
+            w = torch.cat([w_in, w_ih @ w_in], 0)
+            b = torch.cat([b_in, w_ih @ b_in + b_gates], 0)
+        else:
+            w, b = w_ih, b_gates
+        self.register_buffer("w_in", w.clone())
+        self.register_buffer("b_in", b.clone())
+        self.register_buffer("b_base", b.clone())
+        self.register_buffer("w_hh_t", _detached(lstm.weight_hh_l0).t().contiguous())   # (width, 4 width)
+        self.lstm = nn.LSTM(width, width, batch_first=True)
+        self.lstm.load_state_dict(lstm.state_dict())
+        self.lstm.float()
+        self.register_buffer("glu_w", _detached(glu.proj.weight))
+        self.register_buffer("glu_b", _detached(glu.proj.bias))
+        self.film = _FiLMNet(film, width)
+        self.register_buffer("w_fold", torch.zeros(2 * width, width))
+        self.register_buffer("b_fold", torch.zeros(2 * width))
+        self.configure(None)
+
+    @torch.jit.export
+    def configure(self, cond: Optional[Tensor]) -> None:
+        scale, shift = self.film.scale_shift(cond)
+        w, b = _fold_glu(self.glu_w, self.glu_b, scale, shift)
+        self.w_fold = w
+        self.b_fold = b
+        self.b_in = self.b_base
 
     def initial_state(self, batch: int) -> List[Tensor]:
-        w = self.lstm.weight_hh_l0
-        return [w.new_zeros(1, batch, self.width), w.new_zeros(1, batch, self.width)]
+        return [torch.zeros(batch, self.width), torch.zeros(batch, self.width)]
 
-    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        y, (h, c) = self.lstm(x, (state[0], state[1]))
-        return y, [h, c]
-
-
-_BLOCKS = {"s6": ScriptS6, "lstm": ScriptLSTM}
-
-
-class ScriptLayer(nn.Module):
-    """``h + GLU(FiLM(block(h), cond))`` with the block's state."""
-
-    def __init__(self, block: nn.Module, film: nn.Module, glu: nn.Module, backbone: str):
-        super().__init__()
-        self.block = _BLOCKS[backbone](block)
-        self.conditioned = film.net is not None
-        self.film = _film_net(film)
-        self.glu = copy.deepcopy(glu.proj)
-
-    def initial_state(self, batch: int) -> List[Tensor]:
-        return self.block.initial_state(batch)
-
-    def forward(self, h: Tensor, cond: Optional[Tensor], state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        y, state = self.block(h, state)
-        if self.conditioned and cond is not None:
-            scale, shift = self.film(cond).chunk(2, dim=-1)
-            y = torch.addcmul(shift.unsqueeze(1), y, scale.unsqueeze(1) + 1.0)
-        return h + F.glu(self.glu(y), dim=-1), state
+    def forward(self, h: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        steps = h.shape[1]
+        hx, cx = state[0], state[1]
+        if steps > 8:   # a long block: nn.LSTM's loop (its input projection its own)
+            if self.first:
+                h = F.linear(h, self.w_in.narrow(0, 0, self.width), self.b_in.narrow(0, 0, self.width))
+            y, (hn, cn) = self.lstm(h, (hx.unsqueeze(0), cx.unsqueeze(0)))
+            v = F.linear(y, self.w_fold, self.b_fold)
+            return h + F.glu(v, -1), [hn.squeeze(0), cn.squeeze(0)]
+        if self.first:
+            h, gates = F.linear(h, self.w_in, self.b_in).split([self.width, 4 * self.width], -1)
+        else:
+            gates = F.linear(h, self.w_in, self.b_in)
+        outs: List[Tensor] = []
+        w = self.width
+        for g_t in gates.unbind(1):   # torch's gate order: input, forget, cell, output
+            z = torch.addmm(g_t, hx, self.w_hh_t)
+            i, f, g, o = torch.sigmoid(z).chunk(4, 1)
+            cx = torch.addcmul(f * cx, i, torch.tanh(z.narrow(1, 2 * w, w)))
+            hx = o * torch.tanh(cx)
+            outs.append(hx)
+        y = outs[0].unsqueeze(1) if steps == 1 else torch.stack(outs, 1)
+        v = F.linear(y, self.w_fold, self.b_fold)                           # FiLM, GLU projection
+        return h + F.glu(v, -1), [hx, cx]
 
 
 class ScriptStack(nn.Module):
-    """:class:`neural.backbones.stack.ConditionedStack` (S6 or LSTM blocks) from its weights."""
+    """:class:`neural.backbones.stack.ConditionedStack` (S6 or LSTM blocks) from its weights.
+
+    ``forward(features (B, T, F_in), state) -> (out (B, T), state)``.
+    """
 
     def __init__(self, stack: nn.Module, backbone: str):
         super().__init__()
-        self.in_proj = copy.deepcopy(stack.in_proj)
-        self.layers = nn.ModuleList(ScriptLayer(b, f, g, backbone)
-                                    for b, f, g in zip(stack.blocks, stack.films, stack.glus))
-        self.out_proj = copy.deepcopy(stack.out_proj)
+        width = stack.in_proj.out_features
+        kind = ScriptS6Layer if backbone == "s6" else ScriptLSTMLayer
+        self.layers = nn.ModuleList(kind(b, f, g, width, stack.in_proj if i == 0 else None)
+                                    for i, (b, f, g) in enumerate(zip(stack.blocks, stack.films, stack.glus)))
+        self.register_buffer("w_out", _detached(stack.out_proj.weight))
+        self.register_buffer("b_out", _detached(stack.out_proj.bias))
+        self.register_buffer("g_column", torch.zeros(0))   # the first map's gain column (control rate)
+
+    def permute_inputs(self, order: List[int], scale: List[float]) -> None:
+        """Feed the first layer its inputs in another order, each scaled (column j of the
+        weight becomes column ``order[j]`` times ``scale[j]``); Python side, before scripting."""
+        first = self.layers[0]
+        first.w_in = (first.w_in[:, order] * torch.tensor(scale)).contiguous()
+        self.g_column = first.w_in[:, -1].clone()
+
+    def scale_output(self, factor: float) -> None:
+        """Multiply the output by ``factor`` (folded into the last map); Python side, before scripting."""
+        self.w_out = self.w_out * factor
+        self.b_out = self.b_out * factor
+
+    @torch.jit.export
+    def configure(self, cond: Optional[Tensor], g_offset: float) -> None:
+        """At a setting: FiLM at ``cond``; ``g_offset`` added to the gain feature (folded into the bias)."""
+        for layer in self.layers:
+            layer.configure(cond)
+        if g_offset != 0.0:
+            first = self.layers[0]
+            first.b_in = first.b_in + g_offset * self.g_column
 
     def initial_state(self, batch: int) -> List[List[Tensor]]:
         return [layer.initial_state(batch) for layer in self.layers]
 
-    def forward(self, x: Tensor, cond: Optional[Tensor], state: List[List[Tensor]]) -> Tuple[Tensor, List[List[Tensor]]]:
-        h = self.in_proj(x)
+    def forward(self, x: Tensor, state: List[List[Tensor]]) -> Tuple[Tensor, List[List[Tensor]]]:
+        h = x
         new_state: List[List[Tensor]] = []
         i = 0
         for layer in self.layers:
-            h, s = layer(h, cond, state[i])
+            h, s = layer(h, state[i])
             new_state.append(s)
             i += 1
-        return self.out_proj(h), new_state
-
-
-def _film_net(film: nn.Module) -> nn.Module:
-    # an unconditioned FiLM is the identity; keep a placeholder so the code compiles either way
-    return copy.deepcopy(film.net) if film.net is not None else nn.Sequential(nn.Identity())
-
-
-class ScriptFFLayer(nn.Module):
-    """``FiLM(act(Linear(h)), cond)``: one hidden layer of :class:`neural.backbones.ff.FFModel`."""
-
-    def __init__(self, layer: nn.Module, act: nn.Module, film: nn.Module):
-        super().__init__()
-        self.layer = copy.deepcopy(layer)
-        self.act = copy.deepcopy(act)
-        self.conditioned = film.net is not None
-        self.film = _film_net(film)
-
-    def forward(self, h: Tensor, cond: Optional[Tensor]) -> Tensor:
-        y = self.act(self.layer(h))
-        if self.conditioned and cond is not None:
-            scale, shift = self.film(cond).chunk(2, dim=-1)
-            y = torch.addcmul(shift.unsqueeze(1), y, scale.unsqueeze(1) + 1.0)
-        return y
+        return F.linear(h, self.w_out, self.b_out).squeeze(-1), new_state
 
 
 class ScriptFF(nn.Module):
-    """:class:`neural.backbones.ff.FFModel` from its weights: no memory, its state the empty list."""
+    """:class:`neural.backbones.ff.FFModel` from its weights: no memory, its state the empty list.
+
+    Each FiLM (after a layer's activation) is folded into the next linear map at the setting.
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.layers = nn.ModuleList(ScriptFFLayer(layer, model.act, film)
-                                    for layer, film in zip(model.hidden, model.films))
-        self.out_proj = copy.deepcopy(model.out_proj)
+        self.act = {"Tanh": "tanh", "Sigmoid": "sigmoid", "ReLU": "relu", "SiLU": "silu"}[type(model.act).__name__]
+        self.weights = [_detached(layer.weight) for layer in model.hidden] + [_detached(model.out_proj.weight)]
+        self.biases = [_detached(layer.bias) for layer in model.hidden] + [_detached(model.out_proj.bias)]
+        self.films = nn.ModuleList(_FiLMNet(film, layer.out_features) for layer, film in zip(model.hidden, model.films))
+        self.folded_w: List[Tensor] = list(self.weights)
+        self.folded_b: List[Tensor] = list(self.biases)
+        self.g_column = torch.zeros(0)
+
+    def permute_inputs(self, order: List[int], scale: List[float]) -> None:
+        """As :meth:`ScriptStack.permute_inputs`."""
+        self.weights[0] = (self.weights[0][:, order] * torch.tensor(scale)).contiguous()
+        self.folded_w[0] = self.weights[0]
+        self.g_column = self.weights[0][:, -1].clone()
+
+    def scale_output(self, factor: float) -> None:
+        """As :meth:`ScriptStack.scale_output`."""
+        self.weights[-1] = self.weights[-1] * factor
+        self.biases[-1] = self.biases[-1] * factor
+        self.folded_w[-1] = self.weights[-1]
+        self.folded_b[-1] = self.biases[-1]
+
+    @torch.jit.export
+    def configure(self, cond: Optional[Tensor], g_offset: float) -> None:
+        w: List[Tensor] = [self.weights[0]]
+        b: List[Tensor] = [self.biases[0] + g_offset * self.g_column if g_offset != 0.0 else self.biases[0]]
+        i = 0
+        for film in self.films:   # FiLM after layer i's activation: into layer i + 1's map
+            scale, shift = film.scale_shift(cond)
+            nxt_w, nxt_b = self.weights[i + 1], self.biases[i + 1]
+            w.append(nxt_w * scale)
+            b.append(F.linear(shift, nxt_w, nxt_b).reshape(-1))
+            i += 1
+        self.folded_w = w
+        self.folded_b = b
+
+    def _act(self, h: Tensor) -> Tensor:
+        if self.act == "tanh":
+            return torch.tanh(h)
+        if self.act == "sigmoid":
+            return torch.sigmoid(h)
+        if self.act == "relu":
+            return torch.relu(h)
+        return F.silu(h)
 
     def initial_state(self, batch: int) -> List[List[Tensor]]:
         empty: List[List[Tensor]] = []
         return empty
 
-    def forward(self, x: Tensor, cond: Optional[Tensor], state: List[List[Tensor]]) -> Tuple[Tensor, List[List[Tensor]]]:
+    def forward(self, x: Tensor, state: List[List[Tensor]]) -> Tuple[Tensor, List[List[Tensor]]]:
         h = x
-        for layer in self.layers:
-            h = layer(h, cond)
-        return self.out_proj(h), state
+        last = len(self.folded_w) - 1
+        for i in range(last):
+            h = self._act(F.linear(h, self.folded_w[i], self.folded_b[i]))
+        return F.linear(h, self.folded_w[last], self.folded_b[last]).squeeze(-1), state
 
 
 def _backbone(head: nn.Module) -> nn.Module:
@@ -203,16 +394,25 @@ def _backbone(head: nn.Module) -> nn.Module:
     return ScriptStack(head.backbone, head.backbone_name)
 
 
-def _log_level(v: Tensor) -> Tensor:
-    return torch.log10(v.clamp_min(1e-4))
-
-
 class ScriptHead(nn.Module):
     """A head of :mod:`neural.heads` around a :class:`ScriptStack` or :class:`ScriptFF`, per sample or per frame.
 
-    ``forward(x, y_dsp, g_db, cond, state, frame_state)``: shapes (B, T); the frame state
-    (control rate only) is ``[pending x, pending g, x before, last two predictions]``.
+    ``correction(x, y_dsp, gain, log_drive, state, frame_state)``: the backbone's prediction
+    per sample (``(C, n)``); ``gain`` is the DSP gain times its make-up (times the tube drive
+    ``10^log_drive`` for a gray-box), ``(1, n)`` float64. The frame state (control rate only)
+    is ``[pending x, x before them, last two predictions]``.
+
+    At the control rate the frame features come in the order RMS, RMS of the difference,
+    peak (each as ``log10`` of the mean square or squared peak, floored at 1e-8) and the
+    gain in dB / 20: the first layer's input weights are permuted and halved to match
+    (:mod:`neural.control`'s RMS, peak, RMS of the difference, in ``log10`` of the level).
     """
+
+    kind: Final[str]
+    uses_dsp: Final[bool]
+    level_feature: Final[bool]
+    frame: Final[int]
+    ramps: Dict[int, Tensor]
 
     def __init__(self, head: nn.Module):
         super().__init__()
@@ -222,78 +422,99 @@ class ScriptHead(nn.Module):
         self.level_feature = bool(head.level_feature)
         self.frame = int(head.frame)
         self.stack = _backbone(head)
+        if self.frame > 1:
+            order = [0, 2, 1] + ([3] if self.uses_dsp else [])
+            self.stack.permute_inputs(order, [0.5, 0.5, 0.5, 1.0][:len(order)])
+        if self.kind != "hybrid_add":   # a gain in dB / 20: its exp(ln 10 o) with ln 10 in the last map
+            self.stack.scale_output(2.302585092994046)
+        self.ramps = {}
 
-    def _features(self, x: Tensor, y_dsp: Tensor, g_db: Tensor) -> Tensor:
+    def _frame_features(self, xs: Tensor, x_before: Tensor, gain: Tensor, lead: int, frames: int) -> Tensor:
+        """(C, frames, 3 or 4) (see the class doc)."""
+        c, w = xs.shape[0], self.frame
+        whole = xs.narrow(1, 0, frames * w)
+        sq = torch.stack([whole.reshape(c, frames, w),
+                          torch.diff(whole, dim=1, prepend=x_before).reshape(c, frames, w)], 2).square_()
+        levels = torch.cat([sq.mean(-1), sq.select(2, 0).amax(-1, keepdim=True)], -1).clamp_min_(1e-8).log10_()
+        if not self.uses_dsp:
+            return levels
+        # the gain at each frame's last sample (the first frame ends after w - lead samples of this
+        # block), in dB / 20: log10 of the scaled gain; the tube drive's share is in the first bias
+        g = gain.as_strided([1, frames], [gain.shape[1], w], gain.storage_offset() + w - 1 - lead)
+        g = g.to(torch.float32).log10_()
+        return torch.cat([levels, g.expand(c, frames).unsqueeze(-1)], -1)
+
+    def _ramp(self, lead: int, n: int, frames: int) -> Tensor:
+        """(frames + 2, n): the per-sample ramp between consecutive predictions as one matrix."""
+        key = n * self.frame + lead
+        r = self.ramps.get(key)
+        if r is None:
+            if len(self.ramps) >= 256:
+                self.ramps.clear()
+            t = torch.arange(lead, lead + n)
+            q = torch.div(t, self.frame, rounding_mode="floor")
+            frac = (t - q * self.frame + 1).float() / float(self.frame)     # neural.control's ramp
+            r = torch.zeros(frames + 2, n)
+            r.scatter_(0, q.unsqueeze(0), (1.0 - frac).unsqueeze(0))
+            r.scatter_add_(0, (q + 1).unsqueeze(0), frac.unsqueeze(0))
+            self.ramps[key] = r
+        return r
+
+    def _frames(self, x: Tensor, gain: Tensor, state: List[List[Tensor]],
+                frame_state: List[Tensor]) -> Tuple[Tensor, List[List[Tensor]], List[Tensor]]:
+        pend, x_before, last2 = frame_state[0], frame_state[1], frame_state[2]
+        lead = pend.shape[1]
+        xs = torch.cat([pend, x], 1)
+        span = xs.shape[1]
+        frames = span // self.frame
+        whole = frames * self.frame
+        c = last2
+        rest = xs
+        if frames > 0:
+            o, state = self.stack(self._frame_features(xs, x_before, gain, lead, frames), state)
+            c = torch.cat([last2, o], 1)
+            before, x_before, rest = xs.split([whole - 1, 1, span - whole], 1)
+        out = c @ self._ramp(lead, x.shape[1], frames)
+        return out, state, [rest, x_before, c.narrow(1, c.shape[1] - 2, 2)]
+
+    def _features(self, x: Tensor, y_dsp: Tensor, gain: Tensor, log_drive: float) -> Tensor:
         if self.uses_dsp:
-            f = torch.stack([x, y_dsp, g_db * 0.05], dim=-1)
+            g20 = (torch.log10(gain) - log_drive).to(torch.float32)
+            f = torch.stack([x, y_dsp.to(torch.float32), g20.expand(x.shape[0], -1)], dim=-1)
         else:
             f = x.unsqueeze(-1)
         if self.level_feature:
-            f = torch.cat([f, _log_level(x.abs()).unsqueeze(-1)], dim=-1)
+            f = torch.cat([f, torch.log10(x.abs().clamp_min(1e-4)).unsqueeze(-1)], dim=-1)
         return f
 
-    def _frame_features(self, x: Tensor, g_db: Tensor, x_before: Tensor) -> Tensor:
-        b, n = x.shape[0], x.shape[1]
-        frames = n // self.frame
-        xf = x.reshape(b, frames, self.frame)
-        dx = torch.diff(x, dim=1, prepend=x_before).reshape(b, frames, self.frame)
-        feats = [_log_level(xf.square().mean(-1).sqrt()), _log_level(xf.abs().amax(-1)),
-                 _log_level(dx.square().mean(-1).sqrt())]
-        if self.uses_dsp:
-            feats.append(g_db.reshape(b, frames, self.frame)[:, :, -1] * 0.05)
-        return torch.stack(feats, dim=-1)
-
-    def _interpolate(self, c: Tensor, start: int, stop: int) -> Tensor:
-        frames = (stop + self.frame - 1) // self.frame
-        prev, cur = c[:, :frames], c[:, 1:frames + 1]
-        ramp = torch.arange(1, self.frame + 1, dtype=c.dtype) / self.frame
-        per_sample = prev.unsqueeze(-1) + (cur - prev).unsqueeze(-1) * ramp
-        return per_sample.reshape(c.shape[0], -1)[:, start:stop]
-
-    def _frames(self, x: Tensor, g_db: Tensor, cond: Optional[Tensor], state: List[List[Tensor]],
-                frame_state: List[Tensor]) -> Tuple[Tensor, List[List[Tensor]], List[Tensor]]:
-        pend_x, pend_g, x_before, last2 = frame_state[0], frame_state[1], frame_state[2], frame_state[3]
-        lead = pend_x.shape[1]
-        xs = torch.cat([pend_x, x], dim=1)
-        gs = torch.cat([pend_g, g_db], dim=1)
-        span = xs.shape[1]
-        whole = span // self.frame * self.frame
-        c = last2
-        if whole > 0:
-            feats = self._frame_features(xs[:, :whole], gs[:, :whole], x_before)
-            o, state = self.stack(feats, cond, state)
-            c = torch.cat([last2, o.squeeze(-1)], dim=1)
-            x_before = xs[:, whole - 1:whole]
-        out = self._interpolate(c, lead, span)
-        return out, state, [xs[:, whole:], gs[:, whole:], x_before, c[:, -2:]]
-
     def initial_frame_state(self, batch: int) -> List[Tensor]:
-        z = torch.zeros(batch, 0)
-        return [z, z.clone(), torch.zeros(batch, 1), torch.zeros(batch, 2)]
+        return [torch.zeros(batch, 0), torch.zeros(batch, 1), torch.zeros(batch, 2)]
 
-    def forward(self, x: Tensor, y_dsp: Tensor, g_db: Tensor, cond: Optional[Tensor], state: List[List[Tensor]],
-                frame_state: List[Tensor]) -> Tuple[Tensor, List[List[Tensor]], List[Tensor]]:
+    def correction(self, x: Tensor, y_dsp: Tensor, gain: Tensor, log_drive: float, state: List[List[Tensor]],
+                   frame_state: List[Tensor]) -> Tuple[Tensor, List[List[Tensor]], List[Tensor]]:
         if self.frame > 1:
-            o, state, frame_state = self._frames(x, g_db, cond, state, frame_state)
-        else:
-            out, state = self.stack(self._features(x, y_dsp, g_db), cond, state)
-            o = out.squeeze(-1)
+            return self._frames(x, gain, state, frame_state)
+        o, state = self.stack(self._features(x, y_dsp, gain, log_drive), state)
+        return o, state, frame_state
+
+    def output(self, o: Tensor, x: Tensor, y_dsp: Tensor) -> Tensor:
+        """The output form; ``o`` comes times ln 10 for the gain forms (:meth:`__init__`)."""
         if self.kind == "hybrid_gain":
-            y = y_dsp * torch.exp(o * 2.302585092994046)  # ln 10, as neural.heads
-        elif self.kind == "hybrid_add":
-            y = y_dsp + o
-        else:
-            y = x * torch.exp(o * 2.302585092994046)  # ln 10, as neural.heads
-        return y, state, frame_state
+            return y_dsp * torch.exp(o)
+        if self.kind == "hybrid_add":
+            return y_dsp + o
+        return x * torch.exp(o)
 
 
 class NeuralCompressor(nn.Module):
     """A trained LA-2A model with its knob map: ``forward(x, peak_reduction, mode)``.
 
-    Peak reduction is clamped to 0..100 and mode at or above 0.5 is limit. The DSP
+    Peak reduction must lie in 0..100 and mode in 0..1, at or above 0.5 limit
+    (:func:`deploy.compressor.checked_setting`; anything else raises). The DSP
     parameters (hybrids, fitted conditioning) come from the knob map inside; the state
-    (DSP gain, backbone, control-rate frame) carries between calls; ``reset()`` returns
-    to silence, and a block with another number of channels starts a fresh stream.
+    (DSP gain, backbone, control-rate frame, audio path) carries between calls;
+    ``reset()`` returns to silence, and a block with another number of channels starts a
+    fresh stream. What depends on the setting alone is computed when it changes.
 
     Args:
         model: the loaded model (a head, or :class:`neural.checkpoint.CondNormalised`).
@@ -307,27 +528,40 @@ class NeuralCompressor(nn.Module):
     frame_state: List[Tensor]
     graybox: Final[bool]     # constants: TorchScript compiles only the branches they select
     has_path: Final[bool]
+    needs_params: Final[bool]
+    uses_dsp: Final[bool]
+    peak_reduction: float
+    mode: int
+    cond: Optional[Tensor]
+    log_drive: float
 
     def __init__(self, model: nn.Module, table, conditioning: str, sample_rate: int):
         super().__init__()
         head = getattr(model, "head", model)
         self.head = ScriptHead(head)
+        self.uses_dsp = self.head.uses_dsp
         self.normalise = hasattr(model, "mean")
         dim = int(head.cond_dim)
         self.register_buffer("cond_mean", model.mean.detach().clone() if self.normalise else torch.zeros(dim))
         self.register_buffer("cond_std", model.std.detach().clone() if self.normalise else torch.ones(dim))
         self.cond_clip = float(model.clip) if self.normalise else 0.0
         self.conditioning = conditioning
+        self.conditioned = dim > 0
         self.needs_params = self.head.uses_dsp or conditioning != "knobs"
         # a gray-box map: the hybrid's DSP output is the gray-box's, its gain feature the compressor's
         self.graybox = any(all(k in p for k in GRAYBOX_ORDER) for lv in table.values() for p in lv.values())
-        self.curves = GrayboxCurves(table) if self.graybox else KnobCurves(table)
+        self.curves = GrayboxCurves(table) if self.graybox else KnobMapCurves(table)
         self.dsp = PeakCompressor(sample_rate)
         self.stage = GrayboxStage()
         path = getattr(head, "audio_path", None)
         self.has_path = path is not None
         self.path = ScriptAudioPath(path) if path is not None else nn.Identity()
         self.sample_rate = int(sample_rate)
+        self.peak_reduction = math.nan   # the setting the module is configured for
+        self.mode = -1
+        self.cond = None
+        self.log_drive = 0.0
+        self.no_gain = torch.ones(1, 1, dtype=torch.float64)   # a black box has no DSP gain
         self.requires_grad_(False)  # an inference module: outputs carry no autograd graph
         self.reset()
 
@@ -348,10 +582,36 @@ class NeuralCompressor(nn.Module):
         return self.curves.parameters_at(peak_reduction, mode)
 
     @torch.jit.export
+    def latency(self) -> int:
+        """Samples of delay the module adds: none (the control rate's ramp is causal)."""
+        return 0
+
+    @torch.jit.export
     def set_sample_rate(self, sample_rate: int) -> None:
         """The model's time constants are learnt in samples: it runs at its training rate only."""
         if sample_rate != self.sample_rate:
             raise RuntimeError("this neural model runs at its training sample rate only (see sample_rate)")
+
+    def _configure(self, peak_reduction: float, mode: int) -> None:
+        """Everything that depends on the setting alone: DSP, conditioning, FiLM, shaper."""
+        params: List[float] = [1.0, 2.0, 1.0, 1.0, 0.0]
+        if self.needs_params:
+            params = self.curves.parameters_at(peak_reduction, mode)
+        make_up = math.pow(10.0, params[4] / 20.0)
+        if self.uses_dsp and self.graybox:   # the gain comes scaled by the make-up and the drive (deploy.graybox)
+            self.dsp.prepare(params, make_up * params[8])
+            self.stage.prepare(params[5:], self.sample_rate)
+            self.log_drive = math.log10(params[8])
+        elif self.uses_dsp:
+            self.dsp.prepare(params, make_up)
+        cond: Optional[Tensor] = None
+        if self.conditioned:
+            cond = self._cond(params, peak_reduction, mode)
+        # the gain feature is log10 of the scaled gain: the drive's share comes off in the first bias
+        self.head.stack.configure(cond, -self.log_drive if self.head.frame > 1 and self.uses_dsp else 0.0)
+        if self.has_path:
+            self.path.configure(cond)
+        self.cond = cond
 
     def _cond(self, params: List[float], peak_reduction: float, mode: int) -> Tensor:
         fitted = [params[0] / 40.0, math.log(params[1]), math.log10(params[2]), math.log10(params[3]) - 2.0,
@@ -369,7 +629,7 @@ class NeuralCompressor(nn.Module):
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
         x2 = x.unsqueeze(0) if x.dim() == 1 else x
-        xf = x2.to(torch.float32)
+        xf = x2 if x2.dtype == torch.float32 else x2.to(torch.float32)
         channels = xf.shape[0]
         if channels != self.channels:
             self.reset()
@@ -378,26 +638,27 @@ class NeuralCompressor(nn.Module):
             self.frame_state = self.head.initial_frame_state(channels)
         if xf.shape[1] == 0:
             return x.clone()
-        pr = min(max(_setting(peak_reduction), 0.0), 100.0)
-        slot = _mode_slot(_setting(mode))
-        params: List[float] = [1.0, 2.0, 1.0, 1.0, 0.0]
-        if self.needs_params:
-            params = self.curves.parameters_at(pr, slot)
-        g_db = xf.new_zeros(xf.shape)
+        pr = _setting(peak_reduction)
+        mode_value = _setting(mode)
+        slot = _mode_slot(mode_value)
+        if pr != self.peak_reduction or slot != self.mode:
+            pr, slot = checked_setting(pr, mode_value)
+            self._configure(pr, slot)
+            self.peak_reduction = pr
+            self.mode = slot
         y_dsp = xf
-        if self.head.uses_dsp:
-            g = self.dsp.gain(xf, params)
-            g_row = (20.0 * torch.log10(g.clamp_min(1e-12)) + params[4]).to(torch.float32)
-            g_db = g_row.unsqueeze(0).expand(channels, -1).contiguous()
-            y_dsp = xf * torch.pow(10.0, g_db / 20.0)
-            if self.graybox:
-                gain = g * math.pow(10.0, params[4] / 20.0)
-                y_dsp = self.stage(xf.to(torch.float64), gain, params[5:], self.sample_rate).to(torch.float32)
-        cond = self._cond(params, pr, slot).expand(channels, -1)
-        y, self.state, self.frame_state = self.head(xf, y_dsp, g_db, cond, self.state, self.frame_state)
+        gain = self.no_gain
+        if self.uses_dsp:
+            gain = self.dsp.scaled_gain(xf)   # (1, n) float64, times the make-up (and the drive, gray-box)
+            # the DSP output stays float64 (the renderer rounds it to float32 first: 1e-7 apart)
+            y_dsp = self.stage(xf, gain) if self.graybox else torch.mul(xf, gain)
+        o, self.state, self.frame_state = self.head.correction(xf, y_dsp, gain, self.log_drive, self.state,
+                                                               self.frame_state)
+        y = self.head.output(o, xf, y_dsp)
         if self.has_path:
-            y = self.path(y, cond)
-        return y.to(x.dtype).reshape(x.shape)
+            y = self.path(y)
+        y = y.to(x.dtype)
+        return y if x.dim() == 2 else y.reshape(x.shape)
 
 
 def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompressor:

@@ -11,7 +11,7 @@ point) and refits, with a note, a level fitted on other data or settings.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,12 +25,12 @@ from dsp.storage.records import load_checkpoint, save_checkpoint
 from dsp.fitting.collapse import check_fit_collapse
 from dsp.fitting.ff5 import FitOptions
 from dsp.storage.fitkey import fit_key, fit_settings, key_change
-from dsp.fitting.by_class import evaluate_any, fit_any, options_kind
-from dsp.models.classes import kind_of, param_names
+from dsp.fitting.by_class import evaluate_any, fit_any, options_class
+from dsp.models.classes import model_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 
-__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "level_key", "level_dir", "write_summary", "knobmap_check"]
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "refuse_other_init", "level_key", "level_dir", "write_summary", "knobmap_check"]
 
 SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
 
@@ -45,6 +45,9 @@ class ChainSpec:
     overlap_s: float = 1.0
     align: str = "auto"                  # auto: correct each pair's latency and polarity | off
     key_settings: dict = field(default_factory=dict)   # further settings a fit is keyed by (data choices)
+    # the shape prior: a chained level's threshold no lower than the previous (higher-PR)
+    # level's, as PR is the sidechain gain (dsp.fitting.ff5.FitOptions.threshold_floor)
+    monotone_threshold: bool = True
 
 
 def level_dir(ckpt_dir: Path, mode: str, pr: int) -> Path:
@@ -63,7 +66,7 @@ def level_key(inp, tgt, spec: ChainSpec, options: FitOptions, start: dict | None
     """The :mod:`dsp.storage.fitkey` key of one level's fit, starting from ``start`` (None: the
     published default point)."""
     settings = fit_settings(options, init=spec.init, start=start, frame_s=spec.frame_s, overlap_s=spec.overlap_s,
-                            **spec.key_settings)
+                            monotone_threshold=spec.monotone_threshold, **spec.key_settings)
     return fit_key(inp, tgt, settings)
 
 
@@ -124,13 +127,16 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 if on_alignment:
                     on_alignment(mode, pr, aligned)
                 frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
+                level_options = mode_options
+                if chained and spec.monotone_threshold:
+                    level_options = replace(mode_options, threshold_floor=float(previous["threshold_db"]))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    res = unit.get((mode, pr)) or fit_any(frames, start, mode_options, on_iteration,
+                    res = unit.get((mode, pr)) or fit_any(frames, start, level_options, on_iteration,
                                                           level_match=not chained)
                 check_fit_collapse(res.params, res.esr, tgt)   # never written as a fit
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
-                record["compressor"] = options_kind(options)
+                record["compressor"] = options_class(options)
                 record["alignment"] = aligned.to_dict()
                 record["fit_key"] = key
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +168,23 @@ def _unit_fits(find_pair, ckpt_dir: Path, spec: ChainSpec, options) -> dict:
     return {(m, pr): res for (m, pr, _), res in zip(firsts, fit_unit(levels))}
 
 
+def refuse_other_init(ckpt_dir: Path, spec: ChainSpec) -> None:
+    """UserError when a level in ``ckpt_dir`` was fitted with another ``init`` (chained or
+    cold): checked before a rerun changes anything in the folder."""
+    for mode in spec.modes:
+        for pr in spec.levels:
+            ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
+            if not ckpt.is_file():
+                continue
+            try:
+                init = load_checkpoint(ckpt).get("init", spec.init)
+            except UserError:
+                continue   # damaged: refitted
+            if init != spec.init:
+                raise UserError(f"{ckpt}: was fitted with init={init}, this run uses init={spec.init}; "
+                                "choose another ckpt_dir to compare them")
+
+
 def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:
     """A finished level's record, or None if it must be (re)fitted: there is none, it is
     damaged, or it was fitted on other data or settings than ``key`` says."""
@@ -185,10 +208,10 @@ def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:
     return record
 
 
-def write_summary(path: Path, rows: list[dict], extra: list[str] | tuple = ()) -> None:
-    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), the model class's further
-    parameters (a gray-box's blocks; an opto fit's cell and blocks), then ``extra`` columns."""
-    further = [k for k in param_names(kind_of(rows[0])) if k not in PARAM_NAMES] if rows else []
+def write_summary(path: Path, rows: list[dict], compressor: str, extra: list[str] | tuple = ()) -> None:
+    """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), the further parameters of the
+    model class ``compressor`` (a gray-box fit's blocks; an opto fit's cell and blocks), then ``extra`` columns."""
+    further = [k for k in model_class(compressor).param_names if k not in SUMMARY_COLUMNS]
     write_csv(path, rows, SUMMARY_COLUMNS + further + list(extra))
 
 
@@ -202,7 +225,8 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
     (``esr_interpolated``), both on the pair ``find_pair`` gives for that level (the
     caller's ``split``, e.g. Test: not the fitting audio); levels without one are skipped.
     """
-    full = KnobMap.from_rows(rows)
+    compressor = options_class(options)
+    full = KnobMap.from_rows(rows, compressor)
     sparse = full.subset(lambda s: s["peak_reduction"] % step == 0)
     out = []
     for r in rows:
@@ -219,7 +243,7 @@ def knobmap_check(rows: list[dict], find_pair, spec: ChainSpec, options: FitOpti
         x, y, sr, _ = read_aligned_pair(inp, tgt, spec.align)
         frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
         interp = sparse.at(la2a_setting(mode, pr))
-        own = {k: float(r[k]) for k in param_names(kind_of(r))}
+        own = full.at(la2a_setting(mode, pr))
         out.append({"mode": mode, "peak_reduction": pr, "split": split,
                     "esr_own_fit": evaluate_any(frames, own, options),
                     "esr_interpolated": evaluate_any(frames, interp, options)})

@@ -22,6 +22,8 @@ from audio.pairs import align_mode
 from audio.rates import check_rates
 from audio.manifest import manifest_device, read_manifest
 from common.atomic import write_text_atomic
+from common.config import CONFIG_DIR, load_config
+from common.names import plain_name
 from common.errors import UserError
 from jobs.launch import check_results, launch, launcher_name, summarise_results
 from common.table import format_table
@@ -68,13 +70,16 @@ def _ensure_neural(cfg, argv, launcher: list[str] = ()) -> list[Path]:
     common = [f"dsp_dir={cfg.dsp_dir}", f"compressor={compressor_name(cfg)}", *_data_overrides(argv),
               f"unseen_levels=[{','.join(str(v) for v in held_out_levels(cfg))}]",   # the same held-out levels
               *[str(o) for o in (cfg.get("train_overrides") or [])]]
-    jobs = [[f"model={model}", f"variant={variant}", f"out_dir={run_dir}", *common, "quiet=true"]
+    # not quiet: each job's progress bar in its job.out is what the sweep shows
+    jobs = [[f"model={model}", f"variant={variant}", f"out_dir={run_dir}", *common, f"quiet={bool(cfg.quiet)}"]
             for model, variant, run_dir in missing]
     hydra = [f"hydra.sweep.dir={Path(str(cfg.out_dir)) / 'trainings'}", *launcher]
     if launcher_name(list(launcher)) == "joblib" and not any(o.startswith("hydra.launcher.n_jobs=") for o in launcher):
         hydra.append(f"hydra.launcher.n_jobs={max(1, int(cfg.get('train_jobs', 1) or 1))}")
+    given = [str(o) for o in (cfg.get("train_overrides") or [])]
+    how = "its defaults" + (f" and the train_overrides {' '.join(given)}" if given else "")
     for model, variant, run_dir in missing:
-        print(f"no trained {model} {variant} in {run_dir}: training it with the defaults")
+        print(f"no trained {model} {variant} in {run_dir}: training it with {how}")
     results = launch("train_neural", "jobs.train:run_train_job", jobs, hydra, job_name="train_neural",
                      output_key="out_dir", quiet=bool(cfg.quiet))
     print(summarise_results(results))
@@ -152,8 +157,22 @@ def _check_corpus_rate(cfg) -> None:
         check_rates([p for t in takes for p in (t.input, t.target)])
 
 
+def _check_models(cfg) -> None:
+    """Every compared model a model file of ``cfg/model/`` and every variant a known one,
+    before anything is fitted or trained (the names become run folders)."""
+    known = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml") if p.stem != "base")
+    for model in cfg.models:
+        plain_name(model, "model", "models")
+        if str(model) not in known:
+            raise UserError(f"models: unknown model {model!r} (choose from {', '.join(known)})")
+    for variant in cfg.variants:
+        if str(variant) not in LA2A.variants:   # every device has the same two
+            raise UserError(f"variants: unknown variant {variant!r} (choose from {', '.join(LA2A.variants)})")
+
+
 def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     check_overrides(cfg)
+    _check_models(cfg)
     out_dir = Path(str(cfg.out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is a file")
@@ -161,6 +180,9 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
         raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
                         f"got {cfg.eval_split!r}")
     _check_corpus_rate(cfg)
+    if cfg.data.get("kind") != "manifest":
+        from neural.conditioning import check_dsp_class
+        check_dsp_class(compressor_name(cfg))   # the hybrids train on dsp_dir's class; other classes: dsp_fits
     corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
     device = corpus.device
     neural_ckpts = _ensure_neural(cfg, argv, launcher)
@@ -178,8 +200,18 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
                   for mode in sorted({r["mode"] for r in rows})]
     else:
         tables = [("ESR by knob setting", setting_table(rows, list(device.knobs)))]
+    training = _training_table(candidates)
+    if training:
+        tables.append(("Training (steps; a model trained for fewer than its default is flagged)",
+                          (training, [("model", "model", ""), ("kind", "kind", ""), ("steps", "steps", "d"),
+                                      ("best_step", "best step", "d"), ("default_steps", "default steps", "d"),
+                                      ("flag", "", "")])))
     write_text_atomic(out_dir / "compare.md", _markdown(cfg, device, summary, tables, pictures, rows))
     print(summary_text(summary))
+    for t in training:
+        if t["flag"]:
+            print(f"warning: {t['model']} {t['kind']} trained {t['steps']} steps, fewer than its default "
+                  f"{t['default_steps']}: its figures are not those of a trained model", file=sys.stderr)
     if device != LA2A:
         print()
         print(format_table(*tables[0][1]))
@@ -187,6 +219,20 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
         print(f"warning: {len(bad)} rows hold non-finite metrics", file=sys.stderr)
     print(f"wrote {out_dir / 'compare.csv'}, {out_dir / 'compare.md'} and {len(pictures)} plots")
     return 0
+
+
+def _training_table(candidates) -> list[dict]:
+    """Each neural model's training steps, best step and its model file's default step count
+    (``cfg/model/<name>.yaml``), flagged when it trained fewer."""
+    out = []
+    for c in candidates:
+        if c.steps is None:
+            continue
+        cfg = load_config("train_neural", [f"model={c.name}"])
+        default = int(cfg.train.get("max_steps") or cfg.model.train.max_steps)   # the model file's, unless overridden
+        out.append({"model": c.name, "kind": c.kind, "steps": c.steps, "best_step": c.best_step,
+                    "default_steps": default, "flag": "UNDER-TRAINED" if c.steps < default else ""})
+    return out
 
 
 def _plots(corpus: Corpus, candidates, rows, cfg, out_dir: Path) -> list[str]:
@@ -222,12 +268,14 @@ def _extra_dsp_candidates(cfg, corpus: Corpus) -> list:
     """The DSP fits of ``dsp_fits`` beside ``dsp_dir``'s (LA-2A chains, each fitted with
     its ``compressor`` when missing), e.g. a graybox fit to compare with the ff5 one."""
     extra = list(cfg.get("dsp_fits") or [])
-    if extra and corpus.device != LA2A:
-        raise UserError("dsp_fits: extra DSP fits are compared on LA-2A chains only")
+    if corpus.device != LA2A:
+        return []   # a device with its own knobs: its per-take fits or curves are the one DSP model
     out = []
     for i, fit in enumerate(extra):
         if "compressor" not in fit or "dsp_dir" not in fit:
             raise UserError(f"dsp_fits[{i}]: needs compressor and dsp_dir")
+        if str(fit.compressor) == compressor_name(cfg):
+            continue   # the class of dsp_dir's fit, already compared
         kmap = ensure_dsp_fit(cfg.data, Path(str(fit.dsp_dir)), quiet=bool(cfg.quiet),
                               unseen=sorted(held_out_levels(cfg)), compressor=str(fit.compressor))
         out += dsp_candidates(kmap)

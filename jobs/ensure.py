@@ -13,8 +13,9 @@ from pathlib import Path
 
 from common.config import load_config
 from common.errors import UserError
-from dsp.knobs.knobmap import KnobMap
 from dsp.knobs.knobcurves import KnobCurves
+from dsp.knobs.knobmap import KnobMap
+from dsp.storage.open_fit import load_param_map
 from dsp.knobs.knobtable import KnobTable
 from dsp.storage.take_fits import load_take_fits, take_fit
 from jobs.joint_fit import MANIFEST_CURVES
@@ -76,7 +77,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         _run_fit(overrides, data)
     if takes is not None:
         return load_take_fits(takes, dsp_dir)
-    kmap = KnobMap.load(dsp_dir / "knobmap.yaml")
+    kmap = load_param_map(dsp_dir / "knobmap.yaml", "knobmap")
     if kmap.compressor != compressor:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: is a {kmap.compressor} fit, compressor={compressor} "
                         f"was asked (point dsp_dir elsewhere)")
@@ -93,7 +94,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
                                 f"(or set fit_chain=true)")
             print(f"note: {dsp_dir / 'knobmap.yaml'}: {stale}: refitting ({command})")
             _run_fit(overrides, data)   # the chain refits the levels whose files changed
-            kmap = KnobMap.load(dsp_dir / "knobmap.yaml")
+            kmap = load_param_map(dsp_dir / "knobmap.yaml", "knobmap")
     return kmap
 
 
@@ -117,7 +118,7 @@ def _data_change(kmap: KnobMap, data) -> str:
 
 def _manifest_curves(path: Path, takes) -> KnobCurves:
     """The joint fit in ``path``, if it was fitted on exactly ``takes`` (Train only)."""
-    curves = KnobCurves.load(path)
+    curves = load_param_map(path, "knobcurves")
     read = sorted(set(curves.protocol.get("fit_splits") or []) - set(PROTOCOL_SPLITS))
     if read:
         raise UserError(f"{path}: this joint fit read {'/'.join(read)} material; refit it on Train only "

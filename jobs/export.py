@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from common.atomic import atomic_path
+from common.atomic import atomic_path, temporary_folder
 from common.errors import UserError
 from deploy.build import build, resolve_source
 from deploy.verify import TOLERANCE, max_difference
@@ -33,7 +31,7 @@ NEUTONE_RATES = [44100, 48000, 88200, 96000]   # a DSP model follows the host; t
 @dataclass
 class ExportResult:
     """What was written and how it was checked."""
-    kind: str                      # fit | knobmap | knobtable | neural
+    kind: str                      # fit | knobmap | knobtable | knobcurves | neural
     source: Path                   # the file the module was built from
     out: Path
     signature: str                 # how to call the module
@@ -72,12 +70,12 @@ def export_model(source: str | Path, out: str | Path, sample_rate: int | None = 
             :data:`deploy.verify.TOLERANCE` (nothing written).
     """
     start = time.perf_counter()
-    kind, path = resolve_source(source)
+    kind, path, fit = resolve_source(source)
     out = Path(out)
     _check_out(out, path, Path(source))
     if sample_rate is not None and int(sample_rate) <= 0:
         raise UserError(f"sample rate {sample_rate} must be positive")
-    ex = build(kind, path, sample_rate)
+    ex = build(kind, path, fit, sample_rate)
     scripted = torch.jit.script(ex.module)
     meta = {"kind": kind, "source": str(path), "signature": ex.signature, "sample_rate": ex.sample_rate,
             "description": ex.description, "knobs": list(ex.knobs), "torch": torch.__version__}
@@ -104,32 +102,28 @@ def export_neutone(source: str | Path, out_dir: str | Path, submission: bool = T
         UserError: the SDK is missing, a bad source, OUT exists and is not an empty folder.
     """
     start = time.perf_counter()
-    kind, path = resolve_source(source)
+    kind, path, fit = resolve_source(source)
     out = Path(out_dir)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise UserError(f"{out}: already exists; the Neutone model is written to a new (or empty) folder")
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
-    if kind == "knobtable":
-        raise UserError(f"{path}: a knob table (a device with its own knobs) has no Neutone form yet; the "
+    if kind in ("knobtable", "knobcurves"):
+        raise UserError(f"{path}: a device with its own knobs has no Neutone form yet; the "
                         "Neutone model's knobs are the LA-2A's peak reduction and mode")
     try:
         from deploy.neutone import save_neutone
     except ImportError as exc:
         raise UserError(f"--neutone needs neutone-sdk, which this environment lacks ({exc}); "
                         "see docs/NEUTONE.md for its own environment") from None
-    ex = build(kind, path, None)
+    ex = build(kind, path, fit, None)
     module = fit_as_knob_map(ex.module, ex.sample_rate) if kind == "fit" else ex.module
     rates = NEUTONE_RATES if ex.follows_rate else [ex.sample_rate]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with temporary_folder(out) as tmp:
         save_neutone(module, tmp, "LA-2A match", ex.description, kind != "fit", rates, ex.follows_rate, submission)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     size = (out / "model.nm").stat().st_size
     return ExportResult(kind=kind, source=path, out=out / "model.nm",
                         signature="Neutone FX: knobs peak_reduction (0..1 -> PR 0..100), mode (< 0.5 compress)",
@@ -160,7 +154,7 @@ def run_export(source: str, out: str, sample_rate: int | None = None, neutone: b
         return 0
     res = export_model(source, out, sample_rate)
     extra = "reset()" if res.kind == "neural" else "reset(); set_sample_rate(sr)"
-    if res.kind == "knobtable":
+    if res.kind in ("knobtable", "knobcurves"):
         extra += "; knob_names()"
     print(f"wrote {res.out} ({res.bytes / 1024:.0f} KiB, {res.seconds:.1f} s): {res.description}")
     print(f"  call      {res.signature}; {extra}")

@@ -1,7 +1,7 @@
 """The jobs of ``train_comp.py``: one pair, a digital target, a whole chain, a manifest.
 
 Which one runs is the config's ``job`` key (:data:`FIT_JOBS`); ``job=auto`` decides
-from the data in one place, :func:`fit_job_kind`. Each job reads what it needs, fits,
+from the data in one place, :func:`fit_job_name`. Each job reads what it needs, fits,
 writes checkpoints atomically and prints a short table; the entry script only composes
 the config and calls :func:`run_fit_job`.
 """
@@ -9,32 +9,36 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from audio.datasets import fit_pair_finder, load_pairs
+from audio.datasets import cache_folder, fit_pair_finder, load_pairs
 from audio.io import read_audio
 from audio.material import synthesize
-from audio.devices import MODES
+from audio.devices import MODES, la2a_setting
 from audio.manifest import knob_names, read_manifest
 from audio.pairs import align_mode, alignment_note, read_aligned_pair
 from audio.rates import check_rates
 from audio.signaltrain import find_level, levels_by_mode
 from common.errors import UserError
+from common.locks import output_lock
+from common.paths import check_apart
 from common.records import write_csv
 from common.tracking import NULL_TRACKER
 from common.table import format_table
 from audio.framing import frame_pair
-from jobs.chain import ChainSpec, knobmap_check, run_chain
+from jobs.chain import ChainSpec, knobmap_check, refuse_other_init, run_chain
+from dsp.storage.open_fit import open_fit
 from dsp.storage.records import save_checkpoint
 from dsp.fitting.collapse import check_fit_collapse
-from dsp.fitting.ff5 import FitResult, fit_frames
+from dsp.fitting.ff5 import FitOptions, FitResult, fit_frames
 from dsp.storage.fitkey import fit_key, fit_settings
-from dsp.fitting.by_class import fit_any, options_kind
-from dsp.models.classes import kind_of, param_names, render_any
+from dsp.fitting.by_class import fit_any, options_class
+from dsp.models.classes import model_class
 from dsp.storage.take_fits import take_dir, take_fit
 from dsp.derivatives.autograd import target_energy
 from dsp.models.parameters import PARAM_NAMES
@@ -42,20 +46,31 @@ from dsp.models.ff5_streaming import render
 from jobs.fit_options import fit_options, initial_params
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
-from jobs.records import PARAM_COLUMNS, param_columns, write_chain_records
+from jobs.records import (PARAM_COLUMNS, invalidate_derived, param_columns, print_next_steps, report_alignment,
+                          write_chain_records)
+from report.fit_summary import ESR_LEGEND
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
-__all__ = ["FIT_JOBS", "fit_job_kind", "run_fit_job", "TAKES_SUMMARY"]
+__all__ = ["FIT_JOBS", "fit_job_name", "run_fit_job", "TAKES_SUMMARY"]
 
 FIT_JOBS = ("pair", "digital", "chain", "manifest")
 TAKES_SUMMARY = "manifest_summary.csv"
 
-def _ff5_only(options, job: str) -> None:
-    if options_kind(options) != "ff5":
-        raise UserError(f"the {job} job fits compressor=ff5 only (compressor=graybox: use a pair or the chain)")
+_FF5_ONLY = {"digital": "a digital target is the 5-parameter compressor itself",
+             "manifest": "a manifest device's fits hold the 5-parameter compressor (a gray-box one is not supported yet)"}
 
 
-def fit_job_kind(cfg) -> str:
+def _ff5_options(options, job: str, quiet: bool):
+    """The 5-parameter fit options for the jobs that fit only it, said on the console when the
+    config asked for another class."""
+    if options_class(options) == "ff5":
+        return options
+    if not quiet:
+        print(f"note: {_FF5_ONLY[job]}: fitting compressor=ff5")
+    return FitOptions(**{f.name: getattr(options, f.name) for f in fields(FitOptions)})
+
+
+def fit_job_name(cfg) -> str:
     """The job to run: ``cfg.job``, or with ``job=auto`` the one the data asks for: a
     manifest (``data.kind: manifest``), a digital target (``data.kind: digital`` or
     ``data.digital`` given: rendered from known parameters), one pair (``data.input``
@@ -79,6 +94,14 @@ def fit_job_kind(cfg) -> str:
     return job
 
 
+def data_inputs(data) -> dict:
+    """What a run reads, by config key: files and folders no output may touch."""
+    inputs = {f"data.{k}": data.get(k) for k in ("input", "target", "path", "root")}
+    if data.get("generate") and not data.get("root"):
+        inputs["the generated corpus (data.cache_dir)"] = cache_folder(data.get("cache_dir"))
+    return inputs
+
+
 def run_fit_job(cfg) -> int:
     check_overrides(cfg)
     ckpt_dir = Path(str(cfg.ckpt_dir))
@@ -87,16 +110,18 @@ def run_fit_job(cfg) -> int:
     for parent in ckpt_dir.parents:  # found now, not after the fit when the folder is made
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{ckpt_dir}: cannot make the checkpoint folder, {parent} is a file")
+    check_apart({"ckpt_dir": ckpt_dir}, data_inputs(cfg.data))
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
-    if fit_job_kind(cfg) in ("digital", "manifest"):
-        _ff5_only(options, fit_job_kind(cfg))
+    kind = fit_job_name(cfg)
+    if kind in _FF5_ONLY:
+        options = _ff5_options(options, kind, bool(cfg.quiet))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
-    kind = fit_job_kind(cfg)
-    if kind == "manifest" or cfg.get("logger", "csv") == "csv":
-        return job[kind](cfg, ckpt_dir, options, init)
-    with open_tracker(cfg.logger, ckpt_dir) as tracker:   # event files in ckpt_dir/tensorboard
-        return job[kind](cfg, ckpt_dir, options, init, tracker)
+    with output_lock(ckpt_dir, "checkpoint folder"):
+        if kind == "manifest" or cfg.get("logger", "csv") == "csv":
+            return job[kind](cfg, ckpt_dir, options, init)
+        with open_tracker(cfg.logger, ckpt_dir) as tracker:   # event files in ckpt_dir/tensorboard
+            return job[kind](cfg, ckpt_dir, options, init, tracker)
 
 
 # --- one pair --------------------------------------------------------------------------
@@ -120,15 +145,15 @@ def _record(res: FitResult, sample_rate: int, options, **extra) -> dict:
     return {"params": res.params, "esr": res.esr, "loss": res.loss, "iterations": res.iterations,
             "converged": res.converged, "seconds": res.seconds, "sample_rate": sample_rate,
             "reason": res.reason, "hessian": options.hessian, "initial_params": res.initial_params,
-            "compressor": options_kind(options), **extra}
+            "compressor": options_class(options), **extra}
 
 
-def _track_pair(tracker, x, y, sr: int, params: dict, label: str = "fit") -> None:
+def _track_pair(tracker, x, y, sr: int, params: dict, compressor: str, label: str = "fit") -> None:
     """Target against the fitted model on the first seconds of the pair (logger=tensorboard)."""
     if tracker is NULL_TRACKER:
         return
     x, y = np.atleast_2d(x)[0, : 5 * sr], np.atleast_2d(y)[0, : 5 * sr]
-    log_audio_pairs(tracker, [(label, y, np.atleast_2d(render_any(x, sr, params))[0])], sr)
+    log_audio_pairs(tracker, [(label, y, np.atleast_2d(model_class(compressor).render(x, sr, params))[0])], sr)
     tracker.flush()
 
 
@@ -137,8 +162,9 @@ def _single_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     x, y, sr, aligned = read_aligned_pair(inp, tgt, align_mode(cfg.data))
     print(f"{tgt}: {aligned.describe()}")
     frames = _frames(cfg, x, y, sr, tgt)
+    invalidate_derived(ckpt_dir)
     res = _fit_with_progress(frames, init, options, cfg.quiet, "fit", tracker)
-    _track_pair(tracker, x, y, sr, res.params)
+    _track_pair(tracker, x, y, sr, res.params, options_class(options))
     check_fit_collapse(res.params, res.esr, tgt)   # a collapsed fit is an error, never "converged"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt),
@@ -166,8 +192,9 @@ def _digital_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
         x = x[:, : int(float(data.get("seconds", 1e9)) * sr)].astype(np.float64)
         y = render(x, sr, truth)
     frames = _frames(cfg, x, y, sr, inp)
+    invalidate_derived(ckpt_dir)
     res = _fit_with_progress(frames, init, options, cfg.quiet, data.name, tracker)
-    _track_pair(tracker, x, y, sr, res.params, str(data.name))
+    _track_pair(tracker, x, y, sr, res.params, options_class(options), str(data.name))
     check_fit_collapse(res.params, res.esr, extra.get("target", inp))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth, **extra))
@@ -237,6 +264,9 @@ def _note_refit(ckpt: Path, reason: str) -> None:
 
 def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     if _fit_method(cfg) == "joint":
+        if options_class(options) == "opto":
+            raise UserError("method=joint does not fit compressor=opto yet (its curves are the five-parameter "
+                            "and gray-box ones); fit opto with method=per_level")
         from jobs.joint_fit import run_joint_job   # its own module: the joint knob fit
         return run_joint_job(cfg, ckpt_dir, options, init)
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)
@@ -252,16 +282,25 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     levels = [v for v in levels if v not in held_out]   # the protocol: never fitted, not on the chain path
     todo = [(m, pr) for m in modes for pr in sorted(levels, reverse=True) if find(m, pr) is not None]
     if not todo:
-        found = levels_by_mode(pairs)
-        raise UserError(f"{cfg.data.get('root') or 'stand-in corpus'}: no pairs for modes {modes} at "
-                        f"levels {levels} (found {found})")
+        where = cfg.data.get('root') or 'stand-in corpus'
+        splits = list(cfg.data.fit_splits)
+        fit_takes = [p for p in pairs if p.split in splits]
+        if not fit_takes:
+            held = sorted({p.split for p in pairs})
+            raise UserError(f"{where}: no {'/'.join(splits)} takes to fit (data.fit_splits); the corpus holds "
+                            f"{'/'.join(held) or 'no'} takes only, and the protocol fits on Train material")
+        found = levels_by_mode(fit_takes)
+        raise UserError(f"{where}: no {'/'.join(splits)} pairs for modes {modes} at levels {levels} "
+                        f"({'/'.join(splits)} holds {found})")
     if str(cfg.init) not in ("chain", "default"):
         raise UserError(f"init must be chain or default, got {cfg.init!r}")
     check_rates([p for m, pr in todo for p in find(m, pr)])   # one rate, before any fit
     spec = ChainSpec(modes, levels, str(cfg.init), init,
                      float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data),
-                     _fit_key_settings(cfg))
+                     _fit_key_settings(cfg), bool(cfg.chain.monotone_threshold))
+    refuse_other_init(ckpt_dir, spec)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)
     bar = tqdm(total=len(todo), desc="chain", unit="level", disable=cfg.quiet)
     it_bar = {"n": 0}
 
@@ -278,28 +317,20 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
         tracker.scalars(it, {f"newton/{it_bar.get('level', 'fit')}/loss": loss})
         bar.set_postfix_str(f"{bar.postfix.split(' it')[0] if bar.postfix else ''} it {it}", refresh=False)
 
-    notes = []
+    corrected = []
 
     def on_alignment(mode, pr, info):
         note = alignment_note(info)
         if note:
-            notes.append(f"{mode} PR {pr}: {note}")
+            corrected.append({"pair": f"{mode} PR {pr}", "latency_samples": info.latency_samples,
+                              "polarity": info.polarity, "note": note})
 
     rows = run_chain(find, ckpt_dir, spec, options, on_level, on_iteration, on_alignment, _note_refit)
     bar.update(1)
     bar.close()
-    if notes:
-        print("aligned (target latency and polarity corrected): " + "; ".join(notes))
-    write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
+    report_alignment(ckpt_dir, corrected)
+    kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
     _track_chain(tracker, ckpt_dir, rows, find, held_out)
-    for mode in modes:
-        esr = [r["esr"] for r in rows if r["mode"] == mode]
-        if esr:
-            print(f"{mode}: mean ESR {np.mean(esr):.4f} over {len(esr)} levels, "
-                  f"{sum(r['iterations'] for r in rows if r['mode'] == mode)} Newton iterations")
-    unconverged = [f"{r['mode']} PR {r['peak_reduction']}" for r in rows if not r["converged"]]
-    if unconverged:
-        print(f"warning: not converged (best parameters kept): {', '.join(unconverged)}", file=sys.stderr)
     step = int(cfg.knobmap.check_step)
 
     def find_test(mode, pr):
@@ -309,12 +340,12 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     check = knobmap_check(rows, find_test, spec, options, step, "Test") if step > 0 else []
     if check:
         write_csv(ckpt_dir / "knobmap_check.csv", check)
-        print(f"\nknob map check on Test material: parameters interpolated from every {step}th PR vs "
-              "the level's own fit")
+        print(f"\nknob map check on Test material (the fit's ESR estimator): parameters interpolated from every "
+              f"{step}th PR vs the level's own fit")
         print(format_table(check, [("mode", "mode", ""), ("peak_reduction", "PR", "d"),
-                                   ("esr_own_fit", "Test ESR own fit", ".4f"),
-                                   ("esr_interpolated", "Test ESR interpolated", ".4f")]))
-    print(f"wrote {ckpt_dir / 'summary.csv'} and {ckpt_dir / 'knobmap.yaml'}")
+                                   ("esr_own_fit", "fit ESR Test, own fit", ".4f"),
+                                   ("esr_interpolated", "fit ESR Test, interpolated", ".4f")]))
+    print_next_steps(ckpt_dir, kmap)
     return 0
 
 
@@ -323,14 +354,13 @@ def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, coun
     at ``count`` levels per mode (logger=tensorboard)."""
     if tracker is NULL_TRACKER:
         return
-    from dsp.knobs.parammap import load_param_map
+    fit = open_fit(ckpt_dir)
     for r in rows:
         tracker.scalars(int(r["peak_reduction"]), {f"fit/{r['mode']}/esr": r["esr"],
                                                    f"fit/{r['mode']}/iterations": r["iterations"]})
-    log_esr_vs_setting(tracker, [{**r, "model": "ff5", "kind": "dsp"} for r in rows], held_out,
+    log_esr_vs_setting(tracker, [{**r, "model": fit.model_class.name, "kind": "dsp"} for r in rows], held_out,
                        tag="figures/fit_esr_vs_setting")
-    if (ckpt_dir / "knobmap.yaml").is_file():
-        log_knob_map(tracker, load_param_map(ckpt_dir / "knobmap.yaml"))
+    log_knob_map(tracker, fit.param_map)
     examples, sr = [], None
     for mode in sorted({r["mode"] for r in rows}):
         levels = [r for r in rows if r["mode"] == mode]
@@ -341,8 +371,8 @@ def _track_chain(tracker, ckpt_dir: Path, rows: list[dict], find, held_out, coun
             x, sr = read_audio(pair[0], stop=None)
             y, _ = read_audio(pair[1])
             n = 5 * sr
-            params = {k: r[k] for k in param_names(kind_of(r))}
-            examples.append((f"{mode}_pr{r['peak_reduction']}", y[0, :n], render_any(x[:, :n], sr, params)[0]))
+            setting = la2a_setting(mode, r["peak_reduction"])
+            examples.append((f"{mode}_pr{r['peak_reduction']}", y[0, :n], fit.render(x[:, :n], sr, setting)[0]))
     if examples:
         log_audio_pairs(tracker, examples, sr)
     tracker.flush()
@@ -360,6 +390,7 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
     check_rates([p for r in rows for p in (r.input, r.target)])   # one rate, before any fit
     align = align_mode(cfg.data)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)
     out, notes = [], []
     for row in tqdm(rows, desc="manifest", unit="row", disable=cfg.quiet):
         ckpt = take_dir(ckpt_dir, row) / "ckpt.yaml"
@@ -369,7 +400,8 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
         if record is None:
             x, y, sr, aligned = read_aligned_pair(row.input, row.target, align)
             if alignment_note(aligned):
-                notes.append(f"{row.target}: {alignment_note(aligned)}")
+                notes.append({"pair": str(row.target), "latency_samples": aligned.latency_samples,
+                              "polarity": aligned.polarity, "note": alignment_note(aligned)})
             frames = _frames(cfg, x, y, sr, row.target)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -382,9 +414,12 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
         out.append({**{f"knob_{k}": v for k, v in row.knobs.items()}, "split": row.split, **record["params"], "esr": record["esr"],
                     "iterations": record["iterations"], "seconds": record["seconds"]})
     write_csv(ckpt_dir / TAKES_SUMMARY, out)
-    if notes:
-        print("aligned (target latency and polarity corrected): " + "; ".join(notes))
+    report_alignment(ckpt_dir, notes)
     print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS +
-                       [("esr", "ESR", ".4g"), ("iterations", "iters", "d")]))
-    print(f"wrote {ckpt_dir / TAKES_SUMMARY}")
+                       [("esr", "fit ESR Train", ".4g"), ("iterations", "iters", "d")]))
+    print(f"{ESR_LEGEND}.")
+    first = out[0]
+    knob_args = " ".join(f"--knob {k}={first[f'knob_{k}']:g}" for k in knobs)
+    print(f"outputs in {ckpt_dir}: {TAKES_SUMMARY} (every take's parameters and ESR), rows/<take>/ckpt.yaml")
+    print(f"next: python test_comp.py {ckpt_dir} in.wav out.wav {knob_args}   # compress a file at a knob setting")
     return 0

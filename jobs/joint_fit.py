@@ -41,15 +41,16 @@ from common.records import write_csv
 from common.table import format_table
 from audio.framing import frame_pair
 from jobs.chain import level_dir
-from dsp.storage.records import save_checkpoint
-from dsp.fitting.by_class import options_kind
+from dsp.models.classes import model_class
+from dsp.storage.records import plain, save_checkpoint
+from dsp.fitting.by_class import options_class
 from dsp.fitting.joint import (DEFAULT_CANDIDATES, MONOTONE_DIRECTIONS, JointOptions, JointSetting, GrayboxValScore,
                                SharedBlocks, fit_joint, fit_shared_blocks, select_smoothness)
 from dsp.knobs.joint_curves import JointKnobModel
 from dsp.knobs.knobcurves import KnobCurves
 from dsp.models.parameters import PARAM_NAMES
 from jobs.protocol import held_out_levels, scorable_frames, takes_data_key
-from jobs.records import PARAM_COLUMNS, write_chain_records
+from jobs.records import PARAM_COLUMNS, invalidate_derived, print_next_steps, write_chain_records
 
 __all__ = ["run_joint_job", "run_manifest_joint_job", "JOINT_RECORD", "MANIFEST_CURVES", "MANIFEST_SUMMARY",
            "candidates_from_config", "joint_options_from_config"]
@@ -134,7 +135,7 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            graybox = options_kind(options) == "graybox"
+            graybox = options_class(options) == "graybox"
             score = GrayboxValScore(train, val, options) if graybox and val else None
             if val:
                 sel = select_smoothness(train, val, KNOB, candidates, joint_options, priors=priors, val_score=score)
@@ -159,19 +160,20 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
             if r["esr"] is not None:
                 r["esr"] = esr[int(r["peak_reduction"])]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)   # before the first file of the new fit is written
     _write_level_checkpoints(ckpt_dir, rows, model, options)
     kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
                                 extra_columns=["held_out"], table_columns=[("held_out", "held out", "")])
     record = {**model.to_record(), "protocol": kmap.protocol,
               "selection": {m: t for m, t in selections.items()}, "seconds": {m: float(s) for m, s in total.items()}}
-    write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(_plain(record), sort_keys=False))
+    write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(plain(record), sort_keys=False))
     picture = _plot(cfg, ckpt_dir, model, held_out)
     for mode, fit in fits.items():
         print(f"{mode}: joint fit, basis size {fit.curves.basis.size}, smoothness {fit.smoothness:g}, "
               f"{fit.iterations} Newton iterations, {total[mode]:.1f} s with the selection; "
               f"mean ESR on the fitting audio {fit.mean_esr:.4f}")
-    print(f"wrote {ckpt_dir / 'summary.csv'}, {ckpt_dir / 'knobmap.yaml'}, {ckpt_dir / JOINT_RECORD}"
-          + (f" and {picture}" if picture else ""))
+    print(f"also: {ckpt_dir / JOINT_RECORD} (the curves and the choice on Val)" + (f", {picture}" if picture else ""))
+    print_next_steps(ckpt_dir, kmap)
     return 0
 
 
@@ -207,8 +209,8 @@ def _report_shared_blocks(mode: str, fit, blocks: SharedBlocks, train: list[Join
 
 def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, options) -> None:
     """``ckpt.yaml`` at every fitted level (not the held-out ones): the curve's parameters."""
-    from dsp.models.classes import param_names
-    names = param_names(options_kind(options))
+    compressor = options_class(options)
+    names = model_class(compressor).param_names
     for r in rows:
         if r["esr"] is None:
             continue
@@ -220,17 +222,8 @@ def _write_level_checkpoints(ckpt_dir: Path, rows, model: JointKnobModel, option
             "iterations": int(fit.iterations), "converged": bool(fit.converged), "seconds": float(r["seconds"]),
             "sample_rate": int(fit.curves.sample_rate), "mode": r["mode"],
             "peak_reduction": int(r["peak_reduction"]), "init": "joint", "method": "joint",
-            "reason": str(fit.reason), "hessian": options.hessian})
+            "reason": str(fit.reason), "hessian": options.hessian, "compressor": compressor})
 
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 def _plot(cfg, ckpt_dir: Path, model: JointKnobModel, held_out) -> Path | None:
@@ -299,11 +292,12 @@ def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     out = [{**{f"knob_{k}": r.knobs[k] for k in knobs}, "split": r.split, **curves.at(r.knobs), "esr": s.esr}
            for r, s in zip(rows, fit.settings)]
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    invalidate_derived(ckpt_dir)   # before the first file of the new fit is written
     write_csv(ckpt_dir / MANIFEST_SUMMARY, out)
     record = {**fit.to_record(), "protocol": protocol, "selection": table, "seconds": float(seconds)}
-    write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(_plain(record), sort_keys=False))
+    write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(plain(record), sort_keys=False))
     curves.save(ckpt_dir / MANIFEST_CURVES)          # last: its presence says the fit is complete
-    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS + [("esr", "ESR", ".4g")]))
+    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS + [("esr", "fit ESR Train", ".4g")]))
     sizes = ", ".join(f"{k} {b.size}" for k, b in zip(knobs, fit.curves.basis.splines))
     print(f"joint fit, basis functions per knob: {sizes}; smoothness {fit.smoothness:g}, "
           f"{fit.iterations} Newton iterations, {seconds:.1f} s; mean ESR on the fitting audio {fit.mean_esr:.4f}")

@@ -20,6 +20,8 @@ import contextlib
 import copy
 import importlib
 import os
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from common.config import CONFIG_DIR
 from common.errors import UserError
 
 __all__ = ["MULTIRUN_FLAGS", "LaunchArgs", "JobResult", "EntryJob", "split_launch_args", "expand_sweep", "resolve_job",
-           "launch", "run_entry", "launcher_name", "summarise_results", "check_results"]
+           "launch", "run_entry", "launcher_name", "summarise_results", "check_results", "SweepProgress", "last_line"]
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 ROOT = CONFIG_DIR.parent
@@ -227,10 +229,60 @@ def launch(config_name: str, job: str, jobs: list[list[str]], hydra_overrides: l
                                                                config=master)
             sweep_dir.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(master, sweep_dir / "multirun.yaml")
-            returns = launcher.launch([list(o) for o in jobs], initial_job_idx=0)
+            folders = [sweep_dir / str(i) for i in range(len(jobs))]   # hydra.sweep.subdir: the job number
+            labels = [f"#{i} {' '.join(o) or '(defaults)'}"[:60] for i, o in enumerate(jobs)]
+            with SweepProgress(folders, labels, quiet=quiet):
+                returns = launcher.launch([list(o) for o in jobs], initial_job_idx=0)
         except (HydraException, OmegaConfBaseException) as exc:
             raise _config_error(exc) from None
     return [_result(i, o, r, sweep_dir) for i, (o, r) in enumerate(zip(jobs, returns))]
+
+
+class SweepProgress:
+    """Each job's progress while a sweep runs: the last line of its ``job.out`` (its own
+    progress bar or message), one line per job on the console, refreshed every ``every``
+    seconds from a thread. Works wherever the jobs' folders are visible (this machine, a
+    cluster's shared file system)."""
+
+    def __init__(self, folders: list[Path], labels: list[str], every: float = 2.0, quiet: bool = False):
+        self.folders, self.labels, self.every = folders, labels, every
+        self.quiet = quiet or not sys.stderr.isatty()
+        self._stop = threading.Event()
+        self._thread = None
+        self._bars = []
+
+    def __enter__(self):
+        if not self.quiet:
+            from tqdm import tqdm
+            self._bars = [tqdm(total=0, position=i, bar_format="{desc}", leave=False) for i in range(len(self.folders))]
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for bar in self._bars:
+            bar.close()
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            for bar, folder, label in zip(self._bars, self.folders, self.labels):
+                bar.set_description_str(f"{label}: {last_line(folder / JOB_OUT) or 'waiting'}"[:160])
+
+
+def last_line(path: Path, tail: int = 4096) -> str:
+    """The last non-empty line of a log, a progress bar's ``\\r`` updates counted as lines."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(fh.seek(0, 2) - tail, 0))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    parts = [p.strip() for p in text.replace("\r", "\n").split("\n")]
+    return next((p for p in reversed(parts) if p), "")
 
 
 def _callbacks(cfg: DictConfig):

@@ -21,6 +21,7 @@ _LEVEL_LISTS = {"levels": True, "unseen_levels": False}
 _COUNTS = (("seed", 0), ("threads", 0), ("train_jobs", 1))
 _SEED_LISTS = ("seeds",)
 _DURATIONS = ("rtf_seconds",)   # seconds, above 0
+_WARMUPS = ("skip_s",)          # seconds, 0 or more
 
 
 def _as_list(key: str, values) -> list:
@@ -44,14 +45,14 @@ def whole_number(key: str, value, minimum: int | None = None) -> int:
     return int(number)
 
 
-def duration(key: str, value) -> float:
-    """``value`` as seconds above 0; a UserError otherwise."""
+def duration(key: str, value, allow_zero: bool = False) -> float:
+    """``value`` as seconds above 0 (or 0 with ``allow_zero``); a UserError otherwise."""
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = math.nan
-    if isinstance(value, bool) or not (math.isfinite(seconds) and seconds > 0):
-        raise UserError(f"{key}: expected seconds above 0, got {value!r}")
+    if isinstance(value, bool) or not (math.isfinite(seconds) and (seconds > 0 or allow_zero and seconds == 0)):
+        raise UserError(f"{key}: expected seconds {'of 0 or more' if allow_zero else 'above 0'}, got {value!r}")
     return seconds
 
 
@@ -99,6 +100,16 @@ def check_overrides(cfg) -> None:
     for key in _DURATIONS:
         if key in cfg:
             duration(key, cfg.get(key))
+    for key in _WARMUPS:
+        if key in cfg:
+            duration(key, cfg.get(key), allow_zero=True)
+    data = cfg.get("data")
+    if data is not None and "frame_s" in data:   # the fit's frames: checked before any file is read
+        frame = duration("data.frame_s", data.get("frame_s"))
+        overlap = duration("data.overlap_s", data.get("overlap_s", 0.0), allow_zero=True)
+        if overlap >= frame:
+            raise UserError(f"data.overlap_s: the warm-up ({overlap:g} s) must be shorter than the frame "
+                            f"(data.frame_s {frame:g} s)")
     for key in _SEED_LISTS:
         if key in cfg and cfg.get(key) is not None:
             seeds = [whole_number(key, v, 0) for v in _as_list(key, cfg.get(key))]

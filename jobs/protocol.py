@@ -18,6 +18,7 @@ import sys
 from typing import Iterable
 
 from audio.align import AlignmentError
+from audio.metrics import PooledESR
 from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from audio.framing import frame_pair
@@ -95,18 +96,17 @@ def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
 
 def pooled_split_esr(pairs, params: dict, options, frame_s: float, overlap_s: float,
                      align: str = "auto") -> float | None:
-    """Total squared pre-emphasised error over total target energy of ``params`` (either
-    model class) on ``pairs`` (None when there are none). A take too short for the warm-up,
-    or silent, is not scored."""
-    err = energy = 0.0
+    """The fit ESR estimator (:mod:`audio.metrics`: the fit's frames) of ``params`` (their
+    model class: the options') on ``pairs``, pooled (None when there are none). A take too
+    short for the warm-up, or silent, is not scored."""
+    pooled = PooledESR()
     for p in pairs:
         frames = scorable_frames(p, frame_s, overlap_s, align)
         if frames is None:
             continue
-        e = target_energy(frames)
-        err += evaluate_any(frames, params, options) * e
-        energy += e
-    return err / energy if energy > 0 else None
+        energy = target_energy(frames)
+        pooled.add(evaluate_any(frames, params, options) * energy, energy)
+    return pooled.value
 
 
 def scorable_frames(pair, frame_s: float, overlap_s: float, align: str = "auto"):

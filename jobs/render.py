@@ -1,15 +1,16 @@
 """The job of ``test_comp.py``: render files or a folder through a fit or a neural model.
 
-What renders (:func:`load_source`): a ``ckpt.yaml``, the folder a one-pair fit wrote
-(holding ``ckpt.yaml``), a chain folder (holding ``knobmap.yaml``, at a setting), or a
-neural checkpoint (at a setting). How (:func:`render_path`): one file, streamed in blocks
+What renders: any DSP fit (:func:`dsp.storage.open_fit.open_fit`: a one-pair fit, a chain
+or joint fit at an LA-2A setting, a manifest fit at a knob setting), or a neural checkpoint
+(at a setting). How (:func:`render_path`): one file, streamed in blocks
 with bounded memory (a neural model at another sample rate than its own: read whole,
 resampled in and out); or every audio file of a folder into another folder, same
 names and formats, with a progress bar.
 
-One out-of-range policy for every model with a knob (:func:`check_fitted_range`): a
-setting outside what was fitted is an error naming the nearest fitted setting, never
-silently rendered with another setting's parameters.
+One out-of-range policy for every model with a knob
+(:meth:`dsp.knobs.parammap.ParamMap.check_fitted`): a setting outside what was fitted is
+an error naming the nearest fitted setting, never silently rendered with another
+setting's parameters.
 """
 from __future__ import annotations
 
@@ -21,15 +22,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from audio.devices import la2a_setting
 from audio.io import (OUTPUT_EXTENSIONS, audio_info, output_format, output_subtype, process_file, read_audio,
                       write_audio)
 from common.errors import UserError
-from dsp.storage.records import load_checkpoint
-from dsp.knobs.knobmap import KnobMap
-from dsp.models.classes import renderer_for
+from dsp.storage.open_fit import FittedModel
 
-__all__ = ["Source", "check_fitted_range", "dsp_source", "neural_source", "render_path", "LONG_FILE_S"]
+__all__ = ["Source", "dsp_source", "neural_source", "render_path", "LONG_FILE_S"]
 
 LONG_FILE_S = 30.0   # a single file longer than this gets a progress bar
 
@@ -43,71 +41,19 @@ class Source:
     whole: Callable | None = None
 
 
-def check_fitted_range(param_map, setting: dict, where: str) -> None:
-    """UserError unless ``setting`` lies within the fitted settings of ``param_map``.
-
-    The LA-2A knob map: the mode fitted, the peak reduction within its fitted levels.
-    Another device's table: within its tolerance around the fitted settings
-    (:meth:`dsp.knobs.knobtable.KnobTable.check`). Either way the error names the nearest
-    fitted setting.
-    """
-    device = param_map.device
-    if isinstance(param_map, KnobMap):
-        param_map.check(setting, where)
-        mode, pr = setting["mode"], float(setting["peak_reduction"])
-        levels = param_map.levels(mode)
-        lo, hi = min(levels), max(levels)
-        if not lo <= pr <= hi:
-            nearest = lo if pr < lo else hi
-            raise UserError(f"{where}: {device.label(setting)} lies outside the fitted levels {lo}..{hi} "
-                            f"of {mode}; the nearest fitted setting is {mode} PR {nearest} "
-                            f"(choose --peak-reduction in {lo}..{hi})")
-        return
-    try:
-        param_map.check(setting, where)
-    except UserError as exc:
-        nearest = getattr(param_map, "nearest", None)
-        try:
-            hint = f"; the nearest fitted setting is {device.label(nearest(setting))}" if nearest else ""
-        except (UserError, KeyError, ValueError):
-            hint = ""
-        raise UserError(f"{exc}{hint}") from None
+def dsp_source(fit: FittedModel, setting: dict | None) -> Source:
+    """A DSP fit (:func:`dsp.storage.open_fit.open_fit`) at ``setting`` as a :class:`Source`."""
+    params = fit.at(setting)    # checks the setting: the one out-of-range policy
+    where = f"{fit.device.label(setting)} from {fit.path}" if setting else str(fit.path)
+    label = f"{fit.model_class.name} {where}: " + ", ".join(f"{k} {v:.4g}" for k, v in params.items())
+    return Source(label, lambda sr: fit.processor(sr, setting).process)
 
 
-def dsp_source(src: Path, peak_reduction: float | None, mode: str | None) -> Source:
-    """A ckpt.yaml, a one-pair fit folder or a chain folder as a :class:`Source`."""
-    if not src.exists():
-        raise UserError(f"{src}: checkpoint (ckpt.yaml, fit folder or chain folder) not found")
-    knobmap, single = (src / "knobmap.yaml", src / "ckpt.yaml") if src.is_dir() else (None, src)
-    if src.is_dir() and not knobmap.is_file():
-        if not single.is_file():
-            raise UserError(f"{knobmap}: not found, nor {single} (give a chain folder, the folder of a "
-                            "one-pair fit, a ckpt.yaml or a neural .pt)")
-        knobmap = None   # the folder a one-pair fit wrote
-    if knobmap is not None:
-        if peak_reduction is None or mode is None:
-            raise UserError(f"{src}: a chain folder needs --peak-reduction and --mode")
-        if not 0 <= peak_reduction <= 100:
-            raise UserError(f"--peak-reduction {peak_reduction:g} is outside 0..100")
-        kmap = KnobMap.load(knobmap)
-        setting = la2a_setting(mode, peak_reduction)
-        check_fitted_range(kmap, setting, str(knobmap))
-        params, label = kmap.at(setting), f"{mode} PR {peak_reduction:g} from {knobmap}"
-    else:
-        if peak_reduction is not None or mode is not None:
-            raise UserError(f"{single}: --peak-reduction and --mode need a chain folder; a one-pair fit "
-                            "has fixed parameters")
-        params, label = load_checkpoint(single)["params"], str(single)
-    label += ": " + ", ".join(f"{k} {v:.4g}" for k, v in params.items())
-    return Source(label, lambda sr: renderer_for(params, sr).process)   # ff5 or graybox, by the keys
-
-
-def neural_source(path: Path, setting: dict) -> Source:
-    """A neural checkpoint at a setting (checked against what it was trained with)."""
-    from neural.inference import NeuralRenderer
-    renderer = NeuralRenderer.load(path)
+def neural_source(renderer, path: Path, setting: dict) -> Source:
+    """A loaded neural model (:class:`neural.inference.NeuralRenderer`) at a setting, checked
+    against what it was trained with."""
     renderer.device.check(setting)
-    check_fitted_range(renderer.param_map, setting, str(path))
+    renderer.param_map.check_fitted(setting, str(path))
     label = (f"{path} ({renderer.name}, {renderer.num_parameters} parameters) at "
              f"{renderer.device.label(setting)}")
 

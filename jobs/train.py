@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numba
 import torch
 
 from audio.datasets import load_pairs
@@ -37,6 +38,7 @@ from common.tracking import NULL_TRACKER
 from dsp.knobs.knobtable import KnobTable
 from dsp.knobs.parammap import ParamMap
 from jobs.fit_options import compressor_name, resolve_device
+from neural.conditioning import check_dsp_class
 from jobs.ensure import ensure_dsp_fit
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
@@ -45,6 +47,7 @@ from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model
 from neural.control import frame_at_rate
 from neural.conditioning import DEFAULT_SAMPLE_RATE
 from neural.training.data import SegmentSampler, load_tracks, tracks_rate, validation_batch
+from audio.metrics import TEST_SKIP_S
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
 from neural.inference import NeuralRenderer
 from neural.training.losses import MIN_STFT_SAMPLES
@@ -193,6 +196,8 @@ def run_train_job(cfg) -> int:
     check_overrides(cfg)
     torch_device = resolve_device(cfg.device)   # device=cuda without CUDA: said before any work
     rows = read_manifest(str(cfg.data.path)) if cfg.data.get("kind") == "manifest" else None
+    if rows is None:
+        check_dsp_class(compressor_name(cfg))   # before a DSP fit is made for nothing
     device = LA2A if rows is None else manifest_device(rows)
     name, variant, spec, settings = _prepare(cfg, device)
     out_dir, dsp_dir = Path(str(cfg.out_dir)), Path(str(cfg.dsp_dir))
@@ -202,6 +207,9 @@ def run_train_job(cfg) -> int:
     spec = _spec_at_rate(spec, rate)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
+        # the numba kernels (the loss's pre-emphasis through torchlpc, the compressor's gain)
+        # on as many threads: their parallel loops only spin on shared cores otherwise
+        numba.set_num_threads(min(int(cfg.threads), numba.config.NUMBA_NUM_THREADS))
     limit = int(float(cfg.max_seconds_per_pair) * rate) if cfg.get("max_seconds_per_pair") else None
     corpus = _la2a_corpus(cfg, dsp_dir, limit) if rows is None else _takes_corpus(cfg, rows, dsp_dir, limit)
     conditioning = spec["conditioning"]
@@ -320,7 +328,8 @@ def _test(cfg, corpus: Corpus, out_dir: Path, tracker=None, step: int = 0) -> in
         print(corpus.no_test)
         return 0
     t0 = time.perf_counter()
-    rows = score_tracks(tracks, lambda t: renderer.render(t.x, t.sample_rate, t.setting), corpus.seen, cfg.quiet)
+    rows = score_tracks(tracks, lambda t: renderer.render(t.x, t.sample_rate, t.setting), corpus.seen, cfg.quiet,
+                        float(cfg.get("skip_s", TEST_SKIP_S)))
     label = f"{renderer.backbone} {renderer.variant}"
     print(f"\nTest ESR (pre-emphasised) of {best} ({renderer.num_parameters} parameters, "
           f"{renderer.head}){corpus.per}; rendering took {time.perf_counter() - t0:.0f} s")

@@ -31,7 +31,8 @@ from common.atomic import atomic_path
 from common.errors import UserError
 from dsp.knobs.knobmap import KnobMap
 from dsp.knobs.knobtable import KnobTable
-from dsp.knobs.parammap import ParamMap, param_map_from_record
+from dsp.knobs.parammap import ParamMap
+from dsp.storage.open_fit import param_map_from_record
 from neural.conditioning import CONDITIONING_NAMES, DEFAULT_SAMPLE_RATE, conditioning_size
 from neural.audio_path import audio_path_options
 from neural.heads import HEADS, build_head
@@ -209,9 +210,9 @@ def _param_map(p: Path, data: dict) -> ParamMap:
     fmt = int(data["format"])
     try:
         if fmt >= 3:
-            pm = param_map_from_record(data["param_map"])
-        elif data.get("manifest"):
-            pm = KnobTable.from_record(data["manifest"])
+            pm = param_map_from_record(data["param_map"], f"{p}: its parameter map")
+        elif data.get("manifest"):   # formats 1 and 2 predate the gray-box: their fits are ff5
+            pm = KnobTable.from_record({"compressor": "ff5", **data["manifest"]})
             old = data["model"].get("conditioning")
             if old not in _OLD_CONDITIONINGS:
                 raise UserError(f"{p}: checkpoint holds a knob table but an LA-2A conditioning")
@@ -219,7 +220,7 @@ def _param_map(p: Path, data: dict) -> ParamMap:
         else:
             if data["model"].get("conditioning") in _OLD_CONDITIONINGS:
                 raise UserError(f"{p}: checkpoint of a manifest model lacks its knob table")
-            pm = KnobMap.from_record({"modes": data["knobmap"]})
+            pm = KnobMap.from_record({"compressor": "ff5", "modes": data["knobmap"]})
     except UserError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -23,10 +23,11 @@ import math
 import numpy as np
 
 from audio.devices import LA2A, Device
-from dsp.models.classes import kind_of, render_any
+from common.errors import UserError
+from dsp.models.classes import ModelParams, render
 from dsp.models.ff5_streaming import StreamingCompressor
 
-__all__ = ["DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size",
+__all__ = ["NEURAL_DSP_CLASSES", "check_dsp_class", "DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size",
            "dsp_gain_db", "dsp_output"]
 
 DEFAULT_SAMPLE_RATE = 44100
@@ -64,6 +65,19 @@ def _declared(name: str, device: Device) -> tuple[bool, tuple]:
     return device.conditionings[name]
 
 
+# the DSP model classes a hybrid (or a black box's DSP-side corpus) can be trained on: the
+# hybrids take the ff5 compressor's gain and a gray-box's output; an opto fit's cell is neither
+NEURAL_DSP_CLASSES = ("ff5", "graybox")
+
+
+def check_dsp_class(name: str, where: str = "") -> None:
+    """UserError unless neural models can be trained on DSP fits of class ``name``."""
+    if name not in NEURAL_DSP_CLASSES:
+        raise UserError(f"{where + ': ' if where else ''}neural models on compressor={name} fits are not supported "
+                        f"yet (hybrids take the gain of {' or '.join(NEURAL_DSP_CLASSES)}); train them with "
+                        f"compressor=graybox, and list the {name} fit in a comparison's dsp_fits")
+
+
 def dsp_gain_db(comp: StreamingCompressor, block: np.ndarray, make_up_db: float) -> np.ndarray:
     """The DSP compressor's gain in dB, make-up included, for one block (advances ``comp``).
 
@@ -73,11 +87,11 @@ def dsp_gain_db(comp: StreamingCompressor, block: np.ndarray, make_up_db: float)
     return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
 
 
-def dsp_output(x: np.ndarray, params: dict, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray | None:
+def dsp_output(x: np.ndarray, params: ModelParams, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray | None:
     """A gray-box fit's output for a mono ``(T,)`` take at ``sample_rate`` (float32); None
     for ff5, whose output is ``x * 10^(g_db / 20)`` and is not stored."""
-    if kind_of(params) != "graybox":
+    if params.model_class != "graybox":
         return None
-    return render_any(np.asarray(x, dtype=np.float64), sample_rate, params).astype(np.float32)
+    return render(np.asarray(x, dtype=np.float64), sample_rate, params).astype(np.float32)
 
 

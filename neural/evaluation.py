@@ -1,8 +1,8 @@
 """Scoring on held-out material: ESR per setting for the DSP model and a neural model.
 
-ESR is :func:`audio.metrics.esr`'s: after the pre-emphasis ``(1 - z^-1) / (1 - 0.995 z^-1)``,
-the sum of squared error over the sum of squared target, over the whole file (files at
-one setting pooled: their errors and energies add).
+ESR is the Test ESR of :mod:`audio.metrics` (the comparison's): after the pre-emphasis, the
+sum of squared error over the sum of squared target over the whole take, its first second
+unscored; the takes at one setting pooled (their errors and energies add).
 
 One path for every device: :func:`score_tracks` gives a row per setting
 (``{setting, seen, esr_dsp, esr_model}``; ``seen``: the model was trained at the
@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audio.devices import LA2A, Device
-from audio.metrics import pooled_error
+from audio.metrics import TEST_SKIP_S, PooledESR
 from common.records import write_csv
 from common.table import format_table
 
@@ -35,26 +35,28 @@ def _words(device: Device) -> tuple:
 
 
 def score_tracks(tracks: Sequence, predict: Callable, seen: Callable[[dict], bool],
-                 quiet: bool = False) -> list[dict]:
-    """ESR of the DSP output and of ``predict(track)`` per setting (files pooled).
+                 quiet: bool = False, skip_s: float = TEST_SKIP_S) -> list[dict]:
+    """The Test ESR (:func:`audio.metrics.esr`'s estimator: the first ``skip_s`` unscored) of
+    the DSP output and of ``predict(track)`` per setting, the takes of a setting pooled.
 
     Returns:
         rows ``{setting, seen, esr_dsp, esr_model}`` in the device's order of settings.
     """
-    sums: dict[tuple, list] = {}
+    pooled: dict[tuple, tuple] = {}
     for t in tqdm(tracks, desc="test", unit="pair", disable=quiet, leave=False):
-        acc = sums.setdefault(t.level, [t.setting, t.device, 0.0, 0.0, 0.0])
-        e_dsp, energy = pooled_error(t.y_dsp(), t.y)
-        e_model, _ = pooled_error(predict(t), t.y)
-        acc[2] += e_dsp
-        acc[3] += e_model
-        acc[4] += energy
+        _, _, dsp, model = pooled.setdefault(t.level, (t.setting, t.device, PooledESR(), PooledESR()))
+        skip = int(round(skip_s * t.sample_rate))
+        dsp.add_signals(t.y_dsp(), t.y, skip)
+        model.add_signals(predict(t), t.y, skip)
     rows = []
-    for setting, device, e_dsp, e_model, energy in sorted(sums.values(), key=lambda v: v[1].sort_key(v[0])):
-        energy = max(energy, 1e-30)
+    for setting, device, dsp, model in sorted(pooled.values(), key=lambda v: v[1].sort_key(v[0])):
         rows.append({"setting": setting, "seen": bool(seen(setting)),
-                     "esr_dsp": e_dsp / energy, "esr_model": e_model / energy})
+                     "esr_dsp": _value(dsp), "esr_model": _value(model)})
     return rows
+
+
+def _value(pooled: PooledESR) -> float:
+    return pooled.value if pooled.value is not None else float("nan")
 
 
 def summarise(rows: Sequence[dict], device: Device = LA2A) -> list[dict]:

@@ -41,7 +41,7 @@ import torch
 from scipy import signal
 
 from common.errors import UserError
-from dsp.models.classes import kind_of, renderer_for
+from dsp.models.classes import processor
 from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import load_checkpoint
 from neural.conditioning import conditioning, dsp_gain_db
@@ -81,10 +81,13 @@ class BlockProcessor:
         self.reset()
 
     def reset(self) -> None:
-        self.comp = StreamingCompressor(self.params, self.renderer.sample_rate) if self.renderer.uses_dsp else None
-        # a gray-box fit: its output is not x * gain, so it runs beside the compressor's gain
-        graybox = self.renderer.uses_dsp and kind_of(self.params) == "graybox"
-        self.dsp = renderer_for(self.params, self.renderer.sample_rate) if graybox else None
+        # a gray-box fit: its output is not x * gain; its own compressor gives the gain feature
+        graybox = self.renderer.uses_dsp and self.params.model_class == "graybox"
+        self.dsp = processor(self.params, self.renderer.sample_rate) if graybox else None
+        self.comp = None
+        if self.renderer.uses_dsp and not graybox:
+            self.comp = StreamingCompressor(self.params, self.renderer.sample_rate)
+        self.make_up_db = float(self.params["make_up_db"]) if self.renderer.uses_dsp else 0.0
         self.state = None
         self.channels = None
 
@@ -99,11 +102,14 @@ class BlockProcessor:
         x = torch.from_numpy(np.ascontiguousarray(block))
         y_dsp = g_db = None
         if self.comp is not None:
-            g = dsp_gain_db(self.comp, block, self.params["make_up_db"])
+            g = dsp_gain_db(self.comp, block, self.make_up_db)
             g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
             y_dsp = x * torch.pow(10.0, g_db / 20.0)
-            if self.dsp is not None:
-                y_dsp = torch.from_numpy(self.dsp.process(block.astype(np.float64)).astype(np.float32))
+        elif self.dsp is not None:   # one pass of the gray-box's compressor gives its output and the gain
+            y, gain = self.dsp.process_and_gain(block.astype(np.float64))
+            g = (20.0 * np.log10(np.maximum(gain, 1e-12)) + self.make_up_db).astype(np.float32)   # dsp_gain_db
+            g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
+            y_dsp = torch.from_numpy(y.astype(np.float32))
         cond = self.cond.expand(self.channels, -1)
         with torch.inference_mode():
             y, self.state = run_chunked(self.renderer.model, x, y_dsp, g_db, cond, self.state)

@@ -8,20 +8,23 @@ from tqdm import tqdm
 
 from audio.devices import Device
 from audio.pairs import read_aligned_pair
-from audio.metrics import all_metrics
+from audio.metrics import METRICS, all_metrics
 from report.models import Candidate, real_time_factor
 
-__all__ = ["COLUMNS", "evaluate", "row_columns"]
+__all__ = ["columns", "evaluate", "row_columns"]
 
-COLUMNS = ["model", "kind", "mode", "peak_reduction", "split", "params", "esr", "mae", "stft", "lufs_diff", "rtf_256",
-           "steps", "best_step"]
+
+def columns() -> list[str]:
+    """The comparison's row columns: the model, the setting, every registered metric
+    (:data:`audio.metrics.METRICS`), the real-time factor and the training steps."""
+    return ["model", "kind", "mode", "peak_reduction", "split", "params", *METRICS, "rtf_256", "steps", "best_step"]
 
 
 def row_columns(device: Device, setting: dict) -> dict:
     """A setting as the comparison's columns: the LA-2A's are ``mode`` and
     ``peak_reduction``; another device's ``mode`` is its name, ``peak_reduction`` empty,
     and its knobs follow in one column each (``knob_<name>`` where a name is taken)."""
-    return {"mode": device.name, "peak_reduction": None, **device.columns(setting, COLUMNS)}
+    return {"mode": device.name, "peak_reduction": None, **device.columns(setting, columns())}
 
 
 def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Callable[[dict], bool],

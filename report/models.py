@@ -18,7 +18,7 @@ import torch
 from audio.devices import LA2A, Device
 from common.errors import UserError
 from dsp.knobs.parammap import ParamMap
-from dsp.models.classes import kind_of, render_any, renderer_for
+from dsp.models.classes import processor, render
 
 __all__ = ["Candidate", "dsp_candidates", "neural_candidate", "real_time_factor", "is_dsp", "series_label"]
 
@@ -49,14 +49,13 @@ def dsp_candidates(param_map: ParamMap) -> list[Candidate]:
     """``dsp``: the parameters fitted at the setting (the map's answer where it was never
     fitted); ``dsp-interp`` / ``dsp-nearest``: the map's answer without the setting
     itself (leave-one-out: what a setting never fitted costs the DSP model)."""
-    first = param_map.fitted()[0][1] if param_map.fitted() else {}
-    model, size = kind_of(first), len(first) or 5   # the model class: ff5 or graybox
+    model = param_map.model_class
     out = []
     for kind, params_of in (("dsp", param_map.at), (f"dsp-{param_map.between}", param_map.at_without)):
         out.append(Candidate(
-            model, kind, size,
-            render=lambda x, sr, setting, f=params_of: render_any(x, sr, f(setting)),
-            block_processor=lambda sr, setting, f=params_of: renderer_for(f(setting), sr).process))
+            model.name, kind, len(model.param_names),
+            render=lambda x, sr, setting, f=params_of: render(x, sr, f(setting)),
+            block_processor=lambda sr, setting, f=params_of: processor(f(setting), sr).process))
     return out
 
 

@@ -9,15 +9,18 @@ import numpy as np
 from audio.devices import Device
 from common.records import csv_text
 from common.table import format_table
-from report.evaluate import COLUMNS, row_columns
+from audio.metrics import METRICS
+from report.evaluate import columns, row_columns
 from report.models import series_label
 
-__all__ = ["summarise", "summary_text", "markdown_table", "rows_to_csv", "setting_table",
+__all__ = ["summarise", "summary_columns", "summary_text", "markdown_table", "rows_to_csv", "setting_table",
            "level_table"]
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean metrics per (model, kind, mode) over seen and unseen levels."""
+    """Per (model, kind, mode): the mean ESR over seen and over unseen levels, the mean of
+    every other registered metric (:data:`audio.metrics.METRICS`), size, speed and training
+    steps."""
     keys = sorted({(r["model"], r["kind"]) for r in rows}, key=lambda k: (not k[1].startswith("dsp"), k))
     out = []
     for model, kind in keys:
@@ -27,24 +30,30 @@ def summarise(rows: list[dict]) -> list[dict]:
                 continue
             seen = [r["esr"] for r in sel if r["split"] == "seen"]
             unseen = [r["esr"] for r in sel if r["split"] == "unseen"]
-            out.append({"model": model, "kind": kind, "mode": mode,
-                        "esr_seen": float(np.mean(seen)) if seen else math.nan,
-                        "esr_unseen": float(np.mean(unseen)) if unseen else math.nan,
-                        "mae": float(np.mean([r["mae"] for r in sel])),
-                        "stft": float(np.mean([r["stft"] for r in sel])),
-                        "lufs_diff": float(np.nanmean([r["lufs_diff"] for r in sel])),
-                        "params": sel[0]["params"], "rtf_256": sel[0]["rtf_256"]})
+            line = {"model": model, "kind": kind, "mode": mode,
+                    "esr_seen": float(np.mean(seen)) if seen else math.nan,
+                    "esr_unseen": float(np.mean(unseen)) if unseen else math.nan}
+            for name in METRICS:
+                if name != "esr":
+                    values = [float(r[name]) for r in sel if r.get(name) is not None]
+                    line[name] = float(np.nanmean(values)) if values and not np.all(np.isnan(values)) else math.nan
+            out.append({**line, "params": sel[0]["params"], "rtf_256": sel[0]["rtf_256"],
+                        "steps": sel[0].get("steps"), "best_step": sel[0].get("best_step")})
     return out
 
 
-_SUMMARY_COLUMNS = [("model", "model", ""), ("kind", "kind", ""), ("mode", "mode", ""),
-                    ("esr_seen", "ESR seen", ".4f"), ("esr_unseen", "ESR unseen", ".4f"),
-                    ("mae", "MAE", ".2e"), ("stft", "STFT", ".3f"), ("lufs_diff", "|dLUFS|", ".2f"),
-                    ("params", "params", "d"), ("rtf_256", "RTF@256", ".1f")]
+def summary_columns() -> list[tuple]:
+    """``(key, header, format)`` of the summary: ESR seen and unseen, every other registered
+    metric, size, speed, training steps."""
+    metrics = [(m.name, m.label, m.fmt) for m in METRICS.values() if m.name != "esr"]
+    return ([("model", "model", ""), ("kind", "kind", ""), ("mode", "mode", ""),
+             ("esr_seen", "ESR seen", ".4f"), ("esr_unseen", "ESR unseen", ".4f")] + metrics
+            + [("params", "params", "d"), ("rtf_256", "RTF@256", ".1f"), ("steps", "steps", "d"),
+               ("best_step", "best step", "d")])
 
 
 def summary_text(summary: list[dict]) -> str:
-    return format_table(summary, _SUMMARY_COLUMNS)
+    return format_table(summary, summary_columns())
 
 
 def _cell(text) -> str:
@@ -52,7 +61,8 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
 
-def markdown_table(rows: list[dict], columns=_SUMMARY_COLUMNS) -> str:
+def markdown_table(rows: list[dict], columns=None) -> str:
+    columns = summary_columns() if columns is None else columns
     head = "| " + " | ".join(_cell(h) for _, h, _ in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(_cell(format(r[k], f)) if r.get(k) is not None else "" for k, _, f in columns)
@@ -61,10 +71,11 @@ def markdown_table(rows: list[dict], columns=_SUMMARY_COLUMNS) -> str:
 
 
 def rows_to_csv(rows: list[dict], device: Device) -> str:
-    """CSV text: :data:`COLUMNS`, then one column per knob of a device other than the
-    LA-2A (whose knobs are the ``mode`` and ``peak_reduction`` columns)."""
-    knob_columns = [c for c in row_columns(device, dict.fromkeys(device.knobs)) if c not in COLUMNS]
-    return csv_text(rows, COLUMNS + knob_columns)
+    """CSV text: :func:`report.evaluate.columns`, then one column per knob of a device other
+    than the LA-2A (whose knobs are the ``mode`` and ``peak_reduction`` columns)."""
+    known = columns()
+    knob_columns = [c for c in row_columns(device, dict.fromkeys(device.knobs)) if c not in known]
+    return csv_text(rows, known + knob_columns)
 
 
 def setting_table(rows: list[dict], knobs: list[str]) -> tuple[list[dict], list[tuple]]:

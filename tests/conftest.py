@@ -29,6 +29,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
+# Generated corpora of tests that name no data.cache_dir go to a folder of this session,
+# never the user's cache (inherited by the CLI children).
+if "LA2A_CACHE_DIR" not in os.environ:
+    import tempfile
+    os.environ["LA2A_CACHE_DIR"] = tempfile.mkdtemp(prefix="la2a-test-cache-")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -277,7 +283,7 @@ def workspace(tmp_path_factory) -> Path:
     (ws / "nomap").mkdir()
     (ws / "nomap" / "summary.csv").write_text("mode\n")
     (ws / "kmap").mkdir()
-    KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}}).save(ws / "kmap" / "knobmap.yaml")
+    KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}}, "ff5").save(ws / "kmap" / "knobmap.yaml")
     (ws / "afile").write_text("not a folder\n")
     good = ["input_001_.wav", "target_001_LA2A_3c__0__100.wav"]
     _signaltrain(ws / "st_good", good, x)

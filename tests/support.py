@@ -27,15 +27,20 @@ CHAIN_EVAL_S = 1.0
 CAPPED_ITERATIONS = "optimiser.max_iterations=20"
 
 
+# The class the plumbing tests fit: the 5-parameter compressor, 4x faster than the default
+# gray-box; the tests of the gray-box (and the regression baseline) name it.
+PLUMBING_CLASS = "compressor=ff5"
+
+
 def chain_overrides(cache_dir: Path, ckpt_dir: Path) -> list[str]:
     """``train_comp.py`` overrides for the tiny chain (corpus in ``cache_dir``; fits capped
-    by :data:`CAPPED_ITERATIONS`)."""
+    by :data:`CAPPED_ITERATIONS`; :data:`PLUMBING_CLASS`)."""
     levels = ",".join(str(v) for v in CHAIN_LEVELS)
     modes = ",".join(CHAIN_MODES)
     return [f"data.corpus.train_seconds={CHAIN_TRAIN_S}", f"data.corpus.eval_seconds={CHAIN_EVAL_S}",
             f"data.corpus.levels=[{levels}]", f"data.corpus.modes=[{modes}]",
             f"levels=[{levels}]", f"modes=[{modes}]", f"data.cache_dir={cache_dir}",
-            f"ckpt_dir={ckpt_dir}", CAPPED_ITERATIONS, "quiet=true"]
+            f"ckpt_dir={ckpt_dir}", CAPPED_ITERATIONS, PLUMBING_CLASS, "quiet=true"]
 
 
 # --------------------------------------------------------------------------------------
@@ -66,6 +71,6 @@ def write_pair(folder: Path, name: str = "pair", seconds: float = 3.0, sr: int =
 
 def _ckpt_text(params: dict, **over) -> str:
     import yaml
-    rec = {"kind": "dsp-compressor", "params": dict(params), "esr": 0.01, "loss": 1.0, "iterations": 3,
+    rec = {"kind": "dsp-compressor", "compressor": "ff5", "params": dict(params), "esr": 0.01, "loss": 1.0, "iterations": 3,
            "converged": True, "seconds": 0.1, "sample_rate": SR, **over}
     return yaml.safe_dump(rec, sort_keys=False)

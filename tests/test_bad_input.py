@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import TRUE_PARAMS
 
-KMAP = "kind: knobmap\nmodes: {{compress: {{{pr}: {{{params}}}}}}}\n"
+KMAP = "kind: knobmap\ncompressor: ff5\nmodes: {{compress: {{{pr}: {{{params}}}}}}}\n"
 
 
 def _kmap_text(pr=50, **over) -> str:
@@ -31,6 +31,15 @@ def folder(workspace, tmp_path_factory):
                        "kmap_hot": _kmap_text(make_up_db=900)}.items():
         (ws / name).mkdir()
         (ws / name / "knobmap.yaml").write_text(text)
+    # issue 26: a manifest knob named like a path, a manifest inside the folder its fit
+    # writes, a root with only Val takes, a truncated torch file
+    (ws / "mf_path_knob.csv").write_text("split,input,target,x/../../../../elsewhere/fit\nTrain,in.wav,tgt.wav,1\n")
+    (ws / "msum").mkdir()
+    (ws / "msum" / "manifest_summary.csv").write_text("split,input,target,threshold\nTrain,../in.wav,../tgt.wav,1\n")
+    (ws / "st_valonly" / "Val").mkdir(parents=True)
+    for name in ("input_001_.wav", "target_001_LA2A_3c__0__100.wav"):
+        shutil.copy(ws / "in.wav", ws / "st_valonly" / "Val" / name)
+    (ws / "trunc.pt").write_bytes(b"PK\x03\x04" + bytes(60))
     return ws
 
 
@@ -87,6 +96,21 @@ CASES = {
     "render over its input": (["test_comp.py", "fits/ckpt.yaml", "in.wav", "./in.wav"], ["in.wav", "overwrite"]),
     "digital ratio 0.5": (["digital_compressor.py", "in.wav", "o.wav", *DIGITAL[:2], "--ratio", "0.5",
                            *DIGITAL[4:]], ["--ratio", "0.5"]),
+    # issue 26: names that become paths, outputs over inputs, settings before any work
+    "manifest knob named like a path": (["train_comp.py", "data=manifest", "data.path=mf_path_knob.csv", *CHAIN],
+                                        ["mf_path_knob.csv", "x/../../../../elsewhere/fit"]),
+    "manifest fit over its manifest": (["train_comp.py", "data=manifest", "data.path=msum/manifest_summary.csv",
+                                        "ckpt_dir=msum", "quiet=true"], ["msum", "manifest_summary.csv"]),
+    "fit frame_s=abc": (["train_comp.py", *PAIR, "data.frame_s=abc"], ["data.frame_s", "abc"]),
+    "fit frame_s=-1": (["train_comp.py", *PAIR, "data.frame_s=-1"], ["data.frame_s", "-1"]),
+    "fit overlap_s over frame_s": (["train_comp.py", *PAIR, "data.frame_s=2", "data.overlap_s=3"],
+                                   ["data.overlap_s", "data.frame_s"]),
+    "fit root with only Val takes": (["train_comp.py", "data=signaltrain", "data.root=st_valonly", *CHAIN],
+                                     ["st_valonly", "Train", "Val takes only"]),
+    "render truncated .pt": (["test_comp.py", "trunc.pt", "in.wav", "o.wav"], ["trunc.pt", "truncated"]),
+    "compare unknown model": (["compare.py", *COMPARE, "models=[foo]"], ["models", "foo"]),
+    "digital threshold beyond the model's range": (["digital_compressor.py", "in.wav", "o.wav", "--threshold", "-250",
+                                                    *DIGITAL[2:]], ["--threshold", "-250"]),
     "digital empty input": (["digital_compressor.py", "empty.wav", "o.wav", *DIGITAL], ["empty.wav", "empty"]),
 }
 
@@ -97,3 +121,95 @@ def test_bad_input_fails_cleanly(case, folder, run_cli, clean_failure, take_snap
     before = take_snapshot(folder)
     res = run_cli(args, cwd=folder)
     clean_failure(res, *words, before=before, watch=(folder,))
+
+
+def test_early_failure_leaves_no_new_folder(folder, run_cli, clean_failure, take_snapshot):
+    """An error after the output folder's lock was taken removes the folders the run made."""
+    before = take_snapshot(folder)
+    res = run_cli(["train_comp.py", "data.input=in.wav", "data.target=silent.wav", "ckpt_dir=new/deep/fits",
+                   "quiet=true"], cwd=folder)
+    clean_failure(res, "silent.wav", "silent", before=before, watch=(folder,))
+    assert not (folder / "new").exists()
+
+
+def test_a_users_temporary_look_alikes_survive_a_run(folder, run_cli, tmp_path):
+    """Only the project's own abandoned temporaries are cleaned up; files a user named like
+    temporaries (the issue's two) are not touched by a render into their folder."""
+    out = tmp_path / "renders"
+    (out / ".notes.tmp-2024-backup").mkdir(parents=True)
+    (out / ".notes.tmp-2024-backup" / "keep.txt").write_text("mine\n")
+    (out / ".draft.tmp-31337").write_text("mine too\n")
+    res = run_cli(["test_comp.py", "fits/ckpt.yaml", "in.wav", str(out / "o.wav")], cwd=folder)
+    assert res.returncode == 0, res.stderr
+    assert (out / ".notes.tmp-2024-backup" / "keep.txt").read_text() == "mine\n"
+    assert (out / ".draft.tmp-31337").read_text() == "mine too\n"
+    assert (out / "o.wav").is_file()
+
+
+def test_a_second_writer_is_refused_naming_the_first(folder, run_cli, clean_failure, take_snapshot, tmp_path):
+    """One writer per output folder: while this process holds the lock, a fit into the
+    folder is refused with one line naming this process."""
+    import os
+
+    from common.locks import output_lock
+    fits = tmp_path / "busy"
+    with output_lock(fits, "checkpoint folder"):
+        before = take_snapshot(fits)
+        res = run_cli(["train_comp.py", *PAIR[:2], f"ckpt_dir={fits}", "quiet=true"], cwd=folder)
+        clean_failure(res, "busy", "another run", f"process {os.getpid()}", before=before, watch=(fits,))
+
+
+@pytest.mark.slow
+def test_a_killed_refit_never_leaves_the_old_map(chain_reference, chain_args, run_cli, clean_failure, tmp_path):
+    """A refit with other settings into a finished chain folder, killed -9 as soon as it has
+    started: the old knob map is gone, so rendering says the map is missing instead of
+    silently using a map that disagrees with the levels being rewritten."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    fits = tmp_path / "fits"
+    shutil.copytree(chain_reference, fits)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train_comp.py"), *chain_args(fits),
+                             "compressor.ranges.ratio=[1,5]"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while (fits / "knobmap.yaml").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the refit never invalidated the map"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    res = run_cli(["test_comp.py", str(fits), "in.wav", "out.wav", "--peak-reduction", "90", "--mode", "compress"],
+                  cwd=tmp_path)
+    clean_failure(res, "fits", "fit not found")
+
+
+def test_api_refuses_settings_and_parameters_the_command_line_refuses(folder):
+    """The Python API validates as the command line does: a knob map's setting (PR outside
+    0..100, NaN, text) and rendering parameters (attack <= 0, ratio < 1, a bad sample rate)."""
+    import math
+
+    import numpy as np
+
+    import leveller
+    from dsp.storage.open_fit import load_param_map
+    kmap = load_param_map(folder / "kmap" / "knobmap.yaml")
+    for pr in (-5, 1000, math.nan, "abc"):
+        with pytest.raises(leveller.UserError, match="peak.reduction"):
+            kmap.at({"mode": "compress", "peak_reduction": pr})
+    fit = leveller.open_fit(folder / "kmap")
+    with pytest.raises(leveller.UserError):
+        fit.render(np.zeros(100), 44100, {"mode": "compress", "peak_reduction": math.nan})
+    x = np.zeros(4410)
+    for over, words in [({"attack_ms": -5.0}, "attack_ms"), ({"attack_ms": 0.0}, "attack_ms"),
+                        ({"ratio": 0.5}, "ratio")]:
+        with pytest.raises(leveller.UserError, match=words):
+            leveller.render(x, 44100, {**TRUE_PARAMS, **over})
+    for sr in (0, -44100):
+        with pytest.raises(leveller.UserError, match="sample rate"):
+            leveller.render(x, sr, TRUE_PARAMS)

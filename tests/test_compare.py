@@ -8,15 +8,15 @@ import math
 
 import pytest
 
-from report.evaluate import COLUMNS
-from support import CAPPED_ITERATIONS
+from report.evaluate import columns
+from support import CAPPED_ITERATIONS, PLUMBING_CLASS
 
 LEVELS = "[100,90,80]"
 
 
 def _tiny(cache, extra=()):
     return [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", "data.corpus.eval_seconds=2",
-            f"data.corpus.levels={LEVELS}", "quiet=true", *extra]
+            f"data.corpus.levels={LEVELS}", "quiet=true", PLUMBING_CLASS, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def compared(tmp_path_factory, run_cli):
 def test_compare_writes_csv_markdown_and_plots(compared):
     out, res = compared
     rows = list(csv.DictReader((out / "compare.csv").open()))
-    assert list(rows[0]) == COLUMNS
+    assert list(rows[0]) == columns()
     kinds = {(r["model"], r["kind"]) for r in rows}
     assert kinds == {("ff5", "dsp"), ("ff5", "dsp-interp"), ("s6", "hybrid"), ("s6", "blackbox"),
                      ("lstm", "hybrid"), ("lstm", "blackbox")}
@@ -88,6 +88,33 @@ def test_compare_hybrid_starts_as_the_dsp_model(compared):
     hyb = {(r["mode"], r["peak_reduction"]): float(r["esr"]) for r in rows if r["kind"] == "hybrid" and r["model"] == "s6"}
     for key, e in dsp.items():
         assert hyb[key] == pytest.approx(e, rel=0.5, abs=0.01), key
+
+
+@pytest.mark.slow
+def test_a_registered_metric_reaches_the_csv_and_the_markdown(compared):
+    """Adding a metric is one function and one registration (docs/ARCHITECTURE.md)."""
+    import numpy as np
+    from audio.metrics import METRICS, register_metric
+    from common.config import load_config
+    from jobs.compare import run_compare
+    out, _ = compared
+    tmp = out.parent
+
+    @register_metric("peak_error", "peak err", ".3g", "largest absolute sample difference")
+    def peak_error(pred, target, sample_rate, skip=0):
+        return float(np.max(np.abs(np.asarray(pred)[skip:] - np.asarray(target)[skip:])))
+
+    try:
+        args = [f"out_dir={tmp / 'with_metric'}", f"dsp_dir={tmp / 'dsp'}", "models=[]", "train_missing=false",
+                "unseen_levels=[90]", "plots.peak_reduction=90", "rtf_seconds=0.1", *_tiny(tmp / "cache")]
+        assert run_compare(load_config("compare", args), args) == 0
+    finally:
+        METRICS.pop("peak_error")
+    rows = list(csv.DictReader((tmp / "with_metric" / "compare.csv").open()))
+    assert all(math.isfinite(float(r["peak_error"])) and float(r["peak_error"]) > 0 for r in rows)
+    md = (tmp / "with_metric" / "compare.md").read_text()
+    summary = md.split("## Summary")[1].split("##")[0]
+    assert "peak err" in summary.splitlines()[2]          # a column of the summary table
 
 
 @pytest.mark.parametrize("args, named, fresh", [

@@ -23,15 +23,23 @@ TABLE = {"compress": {100: P, 60: {**P, "threshold_db": -10.0, "attack_ms": 3.0}
          "limit": {100: {**P, "ratio": 10.0}, 40: {**P, "release_ms": 300.0}}}
 
 # run in a fresh interpreter: isolated mode (no PYTHONPATH, no user site, no script folder on the path),
-# a working folder outside the repository, and a check that the project is not importable
+# a working folder outside the repository, and the project's packages blocked from import (an
+# editable install, pip install -e ., would put them on the path), so the file runs on torch alone
 RUNNER = """
-import json, sys, numpy as np, torch
-for name in ("dsp", "deploy", "neural", "common"):
-    try:
-        __import__(name)
-    except ImportError:
-        continue
-    raise SystemExit("the project is importable: " + name)
+import importlib.abc, json, sys
+PROJECT = {"audio", "common", "deploy", "dsp", "jobs", "neural", "report", "leveller"}
+class NoProject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in PROJECT:
+            raise ImportError("the project was imported: " + name)
+        return None
+sys.meta_path.insert(0, NoProject())
+import numpy as np, torch
+try:
+    import dsp
+    raise SystemExit("the project is importable: dsp")
+except ImportError:
+    pass
 x = torch.from_numpy(np.load("x.npy"))
 for i, (model, knobs) in enumerate(json.loads(sys.argv[1])):
     m = torch.jit.load(model)
@@ -53,7 +61,7 @@ def run_fresh(jobs: list[tuple[Path, list[float]]], x: np.ndarray, folder: Path)
 
 BLOCKS = {"input_highpass_hz": 25.0, "input_shelf_hz": 9000.0, "input_shelf_db": -6.0, "tube_drive": 2.5,
           "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
-RECORD = {"esr": 0.01, "loss": 0.01, "iterations": 3, "converged": True, "seconds": 1.0, "sample_rate": SR}
+RECORD = {"compressor": "ff5", "esr": 0.01, "loss": 0.01, "iterations": 3, "converged": True, "seconds": 1.0, "sample_rate": SR}
 # a manifest fit: one ckpt.yaml per take under rows/, as train_comp.py data=manifest writes them
 TAKES = [({"threshold": -30.0, "ratio": 2.0}, P), ({"threshold": -10.0, "ratio": 2.0}, {**P, "threshold_db": -8.0}),
          ({"threshold": -20.0, "ratio": 6.0}, {**P, "ratio": 7.0, "release_ms": 40.0})]
@@ -73,7 +81,7 @@ def sources(tmp_path):
     save_checkpoint(fit / "ckpt.yaml", {"params": P, **RECORD})
     chain = tmp_path / "chain"
     chain.mkdir()
-    KnobMap(TABLE).save(chain / "knobmap.yaml")
+    KnobMap(TABLE, "ff5").save(chain / "knobmap.yaml")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     return fit, chain, outside
@@ -93,7 +101,7 @@ def test_fit_and_chain_export_run_without_the_project(sources, run_cli, tmp_path
                    x, outside)
     assert np.max(np.abs(ys[0] - StreamingCompressor(P, SR).process(x))) < 1e-4
     for (mode, pr), y in zip(settings, ys[1:]):
-        ref = StreamingCompressor(KnobMap(TABLE).at(la2a_setting(("compress", "limit")[mode], pr)), SR).process(x)
+        ref = StreamingCompressor(KnobMap(TABLE, "ff5").at(la2a_setting(("compress", "limit")[mode], pr)), SR).process(x)
         assert np.max(np.abs(y - ref)) < 1e-4
 
 
@@ -103,7 +111,7 @@ def test_graybox_fit_and_knob_map_export_run_without_the_project(tmp_path, run_c
     (tmp_path / "fit").mkdir()
     save_checkpoint(tmp_path / "fit" / "ckpt.yaml", {"params": gray, **RECORD, "compressor": "graybox"})
     kmap = KnobMap({"compress": {40: gray, 100: {**gray, "tube_drive": 0.5, "input_highpass_hz": 60.0}},
-                    "limit": {70: {**gray, "ratio": 9.0}}})
+                    "limit": {70: {**gray, "ratio": 9.0}}}, "graybox")
     (tmp_path / "chain").mkdir()
     kmap.save(tmp_path / "chain" / "knobmap.yaml")
     for src, out in (("fit", "gfit.pt"), ("chain", "gchain.pt")):
@@ -184,7 +192,7 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
     cases = [
         ([tmp_path / "missing", existing], ["missing", "not found"]),
         ([garbage, existing], ["garbage.yaml"]),
-        ([empty, existing], ["empty", "neither knobmap.yaml"]),
+        ([empty, existing], ["empty", "fit not found"]),
         ([bad_map.parent, existing], ["knobmap.yaml"]),
         ([fit / "ckpt.yaml", fit / "ckpt.yaml"], ["ckpt.yaml", "source itself"]),
         ([chain, chain / "knobmap.yaml"], ["knobmap.yaml", "source itself"]),
@@ -192,7 +200,7 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
         ([fit, tmp_path / "nofolder" / "m.pt"], ["does not exist"]),
         ([fit, existing, "--sample-rate", "0"], ["sample rate"]),
         ([chain, existing, "--neutone"], ["already exists"]),
-        ([graybox_take.parents[2], existing], ["ckpt.yaml", "graybox compressor cannot be exported here"]),
+        ([graybox_take.parents[2], existing], ["gmanifest", "graybox knob table has no exported form"]),
         ([manifest, tmp_path / "nm", "--neutone"], ["manifest", "no Neutone form"]),
     ]
     for args, names in cases:
@@ -205,12 +213,13 @@ def test_bad_inputs_fail_cleanly(sources, tmp_path, run_cli, clean_failure, take
 def test_fit_as_knob_map_for_neutone_equals_the_fit(params):
     """The Neutone form of a one-pair fit (a one-level knob map) renders as the fit at any knob."""
     import torch
-    from deploy.build import build
+    from deploy.build import build, resolve_source
     from jobs.export import fit_as_knob_map
     from tempfile import TemporaryDirectory
     with TemporaryDirectory() as d:
-        save_checkpoint(Path(d) / "ckpt.yaml", {"params": params, **RECORD})
-        ex = build("fit", Path(d) / "ckpt.yaml")
+        compressor = "graybox" if len(params) > 5 else "ff5"
+        save_checkpoint(Path(d) / "ckpt.yaml", {"params": params, **RECORD, "compressor": compressor})
+        ex = build(*resolve_source(Path(d) / "ckpt.yaml"))
     fixed, knob = torch.jit.script(ex.module), torch.jit.script(fit_as_knob_map(ex.module, SR))
     x = torch.from_numpy(check_signal(0.1, SR, channels=2, seed=8))
     assert torch.equal(knob(x, 30.0, 1.0), fixed(x))

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import yaml
 
-from support import SR, TRUE_PARAMS, program, write_wav
+from support import PLUMBING_CLASS, SR, TRUE_PARAMS, program, write_wav
 from dsp.models.ff5_streaming import render
 
 DELAY = 64
@@ -26,7 +26,7 @@ def _pairs(folder, seconds=4.0):
 def _fit(run_cli, tmp_path, inp, tgt, name, *extra):
     out = tmp_path / name
     r = run_cli(["train_comp.py", f"data.input={inp}", f"data.target={tgt}", f"ckpt_dir={out}",
-                 "quiet=true", "data.frame_s=2.0", "data.overlap_s=0.5", *extra], cwd=tmp_path)
+                 "quiet=true", "data.frame_s=2.0", "data.overlap_s=0.5", PLUMBING_CLASS, *extra], cwd=tmp_path)
     return r, out / "ckpt.yaml"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dsp.models.classes import model_class
 from support import CAPPED_ITERATIONS
 
 pytestmark = pytest.mark.slow  # a chain, a training and a comparison, end to end
@@ -28,8 +29,9 @@ DIGITS = 6   # the CSVs store 6 significant digits (common.records)
 
 
 def _tiny(cache):
+    # the default model class, named: the gray-box of the whole unit
     return [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", "data.corpus.eval_seconds=2",
-            f"data.corpus.levels={LEVELS}", "data.corpus.modes=[compress,limit]", "quiet=true"]
+            f"data.corpus.levels={LEVELS}", "data.corpus.modes=[compress,limit]", "compressor=graybox", "quiet=true"]
 
 
 def _floats(row: dict, keys) -> dict:
@@ -46,7 +48,7 @@ def measured(tmp_path_factory, run_cli) -> dict:
                   cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     chain = {f"{r['mode']}/{r['peak_reduction']}":
-             _floats(r, ["threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db", "esr"])
+             _floats(r, [*model_class("graybox").param_names, "esr"])
              for r in csv.DictReader((dsp_dir / "summary.csv").open())}
     train = ["train.max_steps=3", "train.val_every=1", "train.val_warmup_s=0.25", "train.val_seconds=1.5",
              "train.episode=2", "train.warmup_s=0.5", "train.batch_size=4", "train.stft_weight=0.1",
@@ -57,6 +59,7 @@ def measured(tmp_path_factory, run_cli) -> dict:
     log = [_floats(r, ["train_loss", "val_esr"]) for r in csv.DictReader((runs / "s6_hybrid" / "log.csv").open())]
     res = run_cli(["compare.py", f"out_dir={out}", f"dsp_dir={dsp_dir}", f"runs_dir={runs}", "models=[s6]",
                    "variants=[hybrid]", "unseen_levels=[90]", "plots.peak_reduction=90", "train_missing=false", "rtf_seconds=0.25",
+                   "dsp_fits=[]",
                    *_tiny(cache)], cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     compare = {f"{r['model']}/{r['kind']}/{r['mode']}/{r['peak_reduction']}": _floats(r, ["esr", "mae", "stft"])

@@ -12,7 +12,7 @@ from dsp.knobs.knobmap import KnobMap
 from dsp.models.ff5_streaming import render
 from neural.checkpoint import build_model, model_spec, save_checkpoint
 
-KMAP = KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}})
+KMAP = KnobMap({"compress": {100: TRUE_PARAMS, 50: {**TRUE_PARAMS, "ratio": 2.0}}}, "ff5")
 
 
 def _tiny_neural(path):

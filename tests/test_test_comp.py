@@ -9,7 +9,7 @@ import soundfile as sf
 import yaml
 
 from audio.devices import la2a_setting
-from dsp.knobs.knobmap import KnobMap
+from dsp.storage.open_fit import load_param_map
 from dsp.models.ff5_streaming import render
 
 SR = 44100
@@ -18,7 +18,7 @@ PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 1
 
 def _ckpt(path, params=PARAMS):
     from dsp.storage.records import save_checkpoint
-    save_checkpoint(path, {"params": params, "esr": 0.01, "loss": 1.0, "iterations": 5, "converged": True,
+    save_checkpoint(path, {"compressor": "ff5", "params": params, "esr": 0.01, "loss": 1.0, "iterations": 5, "converged": True,
                            "seconds": 0.5, "sample_rate": SR})
     return path
 
@@ -51,7 +51,7 @@ def test_checkpoint_reproduces_digital_compressor(run_cli, make_pair, tmp_path, 
 def test_chain_folder_any_setting(run_cli, chain_reference, make_pair, tmp_path):
     src, _ = make_pair("b", seconds=2.0)
     x, _ = sf.read(str(src), dtype="float32")
-    kmap = KnobMap.load(chain_reference / "knobmap.yaml")
+    kmap = load_param_map(chain_reference / "knobmap.yaml")
     for pr, mode in ((85, "limit"), (93.5, "compress"), (90, "limit")):
         out = tmp_path / f"{mode}_{pr}.wav"
         res = run_cli(["test_comp.py", chain_reference, src, out, "--peak-reduction", pr, "--mode", mode])

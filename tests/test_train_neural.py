@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from neural.inference import NeuralRenderer
+from support import PLUMBING_CLASS
 
 SR = 44100
 
@@ -19,7 +20,8 @@ def _tiny(cache, dsp_dir, out_dir, *extra):
             "data.corpus.levels=[100,90,80]", "data.corpus.modes=[compress,limit]", f"data.cache_dir={cache}",
             f"dsp_dir={dsp_dir}", f"out_dir={out_dir}", "unseen_levels=[90]", "quiet=true",
             "+hyperparameters.width=4", "train.batch_size=2", "train.warmup_s=0.05", "train.segment_s=0.1",
-            "train.episode=2", "train.val_every=2", "train.val_seconds=0.5", "train.max_steps=4", *extra]
+            "train.episode=2", "train.val_every=2", "train.val_seconds=0.5", "train.max_steps=4", "skip_s=0.25",
+            PLUMBING_CLASS, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def _log_steps(path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, chain_cache, chain_reference, run_cli):
     out = tmp_path_factory.mktemp("neural") / "run"
-    res = run_cli(_tiny(chain_cache, chain_reference, out))
+    res = run_cli(_tiny(chain_cache, chain_reference, out, "quiet=false"))   # with its progress bar
     assert res.returncode == 0, res.stderr
     return out, res
 
@@ -57,6 +59,7 @@ def test_training_writes_checkpoints_log_and_table(trained):
         (m, str(p), str(p != 90)) for m in ("compress", "limit") for p in (100, 90, 80)}
     assert all(float(r["esr_dsp"]) > 0 and float(r["esr_model"]) > 0 for r in rows)
     assert "UNSEEN" in res.stdout and "mean ESR" in res.stdout and "wrote" in res.stdout
+    assert "4/4" in res.stderr and "step" in res.stderr   # the bar counts steps, the run's budget, to the end
     r = NeuralRenderer.load(out / "best.pt")
     assert r.variant == "hybrid" and r.record["unseen_levels"] == [90]
     # the hybrid's default conditioning: fitted parameters, switch, then PR / 100

@@ -46,7 +46,7 @@ class AutogradObjective:
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         device: torch device (CUDA is used when given).
         dtype: float64 by default (the solver's precision).
     """
@@ -56,13 +56,15 @@ class AutogradObjective:
         self.device = torch.device(device)
         self.dtype = dtype
         self.x = torch.as_tensor(frames.x, dtype=dtype, device=self.device)
+        detector = frames.detector   # a linked multichannel pair's; None: each frame's own input
+        self.detector = None if detector is None else torch.as_tensor(detector, dtype=dtype, device=self.device)
         target_pe = preemphasis(torch.as_tensor(frames.y, dtype=dtype, device=self.device))
         self.mask = torch.as_tensor(frames.score_mask(), device=self.device)
         self.target_pe = torch.where(self.mask, target_pe, 0.0)
         self.energy = float((self.target_pe ** 2).sum())
 
     def _loss_tensor(self, z: torch.Tensor) -> torch.Tensor:
-        y = compress(self.x, self.param.natural(z))
+        y = compress(self.x, self.param.natural(z), self.detector)
         err = torch.where(self.mask, preemphasis(y) - self.target_pe, 0.0)
         return (err ** 2).sum()
 
@@ -86,7 +88,7 @@ class AutogradObjective:
 
     def output(self, z: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            return compress(self.x, self.param.natural(self._z(z))).cpu().numpy()
+            return compress(self.x, self.param.natural(self._z(z)), self.detector).cpu().numpy()
 
     def _z(self, z: torch.Tensor) -> torch.Tensor:
         return z.detach().to(device=self.device, dtype=self.dtype)

@@ -100,18 +100,20 @@ def _constants(natural: np.ndarray, dtype) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 
 @njit(fastmath=False, cache=True)
-def _read(xs, ys, c, i, tz, box):
+def _read(xs, ys, det, c, dc, i, tz, box):
     """One sample of frame data, computed where the kernels need it instead of stored.
 
     Returns the input in the working precision (``box``'s dtype), the natural log of
-    its clamped peak level (from the input as that precision rounds it, computed in
-    float64, then rounded), the target's pre-emphasised sample (in float64 as
-    :func:`audio.metrics.preemphasis_np` computes it: scipy's direct form II
+    the detector's clamped peak level (row ``dc`` of ``det``: the input itself for a mono
+    frame, the loudest channel's for a linked multichannel one; as the working precision
+    rounds it, computed in float64, then rounded), the target's pre-emphasised sample (in
+    float64 as :func:`audio.metrics.preemphasis_np` computes it: scipy's direct form II
     transposed, then rounded) and the new state of that filter.
     """
     box[0] = xs[c, i]
     xw = box[0]
-    box[1] = math.log(max(abs(float(xw)), PEAK_FLOOR))
+    box[1] = det[dc, i]
+    box[1] = math.log(max(abs(float(box[1])), PEAK_FLOOR))
     yr = float(ys[c, i])
     t = tz + yr
     box[2] = t
@@ -119,7 +121,7 @@ def _read(xs, ys, c, i, tz, box):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _loss_kernel(xs, ys, index, lengths, warmup, prm):
+def _loss_kernel(xs, ys, det, index, lengths, warmup, prm):
     B = lengths.shape[0]
     out = np.zeros(B, dtype=np.float64)
     thr = prm[_THR]
@@ -133,6 +135,7 @@ def _loss_kernel(xs, ys, index, lengths, warmup, prm):
     for b in prange(B):
         ch = index[b, 0]
         s0 = index[b, 1]
+        dc = index[b, 2]
         n_end = lengths[b]
         box = np.empty_like(prm[:3])  # casts into the working precision
         tz = 0.0                      # the target's pre-emphasis state
@@ -140,7 +143,7 @@ def _loss_kernel(xs, ys, index, lengths, warmup, prm):
         S0 = zero
         acc = 0.0
         for n in range(n_end):
-            xw, lnl, tv, tz = _read(xs, ys, ch, s0 + n, tz, box)
+            xw, lnl, tv, tz = _read(xs, ys, det, ch, dc, s0 + n, tz, box)
             sv = s * (thr - lnl)
             if sv < zero:  # above threshold (torchcomp's relu: derivative 0 at the knee)
                 f = math.exp(sv)
@@ -159,7 +162,7 @@ def _loss_kernel(xs, ys, index, lengths, warmup, prm):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _output_kernel(xs, index, lengths, T, prm):
+def _output_kernel(xs, det, index, lengths, T, prm):
     B = lengths.shape[0]
     y = np.zeros((B, T), dtype=prm.dtype)
     thr = prm[_THR]
@@ -171,10 +174,11 @@ def _output_kernel(xs, index, lengths, T, prm):
     for b in prange(B):
         ch = index[b, 0]
         s0 = index[b, 1]
+        dc = index[b, 2]
         box = np.empty_like(prm[:3])
         g = prm[_ONE]
         for n in range(lengths[b]):
-            xw, lnl, _, _ = _read(xs, xs, ch, s0 + n, 0.0, box)
+            xw, lnl, _, _ = _read(xs, xs, det, ch, dc, s0 + n, 0.0, box)
             sv = s * (thr - lnl)
             if sv < zero:  # above threshold (torchcomp's relu: derivative 0 at the knee)
                 f = math.exp(sv)
@@ -187,7 +191,7 @@ def _output_kernel(xs, index, lengths, T, prm):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _output_energy_kernel(xs, index, lengths, warmup, prm):
+def _output_energy_kernel(xs, det, index, lengths, warmup, prm):
     """Per-frame pre-emphasised energy of the output over the scored samples, the output
     filtered as :func:`audio.metrics.preemphasis_np` filters it (float64)."""
     B = lengths.shape[0]
@@ -201,12 +205,13 @@ def _output_energy_kernel(xs, index, lengths, warmup, prm):
     for b in prange(B):
         ch = index[b, 0]
         s0 = index[b, 1]
+        dc = index[b, 2]
         box = np.empty_like(prm[:3])
         g = prm[_ONE]
         oz = 0.0
         acc = 0.0
         for n in range(lengths[b]):
-            xw, lnl, _, _ = _read(xs, xs, ch, s0 + n, 0.0, box)
+            xw, lnl, _, _ = _read(xs, xs, det, ch, dc, s0 + n, 0.0, box)
             sv = s * (thr - lnl)
             if sv < zero:
                 f = math.exp(sv)
@@ -236,7 +241,7 @@ def _target_energy_kernel(ys, index, lengths, warmup, box_proto):
         tz = 0.0
         acc = 0.0
         for n in range(lengths[b]):
-            _, _, tv, tz = _read(ys, ys, ch, s0 + n, tz, box)
+            _, _, tv, tz = _read(ys, ys, ys, ch, ch, s0 + n, tz, box)
             if n >= warmup:
                 acc += float(tv) * float(tv)
         out[b] = acc
@@ -244,7 +249,7 @@ def _target_energy_kernel(ys, index, lengths, warmup, box_proto):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _grad_kernel(xs, ys, index, lengths, warmup, prm):
+def _grad_kernel(xs, ys, det, index, lengths, warmup, prm):
     """Per-frame sums: e^2, then e * (P w, P w_T, P w_R, P w_a, P w_r)."""
     B = lengths.shape[0]
     out = np.zeros((B, 6), dtype=np.float64)
@@ -264,6 +269,7 @@ def _grad_kernel(xs, ys, index, lengths, warmup, prm):
     for b in prange(B):
         ch = index[b, 0]
         s0 = index[b, 1]
+        dc = index[b, 2]
         n_end = lengths[b]
         box = np.empty_like(prm[:3])  # casts into the working precision
         tz = 0.0                      # the target's pre-emphasis state
@@ -284,7 +290,7 @@ def _grad_kernel(xs, ys, index, lengths, warmup, prm):
         a3 = 0.0
         a4 = 0.0
         for n in range(n_end):
-            xw, lnl, tv, tz = _read(xs, ys, ch, s0 + n, tz, box)
+            xw, lnl, tv, tz = _read(xs, ys, det, ch, dc, s0 + n, tz, box)
             v = thr - lnl
             sv = s * v
             if sv < zero:  # above threshold (torchcomp's relu: derivative 0 at the knee)
@@ -345,7 +351,7 @@ def _grad_kernel(xs, ys, index, lengths, warmup, prm):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _hess_kernel(xs, ys, index, lengths, warmup, prm):
+def _hess_kernel(xs, ys, det, index, lengths, warmup, prm):
     """Per-frame sums in the layout of ``_NSUM`` (see the module constants)."""
     B = lengths.shape[0]
     out = np.zeros((B, 31), dtype=np.float64)
@@ -368,6 +374,7 @@ def _hess_kernel(xs, ys, index, lengths, warmup, prm):
     for b in prange(B):
         ch = index[b, 0]
         s0 = index[b, 1]
+        dc = index[b, 2]
         n_end = lengths[b]
         box = np.empty_like(prm[:3])  # casts into the working precision
         tz = 0.0                      # the target's pre-emphasis state
@@ -436,7 +443,7 @@ def _hess_kernel(xs, ys, index, lengths, warmup, prm):
         h8 = 0.0
         h9 = 0.0
         for n in range(n_end):
-            xw, lnl, tv, tz = _read(xs, ys, ch, s0 + n, tz, box)
+            xw, lnl, tv, tz = _read(xs, ys, det, ch, dc, s0 + n, tz, box)
             v = thr - lnl
             sv = s * v
             if sv < zero:
@@ -628,7 +635,9 @@ class KernelData:
 
     Attributes:
         xs, ys: input and target sources, ``(C, N)``, float32 or float64.
-        index: ``(B, 2)`` int64, each frame's source row and first sample.
+        det: what the peak detector reads, ``(D, N)`` (``xs`` itself unless the frames
+            carry a linked detector).
+        index: ``(B, 3)`` int64, each frame's source row, first sample and detector row.
         lengths: ``(B,)`` int64 valid samples of each frame.
         warmup: leading samples of every frame that are not scored.
         length: ``T``, the padded frame length (of :func:`output_natural`).
@@ -636,6 +645,7 @@ class KernelData:
     """
     xs: np.ndarray
     ys: np.ndarray
+    det: np.ndarray
     index: np.ndarray
     lengths: np.ndarray
     warmup: int
@@ -643,7 +653,7 @@ class KernelData:
     dtype: np.dtype
 
     def _args(self):
-        return self.xs, self.ys, self.index, self.lengths, self.warmup
+        return self.xs, self.ys, self.det, self.index, self.lengths, self.warmup
 
 
 def prepare(frames: Frames, dtype=np.float64) -> KernelData:
@@ -653,8 +663,11 @@ def prepare(frames: Frames, dtype=np.float64) -> KernelData:
     (torchcomp's), and the target is pre-emphasised in float64, then rounded to
     ``dtype``: the same numbers as storing both arrays in ``dtype``.
     """
-    index = np.ascontiguousarray(np.stack([frames.channel, frames.start], axis=1), dtype=np.int64)
-    return KernelData(frames.source_x, frames.source_y, index.reshape(-1, 2),
+    linked = frames.source_detector is not None
+    detector_row = frames.detector_row if linked else frames.channel
+    index = np.ascontiguousarray(np.stack([frames.channel, frames.start, detector_row], axis=1), dtype=np.int64)
+    return KernelData(frames.source_x, frames.source_y, frames.source_detector if linked else frames.source_x,
+                      index.reshape(-1, 3),
                       np.ascontiguousarray(frames.lengths, dtype=np.int64), int(frames.warmup),
                       int(frames.length), np.dtype(dtype))
 
@@ -714,13 +727,13 @@ def loss_grad_hess_natural(data: KernelData, natural) -> tuple[float, np.ndarray
 def output_natural(data: KernelData, natural) -> np.ndarray:
     """Compressor output (with make-up), zero past each frame's length. Shape: ``(B, T)``."""
     prm = _constants(np.asarray(natural, dtype=np.float64), data.dtype)
-    return _output_kernel(data.xs, data.index, data.lengths, data.length, prm)
+    return _output_kernel(data.xs, data.det, data.index, data.lengths, data.length, prm)
 
 
 def output_energy_natural(data: KernelData, natural) -> float:
     """Pre-emphasised energy of the output over the scored samples (no output stored)."""
     prm = _constants(np.asarray(natural, dtype=np.float64), data.dtype)
-    return float(_output_energy_kernel(data.xs, data.index, data.lengths, data.warmup, prm).sum())
+    return float(_output_energy_kernel(data.xs, data.det, data.index, data.lengths, data.warmup, prm).sum())
 
 
 def target_energy(data: KernelData) -> float:
@@ -764,7 +777,7 @@ class KernelObjective:
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         device: accepted for interface compatibility; the kernel runs on the CPU.
         dtype: float64 (the solver's precision, default) or float32 (numpy or torch dtype).
     """

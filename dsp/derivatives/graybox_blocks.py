@@ -59,10 +59,10 @@ class HeldGainStage:
     """The data of the held-gain problem (every tensor float64 or complex128).
 
     Attributes:
-        x_spec: ``rfft(x, n_fft)`` of the input frames, complex ``(B, F)``.
-        gain: the compressor's gain without make-up, ``(B, T)``.
-        mask: scored samples, bool ``(B, T)``.
-        target: pre-emphasised target, zero outside the mask, ``(B, T)``.
+        frames: ``part(slice) -> (x_spec, gain, mask, target)`` of those frames: ``rfft(x,
+            n_fft)`` of the input, complex ``(b, F)``; the compressor's gain without make-up,
+            scored samples (bool) and the pre-emphasised target (zero outside the mask), each
+            ``(b, T)``; and ``n_frames``, ``samples``, ``dtype``, ``device``.
         n_fft: FFT length (``F = n_fft // 2 + 1``).
         zinv: ``e^{-jw}`` on the rfft grid, complex ``(F,)``.
         input_sections: ``theta (3,) -> (S, 3)`` coefficients of the input filter's sections.
@@ -70,10 +70,7 @@ class HeldGainStage:
             pre-emphasis.
         shaper_values: ``(k logit, a logit) (2,) -> (drive, asymmetry) (2,)``.
     """
-    x_spec: torch.Tensor
-    gain: torch.Tensor
-    mask: torch.Tensor
-    target: torch.Tensor
+    frames: object
     n_fft: int
     zinv: torch.Tensor
     input_sections: Callable[[torch.Tensor], torch.Tensor]
@@ -220,8 +217,9 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
     Returns:
         ``(loss float, grad (7,), hess (7, 7) or None)``, float64 on the CPU.
     """
-    z = torch.as_tensor(z).detach().to(dtype=stage.gain.dtype, device=stage.gain.device)
-    n_fft, samples = stage.n_fft, stage.gain.shape[-1]
+    data = stage.frames
+    z = torch.as_tensor(z).detach().to(dtype=data.dtype, device=data.device)
+    n_fft, samples = stage.n_fft, data.samples
     fused = (z.device.type == "cpu") if fused is None else fused
     weights = _rfft_weights(n_fft, z.dtype, z.device)
     input_filter = CascadeDerivatives(stage.input_sections, z[INPUT], stage.zinv, fused)
@@ -238,10 +236,9 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
     jtj = torch.zeros((7, 7), dtype=z.dtype, device=z.device)
     grad = torch.zeros(7, dtype=z.dtype, device=z.device)
     q = torch.zeros((7, 7), dtype=z.dtype, device=z.device)  # sum r y_pq
-    for lo in range(0, stage.gain.shape[0], frames_per_pass):
-        part = slice(lo, lo + frames_per_pass)
-        x_spec, mask, target = stage.x_spec[part], stage.mask[part], stage.target[part]
-        mg = m * stage.gain[part]
+    for lo in range(0, data.n_frames, frames_per_pass):
+        x_spec, gain, mask, target = data.part(slice(lo, lo + frames_per_pass))
+        mg = m * gain
         u0 = fft_filter(x_spec, h_in, samples, n_fft)                        # (b, T)
         du0 = fft_filter(x_spec[:, None], dh_in, samples, n_fft)             # (b, 3, T)
         v = mg * u0

@@ -27,7 +27,7 @@ from dsp.models.graybox import (BLOCK_NAMES, PREEMPHASIS_CORNER_HZ, PREEMPHASIS_
                                 blocks_forward, forward_spectrum, input_sections, output_sections,
                                 stack_sections)
 
-__all__ = ["GrayboxObjective", "BlockObjective", "MakeUpObjective", "STAGE2_NAMES"]
+__all__ = ["GrayboxObjective", "HeldGainFrames", "BlockObjective", "MakeUpObjective", "STAGE2_NAMES"]
 
 
 class GrayboxObjective:
@@ -40,7 +40,7 @@ class GrayboxObjective:
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         device: torch device.
     """
 
@@ -54,6 +54,8 @@ class GrayboxObjective:
                       PREEMPHASIS_CORNER_HZ * param.sample_rate)
         self.n_fft = fft_length(self.samples, decay_samples(slowest, param.sample_rate))
         self.x = torch.as_tensor(frames.x, dtype=dtype, device=self.device)
+        detector = frames.detector   # a linked multichannel pair's; None: each frame's own input
+        self.detector = None if detector is None else torch.as_tensor(detector, dtype=dtype, device=self.device)
         self.x_spec = torch.fft.rfft(self.x, n=self.n_fft)
         mask = frames.score_mask()
         self.mask = torch.as_tensor(mask, device=self.device)
@@ -63,7 +65,7 @@ class GrayboxObjective:
     def _run(self, z: torch.Tensor, preemphasised: bool) -> torch.Tensor:
         natural, blocks = self.param.natural(z)
         return forward_spectrum(self.x_spec, self.samples, self.n_fft, natural, blocks,
-                        self.param.sample_rate, preemphasised, self.x)
+                                self.param.sample_rate, preemphasised, self.x, self.detector)
 
     def _loss_tensor(self, z: torch.Tensor) -> torch.Tensor:
         err = torch.where(self.mask, self._run(z, True) - self.target_pe, 0.0)
@@ -100,40 +102,134 @@ class GrayboxObjective:
 
 # z coordinates of the second stage: the make-up gain (dB) and the six block logits
 STAGE2_NAMES = ("make_up_db",) + BLOCK_NAMES
+# Below this many padded frame samples the held-gain stages keep every frame's signals (fast);
+# above it they make them a few frames at a time on each pass (a long pair's fit in bounded
+# memory: a 10-minute pair's frames would hold about 1 GB of them).
+KEEP_SAMPLES = 12_000_000
+GROUP = 4   # frames made and processed together
 
 
-class BlockObjective(GrayboxObjective):
+class HeldGainFrames:
+    """The held-gain stages' per-frame signals, made from the frames (views into the pair).
+
+    ``part(slice) -> (x_spec, gain, mask, target)``: the input's spectrum, the compressor's
+    gain without make-up (its detector on the input, linked over channels), the scored
+    samples and the pre-emphasised target (zero outside the mask). Kept for every frame when
+    the pair is short (:data:`KEEP_SAMPLES`), else made again for each group on each pass.
+
+    Args:
+        frames: the framed pair.
+        natural: the compressor's natural vector ``(5,)`` (make-up ignored).
+        n_fft: the FFT length of the stages.
+    """
+
+    def __init__(self, frames: Frames, natural: torch.Tensor, n_fft: int, device, dtype):
+        self.frames, self.n_fft, self.device, self.dtype = frames, n_fft, torch.device(device), dtype
+        self.natural = natural[:4].detach().to(dtype)
+        self.n_frames, self.samples = frames.n_frames, frames.length
+        self._kept = None
+        self.energy = 0.0
+        if self.n_frames * self.samples <= KEEP_SAMPLES:
+            self._kept = self._make(slice(0, self.n_frames))
+            self.energy = float((self._kept[3] ** 2).sum())
+        else:
+            for lo in range(0, self.n_frames, GROUP):
+                self.energy += float((self._make(slice(lo, lo + GROUP))[3] ** 2).sum())
+
+    def _make(self, part: slice):
+        x, y, det = self.frames.rows(part)
+        kw = {"dtype": self.dtype, "device": self.device}
+        x = torch.as_tensor(x, **kw)
+        mask = torch.as_tensor(self.frames.mask_rows(part), device=self.device)
+        with torch.no_grad():
+            gain = compressor_gain(x, *self.natural.to(x),
+                                   detector=None if det is None else torch.as_tensor(det, **kw))
+        target = torch.as_tensor(preemphasis_np(y) * mask.cpu().numpy(), **kw)
+        return torch.fft.rfft(x, n=self.n_fft), gain, mask, target
+
+    def part(self, part: slice):
+        if self._kept is not None:
+            return tuple(a[part] for a in self._kept)
+        return self._make(part)
+
+    def groups(self):
+        """Every frame, a group at a time: ``(x_spec, gain, mask, target)`` of each group."""
+        for lo in range(0, self.n_frames, GROUP):
+            yield self.part(slice(lo, lo + GROUP))
+
+
+def _fft_length(frames: Frames, param: GrayboxParameterisation) -> int:
+    """Padding long enough for the slowest high-pass the ranges allow."""
+    slowest = min(param.blocks.input_highpass_hz[0], param.blocks.output_highpass_hz[0],
+                  PREEMPHASIS_CORNER_HZ * param.sample_rate)
+    return fft_length(frames.length, decay_samples(slowest, param.sample_rate))
+
+
+class BlockObjective:
     """The second stage's objective: the compressor's gain signal held, the blocks free.
 
     With the detector on the input, the five compressor parameters fix the gain signal
-    ``g`` (computed once here by :func:`dsp.models.ff5.compressor_gain`); what is left,
-    ``Hout(S(m g Hin(x)))``, is FFT filtering and a pointwise shaper, whose exact
-    gradient and Hessian :func:`dsp.derivatives.graybox_blocks.stage_loss_grad_hess` computes from
-    seven first-order signals and two adjoints (no second-order signals, no autograd over
-    the audio). The autograd reference stays as :meth:`loss_grad_hess_autograd`.
+    ``g`` (:func:`dsp.models.ff5.compressor_gain`); what is left, ``Hout(S(m g Hin(x)))``,
+    is FFT filtering and a pointwise shaper, whose exact gradient and Hessian
+    :func:`dsp.derivatives.graybox_blocks.stage_loss_grad_hess` computes from seven
+    first-order signals and two adjoints (no second-order signals, no autograd over the
+    audio). The autograd reference stays as :meth:`loss_grad_hess_autograd`. Every pass
+    reads the frames a group at a time (:class:`HeldGainFrames`).
 
     ``z`` is ``(7,)``: the make-up gain ``m`` in dB (it trades with the filters' pass-band
     gain and the shaper's drive, and costs nothing to free) and the six block logits
     (:meth:`GrayboxParameterisation.block_values`), in the order of :data:`STAGE2_NAMES`.
+    Its loss is the whole gray-box's (the gain is the compressor's at its parameters), so it
+    also scores fixed parameters (:func:`dsp.fitting.graybox.evaluate_graybox_esr`).
 
     Args:
         frames: the framed pair.
-        param: the parameter map.
+        param: the parameterisation (physical parameters from the solver's z).
         compressor: the five compressor parameters (physical); make-up is ignored here.
         device: torch device.
     """
 
     def __init__(self, frames: Frames, param: GrayboxParameterisation, compressor: dict[str, float],
                  device="cpu", dtype=torch.float64):
-        super().__init__(frames, param, device, dtype)
+        self.param = param
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.samples = frames.length
+        self.n_fft = _fft_length(frames, param)
         natural = param.compressor.natural(param.compressor.from_physical({**compressor, "make_up_db": 0.0}))
-        with torch.no_grad():
-            self.gain = compressor_gain(self.x, *natural[:4].to(self.x))
+        self.data = HeldGainFrames(frames, natural, self.n_fft, self.device, dtype)
+        self.energy = self.data.energy
 
-    def _run(self, z: torch.Tensor, preemphasised: bool) -> torch.Tensor:
-        blocks = self.param.block_values(z[1:])
-        return blocks_forward(self.x_spec, self.gain * db2amp(z[0]), self.samples, self.n_fft, blocks,
-                               self.param.sample_rate, preemphasised)
+    def _z(self, z) -> torch.Tensor:
+        return torch.as_tensor(z).detach().to(device=self.device, dtype=self.dtype)
+
+    def _forward(self, part, z: torch.Tensor, preemphasised: bool) -> torch.Tensor:
+        x_spec, gain, _, _ = part
+        return blocks_forward(x_spec, gain * db2amp(z[0]), self.samples, self.n_fft, self.param.block_values(z[1:]),
+                              self.param.sample_rate, preemphasised)
+
+    def _loss_tensor(self, z: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        for part in self.data.groups():
+            err = torch.where(part[2], self._forward(part, z, True) - part[3], 0.0)
+            total = total + (err ** 2).sum()
+        return total
+
+    def loss(self, z: torch.Tensor) -> float:
+        with torch.no_grad():
+            f = float(self._loss_tensor(self._z(z)))
+        return f if math.isfinite(f) else math.inf
+
+    def output(self, z: torch.Tensor) -> np.ndarray:
+        """The gray-box output (not pre-emphasised), ``(B, T)`` numpy."""
+        with torch.no_grad():
+            return torch.cat([self._forward(p, self._z(z), False) for p in self.data.groups()]).cpu().numpy()
+
+    def output_energy(self, z: torch.Tensor) -> float:
+        """Pre-emphasised output energy over the scored samples (for the level match)."""
+        with torch.no_grad():
+            return float(sum(float((torch.where(p[2], self._forward(p, self._z(z), True), 0.0) ** 2).sum())
+                             for p in self.data.groups()))
 
     def loss_grad(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Loss and exact gradient (first-order signals, :mod:`dsp.derivatives.graybox_blocks`)."""
@@ -171,8 +267,8 @@ class BlockObjective(GrayboxObjective):
         def shaper_values(zs):
             return self.param.block_values(torch.cat([zb[:3], zs, zb[5:]]))[3:5]
 
-        return HeldGainStage(self.x_spec, self.gain, self.mask, self.target_pe, n_fft,
-                             unit_delay(n_fft, z.dtype, z.device), input_of, output_of, shaper_values)
+        return HeldGainStage(self.data, n_fft, unit_delay(n_fft, z.dtype, z.device), input_of, output_of,
+                             shaper_values)
 
     def stage_vector(self, params: dict[str, float]) -> torch.Tensor:
         """``(7,)`` start vector from physical gray-box parameters."""
@@ -192,15 +288,14 @@ class MakeUpObjective:
 
     The blocks of a recorded unit (transformers, tube stage) do not move with the
     peak-reduction knob, so a chain can fit them once and refit only the make-up at the
-    other settings. With the blocks held, the filtered input ``u0`` and the output
-    response are fixed; each step costs one forward pass plus two FFT pairs for the
-    exact first and second derivative signals.
+    other settings. With the blocks held, the input and output filters are fixed; each step
+    costs one forward pass plus two FFT pairs for the exact first and second derivative
+    signals, a group of frames at a time.
 
     ``z`` is ``(1,)``: the make-up gain in dB. Solver interface as :class:`BlockObjective`.
 
     Args:
-        stage: the :class:`BlockObjective` of the frames (its gain, input spectrum, mask
-            and target are reused).
+        stage: the :class:`BlockObjective` of the frames (its frames' signals are reused).
         blocks: the six held block values, physical, in the order of :data:`BLOCK_NAMES`.
     """
 
@@ -210,35 +305,40 @@ class MakeUpObjective:
         kw = {"dtype": stage.dtype, "device": stage.device}
         self.blocks = torch.as_tensor(blocks, **kw)
         sr = stage.param.sample_rate
-        h_in = section_response(input_sections(self.blocks, sr), stage.n_fft, **kw)
-        self.u0 = fft_filter(stage.x_spec, h_in, stage.samples, stage.n_fft)
+        self.h_in = section_response(input_sections(self.blocks, sr), stage.n_fft, **kw)
         self.out = section_response(output_sections(self.blocks, sr) + (PREEMPHASIS_SECTION,), stage.n_fft, **kw)
 
     def _filter_out(self, s: torch.Tensor) -> torch.Tensor:
         n = self.stage.n_fft
         return fft_filter(torch.fft.rfft(s, n=n), self.out, self.stage.samples, n)
 
-    def _residual(self, z: torch.Tensor):
-        v = self.stage.gain * self.u0 * torch.exp(_DB_TO_LOG * z[0])
+    def _residual(self, part, z: torch.Tensor):
+        x_spec, gain, mask, target = part
+        u0 = fft_filter(x_spec, self.h_in, self.stage.samples, self.stage.n_fft)
+        v = gain * u0 * torch.exp(_DB_TO_LOG * z[0])
         sp = shaper_partials(v, self.blocks[3], self.blocks[4])
-        return v, sp, torch.where(self.stage.mask, self._filter_out(sp["s"]) - self.stage.target_pe, 0.0)
+        return v, sp, mask, torch.where(mask, self._filter_out(sp["s"]) - target, 0.0)
 
     def loss(self, z: torch.Tensor) -> float:
         with torch.no_grad():
-            _, _, r = self._residual(self.stage._z(z))
-            f = float((r * r).sum())
+            z = self.stage._z(z)
+            f = sum(float((r * r).sum()) for _, _, _, r in (self._residual(p, z) for p in self.stage.data.groups()))
         return f if math.isfinite(f) else math.inf
 
     def loss_grad_hess(self, z: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
         """Exact: ``y_m = L(S_v c v)``, ``y_mm = L(S_vv (c v)^2 + S_v c^2 v)``, ``c = ln 10 / 20``."""
+        f = grad = hess = 0.0
         with torch.no_grad():
-            v, sp, r = self._residual(self.stage._z(z))
-            cv = _DB_TO_LOG * v
-            y_m = torch.where(self.stage.mask, self._filter_out(sp["v"] * cv), 0.0)
-            y_mm = self._filter_out(sp["vv"] * cv * cv + sp["v"] * _DB_TO_LOG * cv)
-            grad = 2.0 * (r * y_m).sum()
-            hess = 2.0 * ((y_m * y_m).sum() + (r * y_mm).sum())
-        return float((r * r).sum()), grad.reshape(1).cpu(), hess.reshape(1, 1).cpu()
+            z = self.stage._z(z)
+            for part in self.stage.data.groups():
+                v, sp, mask, r = self._residual(part, z)
+                cv = _DB_TO_LOG * v
+                y_m = torch.where(mask, self._filter_out(sp["v"] * cv), 0.0)
+                y_mm = self._filter_out(sp["vv"] * cv * cv + sp["v"] * _DB_TO_LOG * cv)
+                f += float((r * r).sum())
+                grad += 2.0 * float((r * y_m).sum())
+                hess += 2.0 * (float((y_m * y_m).sum()) + float((r * y_mm).sum()))
+        return f, torch.tensor([grad], dtype=torch.float64), torch.tensor([[hess]], dtype=torch.float64)
 
 
 _DB_TO_LOG = math.log(10.0) / 20.0

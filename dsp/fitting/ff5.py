@@ -29,6 +29,49 @@ class FitOptions:
     # largest move of one Newton step: threshold dB, ratio/attack/release logits, make-up dB
     max_step: tuple[float, ...] = (6.0, 2.0, 2.0, 2.0, 6.0)
     device: str = "cpu"
+    # a chain's shape prior: the threshold (dB) held at or above this (a lower PR than the
+    # previous level's, less sidechain gain: a threshold no lower); None: free
+    threshold_floor: float | None = None
+
+
+# Stiffness of the threshold floor, per squared dB below it, in units of the target's energy:
+# 0.1 dB below costs an ESR of 0.1 (a stiff wall that Newton's exact Hessian handles).
+FLOOR_WEIGHT = 10.0
+
+
+class _ThresholdFloor:
+    """``objective`` plus a one-sided quadratic on ``z[0]`` (the threshold, dB) below ``floor``;
+    the same solver interface, exact derivatives."""
+
+    def __init__(self, objective, floor: float):
+        self.base, self.floor = objective, float(floor)
+        self.energy = objective.energy
+        self.weight = FLOOR_WEIGHT * objective.energy
+
+    def _below(self, z) -> float:
+        return max(self.floor - float(z[0]), 0.0)
+
+    def loss(self, z) -> float:
+        return self.base.loss(z) + self.weight * self._below(z) ** 2
+
+    def loss_grad(self, z):
+        f, g = self.base.loss_grad(z)
+        d = self._below(z)
+        g = g.clone()
+        g[0] -= 2.0 * self.weight * d
+        return f + self.weight * d * d, g
+
+    def loss_grad_hess(self, z):
+        f, g, h = self.base.loss_grad_hess(z)
+        d = self._below(z)
+        g, h = g.clone(), h.clone()
+        g[0] -= 2.0 * self.weight * d
+        if d > 0:
+            h[0, 0] += 2.0 * self.weight
+        return f + self.weight * d * d, g, h
+
+    def output_energy(self, z) -> float:
+        return self.base.output_energy(z)
 
 
 @dataclass
@@ -104,12 +147,17 @@ def fit_frames(frames: Frames, init: dict[str, float] | None = None, options: Fi
     z0 = param.from_physical(start)
     if level_match if level_match is not None else init is None:
         z0[4] = level_matched_make_up(objective, frames, z0)
+    if options.threshold_floor is not None:
+        z0[0] = max(float(z0[0]), options.threshold_floor)
     initial = param.to_physical(z0)
     nopts = NewtonOptions(**{**options.newton.__dict__, "atol": options.atol_esr * objective.energy,
                              "max_step": options.max_step})
-    result = newton(objective, z0, nopts, progress)
+    solved = objective if options.threshold_floor is None else _ThresholdFloor(objective, options.threshold_floor)
+    result = newton(solved, z0, nopts, progress)
     if not result.converged:
         warnings.warn(f"fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
+    if solved is not objective:   # the fit's figures are the model's, without the prior's term
+        result.loss = objective.loss(result.z)
     return FitResult.from_newton(result, objective.energy, param.to_physical(result.z), initial)
 
 

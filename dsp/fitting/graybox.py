@@ -77,8 +77,8 @@ def fit_graybox_frames(frames: Frames, init: dict[str, float] | None = None,
        gives the lower loss.
     3. Only with ``options.joint_autograd``: Newton on all eleven with autograd through
        the compressor recursion (:class:`GrayboxObjective`, an 11-row Hessian of
-       reverse over reverse through torchcomp). Measured: 67 s per gradient and Hessian
-       on 3 s of 44.1 kHz audio on a loaded 2-core machine, so it is a check, not a default.
+       reverse over reverse through torchcomp): many times slower than the two stages
+       (``docs/graybox.md``), so it is a check, not a default.
 
     The five compressor parameters are not refitted with the blocks held: the fused
     kernel has no post-processing stage, and the compressor detector sees the input, so
@@ -222,7 +222,8 @@ def evaluate_graybox_esr(frames: Frames, params: dict[str, float], ranges=None,
                          blocks: BlockRanges = BlockRanges()) -> float:
     """Pre-emphasised ESR of fixed physical gray-box ``params`` on ``frames`` (no fitting)."""
     param = GrayboxParameterisation(frames.sample_rate, ranges, blocks)
-    objective = GrayboxObjective(frames, param)
-    return objective.loss(param.from_physical(params)) / objective.energy
+    # the held-gain stage at the compressor's own parameters is the whole model, a few frames at a time
+    stage = BlockObjective(frames, param, params)
+    return stage.loss(stage.stage_vector(params)) / stage.energy
 
 

@@ -44,8 +44,10 @@ import numpy as np
 import torch
 
 from audio.framing import Frames
+from audio.metrics import PooledESR
 from dsp.knobs.basis import KnobBasis
 from dsp.knobs.joint_curves import JointCurves, JointResult, SettingFit
+from dsp.fitting.bounds import at_bounds
 from dsp.fitting.ff5 import FitOptions, level_matched_make_up, make_objective
 from dsp.fitting.graybox import fit_blocks
 from dsp.models.graybox import BLOCK_NAMES
@@ -300,14 +302,13 @@ def pooled_esr(curves: JointCurves, settings: Sequence[JointSetting], hessian: s
     """Total squared pre-emphasised error over total target energy of ``settings`` (e.g. the
     Val pairs), with the parameters read off ``curves`` at each setting's knobs."""
     param = curves._param()
-    err = energy = 0.0
+    pooled = PooledESR()
     for s, z in zip(settings, curves.z_at(_knob_matrix(settings))):
         obj = make_objective(s.frames, param, hessian)
-        err += obj.loss(z)
-        energy += obj.energy
-    if energy <= 0:
+        pooled.add(obj.loss(z), obj.energy)
+    if pooled.value is None:
         raise ValueError("the validation targets are silent; nothing to score")
-    return err / energy
+    return pooled.value
 
 
 @dataclass
@@ -394,16 +395,9 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
 
 
 def bound_hits(params: dict[str, float], ranges: Ranges = Ranges(), tolerance: float = 0.01) -> list[str]:
-    """Names of the bounded parameters within ``tolerance`` of a range end, measured as a
-    fraction of the range's log width (1%: ratio above 19.4, release above 955 ms)."""
-    out = []
-    for name in ("ratio", "attack_ms", "release_ms"):
-        lo, hi = getattr(ranges, name)
-        v = math.log(float(params[name]))
-        width = math.log(hi / lo)
-        if v - math.log(lo) <= tolerance * width or math.log(hi) - v <= tolerance * width:
-            out.append(name)
-    return out
+    """Names of the bounded compressor parameters within ``tolerance`` of a range end
+    (:func:`dsp.fitting.bounds.at_bounds`; 1%: ratio above 19.4, release above 955 ms)."""
+    return list(at_bounds(params, FitOptions(ranges=ranges), tolerance))
 
 
 @dataclass

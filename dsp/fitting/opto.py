@@ -31,9 +31,10 @@ import numpy as np
 import torch
 
 from audio.framing import Frames
-from dsp.derivatives.graybox_objectives import BlockObjective, GrayboxObjective
+from dsp.derivatives.graybox_objectives import BlockObjective, HeldGainFrames, _fft_length
+from audio.metrics import preemphasis_np
 from dsp.derivatives.opto_kernel import OptoObjective, gain_frames, loss_natural, prepare
-from dsp.fitting.ff5 import FitOptions, FitResult
+from dsp.fitting.ff5 import FitOptions, FitResult, _ThresholdFloor
 from dsp.fitting.newton import NewtonOptions, NewtonResult, newton
 from dsp.models.graybox import BLOCK_NAMES, TRANSPARENT, BlockRanges, GrayboxParameterisation
 from dsp.models.opto import CORE_NAMES, OPTO_NAMES, OPTO_START, OptoParameterisation, OptoRanges, natural_from_physical
@@ -122,7 +123,14 @@ def fit_cell(frames: Frames, cell: dict, blocks: dict | None, options: OptoFitOp
     z0 = param.from_physical(cell)
     if cold:
         z0 = _cold_start(objective, param, z0)
-    result = newton(objective, z0, _newton_options(options, objective.energy, _cell_steps(param, options)), progress)
+    solved = objective
+    floor = getattr(options, "threshold_floor", None)
+    if floor is not None:   # a chain's shape prior (jobs.chain.ChainSpec.monotone_threshold); z[0] is the threshold, dB
+        z0[0] = max(float(z0[0]), float(floor))
+        solved = _ThresholdFloor(objective, float(floor))
+    result = newton(solved, z0, _newton_options(options, objective.energy, _cell_steps(param, options)), progress)
+    if solved is not objective:   # the fit's figures are the model's, without the prior's term
+        result.loss = objective.loss(result.z)
     return param.to_physical(result.z), result, objective.energy
 
 
@@ -158,13 +166,37 @@ def _cold_start(objective: OptoObjective, param: OptoParameterisation, z: torch.
     return best
 
 
+class _OptoGainFrames(HeldGainFrames):
+    """:class:`dsp.derivatives.graybox_objectives.HeldGainFrames` whose held gain is the cell's
+    (before make-up, ``(B, T)``) instead of the five-parameter compressor's."""
+
+    def __init__(self, frames: Frames, gain: np.ndarray, n_fft: int, device, dtype):
+        self._gain = gain
+        super().__init__(frames, torch.zeros(5, dtype=torch.float64), n_fft, device, dtype)
+
+    def _make(self, part: slice):
+        x, y, _ = self.frames.rows(part)
+        kw = {"dtype": self.dtype, "device": self.device}
+        x = torch.as_tensor(x, **kw)
+        mask = torch.as_tensor(self.frames.mask_rows(part), device=self.device)
+        gain = torch.as_tensor(self._gain[part], **kw)
+        target = torch.as_tensor(preemphasis_np(y) * mask.cpu().numpy(), **kw)
+        return torch.fft.rfft(x, n=self.n_fft), gain, mask, target
+
+
 class _HeldOptoGain(BlockObjective):
     """The gray-box's block stage (make-up and six block logits, exact derivatives) on a held
     gain signal: the cell's (before make-up)."""
 
-    def __init__(self, frames: Frames, param: GrayboxParameterisation, gain: np.ndarray):
-        GrayboxObjective.__init__(self, frames, param)   # frames, FFT padding, target; no ff5 gain
-        self.gain = torch.as_tensor(gain, dtype=self.dtype, device=self.device)
+    def __init__(self, frames: Frames, param: GrayboxParameterisation, gain: np.ndarray,
+                 device="cpu", dtype=torch.float64):
+        self.param = param
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.samples = frames.length
+        self.n_fft = _fft_length(frames, param)
+        self.data = _OptoGainFrames(frames, gain, self.n_fft, self.device, dtype)
+        self.energy = self.data.energy
 
 
 def _block_param(frames: Frames, options: OptoFitOptions) -> GrayboxParameterisation:

@@ -21,12 +21,12 @@ from audio.devices import KnobDevice
 from common.errors import UserError
 from dsp.knobs.joint_curves import JointResult
 from dsp.knobs.knobtable import KnobTable
-from dsp.knobs.parammap import ParamMap, register
+from dsp.knobs.parammap import ParamMap
+from dsp.models.classes import CLASS_KEY, ModelParams
 
 __all__ = ["KnobCurves"]
 
 
-@register
 class KnobCurves(ParamMap):
     """A joint fit of a device with its own knobs, read as a parameter map.
 
@@ -38,8 +38,9 @@ class KnobCurves(ParamMap):
             fitted takes' files), kept in the record.
     """
 
-    kind = "knobcurves"
+    form = "knobcurves"   # the record's "kind" key
     between = "curves"
+    compressor = "ff5"   # the curves are the five compressor parameters'
 
     def __init__(self, fit: JointResult, name: str = "manifest", settings: list[dict] | None = None,
                  protocol: dict | None = None):
@@ -59,11 +60,14 @@ class KnobCurves(ParamMap):
     def check(self, setting: dict, where: str = "") -> None:
         self._range.check(setting, where)
 
-    def at(self, setting: dict) -> dict[str, float]:
-        self.check(setting)
-        return self.fit.curves.params_at({k: float(setting[k]) for k in self.knobs})
+    def check_fitted(self, setting: dict, where: str = "") -> None:
+        self._range.check_fitted(setting, where)
 
-    def at_without(self, setting: dict) -> dict[str, float]:
+    def at(self, setting: dict) -> ModelParams:
+        self.check(setting)
+        return self._params(self.fit.curves.params_at({k: float(setting[k]) for k in self.knobs}))
+
+    def at_without(self, setting: dict) -> ModelParams:
         """The curves at ``setting``: one model for every setting, nothing to leave out."""
         return self.at(setting)
 
@@ -71,12 +75,15 @@ class KnobCurves(ParamMap):
         return KnobCurves(self.fit, self.device.name, [s for s in self._settings if keep(s)], self.protocol)
 
     def to_record(self) -> dict:
-        return {"kind": self.kind, "name": self.device.name, "knobs": self.knobs,
+        return {"kind": self.form, CLASS_KEY: self.compressor, "name": self.device.name, "knobs": self.knobs,
                 "settings": [dict(s) for s in self._settings], "protocol": dict(self.protocol),
                 "fit": self.fit.to_record()}
 
     @classmethod
     def from_record(cls, record: dict) -> "KnobCurves":
+        if record.get(CLASS_KEY) != cls.compressor:
+            raise ValueError(f"knob curves hold {cls.compressor} parameters; the record names "
+                             f"{CLASS_KEY}: {record.get(CLASS_KEY)!r}")
         fit = JointResult.from_record(record["fit"])
         if list(record["knobs"]) != list(fit.curves.knob_names):
             raise ValueError(f"knobs {record['knobs']} differ from the curves' {list(fit.curves.knob_names)}")

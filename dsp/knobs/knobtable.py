@@ -14,7 +14,7 @@ compressor to every Train take; the table holds one fit per distinct knob settin
   of any knob is refused (:class:`UserError`): nothing was fitted anywhere near it.
 
 The fits themselves lie one per take in ``DSP_DIR/rows/<index>_<label>/ckpt.yaml``
-(:func:`take_dir`); :func:`take_fit` reads one back, :func:`load_take_fits` makes the table.
+(:mod:`dsp.storage.take_fits`).
 """
 from __future__ import annotations
 
@@ -24,15 +24,14 @@ import numpy as np
 
 from audio.devices import KnobDevice
 from common.errors import UserError
-from dsp.models.parameters import PARAM_NAMES
-from dsp.knobs.parammap import ParamMap, register
+from dsp.knobs.parammap import ParamMap
+from dsp.models.classes import CLASS_KEY, ModelParams, model_class
 
 __all__ = ["FAR", "KnobTable"]
 
 FAR = 0.5  # scaled distance outside the fitted range beyond which a setting is refused
 
 
-@register
 class KnobTable(ParamMap):
     """Fitted DSP parameters per knob setting.
 
@@ -41,19 +40,22 @@ class KnobTable(ParamMap):
         settings: ``[(knob values dict, params dict), ...]``; a repeated setting keeps
             its first entry.
         name: the device's name (see :class:`audio.devices.KnobDevice`).
+        compressor: the model class of every entry.
     """
 
-    kind = "knobtable"
+    form = "knobtable"   # the record's "kind" key
     between = "nearest"
 
-    def __init__(self, knobs: list[str], settings: list[tuple[dict, dict]], name: str = "manifest"):
+    def __init__(self, knobs: list[str], settings: list[tuple[dict, dict]], name: str = "manifest",
+                 compressor: str = "ff5"):
         if not list(knobs):
             raise UserError("knob table: no knobs")
         self.device = KnobDevice(knobs, name)
+        self.compressor = model_class(compressor).name
         table: dict[tuple, dict] = {}
         for values, params in settings:
             key = self._key(values)
-            table.setdefault(key, {k: float(params[k]) for k in PARAM_NAMES})
+            table.setdefault(key, {k: float(params[k]) for k in self.model_class.param_names})
         if not table:
             raise UserError("knob table: no fitted setting")
         self.table = table
@@ -68,7 +70,7 @@ class KnobTable(ParamMap):
         return self.device.key(setting)
 
     def fitted(self) -> list[tuple[dict, dict]]:
-        return [(self.device.setting(key), dict(p)) for key, p in self.table.items()]
+        return [(self.device.setting(key), self._params(p)) for key, p in self.table.items()]
 
     def has(self, setting: dict) -> bool:
         """Whether ``setting`` is a fitted setting."""
@@ -99,18 +101,29 @@ class KnobTable(ParamMap):
             d = np.where(d == 0.0, np.inf, d)
         return self.device.setting(float(v) for v in self._points[int(np.argmin(d))])
 
-    def at(self, setting: dict) -> dict:
+    def at(self, setting: dict) -> ModelParams:
         """DSP parameters at a setting: its fit, or the nearest fitted setting's."""
         self.check(setting)
-        return dict(self.table[self._key(self.nearest(setting))])
+        return self._params(self.table[self._key(self.nearest(setting))])
 
-    def at_without(self, setting: dict) -> dict:
+    def at_without(self, setting: dict) -> ModelParams:
         """The nearest *other* fitted setting's parameters (leave-one-out)."""
         self.check(setting)
-        return dict(self.table[self._key(self.nearest(setting, exclude_self=True))])
+        return self._params(self.table[self._key(self.nearest(setting, exclude_self=True))])
+
+    def check_fitted(self, setting: dict, where: str = "") -> None:
+        """:meth:`check`, the error naming the nearest fitted setting."""
+        try:
+            self.check(setting, where)
+        except UserError as exc:
+            try:
+                hint = f"; the nearest fitted setting is {self.device.label(self.nearest(setting))}"
+            except (UserError, KeyError, ValueError):
+                hint = ""
+            raise UserError(f"{exc}{hint}") from None
 
     def subset(self, keep: Callable[[dict], bool]) -> "KnobTable":
-        return KnobTable(self.knobs, [(s, p) for s, p in self.fitted() if keep(s)], self.device.name)
+        return KnobTable(self.knobs, [(s, p) for s, p in self.fitted() if keep(s)], self.device.name, self.compressor)
 
     @classmethod
     def of_settings(cls, knobs: list[str], settings: list[dict]) -> "KnobTable":
@@ -119,12 +132,15 @@ class KnobTable(ParamMap):
         return cls(knobs, [(k, _PLACEHOLDER) for k in settings])
 
     def to_record(self) -> dict:
-        return {"kind": self.kind, "knobs": list(self.knobs),
-                "settings": [{"knobs": s, "params": p} for s, p in self.fitted()]}
+        return {"kind": self.form, CLASS_KEY: self.compressor, "name": self.device.name, "knobs": list(self.knobs),
+                "settings": [{"knobs": s, "params": dict(p)} for s, p in self.fitted()]}
 
     @classmethod
     def from_record(cls, record: dict) -> "KnobTable":
-        return cls(list(record["knobs"]), [(s["knobs"], s["params"]) for s in record["settings"]])
+        if CLASS_KEY not in record:
+            raise ValueError(f"knob table names no model class (a '{CLASS_KEY}:' entry)")
+        return cls(list(record["knobs"]), [(s["knobs"], s["params"]) for s in record["settings"]],
+                   str(record.get("name", "manifest")), str(record[CLASS_KEY]))
 
 
 _PLACEHOLDER = {"threshold_db": 0.0, "ratio": 1.0, "attack_ms": 1.0, "release_ms": 1.0, "make_up_db": 0.0}

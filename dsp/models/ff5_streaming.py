@@ -7,16 +7,20 @@ chunks with bounded memory. Several channels are linked by default, as on a
 stereo leveller: the detector sees the loudest channel and one gain is applied to
 all, so the stereo image stays put; ``linked=False`` gives every channel its own
 detector and gain (dual mono).
+
+A block is one compiled call (:func:`dsp.models.streaming_kernels.compressor_gain`,
+torchcomp's arithmetic; its ``compressor_core`` starts a thread pool per call, which
+costs more than a host-sized block), so short blocks stream as fast as long ones.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torchcomp import amp2db, db2amp
-from torchcomp.core import compressor_core
+from torchcomp import db2amp
 
 from dsp.models.ff5 import PEAK_FLOOR
 from dsp.models.parameters import ms_to_coef
+from dsp.models.streaming_kernels import compressor_gain
 
 __all__ = ["StreamingCompressor", "render"]
 
@@ -46,19 +50,16 @@ class StreamingCompressor:
         Shape: ``(channels, samples)`` in; ``(samples,)`` out when linked,
         ``(channels, samples)`` when not.
         """
-        peak = np.abs(np.atleast_2d(block)).astype(np.float64)
-        level = peak if not self.linked else np.max(peak, axis=0, keepdims=True)
+        x = np.ascontiguousarray(np.atleast_2d(block), dtype=np.float64)
+        detectors = 1 if self.linked else x.shape[0]
         if self.state is None:
-            self.state = torch.ones(level.shape[0], dtype=torch.float64)
-        elif self.state.shape[0] != level.shape[0]:
-            raise ValueError(f"block has {level.shape[0]} detector channels, the stream had {self.state.shape[0]}")
-        level_db = amp2db(torch.from_numpy(level).clamp_min(PEAK_FLOOR))
-        static = db2amp(torch.clamp(self.slope * (self.threshold - level_db), max=0.0))
-        detectors = level.shape[0]
-        # contiguous arguments: the numba kernel behind compressor_core compiles once per layout
-        g = compressor_core(static.contiguous(), self.state, self.at.repeat(detectors), self.rt.repeat(detectors))
-        self.state = g[:, -1].contiguous().clone()
-        return g[0].numpy() if self.linked else g.numpy()
+            self.state = torch.ones(detectors, dtype=torch.float64)
+        elif self.state.shape[0] != detectors:
+            raise ValueError(f"block has {detectors} detector channels, the stream had {self.state.shape[0]}")
+        g = np.empty((detectors, x.shape[1]))
+        compressor_gain(x, self.linked, self.threshold, self.slope, float(self.at), float(self.rt), PEAK_FLOOR,
+                        self.state.numpy(), g)
+        return g[0] if self.linked else g
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Compress one ``(channels, samples)`` block."""

@@ -180,7 +180,7 @@ PREEMPHASIS_CORNER_HZ = -math.log(POLE) / (2.0 * math.pi)  # per unit sample rat
 
 
 def graybox(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor, sample_rate: float,
-            preemphasised: bool = False) -> torch.Tensor:
+            preemphasised: bool = False, detector: torch.Tensor | None = None) -> torch.Tensor:
     """Gray-box output from natural compressor values and physical block values.
 
     Every frame is processed from rest (filters and compressor state).
@@ -191,6 +191,7 @@ def graybox(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor, sample
         blocks: ``(6,)`` block values in the order of :data:`BLOCK_NAMES`.
         sample_rate: Hz.
         preemphasised: also apply the loss pre-emphasis (folded into the output filter).
+        detector: what the peak detector reads instead of ``x`` (a linked multichannel unit's).
 
     Shape:
         x: ``(B, T)``; returns ``(B, T)``.
@@ -198,15 +199,15 @@ def graybox(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor, sample
     slowest = min(float(blocks[0]), float(blocks[5]), PREEMPHASIS_CORNER_HZ * sample_rate)
     n_fft = fft_length(x.shape[-1], decay_samples(slowest, sample_rate))
     return forward_spectrum(torch.fft.rfft(x, n=n_fft), x.shape[-1], n_fft, natural, blocks, sample_rate,
-                    preemphasised, x)
+                            preemphasised, x, detector)
 
 
-def forward_spectrum(x_spec, samples, n_fft, natural, blocks, sample_rate, preemphasised, x=None):
+def forward_spectrum(x_spec, samples, n_fft, natural, blocks, sample_rate, preemphasised, x=None, detector=None):
     if x is None:
         x = torch.fft.irfft(x_spec, n=n_fft)[..., :samples]
     # the detector sees the input itself (see the module docstring: the transformers'
     # roll-offs barely move a peak detector), so the gain does not depend on the blocks
-    g = compressor_gain(x, natural[0], natural[1], natural[2], natural[3]) * db2amp(natural[4])
+    g = compressor_gain(x, natural[0], natural[1], natural[2], natural[3], detector) * db2amp(natural[4])
     return blocks_forward(x_spec, g, samples, n_fft, blocks, sample_rate, preemphasised)
 
 

@@ -2,32 +2,36 @@
 
 Same model as :func:`dsp.models.graybox.graybox` (from rest at the first call); the
 compressor's gain is :class:`dsp.models.ff5_streaming.StreamingCompressor`'s on the input
-(linked detection over channels), applied to the filtered input.
+(linked detection over channels), applied to the filtered input. The filters, the gain
+and the shaper of a block are one compiled call (:func:`dsp.models.streaming_kernels.graybox_block`,
+``scipy.signal.lfilter``'s order of operations on the cascaded sections).
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
-from dsp.models.blocks import cascade, highpass_coefficients, shaper_np, shelf_coefficients
+from dsp.models.blocks import cascade, highpass_coefficients, shelf_coefficients
 from dsp.models.ff5_streaming import StreamingCompressor
 from dsp.models.graybox import FREQUENCY_NAMES, GRAYBOX_NAMES
+from dsp.models.streaming_kernels import graybox_block
 
 __all__ = ["StreamingGraybox", "render"]
 
 
 class _Filter:
-    """A cascade of first-order sections with per-channel state (scipy ``lfilter``)."""
+    """A cascade of first-order sections: its ``(b, a)`` (``a[0] = 1``) and per-channel state."""
 
     def __init__(self, sections):
-        self.b, self.a = cascade(*sections)
+        b, a = cascade(*sections)
+        self.b, self.a = b / a[0], a / a[0]
         self.state = None
 
-    def process(self, block: np.ndarray) -> np.ndarray:
+    def state_for(self, channels: int) -> np.ndarray:
         if self.state is None:
-            self.state = np.zeros((block.shape[0], len(self.a) - 1))
-        out, self.state = scipy.signal.lfilter(self.b, self.a, block, axis=-1, zi=self.state)
-        return out
+            self.state = np.zeros((channels, len(self.a) - 1))
+        elif self.state.shape[0] != channels:
+            raise ValueError(f"block has {channels} channels, the stream had {self.state.shape[0]}")
+        return self.state
 
 
 class StreamingGraybox:
@@ -59,12 +63,19 @@ class StreamingGraybox:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one ``(channels, samples)`` block (float64 inside, input dtype out)."""
+        return self.process_and_gain(block)[0]
+
+    def process_and_gain(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`process`, and the compressor's smoothed gain before make-up ``(samples,)`` (a hybrid's feature)."""
         block = np.atleast_2d(block)
-        x = block.astype(np.float64)
-        gain = np.atleast_2d(self.compressor.gain(x)) * self.compressor.make_up  # detector on the input
-        u = self.input_filter.process(x)
-        y = self.output_filter.process(shaper_np(u * gain, self.drive, self.asymmetry))
-        return y.astype(block.dtype, copy=False)
+        x = np.ascontiguousarray(block, dtype=np.float64)
+        g = self.compressor.gain(x)  # detector on the input
+        gain = g * self.compressor.make_up
+        y = np.empty_like(x)
+        graybox_block(x, gain, self.input_filter.b, self.input_filter.a, self.input_filter.state_for(x.shape[0]),
+                      self.drive, self.asymmetry, self.output_filter.b, self.output_filter.a,
+                      self.output_filter.state_for(x.shape[0]), y)
+        return y.astype(block.dtype, copy=False), g
 
 
 def render(x: np.ndarray, sample_rate: int, params: dict[str, float], block: int = 1 << 18) -> np.ndarray:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from dsp.derivatives.opto_kernel import STATE_SIZE, constants, stream_gain
-from dsp.models.blocks import highpass_coefficients, shaper_np, shelf_coefficients
+from dsp.models.blocks import highpass_coefficients, shelf_coefficients
 from dsp.models.graybox import FREQUENCY_NAMES
 from dsp.models.graybox_streaming import _Filter
 from dsp.models.opto import OPTO_NAMES, natural_from_physical
+from dsp.models.streaming_kernels import graybox_block
 
 __all__ = ["StreamingOpto", "render"]
 
@@ -81,12 +82,26 @@ class StreamingOpto:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one ``(channels, samples)`` block (float64 inside, input dtype out)."""
+        return self.process_and_gain(block)[0]
+
+    def process_and_gain(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`process`, and the cell's gain before make-up (:meth:`gain`'s shape).
+
+        The filters, the gain and the shaper run as the gray-box's one compiled call
+        (:func:`dsp.models.streaming_kernels.graybox_block`)."""
         block = np.atleast_2d(block)
-        x = block.astype(np.float64)
-        gain = np.atleast_2d(self.gain(x)) * self.make_up
-        u = self.input_filter.process(x)
-        y = self.output_filter.process(shaper_np(u * gain, self.drive, self.asymmetry))
-        return y.astype(block.dtype, copy=False)
+        x = np.ascontiguousarray(block, dtype=np.float64)
+        g = self.gain(x)
+        y = np.empty_like(x)
+        z_in = self.input_filter.state_for(x.shape[0])
+        z_out = self.output_filter.state_for(x.shape[0])
+        gains = [g * self.make_up] * x.shape[0] if self.linked else list(np.atleast_2d(g) * self.make_up)
+        for c in range(x.shape[0]) if not self.linked else (None,):
+            rows = slice(None) if c is None else slice(c, c + 1)
+            gain = np.ascontiguousarray(gains[0 if c is None else c])
+            graybox_block(x[rows], gain, self.input_filter.b, self.input_filter.a, z_in[rows], self.drive,
+                          self.asymmetry, self.output_filter.b, self.output_filter.a, z_out[rows], y[rows])
+        return y.astype(block.dtype, copy=False), g
 
 
 def render(x: np.ndarray, sample_rate: int, params: dict[str, float], block: int = 1 << 18,
@@ -95,5 +110,6 @@ def render(x: np.ndarray, sample_rate: int, params: dict[str, float], block: int
     one_d = np.ndim(x) == 1
     x2 = np.atleast_2d(x)
     model = StreamingOpto(params, sample_rate, linked)
-    out = np.concatenate([model.process(x2[:, i:i + block]) for i in range(0, x2.shape[1], block)], axis=1)
+    out = np.concatenate([model.process(x2[:, i:i + block]) for i in range(0, x2.shape[1], block)] or [x2[:, :0]],
+                         axis=1)
     return out[0] if one_d else out

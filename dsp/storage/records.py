@@ -1,44 +1,42 @@
-"""Compressor checkpoints (``ckpt.yaml``): writing atomically, reading with validation.
+"""Fit records (``ckpt.yaml``): writing atomically, reading with validation.
 
-A checkpoint holds the parameters in physical units, so it works at any sample
-rate: the five of ``compressor: ff5``, or those and the blocks' of ``compressor:
-graybox`` (the record's ``compressor`` key; an older record without it is ``ff5``), plus the fit's record (esr, loss, iterations, converged, seconds,
-sample_rate). Reading checks that the file is a mapping with those keys and
-values in range; any problem is a :class:`UserError` naming the file.
+A record holds the parameters in physical units, so it works at any sample rate, and
+names its model class in its ``compressor`` key (:mod:`dsp.models.classes`): the five
+parameters of ``ff5``, those and the blocks' of ``graybox``. Around them: the fit's
+figures (esr on the fitting audio, loss, iterations, converged, seconds, sample_rate).
+Reading checks that the file is a mapping with those keys, a known class and every
+parameter of it in range; any problem is a :class:`UserError` naming the file.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import yaml
 
 from common.atomic import write_text_atomic
 from common.errors import UserError
-from dsp.models.graybox import BlockRanges
-from dsp.models.classes import KINDS, kind_of, param_names
-from dsp.models.parameters import PARAM_NAMES, Ranges
+from dsp.models.classes import CLASS_KEY, model_class, record_class
 
-__all__ = ["KIND", "save_checkpoint", "load_checkpoint", "check_params", "REQUIRED_KEYS"]
+__all__ = ["KIND", "save_checkpoint", "load_checkpoint", "REQUIRED_KEYS"]
 
 KIND = "dsp-compressor"
 REQUIRED_KEYS = ("params", "esr", "loss", "iterations", "converged", "seconds", "sample_rate")
-# a loaded checkpoint may have been fitted with wider ranges than the defaults
-_LOAD_RANGES = Ranges(ratio=(1.0, 1000.0), attack_ms=(1e-3, 1e5), release_ms=(1e-3, 1e6))
-_LOAD_BLOCK_RANGES = BlockRanges(input_highpass_hz=(1e-3, 1e5), input_shelf_hz=(1.0, 1e6),
-                                 input_shelf_db=(-60.0, 40.0), tube_drive=(1e-6, 1e3),
-                                 tube_asymmetry=(-1.0, 1.0), output_highpass_hz=(1e-3, 1e5))
 
 
 def save_checkpoint(path: str | Path, record: dict) -> None:
-    """Write ``record`` (with ``params`` in physical units) as YAML, atomically."""
-    data = {"kind": KIND, "compressor": kind_of(record["params"]), **record}
-    data["params"] = {k: float(data["params"][k]) for k in param_names(data["compressor"])}
-    write_text_atomic(path, yaml.safe_dump(_plain(data), sort_keys=False))
+    """Write ``record`` (``params`` in physical units, its class in ``compressor``) as YAML, atomically."""
+    cls = model_class(record[CLASS_KEY])
+    data = {"kind": KIND, CLASS_KEY: cls.name, **record}
+    data["params"] = cls.check(record["params"], str(path)).plain()
+    write_text_atomic(path, yaml.safe_dump(plain(data), sort_keys=False))
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Read and validate a checkpoint; raises UserError on any problem."""
+    """Read and validate a record; its ``params`` come back as :class:`dsp.models.classes.ModelParams`.
+
+    Raises:
+        UserError: on any problem, naming the file.
+    """
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: checkpoint not found")
@@ -56,14 +54,11 @@ def load_checkpoint(path: str | Path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise UserError(f"{p}: checkpoint lacks {', '.join(missing)}")
-    params = data["params"]
-    if not isinstance(params, dict):
-        raise UserError(f"{p}: 'params' must be a mapping of the five parameters")
-    compressor = data.get("compressor", kind_of(params))
-    if compressor not in KINDS:
-        raise UserError(f"{p}: compressor must be one of {', '.join(KINDS)}, got {compressor!r}")
-    data["compressor"] = compressor
-    data["params"] = check_params(params, str(p), compressor)
+    try:
+        cls = record_class(data, str(p))
+        data["params"] = cls.check(data["params"], str(p))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     try:
         for key in ("esr", "loss", "seconds"):
             data[key] = float(data[key])
@@ -76,45 +71,12 @@ def load_checkpoint(path: str | Path) -> dict:
     return data
 
 
-def check_params(params, where: str, compressor: str | None = None) -> dict[str, float]:
-    """The physical parameters of ``params`` (the model class ``compressor``'s, by default
-    the one its keys show) as floats, checked: all present, finite, ratio >= 1, attack and
-    release > 0, threshold and make-up within -200..200 dB, a gray-box's blocks in range.
-
-    The one check of stored parameters (checkpoints, knob maps and knob tables).
-
-    Raises:
-        UserError: naming ``where`` and the bad entry.
-    """
-    if not isinstance(params, dict):
-        raise UserError(f"{where}: parameters must be a mapping of {', '.join(PARAM_NAMES)}")
-    names = param_names(compressor or kind_of(params))
-    missing = [k for k in names if k not in params]
-    if missing:
-        raise UserError(f"{where}: params lack {', '.join(missing)}")
-    out = {}
-    for k in names:
-        try:
-            out[k] = float(params[k])
-        except (TypeError, ValueError):
-            raise UserError(f"{where}: {k} = {params[k]!r} is non-numeric") from None
-        if not math.isfinite(out[k]):
-            raise UserError(f"{where}: {k} = {out[k]} is non-finite (NaN or infinite parameter)")
-    try:
-        _LOAD_RANGES.check(out, where=where)
-        if len(names) > len(PARAM_NAMES):
-            _LOAD_BLOCK_RANGES.check(out, where=where)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    return out
-
-
-def _plain(obj):
+def plain(obj):
     """Plain Python types only, so the YAML stays readable and safe to load."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if hasattr(obj, "item"):
         return obj.item()
     return obj

@@ -62,7 +62,7 @@ def load_take_fits(takes, dsp_dir: str | Path, name: str = "manifest") -> KnobTa
         UserError: a take without its fit (``dsp_dir/rows/<index>_<label>/ckpt.yaml``),
             or a fit of other files or knobs than the take's.
     """
-    settings = []
+    settings, classes = [], set()
     for take in takes:
         ckpt = take_dir(dsp_dir, take) / "ckpt.yaml"
         if not ckpt.is_file():
@@ -73,6 +73,9 @@ def load_take_fits(takes, dsp_dir: str | Path, name: str = "manifest") -> KnobTa
             raise UserError(f"{ckpt}: is the fit of other files or knobs than manifest line {take.index} "
                             f"(refit with train_comp.py into another ckpt_dir)")
         settings.append((take.knobs, record["params"]))
+        classes.add(record["compressor"])
     if not settings:
         raise UserError(f"{dsp_dir}: no fitted manifest rows")
-    return KnobTable(list(takes[0].knobs), settings, name)
+    if len(classes) > 1:
+        raise UserError(f"{dsp_dir}: the takes' fits mix model classes ({', '.join(sorted(classes))})")
+    return KnobTable(list(takes[0].knobs), settings, name, classes.pop())

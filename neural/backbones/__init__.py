@@ -8,7 +8,7 @@
 
 Every other module of this package is imported here, so that the ``@register``
 decorators fill :data:`BACKBONES`: adding a backbone is one module here plus its
-model file ``cfg/neural/<name>.yaml``.
+model file ``cfg/model/<name>.yaml``.
 """
 import importlib
 import pkgutil

@@ -18,7 +18,7 @@ FiLM layers (:mod:`neural.backbones.film`); :class:`Backbone` checks it.
 
 Adding a backbone: a module in this package with a :class:`Backbone` subclass
 decorated with ``@register("name")`` (the package imports every module in it), and
-a model file ``cfg/neural/<name>.yaml``.
+a model file ``cfg/model/<name>.yaml``.
 
 Shape:
     - x: :math:`(B, T, F_{in})`, y: :math:`(B, T, F_{out})`

@@ -21,11 +21,9 @@ The decoder is one ``LSTMCell`` step; a linear layer reads its hidden state out.
 
 Training cost: the windows of all ``B * T`` samples are encoded as batches of
 ``(2048, window, F_in)`` sequences (``Tensor.unfold``, no Python loop over time):
-``window`` LSTM steps per sample, parallel over time (on 2 CPU cores, a batch of
-4 x 0.75 s trains in about the time of the S6 model). The LSTM encoder keeps its
-gates for the backward pass (about ``B * T * window * 6 * hidden`` floats: 0.8 GB for
-4 x 0.75 s at the defaults); the conv encoder about ``B * T * 3 * hidden``, and is
-4-5x faster.
+``window`` LSTM steps per sample, parallel over time. The LSTM encoder keeps its
+gates for the backward pass (about ``B * T * window * 6 * hidden`` floats); the conv
+encoder about ``B * T * 3 * hidden``, and is faster (``docs/experiments.md``).
 
 Streaming: the state is the last ``window`` input samples; block-wise output equals
 the offline output. Before the first sample the input is taken as silence.

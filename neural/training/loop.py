@@ -278,9 +278,9 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
         save_last()
         return val
 
-    budget = settings.max_minutes * 60
-    bar = tqdm(total=round(budget), initial=min(round(state.seconds), round(budget)), unit="s",
-               desc="train", disable=quiet, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s {postfix}")
+    # the bar counts steps, the unit the run is budgeted in (the time cap is only a safety net)
+    bar = tqdm(total=settings.max_steps, initial=min(state.step, settings.max_steps), unit="step", desc="train",
+               disable=quiet, dynamic_ncols=True)
     if state.step == 0 and not state.log:  # the starting point: the DSP model itself for a hybrid
         t0 = time.perf_counter()
         validation()
@@ -311,9 +311,8 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
             state.step += 1
             if state.step % settings.val_every == 0:
                 validation()
-            dt = time.perf_counter() - t0
-            state.seconds += dt
-            bar.update(min(dt, max(budget - bar.n, 0)))
+            state.seconds += time.perf_counter() - t0
+            bar.update(1)
             last = state.log[-1]
             bar.set_postfix_str(f"step {state.step} val ESR {last['val_esr']:.4f} best {state.best_val:.4f} "
                                 f"(DSP {val_dsp:.4f})", refresh=False)

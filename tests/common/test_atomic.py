@@ -6,26 +6,20 @@ import errno
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from common import atomic
-from common.atomic import atomic_path, pid_alive, remove_stale_temporaries, temporary_name, write_text_atomic
+from common.atomic import atomic_path, owned, remove_stale_temporaries, temporary_name, write_text_atomic
 from common.errors import UserError
 
 
-def _dead_pid() -> int:
-    """The id of a process that has just exited (and is reaped)."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    assert not pid_alive(proc.pid)
-    return proc.pid
-
-
-def test_pid_alive():
-    assert pid_alive(os.getpid())
-    assert not pid_alive(_dead_pid())
-    assert not pid_alive(0) and not pid_alive(-3)
+def _aged(path, seconds: float = 120.0):
+    """Make ``path`` look ``seconds`` old (a temporary younger than a minute may be being created)."""
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+    return path
 
 
 def test_file_is_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
@@ -46,7 +40,7 @@ def test_file_is_synced_before_the_rename_and_the_folder_after(tmp_path, monkeyp
     assert (tmp_path / "a.txt").read_text() == "hello"
     kinds = [c[0] for c in calls]
     assert kinds == ["fsync", "replace", "fsync"], calls
-    assert os.path.basename(calls[0][1]).startswith(temporary_name("a.txt"))  # the data, before the rename
+    assert os.path.basename(calls[0][1]).startswith(".a.txt.la2a-tmp.")   # the data, before the rename
     assert calls[2][1] == str(tmp_path.resolve())                            # the folder, after it
 
 
@@ -102,9 +96,13 @@ def test_unwritable_folder(tmp_path, monkeypatch):
     folder.chmod(0o555)
     try:
         if os.access(folder, os.W_OK):  # running as root: make the kernel's answer ourselves
-            def mkstemp(*args, **kwargs):
-                raise PermissionError(errno.EACCES, "Permission denied", str(folder / ".x.tmp"))
-            monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+            real_open = os.open
+
+            def refusing_open(path, flags, *args):
+                if flags & os.O_CREAT and str(folder) in str(path):
+                    raise PermissionError(errno.EACCES, "Permission denied", str(path))
+                return real_open(path, flags, *args)
+            monkeypatch.setattr(atomic.os, "open", refusing_open)
         with pytest.raises(UserError) as info:
             write_text_atomic(folder / "summary.csv", "a,b\n")
         assert str(info.value) == f"{folder / 'summary.csv'}: cannot write (permission denied)"
@@ -127,26 +125,58 @@ def test_library_error_without_errno_is_explained_by_the_folder(tmp_path, monkey
             raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
 
 
-def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
-    dead, live = _dead_pid(), os.getpid()
-    stale_file = tmp_path / f"{temporary_name('ckpt.yaml', dead)}-abc123.yaml"
-    stale_dir = tmp_path / temporary_name("standin-0123456789ab", dead)
-    live_file = tmp_path / f"{temporary_name('ckpt.yaml', live)}-def456.yaml"
-    unrelated = [tmp_path / ".hidden", tmp_path / "notes.tmp-1", tmp_path / "ckpt.yaml"]
+def test_only_abandoned_temporaries_of_this_project_are_removed(tmp_path):
+    """A temporary is removed only when it is named as the project's, nothing holds its lock
+    (its writer is gone) and it is over a minute old; a user's look-alikes are never touched."""
+    stale_file = tmp_path / f"{temporary_name('ckpt.yaml')}.yaml"
     stale_file.write_text("half")
+    _aged(stale_file)
+    stale_dir = tmp_path / temporary_name("standin-0123456789ab")
     (stale_dir / "sub").mkdir(parents=True)
     (stale_dir / "sub" / "big.wav").write_bytes(b"\0" * 1000)
-    live_file.write_text("being written")
-    for p in unrelated:
+    _aged(stale_dir)
+    young = tmp_path / f"{temporary_name('out.wav')}.wav"
+    young.write_text("just created")
+    held = tmp_path / f"{temporary_name('ckpt.yaml')}.yaml"
+    held.write_text("being written")
+    _aged(held)
+    users = [tmp_path / ".draft.tmp-31337", tmp_path / "notes.tmp-1", tmp_path / ".hidden",
+             tmp_path / ".x.la2a-tmp.not-hex.yaml", tmp_path / "ckpt.yaml"]
+    for p in users:
         p.write_text("keep")
-    removed = remove_stale_temporaries(tmp_path)
+        _aged(p)
+    backup = tmp_path / ".notes.tmp-2024-backup"
+    (backup / "inner").mkdir(parents=True)
+    _aged(backup)
+    with owned(held):   # a live writer (here: another open file description holding the lock)
+        removed = remove_stale_temporaries(tmp_path)
     assert sorted(removed) == sorted([stale_file, stale_dir])
-    assert not stale_file.exists() and not stale_dir.exists()
-    assert live_file.exists() and all(p.exists() for p in unrelated)
+    assert young.exists() and held.exists() and backup.is_dir() and all(p.exists() for p in users)
 
 
 def test_next_write_in_the_folder_cleans_up(tmp_path):
-    stale = tmp_path / f"{temporary_name('out.wav', _dead_pid())}-zz.wav"
+    stale = tmp_path / f"{temporary_name('out.wav')}.wav"
     stale.write_bytes(b"RIFF")
+    _aged(stale)
     write_text_atomic(tmp_path / "other.txt", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.txt"]
+
+
+def test_a_writer_in_another_process_keeps_its_temporary(tmp_path):
+    """The shared-file-system case: a writer whose process id means nothing here (another
+    PID namespace, another host) keeps its temporary while it holds the lock."""
+    tmp = tmp_path / f"{temporary_name('model.pt')}.pt"
+    tmp.write_bytes(b"partial")
+    _aged(tmp)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)", str(tmp)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        write_text_atomic(tmp_path / "other.txt", "x")
+        assert tmp.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    write_text_atomic(tmp_path / "other.txt", "y")   # its writer gone: removed now
+    assert not tmp.exists()

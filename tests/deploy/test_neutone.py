@@ -31,7 +31,7 @@ def _stream(model, x, params, block: int = 512) -> np.ndarray:
 
 def test_knobmap_neutone_model_passes_sdk_checks_and_matches(tmp_path):
     (tmp_path / "chain").mkdir()
-    KnobMap(TABLE).save(tmp_path / "chain" / "knobmap.yaml")
+    KnobMap(TABLE, "ff5").save(tmp_path / "chain" / "knobmap.yaml")
     res = export_neutone(tmp_path / "chain", tmp_path / "nm", submission=False)
     assert res.out == tmp_path / "nm" / "model.nm" and res.out.is_file()
     model, meta = load_neutone_model(str(res.out))
@@ -42,7 +42,7 @@ def test_knobmap_neutone_model_passes_sdk_checks_and_matches(tmp_path):
     params = torch.zeros(4, 512)
     params[0], params[1] = 0.65, 1.0   # PR 65, limit
     y = _stream(model, x, params)
-    ref = StreamingCompressor(KnobMap(TABLE).at(la2a_setting("limit", 65.0)), 44100).process(x)
+    ref = StreamingCompressor(KnobMap(TABLE, "ff5").at(la2a_setting("limit", 65.0)), 44100).process(x)
     assert np.max(np.abs(y - ref)) < 1e-4
 
 
@@ -53,7 +53,7 @@ def test_graybox_knobmap_neutone_model_matches(tmp_path):
               "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
     table = {m: {pr: {**p, **blocks, "tube_drive": 1.0 + pr / 50.0} for pr, p in lv.items()} for m, lv in TABLE.items()}
     (tmp_path / "chain").mkdir()
-    KnobMap(table).save(tmp_path / "chain" / "knobmap.yaml")
+    KnobMap(table, "graybox").save(tmp_path / "chain" / "knobmap.yaml")
     res = export_neutone(tmp_path / "chain", tmp_path / "nm", submission=False)
     model, _ = load_neutone_model(str(res.out))
     model.set_daw_sample_rate_and_buffer_size(48000, 512)
@@ -62,7 +62,7 @@ def test_graybox_knobmap_neutone_model_matches(tmp_path):
     params = torch.zeros(4, 512)
     params[0], params[1] = 0.55, 0.0   # PR 55, compress
     y = _stream(model, x, params)
-    ref = StreamingGraybox(KnobMap(table).at(la2a_setting("compress", 55.0)), 48000).process(x)
+    ref = StreamingGraybox(KnobMap(table, "graybox").at(la2a_setting("compress", 55.0)), 48000).process(x)
     assert np.max(np.abs(y - ref)) < 1e-4
 
 

@@ -54,13 +54,28 @@ def test_mono_one_d_and_other_rate(signal):
 
 @pytest.mark.parametrize("mode", MODE_NAMES)
 def test_knob_curves_equal_knobmap(mode):
-    kmap = KnobMap(TABLE)
+    kmap = KnobMap(TABLE, "ff5")
     m = torch.jit.script(KnobMapCompressor(TABLE, SR))
-    for pr in (0.0, 40.0, 41.5, 55.0, 70.0, 83.3, 100.0, 130.0):
+    for pr in (0.0, 20.0, 40.0, 41.5, 55.0, 70.0, 83.3, 100.0):   # below PR 40: the end level held
         got = m.parameters_at(pr, MODE_NAMES.index(mode))
         want = kmap.at(la2a_setting(mode, pr))
         for i, name in enumerate(PARAM_ORDER):
             assert got[i] == pytest.approx(want[name], rel=1e-12, abs=1e-12), (pr, name)
+
+
+@pytest.mark.parametrize("pr, mode", [(-5.0, 0.0), (100.5, 0.0), (1000.0, 1.0), (float("nan"), 0.0),
+                                      (float("inf"), 1.0), (50.0, -1.0), (50.0, 2.0), (50.0, float("nan"))])
+def test_a_setting_outside_the_knobs_raises(signal, pr, mode):
+    """The exported module refuses what the command line refuses (PR outside 0..100, NaN,
+    infinity, a mode outside 0..1) instead of clamping it to an end of the map; within
+    0..100 but outside the fitted levels it holds the end level (documented, tested above)."""
+    m = torch.jit.script(KnobMapCompressor(TABLE, SR))
+    with pytest.raises(Exception, match="peak_reduction must be a finite number in 0..100|mode must be 0"):
+        m(torch.from_numpy(signal), pr, mode)
+    with pytest.raises(Exception, match="peak_reduction must be a finite number in 0..100|mode must be 0"):
+        m.parameters_at(pr, 0) if mode in (0.0, 1.0) else m(torch.from_numpy(signal), 50.0, mode)
+    y = m(torch.from_numpy(signal), 50.0, 1.0)   # still usable after a refusal
+    assert np.all(np.isfinite(y.numpy()))
 
 
 def test_single_level_and_missing_mode():
@@ -73,7 +88,7 @@ def test_single_level_and_missing_mode():
 
 @pytest.mark.parametrize("block", [1, 257, 2048])
 def test_knobmap_stream_equals_renderer(signal, block):
-    kmap = KnobMap(TABLE)
+    kmap = KnobMap(TABLE, "ff5")
     m = torch.jit.script(KnobMapCompressor(TABLE, SR))
     x = signal[:, :2000] if block == 1 else signal
     for mode, pr in (("compress", 55.0), ("limit", 90.0)):

@@ -17,7 +17,7 @@ from neural.inference import NeuralRenderer
 SR = 44100
 PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
 KNOBMAP = KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "threshold_db": -12.0, "ratio": 3.0}},
-                   "limit": {100: {**PARAMS, "ratio": 8.0}, 40: {**PARAMS, "threshold_db": -14.0}}})
+                   "limit": {100: {**PARAMS, "ratio": 8.0}, 40: {**PARAMS, "threshold_db": -14.0}}}, "ff5")
 # (backbone, variant, head, conditioning, extra hyperparameters, conditioning normalised)
 CASES = [("s6", "hybrid", "hybrid_gain", "fitted", {"frame": 32}, True),
          ("s6", "hybrid", "hybrid_add", "fitted+knobs", {"level_feature": True, "layers": 2}, False),
@@ -33,7 +33,7 @@ CASES = [("s6", "hybrid", "hybrid_gain", "fitted", {"frame": 32}, True),
 BLOCKS = {"input_highpass_hz": 25.0, "input_shelf_hz": 9000.0, "input_shelf_db": -6.0, "tube_drive": 2.5,
           "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
 GRAYBOX_MAP = KnobMap({m: {pr: {**p, **BLOCKS, "tube_drive": 1.0 + pr / 50.0} for pr, p in lv.items()}
-                       for m, lv in KNOBMAP.table.items()})
+                       for m, lv in KNOBMAP.table.items()}, "graybox")
 AUDIO_PATH = {"shaper": True, "fir_taps": 16, "poles": 4}   # cfg/model/base.yaml's hybrid default
 
 

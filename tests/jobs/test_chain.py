@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common.locks import LOCK_NAME
+from support import program, write_wav
 from jobs.chain import SUMMARY_COLUMNS
 from dsp.models.parameters import PARAM_NAMES
 
@@ -83,7 +85,7 @@ def test_a_copied_chain_on_another_corpus_is_refitted(run_cli, chain_reference, 
     summary.csv and knobmap.yaml hold the fresh fits only (they used to be rewritten from
     the old fits, every level "done before")."""
     from dsp.storage.records import load_checkpoint
-    from dsp.knobs.knobmap import KnobMap
+    from dsp.storage.open_fit import load_param_map
     fits = tmp_path / "fits"
     shutil.copytree(chain_reference, fits)
     old = {name: _fit_part(path) for name, path in _ckpts(fits).items()}
@@ -91,7 +93,7 @@ def test_a_copied_chain_on_another_corpus_is_refitted(run_cli, chain_reference, 
     assert res.returncode == 0, res.stderr
     notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note: refitting")]
     assert len(notes) == len(old) and all("input file" in ln for ln in notes), res.stderr
-    kmap = KnobMap.load(fits / "knobmap.yaml")
+    kmap = load_param_map(fits / "knobmap.yaml")
     for name, path in _ckpts(fits).items():
         record = load_checkpoint(path)
         assert _fit_part(path) != old[name], name
@@ -139,16 +141,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(run_cli, chain_reference
     total = len(_ckpts(chain_reference))
     assert 1 <= len(done) < total, f"killed too late to test anything ({len(done)} of {total} levels done)"
     assert not (fits / "summary.csv").exists()
-    # nothing half-written: every file there is a complete checkpoint
+    # nothing half-written: every file there is a complete checkpoint (and the killed run's
+    # writer lock, free again: the next run takes it over)
     for path in fits.rglob("*"):
-        assert path.is_dir() or path.name == "ckpt.yaml", path
+        assert path.is_dir() or path.name in ("ckpt.yaml", LOCK_NAME), path
     for name, path in done.items():
         assert _fit_part(path) == _fit_part(chain_reference / name)
     res = run_cli(["train_comp.py", *chain_args(fits)])
     assert res.returncode == 0, res.stderr
     ref = read_summary(chain_reference / "summary.csv")
     new = read_summary(fits / "summary.csv")
-    assert list(new[0]) == SUMMARY_COLUMNS + ["esr_val", "esr_test"]
+    assert list(new[0]) == SUMMARY_COLUMNS + ["esr_val", "esr_test", "converged", "at_bound"]
+    assert not (fits / LOCK_NAME).exists()
     assert _without_seconds(new) == _without_seconds(ref)
     for name in _ckpts(chain_reference):
         assert _fit_part(fits / name) == _fit_part(chain_reference / name)
@@ -171,3 +175,61 @@ def test_same_config_same_parameters(chain_reference, chain_args, tmp_path):
         ref = load_checkpoint(chain_reference / "compress" / f"pr_{r['peak_reduction']}" / "ckpt.yaml")
         assert {k: r[k] for k in PARAM_NAMES} == ref["params"]
         assert (r["esr"], r["iterations"]) == (ref["esr"], ref["iterations"])
+
+
+def _start_chain(chain_args, fits: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "train_comp.py"), *chain_args(fits), *extra],
+                            cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+
+
+def _wait_for(condition, proc, what: str, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {seconds} s"
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_a_second_run_into_the_folder_is_refused_naming_the_first(run_cli, chain_reference, chain_args,
+                                                                   clean_failure, tmp_path):
+    """One writer per output folder: while a run writes there, another (here with other
+    ranges, which would refit every level) is refused with one line naming the first."""
+    fits = tmp_path / "fits"
+    shutil.copytree(chain_reference, fits)
+    first = _start_chain(chain_args, fits, tmp_path, "compressor.ranges.ratio=[1,5]")
+    try:
+        _wait_for(lambda: (fits / LOCK_NAME).is_file() and (fits / LOCK_NAME).stat().st_size > 0, first, "its lock")
+        res = run_cli(["train_comp.py", *chain_args(fits)], cwd=tmp_path)
+        clean_failure(res, "fits", "another run", "train_comp.py", f"process {first.pid}")
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_refit_leaves_no_map_that_disagrees_with_its_levels(run_cli, chain_reference, chain_args,
+                                                                     clean_failure, tmp_path):
+    """A refit with other settings into a finished folder, killed once its first new level is
+    written: the old knob map is gone (not silently rendered), and the rerun completes it."""
+    fits = tmp_path / "fits"
+    shutil.copytree(chain_reference, fits)
+    old = {name: path.read_bytes() for name, path in _ckpts(fits).items()}
+    proc = _start_chain(chain_args, fits, tmp_path, "compressor.ranges.ratio=[1,5]")
+    try:
+        _wait_for(lambda: any(p.read_bytes() != old[n] for n, p in _ckpts(fits).items() if p.is_file()), proc,
+                  "a refitted level")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (fits / "knobmap.yaml").exists() and not (fits / "summary.csv").exists()
+    write_wav(tmp_path / "in.wav", program(0.5, seed=3))
+    res = run_cli(["test_comp.py", str(fits), "in.wav", "out.wav", "--peak-reduction", "90", "--mode", "compress"],
+                  cwd=tmp_path)
+    clean_failure(res, "fits", "fit not found")
+    res = run_cli(["train_comp.py", *chain_args(fits), "compressor.ranges.ratio=[1,5]"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    kmap = yaml.safe_load((fits / "knobmap.yaml").read_text())
+    assert all(p["ratio"] <= 5.0 for lv in kmap["modes"].values() for p in lv.values())

@@ -15,7 +15,7 @@ PARAMS = {"threshold_db": -20.0, "ratio": 4.0, "attack_ms": 5.0, "release_ms": 1
 
 def test_an_existing_chain_is_read_not_refitted(tmp_path):
     protocol = {"method": "per_level", "fit_splits": ["Train"], "held_out": [], "fitted": {"compress": [40, 100]}}
-    kmap = KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "ratio": 2.0}}}, protocol)
+    kmap = KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "ratio": 2.0}}}, "ff5", protocol)
     kmap.save(tmp_path / "knobmap.yaml")
     got = ensure_dsp_fit(load_config("config", []).data, tmp_path, fit=False)
     assert isinstance(got, KnobMap) and got.table == kmap.table and got.protocol == protocol

@@ -6,7 +6,7 @@ import pytest
 
 from common.config import load_config
 from common.errors import UserError
-from jobs.fit import fit_job_kind
+from jobs.fit import fit_job_name
 
 
 @pytest.mark.parametrize("overrides, kind", [
@@ -19,7 +19,7 @@ from jobs.fit import fit_job_kind
     (["job=chain", "data.input=a.wav", "data.target=b.wav"], "chain"),
 ])
 def test_auto_and_explicit_kinds(overrides, kind):
-    assert fit_job_kind(load_config("config", overrides)) == kind
+    assert fit_job_name(load_config("config", overrides)) == kind
 
 
 @pytest.mark.parametrize("overrides, words", [
@@ -29,4 +29,4 @@ def test_auto_and_explicit_kinds(overrides, kind):
 ])
 def test_bad_kinds(overrides, words):
     with pytest.raises(UserError, match=words):
-        fit_job_kind(load_config("config", overrides))
+        fit_job_name(load_config("config", overrides))

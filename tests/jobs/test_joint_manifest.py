@@ -1,6 +1,6 @@
 """``train_comp.py data=manifest method=joint``: a device with two knobs, its parameters smooth
 in each knob, fitted on Train, chosen on Val, read back by ``ensure_dsp_fit`` (and refused
-when the takes changed) and refused, with a reason, by the exporter."""
+when the takes changed), rendered by ``test_comp.py --knob`` and exported."""
 from __future__ import annotations
 
 import csv
@@ -13,15 +13,14 @@ import leveller
 from audio.manifest import read_manifest
 from common.config import load_config
 from common.errors import UserError
-from deploy.build import resolve_source
 from dsp.knobs.knobcurves import KnobCurves
-from dsp.knobs.parammap import load_param_map
+from dsp.storage.open_fit import load_param_map
 from dsp.models.ff5_streaming import StreamingCompressor
 from dsp.fitting.by_class import evaluate_any
 from jobs.ensure import ensure_dsp_fit
 from jobs.protocol import scorable_frames
 from jobs.fit import run_fit_job
-from tests.support import SR, write_wav
+from support import SR, program, write_wav
 
 pytestmark = pytest.mark.slow   # a joint fit of 6 takes, two candidates
 
@@ -74,7 +73,7 @@ def test_writes_curves_summary_and_record(fitted):
     tmp, _ = fitted
     curves = load_param_map(tmp / "fits" / "knobcurves.yaml")
     assert isinstance(curves, KnobCurves) and curves.knobs == list(KNOBS)
-    assert isinstance(leveller.load_param_map(tmp / "fits"), KnobCurves)    # the folder, as a user gives it
+    assert isinstance(leveller.open_fit(tmp / "fits").param_map, KnobCurves)   # the folder, as a user gives it
     assert curves.protocol["fit_splits"] == ["Train"]
     assert sorted(tuple(s[k] for k in KNOBS) for s in curves.settings()) == sorted(map(tuple, map(map_float, TRAIN)))
     with open(tmp / "fits" / "joint_summary.csv", newline="") as fh:
@@ -96,7 +95,7 @@ def test_the_curves_are_smooth_in_each_knob_between_the_takes(fitted):
     """Between fitted settings the curves interpolate (the truth: threshold_db = the
     threshold knob, ratio = the ratio knob); a knob table would answer with a neighbour."""
     tmp, _ = fitted
-    curves = KnobCurves.load(tmp / "fits" / "knobcurves.yaml")
+    curves = load_param_map(tmp / "fits" / "knobcurves.yaml")
     thr = [curves.at({"threshold": t, "ratio": 4.0})["threshold_db"] for t in np.linspace(-32, -16, 9)]
     assert np.all(np.diff(thr) > 0)
     mid = curves.at({"threshold": -20.0, "ratio": 3.0})
@@ -123,12 +122,31 @@ def test_ensure_reads_the_curves_of_these_takes_only(fitted, tmp_path):
         ensure_dsp_fit(cfg.data, tmp / "fits", rows[:-1], fit=False)
 
 
-def test_the_exporter_refuses_curves_with_a_reason(fitted):
+def test_the_curves_render_through_test_comp_and_export(fitted, run_cli, tmp_path):
+    """``test_comp.py FIT --knob ...`` renders the curves' answer at a setting never fitted, and
+    the exported module (``forward(x, knobs)``) equals it."""
+    import soundfile as sf
+    import torch
     tmp, _ = fitted
-    with pytest.raises(UserError, match="knob curves .* cannot be exported yet"):
-        resolve_source(tmp / "fits")
-    with pytest.raises(UserError, match="knob curves .* cannot be exported yet"):
-        resolve_source(tmp / "fits" / "knobcurves.yaml")
+    setting = {"threshold": -20.0, "ratio": 3.0}
+    x = program(1.0, SR, seed=3)
+    write_wav(tmp_path / "in.wav", x)
+    res = run_cli(["test_comp.py", str(tmp / "fits"), "in.wav", "out.wav", "--knob", "threshold=-20",
+                   "--knob", "ratio=3"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    fit = leveller.open_fit(tmp / "fits")
+    ref = fit.render(x.astype(np.float32), SR, setting)
+    y, _ = sf.read(str(tmp_path / "out.wav"), dtype="float32", always_2d=True)
+    np.testing.assert_allclose(y.T, ref, atol=1e-6)
+    res = run_cli(["export.py", str(tmp / "fits"), "curves.pt"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    module = torch.jit.load(str(tmp_path / "curves.pt"))
+    assert module.knob_names() == list(KNOBS)
+    with torch.no_grad():
+        out = np.concatenate([module(torch.from_numpy(x[:, i:i + 777].astype(np.float32)), [-20.0, 3.0]).numpy()
+                              for i in range(0, x.shape[1], 777)], axis=1)
+    assert np.max(np.abs(out - ref)) < 1e-5
+    assert module.parameters_at([-20.0, 3.0]) == pytest.approx(list(fit.at(setting).values()), rel=1e-9)
 
 
 def test_a_hybrid_trains_on_the_curves_and_conditions_on_them(fitted, run_cli, tmp_path):
@@ -144,4 +162,4 @@ def test_a_hybrid_trains_on_the_curves_and_conditions_on_them(fitted, run_cli, t
     renderer = NeuralRenderer.load(tmp_path / "run" / "best.pt")
     assert isinstance(renderer.param_map, KnobCurves)
     between = {"threshold": -20.0, "ratio": 3.0}
-    assert renderer.dsp_params(between) == pytest.approx(KnobCurves.load(tmp / "fits" / "knobcurves.yaml").at(between))
+    assert renderer.dsp_params(between) == pytest.approx(load_param_map(tmp / "fits" / "knobcurves.yaml").at(between))

@@ -17,8 +17,9 @@ import jobs.chain
 import jobs.joint_fit
 from common.config import load_config
 from common.errors import UserError
-from support import CAPPED_ITERATIONS, CHAIN_LEVELS, CHAIN_MODES, chain_overrides
-from dsp.knobs.knobmap import KnobMap
+from support import (CAPPED_ITERATIONS, CHAIN_LEVELS, CHAIN_MODES, PLUMBING_CLASS, chain_overrides, program,
+                     write_wav)
+from dsp.storage.open_fit import load_param_map
 from jobs.ensure import ensure_dsp_fit
 from jobs.fit import run_fit_job
 
@@ -71,7 +72,7 @@ def _check_records(folder: Path, fitted_split_reads: set[str]) -> None:
     fitted_rows = [r for r in rows if r["esr"] != ""]
     assert fitted_rows and all(int(r["peak_reduction"]) != UNSEEN for r in fitted_rows)
     assert {"esr_val", "esr_test"} <= set(rows[0])
-    kmap = KnobMap.load(folder / "knobmap.yaml")
+    kmap = load_param_map(folder / "knobmap.yaml")
     assert kmap.protocol["fit_splits"] == ["Train"] and kmap.protocol["held_out"] == [UNSEEN]
     assert all(UNSEEN not in lv for lv in kmap.protocol["fitted"].values())
     assert not list(folder.rglob(f"pr_{UNSEEN}"))
@@ -89,7 +90,25 @@ def test_per_level_chain_reads_train_only_and_skips_unseen(tmp_path, cache, read
 
 
 @pytest.mark.slow
-def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads):
+def _renders_and_exports(folder: Path, run_cli, tmp_path: Path) -> None:
+    """test_comp.py renders a fit folder at a setting between its levels as the API does, and
+    export.py exports it (its own check against the Python renderer passing)."""
+    import leveller
+    import soundfile as sf
+    x = program(1.0, seed=3)
+    write_wav(tmp_path / "in.wav", x)
+    res = run_cli(["test_comp.py", str(folder), "in.wav", "out.wav", "--peak-reduction", "85", "--mode", "compress"],
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    y = sf.read(str(tmp_path / "out.wav"), dtype="float32", always_2d=True)[0].T
+    ref = leveller.open_fit(folder).render(x.astype("float32"), 44100, {"mode": "compress", "peak_reduction": 85})
+    assert abs(y - ref).max() < 1e-6
+    res = run_cli(["export.py", str(folder), "model.pt"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "model.pt").is_file()
+
+
+def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads, run_cli):
     cfg = load_config("config", _overrides(cache, tmp_path / "joint", "method=joint", f"unseen_levels=[{UNSEEN}]",
                                            "joint.candidates=[[2,1e-3],[3,1e-2]]", "optimiser.max_iterations=5"))
     assert run_fit_job(cfg) == 0
@@ -108,6 +127,7 @@ def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads):
                for g in record["groups"].values())
     assert all({r["prior"] for r in t} == set(cfg.joint.priors) for t in record["selection"].values())
     assert (tmp_path / "joint" / "joint_curves.png").is_file()
+    _renders_and_exports(tmp_path / "joint", run_cli, tmp_path)
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -125,7 +145,7 @@ def test_bad_joint_shape_settings_are_refused_before_reading(tmp_path, cache, re
 
 @pytest.mark.slow
 def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, cache, reads, capped_fits):
-    cfg = load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
+    cfg = load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", PLUMBING_CLASS,
                                   "data.corpus.eval_seconds=2", f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
                                   f"data.corpus.modes=[{','.join(CHAIN_MODES)}]"])
     kmap = ensure_dsp_fit(cfg.data, tmp_path / "held", quiet=True, modes=list(CHAIN_MODES), unseen=[UNSEEN])
@@ -156,7 +176,7 @@ def test_ensure_fits_without_unseen_and_refuses_a_fit_that_saw_them(tmp_path, ca
 @pytest.mark.slow
 def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache, capped_fits):
     def data(seed):
-        return load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3",
+        return load_config("compare", [f"data.cache_dir={cache}", "data.corpus.train_seconds=3", PLUMBING_CLASS,
                                        "data.corpus.eval_seconds=2", f"data.corpus.seed={seed}",
                                        f"data.corpus.levels=[{','.join(map(str, CHAIN_LEVELS))}]",
                                        f"data.corpus.modes=[{CHAIN_MODES[0]}]"]).data
@@ -175,12 +195,12 @@ def test_ensure_refits_a_map_made_on_other_material(tmp_path, cache, capped_fits
 
 
 @pytest.mark.slow
-def test_joint_graybox_shares_one_set_of_blocks_per_mode(tmp_path, cache):
+def test_joint_graybox_shares_one_set_of_blocks_per_mode(tmp_path, cache, run_cli):
     cfg = load_config("config", _overrides(cache, tmp_path / "jgb", "method=joint", "compressor=graybox",
                                            f"unseen_levels=[{UNSEEN}]", "joint.candidates=[[2,1e-3]]",
                                            "optimiser.max_iterations=5"))
     assert run_fit_job(cfg) == 0
-    kmap = KnobMap.load(tmp_path / "jgb" / "knobmap.yaml")
+    kmap = load_param_map(tmp_path / "jgb" / "knobmap.yaml")
     assert kmap.compressor == "graybox"
     from dsp.models.graybox import BLOCK_NAMES
     for mode in CHAIN_MODES:
@@ -191,3 +211,4 @@ def test_joint_graybox_shares_one_set_of_blocks_per_mode(tmp_path, cache):
     with open(tmp_path / "jgb" / "summary.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["esr"] != ""]
     assert rows and all(r["tube_drive"] != "" for r in rows)
+    _renders_and_exports(tmp_path / "jgb", run_cli, tmp_path)

@@ -19,7 +19,8 @@ def _track(setting, device, scale, seed):
 def test_la2a_rows_columns_and_words(tmp_path):
     tracks = [_track(la2a_setting(m, pr), LA2A, 1.0, i) for i, (m, pr) in
               enumerate([("compress", 60), ("limit", 100), ("compress", 100), ("compress", 60)])]
-    rows = score_tracks(tracks, lambda t: t.y, lambda s: s["peak_reduction"] != 60, quiet=True)
+    rows = score_tracks(tracks, lambda t: t.y, lambda s: s["peak_reduction"] != 60, quiet=True,
+                        skip_s=0.0)
     assert [(r["setting"]["mode"], r["setting"]["peak_reduction"]) for r in rows] == \
         [("compress", 100), ("compress", 60), ("limit", 100)]      # by mode, PR descending; files pooled
     assert all(r["esr_model"] == 0.0 and r["esr_dsp"] > 0 for r in rows)
@@ -33,7 +34,8 @@ def test_la2a_rows_columns_and_words(tmp_path):
 def test_knob_device_rows_columns_and_words(tmp_path):
     device = KnobDevice(["threshold", "seen"])        # a knob named like a result column
     tracks = [_track({"threshold": t, "seen": 1.0}, device, 1.0, i) for i, t in enumerate([-10.0, -30.0])]
-    rows = score_tracks(tracks, lambda t: t.y_dsp(), lambda s: s["threshold"] == -30.0, quiet=True)
+    rows = score_tracks(tracks, lambda t: t.y_dsp(), lambda s: s["threshold"] == -30.0, quiet=True,
+                        skip_s=0.0)
     assert [r["setting"]["threshold"] for r in rows] == [-30.0, -10.0]
     assert all(r["esr_model"] == r["esr_dsp"] for r in rows)
     text = format_results(rows, "s6 hybrid", device)

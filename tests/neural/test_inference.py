@@ -15,7 +15,7 @@ from neural.inference import NeuralRenderer
 SR = 44100
 PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
 KNOBMAP = KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "threshold_db": -12.0, "ratio": 3.0}},
-                   "limit": {100: {**PARAMS, "ratio": 8.0}, 40: {**PARAMS, "threshold_db": -14.0}}})
+                   "limit": {100: {**PARAMS, "ratio": 8.0}, 40: {**PARAMS, "threshold_db": -14.0}}}, "ff5")
 CASES = [("s6", "hybrid", "hybrid_gain", "fitted"), ("s6", "hybrid", "hybrid_add", "fitted"),
          ("lstm", "hybrid", "hybrid_gain", "fitted"), ("s6", "blackbox", "blackbox", "knobs"),
          ("lstm", "blackbox", "blackbox", "knobs")]

@@ -20,7 +20,7 @@ from neural.inference import NeuralRenderer
 from neural.training.data import Track, tracks_rate, validation_batch
 
 PARAMS = {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 150.0, "make_up_db": 3.0}
-KNOBMAP = KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "threshold_db": -12.0}}})
+KNOBMAP = KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "threshold_db": -12.0}}}, "ff5")
 SR48 = 48000
 # (threshold, ratio) of the digital "device" the manifest is rendered with
 SETTINGS = {"Train": [(-30, 2), (-20, 6)], "Val": [(-25, 4)], "Test": [(-22, 3)]}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from support import PLUMBING_CLASS
 import soundfile as sf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -26,7 +28,7 @@ def test_short_training_logs_scalars_audio_and_figures(run_cli, chain_cache, cha
     res = run_cli(["train_neural.py", "data.corpus.train_seconds=3.0", "data.corpus.eval_seconds=1.0",
                    "data.corpus.levels=[100,90,80]", "data.corpus.modes=[compress,limit]",
                    f"data.cache_dir={chain_cache}", f"dsp_dir={chain_reference}", f"out_dir={out}",
-                   "unseen_levels=[]", "quiet=true", "+hyperparameters.width=4", "train.batch_size=2",
+                   "unseen_levels=[]", "quiet=true", PLUMBING_CLASS, "+hyperparameters.width=4", "train.batch_size=2",
                    "train.warmup_s=0.05", "train.segment_s=0.1", "train.episode=2", "train.val_every=2",
                    "train.val_seconds=0.5", "train.max_steps=4", "logger=tensorboard"])
     assert res.returncode == 0, res.stderr

@@ -167,3 +167,28 @@ def test_blocks_fixed_option_holds_init_blocks_in_the_whole_fit():
         free = fit_graybox_frames(frames, init, options)
     assert any(free.params[k] != pytest.approx(init[k], rel=1e-6) for k in BLOCK_NAMES)
     assert free.esr <= held.esr
+
+
+def test_long_pair_made_a_group_at_a_time_equals_kept(monkeypatch):
+    """Past KEEP_SAMPLES the stages remake each group's signals on every pass (bounded memory
+    for a long pair); the loss, gradient, Hessian and make-up stage must not change."""
+    import dsp.derivatives.graybox_objectives as objectives
+    frames = _frames(seconds=1.2, frame_s=0.2)
+    assert frames.n_frames > objectives.GROUP
+    kept = _objective(frames)
+    monkeypatch.setattr(objectives, "KEEP_SAMPLES", 0)
+    grouped = _objective(frames)
+    assert kept.data._kept is not None and grouped.data._kept is None
+    assert grouped.energy == pytest.approx(kept.energy, rel=1e-12)
+    z = kept.stage_vector(AWAY)
+    f1, g1, h1 = kept.loss_grad_hess(z)
+    f2, g2, h2 = grouped.loss_grad_hess(z)
+    assert f2 == pytest.approx(f1, rel=1e-10)
+    _close(g2, g1, 1e-10)
+    _close(h2, h1, 1e-10)
+    assert grouped.loss(z) == pytest.approx(kept.loss(z), rel=1e-10)
+    assert np.allclose(grouped.output(z), kept.output(z), rtol=0, atol=1e-12)
+    blocks = torch.tensor([AWAY[k] for k in BLOCK_NAMES], dtype=torch.float64)
+    m = torch.tensor([0.5], dtype=torch.float64)
+    a, b = MakeUpObjective(kept, blocks).loss_grad_hess(m), MakeUpObjective(grouped, blocks).loss_grad_hess(m)
+    assert a[0] == pytest.approx(b[0], rel=1e-10) and float(a[2]) == pytest.approx(float(b[2]), rel=1e-10)

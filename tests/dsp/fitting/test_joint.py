@@ -320,7 +320,7 @@ def test_rows_feed_the_knob_map_unchanged(straight):
     for r, s in zip(rows, res.settings):
         assert r["esr"] == s.esr and r["iterations"] == res.iterations
     assert sum(r["seconds"] for r in rows) == pytest.approx(res.seconds)
-    km = KnobMap.from_rows(rows)
+    km = KnobMap.from_rows(rows, "ff5")
     for pr in (40, 60, 80, 100):
         assert km.at(la2a_setting("compress", pr)) == pytest.approx(model.at("compress", pr))
     # any setting, e.g. a held-out one: parameters from the curves, no fitting ESR

@@ -10,6 +10,7 @@ import pytest
 from audio.devices import la2a_setting
 from common.errors import UserError
 from dsp.knobs.knobmap import KnobMap
+from dsp.storage.open_fit import load_param_map
 from dsp.models.parameters import PARAM_NAMES
 
 LEVELS = [40, 50, 60, 80, 100]
@@ -29,7 +30,7 @@ def _rows(levels=LEVELS, modes=("compress", "limit")) -> list[dict]:
 
 @pytest.fixture
 def kmap() -> KnobMap:
-    return KnobMap.from_rows(_rows())
+    return KnobMap.from_rows(_rows(), "ff5")
 
 
 def test_levels_sorted_and_modes(kmap):
@@ -64,7 +65,8 @@ def test_monotone_between_levels(kmap):
 def test_held_at_the_ends(kmap):
     assert kmap.at(la2a_setting("compress", 0)) == kmap.at(la2a_setting("compress", 40))
     assert kmap.at(la2a_setting("compress", 39.9)) == kmap.at(la2a_setting("compress", 40))
-    assert kmap.at(la2a_setting("compress", 100.5)) == kmap.at(la2a_setting("compress", 100))
+    with pytest.raises(UserError, match="outside 0..100"):   # past the knob is an error, not a hold
+        kmap.at(la2a_setting("compress", 100.5))
 
 
 def test_interpolation_laws():
@@ -72,7 +74,7 @@ def test_interpolation_laws():
              "release_ms": 100.0, "make_up_db": 0.0},
             {"mode": "compress", "peak_reduction": 60, "threshold_db": -30.0, "ratio": 8.0, "attack_ms": 4.0,
              "release_ms": 400.0, "make_up_db": 6.0}]
-    km = KnobMap.from_rows(rows)
+    km = KnobMap.from_rows(rows, "ff5")
     mid = km.at(la2a_setting("compress", 50))
     assert mid["threshold_db"] == pytest.approx(-20.0)              # linear in dB
     assert mid["make_up_db"] == pytest.approx(3.0)
@@ -85,12 +87,12 @@ def test_interpolation_laws():
 
 
 def test_single_level_is_constant():
-    km = KnobMap.from_rows(_rows(levels=[70], modes=("limit",)))
+    km = KnobMap.from_rows(_rows(levels=[70], modes=("limit",)), "ff5")
     assert km.at(la2a_setting("limit", 10)) == km.at(la2a_setting("limit", 95)) == pytest.approx(_params(75))
 
 
 def test_unknown_mode(kmap):
-    km = KnobMap.from_rows(_rows(modes=("compress",)))
+    km = KnobMap.from_rows(_rows(modes=("compress",)), "ff5")
     with pytest.raises(UserError, match="no 'limit' mode"):
         km.at(la2a_setting("limit", 50))
 
@@ -103,34 +105,40 @@ def test_subset(kmap):
 def test_save_load_round_trip(tmp_path, kmap):
     path = tmp_path / "knobmap.yaml"
     kmap.save(path)
-    back = KnobMap.load(path)
-    assert back.table == kmap.table
+    back = load_param_map(path, "knobmap")
+    assert back.table == kmap.table and back.compressor == "ff5"
     for q in (42.5, 55, 77.7):
         assert back.at(la2a_setting("limit", q)) == kmap.at(la2a_setting("limit", q))
 
 
 @pytest.mark.parametrize("content,words", [
     (None, "not found"),
-    ("kind: knobmap\n", "not a valid knob map"),
-    ("modes: {compress: {50: {threshold_db: -10}}}\n", "not a valid knob map"),
-    ("{[", "not a valid knob map"),
-    ("modes: {}\n", "empty"),
-    ("modes: {compress: {50: {threshold_db: .nan, ratio: 2, attack_ms: 1, release_ms: 100, "
+    ("kind: knobmap\ncompressor: ff5\n", "not a valid knobmap"),
+    ("compressor: ff5\nmodes: {compress: {50: {threshold_db: -10}}}\n", "ff5 parameters lack ratio"),
+    ("{[", "not a readable YAML fit"),
+    ("compressor: ff5\nmodes: {}\n", "no fitted setting"),
+    ("compressor: ff5\nmodes: {compress: {50: {threshold_db: .nan, ratio: 2, attack_ms: 1, release_ms: 100, "
      "make_up_db: 0}}}\n", "non-finite"),
+    ("modes: {compress: {50: {threshold_db: -10, ratio: 2, attack_ms: 1, release_ms: 100, make_up_db: 0}}}\n",
+     "names no model class"),                           # the class is read from the record, never guessed
+    ("compressor: gray-box\nmodes: {compress: {50: {threshold_db: -10, ratio: 2, attack_ms: 1, release_ms: 100, "
+     "make_up_db: 0}}}\n", "unknown model class 'gray-box'"),
+    ("compressor: graybox\nmodes: {compress: {50: {threshold_db: -10, ratio: 2, attack_ms: 1, release_ms: 100, "
+     "make_up_db: 0}}}\n", "graybox parameters lack input_highpass_hz"),
 ])
 def test_load_rejects_bad_files(tmp_path, content, words):
     path = tmp_path / "knobmap.yaml"
     if content is not None:
         path.write_text(content)
     with pytest.raises(UserError) as err:
-        KnobMap.load(path)
-    assert str(path) in str(err.value) and words in str(err.value)
+        load_param_map(path, "knobmap")
+    assert str(path) in str(err.value) and words in str(err.value), str(err.value)
 
 
 def _one_level(mode="compress", pr=50, **over) -> str:
     params = {"threshold_db": -10, "ratio": 2, "attack_ms": 1, "release_ms": 100, "make_up_db": 0, **over}
     inner = ", ".join(f"{k}: {v}" for k, v in params.items())
-    return f"kind: knobmap\nmodes: {{{mode}: {{{pr}: {{{inner}}}}}}}\n"
+    return f"kind: knobmap\ncompressor: ff5\nmodes: {{{mode}: {{{pr}: {{{inner}}}}}}}\n"
 
 
 @pytest.mark.parametrize("content,words", [
@@ -139,7 +147,7 @@ def _one_level(mode="compress", pr=50, **over) -> str:
     (_one_level(release_ms=0), "release_ms = 0"),
     (_one_level(attack_ms=".inf"), "attack_ms = inf"),
     (_one_level(threshold_db=900), "threshold_db = 900"),
-    (_one_level(make_up_db="loud"), "not a valid knob map"),
+    (_one_level(make_up_db="loud"), "make_up_db = 'loud' is non-numeric"),
     (_one_level(pr=150), "peak reduction 150"),
     (_one_level(mode="squash"), "unknown mode 'squash'"),
 ])
@@ -149,7 +157,7 @@ def test_load_validates_every_entry_like_a_checkpoint(tmp_path, content, words):
     path = tmp_path / "knobmap.yaml"
     path.write_text(content)
     with pytest.raises(UserError) as err:
-        KnobMap.load(path)
+        load_param_map(path, "knobmap")
     assert str(path) in str(err.value) and words in str(err.value), str(err.value)
 
 
@@ -158,7 +166,7 @@ def test_pchip_in_log_time_is_not_linear():
     from piecewise linear but stays between the neighbours."""
     rows = [{"mode": "compress", "peak_reduction": pr, "threshold_db": -10.0, "ratio": 2.0, "attack_ms": a,
              "release_ms": 100.0, "make_up_db": 0.0} for pr, a in ((40, 10.0), (50, 5.0), (90, 1.0))]
-    km = KnobMap.from_rows(rows)
+    km = KnobMap.from_rows(rows, "ff5")
     q = km.at(la2a_setting("compress", 70))["attack_ms"]
     linear = math.exp(np.interp(70, [40, 50, 90], np.log([10.0, 5.0, 1.0])))
     assert 1.0 < q < 5.0 and q != pytest.approx(linear, rel=1e-6)

@@ -8,7 +8,8 @@ from audio.devices import LA2A, KnobDevice, la2a_setting
 from common.errors import UserError
 from dsp.knobs.knobmap import KnobMap
 from dsp.knobs.knobtable import KnobTable
-from dsp.knobs.parammap import ParamMap, load_param_map, param_map_from_record
+from dsp.knobs.parammap import ParamMap
+from dsp.storage.open_fit import load_param_map, param_map_from_record
 
 
 def _p(threshold, ratio=4.0):
@@ -17,7 +18,7 @@ def _p(threshold, ratio=4.0):
 
 @pytest.fixture
 def kmap():
-    return KnobMap({"compress": {40: _p(-10.0), 70: _p(-20.0), 100: _p(-30.0)}})
+    return KnobMap({"compress": {40: _p(-10.0), 70: _p(-20.0), 100: _p(-30.0)}}, "ff5")
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_leave_one_out(kmap, table):
     # interpolated from 40 and 100 without 70: halfway
     assert kmap.at_without(la2a_setting("compress", 70))["threshold_db"] == pytest.approx(-20.0)
     assert kmap.at(la2a_setting("compress", 70))["threshold_db"] == -20.0
-    kmap2 = KnobMap({"compress": {40: _p(-10.0), 100: _p(-30.0)}})
+    kmap2 = KnobMap({"compress": {40: _p(-10.0), 100: _p(-30.0)}}, "ff5")
     assert kmap2.at_without(la2a_setting("compress", 40))["threshold_db"] == -30.0
     assert table.at_without({"threshold": -20, "ratio": 2})["threshold_db"] in (-41, -22)
     assert table.at({"threshold": -20, "ratio": 2})["threshold_db"] == -21
@@ -60,7 +61,7 @@ def test_files_and_records_dispatch_on_kind(tmp_path, kmap, table):
         assert type(back) is type(pm) and back.settings() == pm.settings()
         assert type(param_map_from_record(pm.to_record())) is type(pm)
     with pytest.raises(UserError, match="expected a knobmap"):
-        KnobMap.load(tmp_path / "knobtable.yaml")
+        load_param_map(tmp_path / "knobtable.yaml", "knobmap")
 
 
 def test_check_refuses_what_was_not_fitted(kmap, table):

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 from dsp.knobs.knobmap import KnobMap
-from dsp.models.classes import kind_of, param_names, render_any, renderer_for
+from dsp.storage.open_fit import load_param_map
+from dsp.models.classes import class_of, model_class, processor, render as render_class
 from dsp.models.graybox import TRANSPARENT
 from dsp.models.opto import OPTO_NAMES, OPTO_START, OptoParameterisation, OptoRanges, Z_ORDER
 from dsp.models.opto_streaming import StreamingOpto, render
@@ -111,23 +112,26 @@ def test_missing_parameters_and_corners_are_refused():
 
 def test_the_class_through_checkpoints_knob_maps_and_rendering(tmp_path):
     params = {**CELL, **FLAT}
-    assert kind_of(params) == "opto" and param_names("opto") == OPTO_NAMES
+    assert class_of(params).name == "opto" and model_class("opto").param_names == OPTO_NAMES
     path = tmp_path / "ckpt.yaml"
-    save_checkpoint(path, {"params": params, "esr": 0.01, "loss": 1.0, "iterations": 3, "converged": True,
-                           "seconds": 1.0, "sample_rate": SR})
+    save_checkpoint(path, {"compressor": "opto", "params": params, "esr": 0.01, "loss": 1.0, "iterations": 3,
+                           "converged": True, "seconds": 1.0, "sample_rate": SR})
     back = load_checkpoint(path)
-    assert back["compressor"] == "opto" and back["params"] == pytest.approx(params)
+    assert back["compressor"] == "opto" and back["params"].model_class == "opto"
+    assert back["params"] == pytest.approx(params)
+    with pytest.raises(ValueError, match="ratio"):      # the cell's exponent ratio - 1 must be positive
+        model_class("opto").check({**params, "ratio": 1.0}, "here")
     low = {**params, "threshold_db": -20.0, "release_slow_ms": 500.0, "memory_depth": 1.0, "input_mix": 0.0}
     high = {**params, "threshold_db": -40.0, "release_slow_ms": 2000.0, "memory_depth": 4.0, "input_mix": 0.0}
-    mid = KnobMap({"compress": {40: low, 60: high}}).at({"mode": "compress", "peak_reduction": 50})
+    mid = KnobMap({"compress": {40: low, 60: high}}, "opto").at({"mode": "compress", "peak_reduction": 50})
     assert list(mid) == list(OPTO_NAMES)
     assert mid["threshold_db"] == pytest.approx(-30.0) and mid["memory_depth"] == pytest.approx(2.0)
     assert 500.0 < mid["release_slow_ms"] < 2000.0 and mid["input_mix"] == 0.0
-    kmap = KnobMap({"compress": {40: low, 60: high}})
+    kmap = KnobMap({"compress": {40: low, 60: high}}, "opto")
     kmap.save(tmp_path / "knobmap.yaml")
-    assert KnobMap.load(tmp_path / "knobmap.yaml").at({"mode": "compress", "peak_reduction": 50}) == pytest.approx(mid)
+    assert load_param_map(tmp_path / "knobmap.yaml").at({"mode": "compress", "peak_reduction": 50}) == pytest.approx(mid)
     x = _tone(-6.0, 0.5)
-    assert np.array_equal(render_any(x, SR, params), render(x, SR, params))
-    proc = renderer_for(params, SR)
+    assert np.array_equal(render_class(x, SR, params), render(x, SR, params))
+    proc = processor(params, SR)
     streamed = np.concatenate([proc.process(x[None, i:i + 300]) for i in range(0, x.size, 300)], axis=1)[0]
     assert np.allclose(streamed, render(x, SR, params), rtol=0, atol=1e-12)

@@ -16,7 +16,7 @@ PARAMS = {"threshold_db": -23.25, "ratio": 3.125, "attack_ms": 0.8716, "release_
 
 
 def _record(**over) -> dict:
-    rec = {"params": dict(PARAMS), "esr": 0.0123, "loss": 4.5, "iterations": 17, "converged": True,
+    rec = {"compressor": "ff5", "params": dict(PARAMS), "esr": 0.0123, "loss": 4.5, "iterations": 17, "converged": True,
            "seconds": 0.91, "sample_rate": 44100, "mode": "compress", "peak_reduction": 70}
     rec.update(over)
     return rec
@@ -51,7 +51,7 @@ def test_save_is_atomic_and_keeps_old_file_on_failure(tmp_path):
     path = tmp_path / "ckpt.yaml"
     save_checkpoint(path, _record())
     before = path.read_bytes()
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="ff5 parameters lack ratio"):
         save_checkpoint(path, _record(params={"threshold_db": -10.0}))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.yaml"]
@@ -92,8 +92,8 @@ BAD = {
     "no params": (_dump(_without("params")), "lacks params"),
     "no esr": (_dump(_without("esr")), "lacks esr"),
     "no sample rate": (_dump(_without("sample_rate")), "lacks sample_rate"),
-    "params not a mapping": (_dump(_record(params=[1, 2, 3, 4, 5])), "'params' must be a mapping"),
-    "params lack ratio": (_dump(_params_without("ratio")), "params lack ratio"),
+    "params not a mapping": (_dump(_record(params=[1, 2, 3, 4, 5])), "parameters must be a mapping"),
+    "parameters lack ratio": (_dump(_params_without("ratio")), "parameters lack ratio"),
     "non-numeric": (_dump(_record(params={**PARAMS, "ratio": "fast"})), "non-numeric"),
     "non-numeric esr": (_dump(_record(esr=[1])), "non-numeric"),
     "nan": (_dump(_record(params={**PARAMS, "threshold_db": float("nan")})), "NaN"),

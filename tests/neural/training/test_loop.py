@@ -23,7 +23,7 @@ SR = 44100
 LEVELS = (100, 80, 60)
 BASE = {"threshold_db": -30.0, "ratio": 3.0, "attack_ms": 5.0, "release_ms": 120.0, "make_up_db": -2.0}
 KNOBMAP = KnobMap({m: {pr: {**BASE, "threshold_db": -13.0 - (pr - 40) * 22 / 60} for pr in LEVELS}
-                   for m in ("compress", "limit")})
+                   for m in ("compress", "limit")}, "ff5")
 
 
 def _track(split, mode, pr, seconds, seed):
