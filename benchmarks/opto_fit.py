@@ -2,6 +2,7 @@
 
     python benchmarks/opto_fit.py [--data standin|standin_real] [--cache /work/cache]
         [--classes graybox opto] [--one-unit] [--unseen 45 65 85] [--json OUT.json]
+        [--override KEY=VALUE ...]   (e.g. a reduced corpus: data.corpus.train_seconds=20)
 
 On the stand-in corpus of ``--data`` (``cfg/data/<data>.yaml``: ``standin``, the default
 grid corpus; ``standin_real``, the real SignalTrain v1.1 file table), generated into
@@ -96,7 +97,7 @@ def _test_pairs(pairs) -> list:
 
 
 def run(args) -> dict:
-    base = [f"data={args.data}", f"data.cache_dir={args.cache}"]
+    base = [f"data={args.data}", f"data.cache_dir={args.cache}", *args.override]
     cfg = load_config("config", base)
     pairs = load_pairs(cfg.data, quiet=True)
     modes = [str(m) for m in cfg.modes]
@@ -164,8 +165,9 @@ def _report(results: dict, modes: list[str], args) -> None:
         print(f"{t['id']:5d} {t['mode']:9s} {t['peak_reduction']:3d}{star} " +
               " ".join(f"{results[n]['test'][i]['esr']:17.5f} {results[n]['test'][i]['gain_db_rms']:5.2f}" for n in names))
     print(f"\n{'':34s}" + "".join(f"{n:>16s}" for n in names))
-    for mode in modes + ["all"]:
-        sel = [lambda t, m=mode: m == "all" or t["mode"] == m][0]
+    groups = [(m, lambda t, m=m: m == "all" or t["mode"] == m) for m in modes + ["all"]]
+    groups += [(f"{m}, held out", lambda t, m=m: t["unseen"] and (m == "all" or t["mode"] == m)) for m in modes]
+    for mode, sel in groups:
         esr = {n: _mean([t["esr"] for t in results[n]["test"] if sel(t)]) for n in names}
         gdb = {n: _mean([t["gain_db_rms"] for t in results[n]["test"] if sel(t)]) for n in names}
         print(f"{'mean Test ESR, ' + mode:34s}" + "".join(f"{esr[n]:16.5f}" for n in names))
@@ -189,6 +191,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--one-unit", action="store_true", help="also opto with one set of blocks for both modes")
     ap.add_argument("--unseen", type=int, nargs="*", default=[45, 65, 85])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--override", nargs="*", default=[], help="further config overrides (KEY=VALUE)")
     args = ap.parse_args(argv)
     results = run(args)
     if args.json:
