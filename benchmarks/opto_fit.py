@@ -54,6 +54,9 @@ from jobs.fit_options import fit_options, initial_params  # noqa: E402
 
 FRAME_S, OVERLAP_S = 12.0, 1.0
 RELEASES = ("release_ms", "release_slow_ms")
+# the chain's threshold floor is a stiff quadratic wall, not a hard bound: a level may sit a
+# few hundredths of a dB below the previous one
+FALL_TOLERANCE_DB = 0.05
 LOG_BLOCKS = ("input_highpass_hz", "input_shelf_hz", "tube_drive", "output_highpass_hz")
 
 
@@ -143,7 +146,7 @@ def run(args) -> dict:
                          "bounds": {k: v for k, v in bounds.items() if v},
                          "release_bounds": {k: [b for b in v if b in RELEASES] for k, v in bounds.items()
                                             if any(b in RELEASES for b in v)},
-                         "threshold_falls": {m: bool(np.all(np.diff(t) <= 0)) for m, t in thresholds.items()},
+                         "threshold_falls": {m: bool(np.all(np.diff(t) <= FALL_TOLERANCE_DB)) for m, t in thresholds.items()},
                          "threshold_db": thresholds,
                          "iterations": int(sum(r["iterations"] for r in rows))}
         print(f"{name}: chain {wall:.0f} s wall, {cpu:.0f} s CPU, {results[name]['iterations']} iterations", flush=True)
