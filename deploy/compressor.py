@@ -259,6 +259,24 @@ class _StreamingDSP(nn.Module):
         """Samples of delay the module adds: none (a host has nothing to compensate)."""
         return 0
 
+    def _new_setting(self, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> bool:
+        """Whether ``(peak_reduction, mode)`` differs from the setting the module is prepared
+        for; a new one is checked (:func:`checked_setting`) and kept in ``self.peak_reduction``
+        and ``self.mode`` (attributes of the knob-map modules that call this)."""
+        pr = _setting(peak_reduction)
+        mode_value = _setting(mode)
+        slot = _mode_slot(mode_value)
+        if pr == self.peak_reduction and slot == self.mode:
+            return False
+        self.peak_reduction, self.mode = checked_setting(pr, mode_value)
+        return True
+
+    def _compress(self, x: Tensor) -> Tensor:
+        """The prepared compressor on ``(C, T)`` or any shape of one channel."""
+        if x.dim() == 2:
+            return self.comp.compress(x)
+        return self.comp.compress(_as_2d(x)).reshape(x.shape)
+
 
 class FixedCompressor(_StreamingDSP):
     """A one-pair fit: five fixed parameters. ``forward(x)``; ``reset()``.
@@ -408,18 +426,10 @@ class KnobMapCompressor(_StreamingDSP):
         return self.curves.parameters_at(peak_reduction, mode)
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
-        pr = _setting(peak_reduction)
-        mode_value = _setting(mode)
-        slot = _mode_slot(mode_value)
-        if pr != self.peak_reduction or slot != self.mode:
-            pr, slot = checked_setting(pr, mode_value)
-            params = self.curves.parameters_at(pr, slot)
+        if self._new_setting(peak_reduction, mode):   # coefficients once per change of setting
+            params = self.curves.parameters_at(self.peak_reduction, self.mode)
             self.comp.prepare(params, _make_up(params))
-            self.peak_reduction = pr
-            self.mode = slot
-        if x.dim() == 2:
-            return self.comp.compress(x)
-        return self.comp.compress(_as_2d(x)).reshape(x.shape)
+        return self._compress(x)
 
 
 class NearestSettings(nn.Module):
@@ -521,10 +531,8 @@ class KnobTableCompressor(_StreamingDSP):
 
     def forward(self, x: Tensor, knobs: Union[List[float], Tensor]) -> Tensor:
         values = _knob_values(knobs)
-        if values != self.setting:
+        if values != self.setting:   # coefficients once per change of setting
             params = self.curves.parameters_at(values)
             self.comp.prepare(params, _make_up(params))
             self.setting = values
-        if x.dim() == 2:
-            return self.comp.compress(x)
-        return self.comp.compress(_as_2d(x)).reshape(x.shape)
+        return self._compress(x)

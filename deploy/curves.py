@@ -13,14 +13,14 @@ consecutive calls continue the signal; ``reset()`` returns to silence.
 # no "from __future__ import annotations": TorchScript reads the class annotations as types
 
 import math
-from typing import List, Union
+from typing import List
 
 import numpy as np
 import torch
 from scipy.interpolate import BSpline, PPoly
-from torch import Tensor, nn
+from torch import nn
 
-from deploy.compressor import _as_2d, _knob_values, _make_up, _StreamingDSP
+from deploy.compressor import KnobTableCompressor, _StreamingDSP
 
 __all__ = ["KnobCurvesModule", "KnobCurvesCompressor"]
 
@@ -127,9 +127,10 @@ class KnobCurvesModule(nn.Module):
         return [z[0], ratio, attack, release, z[4]]
 
 
-class KnobCurvesCompressor(_StreamingDSP):
+class KnobCurvesCompressor(KnobTableCompressor):
     """A manifest device's knob curves: ``forward(x, knobs)``, the knob values in the order
-    of ``knob_names()``; the gain state carries over a change of setting.
+    of ``knob_names()``; the gain state carries over a change of setting (the knob table's
+    module, with smooth curves in place of the nearest fitted setting).
 
     Args:
         curves: a :class:`dsp.knobs.knobcurves.KnobCurves`.
@@ -137,27 +138,7 @@ class KnobCurvesCompressor(_StreamingDSP):
         sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
     """
 
-    setting: List[float]
-
     def __init__(self, curves, far: float, sample_rate: int):
-        super().__init__(sample_rate)
+        _StreamingDSP.__init__(self, sample_rate)
         self.curves = KnobCurvesModule(curves, far)
         self.setting = torch.jit.annotate(List[float], [])    # the knob values the compressor is prepared for
-
-    @torch.jit.export
-    def knob_names(self) -> List[str]:
-        return self.curves.knob_names()
-
-    @torch.jit.export
-    def parameters_at(self, knobs: List[float]) -> List[float]:
-        return self.curves.parameters_at(knobs)
-
-    def forward(self, x: Tensor, knobs: Union[List[float], Tensor]) -> Tensor:
-        values = _knob_values(knobs)
-        if values != self.setting:   # coefficients once per change of setting, not per buffer
-            params = self.curves.parameters_at(values)
-            self.comp.prepare(params, _make_up(params))
-            self.setting = values
-        if x.dim() == 2:
-            return self.comp.compress(x)
-        return self.comp.compress(_as_2d(x)).reshape(x.shape)

@@ -34,7 +34,7 @@ from typing import Dict, List, Union
 import torch
 from torch import Tensor, nn
 
-from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobMapCurves, _as_2d, _mode_slot, _setting, checked_setting, _StreamingDSP
+from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobMapCurves, _as_2d, _StreamingDSP
 from deploy.kernels import BlockLTI
 
 __all__ = ["BLOCK_ORDER", "GRAYBOX_ORDER", "LOG_BLOCKS", "highpass_section", "shelf_section", "GrayboxStage", "GrayboxCurves", "FixedGraybox", "KnobMapGraybox"]
@@ -246,14 +246,8 @@ class KnobMapGraybox(_StreamingGraybox):
         return self.curves.parameters_at(peak_reduction, mode)
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
-        pr = _setting(peak_reduction)
-        mode_value = _setting(mode)
-        slot = _mode_slot(mode_value)
-        if pr != self.peak_reduction or slot != self.mode:
-            pr, slot = checked_setting(pr, mode_value)
-            self.configure(self.curves.parameters_at(pr, slot))
-            self.peak_reduction = pr
-            self.mode = slot
+        if self._new_setting(peak_reduction, mode):   # coefficients once per change of setting
+            self.configure(self.curves.parameters_at(self.peak_reduction, self.mode))
         if x.dim() == 2:
             return self.process(x)
         return self.process(_as_2d(x)).reshape(x.shape)

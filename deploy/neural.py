@@ -79,6 +79,17 @@ class _FiLMNet(nn.Module):
         return gamma + 1.0, beta
 
 
+def _output_fold(module: nn.Module, glu, film, width: int, inner: int) -> None:
+    """The GLU and FiLM after a layer's block, as buffers that ``configure`` folds into one
+    map ``(2 width, inner)`` per setting; configured for no conditioning."""
+    module.register_buffer("glu_w", _detached(glu.proj.weight))
+    module.register_buffer("glu_b", _detached(glu.proj.bias))
+    module.film = _FiLMNet(film, width)
+    module.register_buffer("w_fold", torch.zeros(2 * width, inner))
+    module.register_buffer("b_fold", torch.zeros(2 * width))
+    module.configure(None)
+
+
 def _fold_glu(glu_w: Tensor, glu_b: Tensor, scale: Tensor, shift: Tensor) -> Tuple[Tensor, Tensor]:
     """``W_g (y (1 + gamma) + beta) + b_g`` as one linear map of ``y``."""
     return glu_w * scale, F.linear(shift, glu_w, glu_b).reshape(-1)
@@ -143,12 +154,7 @@ class ScriptS6Layer(nn.Module):
         self.register_buffer("neg_a", -torch.exp(block.A_log.detach().float()))
         self.register_buffer("skip", _detached(block.D))
         self.register_buffer("w_out", _detached(block.out_proj.weight))     # (width, d)
-        self.register_buffer("glu_w", _detached(glu.proj.weight))
-        self.register_buffer("glu_b", _detached(glu.proj.bias))
-        self.film = _FiLMNet(film, width)
-        self.register_buffer("w_fold", torch.zeros(2 * width, d))
-        self.register_buffer("b_fold", torch.zeros(2 * width))
-        self.configure(None)
+        _output_fold(self, glu, film, width, d)
 
     @torch.jit.export
     def configure(self, cond: Optional[Tensor]) -> None:
@@ -229,12 +235,7 @@ class ScriptLSTMLayer(nn.Module):
         self.lstm = nn.LSTM(width, width, batch_first=True)
         self.lstm.load_state_dict(lstm.state_dict())
         self.lstm.float()
-        self.register_buffer("glu_w", _detached(glu.proj.weight))
-        self.register_buffer("glu_b", _detached(glu.proj.bias))
-        self.film = _FiLMNet(film, width)
-        self.register_buffer("w_fold", torch.zeros(2 * width, width))
-        self.register_buffer("b_fold", torch.zeros(2 * width))
-        self.configure(None)
+        _output_fold(self, glu, film, width, width)
 
     @torch.jit.export
     def configure(self, cond: Optional[Tensor]) -> None:

@@ -8,6 +8,7 @@ a device with its own knobs) by knob setting (:func:`_la2a_corpus`, :func:`_take
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,8 +33,9 @@ from dsp.knobs.parammap import ParamMap
 from jobs.fit_options import compressor_name
 from jobs.ensure import ensure_dsp_fit
 from jobs.protocol import held_out_levels
-from jobs.overrides import check_overrides
+from jobs.overrides import check_overrides, duration, whole_number
 from report import plots
+from report.compare_page import ExcerptCollector, choose_settings, write_compare_report
 from report.evaluate import evaluate
 from report.models import dsp_candidates, neural_candidate, series_label
 from report.summary import level_table, markdown_table, rows_to_csv, setting_table, summarise, summary_text
@@ -179,6 +181,7 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     if str(cfg.eval_split) != "Test":
         raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
                         f"got {cfg.eval_split!r}")
+    report = _report_options(cfg)   # checked before any fit or training
     _check_corpus_rate(cfg)
     if cfg.data.get("kind") != "manifest":
         from neural.conditioning import check_dsp_class
@@ -188,8 +191,12 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     neural_ckpts = _ensure_neural(cfg, argv, launcher)
     candidates = (dsp_candidates(corpus.param_map) + _extra_dsp_candidates(cfg, corpus)
                   + [neural_candidate(p, device) for p in neural_ckpts])
+    collector = None
+    if report is not None:
+        shown = choose_settings(device, corpus.takes, corpus.seen, report["settings"])
+        collector = ExcerptCollector(device, shown, report["excerpt_s"], report["excerpts"], float(cfg.skip_s))
     rows = evaluate(candidates, corpus.takes, device, corpus.seen, float(cfg.skip_s), quiet=cfg.quiet,
-                    align=align_mode(cfg.data), rtf_seconds=float(cfg.rtf_seconds))
+                    align=align_mode(cfg.data), rtf_seconds=float(cfg.rtf_seconds), listener=collector)
     bad = [r for r in rows if not all(np.isfinite(r[k]) for k in ("esr", "mae", "stft", "rtf_256"))]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "compare.csv", rows_to_csv(rows, device))
@@ -207,6 +214,14 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
                                       ("best_step", "best step", "d"), ("default_steps", "default steps", "d"),
                                       ("flag", "", "")])))
     write_text_atomic(out_dir / "compare.md", _markdown(cfg, device, summary, tables, pictures, rows))
+    page = None
+    if collector is not None:
+        started = time.perf_counter()
+        intro, _ = _intro(cfg, device, rows)
+        page = write_compare_report(out_dir, title="DSP vs neural vs hybrid: listen and look", intro=intro,
+                                    device=device, rows=rows, summary=summary, tables=tables, pictures=pictures,
+                                    collector=collector, max_mb=report["max_mb"], skip_s=float(cfg.skip_s))
+        page_seconds = time.perf_counter() - started
     print(summary_text(summary))
     for t in training:
         if t["flag"]:
@@ -218,7 +233,34 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
     if bad:
         print(f"warning: {len(bad)} rows hold non-finite metrics", file=sys.stderr)
     print(f"wrote {out_dir / 'compare.csv'}, {out_dir / 'compare.md'} and {len(pictures)} plots")
+    if page is not None:
+        print(f"wrote {page.path} ({page.bytes / 1e6:.1f} MB, {page_seconds:.0f} s; excerpts of "
+              f"{', '.join(page.shown) or 'no setting'}): open it in a browser, it needs no network")
+        if page.dropped:
+            print(f"note: left out of the page to stay under report.max_mb={report['max_mb']:g}: the excerpts of "
+                  f"{', '.join(page.dropped)}", file=sys.stderr)
     return 0
+
+
+def _report_options(cfg) -> dict | None:
+    """``report``: whether to write report.html and its excerpts' settings, checked (None: no page)."""
+    rep = cfg.get("report") or {}
+    if not bool(rep.get("html", True)):
+        return None
+    which = rep.get("settings", "held_out")
+    if isinstance(which, str):
+        if which not in ("held_out", "all"):
+            raise UserError(f"report.settings: held_out, all or a list of peak-reduction levels, got {which!r}")
+    else:
+        try:
+            which = [whole_number("report.settings", v, 0) for v in which]
+        except TypeError:
+            raise UserError(f"report.settings: held_out, all or a list of peak-reduction levels, got {which!r}") from None
+        if cfg.data.get("kind") == "manifest":
+            raise UserError("report.settings: a list of levels applies to the LA-2A only (use held_out or all)")
+    return {"settings": which, "excerpts": whole_number("report.excerpts", rep.get("excerpts", 3), 1),
+            "excerpt_s": duration("report.excerpt_s", rep.get("excerpt_s", 5.0)),
+            "max_mb": duration("report.max_mb", rep.get("max_mb", 50))}
 
 
 def _training_table(candidates) -> list[dict]:
@@ -337,14 +379,21 @@ def _evaluated(rows: list[dict], cfg) -> tuple[str, str]:
     return what, f"none evaluated; configured: {', '.join(map(str, cfg.unseen_levels)) or 'none'}"
 
 
-def _markdown(cfg, device: Device, summary, tables, pictures, rows=()) -> str:
+def _intro(cfg, device: Device, rows) -> tuple[str, str]:
+    """The report's first paragraph (markdown) and its summary's heading."""
     intro, heading = _INTRO[device == LA2A]
     what, unseen = _evaluated(rows, cfg)
-    intro = intro.format(split=cfg.eval_split, name=cfg.data.name, skip=float(cfg.skip_s),
-                         unseen=unseen, path=cfg.data.get("path"), what=what)
+    return intro.format(split=cfg.eval_split, name=cfg.data.name, skip=float(cfg.skip_s),
+                        unseen=unseen, path=cfg.data.get("path"), what=what), heading
+
+
+def _markdown(cfg, device: Device, summary, tables, pictures, rows=()) -> str:
+    intro, heading = _intro(cfg, device, rows)
     lines = ["# DSP vs neural vs hybrid", "", intro, "", f"## {heading}", "", markdown_table(summary), ""]
     for title, (table_rows, columns) in tables:
         lines += [f"## {title}", "", markdown_table(table_rows, columns), ""]
+    if (cfg.get("report") or {}).get("html", True):
+        lines += ["The same tables, these pictures and excerpts to listen to: `report.html` (open it in a browser).", ""]
     lines += ["## Pictures", ""]
     lines += [f"![{p}]({p})" for p in pictures]
     lines += ["", "## Every row", "", "See `compare.csv`."]

@@ -46,7 +46,9 @@ from dsp.models.ff5_streaming import render
 from jobs.fit_options import fit_options, initial_params
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
-from jobs.records import (PARAM_COLUMNS, invalidate_derived, param_columns, print_next_steps, report_alignment,
+from jobs.fit_report import chain_report, manifest_report, pair_report, report_options
+from jobs.records import (PARAM_COLUMNS, chain_table_columns, invalidate_derived, param_columns, print_next_steps,
+                          report_alignment,
                           write_chain_records)
 from report.fit_summary import ESR_LEGEND
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
@@ -113,6 +115,7 @@ def run_fit_job(cfg) -> int:
     check_apart({"ckpt_dir": ckpt_dir}, data_inputs(cfg.data))
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
+    report_options(cfg)   # the page's settings, checked before the fit
     kind = fit_job_name(cfg)
     if kind in _FF5_ONLY:
         options = _ff5_options(options, kind, bool(cfg.quiet))
@@ -167,9 +170,10 @@ def _single_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     _track_pair(tracker, x, y, sr, res.params, options_class(options))
     check_fit_collapse(res.params, res.esr, tgt)   # a collapsed fit is an error, never "converged"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), target=str(tgt),
-                                                    alignment=aligned.to_dict()))
+    record = _record(res, sr, options, input=str(inp), target=str(tgt), alignment=aligned.to_dict())
+    save_checkpoint(ckpt_dir / "ckpt.yaml", record)
     _report_single(res, ckpt_dir / "ckpt.yaml", options)
+    pair_report(cfg, ckpt_dir, x, y, sr, record, _single_columns(options), f"{inp.name} -> {tgt.name}")
     return 0
 
 
@@ -197,8 +201,10 @@ def _digital_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     _track_pair(tracker, x, y, sr, res.params, options_class(options), str(data.name))
     check_fit_collapse(res.params, res.esr, extra.get("target", inp))
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(ckpt_dir / "ckpt.yaml", _record(res, sr, options, input=str(inp), truth=truth, **extra))
+    record = _record(res, sr, options, input=str(inp), truth=truth, **extra)
+    save_checkpoint(ckpt_dir / "ckpt.yaml", record)
     _report_single(res, ckpt_dir / "ckpt.yaml")
+    pair_report(cfg, ckpt_dir, x, y, sr, record, _single_columns(None), f"{Path(str(inp)).name} -> the digital target")
     rows = [{"name": k, "truth": truth[k], "fitted": res.params[k],
              "error": abs(res.params[k] - truth[k]) / (1.0 if k.endswith("_db") else abs(truth[k])),
              "unit": "dB" if k.endswith("_db") else "relative"} for k in PARAM_NAMES]
@@ -224,12 +230,17 @@ def _frames(cfg, x, y, sr, path):
     return frame_pair(x, y, sr, float(cfg.data.frame_s), float(cfg.data.overlap_s), path)
 
 
+def _single_columns(options=None) -> list[tuple]:
+    """The columns of a one-pair fit's table (printed, and in its report.html)."""
+    columns = PARAM_COLUMNS if options is None else param_columns(options)
+    return columns + [("esr", "ESR", ".4g"), ("iterations", "iters", "d"), ("seconds", "s", ".1f"),
+                      ("converged", "converged", "")]
+
+
 def _report_single(res: FitResult, path: Path, options=None) -> None:
     row = {**res.params, "esr": res.esr, "iterations": res.iterations, "seconds": res.seconds,
            "converged": str(res.converged)}
-    columns = PARAM_COLUMNS if options is None else param_columns(options)
-    print(format_table([row], columns + [("esr", "ESR", ".4g"), ("iterations", "iters", "d"),
-                                               ("seconds", "s", ".1f"), ("converged", "converged", "")]))
+    print(format_table([row], _single_columns(options)))
     if not res.converged:
         print(f"warning: the fit did not converge ({res.reason}); best parameters kept", file=sys.stderr)
     print(f"wrote {path}")
@@ -329,7 +340,8 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     bar.update(1)
     bar.close()
     report_alignment(ckpt_dir, corrected)
-    kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out)
+    findings = []
+    kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "per_level", held_out, findings_out=findings)
     _track_chain(tracker, ckpt_dir, rows, find, held_out)
     step = int(cfg.knobmap.check_step)
 
@@ -338,13 +350,16 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
         return None if p is None else (p.input, p.target)
 
     check = knobmap_check(rows, find_test, spec, options, step, "Test") if step > 0 else []
+    check_columns = [("mode", "mode", ""), ("peak_reduction", "PR", "d"),
+                     ("esr_own_fit", "fit ESR Test, own fit", ".4f"),
+                     ("esr_interpolated", "fit ESR Test, interpolated", ".4f")]
     if check:
         write_csv(ckpt_dir / "knobmap_check.csv", check)
         print(f"\nknob map check on Test material (the fit's ESR estimator): parameters interpolated from every "
               f"{step}th PR vs the level's own fit")
-        print(format_table(check, [("mode", "mode", ""), ("peak_reduction", "PR", "d"),
-                                   ("esr_own_fit", "fit ESR Test, own fit", ".4f"),
-                                   ("esr_interpolated", "fit ESR Test, interpolated", ".4f")]))
+        print(format_table(check, check_columns))
+    chain_report(cfg, ckpt_dir, rows, find, options, "per_level", held_out, chain_table_columns(options),
+                 findings)
     print_next_steps(ckpt_dir, kmap)
     return 0
 
@@ -415,9 +430,11 @@ def _manifest_job(cfg, ckpt_dir, options, init) -> int:
                     "iterations": record["iterations"], "seconds": record["seconds"]})
     write_csv(ckpt_dir / TAKES_SUMMARY, out)
     report_alignment(ckpt_dir, notes)
-    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS +
-                       [("esr", "fit ESR Train", ".4g"), ("iterations", "iters", "d")]))
+    columns = ([(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS +
+               [("esr", "fit ESR Train", ".4g"), ("iterations", "iters", "d")])
+    print(format_table(out, columns))
     print(f"{ESR_LEGEND}.")
+    manifest_report(cfg, ckpt_dir, out, rows, knobs, columns, "per_take")
     first = out[0]
     knob_args = " ".join(f"--knob {k}={first[f'knob_{k}']:g}" for k in knobs)
     print(f"outputs in {ckpt_dir}: {TAKES_SUMMARY} (every take's parameters and ESR), rows/<take>/ckpt.yaml")

@@ -50,7 +50,9 @@ from dsp.knobs.joint_curves import JointKnobModel
 from dsp.knobs.knobcurves import KnobCurves
 from dsp.models.parameters import PARAM_NAMES
 from jobs.protocol import held_out_levels, scorable_frames, takes_data_key
-from jobs.records import PARAM_COLUMNS, invalidate_derived, print_next_steps, write_chain_records
+from audio.datasets import fit_pair_finder
+from jobs.fit_report import chain_report, manifest_report
+from jobs.records import PARAM_COLUMNS, chain_table_columns, invalidate_derived, print_next_steps, write_chain_records
 
 __all__ = ["run_joint_job", "run_manifest_joint_job", "JOINT_RECORD", "MANIFEST_CURVES", "MANIFEST_SUMMARY",
            "candidates_from_config", "joint_options_from_config"]
@@ -162,8 +164,10 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     invalidate_derived(ckpt_dir)   # before the first file of the new fit is written
     _write_level_checkpoints(ckpt_dir, rows, model, options)
+    findings = []
     kmap = write_chain_records(cfg, ckpt_dir, rows, pairs, options, "joint", held_out,
-                                extra_columns=["held_out"], table_columns=[("held_out", "held out", "")])
+                                extra_columns=["held_out"], table_columns=[("held_out", "held out", "")],
+                                findings_out=findings)
     record = {**model.to_record(), "protocol": kmap.protocol,
               "selection": {m: t for m, t in selections.items()}, "seconds": {m: float(s) for m, s in total.items()}}
     write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(plain(record), sort_keys=False))
@@ -173,6 +177,9 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
               f"{fit.iterations} Newton iterations, {total[mode]:.1f} s with the selection; "
               f"mean ESR on the fitting audio {fit.mean_esr:.4f}")
     print(f"also: {ckpt_dir / JOINT_RECORD} (the curves and the choice on Val)" + (f", {picture}" if picture else ""))
+    chain_report(cfg, ckpt_dir, rows, fit_pair_finder(pairs, cfg.data), options, "joint", held_out,
+                 chain_table_columns(options, [("held_out", "held out", "")]), findings,
+                 [picture.name] if picture else [])
     print_next_steps(ckpt_dir, kmap)
     return 0
 
@@ -297,9 +304,11 @@ def run_manifest_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     record = {**fit.to_record(), "protocol": protocol, "selection": table, "seconds": float(seconds)}
     write_text_atomic(ckpt_dir / JOINT_RECORD, yaml.safe_dump(plain(record), sort_keys=False))
     curves.save(ckpt_dir / MANIFEST_CURVES)          # last: its presence says the fit is complete
-    print(format_table(out, [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS + [("esr", "fit ESR Train", ".4g")]))
+    columns = [(f"knob_{k}", k, ".4g") for k in knobs] + PARAM_COLUMNS + [("esr", "fit ESR Train", ".4g")]
+    print(format_table(out, columns))
     sizes = ", ".join(f"{k} {b.size}" for k, b in zip(knobs, fit.curves.basis.splines))
     print(f"joint fit, basis functions per knob: {sizes}; smoothness {fit.smoothness:g}, "
           f"{fit.iterations} Newton iterations, {seconds:.1f} s; mean ESR on the fitting audio {fit.mean_esr:.4f}")
     print(f"wrote {ckpt_dir / MANIFEST_CURVES}, {ckpt_dir / MANIFEST_SUMMARY} and {ckpt_dir / JOINT_RECORD}")
+    manifest_report(cfg, ckpt_dir, out, rows, knobs, columns, "joint")
     return 0

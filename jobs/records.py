@@ -18,9 +18,8 @@ from jobs.chain import write_summary
 from jobs.protocol import SPLIT_COLUMNS, add_split_scores, data_key, fit_record
 from report.fit_summary import MOST_LISTED, findings
 
-__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "OPTO_COLUMNS", "DERIVED", "param_columns", "invalidate_derived", "write_chain_records",
-           "report_alignment",
-           "print_next_steps"]
+__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "OPTO_COLUMNS", "DERIVED", "param_columns", "chain_table_columns",
+           "invalidate_derived", "write_chain_records", "report_alignment", "print_next_steps"]
 
 PARAM_COLUMNS = [("threshold_db", "thresh dB", ".2f"), ("ratio", "ratio", ".2f"),
                  ("attack_ms", "attack ms", ".3g"), ("release_ms", "release ms", ".4g"),
@@ -43,6 +42,13 @@ def param_columns(options) -> list:
         (BLOCK_COLUMNS if name in ("graybox", "opto") else [])
 
 
+def chain_table_columns(options, table_columns=()) -> list[tuple]:
+    """The columns of a chain's or joint fit's table (printed, and in its report.html)."""
+    return ([("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + param_columns(options) +
+            [("esr", "fit ESR Train", ".4f"), ("esr_val", "fit ESR Val", ".4f"),
+             ("esr_test", "fit ESR Test", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")])
+
+
 # What a fit folder holds besides the fits themselves: read off them, so removed before a
 # refit starts and written last (a killed refit leaves no map that disagrees with its levels).
 DERIVED = ("knobmap.yaml", "summary.csv", "knobmap_check.csv", "alignment.csv", "joint.yaml", "joint_curves.png",
@@ -59,9 +65,11 @@ def invalidate_derived(ckpt_dir: Path) -> None:
 
 
 def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, method: str,
-                         held_out: list[int], extra_columns=(), table_columns=()) -> KnobMap:
+                         held_out: list[int], extra_columns=(), table_columns=(), findings_out: list | None = None
+                         ) -> KnobMap:
     """Score the rows on Val and Test, write summary.csv and knobmap.yaml (with the protocol
-    record: method, splits read, levels held out and fitted) and print the table."""
+    record: method, splits read, levels held out and fitted) and print the table; the lines
+    said after it are also added to ``findings_out`` when given."""
     add_split_scores(rows, pairs, options, float(cfg.data.frame_s), float(cfg.data.overlap_s),
                      align=align_mode(cfg.data))
     compressor = options_class(options)
@@ -76,9 +84,7 @@ def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, m
                           data_key(fit_pair_finder(pairs, cfg.data), fitted))
     kmap = KnobMap.from_rows(rows, compressor, protocol)
     kmap.save(ckpt_dir / "knobmap.yaml")
-    print(format_table(rows, [("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + param_columns(options) +
-                       [("esr", "fit ESR Train", ".4f"), ("esr_val", "fit ESR Val", ".4f"),
-                        ("esr_test", "fit ESR Test", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")]))
+    print(format_table(rows, chain_table_columns(options, table_columns)))
     print(f"{compressor} fitted on {'/'.join(map(str, cfg.data.fit_splits))} material; held out: {held_out or 'none'}")
     for mode in dict.fromkeys(r["mode"] for r in rows):
         esr = [r["esr"] for r in rows if r["mode"] == mode and r.get("esr") is not None]
@@ -86,6 +92,8 @@ def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, m
             print(f"{mode}: mean fit ESR on the fitting audio {np.mean(esr):.4f} over {len(esr)} levels")
     for line in notes:
         print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+    if findings_out is not None:
+        findings_out.extend(notes)
     return kmap
 
 
@@ -111,6 +119,8 @@ def print_next_steps(ckpt_dir: Path, kmap: KnobMap) -> None:
           f"<mode>/pr_<level>/ckpt.yaml")
     print(f"next: python test_comp.py {ckpt_dir} in.wav out.wav --peak-reduction {pr} --mode {mode}   "
           f"# compress a file at any setting")
+    if (ckpt_dir / "report.html").is_file():
+        print(f"      open {ckpt_dir / 'report.html'} in a browser   # the fit to look at and listen to")
     if kmap.compressor == "opto":   # no exported form and no hybrids yet (docs/opto.md)
         print(f"      python compare.py \"dsp_fits=[{{compressor: opto, dsp_dir: {ckpt_dir}}}]\"   "
               "# beside the gray-box on Test audio (with unseen levels held out)")

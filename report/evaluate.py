@@ -28,12 +28,16 @@ def row_columns(device: Device, setting: dict) -> dict:
 
 
 def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Callable[[dict], bool],
-             skip_s: float = 1.0, quiet: bool = False, align: str = "auto", rtf_seconds: float = 2.0) -> list[dict]:
+             skip_s: float = 1.0, quiet: bool = False, align: str = "auto", rtf_seconds: float = 2.0,
+             listener=None) -> list[dict]:
     """One row per (candidate, take): the setting's columns (:func:`row_columns`), the
     ``setting`` itself, ``split`` "seen" where ``seen(setting)`` (trained at) or "unseen",
     the candidate's size, every metric and the real-time factor (measured once per
     candidate, on ``rtf_seconds`` of noise). Multichannel files are scored on their channel mean. ``align``: the
-    target's latency and polarity corrected as at fit time (``"auto"``) or not (``"off"``)."""
+    target's latency and polarity corrected as at fit time (``"auto"``) or not (``"off"``).
+    ``listener`` (e.g. :class:`report.compare_page.ExcerptCollector`): told of every take
+    (``begin_take(take, x, y, sr) -> bool``) and, where it answered True, of every model's
+    output (``add(model, kind, output)``): the samples scored, rendered once."""
     rows = []
     rtf: dict[tuple[str, str], float] = {}
     bar = tqdm(total=len(candidates) * len(takes), desc="evaluate", unit="run", disable=quiet)
@@ -42,14 +46,17 @@ def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Cal
         x, y = x.mean(axis=0), y.mean(axis=0)
         skip = int(skip_s * sr)
         setting = take.setting
+        keep = bool(listener is not None and listener.begin_take(take, x, y, sr))
         for c in candidates:
             pred = np.asarray(c.render(x, sr, setting), dtype=np.float64).reshape(-1)
+            if keep:
+                listener.add(c.name, c.kind, pred)
             key = (c.name, c.kind)
             if key not in rtf:
                 rtf[key] = real_time_factor(c, sr, setting, seconds=rtf_seconds)
             rows.append({"model": c.name, "kind": c.kind, **row_columns(device, setting), "setting": dict(setting),
                          "split": "seen" if seen(setting) else "unseen", "params": c.params,
-                         **all_metrics(pred, y, sr, skip), "rtf_256": rtf[key],
+                         **all_metrics(pred, y, sr, skip, input=x), "rtf_256": rtf[key],
                          "steps": c.steps, "best_step": c.best_step})
             bar.update(1)
     bar.close()

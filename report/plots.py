@@ -12,25 +12,28 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import spectrogram  # noqa: E402
 
+from audio.gain import SMOOTHING_MS, GainTrace, gain_trace  # noqa: E402
 from common.atomic import atomic_path  # noqa: E402
 from audio.devices import la2a_setting  # noqa: E402
 from dsp.knobs.knobmap import KnobMap
 from report.models import is_dsp, series_label  # noqa: E402
 from dsp.models.parameters import PARAM_NAMES
 
-__all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_joint_curves", "plot_drum_hit", "plot_sweep_spectrograms", "gain_reduction_db"]
+__all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_joint_curves", "plot_drum_hit",
+           "plot_sweep_spectrograms", "plot_gain_traces", "plot_error_spectrograms"]
 
 _UNITS = {"threshold_db": "threshold (dB)", "ratio": "ratio", "attack_ms": "attack (ms)",
           "release_ms": "release (ms)", "make_up_db": "make-up (dB)"}
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, dpi: int = 110) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     plt.close(fig)
 
 
@@ -152,33 +155,123 @@ def plot_joint_curves(model, per_level: list[dict], path: Path, held_out=(), per
     _save(fig, path)
 
 
-def gain_reduction_db(x: np.ndarray, y: np.ndarray, sample_rate: int, window_ms: float = 2.0) -> np.ndarray:
-    """Gain in dB from output and input envelopes (moving RMS), comparable across models."""
-    n = max(1, int(window_ms * 1e-3 * sample_rate))
-    k = np.ones(n) / n
-    ex = np.sqrt(np.convolve(np.asarray(x, float) ** 2, k, mode="same"))
-    ey = np.sqrt(np.convolve(np.asarray(y, float) ** 2, k, mode="same"))
-    g = 20 * np.log10((ey + 1e-9) / (ex + 1e-9))
-    g[ex < 10 ** (-60 / 20)] = np.nan  # undefined where the input is silent
-    return g
-
-
 def plot_drum_hit(x: np.ndarray, outputs: dict[str, np.ndarray], sample_rate: int, title: str, path: Path) -> None:
     t = np.arange(len(x)) / sample_rate * 1e3
     fig, (a0, a1) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     a0.plot(t, x, color="0.75", lw=0.8, label="input")
     for name, y in outputs.items():
         a0.plot(t, y, lw=0.9, label=name)
-        a1.plot(t, gain_reduction_db(x, y, sample_rate), lw=1.0, label=name)
+        tr = gain_trace(x, y, sample_rate, hop_ms=1.0)
+        a1.plot(tr.times_s * 1e3, tr.gain_db, lw=1.0, label=name)
     a0.set_ylabel("amplitude")
     a0.legend(fontsize=8, loc="upper right")
     a0.set_title(title)
-    a1.set_ylabel("gain (dB, 2 ms envelopes)")
+    a1.set_ylabel(f"gain (dB, powers over {SMOOTHING_MS:g} ms)")
     a1.set_xlabel("time (ms)")
     a1.legend(fontsize=8, loc="lower right")
     for a in (a0, a1):
         a.grid(alpha=0.3)
     _save(fig, path)
+
+
+def _styles(labels: list[str]) -> dict[str, dict]:
+    """The reference (first label) thick and black, the others in the tab10 colours."""
+    out = {}
+    for i, label in enumerate(labels):
+        out[label] = ({"color": "black", "lw": 2.0, "zorder": 5} if i == 0
+                      else {"color": plt.get_cmap("tab10")((i - 1) % 10), "lw": 1.1})
+    return out
+
+
+def plot_gain_traces(traces: dict[str, GainTrace], title: str, path: Path, width: float = 10.0) -> None:
+    """Gain traces over an excerpt (:func:`audio.gain.gain_trace`), the first (the target) in
+    black; time from the start of the excerpt in s, gain in dB. (Fixed margins, no layout
+    engine: one of these per excerpt and fitted setting, so it is drawn once, quickly.)"""
+    fig = plt.figure(figsize=(width, 3.0))
+    legend_w = 1.9 / width
+    ax = fig.add_axes((0.8 / width, 0.16, 1.0 - 0.8 / width - legend_w - 0.01, 0.74))
+    styles = _styles(list(traces))
+    for label, tr in traces.items():
+        ax.plot(tr.times_s, tr.gain_db, label=label, **styles[label])
+    ax.set_xlabel("time in the excerpt (s)", fontsize=9)
+    ax.set_ylabel("gain, output / input (dB)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0, frameon=False)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+
+
+def _log_spectrogram(z: np.ndarray, sample_rate: int, rows: int = 96, columns: int = 240):
+    """Power in dB on a log-frequency grid (``rows`` from 30 Hz to Nyquist) and at most
+    ``columns`` time steps: a picture's worth, quick to draw and small to store.
+
+    Returns ``(db (rows, cols), duration_s, log10 of the grid's ends in Hz)``.
+    """
+    z = np.asarray(z, float)
+    nper = 1024 if len(z) >= 1024 else max(16, len(z) // 4)
+    f, tt, s = spectrogram(z, fs=sample_rate, nperseg=nper, noverlap=nper // 2)
+    group = max(1, int(np.ceil(s.shape[1] / columns)))
+    cols = s.shape[1] // group or 1
+    s = s[:, : cols * group].reshape(s.shape[0], cols, -1).mean(axis=2) if s.shape[1] >= group else s
+    db = 10 * np.log10(s + 1e-20)
+    lo, hi = np.log10(30.0), np.log10(sample_rate / 2)
+    grid = np.linspace(lo, hi, rows)
+    logf = np.log10(np.maximum(f[1:], 1e-3))
+    out = np.stack([np.interp(grid, logf, db[1:, j]) for j in range(db.shape[1])], axis=1)
+    return out, len(z) / sample_rate, (lo, hi)
+
+
+def plot_error_spectrograms(target: np.ndarray, errors: dict[str, np.ndarray], sample_rate: int, title: str,
+                            path: Path) -> None:
+    """The target's spectrogram, then each model's error (target minus output), on one colour
+    scale (dB re full scale) and a log-frequency axis: an error as loud as the target shows as
+    bright."""
+    panels = {"target": target, **{f"error: {k}": v for k, v in errors.items()}}
+    n = len(panels)
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    spectra = {k: _log_spectrogram(v, sample_rate) for k, v in panels.items()}
+    top = float(np.max(spectra["target"][0]))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 0.9, 1.9 * rows + 0.5), squeeze=False,
+                             sharex=True, sharey=True)
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20) if 30 <= t * 1e3 <= sample_rate / 2]
+    im = None
+    for i, (ax, (name, (db, seconds, (lo, hi)))) in enumerate(zip(axes.flat, spectra.items())):
+        im = ax.imshow(db, origin="lower", aspect="auto", extent=(0, seconds, lo, hi), vmin=top - 90, vmax=top,
+                       cmap="magma", interpolation="nearest")
+        ax.set_yticks([np.log10(t * 1e3) for t in ticks], [f"{t:g}" for t in ticks])
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if i % cols == 0:
+            ax.set_ylabel("frequency (kHz)", fontsize=8)
+        if i + cols >= n:
+            ax.set_xlabel("time (s)", fontsize=8)
+            ax.tick_params(labelbottom=True)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.subplots_adjust(left=0.07, right=0.88, bottom=0.1, top=0.9, wspace=0.08, hspace=0.35)
+    bar = fig.add_axes((0.9, 0.15, 0.015, 0.7))
+    fig.colorbar(im, cax=bar).set_label("power (dB re full scale)", fontsize=8)
+    bar.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=9)
+    _save_palette(fig, path, dpi=80)
+
+
+def _save_palette(fig, path: Path, dpi: int, colours: int = 96) -> None:
+    """A PNG of at most ``colours`` colours (a spectrogram's noise makes a full-colour PNG
+    several times larger, and a page holds dozens of them)."""
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    image = Image.open(buf).convert("RGB").quantize(colours)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", optimize=True)
 
 
 def plot_sweep_spectrograms(outputs: dict[str, np.ndarray], sample_rate: int, title: str, path: Path) -> None:

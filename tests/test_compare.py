@@ -59,7 +59,7 @@ def test_compare_writes_csv_markdown_and_plots(compared):
     assert len(rows) == 6 * 2 * 3
     assert {r["split"] for r in rows if r["peak_reduction"] == "90"} == {"unseen"}
     for r in rows:
-        for k in ("esr", "mae", "stft", "lufs_diff", "rtf_256", "params"):
+        for k in ("esr", "mae", "stft", "lufs_diff", "loudness_dynamics", "gr_trajectory", "rtf_256", "params"):
             assert math.isfinite(float(r[k])), (k, r)
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) >= 4 and all((out / p).stat().st_size > 10_000 for p in pngs)
@@ -70,6 +70,8 @@ def test_compare_writes_csv_markdown_and_plots(compared):
         table = md.split(f"## ESR per level, {mode}")[1].split("##")[0]
         assert "| 100 | 90* | 80 |" in table and table.count("\n| ") == 1 + 6
     assert "ESR seen" in res.stdout   # the summary table is printed
+    summary = md.split("## Summary")[1].split("##")[0]
+    assert "LD err LU" in summary and "GR traj dB" in summary   # the dynamics metrics beside ESR
     # the missing models were trained by compare.py through the launcher, their messages kept
     # in the jobs' folders under out_dir/trainings
     runs = out.parent / "runs"
@@ -115,6 +117,8 @@ def test_a_registered_metric_reaches_the_csv_and_the_markdown(compared):
     md = (tmp / "with_metric" / "compare.md").read_text()
     summary = md.split("## Summary")[1].split("##")[0]
     assert "peak err" in summary.splitlines()[2]          # a column of the summary table
+    page = (tmp / "with_metric" / "report.html").read_text()
+    assert page.count("<th class=\"num\">peak err</th>") >= 3   # the page's summary, every-row and setting tables
 
 
 @pytest.mark.parametrize("args, named, fresh", [
@@ -122,6 +126,8 @@ def test_a_registered_metric_reaches_the_csv_and_the_markdown(compared):
     (["data.root=/no/such/folder"], "/no/such/folder", False),
     (["rtf_seconds=0"], "rtf_seconds", False),
     (["rtf_seconds=abc"], "rtf_seconds", False),
+    (["report.settings=some"], "report.settings", False),
+    (["report.excerpt_s=0"], "report.excerpt_s", False),
 ])
 def test_compare_bad_settings(run_cli, clean_failure, tmp_path, args, named, fresh):
     res = run_cli(["compare.py", f"out_dir={tmp_path}/out", "train_missing=false", *args], cwd=tmp_path, fresh=fresh)
@@ -135,3 +141,31 @@ def test_compare_out_dir_is_a_file(run_cli, clean_failure, take_snapshot, tmp_pa
     before = take_snapshot(f)
     res = run_cli(["compare.py", f"out_dir={f}", "train_missing=false"], cwd=tmp_path)
     clean_failure(res, str(f), before=before, watch=(f,))
+
+
+@pytest.mark.slow
+def test_the_comparison_page_in_a_browser(compared, tmp_path):
+    """report.html beside compare.csv: every model of compare.csv in its table (one row per
+    model and setting), each held-out setting with its own table (one row per model) and
+    excerpt players for the input, the target and every model's output and error, checked in
+    headless Chromium (tests/browser.py); its audio decodes with libsndfile too."""
+    import soundfile as sf
+    from browser import check_page
+    out, res = compared
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    models = {(r["model"], r["kind"]) for r in rows}
+    held = sorted({(r["mode"], r["peak_reduction"]) for r in rows if r["split"] == "unseen"})
+    page = out / "report.html"
+    assert f"wrote {page}" in res.stdout
+    text = page.read_text()
+    for model, kind in models:
+        assert f"{model} {kind}" in text
+    found = check_page(page, tmp_path / "shots", {"rows": [len(rows)], "setting": [len(models)] * len(held)},
+                       name="compare")
+    # per held-out setting and excerpt: input, target, every output and every error
+    excerpts = text.count("<h3>Excerpt ")
+    assert excerpts >= len(held) and len(found["audio"]) == excerpts * (2 + 2 * len(models))
+    for p in ("esr_vs_pr.png", "knobmap.png", "drum_hit.png", "sweep_spectrograms.png"):
+        assert f'src="{p}"' in text
+    for flac in (out / "report_files").glob("*.flac"):
+        assert sf.info(str(flac)).format == "FLAC"

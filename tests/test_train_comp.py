@@ -49,6 +49,11 @@ def test_single_pair_relative_paths_from_another_directory(run_cli, make_pair, t
     assert isinstance(data["iterations"], int) and data["iterations"] >= 1
     assert data["seconds"] > 0 and data["loss"] >= 0 and 0 <= data["esr"] < 1e-6
     _assert_recovers(data["params"], TRUE)
+    # the fit's page: the alignment applied, the parameters, the pair to listen to
+    page = (ckpt.parent / "report.html").read_text()
+    assert "Alignment applied to the pair" in page and "thresh dB" in page
+    flacs = sorted(p.name for p in (ckpt.parent / "report_files").glob("*.flac"))
+    assert flacs == ["the-pair_error.flac", "the-pair_fit.flac", "the-pair_input.flac", "the-pair_target.flac"]
     # the run did not change directory: nothing new beside the inputs but fits/, and no
     # Hydra outputs/ folder anywhere
     assert set(p.name for p in tmp_path.iterdir()) == before | {"fits"}

@@ -177,6 +177,27 @@ def test_same_config_same_parameters(chain_reference, chain_args, tmp_path):
         assert (r["esr"], r["iterations"]) == (ref["esr"], ref["iterations"])
 
 
+@pytest.mark.slow
+def test_the_chain_writes_a_fit_report_that_a_browser_shows(chain_reference, chain_settings, read_summary, tmp_path):
+    """report.html in the chain's folder: the summary table (one row per level), the knob
+    curves, and per fitted setting the input, target, fit and error players and a gain
+    trace, checked in headless Chromium (tests/browser.py); its audio decodes with libsndfile."""
+    import soundfile as sf
+    from browser import check_page
+    page = chain_reference / "report.html"
+    text = page.read_text()
+    rows = read_summary(chain_reference / "summary.csv")
+    levels = [(m, pr) for m in chain_settings["modes"] for pr in chain_settings["levels"]]
+    assert len(rows) == len(levels)
+    for mode, pr in levels:
+        assert f"{mode} PR {pr}" in text
+    assert "knobmap.png" in text and (chain_reference / "knobmap.png").is_file()
+    found = check_page(page, tmp_path / "shots", {"summary-as-summary-csv": [len(rows)]}, name="fit")
+    assert len(found["audio"]) == 4 * len(levels)        # input, target, fit, error per setting
+    assert len(found["images"]) == 1 + len(levels)       # the knob map, a gain trace per setting
+    for flac in (chain_reference / "report_files").glob("*.flac"):
+        info = sf.info(str(flac))
+        assert info.format == "FLAC" and info.subtype == "PCM_16" and info.frames > 0
 def _start_chain(chain_args, fits: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "train_comp.py"), *chain_args(fits), *extra],
                             cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
