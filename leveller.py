@@ -29,8 +29,9 @@ __all__ = ["UserError", "fit_pair", "open_fit", "render", "load_neural"]
 
 def fit_pair(input_path: str | Path, target_path: str | Path, *, compressor: str = "graybox", frame_s: float = 12.0,
              overlap_s: float = 1.0, init: dict | None = None, align: str = "auto") -> dict:
-    """Fit a model class (``compressor``: ``graybox``, the whole unit, or ``ff5``) to one (dry, device
-    output) pair.
+    """Fit a model class (``compressor``: ``graybox``, the whole unit, ``ff5`` or ``opto``, the
+    optical cell in the unit's blocks; a pair's mode is not known, so opto fits no limit-mode
+    input tap) to one (dry, device output) pair.
 
     Args:
         input_path, target_path: audio files of the same rate.
@@ -52,13 +53,14 @@ def fit_pair(input_path: str | Path, target_path: str | Path, *, compressor: str
     from dsp.fitting.by_class import fit_any
     from dsp.fitting.ff5 import FitOptions
     from dsp.fitting.graybox import GrayboxFitOptions
+    from dsp.fitting.opto import OptoFitOptions
     from dsp.models.classes import model_class
 
     try:
         cls = model_class(compressor)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    options = {"ff5": FitOptions, "graybox": GrayboxFitOptions}[cls.name]()
+    options = {"ff5": FitOptions, "graybox": GrayboxFitOptions, "opto": OptoFitOptions}[cls.name]()
     x, y, sr, aligned = read_aligned_pair(Path(input_path), Path(target_path), align)
     frames = frame_pair(x, y, sr, frame_s, overlap_s, target_path)
     with warnings.catch_warnings(record=True) as caught:

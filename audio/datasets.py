@@ -16,7 +16,7 @@ def corpus_spec(data) -> CorpusSpec:
     c = data.corpus
     return CorpusSpec(seed=int(c.seed), sample_rate=int(c.sample_rate), train_seconds=float(c.train_seconds),
                       eval_seconds=float(c.eval_seconds), levels=tuple(int(v) for v in c.levels),
-                      modes=tuple(str(m) for m in c.modes))
+                      modes=tuple(str(m) for m in c.modes), layout=str(c.get("layout", "grid")))
 
 
 def dataset_root(data, quiet: bool = False) -> Path:

@@ -100,8 +100,10 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
     if ckpt_dir.exists() and not ckpt_dir.is_dir():
         raise UserError(f"{ckpt_dir}: checkpoint folder is a file")
     rows: list[dict] = []
+    unit = _unit_fits(find_pair, ckpt_dir, spec, options) if getattr(options, "one_unit", False) else {}
     for mode in spec.modes:
         previous = None
+        mode_options = options.for_mode(mode) if hasattr(options, "for_mode") else options
         for pr in sorted(spec.levels, reverse=True):
             files = find_pair(mode, pr)
             if files is None:
@@ -112,7 +114,7 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
             ckpt = level_dir(ckpt_dir, mode, pr) / "ckpt.yaml"
             chained = spec.init == "chain" and previous is not None
             start = previous if chained else spec.default_init
-            key = level_key(inp, tgt, spec, options, start)
+            key = level_key(inp, tgt, spec, mode_options, start)
             record = _existing(ckpt, spec.init, key, on_stale)
             if record is not None:
                 if on_level:
@@ -125,12 +127,13 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 if on_alignment:
                     on_alignment(mode, pr, aligned)
                 frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
-                level_options = options
+                level_options = mode_options
                 if chained and spec.monotone_threshold:
-                    level_options = replace(options, threshold_floor=float(previous["threshold_db"]))
+                    level_options = replace(mode_options, threshold_floor=float(previous["threshold_db"]))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    res = fit_any(frames, start, level_options, on_iteration, level_match=not chained)
+                    res = unit.get((mode, pr)) or fit_any(frames, start, level_options, on_iteration,
+                                                          level_match=not chained)
                 check_fit_collapse(res.params, res.esr, tgt)   # never written as a fit
                 record = _fit_record(res, mode, pr, spec.init, inp, tgt, sr, options.hessian)
                 record["compressor"] = options_class(options)
@@ -141,6 +144,28 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
             previous = record["params"]
             rows.append(_row(record))
     return rows
+
+
+def _unit_fits(find_pair, ckpt_dir: Path, spec: ChainSpec, options) -> dict:
+    """One unit, both modes (``compressor=opto``, ``one_unit``): the first level of each mode
+    fitted together, one set of blocks for both (:func:`dsp.fitting.opto.fit_unit`), unless
+    every one of them is already on disk. Returns ``{(mode, pr): FitResult}``."""
+    from dsp.fitting.opto import fit_unit
+    firsts = []
+    for mode in spec.modes:
+        pr = next((p for p in sorted(spec.levels, reverse=True) if find_pair(mode, p) is not None), None)
+        if pr is not None:
+            firsts.append((mode, pr, find_pair(mode, pr)))
+    done = [_existing(level_dir(ckpt_dir, m, pr) / "ckpt.yaml", spec.init,
+                      level_key(*files, spec, options.for_mode(m), spec.default_init), lambda *a: None) is not None
+            for m, pr, files in firsts]
+    if len(firsts) < 2 or all(done):
+        return {}
+    levels = []
+    for mode, pr, (inp, tgt) in firsts:
+        x, y, sr, _ = read_aligned_pair(inp, tgt, spec.align)
+        levels.append((frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt), spec.default_init, options.for_mode(mode)))
+    return {(m, pr): res for (m, pr, _), res in zip(firsts, fit_unit(levels))}
 
 
 def refuse_other_init(ckpt_dir: Path, spec: ChainSpec) -> None:
@@ -185,7 +210,7 @@ def _existing(ckpt: Path, init: str, key: dict, on_stale=None) -> dict | None:
 
 def write_summary(path: Path, rows: list[dict], compressor: str, extra: list[str] | tuple = ()) -> None:
     """:data:`SUMMARY_COLUMNS` (``esr``: on the fitting audio), the further parameters of the
-    model class ``compressor`` (a gray-box fit's blocks), then ``extra`` columns."""
+    model class ``compressor`` (a gray-box fit's blocks; an opto fit's cell and blocks), then ``extra`` columns."""
     further = [k for k in model_class(compressor).param_names if k not in SUMMARY_COLUMNS]
     write_csv(path, rows, SUMMARY_COLUMNS + further + list(extra))
 

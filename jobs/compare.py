@@ -183,6 +183,9 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
                         f"got {cfg.eval_split!r}")
     report = _report_options(cfg)   # checked before any fit or training
     _check_corpus_rate(cfg)
+    if cfg.data.get("kind") != "manifest":
+        from neural.conditioning import check_dsp_class
+        check_dsp_class(compressor_name(cfg))   # the hybrids train on dsp_dir's class; other classes: dsp_fits
     corpus = _takes_corpus(cfg) if cfg.data.get("kind") == "manifest" else _la2a_corpus(cfg)
     device = corpus.device
     neural_ckpts = _ensure_neural(cfg, argv, launcher)

@@ -18,8 +18,8 @@ from jobs.chain import write_summary
 from jobs.protocol import SPLIT_COLUMNS, add_split_scores, data_key, fit_record
 from report.fit_summary import MOST_LISTED, findings
 
-__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "DERIVED", "param_columns", "chain_table_columns", "invalidate_derived",
-           "write_chain_records", "report_alignment", "print_next_steps"]
+__all__ = ["PARAM_COLUMNS", "BLOCK_COLUMNS", "OPTO_COLUMNS", "DERIVED", "param_columns", "chain_table_columns",
+           "invalidate_derived", "write_chain_records", "report_alignment", "print_next_steps"]
 
 PARAM_COLUMNS = [("threshold_db", "thresh dB", ".2f"), ("ratio", "ratio", ".2f"),
                  ("attack_ms", "attack ms", ".3g"), ("release_ms", "release ms", ".4g"),
@@ -29,10 +29,17 @@ BLOCK_COLUMNS = [("input_highpass_hz", "in HP Hz", ".3g"), ("input_shelf_hz", "s
                  ("tube_asymmetry", "asym", ".3f"), ("output_highpass_hz", "out HP Hz", ".3g")]
 
 
+OPTO_COLUMNS = [("release_slow_ms", "slow ms", ".4g"), ("slow_fraction", "slow frac", ".2f"),
+                ("memory_ms", "memory ms", ".4g"), ("memory_depth", "depth", ".3g"),
+                ("sidechain_shelf_hz", "sc shelf Hz", ".4g"), ("sidechain_shelf_db", "sc dB", ".1f"),
+                ("input_mix", "mix", ".3g")]
+
+
 def param_columns(options) -> list:
     """The table columns of the fitted model class's parameters."""
-    return PARAM_COLUMNS + (BLOCK_COLUMNS if options_class(options) == "graybox" else [])
-
+    name = options_class(options)
+    return PARAM_COLUMNS + (OPTO_COLUMNS if name == "opto" else []) + \
+        (BLOCK_COLUMNS if name in ("graybox", "opto") else [])
 
 
 def chain_table_columns(options, table_columns=()) -> list[tuple]:
@@ -40,6 +47,8 @@ def chain_table_columns(options, table_columns=()) -> list[tuple]:
     return ([("mode", "mode", ""), ("peak_reduction", "PR", "d"), *table_columns] + param_columns(options) +
             [("esr", "fit ESR Train", ".4f"), ("esr_val", "fit ESR Val", ".4f"),
              ("esr_test", "fit ESR Test", ".4f"), ("iterations", "iters", "d"), ("seconds", "s", ".1f")])
+
+
 # What a fit folder holds besides the fits themselves: read off them, so removed before a
 # refit starts and written last (a killed refit leaves no map that disagrees with its levels).
 DERIVED = ("knobmap.yaml", "summary.csv", "knobmap_check.csv", "alignment.csv", "joint.yaml", "joint_curves.png",
@@ -112,5 +121,9 @@ def print_next_steps(ckpt_dir: Path, kmap: KnobMap) -> None:
           f"# compress a file at any setting")
     if (ckpt_dir / "report.html").is_file():
         print(f"      open {ckpt_dir / 'report.html'} in a browser   # the fit to look at and listen to")
+    if kmap.compressor == "opto":   # no exported form and no hybrids yet (docs/opto.md)
+        print(f"      python compare.py \"dsp_fits=[{{compressor: opto, dsp_dir: {ckpt_dir}}}]\"   "
+              "# beside the gray-box on Test audio (with unseen levels held out)")
+        return
     print(f"      python export.py {ckpt_dir} model.pt   # one TorchScript file for a host")
     print("      python compare.py                     # DSP vs hybrid vs black box on Test audio")

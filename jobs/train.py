@@ -38,6 +38,7 @@ from common.tracking import NULL_TRACKER
 from dsp.knobs.knobtable import KnobTable
 from dsp.knobs.parammap import ParamMap
 from jobs.fit_options import compressor_name, resolve_device
+from neural.conditioning import check_dsp_class
 from jobs.ensure import ensure_dsp_fit
 from jobs.overrides import check_overrides
 from jobs.protocol import held_out_levels
@@ -195,6 +196,8 @@ def run_train_job(cfg) -> int:
     check_overrides(cfg)
     torch_device = resolve_device(cfg.device)   # device=cuda without CUDA: said before any work
     rows = read_manifest(str(cfg.data.path)) if cfg.data.get("kind") == "manifest" else None
+    if rows is None:
+        check_dsp_class(compressor_name(cfg))   # before a DSP fit is made for nothing
     device = LA2A if rows is None else manifest_device(rows)
     name, variant, spec, settings = _prepare(cfg, device)
     out_dir, dsp_dir = Path(str(cfg.out_dir)), Path(str(cfg.dsp_dir))

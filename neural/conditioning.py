@@ -23,10 +23,11 @@ import math
 import numpy as np
 
 from audio.devices import LA2A, Device
+from common.errors import UserError
 from dsp.models.classes import ModelParams, render
 from dsp.models.ff5_streaming import StreamingCompressor
 
-__all__ = ["DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size",
+__all__ = ["NEURAL_DSP_CLASSES", "check_dsp_class", "DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size",
            "dsp_gain_db", "dsp_output"]
 
 DEFAULT_SAMPLE_RATE = 44100
@@ -62,6 +63,19 @@ def _declared(name: str, device: Device) -> tuple[bool, tuple]:
     if name not in device.conditionings:
         raise ValueError(f"unknown conditioning {name!r}; choose from {sorted(device.conditionings)}")
     return device.conditionings[name]
+
+
+# the DSP model classes a hybrid (or a black box's DSP-side corpus) can be trained on: the
+# hybrids take the ff5 compressor's gain and a gray-box's output; an opto fit's cell is neither
+NEURAL_DSP_CLASSES = ("ff5", "graybox")
+
+
+def check_dsp_class(name: str, where: str = "") -> None:
+    """UserError unless neural models can be trained on DSP fits of class ``name``."""
+    if name not in NEURAL_DSP_CLASSES:
+        raise UserError(f"{where + ': ' if where else ''}neural models on compressor={name} fits are not supported "
+                        f"yet (hybrids take the gain of {' or '.join(NEURAL_DSP_CLASSES)}); train them with "
+                        f"compressor=graybox, and list the {name} fit in a comparison's dsp_fits")
 
 
 def dsp_gain_db(comp: StreamingCompressor, block: np.ndarray, make_up_db: float) -> np.ndarray:

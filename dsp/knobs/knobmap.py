@@ -3,7 +3,10 @@
 Interpolation follows how each parameter behaves (:data:`INTERPOLATION`): threshold and
 make-up linearly in dB, ratio linearly in log-ratio, attack and release with a monotone
 cubic (PCHIP) in log-time; a gray-box map's block parameters: frequencies linearly in
-log-frequency, dB, drive and asymmetry linearly. Outside the fitted range the end values
+log-frequency, dB, drive and asymmetry linearly; an opto map's cell parameters: the slow
+release and the memory time like the other times, the memory depth and the sidechain
+shelf's corner linearly in log, the slow fraction, the shelf's gain and the input tap
+linearly (compress mode's tap is 0 at every level). Outside the fitted range the end values
 are held by :meth:`KnobMap.at`; renderers refuse such settings first
 (:meth:`KnobMap.check_fitted`). The record names the model class (``compressor``).
 """
@@ -28,7 +31,10 @@ INTERPOLATION = {"threshold_db": "linear", "make_up_db": "linear", "ratio": "lin
                  "attack_ms": "monotone cubic in log", "release_ms": "monotone cubic in log",
                  "input_highpass_hz": "linear in log", "input_shelf_hz": "linear in log",
                  "input_shelf_db": "linear", "tube_drive": "linear", "tube_asymmetry": "linear",
-                 "output_highpass_hz": "linear in log"}
+                 "output_highpass_hz": "linear in log",
+                 "release_slow_ms": "monotone cubic in log", "memory_ms": "monotone cubic in log",
+                 "memory_depth": "linear in log", "sidechain_shelf_hz": "linear in log",
+                 "slow_fraction": "linear", "sidechain_shelf_db": "linear", "input_mix": "linear"}
 
 
 def _interpolate(rule: str, q: float, pr: np.ndarray, col: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""The DSP model classes (``compressor=ff5|graybox``): one registry that names each class's
+"""The DSP model classes (``compressor=ff5|graybox|opto``): one registry that names each class's
 parameters, checks them and renders them.
 
 A fit record names its class explicitly (its ``compressor`` key); nothing guesses a class
@@ -21,6 +21,8 @@ import numpy as np
 from dsp.models.ff5_streaming import StreamingCompressor
 from dsp.models.graybox import BLOCK_NAMES, GRAYBOX_NAMES, BlockRanges
 from dsp.models.graybox_streaming import StreamingGraybox
+from dsp.models.opto import CORE_NAMES as OPTO_CORE_NAMES
+from dsp.models.opto import OPTO_NAMES
 from dsp.models.parameters import PARAM_NAMES, Ranges
 
 __all__ = ["ModelClass", "ModelParams", "MODEL_CLASSES", "CLASS_KEY", "register", "model_class", "record_class",
@@ -33,7 +35,7 @@ class ModelParams(dict):
     """Physical parameters of one model class: a dict of floats that knows its class.
 
     Attributes:
-        model_class: the class's name (``ff5``, ``graybox``).
+        model_class: the class's name (``ff5``, ``graybox``, ``opto``).
     """
 
     def __init__(self, model_class: str, values: Mapping[str, float]):
@@ -148,6 +150,32 @@ register(ModelClass("graybox", GRAYBOX_NAMES, "the gray-box of the whole unit (t
 assert MODEL_CLASSES["graybox"].param_names[len(PARAM_NAMES):] == BLOCK_NAMES
 
 
+# The optical cell (dsp.models.opto): physically possible values, wider than the fit's
+# ranges (cfg/compressor/opto.yaml); the blocks as the gray-box's.
+_OPTO_LIMITS = {"ratio": (1.0, 1000.0), "attack_ms": (1e-3, 1e5), "release_ms": (1e-3, 1e6),
+                "release_slow_ms": (1e-3, 1e7), "slow_fraction": (0.0, 1.0), "memory_ms": (1e-3, 1e7),
+                "memory_depth": (1.0, 1e12), "sidechain_shelf_hz": (1e-3, 1e6), "sidechain_shelf_db": (-60.0, 60.0),
+                "input_mix": (0.0, 1e3), "threshold_db": (-400.0, 400.0), "make_up_db": (-400.0, 400.0)}
+
+
+def _opto_valid(params: dict, where: str) -> None:
+    for k, (lo, hi) in _OPTO_LIMITS.items():
+        v = params[k]
+        inside = lo < v <= hi if k == "ratio" else lo <= v <= hi   # the cell's exponent ratio - 1 > 0
+        if not inside:
+            raise ValueError(f"{where}: {k} = {v:g} is outside {lo:g}..{hi:g} (opto)")
+    _BLOCK_LIMITS.check(params, where=where)
+
+
+def _opto_streaming(params: dict, sample_rate: int):
+    from dsp.models.opto_streaming import StreamingOpto   # numba kernels: compiled on first use
+    return StreamingOpto(params, sample_rate)
+
+
+register(ModelClass("opto", OPTO_NAMES, "the optical-cell (T4) model inside the gray-box's blocks (feedback "
+                    "sidechain, two-stage release with memory, power-law cell)", _opto_valid, _opto_streaming))
+
+
 def model_class(name) -> ModelClass:
     """The registered class ``name``; ValueError naming the known ones otherwise."""
     if name not in MODEL_CLASSES:
@@ -193,7 +221,8 @@ def class_of(params: Mapping, compressor: str | None = None) -> ModelClass:
         if keys == set(cls.param_names):
             return cls
     raise ValueError("parameters are no model class's set: give compressor=" + "|".join(MODEL_CLASSES) +
-                     f" (ff5 takes {', '.join(PARAM_NAMES)}; graybox adds {', '.join(BLOCK_NAMES)})")
+                     f" (ff5 takes {', '.join(PARAM_NAMES)}; graybox adds {', '.join(BLOCK_NAMES)}; opto adds "
+                     f"{', '.join(OPTO_CORE_NAMES[len(PARAM_NAMES):])} and the blocks)")
 
 
 def processor(params: Mapping, sample_rate: int, compressor: str | None = None):

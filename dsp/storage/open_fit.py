@@ -176,8 +176,9 @@ class FittedModel:
         if self.form in ("knobtable", "knobcurves"):
             signature += f"  # knobs: [{', '.join(self.knobs)}]"
         if self.form not in _EXPORTS.get(self.model_class.name, set()):
-            return ExportForm(False, signature, f"a {self.model_class.name} {self.describe_form()} has no exported "
-                                                f"form yet")
+            name = self.model_class.name
+            return ExportForm(False, signature, f"{'an' if name[0] in 'aeiou' else 'a'} {name} {self.describe_form()} "
+                                                f"has no exported form yet")
         return ExportForm(True, signature)
 
 

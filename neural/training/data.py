@@ -38,7 +38,7 @@ from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from dsp.knobs.parammap import ParamMap
 from dsp.models.ff5_streaming import StreamingCompressor
-from neural.conditioning import DEFAULT_SAMPLE_RATE, conditioning, dsp_gain_db, dsp_output
+from neural.conditioning import DEFAULT_SAMPLE_RATE, check_dsp_class, conditioning, dsp_gain_db, dsp_output
 
 __all__ = ["tracks_rate", "Track", "load_tracks", "Batch", "SegmentSampler", "validation_batch"]
 
@@ -90,6 +90,7 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
             read, a setting the map does not cover.
     """
     splits = tuple(splits)
+    check_dsp_class(param_map.model_class.name, "the DSP fit")
     device = param_map.device
     chosen = [t for t in takes if t.split in splits and keep(t.setting)]
     tracks = []

@@ -105,3 +105,21 @@ def test_killed_generation_is_cleaned_up_next_time(tmp_path):
     assert not stale.exists() and not stale_other.exists()
     assert live.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, root.parent.name])
+
+
+def test_signaltrain_layout_reproduces_the_real_file_table(tmp_path):
+    """The real v1.1 table at reduced lengths, read by the SignalTrain reader unchanged."""
+    spec = CorpusSpec(seed=1, train_seconds=0.3, eval_seconds=0.2, levels=(100, 80, 70, 65, 50),
+                      layout="signaltrain")
+    pairs = scan_corpus(ensure_corpus(tmp_path, spec, quiet=True))
+    table = {(p.split, p.id, p.mode, p.peak_reduction, p.tag) for p in pairs}
+    assert {(s, i) for s, i, *_ in table if s == "Test"} == {("Test", 235), ("Test", 256), ("Test", 259)}
+    assert ("Train", 158, "compress", 100, "3c") in table and ("Train", 179, "limit", 100, "3c") in table
+    assert ("Train", 221, "limit", 100, "3c") in table and ("Train", 263, "limit", 100, "2c") in table
+    assert {(s, t) for s, _, m, pr, t in table if (m, pr) == ("compress", 50)} == {("Val", "3c"), ("Val", "2c")}
+    assert {(s, t) for s, _, m, pr, t in table if (m, pr) == ("limit", 70)} == {("Val", "3c"), ("Val", "2c")}
+    assert {t for _, _, m, pr, t in table if (m, pr) == ("compress", 70)} == {"3c"}     # no 2c take (ID 236)
+    for p in pairs:
+        seconds = spec.train_seconds if p.tag == "3c" else spec.eval_seconds
+        assert sf.info(str(p.target)).frames == round(seconds * spec.sample_rate)
+    assert CorpusSpec().key() != CorpusSpec(layout="signaltrain").key()
