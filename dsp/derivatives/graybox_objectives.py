@@ -12,6 +12,7 @@ Each offers the solver interface of :class:`dsp.derivatives.autograd.AutogradObj
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -187,19 +188,25 @@ class BlockObjective:
     Args:
         frames: the framed pair.
         param: the parameterisation (physical parameters from the solver's z).
-        compressor: the five compressor parameters (physical); make-up is ignored here.
+        compressor: the five compressor parameters (physical); make-up is ignored here. None
+            with ``held``.
         device: torch device.
+        held: instead of the compressor's gain, ``held(n_fft)`` gives the frames with another
+            gain held (a :class:`HeldGainFrames`).
     """
 
-    def __init__(self, frames: Frames, param: GrayboxParameterisation, compressor: dict[str, float],
-                 device="cpu", dtype=torch.float64):
+    def __init__(self, frames: Frames, param: GrayboxParameterisation, compressor: dict[str, float] | None,
+                 device="cpu", dtype=torch.float64, held: Callable[[int], HeldGainFrames] | None = None):
         self.param = param
         self.device = torch.device(device)
         self.dtype = dtype
         self.samples = frames.length
         self.n_fft = _fft_length(frames, param)
-        natural = param.compressor.natural(param.compressor.from_physical({**compressor, "make_up_db": 0.0}))
-        self.data = HeldGainFrames(frames, natural, self.n_fft, self.device, dtype)
+        if held is not None:   # another core's gain held (the optical cell's): its frames, from the FFT length
+            self.data = held(self.n_fft)
+        else:
+            natural = param.compressor.natural(param.compressor.from_physical({**compressor, "make_up_db": 0.0}))
+            self.data = HeldGainFrames(frames, natural, self.n_fft, self.device, dtype)
         self.energy = self.data.energy
 
     def _z(self, z) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch
 
 from audio.framing import Frames
 from common.errors import UserError
-from dsp.derivatives.graybox_objectives import BlockObjective, HeldGainFrames, _fft_length
+from dsp.derivatives.graybox_objectives import BlockObjective, HeldGainFrames
 from audio.metrics import preemphasis_np
 from dsp.derivatives.opto_kernel import OptoObjective, gain_frames, loss_natural, prepare
 from dsp.fitting.ff5 import FitOptions, FitResult, _ThresholdFloor
@@ -185,36 +185,23 @@ class _OptoGainFrames(HeldGainFrames):
         return torch.fft.rfft(x, n=self.n_fft), gain, mask, target
 
 
-class _HeldOptoGain(BlockObjective):
-    """The gray-box's block stage (make-up and six block logits, exact derivatives) on a held
-    gain signal: the cell's (before make-up)."""
-
-    def __init__(self, frames: Frames, param: GrayboxParameterisation, gain: np.ndarray,
-                 device="cpu", dtype=torch.float64):
-        self.param = param
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.samples = frames.length
-        self.n_fft = _fft_length(frames, param)
-        self.data = _OptoGainFrames(frames, gain, self.n_fft, self.device, dtype)
-        self.energy = self.data.energy
-
-
 def _block_param(frames: Frames, options: OptoFitOptions) -> GrayboxParameterisation:
     return GrayboxParameterisation(frames.sample_rate, None, options.blocks)
 
 
 def _block_objective(frames: Frames, cell: dict, options: OptoFitOptions):
     gain = gain_frames(prepare(frames), natural_from_physical(cell, frames.sample_rate))
-    return _HeldOptoGain(frames, _block_param(frames, options), gain)
+    # the gray-box's block stage (make-up and six block logits, exact derivatives) on the cell's gain
+    return BlockObjective(frames, _block_param(frames, options), None,
+                          held=lambda n_fft: _OptoGainFrames(frames, gain, n_fft, torch.device("cpu"), torch.float64))
 
 
-def _block_vector(objective: _HeldOptoGain, cell: dict, blocks: dict) -> torch.Tensor:
+def _block_vector(objective: BlockObjective, cell: dict, blocks: dict) -> torch.Tensor:
     # the gray-box map reads the five shared names; only the make-up and the blocks are used
     return objective.stage_vector({**cell, **blocks})
 
 
-def _block_values(objective: _HeldOptoGain, z: torch.Tensor) -> tuple[float, dict]:
+def _block_values(objective: BlockObjective, z: torch.Tensor) -> tuple[float, dict]:
     values = objective.param.block_values(z[1:].detach()).tolist()
     return float(z[0]), dict(zip(BLOCK_NAMES, values))
 
@@ -341,7 +328,7 @@ def fit_unit(levels: list[tuple[Frames, dict | None, OptoFitOptions]],
 class _SharedBlocks:
     """Sum of several pairs' block-stage losses: ``z = (make-up of each pair, six block logits)``."""
 
-    def __init__(self, objectives: list[_HeldOptoGain]):
+    def __init__(self, objectives: list[BlockObjective]):
         self.objectives = objectives
         self.count = len(objectives)
         self.energy = sum(o.energy for o in objectives)
