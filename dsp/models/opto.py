@@ -59,6 +59,7 @@ import torch
 
 from dsp.models.blocks import decay_samples, fft_filter, fft_length, section_response, shelf_coefficients
 from dsp.models.graybox import BLOCK_NAMES, PREEMPHASIS_CORNER_HZ, PREEMPHASIS_SECTION, blocks_forward
+from dsp.models.parameters import check_levels_db
 
 __all__ = ["CORE_NAMES", "OPTO_NAMES", "OPTO_START", "OptoRanges", "OptoParameterisation", "KERNEL_ORDER",
            "Z_ORDER", "MIX", "POWER_FLOOR", "time_coefficient", "natural_from_physical", "opto_gain", "opto"]
@@ -147,10 +148,7 @@ class OptoRanges:
                 continue
             if not (lo <= v <= hi):
                 raise ValueError(f"{where}: {name} = {v:g} is outside {lo:g}..{hi:g}")
-        for name in ("threshold_db", "make_up_db"):
-            v = float(params[name])
-            if not (math.isfinite(v) and -200.0 <= v <= 200.0):
-                raise ValueError(f"{where}: {name} = {v:g} is outside -200..200 dB")
+        check_levels_db(params, where)
 
 
 class OptoParameterisation:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PARAM_NAMES", "DEFAULT_INIT", "Ranges", "Parameterisation", "ms_to_coef", "coef_to_ms"]
+__all__ = ["PARAM_NAMES", "DEFAULT_INIT", "Ranges", "check_levels_db", "Parameterisation", "ms_to_coef", "coef_to_ms"]
 
 PARAM_NAMES = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db")
 
@@ -60,10 +60,16 @@ class Ranges:
             v = float(params[name])
             if not (lo <= v <= hi):
                 raise ValueError(f"{where}: {name} = {v:g} is outside {lo:g}..{hi:g}")
-        for name in ("threshold_db", "make_up_db"):
-            v = float(params[name])
-            if not (math.isfinite(v) and -200.0 <= v <= 200.0):
-                raise ValueError(f"{where}: {name} = {v:g} is outside -200..200 dB")
+        check_levels_db(params, where)
+
+
+def check_levels_db(params: dict[str, float], where: str = "parameters") -> None:
+    """Raise ValueError unless the threshold and the make-up are finite and within -200..200 dB
+    (no fit range bounds them: any level is a possible answer)."""
+    for name in ("threshold_db", "make_up_db"):
+        v = float(params[name])
+        if not (math.isfinite(v) and -200.0 <= v <= 200.0):
+            raise ValueError(f"{where}: {name} = {v:g} is outside -200..200 dB")
 
 
 class Parameterisation:
