@@ -194,9 +194,10 @@ def _cell(st, q, prm):
 
 
 @njit(cache=True)
-def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss):
+def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss, zero_target=False):
     """One frame from rest: the loss (pre-emphasised squared error over the scored samples)
-    and, when ``gain_out`` is not empty, the gain (before make-up) at every sample."""
+    and, when ``gain_out`` is not empty, the gain (before make-up) at every sample. With
+    ``zero_target`` the loss is the output's own scored energy (``ys`` is not read)."""
     st = np.zeros(STATE_SIZE)
     st[0] = 1.0
     zsh = 0.0
@@ -224,7 +225,7 @@ def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss):
                 y, ho = _section(prm[_HOUT], prm[_HOUT + 1], prm[_HOUT + 2], y, ho)
             o = y - qpole * S0
             S0 = y + POLE * S0
-            yr = float(ys[c, s0 + n])
+            yr = 0.0 if zero_target else float(ys[c, s0 + n])
             t = tz + yr
             tz = POLE * t - yr
             if n >= warmup:
@@ -260,44 +261,9 @@ def _energy_kernel(xs, index, lengths, warmup, prm):
     """Pre-emphasised output energy over the scored samples (the loss against a zero target)."""
     B = lengths.shape[0]
     out = np.zeros(B)
-    zero = np.zeros((1, 1))
     for b in prange(B):
-        out[b] = _frame_energy(xs, index[b, 0], index[b, 1], lengths[b], warmup, prm, zero)
+        out[b] = _frame_value(xs, xs, index[b, 0], index[b, 1], lengths[b], warmup, prm, np.zeros(0), True, True)
     return out
-
-
-@njit(cache=True)
-def _frame_energy(xs, c, s0, n_end, warmup, prm, zero):
-    st = np.zeros(STATE_SIZE)
-    st[0] = 1.0
-    zsh = 0.0
-    h1 = 0.0
-    h2 = 0.0
-    ho = 0.0
-    S0 = 0.0
-    qpole = 1.0 - POLE
-    blocks = prm[_BLOCKS] > 0.0
-    acc = 0.0
-    for n in range(n_end):
-        x = float(xs[c, s0 + n])
-        g = st[0]
-        xf = x
-        if blocks:
-            xf, h1 = _section(prm[_HIN], prm[_HIN + 1], prm[_HIN + 2], xf, h1)
-            xf, h2 = _section(prm[_HIN + 3], prm[_HIN + 4], prm[_HIN + 5], xf, h2)
-        y = prm[_MAKEUP] * xf * g
-        if blocks:
-            y, _, _ = _shaper(y, prm[_DRIVE], prm[_ASYM])
-            y, ho = _section(prm[_HOUT], prm[_HOUT + 1], prm[_HOUT + 2], y, ho)
-        o = y - qpole * S0
-        S0 = y + POLE * S0
-        if n >= warmup:
-            acc += o * o
-        s = (g + prm[_MIX]) * x
-        e = prm[_B0] * s + zsh
-        zsh = prm[_B1] * s - prm[_A1] * e
-        _cell(st, e * e, prm)
-    return acc
 
 
 @njit(cache=True)
