@@ -178,7 +178,7 @@ def synthetic_sources(folder: Path, rate: int, models) -> dict:
                                                        "converged": True, "seconds": 0.0, "sample_rate": rate})
         sources["fit"] = folder / "fit"
     (folder / "graybox").mkdir()
-    KnobMap(GRAYBOX_TABLE).save(folder / "graybox" / "knobmap.yaml")
+    KnobMap(GRAYBOX_TABLE, "graybox").save(folder / "graybox" / "knobmap.yaml")
     if "graybox" in models:
         sources["graybox"] = folder / "graybox"
     base = yaml.safe_load((ROOT / "cfg" / "model" / "base.yaml").read_text())
@@ -198,7 +198,7 @@ def synthetic_sources(folder: Path, rate: int, models) -> dict:
             model.audio_path.shaper_base.copy_(torch.tensor([0.05, -0.02]))
         path = folder / f"{backbone}_hybrid.pt"
         save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": rate,
-                           "param_map": KnobMap(GRAYBOX_TABLE).to_record(), "state_dict": model.state_dict(),
+                           "param_map": KnobMap(GRAYBOX_TABLE, "graybox").to_record(), "state_dict": model.state_dict(),
                            "config": {}})
         sources[backbone] = path
     return sources

@@ -670,6 +670,7 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
             exporter does not convert.
     """
     from dsp.knobs.knobmap import KnobMap
+    from dsp.storage.open_fit import exports
     spec = record["model"]
     pm = record["param_map_obj"]
     if not isinstance(pm, KnobMap):
@@ -681,4 +682,7 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
     head = getattr(model, "head", model)
     if head.uses_dsp and not pm.table:
         raise UserError(f"{source}: the hybrid model's knob map is empty")
+    if (head.uses_dsp or spec["conditioning"] != "knobs") and not exports(pm.compressor, "knobmap"):
+        raise UserError(f"{source}: models on compressor={pm.compressor} fits cannot be exported yet (that "
+                        "class's knob map has no exported form); export a hybrid on a graybox or ff5 fit")
     return NeuralCompressor(model.float().eval(), pm.table, spec["conditioning"], int(record["sample_rate"]))

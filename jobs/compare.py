@@ -36,7 +36,7 @@ from jobs.protocol import held_out_levels
 from jobs.overrides import check_overrides, duration, whole_number
 from report import plots
 from report.compare_page import ExcerptCollector, choose_settings, write_compare_report
-from report.evaluate import evaluate
+from report.evaluate import check_scored_length, evaluate
 from report.models import dsp_candidates, neural_candidate, series_label
 from report.summary import level_table, markdown_table, rows_to_csv, setting_table, summarise, summary_text
 
@@ -149,14 +149,19 @@ def _takes_corpus(cfg) -> Corpus:
     return Corpus(device, table, test_rows, lambda s: device.key(s) in trained, plot_at)
 
 
-def _check_corpus_rate(cfg) -> None:
-    """One sample rate over the corpus, from the file headers, before any fit or training."""
+def _check_corpus(cfg) -> None:
+    """One sample rate over the corpus, and scored takes longer than ``skip_s``, from the file
+    headers, before any fit or training."""
     if cfg.data.get("kind") == "manifest":
         takes = read_manifest(Path(str(cfg.data.path)))
     else:
         takes = load_pairs(cfg.data, quiet=cfg.quiet)
     if takes:
         check_rates([p for t in takes for p in (t.input, t.target)])
+    for t in takes:
+        if t.split == str(cfg.eval_split):
+            info = audio_info(t.target)
+            check_scored_length(t.target, info.frames, info.sample_rate, float(cfg.skip_s))
 
 
 def _check_models(cfg) -> None:
@@ -182,7 +187,7 @@ def run_compare(cfg, argv: list[str], launcher: list[str] = ()) -> int:
         raise UserError(f"eval_split: every figure of the comparison is on Test material (the protocol), "
                         f"got {cfg.eval_split!r}")
     report = _report_options(cfg)   # checked before any fit or training
-    _check_corpus_rate(cfg)
+    _check_corpus(cfg)
     if cfg.data.get("kind") != "manifest":
         from neural.conditioning import check_dsp_class
         check_dsp_class(compressor_name(cfg))   # the hybrids train on dsp_dir's class; other classes: dsp_fits

@@ -24,11 +24,11 @@ import numpy as np
 
 from audio.devices import LA2A, Device
 from common.errors import UserError
-from dsp.models.classes import ModelParams, render
+from dsp.models.classes import ModelParams, processor
 from dsp.models.ff5_streaming import StreamingCompressor
 
 __all__ = ["NEURAL_DSP_CLASSES", "check_dsp_class", "DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size",
-           "dsp_gain_db", "dsp_output"]
+           "dsp_gain_db", "dsp_features", "RENDERED_CLASSES"]
 
 DEFAULT_SAMPLE_RATE = 44100
 SAMPLE_RATE = DEFAULT_SAMPLE_RATE   # the former name (every model used to run at this rate)
@@ -66,16 +66,18 @@ def _declared(name: str, device: Device) -> tuple[bool, tuple]:
 
 
 # the DSP model classes a hybrid (or a black box's DSP-side corpus) can be trained on: the
-# hybrids take the ff5 compressor's gain and a gray-box's output; an opto fit's cell is neither
-NEURAL_DSP_CLASSES = ("ff5", "graybox")
+# hybrids take the ff5 compressor's gain, or a gray-box's or an opto fit's output and gain
+NEURAL_DSP_CLASSES = ("ff5", "graybox", "opto")
+# the classes whose output is not ``x * gain`` (their blocks shape it): a hybrid takes their
+# rendered output and their compressor's (or cell's) gain from one pass
+RENDERED_CLASSES = ("graybox", "opto")
 
 
 def check_dsp_class(name: str, where: str = "") -> None:
     """UserError unless neural models can be trained on DSP fits of class ``name``."""
     if name not in NEURAL_DSP_CLASSES:
         raise UserError(f"{where + ': ' if where else ''}neural models on compressor={name} fits are not supported "
-                        f"yet (hybrids take the gain of {' or '.join(NEURAL_DSP_CLASSES)}); train them with "
-                        f"compressor=graybox, and list the {name} fit in a comparison's dsp_fits")
+                        f"(hybrids take the gain of {', '.join(NEURAL_DSP_CLASSES)})")
 
 
 def dsp_gain_db(comp: StreamingCompressor, block: np.ndarray, make_up_db: float) -> np.ndarray:
@@ -87,11 +89,18 @@ def dsp_gain_db(comp: StreamingCompressor, block: np.ndarray, make_up_db: float)
     return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
 
 
-def dsp_output(x: np.ndarray, params: ModelParams, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray | None:
-    """A gray-box fit's output for a mono ``(T,)`` take at ``sample_rate`` (float32); None
-    for ff5, whose output is ``x * 10^(g_db / 20)`` and is not stored."""
-    if params.model_class != "graybox":
-        return None
-    return render(np.asarray(x, dtype=np.float64), sample_rate, params).astype(np.float32)
+def dsp_features(x: np.ndarray, params: ModelParams, sample_rate: int = DEFAULT_SAMPLE_RATE
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A hybrid's DSP features of a mono ``(T,)`` take: the gain in dB, make-up included
+    (float32 ``(T,)``), and the DSP output (float32 ``(T,)``; None for ff5, whose output
+    is ``x * 10^(g_db / 20)`` and is not stored).
 
-
+    A gray-box or opto fit renders once: its output and its compressor's (the cell's) gain
+    come from the same pass (``process_and_gain``), as in :class:`neural.inference.BlockProcessor`.
+    """
+    make_up_db = float(params["make_up_db"])
+    if params.model_class not in RENDERED_CLASSES:
+        return dsp_gain_db(StreamingCompressor(params, sample_rate), np.atleast_2d(x), make_up_db), None
+    y, gain = processor(params, sample_rate).process_and_gain(np.asarray(x, dtype=np.float64)[None, :])
+    g_db = (20.0 * np.log10(np.maximum(gain, 1e-12)) + make_up_db).astype(np.float32)
+    return g_db, y[0].astype(np.float32)

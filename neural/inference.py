@@ -44,7 +44,7 @@ from common.errors import UserError
 from dsp.models.classes import processor
 from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import load_checkpoint
-from neural.conditioning import conditioning, dsp_gain_db
+from neural.conditioning import RENDERED_CLASSES, conditioning, dsp_gain_db
 from neural.heads import count_parameters
 
 __all__ = ["NeuralRenderer", "BlockProcessor", "run_chunked"]
@@ -81,11 +81,11 @@ class BlockProcessor:
         self.reset()
 
     def reset(self) -> None:
-        # a gray-box fit: its output is not x * gain; its own compressor gives the gain feature
-        graybox = self.renderer.uses_dsp and self.params.model_class == "graybox"
-        self.dsp = processor(self.params, self.renderer.sample_rate) if graybox else None
+        # a gray-box or opto fit: its output is not x * gain; its own compressor (cell) gives the gain feature
+        rendered = self.renderer.uses_dsp and self.params.model_class in RENDERED_CLASSES
+        self.dsp = processor(self.params, self.renderer.sample_rate) if rendered else None
         self.comp = None
-        if self.renderer.uses_dsp and not graybox:
+        if self.renderer.uses_dsp and not rendered:
             self.comp = StreamingCompressor(self.params, self.renderer.sample_rate)
         self.make_up_db = float(self.params["make_up_db"]) if self.renderer.uses_dsp else 0.0
         self.state = None
@@ -105,7 +105,7 @@ class BlockProcessor:
             g = dsp_gain_db(self.comp, block, self.make_up_db)
             g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
             y_dsp = x * torch.pow(10.0, g_db / 20.0)
-        elif self.dsp is not None:   # one pass of the gray-box's compressor gives its output and the gain
+        elif self.dsp is not None:   # one pass of the DSP model gives its output and the gain (dsp_features)
             y, gain = self.dsp.process_and_gain(block.astype(np.float64))
             g = (20.0 * np.log10(np.maximum(gain, 1e-12)) + self.make_up_db).astype(np.float32)   # dsp_gain_db
             g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()

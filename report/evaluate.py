@@ -9,9 +9,10 @@ from tqdm import tqdm
 from audio.devices import Device
 from audio.pairs import read_aligned_pair
 from audio.metrics import METRICS, all_metrics
+from common.errors import UserError
 from report.models import Candidate, real_time_factor
 
-__all__ = ["columns", "evaluate", "row_columns"]
+__all__ = ["MIN_SCORED", "check_scored_length", "columns", "evaluate", "row_columns"]
 
 
 def columns() -> list[str]:
@@ -25,6 +26,19 @@ def row_columns(device: Device, setting: dict) -> dict:
     ``peak_reduction``; another device's ``mode`` is its name, ``peak_reduction`` empty,
     and its knobs follow in one column each (``knob_<name>`` where a name is taken)."""
     return {"mode": device.name, "peak_reduction": None, **device.columns(setting, columns())}
+
+
+# the fewest samples a take is scored on after its warm-up (the multi-resolution STFT's
+# longest window is 2048)
+MIN_SCORED = 4096
+
+
+def check_scored_length(path, frames: int, sample_rate: int, skip_s: float) -> None:
+    """UserError unless a take of ``frames`` samples keeps :data:`MIN_SCORED` after its warm-up."""
+    if frames - int(skip_s * sample_rate) < MIN_SCORED:
+        raise UserError(f"{path}: {frames / sample_rate:.2f} s long, but its first skip_s={skip_s:g} s are left out "
+                        f"of the metrics and at least {MIN_SCORED} samples must remain; lower skip_s or give longer "
+                        "takes")
 
 
 def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Callable[[dict], bool],
@@ -45,6 +59,7 @@ def evaluate(candidates: list[Candidate], takes: list, device: Device, seen: Cal
         x, y, sr, _ = read_aligned_pair(take.input, take.target, align)
         x, y = x.mean(axis=0), y.mean(axis=0)
         skip = int(skip_s * sr)
+        check_scored_length(take.target, y.shape[0], sr, skip_s)
         setting = take.setting
         keep = bool(listener is not None and listener.begin_take(take, x, y, sr))
         for c in candidates:

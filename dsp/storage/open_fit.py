@@ -35,7 +35,7 @@ from dsp.knobs.parammap import ParamMap, check_param_map
 from dsp.models.classes import ModelClass, ModelParams, model_class, record_class
 from dsp.storage.records import load_checkpoint
 
-__all__ = ["FittedModel", "ExportForm", "FORMS", "FIT_HELP", "MANIFEST_ROWS", "open_fit", "param_map_from_record",
+__all__ = ["FittedModel", "ExportForm", "exports", "FORMS", "FIT_HELP", "MANIFEST_ROWS", "open_fit", "param_map_from_record",
            "load_param_map"]
 
 FORMS = ("pair", "knobmap", "knobtable", "knobcurves")
@@ -50,6 +50,11 @@ _MAP_CLASSES: dict[str, type[ParamMap]] = {"knobmap": KnobMap, "knobtable": Knob
 _SIGNATURES = {"pair": "forward(x)", "knobmap": "forward(x, peak_reduction, mode)  # mode 0 compress, 1 limit",
                "knobtable": "forward(x, knobs)", "knobcurves": "forward(x, knobs)"}
 _EXPORTS = {"ff5": set(FORMS), "graybox": {"pair", "knobmap"}}   # class -> forms export can build
+
+
+def exports(model_class: str, form: str) -> bool:
+    """Whether ``export.py`` builds a ``form`` fit of class ``model_class`` (and so a hybrid on it)."""
+    return form in _EXPORTS.get(model_class, set())
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ class FittedModel:
         signature = _SIGNATURES[self.form]
         if self.form in ("knobtable", "knobcurves"):
             signature += f"  # knobs: [{', '.join(self.knobs)}]"
-        if self.form not in _EXPORTS.get(self.model_class.name, set()):
+        if not exports(self.model_class.name, self.form):
             name = self.model_class.name
             return ExportForm(False, signature, f"{'an' if name[0] in 'aeiou' else 'a'} {name} {self.describe_form()} "
                                                 f"has no exported form yet")

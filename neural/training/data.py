@@ -37,8 +37,7 @@ from audio.devices import LA2A, Device
 from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from dsp.knobs.parammap import ParamMap
-from dsp.models.ff5_streaming import StreamingCompressor
-from neural.conditioning import DEFAULT_SAMPLE_RATE, check_dsp_class, conditioning, dsp_gain_db, dsp_output
+from neural.conditioning import DEFAULT_SAMPLE_RATE, check_dsp_class, conditioning, dsp_features
 
 __all__ = ["tracks_rate", "Track", "load_tracks", "Batch", "SegmentSampler", "validation_batch"]
 
@@ -57,7 +56,7 @@ class Track:
     params: dict           # the DSP parameters used
     cond: dict = field(default_factory=dict)   # conditioning name -> (C,) float32
     device: Device = LA2A
-    dsp_out: np.ndarray | None = None   # the DSP output (T,) float32 when it is not x * gain (graybox)
+    dsp_out: np.ndarray | None = None   # the DSP output (T,) float32 when it is not x * gain (graybox, opto)
     sample_rate: int = DEFAULT_SAMPLE_RATE   # Hz, of x, y and the DSP gain
 
     @property
@@ -100,10 +99,9 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
             raise UserError(f"{t.input}: sample rate {sr} Hz, but {chosen[0].input} is "
                             f"{tracks[0].sample_rate} Hz; resample the corpus to one rate")
         params = param_map.at(t.setting)
-        g_db = dsp_gain_db(StreamingCompressor(params, sr), x, params["make_up_db"])
+        g_db, dsp_out = dsp_features(x[0], params, sr)
         cond = {name: conditioning(name, params, t.setting, device) for name in device.conditionings}
-        tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device,
-                            dsp_output(x[0], params, sr), sr))
+        tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device, dsp_out, sr))
     return tracks
 
 
