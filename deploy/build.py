@@ -4,7 +4,7 @@
 the project's one resolver (:func:`dsp.storage.open_fit.open_fit`: a one-pair fit, an
 LA-2A chain or joint fit, a manifest device's per-take fits or knob curves). :func:`build`
 returns an :class:`Exportable`: the scriptable module (:mod:`deploy.compressor`,
-:mod:`deploy.graybox`, :mod:`deploy.curves`, :mod:`deploy.neural`), how to call it at a
+:mod:`deploy.graybox`, :mod:`deploy.opto`, :mod:`deploy.curves`, :mod:`deploy.neural`), how to call it at a
 setting, the settings worth checking and, per setting, the project's own Python renderer
 that the exported file must equal. Writing and checking the file is the export job
 (:mod:`jobs.export`).
@@ -113,9 +113,10 @@ def _map_reference(fit: FittedModel, sr: int):
 def _fit(fit: FittedModel, sample_rate: int | None) -> Exportable:
     from deploy.compressor import FixedCompressor
     from deploy.graybox import FixedGraybox
+    from deploy.opto import FixedOpto
     params = fit.at()
     sr = int(sample_rate or fit.sample_rate)
-    module = {"ff5": FixedCompressor, "graybox": FixedGraybox}[fit.model_class.name](params, sr)
+    module = {"ff5": FixedCompressor, "graybox": FixedGraybox, "opto": FixedOpto}[fit.model_class.name](params, sr)
     desc = f"one-pair {fit.model_class.name} fit: " + ", ".join(f"{k} {v:.4g}" for k, v in params.items())
     return Exportable("fit", fit.path, module, sr, "forward(x)", desc, [None],
                       lambda setting: (), lambda setting: fit.processor(sr).process, True)
@@ -132,7 +133,12 @@ def _knobmap(fit: FittedModel, sample_rate: int | None) -> Exportable:
     settings = [la2a_setting(m, pr) for m in kmap.modes for pr in check_levels(kmap.levels(m))]
     desc = (f"{kmap.compressor} knob map: "
             + "; ".join(f"{m} PR {min(kmap.levels(m))}..{max(kmap.levels(m))}" for m in kmap.modes))
-    module = {"ff5": KnobMapCompressor, "graybox": KnobMapGraybox}[kmap.compressor](kmap.table, sr)
+    if kmap.compressor == "opto":
+        from deploy.opto import KnobMapOpto
+        from dsp.knobs.knobmap import INTERPOLATION
+        module = KnobMapOpto(kmap.table, INTERPOLATION, sr)
+    else:
+        module = {"ff5": KnobMapCompressor, "graybox": KnobMapGraybox}[kmap.compressor](kmap.table, sr)
     return Exportable("knobmap", fit.path, module, sr, LA2A_SIGNATURE, desc, settings,
                       _la2a_args, _map_reference(fit, sr), True, tuple(kmap.knobs))
 

@@ -46,6 +46,7 @@ from common.errors import UserError
 from deploy.audio_path import ScriptAudioPath
 from deploy.compressor import KnobMapCurves, PeakCompressor, _mode_slot, _setting, checked_setting
 from deploy.graybox import GRAYBOX_ORDER, GrayboxCurves, GrayboxStage
+from deploy.opto import OPTO_ORDER, OptoCell, TableCurves
 
 __all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptStack", "ScriptFF", "ScriptHead",
            "NeuralCompressor", "neural_module"]
@@ -528,6 +529,7 @@ class NeuralCompressor(nn.Module):
     state: List[List[Tensor]]
     frame_state: List[Tensor]
     graybox: Final[bool]     # constants: TorchScript compiles only the branches they select
+    opto: Final[bool]
     has_path: Final[bool]
     needs_params: Final[bool]
     uses_dsp: Final[bool]
@@ -549,10 +551,18 @@ class NeuralCompressor(nn.Module):
         self.conditioning = conditioning
         self.conditioned = dim > 0
         self.needs_params = self.head.uses_dsp or conditioning != "knobs"
-        # a gray-box map: the hybrid's DSP output is the gray-box's, its gain feature the compressor's
-        self.graybox = any(all(k in p for k in GRAYBOX_ORDER) for lv in table.values() for p in lv.values())
-        self.curves = GrayboxCurves(table) if self.graybox else KnobMapCurves(table)
+        # a gray-box (opto) map: the hybrid's DSP output is the gray-box's (opto's), its gain feature
+        # the compressor's (the cell's)
+        rows = [p for lv in table.values() for p in lv.values()]
+        self.opto = any(all(k in p for k in OPTO_ORDER) for p in rows)
+        self.graybox = not self.opto and any(all(k in p for k in GRAYBOX_ORDER) for p in rows)
+        if self.opto:
+            from dsp.knobs.knobmap import INTERPOLATION
+            self.curves = TableCurves(table, OPTO_ORDER, INTERPOLATION)
+        else:
+            self.curves = GrayboxCurves(table) if self.graybox else KnobMapCurves(table)
         self.dsp = PeakCompressor(sample_rate)
+        self.cell = OptoCell()
         self.stage = GrayboxStage()
         path = getattr(head, "audio_path", None)
         self.has_path = path is not None
@@ -562,6 +572,7 @@ class NeuralCompressor(nn.Module):
         self.mode = -1
         self.cond = None
         self.log_drive = 0.0
+        self.opto_scale = 1.0
         self.no_gain = torch.ones(1, 1, dtype=torch.float64)   # a black box has no DSP gain
         self.requires_grad_(False)  # an inference module: outputs carry no autograd graph
         self.reset()
@@ -569,6 +580,7 @@ class NeuralCompressor(nn.Module):
     @torch.jit.export
     def reset(self) -> None:
         self.dsp.reset()
+        self.cell.reset()
         self.stage.reset()
         if self.has_path:
             self.path.reset()
@@ -599,7 +611,12 @@ class NeuralCompressor(nn.Module):
         if self.needs_params:
             params = self.curves.parameters_at(peak_reduction, mode)
         make_up = math.pow(10.0, params[4] / 20.0)
-        if self.uses_dsp and self.graybox:   # the gain comes scaled by the make-up and the drive (deploy.graybox)
+        if self.uses_dsp and self.opto:   # as the gray-box's, with the cell's gain (deploy.opto)
+            self.cell.prepare(params[:12], self.sample_rate)
+            self.stage.prepare(params[12:], self.sample_rate)
+            self.opto_scale = make_up * params[15]
+            self.log_drive = math.log10(params[15])
+        elif self.uses_dsp and self.graybox:   # the gain comes scaled by the make-up and the drive (deploy.graybox)
             self.dsp.prepare(params, make_up * params[8])
             self.stage.prepare(params[5:], self.sample_rate)
             self.log_drive = math.log10(params[8])
@@ -650,9 +667,10 @@ class NeuralCompressor(nn.Module):
         y_dsp = xf
         gain = self.no_gain
         if self.uses_dsp:
-            gain = self.dsp.scaled_gain(xf)   # (1, n) float64, times the make-up (and the drive, gray-box)
+            # (1, n) float64, times the make-up (and the drive, gray-box and opto)
+            gain = self.cell(xf) * self.opto_scale if self.opto else self.dsp.scaled_gain(xf)
             # the DSP output stays float64 (the renderer rounds it to float32 first: 1e-7 apart)
-            y_dsp = self.stage(xf, gain) if self.graybox else torch.mul(xf, gain)
+            y_dsp = self.stage(xf, gain) if self.graybox or self.opto else torch.mul(xf, gain)
         o, self.state, self.frame_state = self.head.correction(xf, y_dsp, gain, self.log_drive, self.state,
                                                                self.frame_state)
         y = self.head.output(o, xf, y_dsp)

@@ -121,9 +121,5 @@ def print_next_steps(ckpt_dir: Path, kmap: KnobMap) -> None:
           f"# compress a file at any setting")
     if (ckpt_dir / "report.html").is_file():
         print(f"      open {ckpt_dir / 'report.html'} in a browser   # the fit to look at and listen to")
-    if kmap.compressor == "opto":   # no exported form yet (docs/opto.md)
-        print(f"      python compare.py compressor=opto dsp_dir={ckpt_dir}   "
-              "# DSP vs hybrid vs black box on Test audio (fitted with the unseen levels held out)")
-        return
     print(f"      python export.py {ckpt_dir} model.pt   # one TorchScript file for a host")
-    print("      python compare.py                     # DSP vs hybrid vs black box on Test audio")
+    print(f"      python compare.py compressor={kmap.compressor}   # DSP vs hybrid vs black box on Test audio")

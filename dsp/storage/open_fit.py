@@ -49,7 +49,7 @@ _MAP_CLASSES: dict[str, type[ParamMap]] = {"knobmap": KnobMap, "knobtable": Knob
 # how each form's exported module is called (deploy/build.py builds it)
 _SIGNATURES = {"pair": "forward(x)", "knobmap": "forward(x, peak_reduction, mode)  # mode 0 compress, 1 limit",
                "knobtable": "forward(x, knobs)", "knobcurves": "forward(x, knobs)"}
-_EXPORTS = {"ff5": set(FORMS), "graybox": {"pair", "knobmap"}}   # class -> forms export can build
+_EXPORTS = {"ff5": set(FORMS), "graybox": {"pair", "knobmap"}, "opto": {"pair", "knobmap"}}   # class -> forms export can build
 
 
 def exports(model_class: str, form: str) -> bool:

@@ -11,10 +11,12 @@ from deploy.build import knob_table_module
 from deploy.compressor import FixedCompressor, KnobMapCompressor
 from deploy.graybox import FixedGraybox, KnobMapGraybox
 from deploy.neural import neural_module
+from deploy.opto import FixedOpto, KnobMapOpto
 from deploy.verify import check_signal
-from dsp.knobs.knobmap import KnobMap
+from dsp.knobs.knobmap import INTERPOLATION, KnobMap
 from dsp.knobs.knobtable import KnobTable
 from dsp.models.classes import processor
+from dsp.models.opto import OPTO_START
 from neural.checkpoint import load_checkpoint
 from neural.inference import NeuralRenderer
 
@@ -26,6 +28,13 @@ BLOCKS = {"input_highpass_hz": 25.0, "input_shelf_hz": 9000.0, "input_shelf_db":
           "tube_asymmetry": 0.3, "output_highpass_hz": 12.0}
 PATH = {"shaper": True, "fir_taps": 16, "poles": 4}
 SETTING = la2a_setting("limit", 62.5)
+# an optical cell with the blocks, three levels per mode (the monotone cubics have two pieces)
+CELL = {**OPTO_START, **BLOCKS, "attack_ms": 5.0, "release_ms": 80.0, "release_slow_ms": 600.0,
+        "memory_ms": 900.0, "memory_depth": 4.0, "sidechain_shelf_hz": 1500.0, "input_mix": 0.0, "make_up_db": 3.0}
+OPTO_MAP = KnobMap({"compress": {pr: {**CELL, "threshold_db": -60.0 + pr / 4.0, "attack_ms": 2.0 + pr / 10.0}
+                                 for pr in (40, 70, 100)},
+                    "limit": {pr: {**CELL, "threshold_db": -62.0 + pr / 5.0, "input_mix": 0.1 + pr / 500.0,
+                                   "release_slow_ms": 300.0 + 5.0 * pr} for pr in (40, 70, 100)}}, "opto")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -59,6 +68,9 @@ DSP_CASES = {
                      lambda: processor(KNOBMAP.at(SETTING), SR)),
     "gray-box knob map": (lambda: KnobMapGraybox(GRAYBOX_MAP.table, SR), (62.5, 1.0),
                           lambda: processor(GRAYBOX_MAP.at(SETTING), SR)),
+    "opto fit": (lambda: FixedOpto(OPTO_MAP.at(SETTING), SR), (), lambda: processor(OPTO_MAP.at(SETTING), SR)),
+    "opto knob map": (lambda: KnobMapOpto(OPTO_MAP.table, INTERPOLATION, SR), (62.5, 1.0),
+                      lambda: processor(OPTO_MAP.at(SETTING), SR)),
 }
 
 
@@ -75,7 +87,7 @@ def test_dsp_streams_in_varying_blocks(signal, name):
 BAD_SETTINGS = [(-5.0, 0.0), (130.0, 1.0), (float("nan"), 0.0), (50.0, 3.0)]
 
 
-@pytest.mark.parametrize("name", ["ff5 knob map", "gray-box knob map"])
+@pytest.mark.parametrize("name", ["ff5 knob map", "gray-box knob map", "opto knob map"])
 def test_dsp_maps_refuse_settings_outside_the_knobs(signal, name):
     m = torch.jit.script(DSP_CASES[name][0]())
     for pr, mode in BAD_SETTINGS:
@@ -95,6 +107,7 @@ def test_knob_table_streams_in_varying_blocks(signal):
 # (param map, backbone, head, conditioning, extra, audio path): hybrids and black boxes of the three
 # exportable backbones, per sample and at the control rate, with and without the audio path
 NEURAL_CASES = [(GRAYBOX_MAP, "s6", "hybrid_gain", "fitted", {"frame": 32}, PATH),
+                (OPTO_MAP, "s6", "hybrid_gain", "fitted+knobs", {"frame": 32}, PATH),
                 (KNOBMAP, "lstm", "hybrid_gain", "fitted+knobs", {"frame": 32}, PATH),
                 (KNOBMAP, "ff", "hybrid_gain", "fitted", {"level_feature": True}, None),
                 (GRAYBOX_MAP, "s6", "blackbox", "knobs", {"frame": 32}, None),
@@ -103,7 +116,7 @@ NEURAL_CASES = [(GRAYBOX_MAP, "s6", "hybrid_gain", "fitted", {"frame": 32}, PATH
 
 
 @pytest.mark.parametrize("param_map, backbone, head, conditioning, extra, path", NEURAL_CASES,
-                         ids=[f"{c[1]}-{c[2]}-{'path' if c[5] else 'nopath'}" for c in NEURAL_CASES])
+                         ids=[f"{c[0].compressor}-{c[1]}-{c[2]}-{'path' if c[5] else 'nopath'}" for c in NEURAL_CASES])
 def test_neural_streams_in_varying_blocks(tmp_path, signal, param_map, backbone, head, conditioning, extra, path):
     variant = "blackbox" if head == "blackbox" else "hybrid"
     ckpt = write_checkpoint(tmp_path / "m.pt", backbone, variant, head, conditioning, extra, True,

@@ -1,7 +1,7 @@
 """``compressor=opto`` through main's machinery: the class registry and fit dispatch, a chain
 (blocks held across levels, the monotone threshold floor), its summary and knob map, opening
-and rendering the fit folder, and the refusals where opto is not supported yet (joint fit,
-neural models, export)."""
+rendering and exporting the fit folder, and the refusal where opto is not supported yet (the
+joint fit)."""
 from __future__ import annotations
 
 import numpy as np
@@ -91,7 +91,11 @@ def test_the_fit_folder_opens_and_renders_between_levels(chain_fit):
     blocks = np.concatenate([proc.process(x[:, i:i + 333]) for i in range(0, x.shape[1], 333)], axis=1)
     assert np.allclose(whole, blocks, rtol=0, atol=1e-6) and np.isfinite(whole).all()
     form = fit.export_form()
-    assert not form.exportable and "an opto knob map has no exported form" in form.reason
+    assert form.exportable and form.signature.startswith("forward(x, peak_reduction, mode)")
+    from deploy.build import build, resolve_source
+    from deploy.verify import max_difference
+    ex = build(*resolve_source(root / "fits"))   # export.py's module of the chain: equal to the renderer
+    assert max_difference(ex.module, ex, seconds=0.2) < 1e-6
 
 
 def test_what_does_not_take_opto_yet_says_so():

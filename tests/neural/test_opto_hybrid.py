@@ -1,15 +1,13 @@
 """Hybrids on an opto fit: their DSP features are the cell's output and gain from one pass,
-an untrained hybrid is the opto model exactly, streaming equals offline, and export says
-in one line that it has no form for them yet."""
+an untrained hybrid is the opto model exactly, streaming equals offline, and the exported
+module equals the renderer."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from audio.devices import la2a_setting
 from audio.material import synthesize
-from common.errors import UserError
 from deploy.neural import neural_module
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.classes import ModelParams
@@ -75,9 +73,14 @@ def test_untrained_hybrid_is_the_opto_model_and_streams_as_offline(tmp_path):
         np.testing.assert_allclose(np.concatenate(parts), offline, rtol=0, atol=1e-5)
 
 
-def test_export_refuses_a_hybrid_on_opto_in_one_line(tmp_path):
+def test_the_exported_hybrid_equals_the_renderer(tmp_path):
     path = _checkpoint(tmp_path / "m.pt", trained=True)
     record, model = load_checkpoint(path)
-    with pytest.raises(UserError, match="compressor=opto fits cannot be exported yet") as err:
-        neural_module(record, model, str(path))
-    assert "\n" not in str(err.value)
+    m = torch.jit.script(neural_module(record, model, str(path)))
+    x = np.stack([_signal(), 0.5 * _signal()])
+    for mode, pr in (("limit", 70.0), ("compress", 40.0)):
+        m.reset()
+        y = np.concatenate([m(torch.from_numpy(x[:, i:i + 300]), pr, float(mode == "limit")).numpy()
+                            for i in range(0, x.shape[1], 300)], axis=1)
+        ref = NeuralRenderer.load(path).block_processor(SR, la2a_setting(mode, pr))(x)
+        assert np.max(np.abs(y - ref)) < 1e-5, mode

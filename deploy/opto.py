@@ -1,0 +1,304 @@
+"""The optical-cell model (``compressor=opto``) as TorchScript modules: streaming, self-contained.
+
+Same computation as :class:`dsp.models.opto_streaming.StreamingOpto` (float64 inside)::
+
+    y = Hout(S(m g Hin(x))),   g the cell's gain, driven from the attenuated input (feedback)
+
+- the cell (:class:`OptoCell`): the sidechain ``(g[n-1] + mix) x[n]`` through its shelf,
+  squared (the mean over channels: one cell for all, linked), lights the panel (attack /
+  fast release), the conductance is a power law of the light, split into a fast part and a
+  slow part whose release slows with the reduction's history, ``g = 1 / (1 + conductance)``
+  (:func:`dsp.derivatives.opto_kernel._cell`'s arithmetic). The gain of a sample depends on
+  the previous sample's output, so there is no block form: it runs sample by sample on
+  Python floats inside TorchScript (a few tens of scalar steps per sample, no tensor
+  operation), and the block's gains become one tensor exactly (as integers in units of
+  ``2^-52``: TorchScript makes a float list float32);
+- the blocks around it (``Hin``, ``S``, ``Hout``) are the gray-box's :class:`deploy.graybox.GrayboxStage`.
+
+- :class:`TableCurves`: a knob map of any class evaluated as :meth:`dsp.knobs.knobmap.KnobMap.at`
+  does, every parameter by its interpolation rule (linear, linear in log, monotone cubic
+  in log), as piecewise cubics.
+- :class:`FixedOpto`: a one-pair opto fit, ``forward(x)``.
+- :class:`KnobMapOpto`: an opto knob map, ``forward(x, peak_reduction, mode)``.
+
+Shape (all ``forward``): x :math:`(T,)` or :math:`(C, T)`; returns the same shape and dtype.
+Streaming: consecutive calls continue the signal; ``reset()`` returns to silence; a block
+with another channel count restarts the filters and the sidechain shelves (the cell carries on).
+"""
+# no "from __future__ import annotations": TorchScript reads the class annotations as types
+
+import math
+from typing import Dict, List, Union
+
+import numpy as np
+import torch
+from scipy.interpolate import PchipInterpolator
+from torch import Tensor
+
+from deploy.compressor import MODE_NAMES, _as_2d, _StreamingDSP, checked_setting
+from deploy.graybox import BLOCK_ORDER, GrayboxStage, shelf_section
+from torch import nn
+
+__all__ = ["CORE_ORDER", "OPTO_ORDER", "OptoCell", "TableCurves", "FixedOpto", "KnobMapOpto"]
+
+# dsp.models.opto.CORE_NAMES and OPTO_NAMES, repeated here: the exported file must not import the project
+CORE_ORDER = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db",
+              "release_slow_ms", "slow_fraction", "memory_ms", "memory_depth",
+              "sidechain_shelf_hz", "sidechain_shelf_db", "input_mix")
+OPTO_ORDER = CORE_ORDER + BLOCK_ORDER
+K_DB = math.log(10.0) / 20.0   # dsp.derivatives.opto_kernel.K_DB
+POWER_FLOOR = 1e-30            # dsp.models.opto.POWER_FLOOR
+GAIN_UNIT = 4503599627370496.0  # 2^52: a gain in (0, 1] as an integer, exact to 2^-53
+
+
+def _time_coefficient(ms: float, sample_rate: int) -> float:
+    """``1 - exp(-1 / (tau sr))`` (:func:`dsp.models.opto.time_coefficient`)."""
+    return -math.expm1(-1000.0 / (ms * float(sample_rate)))
+
+
+class OptoCell(nn.Module):
+    """The cell's gain before make-up, sample by sample, with its state."""
+
+    state: List[float]   # g, light, slow conductance, memory
+    shelf: List[float]   # each channel's sidechain shelf state
+    prm: List[float]
+
+    def __init__(self):
+        super().__init__()
+        self.state = [1.0, 0.0, 0.0, 0.0]
+        self.shelf = torch.jit.annotate(List[float], [])
+        self.prm = torch.jit.annotate(List[float], [])
+        self.k_db = K_DB           # module constants as attributes: TorchScript reads no float globals
+        self.floor = POWER_FLOOR
+        self.unit = GAIN_UNIT
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.state = [1.0, 0.0, 0.0, 0.0]   # from rest: no light, unity gain
+        self.shelf = torch.jit.annotate(List[float], [])
+
+    @torch.jit.export
+    def prepare(self, core: List[float], sample_rate: int) -> None:
+        """The twelve cell values (:data:`CORE_ORDER`) at a rate (Hz)."""
+        if not (0.0 < core[9] < 0.5 * float(sample_rate)):
+            raise RuntimeError("the sidechain shelf's corner lies outside 0..half the sample rate; "
+                               "choose a higher sample rate")
+        shelf = shelf_section(core[9], core[10], sample_rate)
+        # threshold, gamma, attack, fast release, slow release rate, slow fraction, memory,
+        # log depth, mix, shelf b0 b1 a1
+        self.prm = [core[0], core[1] - 1.0, _time_coefficient(core[2], sample_rate),
+                    _time_coefficient(core[3], sample_rate), 1000.0 / (core[5] * float(sample_rate)), core[6],
+                    _time_coefficient(core[7], sample_rate), math.log(core[8]), core[11],
+                    shelf[0], shelf[1], shelf[2]]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The gain of each sample of one ``(C, T)`` block, :math:`(1, T)` float64 (advances the state)."""
+        p = self.prm
+        kt = self.k_db * p[0]
+        floor = self.floor
+        unit = self.unit
+        gamma = p[1]
+        attack = p[2]
+        fast = p[3]
+        slow = p[4]
+        fraction = p[5]
+        memory_rate = p[6]
+        depth = p[7]
+        mix = p[8]
+        b0 = p[9]
+        b1 = p[10]
+        a1 = p[11]
+        rows: List[List[float]] = x.to(torch.float64).tolist()
+        channels = len(rows)
+        if len(self.shelf) != channels:
+            self.shelf = [0.0 for _ in range(channels)]
+        z = self.shelf
+        g = self.state[0]
+        light = self.state[1]
+        cs = self.state[2]
+        mem = self.state[3]
+        out: List[int] = []
+        for n in range(x.shape[1]):
+            out.append(int(g * unit + 0.5))
+            q = 0.0
+            for c in range(channels):
+                s = (g + mix) * rows[c][n]
+                e = b0 * s + z[c]
+                z[c] = b1 * s - a1 * e
+                q += e * e
+            q = q / channels
+            if q > light:
+                light = light + attack * (q - light)
+            else:
+                light = light + fast * (q - light)
+            conductance = 0.0
+            if light > floor:
+                conductance = math.exp(gamma * (0.5 * math.log(light) - kt))
+            ts = fraction * conductance
+            if ts >= cs:
+                cs = cs + memory_rate * (ts - cs)
+            else:
+                cs = cs + slow * math.exp(-depth * (mem - 0.5)) * (ts - cs)
+            g = 1.0 / (1.0 + (conductance - ts) + cs)
+            mem = mem + memory_rate * ((1.0 - g) - mem)
+        self.state = [g, light, cs, mem]
+        return (torch.tensor(out, dtype=torch.int64).to(torch.float64) * (1.0 / unit)).reshape(1, -1)
+
+
+class TableCurves(nn.Module):
+    """A knob map's tables for the modes it has, every parameter a piecewise cubic in PR.
+
+    Args:
+        table: ``{mode: {pr: {param: value}}}`` with all of ``names``.
+        names: the parameters, in the order :meth:`parameters_at` returns them.
+        rules: parameter -> ``"linear"``, ``"linear in log"`` or ``"monotone cubic in log"``
+            (:data:`dsp.knobs.knobmap.INTERPOLATION`).
+    """
+
+    has_mode: List[bool]
+    levels: List[List[float]]
+    pieces: List[List[List[List[float]]]]   # [mode][param][interval] -> 4 coefficients, highest power first
+    logs: List[bool]
+
+    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], names, rules: Dict[str, str]):
+        super().__init__()
+        unknown = [rules[k] for k in names if rules[k] not in ("linear", "linear in log", "monotone cubic in log")]
+        if unknown:
+            raise ValueError(f"unknown interpolation {unknown[0]!r}")
+        self.logs = [rules[k] != "linear" for k in names]
+        self.has_mode = [m in table for m in MODE_NAMES]
+        self.levels = []
+        self.pieces = []
+        for mode in MODE_NAMES:
+            levels = dict(sorted(table.get(mode, {}).items()))
+            pr = np.asarray([float(p) for p in levels])
+            self.levels.append([float(p) for p in pr])
+            columns: List[List[List[float]]] = []
+            for name, log in zip(names, self.logs):
+                col = np.asarray([float(r[name]) for r in levels.values()])
+                y = np.log(col) if log else col
+                if len(pr) < 2:
+                    columns.append([[0.0, 0.0, 0.0, float(v)] for v in y])
+                elif rules[name] == "monotone cubic in log":
+                    coef = PchipInterpolator(pr, y).c
+                    columns.append([[float(v) for v in coef[:, i]] for i in range(coef.shape[1])])
+                else:
+                    slope = np.diff(y) / np.diff(pr)
+                    columns.append([[0.0, 0.0, float(slope[i]), float(y[i])] for i in range(len(slope))])
+            self.pieces.append(columns)
+
+    @torch.jit.export
+    def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
+        """Every parameter at a setting (PR in 0..100: :func:`deploy.compressor.checked_setting`);
+        outside the mode's fitted levels the end level's values are held."""
+        checked_setting(peak_reduction, float(mode))
+        if mode < 0 or mode > 1 or not self.has_mode[mode]:
+            raise RuntimeError("the knob map has no such mode (0 compress, 1 limit)")
+        pr = self.levels[mode]
+        n = len(pr)
+        i = 0
+        dx = 0.0
+        if n > 1:
+            q = min(max(peak_reduction, pr[0]), pr[n - 1])
+            while i < n - 2 and q > pr[i + 1]:
+                i += 1
+            dx = q - pr[i]
+        values: List[float] = []
+        for j in range(len(self.logs)):
+            c = self.pieces[mode][j][i]
+            v = ((c[0] * dx + c[1]) * dx + c[2]) * dx + c[3]
+            values.append(math.exp(v) if self.logs[j] else v)
+        return values
+
+
+class _StreamingOpto(_StreamingDSP):
+    """The cell and the gray-box's stage; the rate is kept by the base class's compressor."""
+
+    params: List[float]
+
+    def __init__(self, sample_rate: int):
+        super().__init__(sample_rate)
+        self.cell = OptoCell()
+        self.stage = GrayboxStage()
+        self.params = []
+        self.scale = 1.0     # make-up times tube drive (the stage's input scaling)
+        self.stale = False   # the rate changed: configure before the next block
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.cell.reset()
+        self.stage.reset()
+
+    @torch.jit.export
+    def set_sample_rate(self, sample_rate: int) -> None:
+        self.comp.set_sample_rate(sample_rate)
+        self.stale = len(self.params) > 0
+
+    def configure(self, params: List[float]) -> None:
+        """Use the eighteen values (:data:`OPTO_ORDER`) from the next block on."""
+        sr = self.comp.sample_rate
+        self.cell.prepare(params[:12], sr)
+        self.stage.prepare(params[12:], sr)
+        self.scale = math.pow(10.0, params[4] / 20.0) * params[15]
+        self.params = params
+        self.stale = False
+
+    def process(self, x: Tensor) -> Tensor:
+        """One ``(C, T)`` block with the configured values, in the dtype of x."""
+        if self.stale:
+            self.configure(self.params)
+        if x.shape[1] == 0:
+            return x.clone()
+        return self.stage(x, self.cell(x) * self.scale).to(x.dtype)
+
+
+class FixedOpto(_StreamingOpto):
+    """A one-pair opto fit: eighteen fixed parameters. ``forward(x)``; ``reset()``.
+
+    Args:
+        params: physical parameters, all of :data:`OPTO_ORDER`.
+        sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
+    """
+
+    def __init__(self, params: Dict[str, float], sample_rate: int):
+        super().__init__(sample_rate)
+        self.configure([float(params[k]) for k in OPTO_ORDER])
+
+    @torch.jit.export
+    def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
+        return self.params
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            return self.process(x)
+        return self.process(_as_2d(x)).reshape(x.shape)
+
+
+class KnobMapOpto(_StreamingOpto):
+    """An opto chain's knob map: ``forward(x, peak_reduction, mode)`` with mode 0 compress, 1 limit.
+
+    The knobs may be floats, ints or one-element tensors; ``mode`` at or above 0.5 is limit.
+    State (the cell, the filters) carries over a change of setting.
+
+    Args:
+        table: ``{mode: {pr: params}}`` with all of :data:`OPTO_ORDER`.
+        rules: each parameter's interpolation rule (:class:`TableCurves`).
+        sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
+    """
+
+    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], rules: Dict[str, str], sample_rate: int):
+        super().__init__(sample_rate)
+        self.curves = TableCurves(table, OPTO_ORDER, rules)
+        self.peak_reduction = math.nan   # the setting it is configured for
+        self.mode = -1
+
+    @torch.jit.export
+    def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
+        return self.curves.parameters_at(peak_reduction, mode)
+
+    def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
+        if self._new_setting(peak_reduction, mode):   # coefficients once per change of setting
+            self.configure(self.curves.parameters_at(self.peak_reduction, self.mode))
+        if x.dim() == 2:
+            return self.process(x)
+        return self.process(_as_2d(x)).reshape(x.shape)
