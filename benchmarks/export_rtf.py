@@ -60,6 +60,13 @@ BLOCKS = {"input_highpass_hz": 20.0, "input_shelf_hz": 12000.0, "input_shelf_db"
           "tube_asymmetry": 0.2, "output_highpass_hz": 10.0}
 GRAYBOX_TABLE = {m: {pr: {**p, **BLOCKS, "tube_drive": 1.0 + pr / 50.0} for pr, p in lv.items()}
                  for m, lv in TABLE.items()}
+# an LA-2A-like optical cell in the same blocks (values of the order the default corpus's opto chain fits)
+CELL = {"ratio": 3.5, "attack_ms": 20.0, "release_ms": 40.0, "make_up_db": 3.0, "release_slow_ms": 3000.0,
+        "slow_fraction": 0.3, "memory_ms": 1000.0, "memory_depth": 3.0, "sidechain_shelf_hz": 2000.0,
+        "sidechain_shelf_db": 6.0}
+OPTO_TABLE = {m: {pr: {**CELL, **BLOCKS, "threshold_db": -16.0 - 0.35 * (pr - 40),
+                       "input_mix": 0.0 if m == "compress" else 0.05, "tube_drive": 1.0 + pr / 50.0}
+                  for pr in (40, 70, 100)} for m in ("compress", "limit")}
 SETTING = {"mode": "limit", "peak_reduction": 65.0}
 KNOB_SETTING = {"threshold": -15.0, "ratio": 3.0}
 KNOB_TABLE = KnobTable(["threshold", "ratio"], [({"threshold": -20.0, "ratio": 4.0}, PARAMS),

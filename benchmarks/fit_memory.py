@@ -20,7 +20,7 @@ above the overhead, the pair's float32 size (input + target) and their ratio.
 Target: ratio <= 1.5.
 
     python benchmarks/fit_memory.py [--minutes 20] [--iterations 3] [--dir /tmp/fit_memory]
-    python benchmarks/fit_memory.py --process [10 20]   # the whole train_comp.py process, both classes
+    python benchmarks/fit_memory.py --process [10 20] [--classes ff5 graybox opto]   # the whole train_comp.py process
 """
 from __future__ import annotations
 
@@ -139,7 +139,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     ap.add_argument("--process", nargs="*", type=float, metavar="MINUTES",
                     help="instead: the whole train_comp.py process's peak memory on mono pairs of these lengths "
-                         "(default 10 and 20 minutes), both model classes; target <= 800 MiB at 10 minutes")
+                         "(default 10 and 20 minutes), each of --classes; target <= 800 MiB at 10 minutes")
+    ap.add_argument("--classes", nargs="+", default=["ff5", "graybox", "opto"], choices=["ff5", "graybox", "opto"],
+                    help="the model classes of --process (default all three; opto is train_comp.py's default)")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     if a.measure:  # the child: one fit, figures as JSON on stdout
@@ -153,7 +155,7 @@ def main() -> int:
         for minutes in a.process or [10.0, 20.0]:
             inp, tgt = write_pair(folder, minutes)
             pair = 2 * minutes * 60 * SR * 4 / 2 ** 20
-            for compressor in ("ff5", "graybox"):
+            for compressor in a.classes:
                 peak, seconds = whole_process(inp, tgt, compressor, a.iterations, folder)
                 target = "<= 800" if minutes == 10 else ""
                 print(f"{minutes:7g} {compressor:>8} {pair:13.0f} {peak:13.0f} {target:>8} {seconds:8.1f}", flush=True)

@@ -18,12 +18,14 @@ streamed as a host streams it, one buffer per call. Printed per model and buffer
 Models (built synthetically, as ``benchmarks/export_rtf.py`` does, at ``--rate``): a
 one-pair ff5 fit, a gray-box knob map, and the default S6 and LSTM hybrids
 (``cfg/model/<backbone>.yaml`` sizes, control rate, ``cfg/model/base.yaml``'s audio path,
-weights moved off their start) on that gray-box map; the hybrids are checkpoints at
+weights moved off their start) on that gray-box map; an opto knob map (an LA-2A-like cell in
+the same blocks) and the same two hybrids on it (``opto``, ``s6_opto``, ``lstm_opto``: the
+default model class's); the hybrids are checkpoints at
 ``--rate`` (their control frame scaled to it, 35 samples at 48 kHz). Or exportable
 sources given with ``--source``. The signal is the project's synthesised program material
 (drums, bass, plucks, chords, speech-like bursts) at -12 dBFS RMS or so, looped.
 
-    python benchmarks/host.py [--models fit graybox s6 lstm] [--blocks 32 64 128 256 512 2048]
+    python benchmarks/host.py [--models fit graybox s6 lstm opto s6_opto lstm_opto] [--blocks 32 64 128 256 512 2048]
                               [--minutes 10] [--silence 60] [--rate 48000] [--channels 1]
                               [--source PATH ...] [--json OUT.json]
 """
@@ -46,9 +48,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-MODELS = ("fit", "graybox", "s6", "lstm")
+MODELS = ("fit", "graybox", "s6", "lstm", "opto", "s6_opto", "lstm_opto")
 LABELS = {"fit": "one-pair ff5 fit", "graybox": "gray-box knob map", "s6": "S6 hybrid (gray-box, path)",
-          "lstm": "LSTM hybrid (gray-box, path)"}
+          "lstm": "LSTM hybrid (gray-box, path)", "opto": "opto knob map", "s6_opto": "S6 hybrid (opto, path)",
+          "lstm_opto": "LSTM hybrid (opto, path)"}
 SETTING = (65.0, 1.0)   # peak reduction, mode (limit): the knob arguments of the knob maps and hybrids
 
 # the child: torch only (python -I, run from a temporary folder), one thread
@@ -166,7 +169,7 @@ print(json.dumps({"median_us": q(times, 0.5), "p99_us": q(times, 0.99),
 def synthetic_sources(folder: Path, rate: int, models) -> dict:
     """The exportable sources of :data:`MODELS` at ``rate`` (``benchmarks/export_rtf.py``'s tables)."""
     import yaml
-    from export_rtf import GRAYBOX_TABLE, PARAMS
+    from export_rtf import GRAYBOX_TABLE, OPTO_TABLE, PARAMS
     from dsp.knobs.knobmap import KnobMap
     from dsp.storage.records import save_checkpoint
     from neural.checkpoint import build_model, model_spec, save_checkpoint as save_neural
@@ -177,15 +180,18 @@ def synthetic_sources(folder: Path, rate: int, models) -> dict:
         save_checkpoint(folder / "fit" / "ckpt.yaml", {"params": PARAMS, "esr": 0.0, "loss": 0.0, "iterations": 0,
                                                        "converged": True, "seconds": 0.0, "sample_rate": rate})
         sources["fit"] = folder / "fit"
-    (folder / "graybox").mkdir()
-    KnobMap(GRAYBOX_TABLE, "graybox").save(folder / "graybox" / "knobmap.yaml")
-    if "graybox" in models:
-        sources["graybox"] = folder / "graybox"
+    maps = {"graybox": KnobMap(GRAYBOX_TABLE, "graybox"), "opto": KnobMap(OPTO_TABLE, "opto")}
+    for name, kmap in maps.items():
+        (folder / name).mkdir()
+        kmap.save(folder / name / "knobmap.yaml")
+        if name in models:
+            sources[name] = folder / name
     base = yaml.safe_load((ROOT / "cfg" / "model" / "base.yaml").read_text())
     path_options = (base.get("audio_path") or {}).get("hybrid")
-    for backbone in ("s6", "lstm"):
-        if backbone not in models:
+    for name in ("s6", "lstm", "s6_opto", "lstm_opto"):
+        if name not in models:
             continue
+        backbone, dsp = (name.split("_") + ["graybox"])[:2]
         hp = dict(yaml.safe_load((ROOT / "cfg" / "model" / f"{backbone}.yaml").read_text())["hyperparameters"])
         hp["frame"] = frame_at_rate(int(hp["frame"]), rate)
         torch.manual_seed(0)
@@ -196,11 +202,10 @@ def synthetic_sources(folder: Path, rate: int, models) -> dict:
             model.audio_path.fir.add_(torch.randn(model.audio_path.fir.shape) * 0.05)
             model.audio_path.branch.normal_(0.0, 0.3)
             model.audio_path.shaper_base.copy_(torch.tensor([0.05, -0.02]))
-        path = folder / f"{backbone}_hybrid.pt"
+        path = folder / f"{name}_hybrid.pt"
         save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": rate,
-                           "param_map": KnobMap(GRAYBOX_TABLE, "graybox").to_record(), "state_dict": model.state_dict(),
-                           "config": {}})
-        sources[backbone] = path
+                           "param_map": maps[dsp].to_record(), "state_dict": model.state_dict(), "config": {}})
+        sources[name] = path
     return sources
 
 

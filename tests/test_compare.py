@@ -41,7 +41,7 @@ def compared(tmp_path_factory, run_cli):
     tiny_training = "[" + ",".join(f"'{o}'" for o in tiny) + "]"
     res = run_cli(["compare.py", f"out_dir={out}", f"dsp_dir={dsp_dir}", f"runs_dir={runs}", "models=[s6,lstm]",
                    "variants=[hybrid,blackbox]", "unseen_levels=[90]", "plots.peak_reduction=90",
-                   f"train_overrides={tiny_training}", "train_jobs=1", "rtf_seconds=0.25", *_tiny(cache)],
+                   f"train_overrides={tiny_training}", "train_jobs=1", "rtf_seconds=0.25", "dsp_fits=[]", *_tiny(cache)],
                   cwd=tmp, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     return out, res

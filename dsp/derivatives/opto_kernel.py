@@ -636,11 +636,12 @@ def loss_grad_hess_natural(data: OptoData, natural, blocks=None, fit_mix: bool =
     return float(sums[0]), 2.0 * sums[1:1 + NO][keep], full[np.ix_(keep, keep)]
 
 
-def gain_frames(data: OptoData, natural) -> np.ndarray:
-    """The cell's gain (before make-up) per frame from rest, zero past each frame's length.
-    Shape: ``(B, T)``."""
+def gain_frames(data: OptoData, natural, part: slice = slice(None)) -> np.ndarray:
+    """The cell's gain (before make-up) per frame from rest, zero past each frame's length,
+    of the frames in ``part`` (all by default). Shape: ``(B, T)``."""
     prm = constants(natural, None, data.sample_rate)
-    return _gain_kernel(data.xs, data.index, data.lengths, data.length, prm)
+    return _gain_kernel(data.xs, np.ascontiguousarray(data.index[part]), np.ascontiguousarray(data.lengths[part]),
+                        data.length, prm)
 
 
 def output_energy_natural(data: OptoData, natural, blocks=None) -> float:

@@ -27,11 +27,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 
 from audio.framing import Frames
 from common.errors import UserError
+from common.memory import release_freed_memory
 from dsp.derivatives.graybox_objectives import BlockObjective, HeldGainFrames
 from audio.metrics import preemphasis_np
 from dsp.derivatives.opto_kernel import OptoObjective, gain_frames, loss_natural, prepare
@@ -169,18 +169,21 @@ def _cold_start(objective: OptoObjective, param: OptoParameterisation, z: torch.
 
 class _OptoGainFrames(HeldGainFrames):
     """:class:`dsp.derivatives.graybox_objectives.HeldGainFrames` whose held gain is the cell's
-    (before make-up, ``(B, T)``) instead of the five-parameter compressor's."""
+    (before make-up, ``(B, T)``) instead of the five-parameter compressor's, made per group
+    of frames as the rest (a long pair's gains for every frame at once would be its size in
+    float64 again)."""
 
-    def __init__(self, frames: Frames, gain: np.ndarray, n_fft: int, device, dtype):
-        self._gain = gain
+    def __init__(self, frames: Frames, cell_natural, n_fft: int, device, dtype):
+        self._data, self._cell = prepare(frames), cell_natural
         super().__init__(frames, torch.zeros(5, dtype=torch.float64), n_fft, device, dtype)
 
     def _make(self, part: slice):
+        release_freed_memory()   # the previous group's signals (the caller dropped them), before the next
         x, y, _ = self.frames.rows(part)
         kw = {"dtype": self.dtype, "device": self.device}
         x = torch.as_tensor(x, **kw)
         mask = torch.as_tensor(self.frames.mask_rows(part), device=self.device)
-        gain = torch.as_tensor(self._gain[part], **kw)
+        gain = torch.as_tensor(gain_frames(self._data, self._cell, part), **kw)
         target = torch.as_tensor(preemphasis_np(y) * mask.cpu().numpy(), **kw)
         return torch.fft.rfft(x, n=self.n_fft), gain, mask, target
 
@@ -190,10 +193,10 @@ def _block_param(frames: Frames, options: OptoFitOptions) -> GrayboxParameterisa
 
 
 def _block_objective(frames: Frames, cell: dict, options: OptoFitOptions):
-    gain = gain_frames(prepare(frames), natural_from_physical(cell, frames.sample_rate))
+    natural = natural_from_physical(cell, frames.sample_rate)
     # the gray-box's block stage (make-up and six block logits, exact derivatives) on the cell's gain
     return BlockObjective(frames, _block_param(frames, options), None,
-                          held=lambda n_fft: _OptoGainFrames(frames, gain, n_fft, torch.device("cpu"), torch.float64))
+                          held=lambda n_fft: _OptoGainFrames(frames, natural, n_fft, torch.device("cpu"), torch.float64))
 
 
 def _block_vector(objective: BlockObjective, cell: dict, blocks: dict) -> torch.Tensor:

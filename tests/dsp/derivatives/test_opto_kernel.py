@@ -135,3 +135,13 @@ def test_gain_and_streaming_follow_the_torch_model(frames):
     pieces = StreamingOpto({**POINT, **BLOCKS}, SR)
     out = np.concatenate([pieces.process(frames.x[:1, i:i + 97]) for i in range(0, T, 97)], axis=1)[0]
     assert _rel(out, reference) < 1e-10
+
+
+def test_gains_of_a_group_of_frames_are_those_of_all_frames(frames):
+    """The block stage makes the held gain group by group: a group's rows equal the whole's."""
+    natural = natural_from_physical(POINT, SR)
+    data = prepare(frames)
+    whole = gain_frames(data, natural)
+    assert whole.shape[0] == frames.n_frames >= 2
+    for part in (slice(0, 1), slice(1, None), slice(0, frames.n_frames)):
+        np.testing.assert_array_equal(gain_frames(data, natural, part), whole[part])
