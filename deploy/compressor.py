@@ -271,6 +271,19 @@ class _StreamingDSP(nn.Module):
         self.peak_reduction, self.mode = checked_setting(pr, mode_value)
         return True
 
+    def _any_shape(self, x: Tensor) -> Tensor:
+        """The subclass's ``process`` (one ``(C, T)`` block) on ``(C, T)`` or any shape of one channel."""
+        if x.dim() == 2:
+            return self.process(x)
+        return self.process(_as_2d(x)).reshape(x.shape)
+
+    def _at_setting(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
+        """A knob map's call: the subclass's ``configure`` with its ``curves`` once per change of
+        setting (the state carries over), then :meth:`_any_shape`."""
+        if self._new_setting(peak_reduction, mode):
+            self.configure(self.curves.parameters_at(self.peak_reduction, self.mode))
+        return self._any_shape(x)
+
     def _compress(self, x: Tensor) -> Tensor:
         """The prepared compressor on ``(C, T)`` or any shape of one channel."""
         if x.dim() == 2:

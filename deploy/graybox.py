@@ -34,7 +34,7 @@ from typing import Dict, List, Union
 import torch
 from torch import Tensor, nn
 
-from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobMapCurves, _as_2d, _StreamingDSP
+from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobMapCurves, _StreamingDSP
 from deploy.kernels import BlockLTI
 
 __all__ = ["BLOCK_ORDER", "GRAYBOX_ORDER", "LOG_BLOCKS", "highpass_section", "shelf_section", "GrayboxStage", "GrayboxCurves", "FixedGraybox", "KnobMapGraybox"]
@@ -217,9 +217,7 @@ class FixedGraybox(_StreamingGraybox):
         return self.params
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            return self.process(x)
-        return self.process(_as_2d(x)).reshape(x.shape)
+        return self._any_shape(x)
 
 
 class KnobMapGraybox(_StreamingGraybox):
@@ -246,8 +244,4 @@ class KnobMapGraybox(_StreamingGraybox):
         return self.curves.parameters_at(peak_reduction, mode)
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
-        if self._new_setting(peak_reduction, mode):   # coefficients once per change of setting
-            self.configure(self.curves.parameters_at(self.peak_reduction, self.mode))
-        if x.dim() == 2:
-            return self.process(x)
-        return self.process(_as_2d(x)).reshape(x.shape)
+        return self._at_setting(x, peak_reduction, mode)   # coefficients once per change of setting

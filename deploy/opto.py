@@ -35,7 +35,7 @@ import torch
 from scipy.interpolate import PchipInterpolator
 from torch import Tensor
 
-from deploy.compressor import MODE_NAMES, _as_2d, _StreamingDSP, checked_setting
+from deploy.compressor import MODE_NAMES, _StreamingDSP, checked_setting
 from deploy.graybox import BLOCK_ORDER, GrayboxStage, shelf_section
 from torch import nn
 
@@ -321,9 +321,7 @@ class FixedOpto(_StreamingOpto):
         return self.params
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            return self.process(x)
-        return self.process(_as_2d(x)).reshape(x.shape)
+        return self._any_shape(x)
 
 
 class KnobMapOpto(_StreamingOpto):
@@ -349,8 +347,4 @@ class KnobMapOpto(_StreamingOpto):
         return self.curves.parameters_at(peak_reduction, mode)
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
-        if self._new_setting(peak_reduction, mode):   # coefficients once per change of setting
-            self.configure(self.curves.parameters_at(self.peak_reduction, self.mode))
-        if x.dim() == 2:
-            return self.process(x)
-        return self.process(_as_2d(x)).reshape(x.shape)
+        return self._at_setting(x, peak_reduction, mode)   # coefficients once per change of setting

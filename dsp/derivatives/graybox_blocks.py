@@ -240,7 +240,7 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         x_spec, gain, mask, target = data.part(slice(lo, lo + frames_per_pass))
         mg = m * gain
         u0 = fft_filter(x_spec, h_in, samples, n_fft)                        # (b, T)
-        du0 = fft_filter(x_spec[:, None], dh_in, samples, n_fft)             # (b, 3, T)
+        du0 = _rows(lambda i, xs=x_spec: fft_filter(xs, dh_in[i], samples, n_fft), dh_in.shape[0])   # (b, 3, T)
         v = mg * u0
         sp = _shaper_fused(v, float(k), float(a)) if fused else shaper_partials(v, k, a)
         s_spec = torch.fft.rfft(sp["s"], n=n_fft)
@@ -249,8 +249,8 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         # v_p for make-up and the input logits; the shaper's own two enter through k and a
         dv = torch.cat([(_DB * v)[:, None], mg[:, None] * du0], dim=1)    # (b, 4, T)
         ds = torch.cat([sp["v"][:, None] * dv, (sp["k"] * dk)[:, None], (sp["a"] * da)[:, None]], dim=1)
-        y_p = torch.cat([fft_filter(torch.fft.rfft(ds, n=n_fft), l_out, samples, n_fft),
-                         fft_filter(s_spec, dl, samples, n_fft)[:, None]], dim=1)    # (b, 7, T)
+        y_p = _rows(lambda i, ds=ds, ss=s_spec: fft_filter(torch.fft.rfft(ds[:, i], n=n_fft), l_out, samples, n_fft)
+                    if i < 6 else fft_filter(ss, dl, samples, n_fft), 7)                  # (b, 7, T)
         y_p = torch.where(mask[:, None], y_p, 0.0)
         grad = grad + 2.0 * torch.einsum("bpt,bt->p", y_p, r)
         if not hessian:
@@ -284,6 +284,18 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
     q = torch.triu(q) + torch.triu(q, 1).T
     hess = jtj + 2.0 * q
     return float(loss), g, (0.5 * (hess + hess.T)).cpu()
+
+
+def _rows(row: Callable[[int], torch.Tensor], count: int) -> torch.Tensor:
+    """``(b, count, T)`` from ``row(i) -> (b, T)``, one row at a time: a long frame's padded
+    spectra and signals for one derivative at once, not for all (the fit's peak memory)."""
+    first = row(0)
+    out = torch.empty((first.shape[0], count, first.shape[1]), dtype=first.dtype, device=first.device)
+    out[:, 0] = first
+    del first
+    for i in range(1, count):
+        out[:, i] = row(i)
+    return out
 
 
 def _shaper_fused(v: torch.Tensor, k: float, a: float) -> dict[str, torch.Tensor]:

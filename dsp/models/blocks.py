@@ -143,7 +143,9 @@ def fft_filter(spectrum: torch.Tensor, response: torch.Tensor, samples: int, n_f
     Shape:
         returns real ``(B, samples)``.
     """
-    return torch.fft.irfft(spectrum * response, n=n_fft)[..., :samples]
+    out = torch.fft.irfft(spectrum * response, n=n_fft)
+    # a copy of the first samples: a view would keep the whole padded buffer alive (twice the memory)
+    return out[..., :samples].clone() if samples < n_fft else out
 
 
 def shaper(u: torch.Tensor, drive, asymmetry) -> torch.Tensor:
