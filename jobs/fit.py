@@ -25,6 +25,7 @@ from audio.pairs import align_mode, alignment_note, read_aligned_pair
 from audio.rates import check_rates
 from audio.signaltrain import find_level, levels_by_mode
 from common.errors import UserError
+from common.memory import map_large_allocations
 from common.locks import output_lock
 from common.paths import check_apart
 from common.records import write_csv
@@ -116,6 +117,7 @@ def run_fit_job(cfg) -> int:
     options = fit_options(cfg)
     init = initial_params(cfg, options.ranges)
     report_options(cfg)   # the page's settings, checked before the fit
+    map_large_allocations()   # a long pair's frame-sized temporaries back to the system when freed
     kind = fit_job_name(cfg)
     if kind in _FF5_ONLY:
         options = _ff5_options(options, kind, bool(cfg.quiet))

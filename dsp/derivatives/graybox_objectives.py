@@ -108,7 +108,7 @@ STAGE2_NAMES = ("make_up_db",) + BLOCK_NAMES
 # above it they make them a few frames at a time on each pass (a long pair's fit in bounded
 # memory: a 10-minute pair's frames would hold about 1 GB of them).
 KEEP_SAMPLES = 12_000_000
-GROUP = 4   # frames made and processed together
+GROUP = 1   # frames made and processed together (one: a long pair's passes hold one frame's signals)
 
 
 class HeldGainFrames:

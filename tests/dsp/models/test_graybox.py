@@ -63,6 +63,9 @@ def test_fft_filter_equals_lfilter_from_rest():
     y = fft_filter(torch.fft.rfft(torch.from_numpy(x), n=n_fft), section_response(secs, n_fft),
                    x.shape[1], n_fft).numpy()
     assert np.allclose(y, scipy.signal.lfilter(*cascade(*secs), x, axis=-1), atol=1e-12)
+    # the result holds its own samples, not a view that keeps the padded buffer alive
+    t = fft_filter(torch.fft.rfft(torch.from_numpy(x), n=n_fft), section_response(secs, n_fft), x.shape[1], n_fft)
+    assert n_fft > x.shape[1] and t.untyped_storage().nbytes() == t.numel() * t.element_size()
 
 
 def test_shaper_starts_transparent_and_is_level_matched():
