@@ -45,6 +45,9 @@ def folder(workspace, tmp_path_factory):
     for name in ("input_001_.wav", "target_001_LA2A_3c__0__100.wav"):
         shutil.copy(ws / "in.wav", ws / "st_valonly" / "Val" / name)
     (ws / "trunc.pt").write_bytes(b"PK\x03\x04" + bytes(60))
+    (ws / "st_short" / "Test").mkdir(parents=True)   # a 3 s Test take: shorter than a 5 s warm-up
+    shutil.copy(ws / "in.wav", ws / "st_short" / "Test" / "input_002_.wav")
+    shutil.copy(ws / "tgt.wav", ws / "st_short" / "Test" / "target_002_LA2A_3c__0__100.wav")
     return ws
 
 
@@ -116,6 +119,8 @@ CASES = {
                                      ["st_valonly", "Train", "Val takes only"]),
     "render truncated .pt": (["test_comp.py", "trunc.pt", "in.wav", "o.wav"], ["trunc.pt", "truncated"]),
     "compare unknown model": (["compare.py", *COMPARE, "models=[foo]"], ["models", "foo"]),
+    "compare takes no longer than skip_s": (["compare.py", *COMPARE, "data=signaltrain", "data.root=st_short",
+                                             "skip_s=5"], ["target_002_LA2A_3c__0__100.wav", "skip_s=5"]),
     "digital threshold beyond the model's range": (["digital_compressor.py", "in.wav", "o.wav", "--threshold", "-250",
                                                     *DIGITAL[2:]], ["--threshold", "-250"]),
     "digital empty input": (["digital_compressor.py", "empty.wav", "o.wav", *DIGITAL], ["empty.wav", "empty"]),
