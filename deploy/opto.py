@@ -11,7 +11,7 @@ Same computation as :class:`dsp.models.opto_streaming.StreamingOpto` (float64 in
   (:func:`dsp.derivatives.opto_kernel._cell`'s arithmetic). The gain of a sample depends on
   the previous sample's output, so there is no block form: it runs sample by sample on
   Python floats inside TorchScript (a few tens of scalar steps per sample, no tensor
-  operation; a mono block takes a loop with fewer steps), and the block's gains become one tensor exactly (as integers in units of
+  operation; a mono block takes a branch with fewer steps), and the block's gains become one tensor exactly (as integers in units of
   ``2^-52``: TorchScript makes a float list float32);
 - the blocks around it (``Hin``, ``S``, ``Hout``) are the gray-box's :class:`deploy.graybox.GrayboxStage`.
 
@@ -96,11 +96,13 @@ class OptoCell(nn.Module):
         rows: List[List[float]] = x.to(torch.float64).tolist()
         if len(self.shelf) != len(rows):
             self.shelf = [0.0 for _ in range(len(rows))]
-        out = self._mono(rows[0]) if len(rows) == 1 else self._linked(rows, x.shape[1])
+        out = self._loop(rows, x.shape[1])
         return (torch.tensor(out, dtype=torch.int64).to(torch.float64) * (1.0 / self.unit)).reshape(1, -1)
 
-    def _mono(self, row: List[float]) -> List[int]:
-        """One channel: the loop with the fewest scalar steps (the interpreter's cost is per step)."""
+    def _loop(self, rows: List[List[float]], n: int) -> List[int]:
+        """The cell sample by sample; one channel takes a branch without the channel loop (the
+        interpreter's cost is per scalar step). Several channels, one cell: the light is the
+        mean of their squared drives."""
         p = self.prm
         gkt = p[1] * self.k_db * p[0]     # gamma * ln(10)/20 * threshold
         half_gamma = 0.5 * p[1]
@@ -116,55 +118,11 @@ class OptoCell(nn.Module):
         a1 = p[11]
         floor = self.floor
         unit = self.unit
-        z = self.shelf[0]
-        g = self.state[0]
-        light = self.state[1]
-        cs = self.state[2]
-        mem = self.state[3]
-        out: List[int] = []
-        for v in row:
-            out.append(int(g * unit + 0.5))
-            s = (g + mix) * v
-            e = b0 * s + z
-            z = b1 * s - a1 * e
-            q = e * e
-            if q > light:
-                light += attack * (q - light)
-            else:
-                light += fast * (q - light)
-            conductance = 0.0
-            if light > floor:
-                conductance = math.exp(half_gamma * math.log(light) - gkt)
-            ts = fraction * conductance
-            if ts >= cs:
-                cs += memory_rate * (ts - cs)
-            else:
-                cs += slow * math.exp(-depth * mem) * (ts - cs)
-            g = 1.0 / (1.0 + (conductance - ts) + cs)
-            mem += memory_rate * ((1.0 - g) - mem)
-        self.shelf[0] = z
-        self.state = [g, light, cs, mem]
-        return out
-
-    def _linked(self, rows: List[List[float]], n: int) -> List[int]:
-        """Several channels, one cell: the light is the mean of their squared drives."""
-        p = self.prm
-        gkt = p[1] * self.k_db * p[0]
-        half_gamma = 0.5 * p[1]
-        attack = p[2]
-        fast = p[3]
-        slow = p[4] * math.exp(0.5 * p[7])
-        fraction = p[5]
-        memory_rate = p[6]
-        depth = p[7]
-        mix = p[8]
-        b0 = p[9]
-        b1 = p[10]
-        a1 = p[11]
-        floor = self.floor
-        unit = self.unit
         channels = len(rows)
+        mono = channels == 1
+        row = rows[0]
         z = self.shelf
+        z0 = z[0]
         g = self.state[0]
         light = self.state[1]
         cs = self.state[2]
@@ -172,13 +130,19 @@ class OptoCell(nn.Module):
         out: List[int] = []
         for i in range(n):
             out.append(int(g * unit + 0.5))
-            q = 0.0
-            for c in range(channels):
-                s = (g + mix) * rows[c][i]
-                e = b0 * s + z[c]
-                z[c] = b1 * s - a1 * e
-                q += e * e
-            q = q / channels
+            if mono:
+                s = (g + mix) * row[i]
+                e = b0 * s + z0
+                z0 = b1 * s - a1 * e
+                q = e * e
+            else:
+                q = 0.0
+                for c in range(channels):
+                    s = (g + mix) * rows[c][i]
+                    e = b0 * s + z[c]
+                    z[c] = b1 * s - a1 * e
+                    q += e * e
+                q = q / channels
             if q > light:
                 light += attack * (q - light)
             else:
@@ -193,6 +157,8 @@ class OptoCell(nn.Module):
                 cs += slow * math.exp(-depth * mem) * (ts - cs)
             g = 1.0 / (1.0 + (conductance - ts) + cs)
             mem += memory_rate * ((1.0 - g) - mem)
+        if mono:
+            z[0] = z0
         self.state = [g, light, cs, mem]
         return out
 
