@@ -133,12 +133,8 @@ def _knobmap(fit: FittedModel, sample_rate: int | None) -> Exportable:
     settings = [la2a_setting(m, pr) for m in kmap.modes for pr in check_levels(kmap.levels(m))]
     desc = (f"{kmap.compressor} knob map: "
             + "; ".join(f"{m} PR {min(kmap.levels(m))}..{max(kmap.levels(m))}" for m in kmap.modes))
-    if kmap.compressor == "opto":
-        from deploy.opto import KnobMapOpto
-        from dsp.knobs.knobmap import INTERPOLATION
-        module = KnobMapOpto(kmap.table, INTERPOLATION, sr)
-    else:
-        module = {"ff5": KnobMapCompressor, "graybox": KnobMapGraybox}[kmap.compressor](kmap.table, sr)
+    from deploy.opto import KnobMapOpto
+    module = {"ff5": KnobMapCompressor, "graybox": KnobMapGraybox, "opto": KnobMapOpto}[kmap.compressor](kmap.table, sr)
     return Exportable("knobmap", fit.path, module, sr, LA2A_SIGNATURE, desc, settings,
                       _la2a_args, _map_reference(fit, sr), True, tuple(kmap.knobs))
 

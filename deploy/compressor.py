@@ -8,11 +8,11 @@ attack while the gain falls, make-up after), computed in float64 like the render
 
 - :class:`PeakCompressor`: the gain computer and smoother, solved over a whole buffer in a
   few operations (:mod:`deploy.kernels`), and its state (the last gain).
-- :class:`KnobMapCurves`: a knob map's tables, evaluated inside the module exactly as
-  :meth:`dsp.knobs.knobmap.KnobMap.at` does (threshold and make-up linear, ratio linear in
-  log, attack and release by the monotone cubic (PCHIP) pieces in log-time, whose
-  coefficients are computed by scipy at export time; the setting clipped to the fitted
-  range).
+- :class:`KnobMapCurves`: a knob map's tables (any model class), evaluated inside the module
+  exactly as :meth:`dsp.knobs.knobmap.KnobMap.at` does, every parameter by its rule as a
+  piecewise cubic in PR (threshold and make-up linear, ratio linear in log, attack and
+  release by the monotone cubic (PCHIP) pieces in log-time, whose coefficients are computed
+  by scipy at export time; the setting clipped to the fitted range).
 - :class:`NearestSettings`: a knob table's fitted settings (a device with arbitrary
   knobs), answered as :meth:`dsp.knobs.knobtable.KnobTable.at` does: the nearest fitted
   setting in knob space scaled by each knob's fitted range; a setting far outside that
@@ -345,73 +345,73 @@ def checked_setting(peak_reduction: float, mode: float) -> Tuple[float, int]:
 
 
 class KnobMapCurves(nn.Module):
-    """A knob map's tables for the modes it has, evaluated at any peak reduction.
+    """A knob map's tables for the modes it has, every parameter a piecewise cubic in PR.
+
+    Any model class: each parameter by its rule of :data:`dsp.knobs.knobmap.INTERPOLATION`
+    (linear, linear in log, monotone cubic in log: PCHIP coefficients computed by scipy at
+    export time), the setting clipped to the fitted range, as
+    :meth:`dsp.knobs.knobmap.KnobMap.at` evaluates it.
 
     Args:
-        table: ``{mode: {pr: {param: value}}}`` (:attr:`dsp.knobs.knobmap.KnobMap.table`).
+        table: ``{mode: {pr: {param: value}}}`` with all of ``names``.
+        names: the parameters, in the order :meth:`parameters_at` returns them.
     """
 
     has_mode: List[bool]
     levels: List[List[float]]
-    linear: List[List[List[float]]]
-    cubic: List[List[List[List[float]]]]
+    pieces: List[List[List[List[float]]]]   # [mode][param][interval] -> 4 coefficients, highest power first
+    logs: List[bool]
 
-    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]]):
+    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], names=PARAM_ORDER):
         super().__init__()
-        self.has_mode: List[bool] = [m in table for m in MODE_NAMES]
-        # per mode slot: knob positions, linear columns, and the PCHIP pieces of log attack/release
-        self.levels: List[List[float]] = []
-        self.linear: List[List[List[float]]] = []     # threshold_db, log ratio, make_up_db
-        self.cubic: List[List[List[List[float]]]] = []  # [param][interval] -> 4 coefficients
+        from dsp.knobs.knobmap import INTERPOLATION as rules   # at export time only: not in the scripted file
+        unknown = [rules[k] for k in names if rules[k] not in ("linear", "linear in log", "monotone cubic in log")]
+        if unknown:
+            raise ValueError(f"unknown interpolation {unknown[0]!r}")
+        self.logs = [rules[k] != "linear" for k in names]
+        self.has_mode = [m in table for m in MODE_NAMES]
+        self.levels = []
+        self.pieces = []
         for mode in MODE_NAMES:
             levels = dict(sorted(table.get(mode, {}).items()))
-            pr = [float(p) for p in levels]
-            rows = list(levels.values())
-            self.levels.append(pr)
-            self.linear.append([[r["threshold_db"] for r in rows], [math.log(r["ratio"]) for r in rows],
-                                [r["make_up_db"] for r in rows]])
-            pieces: List[List[List[float]]] = []
-            for name in ("attack_ms", "release_ms"):
-                logs = np.log([r[name] for r in rows])
-                if len(pr) >= 2:
-                    coef = PchipInterpolator(np.asarray(pr), logs).c  # (4, intervals), highest power first
-                    pieces.append([[float(v) for v in coef[:, i]] for i in range(coef.shape[1])])
+            pr = np.asarray([float(p) for p in levels])
+            self.levels.append([float(p) for p in pr])
+            columns: List[List[List[float]]] = []
+            for name, log in zip(names, self.logs):
+                col = np.asarray([float(r[name]) for r in levels.values()])
+                y = np.log(col) if log else col
+                if len(pr) < 2:
+                    columns.append([[0.0, 0.0, 0.0, float(v)] for v in y])
+                elif rules[name] == "monotone cubic in log":
+                    coef = PchipInterpolator(pr, y).c
+                    columns.append([[float(v) for v in coef[:, i]] for i in range(coef.shape[1])])
                 else:
-                    pieces.append([[0.0, 0.0, 0.0, float(v)] for v in logs])
-            self.cubic.append(pieces)
+                    slope = np.diff(y) / np.diff(pr)
+                    columns.append([[0.0, 0.0, float(slope[i]), float(y[i])] for i in range(len(slope))])
+            self.pieces.append(columns)
 
     @torch.jit.export
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
-        """threshold_db, ratio, attack_ms, release_ms, make_up_db at a setting.
-
-        Peak reduction must lie in 0..100 (:func:`checked_setting`); outside the mode's
-        fitted levels the end level's values are held.
-        """
+        """Every parameter at a setting (PR in 0..100: :func:`deploy.compressor.checked_setting`);
+        outside the mode's fitted levels the end level's values are held."""
         checked_setting(peak_reduction, float(mode))
         if mode < 0 or mode > 1 or not self.has_mode[mode]:
             raise RuntimeError("the knob map has no such mode (0 compress, 1 limit)")
         pr = self.levels[mode]
         n = len(pr)
-        if n == 1:
-            lin = self.linear[mode]
-            cub = self.cubic[mode]
-            return [lin[0][0], math.exp(lin[1][0]), math.exp(cub[0][0][3]), math.exp(cub[1][0][3]), lin[2][0]]
-        q = min(max(peak_reduction, pr[0]), pr[n - 1])
         i = 0
-        while i < n - 2 and q > pr[i + 1]:
-            i += 1
-        width = pr[i + 1] - pr[i]
-        dx = q - pr[i]
+        dx = 0.0
+        if n > 1:
+            q = min(max(peak_reduction, pr[0]), pr[n - 1])
+            while i < n - 2 and q > pr[i + 1]:
+                i += 1
+            dx = q - pr[i]
         values: List[float] = []
-        for col in self.linear[mode]:
-            values.append((col[i + 1] - col[i]) / width * dx + col[i])
-        timing: List[float] = []
-        for pieces in self.cubic[mode]:
-            c = pieces[i]
-            timing.append(math.exp(((c[0] * dx + c[1]) * dx + c[2]) * dx + c[3]))
-        return [values[0], math.exp(values[1]), timing[0], timing[1], values[2]]
-
-
+        for j in range(len(self.logs)):
+            c = self.pieces[mode][j][i]
+            v = ((c[0] * dx + c[1]) * dx + c[2]) * dx + c[3]
+            values.append(math.exp(v) if self.logs[j] else v)
+        return values
 
 
 class KnobMapCompressor(_StreamingDSP):

@@ -16,9 +16,6 @@ Same computation as :class:`dsp.models.graybox_streaming.StreamingGraybox` (floa
   few operations (both gains move with the knob; the filters' states keep their meaning).
 
 - :class:`GrayboxStage`: the blocks around the gain (``Hin``, ``S``, ``Hout``).
-- :class:`GrayboxCurves`: a gray-box knob map evaluated as :meth:`dsp.knobs.knobmap.KnobMap.at`
-  does: the compressor's five by :class:`deploy.compressor.KnobMapCurves`, the block
-  parameters linearly (frequencies linearly in log-frequency) on the same interval.
 - :class:`FixedGraybox`: a one-pair gray-box fit, ``forward(x)``.
 - :class:`KnobMapGraybox`: a gray-box knob map, ``forward(x, peak_reduction, mode)``.
 
@@ -34,16 +31,15 @@ from typing import Dict, List, Union
 import torch
 from torch import Tensor, nn
 
-from deploy.compressor import MODE_NAMES, PARAM_ORDER, KnobMapCurves, _StreamingDSP
+from deploy.compressor import PARAM_ORDER, KnobMapCurves, _StreamingDSP
 from deploy.kernels import BlockLTI
 
-__all__ = ["BLOCK_ORDER", "GRAYBOX_ORDER", "LOG_BLOCKS", "highpass_section", "shelf_section", "GrayboxStage", "GrayboxCurves", "FixedGraybox", "KnobMapGraybox"]
+__all__ = ["BLOCK_ORDER", "GRAYBOX_ORDER", "highpass_section", "shelf_section", "GrayboxStage", "FixedGraybox", "KnobMapGraybox"]
 
 # dsp.models.graybox.BLOCK_NAMES, repeated here: the exported file must not import the project
 BLOCK_ORDER = ("input_highpass_hz", "input_shelf_hz", "input_shelf_db",
                "tube_drive", "tube_asymmetry", "output_highpass_hz")
 GRAYBOX_ORDER = PARAM_ORDER + BLOCK_ORDER
-LOG_BLOCKS = ("input_highpass_hz", "input_shelf_hz", "output_highpass_hz")   # interpolated in log (KnobMap)
 
 
 def highpass_section(freq_hz: float, sample_rate: int) -> List[float]:
@@ -114,51 +110,6 @@ class GrayboxStage(nn.Module):
         """
         w = torch.mul(self.input_filter(x), gain).tanh_()           # tanh(k m g Hin(x))
         return self.output_filter(torch.addcmul(w, w, w, value=self.square))
-
-
-class GrayboxCurves(nn.Module):
-    """A gray-box knob map's tables for the modes it has, evaluated at any peak reduction.
-
-    Args:
-        table: ``{mode: {pr: {param: value}}}`` with all of :data:`GRAYBOX_ORDER`.
-    """
-
-    levels: List[List[float]]
-    blocks: List[List[List[float]]]
-    logs: List[bool]
-
-    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]]):
-        super().__init__()
-        self.five = KnobMapCurves(table)
-        self.logs = [name in LOG_BLOCKS for name in BLOCK_ORDER]
-        self.levels = []
-        self.blocks = []   # per mode slot: per block parameter, its column over the levels (log for frequencies)
-        for mode in MODE_NAMES:
-            levels = dict(sorted(table.get(mode, {}).items()))
-            self.levels.append([float(p) for p in levels])
-            self.blocks.append([[math.log(r[name]) if log else float(r[name]) for r in levels.values()]
-                                for name, log in zip(BLOCK_ORDER, self.logs)])
-
-    @torch.jit.export
-    def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
-        """The eleven values (:data:`GRAYBOX_ORDER`) at a setting, the setting clipped to the fitted range."""
-        values = self.five.parameters_at(peak_reduction, mode)   # raises for a mode the map lacks
-        pr = self.levels[mode]
-        n = len(pr)
-        i = 0
-        dx = 0.0
-        width = 1.0
-        if n > 1:
-            q = min(max(peak_reduction, pr[0]), pr[n - 1])
-            while i < n - 2 and q > pr[i + 1]:
-                i += 1
-            width = pr[i + 1] - pr[i]
-            dx = q - pr[i]
-        for j in range(len(self.logs)):
-            col = self.blocks[mode][j]
-            v = col[0] if n == 1 else (col[i + 1] - col[i]) / width * dx + col[i]
-            values.append(math.exp(v) if self.logs[j] else v)
-        return values
 
 
 class _StreamingGraybox(_StreamingDSP):
@@ -235,7 +186,7 @@ class KnobMapGraybox(_StreamingGraybox):
 
     def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], sample_rate: int):
         super().__init__(sample_rate)
-        self.curves = GrayboxCurves(table)
+        self.curves = KnobMapCurves(table, GRAYBOX_ORDER)
         self.peak_reduction = math.nan   # the setting it is configured for
         self.mode = -1
 

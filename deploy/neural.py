@@ -44,9 +44,9 @@ from torch import Tensor, nn
 
 from common.errors import UserError
 from deploy.audio_path import ScriptAudioPath
-from deploy.compressor import KnobMapCurves, PeakCompressor, _mode_slot, _setting, checked_setting
-from deploy.graybox import GRAYBOX_ORDER, GrayboxCurves, GrayboxStage
-from deploy.opto import OPTO_ORDER, OptoCell, TableCurves
+from deploy.compressor import PARAM_ORDER, KnobMapCurves, PeakCompressor, _mode_slot, _setting, checked_setting
+from deploy.graybox import GRAYBOX_ORDER, GrayboxStage
+from deploy.opto import OPTO_ORDER, OptoCell
 
 __all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptStack", "ScriptFF", "ScriptHead",
            "NeuralCompressor", "neural_module"]
@@ -556,11 +556,7 @@ class NeuralCompressor(nn.Module):
         rows = [p for lv in table.values() for p in lv.values()]
         self.opto = any(all(k in p for k in OPTO_ORDER) for p in rows)
         self.graybox = not self.opto and any(all(k in p for k in GRAYBOX_ORDER) for p in rows)
-        if self.opto:
-            from dsp.knobs.knobmap import INTERPOLATION
-            self.curves = TableCurves(table, OPTO_ORDER, INTERPOLATION)
-        else:
-            self.curves = GrayboxCurves(table) if self.graybox else KnobMapCurves(table)
+        self.curves = KnobMapCurves(table, OPTO_ORDER if self.opto else GRAYBOX_ORDER if self.graybox else PARAM_ORDER)
         self.dsp = PeakCompressor(sample_rate)
         self.cell = OptoCell()
         self.stage = GrayboxStage()

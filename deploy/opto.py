@@ -15,9 +15,6 @@ Same computation as :class:`dsp.models.opto_streaming.StreamingOpto` (float64 in
   ``2^-52``: TorchScript makes a float list float32);
 - the blocks around it (``Hin``, ``S``, ``Hout``) are the gray-box's :class:`deploy.graybox.GrayboxStage`.
 
-- :class:`TableCurves`: a knob map of any class evaluated as :meth:`dsp.knobs.knobmap.KnobMap.at`
-  does, every parameter by its interpolation rule (linear, linear in log, monotone cubic
-  in log), as piecewise cubics.
 - :class:`FixedOpto`: a one-pair opto fit, ``forward(x)``.
 - :class:`KnobMapOpto`: an opto knob map, ``forward(x, peak_reduction, mode)``.
 
@@ -30,16 +27,13 @@ with another channel count restarts the filters and the sidechain shelves (the c
 import math
 from typing import Dict, List, Union
 
-import numpy as np
 import torch
-from scipy.interpolate import PchipInterpolator
-from torch import Tensor
+from torch import Tensor, nn
 
-from deploy.compressor import MODE_NAMES, _StreamingDSP, checked_setting
+from deploy.compressor import KnobMapCurves, _StreamingDSP
 from deploy.graybox import BLOCK_ORDER, GrayboxStage, shelf_section
-from torch import nn
 
-__all__ = ["CORE_ORDER", "OPTO_ORDER", "OptoCell", "TableCurves", "FixedOpto", "KnobMapOpto"]
+__all__ = ["CORE_ORDER", "OPTO_ORDER", "OptoCell", "FixedOpto", "KnobMapOpto"]
 
 # dsp.models.opto.CORE_NAMES and OPTO_NAMES, repeated here: the exported file must not import the project
 CORE_ORDER = ("threshold_db", "ratio", "attack_ms", "release_ms", "make_up_db",
@@ -163,72 +157,6 @@ class OptoCell(nn.Module):
         return out
 
 
-class TableCurves(nn.Module):
-    """A knob map's tables for the modes it has, every parameter a piecewise cubic in PR.
-
-    Args:
-        table: ``{mode: {pr: {param: value}}}`` with all of ``names``.
-        names: the parameters, in the order :meth:`parameters_at` returns them.
-        rules: parameter -> ``"linear"``, ``"linear in log"`` or ``"monotone cubic in log"``
-            (:data:`dsp.knobs.knobmap.INTERPOLATION`).
-    """
-
-    has_mode: List[bool]
-    levels: List[List[float]]
-    pieces: List[List[List[List[float]]]]   # [mode][param][interval] -> 4 coefficients, highest power first
-    logs: List[bool]
-
-    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], names, rules: Dict[str, str]):
-        super().__init__()
-        unknown = [rules[k] for k in names if rules[k] not in ("linear", "linear in log", "monotone cubic in log")]
-        if unknown:
-            raise ValueError(f"unknown interpolation {unknown[0]!r}")
-        self.logs = [rules[k] != "linear" for k in names]
-        self.has_mode = [m in table for m in MODE_NAMES]
-        self.levels = []
-        self.pieces = []
-        for mode in MODE_NAMES:
-            levels = dict(sorted(table.get(mode, {}).items()))
-            pr = np.asarray([float(p) for p in levels])
-            self.levels.append([float(p) for p in pr])
-            columns: List[List[List[float]]] = []
-            for name, log in zip(names, self.logs):
-                col = np.asarray([float(r[name]) for r in levels.values()])
-                y = np.log(col) if log else col
-                if len(pr) < 2:
-                    columns.append([[0.0, 0.0, 0.0, float(v)] for v in y])
-                elif rules[name] == "monotone cubic in log":
-                    coef = PchipInterpolator(pr, y).c
-                    columns.append([[float(v) for v in coef[:, i]] for i in range(coef.shape[1])])
-                else:
-                    slope = np.diff(y) / np.diff(pr)
-                    columns.append([[0.0, 0.0, float(slope[i]), float(y[i])] for i in range(len(slope))])
-            self.pieces.append(columns)
-
-    @torch.jit.export
-    def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
-        """Every parameter at a setting (PR in 0..100: :func:`deploy.compressor.checked_setting`);
-        outside the mode's fitted levels the end level's values are held."""
-        checked_setting(peak_reduction, float(mode))
-        if mode < 0 or mode > 1 or not self.has_mode[mode]:
-            raise RuntimeError("the knob map has no such mode (0 compress, 1 limit)")
-        pr = self.levels[mode]
-        n = len(pr)
-        i = 0
-        dx = 0.0
-        if n > 1:
-            q = min(max(peak_reduction, pr[0]), pr[n - 1])
-            while i < n - 2 and q > pr[i + 1]:
-                i += 1
-            dx = q - pr[i]
-        values: List[float] = []
-        for j in range(len(self.logs)):
-            c = self.pieces[mode][j][i]
-            v = ((c[0] * dx + c[1]) * dx + c[2]) * dx + c[3]
-            values.append(math.exp(v) if self.logs[j] else v)
-        return values
-
-
 class _StreamingOpto(_StreamingDSP):
     """The cell and the gray-box's stage; the rate is kept by the base class's compressor."""
 
@@ -298,13 +226,12 @@ class KnobMapOpto(_StreamingOpto):
 
     Args:
         table: ``{mode: {pr: params}}`` with all of :data:`OPTO_ORDER`.
-        rules: each parameter's interpolation rule (:class:`TableCurves`).
         sample_rate: the rate of the audio it will be given (``set_sample_rate`` changes it).
     """
 
-    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], rules: Dict[str, str], sample_rate: int):
+    def __init__(self, table: Dict[str, Dict[int, Dict[str, float]]], sample_rate: int):
         super().__init__(sample_rate)
-        self.curves = TableCurves(table, OPTO_ORDER, rules)
+        self.curves = KnobMapCurves(table, OPTO_ORDER)
         self.peak_reduction = math.nan   # the setting it is configured for
         self.mode = -1
 

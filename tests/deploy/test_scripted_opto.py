@@ -10,7 +10,6 @@ from audio.devices import la2a_setting
 from deploy.compressor import MODE_NAMES
 from deploy.opto import OPTO_ORDER, FixedOpto, KnobMapOpto
 from deploy.verify import check_signal, stream
-from dsp.knobs.knobmap import INTERPOLATION
 from dsp.models.opto import OPTO_NAMES
 from dsp.models.opto_streaming import StreamingOpto
 
@@ -45,7 +44,7 @@ def test_fixed_opto_equals_streaming_opto(signal, block):
 
 @pytest.mark.parametrize("mode", ["compress", "limit"])
 def test_opto_curves_equal_knobmap(mode):
-    m = torch.jit.script(KnobMapOpto(OPTO_MAP.table, INTERPOLATION, SR))
+    m = torch.jit.script(KnobMapOpto(OPTO_MAP.table, SR))
     for pr in (0.0, 40.0, 47.5, 70.0, 91.0, 100.0):
         got = dict(zip(OPTO_ORDER, m.parameters_at(pr, MODE_NAMES.index(mode))))
         want = OPTO_MAP.at(la2a_setting(mode, pr))

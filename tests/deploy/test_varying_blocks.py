@@ -13,7 +13,7 @@ from deploy.graybox import FixedGraybox, KnobMapGraybox
 from deploy.neural import neural_module
 from deploy.opto import FixedOpto, KnobMapOpto
 from deploy.verify import check_signal
-from dsp.knobs.knobmap import INTERPOLATION, KnobMap
+from dsp.knobs.knobmap import KnobMap
 from dsp.knobs.knobtable import KnobTable
 from dsp.models.classes import processor
 from dsp.models.opto import OPTO_START
@@ -69,7 +69,7 @@ DSP_CASES = {
     "gray-box knob map": (lambda: KnobMapGraybox(GRAYBOX_MAP.table, SR), (62.5, 1.0),
                           lambda: processor(GRAYBOX_MAP.at(SETTING), SR)),
     "opto fit": (lambda: FixedOpto(OPTO_MAP.at(SETTING), SR), (), lambda: processor(OPTO_MAP.at(SETTING), SR)),
-    "opto knob map": (lambda: KnobMapOpto(OPTO_MAP.table, INTERPOLATION, SR), (62.5, 1.0),
+    "opto knob map": (lambda: KnobMapOpto(OPTO_MAP.table, SR), (62.5, 1.0),
                       lambda: processor(OPTO_MAP.at(SETTING), SR)),
 }
 
