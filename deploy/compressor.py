@@ -271,24 +271,31 @@ class _StreamingDSP(nn.Module):
         self.peak_reduction, self.mode = checked_setting(pr, mode_value)
         return True
 
+    def configure(self, params: List[float]) -> None:
+        """Use the five values (:data:`PARAM_ORDER`) from the next block on: the gain comes
+        scaled by the make-up. (The gray-box and opto modules add their blocks.)"""
+        self.comp.prepare(params, _make_up(params))
+
+    def _scaled_gain(self, x: Tensor) -> Tensor:
+        """The gain of one ``(C, T)`` block times its scale, :math:`(1, T)` float64 (advances the state)."""
+        return self.comp.scaled_gain(x)
+
+    def process(self, x: Tensor) -> Tensor:
+        """The configured compressor on one ``(C, T)`` block, in the dtype of x."""
+        return self.comp.compress(x)
+
     def _any_shape(self, x: Tensor) -> Tensor:
-        """The subclass's ``process`` (one ``(C, T)`` block) on ``(C, T)`` or any shape of one channel."""
+        """:meth:`process` (one ``(C, T)`` block) on ``(C, T)`` or any shape of one channel."""
         if x.dim() == 2:
             return self.process(x)
         return self.process(_as_2d(x)).reshape(x.shape)
 
     def _at_setting(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
-        """A knob map's call: the subclass's ``configure`` with its ``curves`` once per change of
+        """A knob map's call: :meth:`configure` with the subclass's ``curves`` once per change of
         setting (the state carries over), then :meth:`_any_shape`."""
         if self._new_setting(peak_reduction, mode):
             self.configure(self.curves.parameters_at(self.peak_reduction, self.mode))
         return self._any_shape(x)
-
-    def _compress(self, x: Tensor) -> Tensor:
-        """The prepared compressor on ``(C, T)`` or any shape of one channel."""
-        if x.dim() == 2:
-            return self.comp.compress(x)
-        return self.comp.compress(_as_2d(x)).reshape(x.shape)
 
 
 class FixedCompressor(_StreamingDSP):
@@ -304,16 +311,14 @@ class FixedCompressor(_StreamingDSP):
     def __init__(self, params: Dict[str, float], sample_rate: int):
         super().__init__(sample_rate)
         self.params = [float(params[k]) for k in PARAM_ORDER]
-        self.comp.prepare(self.params, _make_up(self.params))
+        self.configure(self.params)
 
     @torch.jit.export
     def parameters_at(self, peak_reduction: float, mode: int) -> List[float]:
         return self.params
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            return self.comp.compress(x)
-        return self.comp.compress(_as_2d(x)).reshape(x.shape)
+        return self._any_shape(x)
 
 
 def _make_up(params: List[float]) -> float:
@@ -439,10 +444,7 @@ class KnobMapCompressor(_StreamingDSP):
         return self.curves.parameters_at(peak_reduction, mode)
 
     def forward(self, x: Tensor, peak_reduction: Union[float, int, Tensor], mode: Union[float, int, Tensor]) -> Tensor:
-        if self._new_setting(peak_reduction, mode):   # coefficients once per change of setting
-            params = self.curves.parameters_at(self.peak_reduction, self.mode)
-            self.comp.prepare(params, _make_up(params))
-        return self._compress(x)
+        return self._at_setting(x, peak_reduction, mode)   # coefficients once per change of setting
 
 
 class NearestSettings(nn.Module):
@@ -545,7 +547,6 @@ class KnobTableCompressor(_StreamingDSP):
     def forward(self, x: Tensor, knobs: Union[List[float], Tensor]) -> Tensor:
         values = _knob_values(knobs)
         if values != self.setting:   # coefficients once per change of setting
-            params = self.curves.parameters_at(values)
-            self.comp.prepare(params, _make_up(params))
+            self.configure(self.curves.parameters_at(values))
             self.setting = values
-        return self._compress(x)
+        return self._any_shape(x)

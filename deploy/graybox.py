@@ -113,7 +113,8 @@ class GrayboxStage(nn.Module):
 
 
 class _StreamingGraybox(_StreamingDSP):
-    """A :class:`deploy.compressor._StreamingDSP` with the gray-box stage beside its compressor."""
+    """A :class:`deploy.compressor._StreamingDSP` with the gray-box stage beside its compressor
+    (the optical cell's module replaces the compressor's gain, :class:`deploy.opto.KnobMapOpto`)."""
 
     params: List[float]
 
@@ -148,7 +149,11 @@ class _StreamingGraybox(_StreamingDSP):
             self.configure(self.params)
         if x.shape[1] == 0:
             return x.clone()
-        return self.stage(x, self.comp.scaled_gain(x)).to(x.dtype)
+        return self.stage(x, self._scaled_gain(x)).to(x.dtype)
+
+    def _scaled_gain(self, x: Tensor) -> Tensor:
+        """The gain of one block times the make-up and the drive, :math:`(1, T)` float64 (advances the state)."""
+        return self.comp.scaled_gain(x)
 
 
 class FixedGraybox(_StreamingGraybox):

@@ -44,9 +44,13 @@ from torch import Tensor, nn
 
 from common.errors import UserError
 from deploy.audio_path import ScriptAudioPath
-from deploy.compressor import PARAM_ORDER, KnobMapCurves, PeakCompressor, _mode_slot, _setting, checked_setting
-from deploy.graybox import GRAYBOX_ORDER, GrayboxStage
-from deploy.opto import OPTO_ORDER, OptoCell
+from deploy.compressor import PARAM_ORDER, KnobMapCurves, _mode_slot, _setting, _StreamingDSP, checked_setting
+from deploy.graybox import GRAYBOX_ORDER, _StreamingGraybox
+from deploy.opto import OPTO_ORDER, _StreamingOpto
+
+# model class -> (its exported DSP module, its parameter order, the tube drive's index; -1: no stage)
+_DSP_MODULES = {"ff5": (_StreamingDSP, PARAM_ORDER, -1), "graybox": (_StreamingGraybox, GRAYBOX_ORDER, 8),
+                "opto": (_StreamingOpto, OPTO_ORDER, 15)}
 
 __all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptStack", "ScriptFF", "ScriptHead",
            "NeuralCompressor", "neural_module"]
@@ -523,13 +527,14 @@ class NeuralCompressor(nn.Module):
         table: the knob map's table ``{mode: {pr: params}}``.
         conditioning: ``fitted``, ``knobs`` or ``fitted+knobs``.
         sample_rate: the rate it was trained at (the only one it runs at).
+        compressor: the map's model class (``ff5``, ``graybox``, ``opto``): its exported DSP
+            module gives the hybrid's gain feature and DSP output.
     """
 
     channels: int
     state: List[List[Tensor]]
     frame_state: List[Tensor]
-    graybox: Final[bool]     # constants: TorchScript compiles only the branches they select
-    opto: Final[bool]
+    staged: Final[bool]      # constants: TorchScript compiles only the branches they select
     has_path: Final[bool]
     needs_params: Final[bool]
     uses_dsp: Final[bool]
@@ -538,7 +543,7 @@ class NeuralCompressor(nn.Module):
     cond: Optional[Tensor]
     log_drive: float
 
-    def __init__(self, model: nn.Module, table, conditioning: str, sample_rate: int):
+    def __init__(self, model: nn.Module, table, conditioning: str, sample_rate: int, compressor: str):
         super().__init__()
         head = getattr(model, "head", model)
         self.head = ScriptHead(head)
@@ -551,15 +556,12 @@ class NeuralCompressor(nn.Module):
         self.conditioning = conditioning
         self.conditioned = dim > 0
         self.needs_params = self.head.uses_dsp or conditioning != "knobs"
-        # a gray-box (opto) map: the hybrid's DSP output is the gray-box's (opto's), its gain feature
-        # the compressor's (the cell's)
-        rows = [p for lv in table.values() for p in lv.values()]
-        self.opto = any(all(k in p for k in OPTO_ORDER) for p in rows)
-        self.graybox = not self.opto and any(all(k in p for k in GRAYBOX_ORDER) for p in rows)
-        self.curves = KnobMapCurves(table, OPTO_ORDER if self.opto else GRAYBOX_ORDER if self.graybox else PARAM_ORDER)
-        self.dsp = PeakCompressor(sample_rate)
-        self.cell = OptoCell()
-        self.stage = GrayboxStage()
+        # the class's exported DSP module: its scaled gain is the hybrid's gain feature, and a gray-box
+        # or opto map's output is its stage's (the blocks around that gain), an ff5 map's x * gain
+        front, order, self.drive_index = _DSP_MODULES[compressor]
+        self.curves = KnobMapCurves(table, order)
+        self.dsp = front(sample_rate)
+        self.staged = self.drive_index >= 0
         path = getattr(head, "audio_path", None)
         self.has_path = path is not None
         self.path = ScriptAudioPath(path) if path is not None else nn.Identity()
@@ -568,7 +570,6 @@ class NeuralCompressor(nn.Module):
         self.mode = -1
         self.cond = None
         self.log_drive = 0.0
-        self.opto_scale = 1.0
         self.no_gain = torch.ones(1, 1, dtype=torch.float64)   # a black box has no DSP gain
         self.requires_grad_(False)  # an inference module: outputs carry no autograd graph
         self.reset()
@@ -576,8 +577,6 @@ class NeuralCompressor(nn.Module):
     @torch.jit.export
     def reset(self) -> None:
         self.dsp.reset()
-        self.cell.reset()
-        self.stage.reset()
         if self.has_path:
             self.path.reset()
         self.channels = 0
@@ -606,18 +605,10 @@ class NeuralCompressor(nn.Module):
         params: List[float] = [1.0, 2.0, 1.0, 1.0, 0.0]
         if self.needs_params:
             params = self.curves.parameters_at(peak_reduction, mode)
-        make_up = math.pow(10.0, params[4] / 20.0)
-        if self.uses_dsp and self.opto:   # as the gray-box's, with the cell's gain (deploy.opto)
-            self.cell.prepare(params[:12], self.sample_rate)
-            self.stage.prepare(params[12:], self.sample_rate)
-            self.opto_scale = make_up * params[15]
-            self.log_drive = math.log10(params[15])
-        elif self.uses_dsp and self.graybox:   # the gain comes scaled by the make-up and the drive (deploy.graybox)
-            self.dsp.prepare(params, make_up * params[8])
-            self.stage.prepare(params[5:], self.sample_rate)
-            self.log_drive = math.log10(params[8])
-        elif self.uses_dsp:
-            self.dsp.prepare(params, make_up)
+        if self.uses_dsp:   # the gain comes scaled by the make-up (and a stage's tube drive)
+            self.dsp.configure(params)
+            if self.staged:
+                self.log_drive = math.log10(params[self.drive_index])
         cond: Optional[Tensor] = None
         if self.conditioned:
             cond = self._cond(params, peak_reduction, mode)
@@ -663,10 +654,12 @@ class NeuralCompressor(nn.Module):
         y_dsp = xf
         gain = self.no_gain
         if self.uses_dsp:
-            # (1, n) float64, times the make-up (and the drive, gray-box and opto)
-            gain = self.cell(xf) * self.opto_scale if self.opto else self.dsp.scaled_gain(xf)
+            gain = self.dsp._scaled_gain(xf)   # (1, n) float64, times the make-up (and the drive)
             # the DSP output stays float64 (the renderer rounds it to float32 first: 1e-7 apart)
-            y_dsp = self.stage(xf, gain) if self.graybox or self.opto else torch.mul(xf, gain)
+            if self.staged:
+                y_dsp = self.dsp.stage(xf, gain)
+            else:
+                y_dsp = torch.mul(xf, gain)
         o, self.state, self.frame_state = self.head.correction(xf, y_dsp, gain, self.log_drive, self.state,
                                                                self.frame_state)
         y = self.head.output(o, xf, y_dsp)
@@ -684,7 +677,6 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
             exporter does not convert.
     """
     from dsp.knobs.knobmap import KnobMap
-    from dsp.storage.open_fit import exports
     spec = record["model"]
     pm = record["param_map_obj"]
     if not isinstance(pm, KnobMap):
@@ -696,7 +688,5 @@ def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompress
     head = getattr(model, "head", model)
     if head.uses_dsp and not pm.table:
         raise UserError(f"{source}: the hybrid model's knob map is empty")
-    if (head.uses_dsp or spec["conditioning"] != "knobs") and not exports(pm.compressor, "knobmap"):
-        raise UserError(f"{source}: models on compressor={pm.compressor} fits cannot be exported yet (that "
-                        "class's knob map has no exported form); export a hybrid on a graybox or ff5 fit")
-    return NeuralCompressor(model.float().eval(), pm.table, spec["conditioning"], int(record["sample_rate"]))
+    return NeuralCompressor(model.float().eval(), pm.table, spec["conditioning"], int(record["sample_rate"]),
+                            pm.compressor)

@@ -30,8 +30,8 @@ from typing import Dict, List, Union
 import torch
 from torch import Tensor, nn
 
-from deploy.compressor import KnobMapCurves, _StreamingDSP
-from deploy.graybox import BLOCK_ORDER, GrayboxStage, shelf_section
+from deploy.compressor import KnobMapCurves
+from deploy.graybox import BLOCK_ORDER, _StreamingGraybox, shelf_section
 
 __all__ = ["CORE_ORDER", "OPTO_ORDER", "OptoCell", "FixedOpto", "KnobMapOpto"]
 
@@ -124,15 +124,16 @@ class OptoCell(nn.Module):
         out: List[int] = []
         for i in range(n):
             out.append(int(g * unit + 0.5))
+            drive = g + mix   # the sidechain's share of each channel: the attenuated signal and the input tap
             if mono:
-                s = (g + mix) * row[i]
+                s = drive * row[i]
                 e = b0 * s + z0
                 z0 = b1 * s - a1 * e
                 q = e * e
             else:
                 q = 0.0
                 for c in range(channels):
-                    s = (g + mix) * rows[c][i]
+                    s = drive * rows[c][i]
                     e = b0 * s + z[c]
                     z[c] = b1 * s - a1 * e
                     q += e * e
@@ -157,45 +158,31 @@ class OptoCell(nn.Module):
         return out
 
 
-class _StreamingOpto(_StreamingDSP):
-    """The cell and the gray-box's stage; the rate is kept by the base class's compressor."""
-
-    params: List[float]
+class _StreamingOpto(_StreamingGraybox):
+    """The gray-box's streaming module with the cell's gain in place of the compressor's; the
+    rate is kept by the base class's compressor."""
 
     def __init__(self, sample_rate: int):
         super().__init__(sample_rate)
         self.cell = OptoCell()
-        self.stage = GrayboxStage()
-        self.params = []
-        self.scale = 1.0     # make-up times tube drive (the stage's input scaling)
-        self.stale = False   # the rate changed: configure before the next block
+        self.gain_scale = 1.0   # make-up times tube drive (the stage's input scaling)
 
     @torch.jit.export
     def reset(self) -> None:
         self.cell.reset()
         self.stage.reset()
 
-    @torch.jit.export
-    def set_sample_rate(self, sample_rate: int) -> None:
-        self.comp.set_sample_rate(sample_rate)
-        self.stale = len(self.params) > 0
-
     def configure(self, params: List[float]) -> None:
         """Use the eighteen values (:data:`OPTO_ORDER`) from the next block on."""
         sr = self.comp.sample_rate
         self.cell.prepare(params[:12], sr)
         self.stage.prepare(params[12:], sr)
-        self.scale = math.pow(10.0, params[4] / 20.0) * params[15]
+        self.gain_scale = math.pow(10.0, params[4] / 20.0) * params[15]
         self.params = params
         self.stale = False
 
-    def process(self, x: Tensor) -> Tensor:
-        """One ``(C, T)`` block with the configured values, in the dtype of x."""
-        if self.stale:
-            self.configure(self.params)
-        if x.shape[1] == 0:
-            return x.clone()
-        return self.stage(x, self.cell(x) * self.scale).to(x.dtype)
+    def _scaled_gain(self, x: Tensor) -> Tensor:
+        return self.cell(x) * self.gain_scale
 
 
 class FixedOpto(_StreamingOpto):
