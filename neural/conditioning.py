@@ -28,7 +28,7 @@ from dsp.models.classes import ModelParams, processor
 from dsp.models.ff5_streaming import StreamingCompressor
 
 __all__ = ["NEURAL_DSP_CLASSES", "check_dsp_class", "DEFAULT_SAMPLE_RATE", "SAMPLE_RATE", "CONDITIONING_NAMES", "conditioning", "conditioning_size",
-           "dsp_gain_db", "dsp_features", "RENDERED_CLASSES"]
+           "dsp_gain_db", "gain_db", "dsp_features", "RENDERED_CLASSES"]
 
 DEFAULT_SAMPLE_RATE = 44100
 SAMPLE_RATE = DEFAULT_SAMPLE_RATE   # the former name (every model used to run at this rate)
@@ -85,8 +85,12 @@ def dsp_gain_db(comp: StreamingCompressor, block: np.ndarray, make_up_db: float)
 
     Shape: block ``(channels, n)`` or ``(n,)`` -> ``(n,)`` float32 (linked detection).
     """
-    g = comp.gain(block)
-    return (20.0 * np.log10(np.maximum(g, 1e-12)) + make_up_db).astype(np.float32)
+    return gain_db(comp.gain(block), make_up_db)
+
+
+def gain_db(gain: np.ndarray, make_up_db: float) -> np.ndarray:
+    """A DSP model's linear gain (before make-up) as the hybrids' feature: dB with the make-up, float32."""
+    return (20.0 * np.log10(np.maximum(gain, 1e-12)) + make_up_db).astype(np.float32)
 
 
 def dsp_features(x: np.ndarray, params: ModelParams, sample_rate: int = DEFAULT_SAMPLE_RATE
@@ -102,5 +106,4 @@ def dsp_features(x: np.ndarray, params: ModelParams, sample_rate: int = DEFAULT_
     if params.model_class not in RENDERED_CLASSES:
         return dsp_gain_db(StreamingCompressor(params, sample_rate), np.atleast_2d(x), make_up_db), None
     y, gain = processor(params, sample_rate).process_and_gain(np.asarray(x, dtype=np.float64)[None, :])
-    g_db = (20.0 * np.log10(np.maximum(gain, 1e-12)) + make_up_db).astype(np.float32)
-    return g_db, y[0].astype(np.float32)
+    return gain_db(gain, make_up_db), y[0].astype(np.float32)

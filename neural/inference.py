@@ -44,7 +44,7 @@ from common.errors import UserError
 from dsp.models.classes import processor
 from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import load_checkpoint
-from neural.conditioning import RENDERED_CLASSES, conditioning, dsp_gain_db
+from neural.conditioning import RENDERED_CLASSES, conditioning, dsp_gain_db, gain_db
 from neural.heads import count_parameters
 
 __all__ = ["NeuralRenderer", "BlockProcessor", "run_chunked"]
@@ -107,7 +107,7 @@ class BlockProcessor:
             y_dsp = x * torch.pow(10.0, g_db / 20.0)
         elif self.dsp is not None:   # one pass of the DSP model gives its output and the gain (dsp_features)
             y, gain = self.dsp.process_and_gain(block.astype(np.float64))
-            g = (20.0 * np.log10(np.maximum(gain, 1e-12)) + self.make_up_db).astype(np.float32)   # dsp_gain_db
+            g = gain_db(gain, self.make_up_db)
             g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
             y_dsp = torch.from_numpy(y.astype(np.float32))
         cond = self.cond.expand(self.channels, -1)
