@@ -32,7 +32,7 @@ import numpy as np
 import scipy.ndimage
 import scipy.signal
 
-__all__ = ["GainTrace", "gain_trace", "smoothed_power", "SMOOTHING_MS", "HOP_MS", "FLOOR_DB", "STEADY_DB", "STEADY_MS"]
+__all__ = ["GainTrace", "gain_trace", "mono", "smoothed_power", "SMOOTHING_MS", "HOP_MS", "FLOOR_DB", "STEADY_DB", "STEADY_MS"]
 
 SMOOTHING_MS = 10.0  # the power smoother's standard deviation: the carrier's beats out, the gain's motion in
 HOP_MS = 5.0        # one gain value every 5 ms
@@ -59,7 +59,8 @@ class GainTrace:
     steady: np.ndarray
 
 
-def _mono(z) -> np.ndarray:
+def mono(z) -> np.ndarray:
+    """``(C, T)`` -> the channels' mean, ``(T,)`` float64; 1-D as it is."""
     z = np.asarray(z, dtype=np.float64)
     return z.mean(axis=0) if z.ndim == 2 else z.reshape(-1)
 
@@ -71,7 +72,7 @@ def smoothed_power(z: np.ndarray, sample_rate: int, smoothing_ms: float = SMOOTH
     Shape: ``(samples,)`` or ``(channels, samples)`` (channels averaged first) ->
     ``(frames,)`` with ``frames = ceil(samples // block / step)`` (block 1 ms, step ``hop_ms`` blocks).
     """
-    z = _mono(z)
+    z = mono(z)
     block = max(1, int(round(sample_rate * _BLOCK_MS * 1e-3)))
     n = len(z) // block
     if n == 0:

@@ -52,6 +52,8 @@ MODELS = ("fit", "graybox", "s6", "lstm", "opto", "s6_opto", "lstm_opto")
 LABELS = {"fit": "one-pair ff5 fit", "graybox": "gray-box knob map", "s6": "S6 hybrid (gray-box, path)",
           "lstm": "LSTM hybrid (gray-box, path)", "opto": "opto knob map", "s6_opto": "S6 hybrid (opto, path)",
           "lstm_opto": "LSTM hybrid (opto, path)"}
+HYBRIDS = {"s6": ("s6", "graybox"), "lstm": ("lstm", "graybox"), "s6_opto": ("s6", "opto"),
+           "lstm_opto": ("lstm", "opto")}   # model name -> (backbone, the DSP map it is trained on)
 SETTING = (65.0, 1.0)   # peak reduction, mode (limit): the knob arguments of the knob maps and hybrids
 
 # the child: torch only (python -I, run from a temporary folder), one thread
@@ -188,10 +190,9 @@ def synthetic_sources(folder: Path, rate: int, models) -> dict:
             sources[name] = folder / name
     base = yaml.safe_load((ROOT / "cfg" / "model" / "base.yaml").read_text())
     path_options = (base.get("audio_path") or {}).get("hybrid")
-    for name in ("s6", "lstm", "s6_opto", "lstm_opto"):
+    for name, (backbone, dsp) in HYBRIDS.items():
         if name not in models:
             continue
-        backbone, dsp = (name.split("_") + ["graybox"])[:2]
         hp = dict(yaml.safe_load((ROOT / "cfg" / "model" / f"{backbone}.yaml").read_text())["hyperparameters"])
         hp["frame"] = frame_at_rate(int(hp["frame"]), rate)
         torch.manual_seed(0)

@@ -17,7 +17,6 @@ would cross it is left out with everything after it (said in the page and return
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +36,6 @@ __all__ = ["ExcerptCollector", "CompareReport", "write_compare_report", "choose_
 def model_label(model: str, kind: str) -> str:
     """``"graybox dsp"``, ``"s6 hybrid"``: the model and its kind, unambiguous."""
     return f"{model} {kind}"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
 
 @dataclass
@@ -130,11 +125,6 @@ class CompareReport:
     dropped: list[str]
 
 
-def _code(text: str) -> str:
-    """Escaped text with ``backticks`` as code."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.esc(text))
-
-
 _PICTURES = {
     "esr_vs_pr.png": "Test ESR against peak reduction, one line per model; grey bars: the held-out levels (never "
                      "fitted, trained nor validated on).",
@@ -164,7 +154,7 @@ def _overview(rows, summary, tables, device: Device, shown_ids: dict) -> str:
                  "<dt>params</dt><dd>trained or fitted parameters</dd></dl>"
                  "<p class=\"note\">Definitions and sources: <code>docs/metrics.md</code>.</p></details>")
     for title, (table_rows, columns) in tables:
-        parts += [f"<h3>{html.esc(title)}</h3>", html.table(table_rows, columns, name=_slug(title))]
+        parts += [f"<h3>{html.esc(title)}</h3>", html.table(table_rows, columns, name=html.slug(title))]
     every = []
     for r in sorted(rows, key=lambda r: (device.sort_key(r["setting"]), r["kind"] != "dsp", r["model"], r["kind"])):
         label = device.label(r["setting"])
@@ -215,7 +205,7 @@ def _excerpt_block(files: html.ReportFiles, cap: _Capture, i: int, prefix: str, 
     name = f"{prefix}_x{i + 1}"
 
     def write(label: str, tag: str, sig: np.ndarray) -> str:
-        link = files.audio(f"{name}_{_slug(tag)}", html.fade_edges(sig * scale, sr), sr)
+        link = files.audio(f"{name}_{html.slug(tag)}", html.fade_edges(sig * scale, sr), sr)
         links.append(link)
         return link
 
@@ -282,7 +272,7 @@ def write_compare_report(out_dir: Path, *, title: str, intro: str, device: Devic
         sections, shown, dropped, ids = [], [], [], {}
         captures = collector.in_order()
         for cap in captures:
-            ids[device.key(cap.setting)] = "s-" + _slug(device.label(cap.setting))
+            ids[device.key(cap.setting)] = "s-" + html.slug(device.label(cap.setting))
         for n, cap in enumerate(captures):
             label = device.label(cap.setting)
             sid = ids[device.key(cap.setting)]
@@ -317,7 +307,7 @@ def write_compare_report(out_dir: Path, *, title: str, intro: str, device: Devic
         pics = "\n".join(html.figure(p, _PICTURES.get(p, p), p) for p in pictures if (out_dir / p).is_file())
         body = "\n".join([
             f"<h1>{html.esc(title)}</h1>",
-            f"<p>{_code(intro)}</p>",
+            f"<p>{html.code(intro)}</p>",
             "<nav><a href=\"#summary\">summary</a> <a href=\"#rows\">every row</a> <a href=\"#pictures\">pictures</a>"
             + (" | listen: " + nav if nav else "") + "</nav>",
             _overview(rows, summary, tables, device, {k: v for k, v in ids.items()}),

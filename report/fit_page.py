@@ -13,14 +13,13 @@ it, one short rendering and one small plot per setting.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from audio.gain import SMOOTHING_MS, gain_trace
+from audio.gain import SMOOTHING_MS, gain_trace, mono
 from report import html
 from report.excerpts import fit_excerpt
 from report.plots import plot_gain_traces
@@ -62,27 +61,18 @@ class FitReport:
     settings: int
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
-
-
-def _mono(z) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    return z.mean(axis=0) if z.ndim == 2 else z.reshape(-1)
-
-
 def _take_section(files: html.ReportFiles, fit, take: FitTake, excerpt_s: float, skip_s: float) -> str:
     x_all, sr = take.load()
     e = fit_excerpt(x_all, sr, excerpt_s, skip_s)   # channels averaged a chunk at a time
     lead = max(0, e.start - int(PREROLL_S * sr))
     xs, ys = take.pair(lead, e.stop)
-    out = _mono(fit.render(np.asarray(xs, np.float64), sr, take.setting))[e.start - lead:]
-    xe, ye = _mono(xs)[e.start - lead:], _mono(ys)[e.start - lead:]
+    out = mono(fit.render(np.asarray(xs, np.float64), sr, take.setting))[e.start - lead:]
+    xe, ye = mono(xs)[e.start - lead:], mono(ys)[e.start - lead:]
     err = ye - out
     peak = max(float(np.max(np.abs(a))) if len(a) else 0.0 for a in (xe, ye, out, err))
     scale = 1.0 if peak <= 1.0 else 0.99 / peak
     seconds = len(xe) / sr
-    name = _slug(take.label) or "pair"
+    name = html.slug(take.label) or "pair"
 
     def audio(tag: str, sig: np.ndarray) -> str:
         return files.audio(f"{name}_{tag}", html.fade_edges(sig * scale, sr), sr)
@@ -127,10 +117,9 @@ def write_fit_report(folder: Path, *, title: str, intro: str, fit, tables: list,
     """
     files = html.ReportFiles(folder)
     try:
-        code = lambda s: re.sub(r"`([^`]+)`", r"<code>\1</code>", html.esc(s))  # noqa: E731
-        parts = [f"<h1>{html.esc(title)}</h1>", f"<p>{code(intro)}</p>"]
+        parts = [f"<h1>{html.esc(title)}</h1>", f"<p>{html.code(intro)}</p>"]
         if len(takes) > 1:
-            parts.append("<nav>" + " ".join(f'<a href="#t-{_slug(t.label)}">{html.esc(t.label)}</a>'
+            parts.append("<nav>" + " ".join(f'<a href="#t-{html.slug(t.label)}">{html.esc(t.label)}</a>'
                                             for t in takes) + "</nav>")
         if alignment:
             rows = [{"what": "target latency", "value": f"{alignment.get('latency_samples', 0):+.2f} samples "
@@ -149,7 +138,7 @@ def write_fit_report(folder: Path, *, title: str, intro: str, fit, tables: list,
                       "the aligned pair.</p>",
                       html.table(rows, [("what", "", ""), ("value", "", "")], name="alignment")]
         for heading, (rows, columns) in tables:
-            parts += [f"<h2>{html.esc(heading)}</h2>", html.table(rows, columns, name=_slug(heading))]
+            parts += [f"<h2>{html.esc(heading)}</h2>", html.table(rows, columns, name=html.slug(heading))]
         parts += [f"<p class=\"note\">{html.esc(n)}</p>" for n in notes]
         shown = [p for p in pictures if (folder / p).is_file()]
         if shown:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import soundfile as sf
 
 from common.atomic import remove_stale_temporaries, temporary_name, write_text_atomic
 
-__all__ = ["PAGE", "FILES", "esc", "page", "table", "track", "figure", "badge", "ReportFiles",
+__all__ = ["PAGE", "FILES", "esc", "code", "slug", "page", "table", "track", "figure", "badge", "ReportFiles",
            "fade_edges", "level_dbfs"]
 
 PAGE = "report.html"
@@ -62,6 +63,16 @@ dl.defs dt{font-weight:600;margin-top:.4em}dl.defs dd{margin:0 0 0 1.2em}
 def esc(text) -> str:
     """Text for HTML (quotes escaped too)."""
     return html.escape(str(text), quote=True)
+
+
+def code(text) -> str:
+    """Escaped text with its ``backticks`` as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
+
+
+def slug(text) -> str:
+    """Lower-case letters and digits joined by ``-``: an id or a file name from a label."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
 
 def page(title: str, body: str) -> str:
