@@ -204,23 +204,24 @@ def _excerpt_block(files: html.ReportFiles, cap: _Capture, i: int, prefix: str, 
     links, tracks, error_tracks = [], [], []
     name = f"{prefix}_x{i + 1}"
 
-    def write(label: str, tag: str, sig: np.ndarray) -> str:
+    def write_track(tag: str, sig: np.ndarray) -> str:
+        """The excerpt's audio file of ``sig`` (at the shared scale); its link."""
         link = files.audio(f"{name}_{html.slug(tag)}", html.fade_edges(sig * scale, sr), sr)
         links.append(link)
         return link
 
     target_db = html.level_dbfs(y)
-    tracks.append(html.track(write("input", "input", x), seconds, "input (dry)",
+    tracks.append(html.track(write_track("input", x), seconds, "input (dry)",
                              f"RMS {html.level_dbfs(x):.1f} dBFS"))
-    tracks.append(html.track(write("target", "target", y), seconds, "target (the device)", f"RMS {target_db:.1f} dBFS"))
+    tracks.append(html.track(write_track("target", y), seconds, "target (the device)", f"RMS {target_db:.1f} dBFS"))
     first_of: dict[str, str] = {}
     for label, out in outs.items():
-        link = write(label, label, out)
+        link = write_track(label, out)
         same = first_of.setdefault(link, label)
         note = f"RMS {html.level_dbfs(out):.1f} dBFS" + (f"; the same audio as {same}" if same != label else "")
         tracks.append(html.track(link, seconds, label, note))
     for label, err in errors.items():
-        link = write(label, f"{label} error", err)
+        link = write_track(f"{label} error", err)
         level = html.level_dbfs(err)
         below = target_db - level
         note = (f"RMS {level:.1f} dBFS, {below:.1f} dB below the target" if np.isfinite(level) else "silent: no error")
@@ -310,7 +311,7 @@ def write_compare_report(out_dir: Path, *, title: str, intro: str, device: Devic
             f"<p>{html.code(intro)}</p>",
             "<nav><a href=\"#summary\">summary</a> <a href=\"#rows\">every row</a> <a href=\"#pictures\">pictures</a>"
             + (" | listen: " + nav if nav else "") + "</nav>",
-            _overview(rows, summary, tables, device, {k: v for k, v in ids.items()}),
+            _overview(rows, summary, tables, device, ids),
             "".join(f"<p class=\"note\">{html.esc(s)}</p>" for s in said),
             "<h2 id=\"pictures\">Pictures</h2>", pics,
             *sections,
