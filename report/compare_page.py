@@ -93,7 +93,7 @@ class ExcerptCollector:
         return [self.captures[k] for k in self.order if k in self.captures]
 
 
-def choose_settings(device: Device, takes: list, seen, which, unseen_levels=()) -> list[dict]:
+def choose_settings(device: Device, takes: list, seen, which) -> list[dict]:
     """The settings the page shows, in the device's order.
 
     ``which``: ``"held_out"`` (the settings never trained on; all of them when there are
