@@ -22,7 +22,6 @@ import numpy as np
 from audio.gain import SMOOTHING_MS, gain_trace, mono
 from report import html
 from report.excerpts import fit_excerpt
-from report.plots import plot_gain_traces
 
 __all__ = ["FitTake", "FitReport", "write_fit_report", "PREROLL_S"]
 
@@ -85,6 +84,7 @@ def _take_section(files: html.ReportFiles, fit, take: FitTake, excerpt_s: float,
                          f"RMS {err_db:.1f} dBFS, {target_db - err_db:.1f} dB below the target"
                          if np.isfinite(err_db) else "silent: no error", error=True)]
     png = f"{name}_gain.png"
+    from report.plots import plot_gain_traces   # here: matplotlib (~40 MB) is not held through a long fit
     plot_gain_traces({"target": gain_trace(xe, ye, sr), "fit": gain_trace(xe, out, sr)},
                      f"{take.label}: gain over the excerpt ({e.span(sr)} of the take)", files.path(png), width=8.0)
     link = files.add(png)

@@ -210,7 +210,7 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         stage: the problem (:class:`HeldGainStage`).
         z: ``(7,)`` make-up dB, input logits (3), drive, asymmetry, output logits.
         hessian: False: loss and gradient only (the Hessian is returned as None).
-        frames_per_pass: frames processed together (memory: about 30 signals per frame).
+        frames_per_pass: frames processed together (memory: about 15 frame-length signals per frame).
         fused: pointwise and per-bin work in numba loops (:mod:`dsp.derivatives.graybox_block_kernels`) rather
             than torch operations; default: on the CPU.
 
@@ -236,46 +236,66 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
     jtj = torch.zeros((7, 7), dtype=z.dtype, device=z.device)
     grad = torch.zeros(7, dtype=z.dtype, device=z.device)
     q = torch.zeros((7, 7), dtype=z.dtype, device=z.device)  # sum r y_pq
+    # The order below keeps few frame-length signals alive at once (a long pair's peak memory):
+    # each is dropped as soon as its last use is done, the adjoint terms come before the
+    # first-order signals y_p, and ds/dp is made one row at a time, never stacked.
     for lo in range(0, data.n_frames, frames_per_pass):
         x_spec, gain, mask, target = data.part(slice(lo, lo + frames_per_pass))
         mg = m * gain
-        u0 = fft_filter(x_spec, h_in, samples, n_fft)                        # (b, T)
-        du0 = _rows(lambda i, xs=x_spec: fft_filter(xs, dh_in[i], samples, n_fft), dh_in.shape[0])   # (b, 3, T)
-        v = mg * u0
+        del gain
+        v = mg * fft_filter(x_spec, h_in, samples, n_fft)                  # (b, T)
         sp = _shaper_fused(v, float(k), float(a)) if fused else shaper_partials(v, k, a)
-        s_spec = torch.fft.rfft(sp["s"], n=n_fft)
+        s_spec = torch.fft.rfft(sp.pop("s"), n=n_fft)
         r = torch.where(mask, fft_filter(s_spec, l_out, samples, n_fft) - target, 0.0)
+        del target
         loss = loss + (r * r).sum()
         # v_p for make-up and the input logits; the shaper's own two enter through k and a
-        dv = torch.cat([(_DB * v)[:, None], mg[:, None] * du0], dim=1)    # (b, 4, T)
-        ds = torch.cat([sp["v"][:, None] * dv, (sp["k"] * dk)[:, None], (sp["a"] * da)[:, None]], dim=1)
-        y_p = _rows(lambda i, ds=ds, ss=s_spec: fft_filter(torch.fft.rfft(ds[:, i], n=n_fft), l_out, samples, n_fft)
-                    if i < 6 else fft_filter(ss, dl, samples, n_fft), 7)                  # (b, 7, T)
-        y_p = torch.where(mask[:, None], y_p, 0.0)
-        grad = grad + 2.0 * torch.einsum("bpt,bt->p", y_p, r)
-        if not hessian:
-            del x_spec, gain, mask, target, mg, u0, du0, v, sp, s_spec, r, dv, ds, y_p   # freed before the next frame
-            continue
-        jtj = jtj + 2.0 * torch.einsum("bpt,bqt->pq", y_p, y_p)
-        r_spec = torch.fft.rfft(r, n=n_fft)
-        lam = fft_filter(r_spec, torch.conj(l_out), samples, n_fft)         # L^T r
-        lam_f = fft_filter(r_spec, torch.conj(dl), samples, n_fft)          # (dL/df)^T r
-        # input logits' second derivatives of u0, by Parseval (lam S_v m g is the weight of u0)
-        if fused:
-            mu = torch.empty_like(lam)
-            for b in range(lam.shape[0]):
-                shaper_second(v[b].numpy(), lam[b].numpy(), dv[b].contiguous().numpy(), mg[b].numpy(),
-                              float(k), float(a), float(dk), float(d2k), float(da), float(d2a), _DB,
-                              q.numpy(), mu[b].numpy())
-        else:
-            q = q + _pointwise_second_order(lam, sp, dv, dk, d2k, da, d2a)
-            mu = lam * sp["v"] * mg
-        mu_spec = torch.fft.rfft(mu, n=n_fft)                            # (b, F)
-        in_weight += (torch.conj(mu_spec) * x_spec).sum(0)
-        q[:OUTPUT, OUTPUT] += torch.einsum("bt,bpt->p", lam_f, ds)
-        out_weight += (torch.conj(r_spec) * s_spec).sum(0)
+        dv = torch.empty((v.shape[0], 4, samples), dtype=v.dtype, device=v.device)   # (b, 4, T)
+        dv[:, 0] = _DB * v
+        for i in range(3):
+            dv[:, 1 + i] = mg * fft_filter(x_spec, dh_in[i], samples, n_fft)
+        lam_f = None
+        if hessian:
+            r_spec = torch.fft.rfft(r, n=n_fft)
+            lam = fft_filter(r_spec, torch.conj(l_out), samples, n_fft)     # L^T r
+            lam_f = fft_filter(r_spec, torch.conj(dl), samples, n_fft)      # (dL/df)^T r
+            out_weight += (torch.conj(r_spec) * s_spec).sum(0)
+            del r_spec
+            # input logits' second derivatives of u0, by Parseval (lam S_v m g is the weight of u0)
+            if fused:
+                mu = torch.empty_like(lam)
+                for b in range(lam.shape[0]):
+                    shaper_second(v[b].numpy(), lam[b].numpy(), dv[b].contiguous().numpy(), mg[b].numpy(),
+                                  float(k), float(a), float(dk), float(d2k), float(da), float(d2a), _DB,
+                                  q.numpy(), mu[b].numpy())
+            else:
+                q = q + _pointwise_second_order(lam, sp, dv, dk, d2k, da, d2a)
+                mu = lam * sp["v"] * mg
+            in_weight += (torch.conj(torch.fft.rfft(mu, n=n_fft)) * x_spec).sum(0)
+            del lam, mu
+        del x_spec, mg, v
+        # y_p (b, 7, T), each row filtered in place into its slot (no padded copy, no masked copy)
+        y_p = torch.empty((dv.shape[0], 7 if hessian else 1, samples), dtype=dv.dtype, device=dv.device)
+        unscored = ~mask
+        for i in range(7):
+            if i < 6:
+                ds = sp["v"] * dv[:, i] if i < 4 else (sp["k"] * dk if i == 4 else sp["a"] * da)
+                spectrum = torch.fft.rfft(ds, n=n_fft).mul_(l_out)
+                if lam_f is not None:
+                    q[i, OUTPUT] += (lam_f * ds).sum()
+                del ds
+            else:
+                spectrum = s_spec * dl
+            row = y_p[:, i if hessian else 0]
+            row.copy_(torch.fft.irfft(spectrum, n=n_fft)[..., :samples])
+            del spectrum
+            row.masked_fill_(unscored, 0.0)
+            grad[i] += 2.0 * (row * r).sum()
+            del row
+        if hessian:
+            jtj = jtj + 2.0 * torch.einsum("bpt,bqt->pq", y_p, y_p)
         # this frame's signals freed before the next frame's are made (else both live at once)
-        del x_spec, gain, mask, target, mg, u0, du0, v, sp, s_spec, r, dv, ds, y_p, r_spec, lam, lam_f, mu, mu_spec
+        del mask, unscored, sp, s_spec, r, dv, y_p, lam_f
     g = grad.cpu()
     if not hessian:
         return float(loss), g, None
@@ -284,18 +304,6 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
     q = torch.triu(q) + torch.triu(q, 1).T
     hess = jtj + 2.0 * q
     return float(loss), g, (0.5 * (hess + hess.T)).cpu()
-
-
-def _rows(row: Callable[[int], torch.Tensor], count: int) -> torch.Tensor:
-    """``(b, count, T)`` from ``row(i) -> (b, T)``, one row at a time: a long frame's padded
-    spectra and signals for one derivative at once, not for all (the fit's peak memory)."""
-    first = row(0)
-    out = torch.empty((first.shape[0], count, first.shape[1]), dtype=first.dtype, device=first.device)
-    out[:, 0] = first
-    del first
-    for i in range(1, count):
-        out[:, i] = row(i)
-    return out
 
 
 def _shaper_fused(v: torch.Tensor, k: float, a: float) -> dict[str, torch.Tensor]:

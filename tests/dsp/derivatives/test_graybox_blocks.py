@@ -192,3 +192,57 @@ def test_long_pair_made_a_group_at_a_time_equals_kept(monkeypatch):
     m = torch.tensor([0.5], dtype=torch.float64)
     a, b = MakeUpObjective(kept, blocks).loss_grad_hess(m), MakeUpObjective(grouped, blocks).loss_grad_hess(m)
     assert a[0] == pytest.approx(b[0], rel=1e-10) and float(a[2]) == pytest.approx(float(b[2]), rel=1e-10)
+
+
+_PEAK_SCRIPT = r"""
+import resource, sys, warnings
+import numpy as np
+from common.memory import map_large_allocations
+map_large_allocations()   # as the fit job does: freed frame-length arrays go back at once
+from audio.framing import make_frames
+from dsp.derivatives.graybox_objectives import BlockObjective
+from dsp.models.graybox import TRANSPARENT, GrayboxParameterisation
+
+SR = 44100
+comp = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 0.0}
+
+def objective(seconds, frame_s):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(int(seconds * SR)) * 0.2
+    frames = make_frames(x, np.tanh(2 * x), SR, frame_s=frame_s, overlap_s=0.5)
+    obj = BlockObjective(frames, GrayboxParameterisation(SR), comp)
+    return obj, obj.stage_vector({**comp, **dict(TRANSPARENT), "make_up_db": 1.0}), frames
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+def high_water():
+    # this process's own peak (VmHWM): ru_maxrss would also hold the parent's, from before exec
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+small, z, _ = objective(3.0, 1.0)
+small.loss_grad_hess(z)      # kernels compiled and loaded outside the count
+obj, z, frames = objective(24.0, 12.0)
+base = rss()
+obj.loss_grad_hess(z)
+peak = high_water()
+print((peak - base) / (frames.length * 8))
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_stage_holds_few_frame_length_signals_at_once():
+    """The Hessian pass over a 12 s frame holds at its peak about 32 frame-length float64
+    signals' worth (about 10 of them the stage's per-bin responses and weights, the rest one
+    frame's signals and FFT buffers), not the 49 it held when ds/dp and the first-order
+    signals were stacked at once (a 10-minute pair's fit was then over 800 MB)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], cwd=root, capture_output=True, text=True,
+                         check=True, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    signals = float(out.stdout.strip().splitlines()[-1])
+    assert 10 < signals < 40, signals
