@@ -15,7 +15,10 @@ Works on any objective offering ``loss(z)`` and ``loss_grad_hess(z)`` (see
    full Newton step lowered the loss by less than ``ftol * loss`` (the objective is only
    piecewise smooth: where the attack/release branch pattern flips, Newton can
    creep with tiny steps for ever); or an accepted step left the loss unchanged in
-   floating point; or the gradient norm is below ``gtol``.
+   floating point; or the gradient norm is below ``gtol``; or (``stall_rtol`` > 0) the
+   last ``stall_steps`` accepted steps together lowered the loss by less than
+   ``stall_rtol * loss``, whatever their kind (where a piecewise smooth objective has a flat
+   direction, the line search can halve every step and creep to the cap).
    Otherwise it stops at the iteration cap or when no step decreases the loss,
    and then ``converged`` is False.
 
@@ -49,6 +52,8 @@ class NewtonOptions:
     max_halvings: int = 20
     max_damping_tries: int = 6
     max_step: tuple[float, ...] | None = None  # per-coordinate cap on one step (trust region)
+    stall_rtol: float = 0.0     # decrease over the last stall_steps steps, relative to the loss (0: off)
+    stall_steps: int = 5
 
 
 @dataclass
@@ -148,6 +153,11 @@ def newton(objective: Objective, z0: torch.Tensor, options: NewtonOptions = Newt
         # such steps change nothing, and repeating them would only run to the cap
         if f_new >= f:
             converged, reason = True, "loss unchanged in floating point"
+            break
+        if (options.stall_rtol > 0 and len(history) >= options.stall_steps
+                and history[-options.stall_steps] - f_new <= options.stall_rtol * f_new):
+            converged = True
+            reason = f"the last {options.stall_steps} steps lowered the loss by less than {options.stall_rtol:g} of it"
             break
     # the last accepted point may be the best one
     f_last = objective.loss(z)

@@ -157,6 +157,20 @@ def test_shape_options_are_checked():
         JointOptions(monotone={"threshold_db": "down"})
     with pytest.raises(ValueError, match="prior"):
         JointOptions(prior=-1.0)
+    with pytest.raises(ValueError, match="stall"):
+        JointOptions(stall=1.0)
+
+
+def test_stall_rule_reaches_the_joint_solve():
+    """The joint solve stops once five steps gain less than ``stall`` of its objective
+    (a creeping solve ran to the iteration cap on the real layout before)."""
+    settings = [_setting(pr, True, seed=30 + i, seconds=2.0) for i, pr in enumerate(TRAIN_PR)]
+    strict = _quiet(fit_joint, settings, KNOB, JointOptions(size=4, smoothness=1e-2, stall=0.0))
+    loose = _quiet(fit_joint, settings, KNOB, JointOptions(size=4, smoothness=1e-2, stall=0.05))
+    assert loose.converged and "steps lowered the loss by less than 0.05" in loose.reason
+    assert 5 <= loose.iterations < strict.iterations and "steps" not in strict.reason
+    assert loose.history[-5] - loose.loss <= 0.05 * loose.loss
+    assert JointOptions().stall == 1e-6
 
 
 # --------------------------------------------------------------------------------------

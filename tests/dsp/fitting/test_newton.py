@@ -330,3 +330,29 @@ def test_start_is_not_modified():
     keep = z0.clone()
     newton(obj, z0, NewtonOptions())
     assert torch.equal(z0, keep)
+
+
+class Overshooting(Counting):
+    """``1 + z^2`` with a Hessian reported five times too small: every Newton step overshoots
+    and only a quarter of it is accepted, so the loss keeps falling by small, shrinking steps
+    that are never full ones (as on a piecewise smooth objective with a flat direction)."""
+
+    def f(self, z):
+        return 1.0 + float(z @ z)
+
+    def fgh(self, z):
+        return self.f(z), 2.0 * z, 0.4 * torch.eye(z.shape[0], dtype=F64)
+
+
+def test_stall_rule_stops_a_creeping_solve():
+    z0 = torch.tensor([1.0, -0.5], dtype=F64)
+    # the predicted decrease stays large against the achieved one: only the decrease itself can stop it
+    creeping = newton(Overshooting(), z0, NewtonOptions(max_iterations=100, rtol=0.0))
+    stalled = newton(Overshooting(), z0, NewtonOptions(max_iterations=100, rtol=0.0, stall_rtol=1e-3))
+    # without the rule only float resolution ends it; with it, once five steps gain < 1e-3 of the loss
+    assert creeping.reason == "loss unchanged in floating point" and creeping.iterations >= 12
+    assert stalled.converged and "steps lowered the loss" in stalled.reason
+    assert 5 <= stalled.iterations < creeping.iterations - 3
+    decrease = stalled.history[-5] - stalled.loss
+    assert 0.0 < decrease <= 1e-3 * stalled.loss
+    assert stalled.history[-6] - stalled.history[-1] > 1e-3 * stalled.loss   # it did not stop earlier
