@@ -77,9 +77,10 @@ def candidates_from_config(cfg) -> list[tuple[int, float]]:
 
 
 def joint_options_from_config(cfg, options, init) -> tuple[JointOptions, list[float]]:
-    """``joint.decreasing`` / ``joint.increasing`` (monotone curves) and the first of
-    ``joint.priors`` (:class:`dsp.fitting.joint.JointOptions`) with the fit options, and every
-    ridge weight of ``joint.priors`` (the rest are tried on Val with the chosen basis)."""
+    """``joint.decreasing`` / ``joint.increasing`` (monotone curves), the first of
+    ``joint.priors`` and ``joint.stall`` (:class:`dsp.fitting.joint.JointOptions`) with the fit
+    options, and every ridge weight of ``joint.priors`` (the rest are tried on Val with the
+    chosen basis)."""
     joint = cfg.get("joint") or {}
     try:
         monotone = {}
@@ -91,7 +92,9 @@ def joint_options_from_config(cfg, options, init) -> tuple[JointOptions, list[fl
         priors = [float(p) for p in (joint.get("priors") or [0.0])]
         for p in priors[1:]:
             JointOptions(prior=p)        # every weight is checked where the first one is
-        return JointOptions(fit=options, start=dict(init), monotone=monotone, prior=priors[0]), priors
+        stall = joint.get("stall")
+        extra = {} if stall is None else {"stall": float(stall)}
+        return JointOptions(fit=options, start=dict(init), monotone=monotone, prior=priors[0], **extra), priors
     except (TypeError, ValueError) as exc:
         raise UserError(f"joint: {exc}") from None
 

@@ -135,12 +135,23 @@ def test_joint_fit_reads_train_to_fit_val_to_choose(tmp_path, cache, reads, run_
     ("joint.increasing=[threshold_db]", "joint: 'threshold_db' is both increasing and decreasing"),
     ("joint.priors=[1e-3,-1]", "joint: prior must be a finite weight >= 0"),
     ("joint.priors=[x]", "joint: could not convert"),
+    ("joint.stall=1.5", r"joint: stall must be a fraction in \[0, 1\)"),
+    ("joint.stall=abc", "joint: could not convert"),
 ])
 def test_bad_joint_shape_settings_are_refused_before_reading(tmp_path, cache, reads, setting, message):
     cfg = load_config("config", _overrides(cache, tmp_path / "bad", "method=joint", setting))
     with pytest.raises(UserError, match=message):
         run_fit_job(cfg)
     assert not reads and not (tmp_path / "bad").exists()
+
+
+def test_joint_stall_setting_reaches_the_joint_options(tmp_path, cache):
+    from dsp.fitting.ff5 import FitOptions
+    from dsp.fitting.joint import JOINT_STALL
+    default = load_config("config", _overrides(cache, tmp_path / "a", "method=joint"))
+    off = load_config("config", _overrides(cache, tmp_path / "b", "method=joint", "joint.stall=0"))
+    assert jobs.joint_fit.joint_options_from_config(default, FitOptions(), {})[0].stall == JOINT_STALL
+    assert jobs.joint_fit.joint_options_from_config(off, FitOptions(), {})[0].stall == 0.0
 
 
 @pytest.mark.slow
