@@ -276,8 +276,9 @@ class _StreamingDSP(nn.Module):
         scaled by the make-up. (The gray-box and opto modules add their blocks.)"""
         self.comp.prepare(params, _make_up(params))
 
-    def _scaled_gain(self, x: Tensor) -> Tensor:
-        """The gain of one ``(C, T)`` block times its scale, :math:`(1, T)` float64 (advances the state)."""
+    def scaled_gain(self, x: Tensor) -> Tensor:
+        """The gain of one ``(C, T)`` block times its scale (the make-up; a gray-box's also the tube
+        drive), :math:`(1, T)` float64 (advances the state). The opto module's is the cell's."""
         return self.comp.scaled_gain(x)
 
     def process(self, x: Tensor) -> Tensor:

@@ -149,11 +149,7 @@ class _StreamingGraybox(_StreamingDSP):
             self.configure(self.params)
         if x.shape[1] == 0:
             return x.clone()
-        return self.stage(x, self._scaled_gain(x)).to(x.dtype)
-
-    def _scaled_gain(self, x: Tensor) -> Tensor:
-        """The gain of one block times the make-up and the drive, :math:`(1, T)` float64 (advances the state)."""
-        return self.comp.scaled_gain(x)
+        return self.stage(x, self.scaled_gain(x)).to(x.dtype)
 
 
 class FixedGraybox(_StreamingGraybox):

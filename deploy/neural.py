@@ -48,9 +48,9 @@ from deploy.compressor import PARAM_ORDER, KnobMapCurves, _mode_slot, _setting, 
 from deploy.graybox import GRAYBOX_ORDER, _StreamingGraybox
 from deploy.opto import OPTO_ORDER, _StreamingOpto
 
-# model class -> (its exported DSP module, its parameter order, the tube drive's index; -1: no stage)
-_DSP_MODULES = {"ff5": (_StreamingDSP, PARAM_ORDER, -1), "graybox": (_StreamingGraybox, GRAYBOX_ORDER, 8),
-                "opto": (_StreamingOpto, OPTO_ORDER, 15)}
+# model class -> (its exported DSP module, its parameter order)
+_DSP_MODULES = {"ff5": (_StreamingDSP, PARAM_ORDER), "graybox": (_StreamingGraybox, GRAYBOX_ORDER),
+                "opto": (_StreamingOpto, OPTO_ORDER)}
 
 __all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptStack", "ScriptFF", "ScriptHead",
            "NeuralCompressor", "neural_module"]
@@ -558,7 +558,8 @@ class NeuralCompressor(nn.Module):
         self.needs_params = self.head.uses_dsp or conditioning != "knobs"
         # the class's exported DSP module: its scaled gain is the hybrid's gain feature, and a gray-box
         # or opto map's output is its stage's (the blocks around that gain), an ff5 map's x * gain
-        front, order, self.drive_index = _DSP_MODULES[compressor]
+        front, order = _DSP_MODULES[compressor]
+        self.drive_index = order.index("tube_drive") if "tube_drive" in order else -1   # -1: no stage
         self.curves = KnobMapCurves(table, order)
         self.dsp = front(sample_rate)
         self.staged = self.drive_index >= 0
@@ -654,7 +655,7 @@ class NeuralCompressor(nn.Module):
         y_dsp = xf
         gain = self.no_gain
         if self.uses_dsp:
-            gain = self.dsp._scaled_gain(xf)   # (1, n) float64, times the make-up (and the drive)
+            gain = self.dsp.scaled_gain(xf)   # (1, n) float64, times the make-up (and the drive)
             # the DSP output stays float64 (the renderer rounds it to float32 first: 1e-7 apart)
             if self.staged:
                 y_dsp = self.dsp.stage(xf, gain)

@@ -181,7 +181,7 @@ class _StreamingOpto(_StreamingGraybox):
         self.params = params
         self.stale = False
 
-    def _scaled_gain(self, x: Tensor) -> Tensor:
+    def scaled_gain(self, x: Tensor) -> Tensor:
         return self.cell(x) * self.gain_scale
 
 

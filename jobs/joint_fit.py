@@ -44,7 +44,7 @@ from jobs.chain import level_dir
 from dsp.models.classes import model_class
 from dsp.storage.records import plain, save_checkpoint
 from dsp.fitting.by_class import options_class
-from dsp.fitting.joint import (DEFAULT_CANDIDATES, MONOTONE_DIRECTIONS, JointOptions, JointSetting, GrayboxValScore,
+from dsp.fitting.joint import (DEFAULT_CANDIDATES, JOINT_STALL, MONOTONE_DIRECTIONS, JointOptions, JointSetting, GrayboxValScore,
                                SharedBlocks, fit_joint, fit_shared_blocks, select_smoothness)
 from dsp.knobs.joint_curves import JointKnobModel
 from dsp.knobs.knobcurves import KnobCurves
@@ -92,9 +92,8 @@ def joint_options_from_config(cfg, options, init) -> tuple[JointOptions, list[fl
         priors = [float(p) for p in (joint.get("priors") or [0.0])]
         for p in priors[1:]:
             JointOptions(prior=p)        # every weight is checked where the first one is
-        stall = joint.get("stall")
-        extra = {} if stall is None else {"stall": float(stall)}
-        return JointOptions(fit=options, start=dict(init), monotone=monotone, prior=priors[0], **extra), priors
+        stall = JOINT_STALL if joint.get("stall") is None else float(joint.get("stall"))
+        return JointOptions(fit=options, start=dict(init), monotone=monotone, prior=priors[0], stall=stall), priors
     except (TypeError, ValueError) as exc:
         raise UserError(f"joint: {exc}") from None
 

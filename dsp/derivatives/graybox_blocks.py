@@ -254,7 +254,6 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
         dv[:, 0] = _DB * v
         for i in range(3):
             dv[:, 1 + i] = mg * fft_filter(x_spec, dh_in[i], samples, n_fft)
-        lam_f = None
         if hessian:
             r_spec = torch.fft.rfft(r, n=n_fft)
             lam = fft_filter(r_spec, torch.conj(l_out), samples, n_fft)     # L^T r
@@ -274,28 +273,28 @@ def stage_loss_grad_hess(stage: HeldGainStage, z: torch.Tensor, hessian: bool = 
             in_weight += (torch.conj(torch.fft.rfft(mu, n=n_fft)) * x_spec).sum(0)
             del lam, mu
         del x_spec, mg, v
-        # y_p (b, 7, T), each row filtered in place into its slot (no padded copy, no masked copy)
+        # the first-order signals y_p, each filtered into its slot of (b, 7, T) and masked there
+        # (gradient only: one slot, reused)
         y_p = torch.empty((dv.shape[0], 7 if hessian else 1, samples), dtype=dv.dtype, device=dv.device)
         unscored = ~mask
         for i in range(7):
+            row = y_p[:, i if hessian else 0]
             if i < 6:
                 ds = sp["v"] * dv[:, i] if i < 4 else (sp["k"] * dk if i == 4 else sp["a"] * da)
-                spectrum = torch.fft.rfft(ds, n=n_fft).mul_(l_out)
-                if lam_f is not None:
+                fft_filter(torch.fft.rfft(ds, n=n_fft), l_out, samples, n_fft, out=row)
+                if hessian:
                     q[i, OUTPUT] += (lam_f * ds).sum()
                 del ds
             else:
-                spectrum = s_spec * dl
-            row = y_p[:, i if hessian else 0]
-            row.copy_(torch.fft.irfft(spectrum, n=n_fft)[..., :samples])
-            del spectrum
+                fft_filter(s_spec, dl, samples, n_fft, out=row)
             row.masked_fill_(unscored, 0.0)
             grad[i] += 2.0 * (row * r).sum()
             del row
         if hessian:
             jtj = jtj + 2.0 * torch.einsum("bpt,bqt->pq", y_p, y_p)
+            del lam_f
         # this frame's signals freed before the next frame's are made (else both live at once)
-        del mask, unscored, sp, s_spec, r, dv, y_p, lam_f
+        del mask, unscored, sp, s_spec, r, dv, y_p
     g = grad.cpu()
     if not hessian:
         return float(loss), g, None

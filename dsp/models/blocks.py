@@ -133,19 +133,23 @@ def section_response(sections, n_fft: int, dtype=torch.float64, device="cpu") ->
     return h
 
 
-def fft_filter(spectrum: torch.Tensor, response: torch.Tensor, samples: int, n_fft: int) -> torch.Tensor:
+def fft_filter(spectrum: torch.Tensor, response: torch.Tensor, samples: int, n_fft: int,
+               out: torch.Tensor | None = None) -> torch.Tensor:
     """Filter signals given by their zero-padded rfft; returns the first ``samples``.
 
     Args:
         spectrum: ``torch.fft.rfft(x, n_fft)`` of the signals, complex ``(B, F)``.
         response: complex ``(F,)``, e.g. from :func:`section_response`.
+        out: where to write them (a ``(B, samples)`` slot of a larger array), else a new array.
 
     Shape:
         returns real ``(B, samples)``.
     """
-    out = torch.fft.irfft(spectrum * response, n=n_fft)
+    padded = torch.fft.irfft(spectrum * response, n=n_fft)
+    if out is not None:
+        return out.copy_(padded[..., :samples])
     # a copy of the first samples: a view would keep the whole padded buffer alive (twice the memory)
-    return out[..., :samples].clone() if samples < n_fft else out
+    return padded[..., :samples].clone() if samples < n_fft else padded
 
 
 def shaper(u: torch.Tensor, drive, asymmetry) -> torch.Tensor:

@@ -2,7 +2,11 @@
 against autograd, and the make-up-only stage (blocks held)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,7 +199,7 @@ def test_long_pair_made_a_group_at_a_time_equals_kept(monkeypatch):
 
 
 _PEAK_SCRIPT = r"""
-import resource, sys, warnings
+import resource
 import numpy as np
 from common.memory import map_large_allocations
 map_large_allocations()   # as the fit job does: freed frame-length arrays go back at once
@@ -232,17 +236,14 @@ print((peak - base) / (frames.length * 8))
 """
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_stage_holds_few_frame_length_signals_at_once():
-    """The Hessian pass over a 12 s frame holds at its peak about 32 frame-length float64
+    """The Hessian pass over a 12 s frame holds at its peak about 33 frame-length float64
     signals' worth (about 10 of them the stage's per-bin responses and weights, the rest one
     frame's signals and FFT buffers), not the 49 it held when ds/dp and the first-order
     signals were stacked at once (a 10-minute pair's fit was then over 800 MB)."""
-    import subprocess
-    import sys
-    from pathlib import Path
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], cwd=root, capture_output=True, text=True,
-                         check=True, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+                         check=True, env={**os.environ, "PYTHONPATH": str(root)})
     signals = float(out.stdout.strip().splitlines()[-1])
     assert 10 < signals < 40, signals
