@@ -1,7 +1,7 @@
 """Joint knob fit against the per-level chain with interpolation, under the protocol.
 
 On the embedded stand-in corpus (generated into ``--cache``, outside the repository),
-with ``train_comp.py``'s settings (``cfg/config.yaml``; ``--compressor ff5|graybox``,
+with ``train_comp.py``'s settings (``cfg/config.yaml``; ``--compressor ff5|graybox|opto``,
 further ``--set KEY=VALUE`` overrides such as ``joint.priors=[0]``):
 
 - both methods fit **Train** material only (the 3c takes), with the unseen levels
@@ -14,7 +14,8 @@ further ``--set KEY=VALUE`` overrides such as ``joint.priors=[0]``):
   ``joint.priors``) chooses its basis size, roughness and ridge on **Val** material at the fitted
   settings (:func:`dsp.fitting.joint.select_smoothness`), then the chosen candidate is fitted
   again from the cold start and timed (with ``graybox``, its shared blocks too:
-  :func:`dsp.fitting.joint.fit_shared_blocks`);
+  :func:`dsp.fitting.joint.fit_shared_blocks`; with ``opto``, the blocks first, fitted on each
+  mode's top Train take, then the cell's curves through them, :mod:`dsp.fitting.joint_opto`);
 - both are scored on **Test** material at every level (pre-emphasised ESR of the
   model class fitted).
 
@@ -55,11 +56,14 @@ from jobs.chain import ChainSpec, run_chain
 from dsp.fitting.ff5 import FitOptions
 from dsp.fitting.joint import (JointOptions, JointSetting, bound_hits, fit_joint, GrayboxValScore, fit_shared_blocks,
                                select_smoothness)
+from dsp.fitting.bounds import at_bounds
+from dsp.fitting.joint_opto import fit_group_blocks, group_options
 from dsp.knobs.joint_curves import JointKnobModel
 from dsp.fitting.by_class import evaluate_any, options_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 from dsp.models.ff5_streaming import StreamingCompressor
+from dsp.models.opto_streaming import StreamingOpto
 from jobs.fit_options import fit_options, initial_params
 from jobs.joint_fit import candidates_from_config, joint_options_from_config  # noqa: E402
 
@@ -81,8 +85,9 @@ def _settings(pairs, mode, levels, split):
 
 
 def _gain_reduction_db(params: dict, x: np.ndarray, sr: int) -> float:
-    """Level drop (dB) of the compressor before make-up on ``x``."""
-    g = StreamingCompressor({k: params[k] for k in PARAM_NAMES}, sr).gain(x)
+    """Level drop (dB) of the compressor (the optical cell where ``params`` has one) before make-up on ``x``."""
+    g = StreamingOpto(params, sr).gain(np.atleast_2d(x)) if "release_slow_ms" in params else \
+        StreamingCompressor({k: params[k] for k in PARAM_NAMES}, sr).gain(x)
     xm = np.max(np.abs(np.atleast_2d(x)), axis=0)
     return 10.0 * math.log10(np.sum(xm ** 2) / np.sum((g * xm) ** 2))
 
@@ -109,7 +114,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", default="/tmp/joint-cache")
     ap.add_argument("--unseen", type=int, nargs="*", default=[45, 65, 85])
-    ap.add_argument("--compressor", choices=("ff5", "graybox"), default="ff5")
+    ap.add_argument("--compressor", choices=("ff5", "graybox", "opto"), default="ff5")
     ap.add_argument("--candidates", nargs="*", default=None,
                     help="SIZE:SMOOTHNESS pairs (default: joint.candidates of cfg/config.yaml)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -124,6 +129,13 @@ def main(argv=None) -> dict:
     candidates = candidates_from_config(cfg) if args.candidates is None else \
         [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.candidates]
     graybox = options_class(options) == "graybox"
+    opto = options_class(options) == "opto"
+
+    def opto_shape(m, settings):
+        """``opto``: the mode's blocks fitted on its top Train take, the cell's curves through them."""
+        top = max(settings, key=lambda s: tuple(s.knobs))
+        fitted = fit_group_blocks({m: (top.frames, top.knobs)}, init, options)[m]
+        return group_options(shape, options, m, fitted)
 
     spec = CorpusSpec(train_seconds=args.train_seconds)
     root = ensure_corpus(args.cache, spec)
@@ -160,7 +172,8 @@ def main(argv=None) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)
         for m in modes:
             score = GrayboxValScore(train[m], val[m], options) if graybox else None
-            sel = select_smoothness(train[m], val[m], KNOB, candidates, shape, priors=priors, val_score=score)
+            mode_shape = opto_shape(m, train[m]) if opto else shape
+            sel = select_smoothness(train[m], val[m], KNOB, candidates, mode_shape, priors=priors, val_score=score)
             row = next(r for r in sel.table if r["chosen"])
             chosen[m] = (row["size"], row["smoothness"], row["prior"])
             tables[m] = sel.table
@@ -174,7 +187,8 @@ def main(argv=None) -> dict:
         for m in modes:
             size, lam, prior = chosen[m]
             settings = _settings(pairs, m, fit_levels, "Train")
-            fits[m] = fit_joint(settings, KNOB, replace(shape, size=size, smoothness=lam, prior=prior))
+            mode_shape = opto_shape(m, settings) if opto else shape
+            fits[m] = fit_joint(settings, KNOB, replace(mode_shape, size=size, smoothness=lam, prior=prior))
             if graybox:
                 shared[m] = fit_shared_blocks(fits[m], settings, options)
     joint_seconds, joint_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -183,6 +197,11 @@ def main(argv=None) -> dict:
     def joint_at(m, pr):
         five = model.at(m, pr)
         return shared[m].apply(five) if graybox else five
+
+    def bounds(params, m):
+        if opto:   # the cell's and the blocks' ranges (the held input tap of compress mode is not at a bound)
+            return list(at_bounds(params, options.for_mode(m)))
+        return bound_hits(params, options.ranges)
 
     # --- Test scoring at every level ----------------------------------------------------
     per_setting = []
@@ -193,8 +212,8 @@ def main(argv=None) -> dict:
             per_setting.append({"mode": m, "peak_reduction": pr, "unseen": pr in args.unseen,
                                 "esr_chain": evaluate_any(s.frames, cp, options),
                                 "esr_joint": evaluate_any(s.frames, jp, options),
-                                "joint_bounds": bound_hits(jp, options.ranges),
-                                "chain_bounds": bound_hits(cp, options.ranges) if pr in fit_levels else []})
+                                "joint_bounds": bounds(jp, m),
+                                "chain_bounds": bounds(cp, m) if pr in fit_levels else []})
     mean_chain = float(np.mean([r["esr_chain"] for r in per_setting]))
     mean_joint = float(np.mean([r["esr_joint"] for r in per_setting]))
     bound_settings = [f"{r['mode']}/{r['peak_reduction']}:{','.join(r['joint_bounds'])}"

@@ -277,9 +277,6 @@ def _note_refit(ckpt: Path, reason: str) -> None:
 
 def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     if _fit_method(cfg) == "joint":
-        if options_class(options) == "opto":
-            raise UserError("method=joint does not fit compressor=opto yet (its curves are the five-parameter "
-                            "and gray-box ones): add compressor=graybox, or fit opto with method=per_level")
         from jobs.joint_fit import run_joint_job   # its own module: the joint knob fit
         return run_joint_job(cfg, ckpt_dir, options, init)
     pairs = load_pairs(cfg.data, quiet=cfg.quiet)

@@ -46,7 +46,9 @@ from dsp.storage.records import plain, save_checkpoint
 from dsp.fitting.by_class import options_class
 from dsp.fitting.joint import (DEFAULT_CANDIDATES, JOINT_STALL, MONOTONE_DIRECTIONS, JointOptions, JointSetting, GrayboxValScore,
                                SharedBlocks, fit_joint, fit_shared_blocks, select_smoothness)
+from dsp.fitting.joint_opto import fit_group_blocks, group_options
 from dsp.knobs.joint_curves import JointKnobModel
+from dsp.models.graybox import BLOCK_NAMES
 from dsp.knobs.knobcurves import KnobCurves
 from dsp.models.parameters import PARAM_NAMES
 from jobs.protocol import held_out_levels, scorable_frames, takes_data_key
@@ -129,24 +131,33 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     fit_levels = [v for v in levels if v not in held_out]
     tag = cfg.data.get("fit_tag")
     fits, selections, total, shared = {}, {}, {}, {}
+    groups = {}
     for mode in modes:
         train = _settings(pairs, mode, fit_levels, cfg.data.fit_splits, tag, cfg)
-        if not train:
-            continue
-        val = _settings(pairs, mode, fit_levels, ("Val",), tag, cfg, validation=True)
+        if train:
+            groups[mode] = (train, _settings(pairs, mode, fit_levels, ("Val",), tag, cfg, validation=True))
+    compressor = options_class(options)
+    cells = _opto_blocks(groups, options, init, cfg.quiet) if compressor == "opto" and groups else {}
+    for mode, (train, val) in groups.items():
         if not cfg.quiet:
             print(f"{mode}: joint fit on {len(train)} settings, smoothness chosen on {len(val)} Val takes")
         t0 = time.perf_counter()
+        mode_options = joint_options
+        if mode in cells:   # the cell's curves through the mode's blocks, from the top setting's cell
+            top, seconds = cells[mode]
+            mode_options = group_options(joint_options, options, mode, top)
+            t0 -= seconds
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            graybox = options_class(options) == "graybox"
+            graybox = compressor == "graybox"
             score = GrayboxValScore(train, val, options) if graybox and val else None
             if val:
-                sel = select_smoothness(train, val, KNOB, candidates, joint_options, priors=priors, val_score=score)
+                sel = select_smoothness(train, val, KNOB, candidates, mode_options, priors=priors, val_score=score,
+                                        progress=None if cfg.quiet else _said(mode))
                 fits[mode], selections[mode] = sel.best, sel.table
             else:   # nothing to choose on: the first (simplest) candidate
                 size, lam = candidates[0]
-                fits[mode] = fit_joint(train, KNOB, replace(joint_options, size=size, smoothness=lam))
+                fits[mode] = fit_joint(train, KNOB, replace(mode_options, size=size, smoothness=lam))
                 selections[mode] = []
         if graybox:   # the blocks the chosen candidate was scored with (on the Train frames already in hand)
             blocks = score.blocks_for(fits[mode]) if score else fit_shared_blocks(fits[mode], train, options)
@@ -184,6 +195,34 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
                  [picture.name] if picture else [])
     print_next_steps(ckpt_dir, kmap)
     return 0
+
+
+def _said(mode: str):
+    """Progress of the selection: one line per candidate as it is scored (a candidate can take minutes)."""
+    def say(row: dict) -> None:
+        again = f" (same basis as candidate {row['same_as'] + 1})" if "same_as" in row else ""
+        print(f"{mode}: candidate size {row['size']}, smoothness {row['smoothness']:g}, prior {row['prior']:g}: "
+              f"Val ESR {row['val_esr']:.4f}, {row['iterations']} Newton iterations, {row['seconds']:.0f} s{again}",
+              flush=True)
+    return say
+
+
+def _opto_blocks(groups: dict, options, init, quiet: bool) -> dict:
+    """``compressor=opto``: each mode's blocks (and cell) from a per-level fit of its top Train
+    setting (one set for both modes with ``compressor.one_unit``), said on the console.
+    Returns mode -> (that fit, its seconds: a share when one fit served every mode)."""
+    tops = {mode: max(train, key=lambda s: tuple(s.knobs)) for mode, (train, _) in groups.items()}
+    if not quiet:
+        print("opto: the unit's blocks fitted at " + ", ".join(f"{m} PR {t.knobs[0]:g}" for m, t in tops.items())
+              + (" (one unit, both modes)" if options.one_unit and len(tops) > 1 else ""))
+    t0 = time.perf_counter()
+    fitted = fit_group_blocks({m: (t.frames, t.knobs) for m, t in tops.items()}, init, options)
+    share = (time.perf_counter() - t0) / len(fitted)
+    if not quiet:
+        for mode, res in fitted.items():
+            print(f"{mode}: blocks " + ", ".join(f"{k} {res.params[k]:.4g}" for k in BLOCK_NAMES)
+                  + f" (the top setting's fit: ESR {res.esr:.4f} on its audio, {res.iterations} Newton iterations)")
+    return {mode: (res, share) for mode, res in fitted.items()}
 
 
 def _rows(model: JointKnobModel, pairs, levels, held_out, total) -> list[dict]:

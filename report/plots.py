@@ -28,7 +28,12 @@ __all__ = ["plot_esr_vs_pr", "plot_esr_by_setting", "plot_knobmap", "plot_joint_
            "plot_sweep_spectrograms", "plot_gain_traces", "plot_error_spectrograms"]
 
 _UNITS = {"threshold_db": "threshold (dB)", "ratio": "ratio", "attack_ms": "attack (ms)",
-          "release_ms": "release (ms)", "make_up_db": "make-up (dB)"}
+          "release_ms": "release (ms)", "make_up_db": "make-up (dB)",
+          # the optical cell's (dsp.models.opto)
+          "release_slow_ms": "slow release (ms)", "slow_fraction": "slow fraction", "memory_ms": "memory (ms)",
+          "memory_depth": "memory depth", "sidechain_shelf_hz": "sidechain shelf (Hz)",
+          "sidechain_shelf_db": "sidechain shelf (dB)", "input_mix": "input tap"}
+_LOG_SCALE = ("attack_ms", "release_ms", "ratio", "release_slow_ms", "memory_ms", "memory_depth", "sidechain_shelf_hz")
 
 
 def _save(fig, path: Path, dpi: int = 110) -> None:
@@ -127,28 +132,37 @@ def plot_knobmap(kmap: KnobMap, path: Path) -> None:
 def plot_joint_curves(model, per_level: list[dict], path: Path, held_out=(), per_level_label: str | None = None) -> None:
     """The joint fit's curves (:class:`dsp.knobs.joint_curves.JointKnobModel`) per mode, with the levels it
     was fitted at, against per-level fits (summary rows: ``mode``, ``peak_reduction`` and the
-    five parameters) when given; held-out levels are marked by vertical lines."""
-    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8), layout="constrained")
+    curves' parameters) when given; held-out levels are marked by vertical lines. The curves'
+    parameters are the five-parameter compressor's, or the optical cell's twelve (its held
+    blocks are not curves)."""
+    first = next(iter(model.fits.values())).curves.space
+    names = [n for n in first.names if n in _UNITS]
+    cols = min(len(names), 6)
+    rows_n = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3.8 * rows_n), layout="constrained", squeeze=False)
+    axes = axes.reshape(-1)
     for i, mode in enumerate(model.modes):
         colour = f"C{i}"
         grid = model.curve_grid(mode, 121)
         fitted = model.levels(mode)
         at_fitted = model.fits[mode].curves.sample([float(v) for v in fitted])
         rows = [r for r in per_level if r["mode"] == mode]
-        for ax, name in zip(axes, PARAM_NAMES):
+        for ax, name in zip(axes, names):
             ax.plot(grid["peak_reduction"], grid[name], "-", color=colour, lw=1.5, label=f"{mode} joint")
             ax.plot(fitted, at_fitted[name], ".", color=colour, ms=5)
-            if rows:
+            if rows and all(r.get(name) not in (None, "") for r in rows):
                 ax.plot([float(r["peak_reduction"]) for r in rows], [float(r[name]) for r in rows], "x",
                         color=colour, ms=6, label=f"{mode} per-level")
-    for ax, name in zip(axes, PARAM_NAMES):
+    for ax, name in zip(axes, names):
         for pr in held_out:
             ax.axvline(pr, color="0.8", lw=0.8, ls="--")
         ax.set_xlabel("peak reduction")
         ax.set_ylabel(_UNITS[name])
-        if name in ("attack_ms", "release_ms", "ratio"):
+        if name in _LOG_SCALE:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
     axes[0].legend(fontsize=7)
     against = f" vs per-level fits ({per_level_label})" if per_level_label else ""
     fig.suptitle(f"joint knob fit: curves over peak reduction{against}; dashed: held-out levels")

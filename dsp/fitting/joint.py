@@ -2,7 +2,11 @@
 
 For one group of settings (an LA-2A mode; a manifest device) the solver's
 unconstrained parameters are ``z(k) = B(k) C`` with ``B`` a :class:`dsp.knobs.basis.KnobBasis`
-row and ``C`` ``(size, 5)`` coefficients. The objective is the mean over the
+row and ``C`` ``(size, P)`` coefficients, ``P`` the coordinates of one setting's fit: the
+five-parameter compressor's 5 (below), or the optical cell's 11-12 with the unit's blocks
+held (:class:`dsp.knobs.joint_curves.OptoCellSpace`; its objective the opto kernel's,
+:class:`dsp.derivatives.opto_kernel.OptoObjective`, and its blocks fitted once for the group
+by :func:`dsp.fitting.joint_opto.fit_group_blocks`). The objective is the mean over the
 group's Train settings of each setting's ESR, plus a roughness penalty::
 
     F(C) = 1/S sum_s f_s(B_s C) / E_s  +  lam sum_p (C[:, p]^T P C[:, p]) / a_p^2
@@ -26,7 +30,8 @@ keeps every setting's ``z`` step inside the per-level cap (for one knob the
 splines are a partition of unity and the cap is unchanged).
 
 Start: the published default start at every setting, each with its own
-level-matched make-up (one forward pass per setting), projected onto the basis.
+level-matched make-up (one forward pass per setting), projected onto the basis (opto: the
+start cell with its threshold picked per setting, :func:`dsp.fitting.joint_opto.start_rows`).
 
 What comes out (:class:`JointResult`, and :class:`JointKnobModel` for several
 groups) is in physical units at any knob value, with the per-setting fitting ESR,
@@ -46,17 +51,21 @@ import torch
 from audio.framing import Frames
 from audio.metrics import PooledESR
 from dsp.knobs.basis import KnobBasis
-from dsp.knobs.joint_curves import JointCurves, JointResult, SettingFit
+from dsp.knobs.joint_curves import CurveSpace, FiveParameterSpace, JointCurves, JointResult, OptoCellSpace, SettingFit
 from dsp.fitting.bounds import at_bounds
 from dsp.fitting.ff5 import FitOptions, level_matched_make_up, make_objective
 from dsp.fitting.graybox import fit_blocks
+from dsp.fitting import joint_opto
 from dsp.models.graybox import BLOCK_NAMES
+from dsp.models.opto import CORE_NAMES
 from dsp.fitting.by_class import evaluate_any
 from dsp.fitting.newton import NewtonOptions, newton
 from dsp.derivatives.autograd import target_energy
+from dsp.derivatives.opto_kernel import OptoObjective
 from dsp.models.parameters import DEFAULT_INIT, PARAM_NAMES, Parameterisation, Ranges
 
-__all__ = ["JointSetting", "JointOptions", "CoefficientObjective", "Selection", "fit_joint", "select_smoothness",
+__all__ = ["JointSetting", "JointOptions", "CoefficientObjective", "JointProblem", "Selection", "fit_joint",
+           "select_smoothness",
            "project_curves", "pooled_esr", "bound_hits", "SharedBlocks", "fit_shared_blocks", "GrayboxValScore",
            "DEFAULT_CANDIDATES"]
 
@@ -67,6 +76,7 @@ MONOTONE_DIRECTIONS = ("increasing", "decreasing")
 # step of 0.1 dB costs 3e-3, about a tenth of a typical setting's ESR.
 MONOTONE_WEIGHT = 10.0
 BOUNDED = (1, 2, 3)      # ratio, attack, release: sigmoid coordinates
+UNBOUNDED_NAMES = ("threshold_db", "make_up_db")   # in dB, no range: every other coordinate is a logit
 # The joint solve stops when five steps together lower its objective (a mean ESR) by less than
 # this fraction of it. Without a ridge (prior 0) a bounded logit is nearly free, the attack /
 # release branches make the objective piecewise smooth, and the line search halved every step
@@ -106,6 +116,10 @@ class JointOptions:
 
     ``stall``: the solve also stops when five steps lower the objective by less than this
     fraction of it (:data:`JOINT_STALL`; 0: only the per-level fits' rules).
+
+    ``space``: what the curves are of (None: the five-parameter compressor with
+    ``fit.ranges``; :class:`dsp.knobs.joint_curves.OptoCellSpace` with ``fit`` an
+    :class:`dsp.fitting.opto.OptoFitOptions`).
     """
     size: int = 5
     smoothness: float = 1e-3
@@ -114,20 +128,35 @@ class JointOptions:
     monotone: dict[str, str] = field(default_factory=dict)
     prior: float = 0.0
     stall: float = JOINT_STALL
+    space: CurveSpace | None = None
 
     def __post_init__(self):
+        names = self.curve_space.names if self.space is not None else PARAM_NAMES
+        names = [n for n in names if n in PARAM_NAMES or n in CORE_NAMES]   # the curves', not the held blocks'
         for name, direction in self.monotone.items():
-            if name not in PARAM_NAMES or direction not in MONOTONE_DIRECTIONS:
-                raise ValueError(f"monotone: expected parameters of {', '.join(PARAM_NAMES)}, each increasing or "
+            if name not in names or direction not in MONOTONE_DIRECTIONS:
+                raise ValueError(f"monotone: expected parameters of {', '.join(names)}, each increasing or "
                                  f"decreasing, got {name!r}: {direction!r}")
         if not (self.prior >= 0 and math.isfinite(self.prior)):
             raise ValueError(f"prior must be a finite weight >= 0, got {self.prior}")
         if not (0 <= self.stall < 1):
             raise ValueError(f"stall must be a fraction in [0, 1), got {self.stall}")
 
+    @property
+    def curve_space(self) -> CurveSpace:
+        return self.space if self.space is not None else FiveParameterSpace(self.fit.ranges)
 
-def _setting_objectives(settings: Sequence[JointSetting], param: Parameterisation, fit: FitOptions):
-    objs = [make_objective(s.frames, param, fit.hessian, fit.device) for s in settings]
+
+def _setting_objective(frames: Frames, space: CurveSpace, param, fit: FitOptions):
+    """One setting's objective in its ``z``: the five-parameter kernel's, or the opto
+    kernel's through the held blocks."""
+    if isinstance(space, OptoCellSpace):
+        return OptoObjective(frames, param, space.block_values)
+    return make_objective(frames, param, fit.hessian, fit.device)
+
+
+def _setting_objectives(settings: Sequence[JointSetting], space: CurveSpace, param, fit: FitOptions):
+    objs = [_setting_objective(s.frames, space, param, fit) for s in settings]
     for s, o in zip(settings, objs):
         if o.energy <= 0:
             raise ValueError(f"{s.label or s.knobs}: the target is silent after the warm-up; nothing to fit")
@@ -137,49 +166,52 @@ def _setting_objectives(settings: Sequence[JointSetting], param: Parameterisatio
 class CoefficientObjective:
     """Mean per-setting ESR plus roughness penalty, in the flattened coefficients.
 
-    Offers the solver's interface (``loss``, ``loss_grad_hess``) on ``vec(C)`` ``(size * 5,)``.
+    Offers the solver's interface (``loss``, ``loss_grad_hess``) on ``vec(C)`` ``(size * P,)``.
 
     Args:
         objectives: one per setting, each with ``loss``, ``loss_grad_hess`` in ``z`` and ``energy``.
         design: basis rows of the settings, ``(S, size)``.
         penalty: roughness matrix ``(size, size)``.
         smoothness: its weight ``lam``.
-        scale: per-coordinate scale ``a`` ``(5,)``.
+        scale: per-coordinate scale ``a`` ``(P,)``: its length is the coordinates per setting.
+        bounded: the coordinates the ridge ``prior`` holds (logits; default: the five-parameter
+            model's ratio, attack, release).
     """
 
     def __init__(self, objectives, design: np.ndarray, penalty: np.ndarray, smoothness: float,
                  scale: Sequence[float], monotone: Sequence[tuple[int, int, np.ndarray]] = (),
-                 prior: float = 0.0, centre: Sequence[float] | None = None):
+                 prior: float = 0.0, centre: Sequence[float] | None = None, bounded: Sequence[int] = BOUNDED):
         self.objectives = list(objectives)
         self.design = torch.as_tensor(np.asarray(design, dtype=np.float64))
         self.size = self.design.shape[1]
+        self.width = P = len(scale)
         self.weights = torch.tensor([1.0 / (len(self.objectives) * o.energy) for o in self.objectives],
                                     dtype=torch.float64)
         w = torch.as_tensor(1.0 / np.asarray(scale, dtype=np.float64) ** 2)
         self.penalty_hess = 2.0 * float(smoothness) * torch.kron(
             torch.as_tensor(np.asarray(penalty, dtype=np.float64)), torch.diag(w))
         if prior > 0:       # the ridge on the bounded coordinates is quadratic: folded in here
-            mask = torch.zeros(5, dtype=torch.float64)
-            mask[list(BOUNDED)] = 1.0
+            mask = torch.zeros(P, dtype=torch.float64)
+            mask[list(bounded)] = 1.0
             ridge = 2.0 * float(prior) * torch.diag((w * mask).repeat(self.size))
             self.penalty_hess = self.penalty_hess + ridge
             z0 = torch.as_tensor(np.asarray(centre, dtype=np.float64)).repeat(self.size)
             self._shift = ridge @ z0          # the ridge is |c - c0|^2, not |c|^2
             self._offset = 0.5 * float(z0 @ ridge @ z0)
         else:
-            self._shift = torch.zeros(self.size * 5, dtype=torch.float64)
+            self._shift = torch.zeros(self.size * P, dtype=torch.float64)
             self._offset = 0.0
         # one-sided: rows (sign * D c[:, p]) > 0 step the wrong way
         self.monotone = [(int(p), torch.as_tensor(sign * np.asarray(d, dtype=np.float64)),
                           MONOTONE_WEIGHT * float(w[p])) for p, sign, d in monotone]
 
     def z(self, c: torch.Tensor) -> torch.Tensor:
-        """Every setting's ``z``. Shape: ``(size * 5,)`` -> ``(S, 5)``."""
-        return self.design @ torch.as_tensor(c, dtype=torch.float64).reshape(self.size, 5)
+        """Every setting's ``z``. Shape: ``(size * P,)`` -> ``(S, P)``."""
+        return self.design @ torch.as_tensor(c, dtype=torch.float64).reshape(self.size, self.width)
 
     def _wrong_steps(self, c: torch.Tensor):
         """Per monotone parameter: ``(p, d, k, wrong)``, ``wrong`` the steps against its direction (0 elsewhere)."""
-        coef = c.reshape(self.size, 5)
+        coef = c.reshape(self.size, self.width)
         return [(p, d, k, torch.clamp(d @ coef[:, p], min=0.0)) for p, d, k in self.monotone]
 
     def _penalty(self, c: torch.Tensor) -> float:
@@ -194,7 +226,7 @@ class CoefficientObjective:
         h = self.penalty_hess.clone()
         for p, d, k, wrong in self._wrong_steps(c):
             active = d[wrong > 0]
-            idx = torch.arange(self.size) * 5 + p
+            idx = torch.arange(self.size) * self.width + p
             g[idx] += 2.0 * k * (d.T @ wrong)
             h[idx[:, None], idx[None, :]] += 2.0 * k * (active.T @ active)
         return f, g, h
@@ -209,10 +241,10 @@ class CoefficientObjective:
 
     def loss_grad_hess(self, c: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
         c = torch.as_tensor(c, dtype=torch.float64)
-        n = self.size
+        n, P = self.size, self.width
         f = 0.0
-        g = torch.zeros(n, 5, dtype=torch.float64)
-        h = torch.zeros(n * 5, n * 5, dtype=torch.float64)
+        g = torch.zeros(n, P, dtype=torch.float64)
+        h = torch.zeros(n * P, n * P, dtype=torch.float64)
         for obj, z, b, w in zip(self.objectives, self.z(c), self.design, self.weights):
             f_s, g_s, h_s = obj.loss_grad_hess(z)
             f += float(w) * f_s
@@ -231,7 +263,7 @@ def project_curves(basis: KnobBasis, knobs: np.ndarray, z: np.ndarray, ridge: fl
     A tiny ridge on the roughness penalty (and on the coefficients) settles
     coefficients the points do not determine.
 
-    Shape: knobs ``(S, d)``, z ``(S, 5)`` -> ``(size, 5)``.
+    Shape: knobs ``(S, d)``, z ``(S, P)`` -> ``(size, P)``.
     """
     b = basis.design(knobs)
     lhs = b.T @ b + ridge * (basis.penalty() + np.eye(basis.size))
@@ -253,51 +285,98 @@ def _knob_matrix(settings: Sequence[JointSetting]) -> np.ndarray:
     return np.array([[float(k) for k in s.knobs] for s in settings], dtype=np.float64)
 
 
+class JointProblem:
+    """What every candidate of one group's joint fit shares: the settings' objectives (for
+    opto each holds the pair's prepared signals: made once, not per candidate), the
+    parameterisation, the per-setting start, the step scale and the ridge's centre.
+
+    Args:
+        settings: the group's Train settings.
+        options: the space (:attr:`JointOptions.curve_space`), fit options and start are read;
+            basis size, smoothness and prior are not (they vary between candidates).
+    """
+
+    def __init__(self, settings: Sequence[JointSetting], options: JointOptions):
+        if not settings:
+            raise ValueError("a joint fit needs at least one setting")
+        rates = {s.frames.sample_rate for s in settings}
+        if len(rates) != 1:
+            raise ValueError(f"settings of one joint fit must share a sample rate, got {sorted(rates)}")
+        self.settings = list(settings)
+        self.sample_rate = rates.pop()
+        self.knobs = _knob_matrix(settings)
+        self.space = options.curve_space
+        self.param = self.space.param(self.sample_rate)
+        self.objectives = _setting_objectives(settings, self.space, self.param, options.fit)
+        if isinstance(self.space, OptoCellSpace):
+            self.scale = np.asarray(joint_opto.step_scale(self.param, options.fit), dtype=np.float64)
+            start = joint_opto.start_cell(options.start, options.fit)
+            self.centre = self.param.from_physical(start).numpy()
+            self.names = tuple(self.param.names)     # the solver's coordinates at a setting, in order
+            self.bounded = tuple(i for i, n in enumerate(self.names) if n not in UNBOUNDED_NAMES)
+            self._start = lambda: joint_opto.start_rows(self.objectives, self.param, start)
+        else:
+            self.scale = np.asarray(options.fit.max_step, dtype=np.float64)
+            physical = dict(DEFAULT_INIT if options.start is None else options.start)
+            self.centre = self.param.from_physical(physical).numpy()
+            self.names = tuple(PARAM_NAMES)
+            self.bounded = BOUNDED
+            self._start = lambda: _default_start_z(self.objectives, self.settings, self.param, options.start)
+        self._start_z: np.ndarray | None = None
+
+    def start_z(self) -> np.ndarray:
+        """The start at every setting ``(S, P)`` (made on first use, then kept)."""
+        if self._start_z is None:
+            self._start_z = self._start()
+        return self._start_z
+
+
 def fit_joint(settings: Sequence[JointSetting], knob_names: Sequence[str], options: JointOptions = JointOptions(),
               init: JointCurves | None = None,
-              progress: Callable[[int, float, float], None] | None = None) -> JointResult:
+              progress: Callable[[int, float, float], None] | None = None,
+              problem: JointProblem | None = None) -> JointResult:
     """Fit smooth curves over the knobs to every setting of one group at once.
 
     Args:
         settings: the group's Train settings (at least one; knob vectors of ``len(knob_names)``).
         knob_names: names of the knob vector's entries (LA-2A: ``("peak_reduction",)``).
-        options: basis size, roughness weight, fit options, start.
+        options: basis size, roughness weight, fit options, start, space.
         init: curves to start from (projected onto this fit's basis); None: the default
             start, level-matched per setting.
         progress: per-iteration callback ``(iteration, objective, decrement)``.
+        problem: the settings' objectives and start made already (:class:`JointProblem` of
+            these settings and options), e.g. by a selection over candidates.
 
     Returns:
         :class:`JointResult`.
     """
-    if not settings:
-        raise ValueError("a joint fit needs at least one setting")
     t0 = time.perf_counter()
-    rates = {s.frames.sample_rate for s in settings}
-    if len(rates) != 1:
-        raise ValueError(f"settings of one joint fit must share a sample rate, got {sorted(rates)}")
-    sample_rate = rates.pop()
-    knobs = _knob_matrix(settings)
+    problem = JointProblem(settings, options) if problem is None else problem
+    knobs = problem.knobs
     if knobs.shape[1] != len(knob_names):
         raise ValueError(f"knob vectors have {knobs.shape[1]} entries for {len(knob_names)} knob names")
     basis = KnobBasis.uniform(tuple(knob_names), knobs, options.size)
-    param = Parameterisation(sample_rate, options.fit.ranges)
-    objectives = _setting_objectives(settings, param, options.fit)
     design = basis.design(knobs)
-    scale = np.asarray(options.fit.max_step, dtype=np.float64)
-    centre = param.from_physical(dict(DEFAULT_INIT if options.start is None else options.start)).numpy()
-    monotone = [(PARAM_NAMES.index(name), 1 if direction == "decreasing" else -1, basis.first_differences())
-                for name, direction in options.monotone.items()]
-    objective = CoefficientObjective(objectives, design, basis.penalty(), options.smoothness, scale,
-                                     monotone, options.prior, centre)
+    width = len(problem.scale)
+    monotone = []
+    for name, direction in options.monotone.items():
+        if name not in problem.names:
+            raise ValueError(f"monotone: {name!r} is not a coordinate of the {problem.space.kind} curves")
+        monotone.append((problem.names.index(name), 1 if direction == "decreasing" else -1,
+                         basis.first_differences()))
+    objective = CoefficientObjective(problem.objectives, design, basis.penalty(), options.smoothness, problem.scale,
+                                     monotone, options.prior, problem.centre, problem.bounded)
 
     if init is None:
-        start_z = _default_start_z(objectives, settings, param, options.start)
+        start_z = problem.start_z()
     else:
         start_z = init.z_at(knobs).numpy()
+        if start_z.shape[1] != width:
+            raise ValueError(f"init curves have {start_z.shape[1]} coordinates per setting, this fit {width}")
     c0 = torch.from_numpy(project_curves(basis, knobs, start_z).reshape(-1))
 
     reach = float(np.max(np.abs(design).sum(axis=1)))
-    cap = tuple(np.tile(scale / reach, basis.size).tolist())
+    cap = tuple(np.tile(problem.scale / reach, basis.size).tolist())
     nopts = NewtonOptions(**{**options.fit.newton.__dict__, "atol": options.fit.atol_esr, "max_step": cap,
                              "stall_rtol": options.stall})
     result = newton(objective, c0, nopts, progress)
@@ -305,8 +384,9 @@ def fit_joint(settings: Sequence[JointSetting], knob_names: Sequence[str], optio
         warnings.warn(f"joint fit did not converge: {result.reason}", RuntimeWarning, stacklevel=2)
     losses = objective.setting_losses(result.z)
     fits = [SettingFit(tuple(float(k) for k in s.knobs), s.label, f / o.energy)
-            for s, o, f in zip(settings, objectives, losses)]
-    curves = JointCurves(basis, result.z.reshape(basis.size, 5).numpy().copy(), sample_rate, options.fit.ranges)
+            for s, o, f in zip(problem.settings, problem.objectives, losses)]
+    curves = JointCurves(basis, result.z.reshape(basis.size, width).numpy().copy(), problem.sample_rate,
+                         problem.space)
     return JointResult(curves, fits, result.loss, result.iterations, result.converged, result.reason,
                        time.perf_counter() - t0, float(options.smoothness), result.history,
                        monotone=dict(options.monotone), prior=float(options.prior))
@@ -314,11 +394,13 @@ def fit_joint(settings: Sequence[JointSetting], knob_names: Sequence[str], optio
 
 def pooled_esr(curves: JointCurves, settings: Sequence[JointSetting], hessian: str = "kernel") -> float:
     """Total squared pre-emphasised error over total target energy of ``settings`` (e.g. the
-    Val pairs), with the parameters read off ``curves`` at each setting's knobs."""
+    Val pairs), with the parameters read off ``curves`` at each setting's knobs (opto: through
+    the curves' blocks)."""
     param = curves._param()
     pooled = PooledESR()
+    fit = FitOptions(hessian=hessian)
     for s, z in zip(settings, curves.z_at(_knob_matrix(settings))):
-        obj = make_objective(s.frames, param, hessian)
+        obj = _setting_objective(s.frames, curves.space, param, fit)
         pooled.add(obj.loss(z), obj.energy)
     if pooled.value is None:
         raise ValueError("the validation targets are silent; nothing to score")
@@ -371,6 +453,7 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
     table = []
     done: dict[tuple, dict] = {}
     knobs = _knob_matrix(train)
+    problem = JointProblem(train, options)   # the settings' objectives and start: once for every candidate
 
     def score(size: int, lam: float, prior: float) -> None:
         nonlocal best, best_val, best_row
@@ -383,7 +466,7 @@ def select_smoothness(train: Sequence[JointSetting], val: Sequence[JointSetting]
                 progress(table[-1])
             return
         opts = replace(options, size=int(size), smoothness=float(lam), prior=float(prior))   # the rest as given
-        res = fit_joint(train, knob_names, opts)
+        res = fit_joint(train, knob_names, opts, problem=problem)
         val_esr = pooled_esr(res.curves, val, options.fit.hessian) if val_score is None else float(val_score(res))
         row = {"size": int(size), "smoothness": float(lam), "prior": float(prior), "val_esr": val_esr,
                "train_esr": res.mean_esr, "iterations": res.iterations, "converged": res.converged,

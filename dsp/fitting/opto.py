@@ -40,7 +40,8 @@ from dsp.fitting.newton import NewtonOptions, NewtonResult, newton
 from dsp.models.graybox import BLOCK_NAMES, TRANSPARENT, BlockRanges, GrayboxParameterisation
 from dsp.models.opto import CORE_NAMES, OPTO_NAMES, OPTO_START, OptoParameterisation, OptoRanges, natural_from_physical
 
-__all__ = ["OptoFitOptions", "fit_opto_frames", "fit_cell", "fit_opto_blocks", "fit_unit", "evaluate_opto_esr"]
+__all__ = ["OptoFitOptions", "fit_opto_frames", "fit_cell", "fit_opto_blocks", "fit_unit", "evaluate_opto_esr",
+           "cell_steps", "cell_of", "pick_threshold"]
 
 # the start's threshold is searched on this grid (dB, the sidechain's mean-square level) before
 # Newton: far above the material the loss is flat in every cell parameter
@@ -88,7 +89,9 @@ def _newton_options(options: FitOptions, energy: float, max_step) -> NewtonOptio
                             "max_step": tuple(max_step)})
 
 
-def _cell_steps(param: OptoParameterisation, options: OptoFitOptions) -> tuple:
+def cell_steps(param: OptoParameterisation, options: OptoFitOptions) -> tuple:
+    """The largest Newton move of each cell coordinate: ``max_step``'s dB for the threshold and
+    make-up, ``cell_max_step`` for a logit."""
     db = float(options.max_step[0])
     return tuple(db if n in ("threshold_db", "make_up_db") else float(options.cell_max_step) for n in param.names)
 
@@ -99,7 +102,8 @@ def _blocks_of(params: dict | None) -> dict | None:
     return {k: float(params[k]) for k in BLOCK_NAMES}
 
 
-def _cell_of(params: dict | None, options: OptoFitOptions) -> dict:
+def cell_of(params: dict | None, options: OptoFitOptions) -> dict:
+    """The cell's parameters of ``params`` (physical), or the options' start where it lacks one."""
     if params is None or not all(k in params for k in CORE_NAMES):
         return dict(options.start)
     return {k: float(params[k]) for k in CORE_NAMES}
@@ -123,13 +127,13 @@ def fit_cell(frames: Frames, cell: dict, blocks: dict | None, options: OptoFitOp
         raise ValueError("the target is silent after the warm-up; nothing to fit")
     z0 = param.from_physical(cell)
     if cold:
-        z0 = _cold_start(objective, param, z0)
+        z0 = pick_threshold(objective, param, z0)
     solved = objective
     floor = getattr(options, "threshold_floor", None)
     if floor is not None:   # a chain's shape prior (jobs.chain.ChainSpec.monotone_threshold); z[0] is the threshold, dB
         z0[0] = max(float(z0[0]), float(floor))
         solved = _ThresholdFloor(objective, float(floor))
-    result = newton(solved, z0, _newton_options(options, objective.energy, _cell_steps(param, options)), progress)
+    result = newton(solved, z0, _newton_options(options, objective.energy, cell_steps(param, options)), progress)
     if solved is not objective:   # the fit's figures are the model's, without the prior's term
         result.loss = objective.loss(result.z)
     return param.to_physical(result.z), result, objective.energy
@@ -140,7 +144,7 @@ def _cold_cell(frames: Frames, cell: dict, options: OptoFitOptions) -> dict:
     level-matched, on the cell alone (no Newton step)."""
     param = OptoParameterisation(frames.sample_rate, options.cell, bool(options.fit_mix))
     objective = OptoObjective(frames, param, None)
-    return param.to_physical(_cold_start(objective, param, param.from_physical(cell)))
+    return param.to_physical(pick_threshold(objective, param, param.from_physical(cell)))
 
 
 def _level_match(objective: OptoObjective, param: OptoParameterisation, z: torch.Tensor) -> torch.Tensor:
@@ -153,7 +157,7 @@ def _level_match(objective: OptoObjective, param: OptoParameterisation, z: torch
     return z
 
 
-def _cold_start(objective: OptoObjective, param: OptoParameterisation, z: torch.Tensor) -> torch.Tensor:
+def pick_threshold(objective: OptoObjective, param: OptoParameterisation, z: torch.Tensor) -> torch.Tensor:
     """The threshold of :data:`THRESHOLD_GRID` with the lowest loss, each level-matched."""
     best, best_loss = z, math.inf
     at = param.names.index("threshold_db")
@@ -256,7 +260,7 @@ def fit_opto_frames(frames: Frames, init: dict | None = None, options: FitOption
     _mono_only(frames)
     options = options if isinstance(options, OptoFitOptions) else OptoFitOptions()
     t0 = time.perf_counter()
-    cell = _cell_of(init, options)
+    cell = cell_of(init, options)
     blocks = _blocks_of(init)
     cold = level_match if level_match is not None else (init is None or not all(k in init for k in CORE_NAMES))
     initial = {**cell, **(blocks or options.block_start)}
@@ -306,7 +310,7 @@ def fit_unit(levels: list[tuple[Frames, dict | None, OptoFitOptions]],
         warnings.simplefilter("ignore", RuntimeWarning)
         for frames, init, options in levels:
             cold = init is None or not all(k in init for k in CORE_NAMES)
-            cell = _cell_of(init, options)
+            cell = cell_of(init, options)
             cells.append(_cold_cell(frames, cell, options) if cold else cell)
         blocks = dict(levels[0][2].block_start)
         for _ in range(max(int(levels[0][2].rounds), 1)):

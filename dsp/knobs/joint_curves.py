@@ -1,10 +1,19 @@
 """Joint curves: every compressor parameter a smooth curve over the knobs, as a knob model.
 
 One group's fitted curves (:class:`JointCurves`: ``z(k) = B(k) C`` in the solver's
-unconstrained domain, ``B`` a :class:`dsp.knobs.basis.KnobBasis` row and ``C`` ``(size, 5)``
-coefficients), the fit's result around them (:class:`JointResult`), and several groups
+unconstrained domain, ``B`` a :class:`dsp.knobs.basis.KnobBasis` row and ``C`` ``(size, P)``
+coefficients, one column per solver coordinate of the model's :class:`CurveSpace`), the
+fit's result around them (:class:`JointResult`), and several groups
 (:class:`JointKnobModel`: the LA-2A, one per mode). Fitting them is
 :mod:`dsp.fitting.joint`; this module only evaluates and stores them.
+
+What the curves are of (:class:`CurveSpace`):
+
+- :class:`FiveParameterSpace`: the five-parameter compressor (``P = 5``); the gray-box's
+  joint fit adds its shared blocks outside the curves (:class:`dsp.fitting.joint.SharedBlocks`);
+- :class:`OptoCellSpace`: the optical cell's free coordinates (``P`` 11, or 12 where limit
+  mode's input tap is fitted), with the unit's blocks held inside: they were fitted once for
+  the group, and the curves were fitted through them, so they are part of the curves' record.
 """
 from __future__ import annotations
 
@@ -16,9 +25,12 @@ import numpy as np
 import torch
 
 from dsp.knobs.basis import KnobBasis
+from dsp.models.graybox import BLOCK_NAMES
+from dsp.models.opto import OPTO_NAMES, OptoParameterisation, OptoRanges
 from dsp.models.parameters import PARAM_NAMES, Parameterisation, Ranges
 
-__all__ = ["JointCurves", "SettingFit", "JointResult", "JointKnobModel"]
+__all__ = ["CurveSpace", "FiveParameterSpace", "OptoCellSpace", "space_from_record", "JointCurves", "SettingFit",
+           "JointResult", "JointKnobModel"]
 
 
 def _ranges_record(r: Ranges) -> dict:
@@ -30,27 +42,130 @@ def _ranges_from_record(d: dict) -> Ranges:
                   release_ms=tuple(map(float, d["release_ms"])))
 
 
+class CurveSpace:
+    """What a joint fit's curves are of: the solver's coordinates at one setting and the
+    physical parameters they map to.
+
+    Attributes:
+        kind: the record's name for it (``"ff5"``, ``"opto"``).
+        names: the physical parameters at a setting (:meth:`physical`'s keys).
+    """
+    kind: str = ""
+    names: tuple[str, ...] = ()
+
+    def param(self, sample_rate: float):
+        """The map between the solver's ``z`` at a setting and physical units."""
+        raise NotImplementedError
+
+    def width(self, sample_rate: float) -> int:
+        """Solver coordinates per setting: the coefficient matrix's columns."""
+        return int(self.param(sample_rate).size)
+
+    def physical(self, param, z: torch.Tensor) -> dict[str, float]:
+        """Every parameter of :attr:`names` at one setting's ``z``."""
+        return param.to_physical(z)
+
+    def to_record(self) -> dict:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FiveParameterSpace(CurveSpace):
+    """The five-parameter compressor's coordinates (:class:`dsp.models.parameters.Parameterisation`)."""
+    ranges: Ranges = field(default_factory=Ranges)
+    kind = "ff5"
+    names = PARAM_NAMES
+
+    def param(self, sample_rate: float) -> Parameterisation:
+        return Parameterisation(sample_rate, self.ranges)
+
+    def width(self, sample_rate: float) -> int:
+        return len(PARAM_NAMES)
+
+    def to_record(self) -> dict:
+        return {"kind": self.kind, "ranges": _ranges_record(self.ranges)}
+
+
+@dataclass(frozen=True)
+class OptoCellSpace(CurveSpace):
+    """The optical cell's free coordinates (:class:`dsp.models.opto.OptoParameterisation`)
+    with the unit's six blocks held: :meth:`physical` gives every name of
+    :data:`dsp.models.opto.OPTO_NAMES`.
+
+    Attributes:
+        ranges: the cell's ranges.
+        fit_mix: limit mode's input tap is a coordinate (else held at 0).
+        blocks: the block values (physical, :data:`dsp.models.graybox.BLOCK_NAMES`).
+    """
+    ranges: OptoRanges = field(default_factory=OptoRanges)
+    fit_mix: bool = False
+    blocks: tuple[tuple[str, float], ...] = ()
+    kind = "opto"
+    names = OPTO_NAMES
+
+    def __post_init__(self):
+        blocks = dict(self.blocks)
+        missing = [k for k in BLOCK_NAMES if k not in blocks]
+        if missing:
+            raise ValueError(f"opto curves need the unit's blocks; missing {', '.join(missing)}")
+        object.__setattr__(self, "blocks", tuple((k, float(blocks[k])) for k in BLOCK_NAMES))
+
+    @property
+    def block_values(self) -> dict[str, float]:
+        return dict(self.blocks)
+
+    def param(self, sample_rate: float) -> OptoParameterisation:
+        return OptoParameterisation(sample_rate, self.ranges, self.fit_mix)
+
+    def physical(self, param, z: torch.Tensor) -> dict[str, float]:
+        return {**param.to_physical(z), **self.block_values}
+
+    def to_record(self) -> dict:
+        return {"kind": self.kind, "ranges": {k: list(v) for k, v in self.ranges.items()},
+                "fit_mix": bool(self.fit_mix), "blocks": self.block_values}
+
+
+def space_from_record(record: dict | None, ranges: dict | None = None) -> CurveSpace:
+    """The space of a stored fit (None, as records before the opto curves: five parameters
+    with ``ranges``)."""
+    if record is None:
+        return FiveParameterSpace(_ranges_from_record(ranges) if ranges else Ranges())
+    kind = record.get("kind")
+    if kind == "ff5":
+        return FiveParameterSpace(_ranges_from_record(record["ranges"]))
+    if kind == "opto":
+        return OptoCellSpace(OptoRanges.from_dict(record["ranges"]), bool(record["fit_mix"]),
+                             tuple((str(k), float(v)) for k, v in dict(record["blocks"]).items()))
+    raise ValueError(f"unknown curve space {kind!r} (expected ff5 or opto)")
+
+
 @dataclass
 class JointCurves:
     """The fitted curves of one group: ``z(k) = B(k) C`` in the solver's domain.
 
     Attributes:
         basis: the knob basis.
-        coefficients: ``C``, ``(size, 5)``.
-        sample_rate: rate of the fitting audio (the attack/release logits depend on it).
-        ranges: the parameter ranges of the fit.
+        coefficients: ``C``, ``(size, P)``, ``P`` the space's coordinates per setting.
+        sample_rate: rate of the fitting audio (the time-constant logits depend on it).
+        space: what the curves are of (default: the five-parameter compressor with its
+            default ranges).
     """
     basis: KnobBasis
     coefficients: np.ndarray
     sample_rate: int
-    ranges: Ranges = field(default_factory=Ranges)
+    space: CurveSpace = field(default_factory=FiveParameterSpace)
 
     @property
     def knob_names(self) -> tuple[str, ...]:
         return self.basis.names
 
-    def _param(self) -> Parameterisation:
-        return Parameterisation(self.sample_rate, self.ranges)
+    @property
+    def ranges(self):
+        """The fit's parameter ranges (the five-parameter model's or the cell's)."""
+        return self.space.ranges
+
+    def _param(self):
+        return self.space.param(self.sample_rate)
 
     def knob_matrix(self, knobs) -> np.ndarray:
         """Knob vectors as ``(G, d)``: a number (one knob), a sequence of numbers, a dict
@@ -70,35 +185,41 @@ class JointCurves:
         return a
 
     def z_at(self, knobs) -> torch.Tensor:
-        """Solver coordinates at knob vectors. Shape: ``(G, d)`` -> ``(G, 5)``."""
+        """Solver coordinates at knob vectors. Shape: ``(G, d)`` -> ``(G, P)``."""
         rows = self.basis.design(self.knob_matrix(knobs))
         return torch.from_numpy(rows @ np.asarray(self.coefficients, dtype=np.float64))
 
     def params_at(self, knobs) -> dict[str, float]:
-        """Physical parameters (:data:`dsp.models.parameters.PARAM_NAMES`) at one knob vector."""
+        """Physical parameters (the space's :attr:`CurveSpace.names`) at one knob vector."""
         z = self.z_at(knobs)
         if z.shape[0] != 1:
             raise ValueError("params_at takes one knob vector; use sample() for several")
-        return self._param().to_physical(z[0])
+        return self.space.physical(self._param(), z[0])
 
     def sample(self, knobs) -> dict[str, np.ndarray]:
         """Physical parameters at several knob vectors, one array ``(G,)`` per name."""
         param = self._param()
-        rows = [param.to_physical(z) for z in self.z_at(knobs)]
-        return {k: np.array([r[k] for r in rows]) for k in PARAM_NAMES}
+        rows = [self.space.physical(param, z) for z in self.z_at(knobs)]
+        return {k: np.array([r[k] for r in rows]) for k in self.space.names}
 
     def to_record(self) -> dict:
-        return {"basis": self.basis.to_record(),
-                "coefficients": [[float(v) for v in row] for row in np.asarray(self.coefficients)],
-                "sample_rate": int(self.sample_rate), "ranges": _ranges_record(self.ranges)}
+        record = {"basis": self.basis.to_record(),
+                  "coefficients": [[float(v) for v in row] for row in np.asarray(self.coefficients)],
+                  "sample_rate": int(self.sample_rate), "space": self.space.to_record()}
+        if isinstance(self.space, FiveParameterSpace):   # readable by the records before the spaces
+            record["ranges"] = _ranges_record(self.space.ranges)
+        return record
 
     @classmethod
     def from_record(cls, record: dict) -> "JointCurves":
         basis = KnobBasis.from_record(record["basis"])
+        space = space_from_record(record.get("space"), record.get("ranges"))
+        sample_rate = int(record["sample_rate"])
+        width = space.width(sample_rate)
         coef = np.asarray(record["coefficients"], dtype=np.float64)
-        if coef.shape != (basis.size, 5) or not np.all(np.isfinite(coef)):
-            raise ValueError(f"coefficients must be finite and {basis.size}x5, got shape {coef.shape}")
-        return cls(basis, coef, int(record["sample_rate"]), _ranges_from_record(record["ranges"]))
+        if coef.shape != (basis.size, width) or not np.all(np.isfinite(coef)):
+            raise ValueError(f"coefficients must be finite and {basis.size}x{width}, got shape {coef.shape}")
+        return cls(basis, coef, sample_rate, space)
 
 
 @dataclass
@@ -216,7 +337,7 @@ class JointKnobModel:
         return {knob: grid, **curves.sample(kv)}
 
     def rows(self, levels: dict[str, Sequence] | None = None) -> list[dict]:
-        """Chain-summary-like rows (``mode``, the knob columns, the five parameters, ``esr``,
+        """Chain-summary-like rows (``mode``, the knob columns, the space's parameters, ``esr``,
         ``iterations``, ``seconds``, ``converged``) at ``levels`` per mode (default: the
         fitted settings). ``esr`` is the fitting ESR at a fitted setting, NaN elsewhere;
         ``seconds`` is the joint fit's time shared evenly by its fitted settings, so the

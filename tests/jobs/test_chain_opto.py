@@ -1,7 +1,7 @@
 """``compressor=opto`` through main's machinery: the class registry and fit dispatch, a chain
 (blocks held across levels, the monotone threshold floor), its summary and knob map, opening
-rendering and exporting the fit folder, and the refusal where opto is not supported yet (the
-joint fit)."""
+rendering and exporting the fit folder, and the hybrids' class check (the joint fit of opto:
+tests/jobs/test_protocol.py, tests/dsp/fitting/test_joint_opto.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -98,13 +98,9 @@ def test_the_fit_folder_opens_and_renders_between_levels(chain_fit):
     assert max_difference(ex.module, ex, seconds=0.2) < 1e-6
 
 
-def test_what_does_not_take_opto_yet_says_so():
+def test_the_hybrids_take_opto_and_refuse_an_unknown_class():
     from neural.conditioning import check_dsp_class
     with pytest.raises(UserError, match="compressor=fancy"):
         check_dsp_class("fancy")
     check_dsp_class("graybox")
     check_dsp_class("opto")   # hybrids on opto: tests/neural/test_opto_hybrid.py
-    from jobs.fit import _chain_job
-    cfg = load_config("config", ["compressor=opto", "method=joint"])
-    with pytest.raises(UserError, match="method=joint does not fit compressor=opto"):
-        _chain_job(cfg, None, fit_options(cfg), None)

@@ -90,6 +90,34 @@ def test_per_level_chain_reads_train_only_and_skips_unseen(tmp_path, cache, read
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_joint_opto_fits_the_cells_curves_through_one_set_of_blocks_per_mode(tmp_path, cache, reads, run_cli):
+    cfg = load_config("config", _overrides(cache, tmp_path / "jo", "method=joint", "compressor=opto",
+                                           f"unseen_levels=[{UNSEEN}]", "joint.candidates=[[2,1e-3]]",
+                                           "joint.priors=[1e-3]", "optimiser.max_iterations=5"))
+    assert run_fit_job(cfg) == 0
+    assert reads and _splits(reads) == {"Train"} and all(f"__{UNSEEN}." not in p.name for p in reads)
+    kmap = load_param_map(tmp_path / "jo" / "knobmap.yaml")
+    assert kmap.compressor == "opto" and kmap.protocol["held_out"] == [UNSEEN]
+    from dsp.models.graybox import BLOCK_NAMES
+    from dsp.models.opto import OPTO_NAMES
+    for mode in CHAIN_MODES:
+        at = [kmap.at({"mode": mode, "peak_reduction": pr}) for pr in CHAIN_LEVELS]
+        assert all(set(OPTO_NAMES) <= set(p) for p in at)
+        # the blocks: one set per mode at every setting, the held-out one included, fitted (not the start)
+        assert all(p[k] == at[0][k] for p in at for k in BLOCK_NAMES)
+        assert at[0]["input_shelf_db"] != 0.0 or at[0]["tube_asymmetry"] != 0.0
+        # the config's monotone prior: the threshold does not rise with PR
+        assert at[0]["threshold_db"] <= at[-1]["threshold_db"] + 1e-6
+        assert (at[0]["input_mix"] == 0.0) == (mode == "compress")   # the input tap: limit mode only
+    record = yaml.safe_load((tmp_path / "jo" / "joint.yaml").read_text())
+    assert all(g["curves"]["space"]["kind"] == "opto" for g in record["groups"].values())
+    with open(tmp_path / "jo" / "summary.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["esr"] != ""]
+    assert rows and all(r["release_slow_ms"] != "" and r["esr_test"] != "" for r in rows)
+    _renders_and_exports(tmp_path / "jo", run_cli, tmp_path)
+
+
 def _renders_and_exports(folder: Path, run_cli, tmp_path: Path) -> None:
     """test_comp.py renders a fit folder at a setting between its levels as the API does, and
     export.py exports it (its own check against the Python renderer passing)."""
