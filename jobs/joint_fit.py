@@ -6,7 +6,9 @@ knobs (``data=manifest``, :func:`run_manifest_joint_job`): one additive spline p
 Per mode the Train takes at every fitted level (``levels`` without ``unseen_levels``)
 go to :func:`dsp.fitting.joint.select_smoothness`: each ``joint.candidates`` (basis size,
 roughness) is fitted, the one with the lowest pooled ESR on the Val takes at fitted
-levels is kept (no Val take: the first candidate). The job writes the chain's
+levels is kept (no Val take: the first candidate). ``compressor=graybox``: one set of blocks
+per mode fitted with the chosen curves; ``compressor=opto``: each mode's blocks fitted first on
+its top Train take (:mod:`dsp.fitting.joint_opto`), the cell's curves through them. The job writes the chain's
 interfaces, so ``test_comp.py``, the hybrids and ``compare.py`` read it unchanged:
 
 - ``summary.csv``: one row per corpus level in the fitted range (held-out ones too,

@@ -118,6 +118,16 @@ def test_joint_opto_fits_the_cells_curves_through_one_set_of_blocks_per_mode(tmp
     _renders_and_exports(tmp_path / "jo", run_cli, tmp_path)
 
 
+def test_the_selection_says_each_candidate(capsys):
+    say = jobs.joint_fit._said("limit")
+    row = {"size": 4, "smoothness": 1e-3, "prior": 0.0, "val_esr": 0.01234, "iterations": 12, "seconds": 41.6}
+    say(row)
+    say({**row, "size": 9, "seconds": 0.0, "same_as": 0})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "limit: candidate size 4, smoothness 0.001, prior 0: Val ESR 0.0123, 12 Newton iterations, 42 s"
+    assert lines[1].endswith("0 s (same basis as candidate 1)")
+
+
 def _renders_and_exports(folder: Path, run_cli, tmp_path: Path) -> None:
     """test_comp.py renders a fit folder at a setting between its levels as the API does, and
     export.py exports it (its own check against the Python renderer passing)."""
