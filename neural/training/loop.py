@@ -69,6 +69,7 @@ class TrainSettings:
     lr_min: float = 1e-4
     schedule: str = "cosine"      # cosine: lr -> lr_min over max_steps; plateau: halve on no improvement
     grad_clip: float = 1.0
+    weight_decay: float = 0.0     # decoupled (AdamW) decay per unit lr; 0: plain Adam
     esr_weight: float = 1.0
     stft_weight: float = 0.0
     val_seconds: float = 8.0      # validation: the first seconds of every Val pair
@@ -96,7 +97,8 @@ class TrainSettings:
         positive = ["lr", "batch_size", "segment_s", "episode", "max_steps", "max_minutes", "val_every", "patience",
                     "plateau", "val_seconds"]
         bad = [k for k in positive if not getattr(self, k) > 0]
-        bad += [k for k in ("warmup_s", "val_warmup_s", "grad_clip", "esr_weight", "stft_weight", "lr_min")
+        bad += [k for k in ("warmup_s", "val_warmup_s", "grad_clip", "weight_decay", "esr_weight", "stft_weight",
+                            "lr_min")
                 if not getattr(self, k) >= 0]
         if bad:
             raise UserError(f"train.{bad[0]} = {getattr(self, bad[0])!r} is out of range")
@@ -232,7 +234,8 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device).train()
     criterion = HybridLoss(settings.esr_weight, settings.stft_weight).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay) \
+        if settings.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=settings.lr)
     state = TrainState(lr=settings.lr)
     carried = None  # the model state at the end of the last batch (truncated BPTT)
     if resume is not None:

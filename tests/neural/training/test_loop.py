@@ -188,6 +188,18 @@ def test_cosine_schedule_runs_from_lr_to_lr_min():
         TrainSettings.from_dict({"schedule": "linear"})
 
 
+def test_weight_decay_pulls_the_weights_towards_zero(tracks, tmp_path):
+    with pytest.raises(UserError, match="weight_decay"):
+        TrainSettings.from_dict({"weight_decay": -0.1})
+    torch.manual_seed(0)
+    plain, _ = _run(tracks, tmp_path / "a", 4)
+    decayed, _ = _run(tracks, tmp_path / "b", 4, settings=_settings(4, weight_decay=5.0))
+
+    def norm(m):
+        return float(sum((p.detach() ** 2).sum() for p in m.parameters()))
+    assert norm(decayed) < norm(plain)
+
+
 def test_cosine_training_follows_the_schedule(tracks, tmp_path):
     from neural.training.loop import cosine_lr
     settings = _settings(6, lr_min=1e-3, schedule="cosine")
