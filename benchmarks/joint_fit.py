@@ -84,9 +84,10 @@ def _settings(pairs, mode, levels, split):
     return out
 
 
-def _gain_reduction_db(params: dict, x: np.ndarray, sr: int) -> float:
-    """Level drop (dB) of the compressor (the optical cell where ``params`` has one) before make-up on ``x``."""
-    g = StreamingOpto(params, sr).gain(np.atleast_2d(x)) if "release_slow_ms" in params else \
+def _gain_reduction_db(params: dict, x: np.ndarray, sr: int, opto: bool) -> float:
+    """Level drop (dB) before make-up on ``x``: the optical cell's (``opto``), else the
+    five-parameter compressor's (a gray-box's core)."""
+    g = StreamingOpto(params, sr).gain(np.atleast_2d(x)) if opto else \
         StreamingCompressor({k: params[k] for k in PARAM_NAMES}, sr).gain(x)
     xm = np.max(np.abs(np.atleast_2d(x)), axis=0)
     return 10.0 * math.log10(np.sum(xm ** 2) / np.sum((g * xm) ** 2))
@@ -198,9 +199,9 @@ def main(argv=None) -> dict:
         five = model.at(m, pr)
         return shared[m].apply(five) if graybox else five
 
-    def bounds(params, m):
-        if opto:   # the cell's and the blocks' ranges (the held input tap of compress mode is not at a bound)
-            return list(at_bounds(params, options.for_mode(m)))
+    def bounds(params):
+        if opto:   # the cell's and the blocks' ranges (compress mode's held input tap, 0, is skipped)
+            return list(at_bounds(params, options))
         return bound_hits(params, options.ranges)
 
     # --- Test scoring at every level ----------------------------------------------------
@@ -212,8 +213,8 @@ def main(argv=None) -> dict:
             per_setting.append({"mode": m, "peak_reduction": pr, "unseen": pr in args.unseen,
                                 "esr_chain": evaluate_any(s.frames, cp, options),
                                 "esr_joint": evaluate_any(s.frames, jp, options),
-                                "joint_bounds": bounds(jp, m),
-                                "chain_bounds": bounds(cp, m) if pr in fit_levels else []})
+                                "joint_bounds": bounds(jp),
+                                "chain_bounds": bounds(cp) if pr in fit_levels else []})
     mean_chain = float(np.mean([r["esr_chain"] for r in per_setting]))
     mean_joint = float(np.mean([r["esr_joint"] for r in per_setting]))
     bound_settings = [f"{r['mode']}/{r['peak_reduction']}:{','.join(r['joint_bounds'])}"
@@ -228,7 +229,7 @@ def main(argv=None) -> dict:
     shape = {}
     for m in modes:
         thr = [model.at(m, pr)["threshold_db"] for pr in grid]
-        gr = [_gain_reduction_db(model.at(m, pr), ref_x, ref_sr) for pr in grid]
+        gr = [_gain_reduction_db(model.at(m, pr), ref_x, ref_sr, opto) for pr in grid]
         shape[m] = {"threshold_falls": _monotone(thr, increasing=False, tol=1e-9),
                     "gain_reduction_grows": _monotone(gr, increasing=True, tol=1e-9),
                     "threshold_db_40_100": [thr[0], thr[-1]], "gain_reduction_db_40_100": [gr[0], gr[-1]]}

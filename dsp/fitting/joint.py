@@ -31,7 +31,7 @@ splines are a partition of unity and the cap is unchanged).
 
 Start: the published default start at every setting, each with its own
 level-matched make-up (one forward pass per setting), projected onto the basis (opto: the
-start cell with its threshold picked per setting, :func:`dsp.fitting.joint_opto.start_rows`).
+start cell with its threshold picked per setting, :meth:`dsp.fitting.joint_opto.CellFit.start_rows`).
 
 What comes out (:class:`JointResult`, and :class:`JointKnobModel` for several
 groups) is in physical units at any knob value, with the per-setting fitting ESR,
@@ -51,18 +51,16 @@ import torch
 from audio.framing import Frames
 from audio.metrics import PooledESR
 from dsp.knobs.basis import KnobBasis
-from dsp.knobs.joint_curves import CurveSpace, FiveParameterSpace, JointCurves, JointResult, OptoCellSpace, SettingFit
+from dsp.knobs.joint_curves import CurveSpace, FiveParameterSpace, JointCurves, JointResult, SettingFit
 from dsp.fitting.bounds import at_bounds
 from dsp.fitting.ff5 import FitOptions, level_matched_make_up, make_objective
 from dsp.fitting.graybox import fit_blocks
 from dsp.fitting import joint_opto
 from dsp.models.graybox import BLOCK_NAMES
-from dsp.models.opto import CORE_NAMES
 from dsp.fitting.by_class import evaluate_any
 from dsp.fitting.newton import NewtonOptions, newton
 from dsp.derivatives.autograd import target_energy
-from dsp.derivatives.opto_kernel import OptoObjective
-from dsp.models.parameters import DEFAULT_INIT, PARAM_NAMES, Parameterisation, Ranges
+from dsp.models.parameters import DEFAULT_INIT, Parameterisation, Ranges
 
 __all__ = ["JointSetting", "JointOptions", "CoefficientObjective", "JointProblem", "Selection", "fit_joint",
            "select_smoothness",
@@ -131,8 +129,7 @@ class JointOptions:
     space: CurveSpace | None = None
 
     def __post_init__(self):
-        names = self.curve_space.names if self.space is not None else PARAM_NAMES
-        names = [n for n in names if n in PARAM_NAMES or n in CORE_NAMES]   # the curves', not the held blocks'
+        names = [n for n in self.curve_space.names if n not in BLOCK_NAMES]   # the curves', not the held blocks'
         for name, direction in self.monotone.items():
             if name not in names or direction not in MONOTONE_DIRECTIONS:
                 raise ValueError(f"monotone: expected parameters of {', '.join(names)}, each increasing or "
@@ -147,16 +144,41 @@ class JointOptions:
         return self.space if self.space is not None else FiveParameterSpace(self.fit.ranges)
 
 
-def _setting_objective(frames: Frames, space: CurveSpace, param, fit: FitOptions):
-    """One setting's objective in its ``z``: the five-parameter kernel's, or the opto
-    kernel's through the held blocks."""
-    if isinstance(space, OptoCellSpace):
-        return OptoObjective(frames, param, space.block_values)
-    return make_objective(frames, param, fit.hessian, fit.device)
+class FiveParameterFit:
+    """The fitting side of the five-parameter curves (:class:`FiveParameterSpace`); the optical
+    cell's is :class:`dsp.fitting.joint_opto.CellFit`. Each gives a setting's objective in its
+    ``z``, the per-coordinate step scale, the physical start and the start at every setting."""
+
+    @staticmethod
+    def objective(frames: Frames, space: CurveSpace, param: Parameterisation, fit: FitOptions):
+        return make_objective(frames, param, fit.hessian, fit.device)
+
+    @staticmethod
+    def scale(param: Parameterisation, fit: FitOptions) -> tuple[float, ...]:
+        return tuple(fit.max_step)
+
+    @staticmethod
+    def start(start: dict | None, fit: FitOptions) -> dict[str, float]:
+        return dict(DEFAULT_INIT if start is None else start)
+
+    @staticmethod
+    def start_rows(objectives, settings, param: Parameterisation, start: dict) -> np.ndarray:
+        """The start at every setting, each with its own level-matched make-up. ``(S, 5)``."""
+        z0 = param.from_physical(start)
+        rows = []
+        for obj, s in zip(objectives, settings):
+            z = z0.clone()
+            z[4] = level_matched_make_up(obj, s.frames, z)
+            rows.append(z.numpy())
+        return np.stack(rows)
+
+
+# the fitting side of each curve space (CurveSpace.kind)
+SPACE_FITS = {"ff5": FiveParameterFit, "opto": joint_opto.CellFit}
 
 
 def _setting_objectives(settings: Sequence[JointSetting], space: CurveSpace, param, fit: FitOptions):
-    objs = [_setting_objective(s.frames, space, param, fit) for s in settings]
+    objs = [SPACE_FITS[space.kind].objective(s.frames, space, param, fit) for s in settings]
     for s, o in zip(settings, objs):
         if o.energy <= 0:
             raise ValueError(f"{s.label or s.knobs}: the target is silent after the warm-up; nothing to fit")
@@ -270,17 +292,6 @@ def project_curves(basis: KnobBasis, knobs: np.ndarray, z: np.ndarray, ridge: fl
     return np.linalg.solve(lhs, b.T @ np.asarray(z, dtype=np.float64))
 
 
-def _default_start_z(objectives, settings, param: Parameterisation, start) -> np.ndarray:
-    """The physical start at every setting, each with its own level-matched make-up. ``(S, 5)``."""
-    z0 = param.from_physical(dict(DEFAULT_INIT if start is None else start))
-    rows = []
-    for obj, s in zip(objectives, settings):
-        z = z0.clone()
-        z[4] = level_matched_make_up(obj, s.frames, z)
-        rows.append(z.numpy())
-    return np.stack(rows)
-
-
 def _knob_matrix(settings: Sequence[JointSetting]) -> np.ndarray:
     return np.array([[float(k) for k in s.knobs] for s in settings], dtype=np.float64)
 
@@ -308,26 +319,18 @@ class JointProblem:
         self.space = options.curve_space
         self.param = self.space.param(self.sample_rate)
         self.objectives = _setting_objectives(settings, self.space, self.param, options.fit)
-        if isinstance(self.space, OptoCellSpace):
-            self.scale = np.asarray(joint_opto.step_scale(self.param, options.fit), dtype=np.float64)
-            start = joint_opto.start_cell(options.start, options.fit)
-            self.centre = self.param.from_physical(start).numpy()
-            self.names = tuple(self.param.names)     # the solver's coordinates at a setting, in order
-            self.bounded = tuple(i for i, n in enumerate(self.names) if n not in UNBOUNDED_NAMES)
-            self._start = lambda: joint_opto.start_rows(self.objectives, self.param, start)
-        else:
-            self.scale = np.asarray(options.fit.max_step, dtype=np.float64)
-            physical = dict(DEFAULT_INIT if options.start is None else options.start)
-            self.centre = self.param.from_physical(physical).numpy()
-            self.names = tuple(PARAM_NAMES)
-            self.bounded = BOUNDED
-            self._start = lambda: _default_start_z(self.objectives, self.settings, self.param, options.start)
+        self._fit = SPACE_FITS[self.space.kind]
+        self.coordinates = tuple(self.param.names)     # the solver's at a setting, in order
+        self.scale = np.asarray(self._fit.scale(self.param, options.fit), dtype=np.float64)
+        self._start_physical = self._fit.start(options.start, options.fit)
+        self.centre = self.param.from_physical(self._start_physical).numpy()   # the ridge's
+        self.bounded = tuple(i for i, n in enumerate(self.coordinates) if n not in UNBOUNDED_NAMES)
         self._start_z: np.ndarray | None = None
 
     def start_z(self) -> np.ndarray:
         """The start at every setting ``(S, P)`` (made on first use, then kept)."""
         if self._start_z is None:
-            self._start_z = self._start()
+            self._start_z = self._fit.start_rows(self.objectives, self.settings, self.param, self._start_physical)
         return self._start_z
 
 
@@ -360,9 +363,9 @@ def fit_joint(settings: Sequence[JointSetting], knob_names: Sequence[str], optio
     width = len(problem.scale)
     monotone = []
     for name, direction in options.monotone.items():
-        if name not in problem.names:
+        if name not in problem.coordinates:
             raise ValueError(f"monotone: {name!r} is not a coordinate of the {problem.space.kind} curves")
-        monotone.append((problem.names.index(name), 1 if direction == "decreasing" else -1,
+        monotone.append((problem.coordinates.index(name), 1 if direction == "decreasing" else -1,
                          basis.first_differences()))
     objective = CoefficientObjective(problem.objectives, design, basis.penalty(), options.smoothness, problem.scale,
                                      monotone, options.prior, problem.centre, problem.bounded)
@@ -400,7 +403,7 @@ def pooled_esr(curves: JointCurves, settings: Sequence[JointSetting], hessian: s
     pooled = PooledESR()
     fit = FitOptions(hessian=hessian)
     for s, z in zip(settings, curves.z_at(_knob_matrix(settings))):
-        obj = _setting_objective(s.frames, curves.space, param, fit)
+        obj = SPACE_FITS[curves.space.kind].objective(s.frames, curves.space, param, fit)
         pooled.add(obj.loss(z), obj.energy)
     if pooled.value is None:
         raise ValueError("the validation targets are silent; nothing to score")

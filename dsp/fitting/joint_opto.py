@@ -11,7 +11,7 @@ exact gradient and Hessian per setting).
 
 The start at each setting is the top setting's fitted cell with the threshold picked on
 :data:`dsp.fitting.opto.THRESHOLD_GRID` and the make-up level-matched there
-(:func:`start_rows`): less peak reduction is less sidechain gain, a higher threshold, and the
+(:meth:`CellFit.start_rows`): less peak reduction is less sidechain gain, a higher threshold, and the
 cell's other coordinates start where one setting of the unit put them.
 """
 from __future__ import annotations
@@ -22,30 +22,42 @@ from typing import Sequence
 
 import numpy as np
 
+from audio.framing import Frames
+from dsp.derivatives.opto_kernel import OptoObjective
 from dsp.fitting.ff5 import FitResult
 from dsp.fitting.opto import OptoFitOptions, cell_of, cell_steps, fit_opto_frames, fit_unit, pick_threshold
 from dsp.knobs.joint_curves import OptoCellSpace
 from dsp.models.graybox import BLOCK_NAMES
 from dsp.models.opto import CORE_NAMES, OptoParameterisation
 
-__all__ = ["step_scale", "start_cell", "start_rows", "fit_group_blocks", "cell_space", "group_options"]
+__all__ = ["CellFit", "fit_group_blocks", "cell_space", "group_options"]
 
 
-def step_scale(param: OptoParameterisation, options: OptoFitOptions) -> tuple[float, ...]:
-    """Each coordinate's step cap of a per-level fit, the joint fit's per-coordinate scale."""
-    return cell_steps(param, options)
+class CellFit:
+    """The fitting side of the cell's curves (:class:`dsp.knobs.joint_curves.OptoCellSpace`), as
+    :class:`dsp.fitting.joint.FiveParameterFit` is the five-parameter curves'."""
 
+    @staticmethod
+    def objective(frames: Frames, space: OptoCellSpace, param: OptoParameterisation, fit):
+        """The opto kernel's objective in the cell's ``z``, the space's blocks held."""
+        return OptoObjective(frames, param, space.block_values)
 
-def start_cell(start: dict | None, options: OptoFitOptions) -> dict[str, float]:
-    """The cell's start: ``start``'s cell parameters where it has them all, else the options'."""
-    return cell_of(start, options)
+    @staticmethod
+    def scale(param: OptoParameterisation, fit: OptoFitOptions) -> tuple[float, ...]:
+        """Each coordinate's step cap of a per-level fit."""
+        return cell_steps(param, fit)
 
+    @staticmethod
+    def start(start: dict | None, fit: OptoFitOptions) -> dict[str, float]:
+        """``start``'s cell parameters where it has them all, else the options'."""
+        return cell_of(start, fit)
 
-def start_rows(objectives: Sequence, param: OptoParameterisation, cell: dict) -> np.ndarray:
-    """``cell`` at every setting, its threshold picked and make-up level-matched on that
-    setting's objective (blocks held). ``(S, P)``."""
-    z0 = param.from_physical(cell)
-    return np.stack([pick_threshold(obj, param, z0).numpy() for obj in objectives])
+    @staticmethod
+    def start_rows(objectives: Sequence, settings, param: OptoParameterisation, cell: dict) -> np.ndarray:
+        """``cell`` at every setting, its threshold picked and make-up level-matched on that
+        setting's objective (blocks held). ``(S, P)``."""
+        z0 = param.from_physical(cell)
+        return np.stack([pick_threshold(obj, param, z0).numpy() for obj in objectives])
 
 
 def cell_space(options: OptoFitOptions, blocks: dict) -> OptoCellSpace:

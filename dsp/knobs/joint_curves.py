@@ -79,9 +79,6 @@ class FiveParameterSpace(CurveSpace):
     def param(self, sample_rate: float) -> Parameterisation:
         return Parameterisation(sample_rate, self.ranges)
 
-    def width(self, sample_rate: float) -> int:
-        return len(PARAM_NAMES)
-
     def to_record(self) -> dict:
         return {"kind": self.kind, "ranges": _ranges_record(self.ranges)}
 

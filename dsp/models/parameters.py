@@ -79,6 +79,8 @@ class Parameterisation:
         sample_rate: rate of the audio being fitted (the coefficients depend on it).
         ranges: bounds of ratio, attack and release.
     """
+    names = PARAM_NAMES          # the solver's coordinates, in order (as the other classes' maps say)
+    size = len(PARAM_NAMES)
 
     def __init__(self, sample_rate: float, ranges: Ranges = Ranges()):
         self.sample_rate = float(sample_rate)

@@ -234,8 +234,9 @@ def train(model, sampler: SegmentSampler, val_batch: Batch, settings: TrainSetti
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device).train()
     criterion = HybridLoss(settings.esr_weight, settings.stft_weight).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay) \
-        if settings.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=settings.lr)
+    # decoupled decay (AdamW's); with weight_decay 0 it is plain Adam, step for step
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                           decoupled_weight_decay=True)
     state = TrainState(lr=settings.lr)
     carried = None  # the model state at the end of the last batch (truncated BPTT)
     if resume is not None:
