@@ -30,9 +30,9 @@ __all__ = ["UserError", "fit_pair", "open_fit", "render", "load_neural"]
 def fit_pair(input_path: str | Path, target_path: str | Path, *, compressor: str = "opto", frame_s: float = 12.0,
              overlap_s: float = 1.0, init: dict | None = None, align: str = "auto") -> dict:
     """Fit a model class (``compressor``: ``opto``, the optical cell in the unit's blocks, as
-    ``train_comp.py`` does by default: mono pairs, and a pair's mode is not known, so it fits no
-    limit-mode input tap; ``graybox``, the five-parameter compressor in those blocks, which
-    also fits linked multichannel pairs; ``ff5``) to one (dry, device output) pair.
+    ``train_comp.py`` does by default; a pair's mode is not known, so it fits no limit-mode
+    input tap; ``graybox``, the five-parameter compressor in those blocks; ``ff5``; each fits
+    a multichannel pair with its channels linked, as it renders it) to one (dry, device output) pair.
 
     Args:
         input_path, target_path: audio files of the same rate.

@@ -36,13 +36,18 @@ class Frames:
             sources (a multichannel pair's linked detector: the loudest channel's ``|x|``,
             as the renderers link them), with ``detector_row`` ``(B,)`` each frame's row;
             None (default): every frame's detector is its own input.
+        linked: the source rows are the channels of one signal whose unit has one gain for
+            all of them (what :func:`make_frames` makes of a multichannel pair), so a model
+            whose gain is lit by every channel (the optical cell) hears them all in every
+            frame; False (default): a row is a signal of its own.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, lengths: np.ndarray, warmup: int, sample_rate: int,
                  channel: np.ndarray | None = None, start: np.ndarray | None = None,
                  length: int | None = None, detector: np.ndarray | None = None,
-                 detector_row: np.ndarray | None = None):
+                 detector_row: np.ndarray | None = None, linked: bool = False):
         self.source_x = _signal(x)
+        self.linked = bool(linked) and self.source_x.shape[0] > 1
         self.source_y = _signal(y)
         self.source_detector = None if detector is None else _signal(detector).astype(self.source_x.dtype, copy=False)
         if self.source_x.shape != self.source_y.shape:
@@ -165,8 +170,9 @@ def make_frames(x: np.ndarray, y: np.ndarray, sample_rate: int, frame_s: float =
 
     Args:
         x, y: input and target, 1-D, or ``(channels, samples)`` whose channels are
-            framed one after another, their detector linked (the loudest channel's
-            ``|x|``, as every renderer links a multichannel unit's gain). float32 and
+            framed one after another, linked as every renderer links a multichannel
+            unit's gain (the five-parameter detector reads the loudest channel's ``|x|``;
+            the optical cell is lit by every channel). float32 and
             float64 are kept as they are.
         frame_s: frame length; a shorter file becomes a single frame.
         overlap_s: overlap between frames, which is also the unscored warm-up.
@@ -199,10 +205,10 @@ def make_frames(x: np.ndarray, y: np.ndarray, sample_rate: int, frame_s: float =
             channel.append(ch)
             start.append(s)
             lens.append(valid)
-    linked = np.max(np.abs(x), axis=0, keepdims=True) if x.shape[0] > 1 else None
+    detector = np.max(np.abs(x), axis=0, keepdims=True) if x.shape[0] > 1 else None
     return Frames(x, y, np.asarray(lens, dtype=np.int64), warmup, int(sample_rate),
                   channel=np.asarray(channel, dtype=np.int64), start=np.asarray(start, dtype=np.int64),
-                  length=length, detector=linked)
+                  length=length, detector=detector, linked=x.shape[0] > 1)
 
 
 def frame_pair(x, y, sample_rate: int, frame_s: float, overlap_s: float, target) -> Frames:

@@ -35,10 +35,6 @@ def folder(workspace, tmp_path_factory):
     # issue 26: a manifest knob named like a path, a manifest inside the folder its fit
     # writes, a root with only Val takes, a truncated torch file
     (ws / "mf_path_knob.csv").write_text("split,input,target,x/../../../../elsewhere/fit\nTrain,in.wav,tgt.wav,1\n")
-    import soundfile as sf   # a stereo pair (the same take in both channels) for the mono-only opto fit
-    for src, dst in (("in.wav", "in2ch.wav"), ("tgt.wav", "tgt2ch.wav")):
-        data, rate = sf.read(str(ws / src), always_2d=True)
-        sf.write(str(ws / dst), np.concatenate([data, data], axis=1), rate, subtype="FLOAT")
     (ws / "msum").mkdir()
     (ws / "msum" / "manifest_summary.csv").write_text("split,input,target,threshold\nTrain,../in.wav,../tgt.wav,1\n")
     (ws / "st_valonly" / "Val").mkdir(parents=True)
@@ -90,8 +86,6 @@ CASES = {
     "render NaN ckpt": (["test_comp.py", "nanparam.yaml", "in.wav", "o.wav"], ["nanparam.yaml", "NaN"]),
     "export garbage ckpt": (["export.py", "garbage.yaml", "model.pt"], ["garbage.yaml"]),
     # audio files
-    "opto stereo pair": (["train_comp.py", "data.input=in2ch.wav", "data.target=tgt2ch.wav", "ckpt_dir=fits2",
-                          "quiet=true", "compressor=opto"], ["opto", "mono", "2 channels"]),
     "fit missing input": (["train_comp.py", *PAIR[1:], "data.input=nothere.wav"], ["nothere.wav", "not found"]),
     "fit rates differ": (["train_comp.py", *PAIR[::2], "data.target=tgt48.wav", "quiet=true"],
                          ["tgt48.wav", "sample rate"]),

@@ -16,7 +16,8 @@ from dsp.knobs.knobmap import KnobMap
 from dsp.storage.open_fit import load_param_map
 from dsp.models.parameters import PARAM_NAMES
 from dsp.models.ff5_streaming import render
-from support import PLUMBING_CLASS
+from audio.metrics import PooledESR
+from support import CAPPED_ITERATIONS, PLUMBING_CLASS
 
 SR = 44100
 TRUE = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 1.0, "release_ms": 100.0, "make_up_db": 0.0}
@@ -70,6 +71,25 @@ def test_single_pair_stereo_float_at_48k(run_cli, make_pair, tmp_path):
     # the fit links the channels' detector as the renderer does (the louder drives both)
     _assert_recovers(data["params"], TRUE)
     assert data["esr"] < 1e-10
+
+
+def test_the_default_model_fits_a_stereo_pair_as_it_renders_it(run_cli, make_pair, tmp_path):
+    """The optical cell (the default class) fits a stereo pair with its channels linked, as
+    test_comp.py renders it: the fit's ESR is the rendered file's, pooled over both channels."""
+    make_pair("st", params=TRUE, sr=16000, channels=2, seconds=2.0)
+    res = run_cli(["train_comp.py", "data.input=st_in.wav", "data.target=st_target.wav", "ckpt_dir=out",
+                   "quiet=true", "data.align=off", CAPPED_ITERATIONS], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    data = yaml.safe_load((tmp_path / "out" / "ckpt.yaml").read_text())
+    assert data["compressor"] == "opto" and 0 < data["esr"] < 0.1
+    res = run_cli(["test_comp.py", "out", "st_in.wav", "o.wav"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out, sr = sf.read(str(tmp_path / "o.wav"))
+    target, _ = sf.read(str(tmp_path / "st_target.wav"))
+    rendered = PooledESR()
+    for c in range(2):   # the fit scores each channel after its 1 s warm-up
+        rendered.add_signals(out[:, c], target[:, c], skip=sr)
+    assert data["esr"] == pytest.approx(rendered.value, rel=1e-5)
 
 
 def test_clipped_full_scale_pair_fits(run_cli, tmp_path):

@@ -17,6 +17,12 @@ limit-mode tap). Every sample:
   applied with their closed-form partial derivatives, so each costs one pass over the
   packed second derivatives plus one outer product.
 
+A multichannel pair's frames are linked (:attr:`audio.framing.Frames.linked`), as the
+renderers link them: every frame's cell is lit by the mean over the pair's channels of their
+squared shelved drives (each channel its own shelf, its own derivative streams), and the
+frame scores its own channel's output. A frame of a mono pair, or of unlinked rows, hears its
+own channel only.
+
 Nothing is stored per sample. At the stages' switch between following and releasing the
 taken branch is held when differentiating (torchcomp's convention for attack/release).
 The blocks (input filter, shaper, output high-pass) are held values here: they are fitted
@@ -193,14 +199,24 @@ def _cell(st, q, prm):
     st[3] = mem + prm[_AMEM] * ((1.0 - g) - mem)
 
 
+@njit(cache=True, inline="always")
+def _lit_by(xs, c, linked):
+    """The source rows whose drives light frame ``c``'s cell: all (linked) or its own."""
+    if linked:
+        return 0, xs.shape[0]
+    return c, c + 1
+
+
 @njit(cache=True)
-def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss, zero_target=False):
+def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss, linked, zero_target=False):
     """One frame from rest: the loss (pre-emphasised squared error over the scored samples)
     and, when ``gain_out`` is not empty, the gain (before make-up) at every sample. With
     ``zero_target`` the loss is the output's own scored energy (``ys`` is not read)."""
     st = np.zeros(STATE_SIZE)
     st[0] = 1.0
-    zsh = 0.0
+    lo, hi = _lit_by(xs, c, linked)
+    zsh = np.zeros(hi - lo)
+    inv_c = 1.0 / (hi - lo)
     h1 = 0.0
     h2 = 0.0
     ho = 0.0
@@ -231,38 +247,42 @@ def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss, zero_ta
             if n >= warmup:
                 r = o - t
                 acc += r * r
-        s = (g + prm[_MIX]) * x
-        e = prm[_B0] * s + zsh
-        zsh = prm[_B1] * s - prm[_A1] * e
-        _cell(st, e * e, prm)
+        q = 0.0
+        for row in range(lo, hi):
+            s = (g + prm[_MIX]) * float(xs[row, s0 + n])
+            e = prm[_B0] * s + zsh[row - lo]
+            zsh[row - lo] = prm[_B1] * s - prm[_A1] * e
+            q += e * e
+        _cell(st, q * inv_c, prm)
     return acc
 
 
 @njit(parallel=True, cache=True)
-def _loss_kernel(xs, ys, index, lengths, warmup, prm):
+def _loss_kernel(xs, ys, index, lengths, warmup, prm, linked):
     B = lengths.shape[0]
     out = np.zeros(B)
     for b in prange(B):
-        out[b] = _frame_value(xs, ys, index[b, 0], index[b, 1], lengths[b], warmup, prm, np.zeros(0), True)
+        out[b] = _frame_value(xs, ys, index[b, 0], index[b, 1], lengths[b], warmup, prm, np.zeros(0), True, linked)
     return out
 
 
 @njit(parallel=True, cache=True)
-def _gain_kernel(xs, index, lengths, T, prm):
+def _gain_kernel(xs, index, lengths, T, prm, linked):
     B = lengths.shape[0]
     out = np.zeros((B, T))
     for b in prange(B):
-        _frame_value(xs, xs, index[b, 0], index[b, 1], lengths[b], 0, prm, out[b, :lengths[b]], False)
+        _frame_value(xs, xs, index[b, 0], index[b, 1], lengths[b], 0, prm, out[b, :lengths[b]], False, linked)
     return out
 
 
 @njit(parallel=True, cache=True)
-def _energy_kernel(xs, index, lengths, warmup, prm):
+def _energy_kernel(xs, index, lengths, warmup, prm, linked):
     """Pre-emphasised output energy over the scored samples (the loss against a zero target)."""
     B = lengths.shape[0]
     out = np.zeros(B)
     for b in prange(B):
-        out[b] = _frame_value(xs, xs, index[b, 0], index[b, 1], lengths[b], warmup, prm, np.zeros(0), True, True)
+        out[b] = _frame_value(xs, xs, index[b, 0], index[b, 1], lengths[b], warmup, prm, np.zeros(0), True, linked,
+                              True)
     return out
 
 
@@ -289,25 +309,32 @@ def stream_gain(x, st, zsh, prm, gain):
 # the fused derivative kernel
 # ----------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
-def _hess_kernel(xs, ys, index, lengths, warmup, prm, mix_free):
+def _hess_kernel(xs, ys, index, lengths, warmup, prm, mix_free, linked):
     """Per-frame sums: ``[sum r^2 | sum r y_i (NO) | sum y_i y_j (HO) | sum r y_ij (HO)]`` over
     the coordinates of the output side (the loop parameters, then the make-up)."""
     B = lengths.shape[0]
     out = np.zeros((B, 1 + NO + 2 * HO))
     for b in prange(B):
-        _hess_frame(xs, ys, index[b, 0], index[b, 1], lengths[b], warmup, prm, mix_free, out[b])
+        _hess_frame(xs, ys, index[b, 0], index[b, 1], lengths[b], warmup, prm, mix_free, linked, out[b])
     return out
 
 
 @njit(cache=True)
-def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
-    # loop states: value, first (NL) and packed second (HL) derivatives
+def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
+    # loop states: value, first (NL) and packed second (HL) derivatives; a shelf per lighting channel
+    lo, hi = _lit_by(xs, c, linked)
+    inv_c = 1.0 / (hi - lo)
+    single = hi - lo == 1   # one channel: q's derivatives are fused into the light's update
+    e_v = 0.0
     gv = 1.0
     gg = np.zeros(NL)
     gh = np.zeros(HL)
-    zv = 0.0
-    zg = np.zeros(NL)
-    zh = np.zeros(HL)
+    zv = np.zeros(hi - lo)
+    zg = np.zeros((hi - lo, NL))
+    zh = np.zeros((hi - lo, HL))
+    qv = 0.0                # the light's input: mean squared drive, and its derivatives
+    qg = np.zeros(NL)
+    qh = np.zeros(HL)
     Pv = 0.0
     Pg = np.zeros(NL)
     Ph = np.zeros(HL)
@@ -433,49 +460,77 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
         else:
             for k in range(HO):
                 Shh[k] = yh[k] + POLE * Shh[k]
-        # ============ sidechain s = (g + mix) x, shelf e = b0 s + z, z <- b1 s - a1 e ========
-        s_v = (gv + mix) * x
-        for i in range(NL):
-            ag[i] = x * gg[i]
-        if mix_free:
-            ag[_PMIX] += x
-        e_v = b0 * s_v + zv
-        for i in range(NL):
-            eg[i] = b0 * ag[i] + zg[i]
-        eg[_PSF] += d0 * s_v
-        eg[_PSG] += d1 * s_v
-        xb0 = x * b0
-        for k in range(HL):
-            eh[k] = xb0 * gh[k] + zh[k]
-        _coef_unit(eh, s_v, ag, d0, d1, e0, e1, e2, 1.0)
-        zv = b1 * s_v - a1 * e_v
-        for i in range(NL):
-            zg[i] = b1 * ag[i] - a1 * eg[i]
-        zg[_PSF] += d2 * s_v - d4 * e_v
-        zg[_PSG] += d3 * s_v - d5 * e_v
-        xb1 = x * b1
-        for k in range(HL):
-            zh[k] = xb1 * gh[k] - a1 * eh[k]
-        _coef_unit(zh, s_v, ag, d2, d3, e3, e4, e5, 1.0)
-        _coef_unit(zh, e_v, eg, d4, d5, e6, e7, e8, -1.0)
-        # ============ light P <- P + a (e^2 - P): a = a_att rising, a_fast falling =============
-        Dl = e_v * e_v - Pv
+        # ============ sidechain s = (g + mix) x, shelf e = b0 s + z, z <- b1 s - a1 e, per channel;
+        # the light's input q = mean e^2: q_i = mean 2 e e_i, q_ij = mean 2 (e e_ij + e_i e_j) ===
+        qv = 0.0
+        if not single:
+            for i in range(NL):
+                qg[i] = 0.0
+            for k in range(HL):
+                qh[k] = 0.0
+        for row in range(lo, hi):
+            xc = float(xs[row, s0 + nn])
+            zc = row - lo
+            zgc = zg[zc]
+            zhc = zh[zc]
+            s_v = (gv + mix) * xc
+            for i in range(NL):
+                ag[i] = xc * gg[i]
+            if mix_free:
+                ag[_PMIX] += xc
+            e_v = b0 * s_v + zv[zc]
+            for i in range(NL):
+                eg[i] = b0 * ag[i] + zgc[i]
+            eg[_PSF] += d0 * s_v
+            eg[_PSG] += d1 * s_v
+            xb0 = xc * b0
+            for k in range(HL):
+                eh[k] = xb0 * gh[k] + zhc[k]
+            _coef_unit(eh, s_v, ag, d0, d1, e0, e1, e2, 1.0)
+            zv[zc] = b1 * s_v - a1 * e_v
+            for i in range(NL):
+                zgc[i] = b1 * ag[i] - a1 * eg[i]
+            zgc[_PSF] += d2 * s_v - d4 * e_v
+            zgc[_PSG] += d3 * s_v - d5 * e_v
+            xb1 = xc * b1
+            for k in range(HL):
+                zhc[k] = xb1 * gh[k] - a1 * eh[k]
+            _coef_unit(zhc, s_v, ag, d2, d3, e3, e4, e5, 1.0)
+            _coef_unit(zhc, e_v, eg, d4, d5, e6, e7, e8, -1.0)
+            qv += inv_c * e_v * e_v
+            if not single:
+                two_e = 2.0 * inv_c * e_v
+                k = 0
+                for i in range(NL):
+                    qg[i] += two_e * eg[i]
+                    ei = 2.0 * inv_c * eg[i]
+                    for j in range(i, NL):
+                        qh[k] += two_e * eh[k] + ei * eg[j]
+                        k += 1
+        # ============ light P <- P + a (q - P): a = a_att rising, a_fast falling ================
+        Dl = qv - Pv
         if Dl > 0.0:
             al = aatt
             pa = _PA
         else:
             al = afast
             pa = _PF
-        two_e = 2.0 * e_v
-        for i in range(NL):
-            dg[i] = two_e * eg[i] - Pg[i]
-        a2 = 2.0 * al
-        k = 0
-        for i in range(NL):
-            ei = a2 * eg[i]
-            for j in range(i, NL):
-                Ph[k] += al * (two_e * eh[k] - Ph[k]) + ei * eg[j]
-                k += 1
+        if single:   # q = e^2 of the one channel (e, its derivatives still in e_v, eg, eh)
+            two_e = 2.0 * e_v
+            for i in range(NL):
+                dg[i] = two_e * eg[i] - Pg[i]
+            a2 = 2.0 * al
+            k = 0
+            for i in range(NL):
+                ei = a2 * eg[i]
+                for j in range(i, NL):
+                    Ph[k] += al * (two_e * eh[k] - Ph[k]) + ei * eg[j]
+                    k += 1
+        else:
+            for i in range(NL):
+                dg[i] = qg[i] - Pg[i]
+            for k in range(HL):
+                Ph[k] += al * (qh[k] - Ph[k])
         _unit(Ph, pa, dg, 1.0)
         for i in range(NL):
             Pg[i] += al * dg[i]
@@ -597,7 +652,8 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, out):
 @dataclass(frozen=True)
 class OptoData:
     """What the kernels read: the pair's sources and the frame table (as
-    :class:`dsp.derivatives.ff5_kernel.KernelData`), and the sample rate."""
+    :class:`dsp.derivatives.ff5_kernel.KernelData`), the sample rate, and whether the
+    sources' rows are one signal's linked channels (:attr:`audio.framing.Frames.linked`)."""
     xs: np.ndarray
     ys: np.ndarray
     index: np.ndarray
@@ -605,18 +661,19 @@ class OptoData:
     warmup: int
     length: int
     sample_rate: float
+    linked: bool = False
 
 
 def prepare(frames: Frames) -> OptoData:
     index = np.ascontiguousarray(np.stack([frames.channel, frames.start], axis=1), dtype=np.int64).reshape(-1, 2)
     return OptoData(frames.source_x, frames.source_y, index, np.ascontiguousarray(frames.lengths, dtype=np.int64),
-                    int(frames.warmup), int(frames.length), float(frames.sample_rate))
+                    int(frames.warmup), int(frames.length), float(frames.sample_rate), bool(frames.linked))
 
 
 def loss_natural(data: OptoData, natural, blocks=None) -> float:
     """Loss at the natural vector (:data:`dsp.models.opto.KERNEL_ORDER`), blocks held (or none)."""
     prm = constants(natural, blocks, data.sample_rate)
-    return float(_loss_kernel(data.xs, data.ys, data.index, data.lengths, data.warmup, prm).sum())
+    return float(_loss_kernel(data.xs, data.ys, data.index, data.lengths, data.warmup, prm, data.linked).sum())
 
 
 def loss_grad_hess_natural(data: OptoData, natural, blocks=None, fit_mix: bool = True):
@@ -624,7 +681,8 @@ def loss_grad_hess_natural(data: OptoData, natural, blocks=None, fit_mix: bool =
     the loop parameters of :data:`dsp.models.opto.KERNEL_ORDER` (without ``input_mix`` unless
     ``fit_mix``), then the make-up (dB)."""
     prm = constants(natural, blocks, data.sample_rate)
-    sums = _hess_kernel(data.xs, data.ys, data.index, data.lengths, data.warmup, prm, bool(fit_mix)).sum(axis=0)
+    sums = _hess_kernel(data.xs, data.ys, data.index, data.lengths, data.warmup, prm, bool(fit_mix),
+                        data.linked).sum(axis=0)
     cross = sums[1 + NO:1 + NO + HO] + sums[1 + NO + HO:]
     full = np.empty((NO, NO))
     k = 0
@@ -638,16 +696,17 @@ def loss_grad_hess_natural(data: OptoData, natural, blocks=None, fit_mix: bool =
 
 def gain_frames(data: OptoData, natural, part: slice = slice(None)) -> np.ndarray:
     """The cell's gain (before make-up) per frame from rest, zero past each frame's length,
-    of the frames in ``part`` (all by default). Shape: ``(B, T)``."""
+    of the frames in ``part`` (all by default; a linked pair's channels have the same gain at
+    the same samples). Shape: ``(B, T)``."""
     prm = constants(natural, None, data.sample_rate)
     return _gain_kernel(data.xs, np.ascontiguousarray(data.index[part]), np.ascontiguousarray(data.lengths[part]),
-                        data.length, prm)
+                        data.length, prm, data.linked)
 
 
 def output_energy_natural(data: OptoData, natural, blocks=None) -> float:
     """Pre-emphasised output energy over the scored samples (no output stored)."""
     prm = constants(natural, blocks, data.sample_rate)
-    return float(_energy_kernel(data.xs, data.index, data.lengths, data.warmup, prm).sum())
+    return float(_energy_kernel(data.xs, data.index, data.lengths, data.warmup, prm, data.linked).sum())
 
 
 

@@ -30,7 +30,6 @@ from typing import Callable
 import torch
 
 from audio.framing import Frames
-from common.errors import UserError
 from common.memory import release_freed_memory
 from dsp.derivatives.graybox_objectives import BlockObjective, HeldGainFrames
 from audio.metrics import preemphasis_np
@@ -228,16 +227,6 @@ def fit_opto_blocks(frames: Frames, cell: dict, blocks: dict, options: OptoFitOp
     return make_up, values, result, objective.energy
 
 
-def _mono_only(frames: Frames) -> None:
-    """The renderers link a multichannel unit's cell (one gain from the loudest channel); the
-    kernel fits a frame's own channel, so a multichannel pair would be fitted as it is not
-    rendered: refused until the kernel links its channels."""
-    channels = frames.source_x.shape[0]
-    if channels > 1:
-        raise UserError(f"compressor=opto fits mono pairs only (this pair has {channels} channels): "
-                        "fit one channel, or use compressor=graybox, which links the channels as it renders")
-
-
 def fit_opto_frames(frames: Frames, init: dict | None = None, options: FitOptions | None = None,
                     progress: Callable[[int, float, float], None] | None = None,
                     level_match: bool | None = None) -> FitResult:
@@ -257,7 +246,6 @@ def fit_opto_frames(frames: Frames, init: dict | None = None, options: FitOption
         :class:`dsp.fitting.ff5.FitResult` with every name of :data:`OPTO_NAMES`; iterations,
         seconds and history cover every stage.
     """
-    _mono_only(frames)
     options = options if isinstance(options, OptoFitOptions) else OptoFitOptions()
     t0 = time.perf_counter()
     cell = cell_of(init, options)
@@ -376,7 +364,6 @@ def evaluate_opto_esr(frames: Frames, params: dict, options=None) -> float:
     """Pre-emphasised ESR of fixed physical ``params`` (every name of :data:`OPTO_NAMES`) on
     ``frames`` (no fitting; no range check: a stored fit may have other ranges)."""
     from dsp.derivatives.ff5_kernel import prepare as prepare_ff5, target_energy
-    _mono_only(frames)
     data = prepare(frames)
     natural = natural_from_physical(params, frames.sample_rate)
     loss = loss_natural(data, natural, [float(params[k]) for k in BLOCK_NAMES])

@@ -285,7 +285,7 @@ def _shelf(natural: torch.Tensor, sample_rate: float):
     return shelf_coefficients(natural[8], natural[9], sample_rate)
 
 
-def opto_gain(x: torch.Tensor, natural: torch.Tensor, sample_rate: float) -> torch.Tensor:
+def opto_gain(x: torch.Tensor, natural: torch.Tensor, sample_rate: float, linked: bool = False) -> torch.Tensor:
     """The cell's gain applied to each sample (before make-up), from rest; differentiable.
 
     A Python loop over samples (the reference for the fused kernel's derivatives): for
@@ -296,24 +296,27 @@ def opto_gain(x: torch.Tensor, natural: torch.Tensor, sample_rate: float) -> tor
         x: input (the sidechain's source).
         natural: ``(12,)`` in :data:`KERNEL_ORDER` (:meth:`OptoParameterisation.natural`).
         sample_rate: Hz (the sidechain shelf's coefficients).
+        linked: the rows of ``x`` are one signal's channels with one cell, lit by the mean of
+            their squared drives (each its own shelf), as the renderers link a stereo unit;
+            False: every row is a signal of its own.
 
     Shape:
-        x: ``(B, T)``; returns ``(B, T)``.
+        x: ``(B, T)``; returns ``(B, T)`` (linked: the same gain on every row).
     """
     thr, gamma, a_att, a_fast, r_slow, w, a_mem, depth = (natural[i] for i in range(8))
     mix = natural[10]
     b0, b1, a1 = _shelf(natural, sample_rate)
     k_db = math.log(10.0) / 20.0
     B, T = x.shape
-    zeros = x.new_zeros(B) + 0.0 * thr   # on the graph, so every state has the parameters' dtype
-    g, zsh, light, c_s, mem = zeros + 1.0, zeros, zeros, zeros, zeros
+    zeros = x.new_zeros(1 if linked else B) + 0.0 * thr   # on the graph: the states have the parameters' dtype
+    g, zsh, light, c_s, mem = zeros + 1.0, x.new_zeros(B) + 0.0 * thr, zeros, zeros, zeros
     out = []
     for n in range(T):
-        out.append(g)
+        out.append(g.expand(B))
         s = (g + mix) * x[:, n]
         e = b0 * s + zsh
         zsh = b1 * s - a1 * e
-        q = e * e
+        q = (e * e).mean(0, keepdim=True) if linked else e * e
         light = torch.where(q > light, light + a_att * (q - light), light + a_fast * (q - light))
         lit = light > POWER_FLOOR
         safe = torch.where(lit, light, torch.ones_like(light))
@@ -328,7 +331,7 @@ def opto_gain(x: torch.Tensor, natural: torch.Tensor, sample_rate: float) -> tor
 
 
 def opto(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor | None, sample_rate: float,
-         preemphasised: bool = False) -> torch.Tensor:
+         preemphasised: bool = False, linked: bool = False) -> torch.Tensor:
     """The model's output from rest; differentiable (a reference, for short signals).
 
     Args:
@@ -337,11 +340,12 @@ def opto(x: torch.Tensor, natural: torch.Tensor, blocks: torch.Tensor | None, sa
         blocks: ``(6,)`` block values (:data:`dsp.models.graybox.BLOCK_NAMES` order), or None
             for no blocks (the core alone: ``y = m g x``).
         preemphasised: also apply the loss pre-emphasis.
+        linked: the rows of ``x`` are one signal's channels with one cell (:func:`opto_gain`).
 
     Shape:
         x: ``(B, T)``; returns ``(B, T)``.
     """
-    gain = opto_gain(x, natural, sample_rate) * torch.pow(10.0, natural[11] / 20.0)
+    gain = opto_gain(x, natural, sample_rate, linked) * torch.pow(10.0, natural[11] / 20.0)
     if blocks is None:
         y = x * gain
         if not preemphasised:

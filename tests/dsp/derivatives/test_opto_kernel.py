@@ -8,7 +8,7 @@ import torch
 from torch.autograd.functional import hessian
 
 from audio import standin
-from audio.framing import Frames
+from audio.framing import Frames, make_frames
 from audio.material import synthesize
 from dsp.derivatives.opto_kernel import OptoObjective, gain_frames, prepare
 from dsp.models.opto import OPTO_START, OptoParameterisation, natural_from_physical, opto
@@ -44,15 +44,16 @@ def frames() -> Frames:
     return Frames(xf, yf, lengths, WARMUP, SR)
 
 
-def _reference(frames: Frames, param: OptoParameterisation, blocks, z: torch.Tensor):
-    """Loss, gradient and Hessian of the torch model by autograd (forward over reverse)."""
+def _reference(frames: Frames, param: OptoParameterisation, blocks, z: torch.Tensor, linked: bool = False):
+    """Loss, gradient and Hessian of the torch model by autograd (forward over reverse);
+    ``linked``: the frames are one stereo signal's channels with one cell."""
     x = torch.from_numpy(frames.x)
     mask = torch.from_numpy(frames.score_mask())
     target = torch.where(mask, preemphasis(torch.from_numpy(frames.y)), 0.0)
     held = None if blocks is None else torch.tensor([blocks[k] for k in BLOCKS], dtype=torch.float64)
 
     def loss(zz):
-        out = opto(x, param.natural(zz), held, SR, preemphasised=True)
+        out = opto(x, param.natural(zz), held, SR, preemphasised=True, linked=linked)
         return (torch.where(mask, out - target, 0.0) ** 2).sum()
 
     zz = z.clone().requires_grad_(True)
@@ -145,3 +146,43 @@ def test_gains_of_a_group_of_frames_are_those_of_all_frames(frames):
     assert whole.shape[0] == frames.n_frames >= 2
     for part in (slice(0, 1), slice(1, None), slice(0, frames.n_frames)):
         np.testing.assert_array_equal(gain_frames(data, natural, part), whole[part])
+
+
+@pytest.fixture(scope="module")
+def stereo() -> Frames:
+    """A stereo pair framed as a fit frames it (one frame per channel, linked): unlike
+    channels (other material, 9 dB apart), so the cell each hears is not its own."""
+    left = synthesize(2 * T / SR + 0.05, SR, seed=11)[T:2 * T].astype(np.float64)
+    right = synthesize(2 * T / SR + 0.05, SR, seed=13)[T:2 * T].astype(np.float64)
+    x = np.stack([0.9 * left / np.max(np.abs(left)), 0.32 * right / np.max(np.abs(right))])
+    y = np.stack([standin.render(c, SR, 85, "limit").astype(np.float64) for c in x])
+    frames = make_frames(x, y, SR, frame_s=T / SR, overlap_s=WARMUP / SR)
+    assert frames.linked and frames.n_frames == 2 and list(frames.channel) == [0, 1]
+    return frames
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_linked_stereo_pair_matches_autograd(stereo, name):
+    """Each channel's frame is scored on its own output, its cell lit by both channels' drives."""
+    fit_mix, blocks = CASES[name]
+    param = OptoParameterisation(SR, fit_mix=fit_mix)
+    z = param.from_physical(POINT)
+    fa, ga, ha = _reference(stereo, param, blocks, z, linked=True)
+    f, g, h = OptoObjective(stereo, param, blocks).loss_grad_hess(z)
+    assert _rel(f, fa) < 1e-6
+    assert _rel(g, ga) < 1e-6
+    assert _rel(h, ha) < 1e-6
+    assert OptoObjective(stereo, param, blocks).loss(z) == pytest.approx(f, rel=1e-13)
+    # the unlinked reading (each channel its own cell) is another model, not a rounding away
+    fu, gu, _ = _reference(stereo, param, blocks, z, linked=False)
+    assert _rel(g, gu) > 1e-2
+
+
+def test_a_linked_pairs_gain_is_the_stereo_renderers(stereo):
+    natural = natural_from_physical(POINT, SR)
+    gain = gain_frames(prepare(stereo), natural)
+    np.testing.assert_array_equal(gain[0], gain[1])
+    stream = StreamingOpto({**POINT, **BLOCKS}, SR)
+    assert np.allclose(stream.gain(stereo.source_x), gain[0], rtol=0, atol=1e-14)
+    alone = gain_frames(prepare(make_frames(stereo.source_x[1], stereo.source_y[1], SR, T / SR, WARMUP / SR)), natural)
+    assert np.max(np.abs(alone[0] - gain[1])) > 0.05   # the quiet channel alone is reduced far less

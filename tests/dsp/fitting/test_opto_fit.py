@@ -77,3 +77,24 @@ def test_one_unit_fits_one_set_of_blocks_for_both_modes(frames):
     for r, (f, _, _), before in zip(results, levels, flat):
         assert r.esr < 0.1 * before
         assert evaluate_opto_esr(f, r.params) == pytest.approx(r.esr, rel=1e-6, abs=1e-15)
+
+
+def test_a_linked_stereo_pair_recovers_its_unit():
+    """A stereo unit's one cell, lit by both channels (other material, 8 dB apart), is recovered
+    from its stereo pair as the renderer links it; the cell fitted to each channel alone is not it."""
+    left = synthesize(2.0, SR, seed=5)
+    x = np.stack([left, 0.4 * synthesize(2.0, SR, seed=7)[:len(left)]]).astype(np.float64)
+    frames = make_frames(x, render(x, SR, TRUTH), SR, frame_s=2.0, overlap_s=0.3)
+    assert frames.linked
+    options = OptoFitOptions(newton=NewtonOptions(ftol=1e-14, rtol=1e-14), atol_esr=0.0).for_mode("compress")
+    start = {**{k: TRUTH[k] for k in CORE_NAMES}, "threshold_db": -25.0, "ratio": 4.2, "attack_ms": 12.0,
+             "release_ms": 50.0, "make_up_db": 0.0}
+    blocks = {k: TRUTH[k] for k in BLOCK_NAMES}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cell, result, energy = fit_cell(frames, start, blocks, options)
+    assert result.loss / energy < 1e-20
+    for k in CORE_NAMES:
+        assert cell[k] == pytest.approx(TRUTH[k], rel=1e-8, abs=1e-10), k
+    quiet = make_frames(x[1], render(x, SR, TRUTH)[1], SR, frame_s=2.0, overlap_s=0.3)   # the right channel alone
+    assert evaluate_opto_esr(quiet, TRUTH) > 1e-3
