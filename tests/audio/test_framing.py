@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio.framing import make_frames
+from audio.framing import Frames, make_frames
 
 SR = 100  # a low rate keeps the arrays small; framing only counts samples
 
@@ -61,6 +61,10 @@ def test_channels_are_framed_one_after_another():
     assert (f.x[:per_channel][valid[:per_channel]] >= 0).all()
     assert (f.x[per_channel:][valid[per_channel:]] < 0).all()
     assert f.scored_samples == 2 * (n - SR)
+    # one signal's channels are linked (one unit's gain for all); a mono pair's frame, or rows
+    # given directly (each a signal of its own), are not
+    assert f.linked and not make_frames(x[0], x[0], SR).linked
+    assert not Frames(x[:, :SR], x[:, :SR], np.array([SR, SR]), 0, SR).linked
 
 
 def test_custom_frame_and_overlap():
