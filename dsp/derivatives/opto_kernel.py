@@ -18,10 +18,10 @@ limit-mode tap). Every sample:
   packed second derivatives plus one outer product.
 
 A multichannel pair's frames are linked (:attr:`audio.framing.Frames.linked`), as the
-renderers link them: every frame's cell is lit by the mean over the pair's channels of their
-squared shelved drives (each channel its own shelf, its own derivative streams), and the
-frame scores its own channel's output. A frame of a mono pair, or of unlinked rows, hears its
-own channel only.
+renderers link them: the cell is lit by the mean over the pair's channels of their squared
+shelved drives (each channel its own shelf, its own derivative streams), and one pass per
+start scores every channel's output through that one cell. A frame of a mono pair, or of
+unlinked rows, hears and scores its own channel only.
 
 Nothing is stored per sample. At the stages' switch between following and releasing the
 taken branch is held when differentiating (torchcomp's convention for attack/release).
@@ -209,29 +209,27 @@ def _lit_by(xs, c, linked):
 
 @njit(cache=True)
 def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss, linked, zero_target=False):
-    """One frame from rest: the loss (pre-emphasised squared error over the scored samples)
-    and, when ``gain_out`` is not empty, the gain (before make-up) at every sample. With
-    ``zero_target`` the loss is the output's own scored energy (``ys`` is not read)."""
+    """One frame from rest: the loss (pre-emphasised squared error over the scored samples,
+    every channel of a linked frame) and, when ``gain_out`` is not empty, the gain (before
+    make-up) at every sample. With ``zero_target`` the loss is the output's own scored energy
+    (``ys`` is not read)."""
     st = np.zeros(STATE_SIZE)
     st[0] = 1.0
     lo, hi = _lit_by(xs, c, linked)
     zsh = np.zeros(hi - lo)
     inv_c = 1.0 / (hi - lo)
-    h1 = 0.0
-    h2 = 0.0
-    ho = 0.0
-    S0 = 0.0
-    tz = 0.0
+    lin = np.zeros((hi - lo, 5))   # per channel: h1, h2, output high-pass, pre-emphasis, target's
     qpole = 1.0 - POLE
     blocks = prm[_BLOCKS] > 0.0
     acc = 0.0
     for n in range(n_end):
-        x = float(xs[c, s0 + n])
         g = st[0]
         if gain_out.shape[0] > 0:
             gain_out[n] = g
-        if want_loss:
-            xf = x
+        for row in range(lo if want_loss else hi, hi):   # the scored channels' outputs
+            oc = row - lo
+            h1, h2, ho, S0, tz = lin[oc, 0], lin[oc, 1], lin[oc, 2], lin[oc, 3], lin[oc, 4]
+            xf = float(xs[row, s0 + n])
             if blocks:
                 xf, h1 = _section(prm[_HIN], prm[_HIN + 1], prm[_HIN + 2], xf, h1)
                 xf, h2 = _section(prm[_HIN + 3], prm[_HIN + 4], prm[_HIN + 5], xf, h2)
@@ -241,12 +239,13 @@ def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss, linked,
                 y, ho = _section(prm[_HOUT], prm[_HOUT + 1], prm[_HOUT + 2], y, ho)
             o = y - qpole * S0
             S0 = y + POLE * S0
-            yr = 0.0 if zero_target else float(ys[c, s0 + n])
+            yr = 0.0 if zero_target else float(ys[row, s0 + n])
             t = tz + yr
             tz = POLE * t - yr
             if n >= warmup:
                 r = o - t
                 acc += r * r
+            lin[oc, 0], lin[oc, 1], lin[oc, 2], lin[oc, 3], lin[oc, 4] = h1, h2, ho, S0, tz
         q = 0.0
         for row in range(lo, hi):
             s = (g + prm[_MIX]) * float(xs[row, s0 + n])
@@ -324,7 +323,7 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
     # loop states: value, first (NL) and packed second (HL) derivatives; a shelf per lighting channel
     lo, hi = _lit_by(xs, c, linked)
     inv_c = 1.0 / (hi - lo)
-    single = hi - lo == 1   # one channel: q's derivatives are fused into the light's update
+    single = hi - lo == 1   # one channel: the light input's derivatives are fused into its update
     e_v = 0.0
     gv = 1.0
     gg = np.zeros(NL)
@@ -332,9 +331,9 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
     zv = np.zeros(hi - lo)
     zg = np.zeros((hi - lo, NL))
     zh = np.zeros((hi - lo, HL))
-    qv = 0.0                # the light's input: mean squared drive, and its derivatives
-    qg = np.zeros(NL)
-    qh = np.zeros(HL)
+    iv = 0.0                # the light's input: mean squared drive, and its derivatives
+    ig = np.zeros(NL)
+    ih = np.zeros(HL)
     Pv = 0.0
     Pg = np.zeros(NL)
     Ph = np.zeros(HL)
@@ -353,19 +352,16 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
     ch = np.zeros(HL)
     dg = np.zeros(NL)
     qg = np.zeros(NL)
-    # output side: derivative streams before and after the output high-pass and the pre-emphasis
+    # output side, per scored channel: derivative streams before and after the output
+    # high-pass and the pre-emphasis, the filters' states
     yg = np.zeros(NO)
     yh = np.zeros(HO)
-    hog = np.zeros(NO)
-    hoh = np.zeros(HO)
-    Sg = np.zeros(NO)
-    Shh = np.zeros(HO)
     og = np.zeros(NO)
-    h1 = 0.0
-    h2 = 0.0
-    hov = 0.0
-    S0 = 0.0
-    tz = 0.0
+    hog = np.zeros((hi - lo, NO))
+    hoh = np.zeros((hi - lo, HO))
+    Sg = np.zeros((hi - lo, NO))
+    Shh = np.zeros((hi - lo, HO))
+    lin = np.zeros((hi - lo, 5))   # per channel: h1, h2, output high-pass, pre-emphasis, target's
     aL = 0.0
     sum_g = np.zeros(NO)
     sum_c = np.zeros(HO)
@@ -395,79 +391,83 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
     hb1 = prm[_HOUT + 1]
     ha1 = prm[_HOUT + 2]
     for nn in range(n_end):
-        x = float(xs[c, s0 + nn])
-        # ============ output, with the gain before this sample ============================
-        xf = x
-        if blocks:
-            xf, h1 = _section(prm[_HIN], prm[_HIN + 1], prm[_HIN + 2], xf, h1)
-            xf, h2 = _section(prm[_HIN + 3], prm[_HIN + 4], prm[_HIN + 5], xf, h2)
-        mx = m * xf
-        vv = mx * gv
-        yv = vv
-        s1 = 1.0
-        s2 = 0.0
-        if blocks:
-            yv, s1, s2 = _shaper(vv, drive, asym)
-        for i in range(NL):
-            yg[i] = mx * gg[i]
-        yg[NL] = K_DB * vv
-        # y = S(v): y_ij = S' v_ij + S'' v_i v_j; v_ij = m x g_ij, v_im = K v_i, v_mm = K^2 v
-        k = 0
-        kl = 0
-        for i in range(NL):
-            si = s2 * yg[i]
-            for j in range(i, NL):
-                yh[k] = s1 * mx * gh[kl] + si * yg[j]
-                k += 1
-                kl += 1
-            yh[k] = s1 * K_DB * yg[i] + si * yg[NL]
-            k += 1
-        yh[k] = s1 * kdb2 * vv + s2 * yg[NL] * yg[NL]
-        for i in range(NO):
-            yg[i] = s1 * yg[i]
-        if blocks:
-            yv, hov = _section(hb0, hb1, ha1, yv, hov)
-            for i in range(NO):
-                t = hb0 * yg[i] + hog[i]
-                hog[i] = hb1 * yg[i] - ha1 * t
-                yg[i] = t
-            for k in range(HO):
-                t = hb0 * yh[k] + hoh[k]
-                hoh[k] = hb1 * yh[k] - ha1 * t
-                yh[k] = t
-        ov = yv - qpole * S0
-        S0 = yv + POLE * S0
-        for i in range(NO):
-            og[i] = yg[i] - qpole * Sg[i]
-            Sg[i] = yg[i] + POLE * Sg[i]
-        yr = float(ys[c, s0 + nn])
-        t = tz + yr
-        tz = POLE * t - yr
-        if nn >= warmup:
-            r = ov - t
-            aL += r * r
-            for i in range(NO):
-                sum_g[i] += r * og[i]
+        # ============ output of each scored channel, with the gain before this sample =========
+        for row in range(lo, hi):
+            x = float(xs[row, s0 + nn])
+            oc = row - lo
+            h1, h2, hov, S0, tz = lin[oc, 0], lin[oc, 1], lin[oc, 2], lin[oc, 3], lin[oc, 4]
+            xf = x
+            if blocks:
+                xf, h1 = _section(prm[_HIN], prm[_HIN + 1], prm[_HIN + 2], xf, h1)
+                xf, h2 = _section(prm[_HIN + 3], prm[_HIN + 4], prm[_HIN + 5], xf, h2)
+            mx = m * xf
+            vv = mx * gv
+            yv = vv
+            s1 = 1.0
+            s2 = 0.0
+            if blocks:
+                yv, s1, s2 = _shaper(vv, drive, asym)
+            for i in range(NL):
+                yg[i] = mx * gg[i]
+            yg[NL] = K_DB * vv
+            # y = S(v): y_ij = S' v_ij + S'' v_i v_j; v_ij = m x g_ij, v_im = K v_i, v_mm = K^2 v
             k = 0
-            for i in range(NO):
-                oi = og[i]
-                for j in range(i, NO):
-                    o = yh[k] - qpole * Shh[k]
-                    Shh[k] = yh[k] + POLE * Shh[k]
-                    sum_h[k] += r * o
-                    sum_c[k] += oi * og[j]
+            kl = 0
+            for i in range(NL):
+                si = s2 * yg[i]
+                for j in range(i, NL):
+                    yh[k] = s1 * mx * gh[kl] + si * yg[j]
                     k += 1
-        else:
-            for k in range(HO):
-                Shh[k] = yh[k] + POLE * Shh[k]
+                    kl += 1
+                yh[k] = s1 * K_DB * yg[i] + si * yg[NL]
+                k += 1
+            yh[k] = s1 * kdb2 * vv + s2 * yg[NL] * yg[NL]
+            for i in range(NO):
+                yg[i] = s1 * yg[i]
+            if blocks:
+                yv, hov = _section(hb0, hb1, ha1, yv, hov)
+                for i in range(NO):
+                    t = hb0 * yg[i] + hog[oc, i]
+                    hog[oc, i] = hb1 * yg[i] - ha1 * t
+                    yg[i] = t
+                for k in range(HO):
+                    t = hb0 * yh[k] + hoh[oc, k]
+                    hoh[oc, k] = hb1 * yh[k] - ha1 * t
+                    yh[k] = t
+            ov = yv - qpole * S0
+            S0 = yv + POLE * S0
+            for i in range(NO):
+                og[i] = yg[i] - qpole * Sg[oc, i]
+                Sg[oc, i] = yg[i] + POLE * Sg[oc, i]
+            yr = float(ys[row, s0 + nn])
+            t = tz + yr
+            tz = POLE * t - yr
+            if nn >= warmup:
+                r = ov - t
+                aL += r * r
+                for i in range(NO):
+                    sum_g[i] += r * og[i]
+                k = 0
+                for i in range(NO):
+                    oi = og[i]
+                    for j in range(i, NO):
+                        o = yh[k] - qpole * Shh[oc, k]
+                        Shh[oc, k] = yh[k] + POLE * Shh[oc, k]
+                        sum_h[k] += r * o
+                        sum_c[k] += oi * og[j]
+                        k += 1
+            else:
+                for k in range(HO):
+                    Shh[oc, k] = yh[k] + POLE * Shh[oc, k]
+            lin[oc, 0], lin[oc, 1], lin[oc, 2], lin[oc, 3], lin[oc, 4] = h1, h2, hov, S0, tz
         # ============ sidechain s = (g + mix) x, shelf e = b0 s + z, z <- b1 s - a1 e, per channel;
-        # the light's input q = mean e^2: q_i = mean 2 e e_i, q_ij = mean 2 (e e_ij + e_i e_j) ===
-        qv = 0.0
+        # the light's input i = mean e^2: i_k = mean 2 e e_k, i_kl = mean 2 (e e_kl + e_k e_l) ===
+        iv = 0.0
         if not single:
             for i in range(NL):
-                qg[i] = 0.0
+                ig[i] = 0.0
             for k in range(HL):
-                qh[k] = 0.0
+                ih[k] = 0.0
         for row in range(lo, hi):
             xc = float(xs[row, s0 + nn])
             zc = row - lo
@@ -497,25 +497,25 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
                 zhc[k] = xb1 * gh[k] - a1 * eh[k]
             _coef_unit(zhc, s_v, ag, d2, d3, e3, e4, e5, 1.0)
             _coef_unit(zhc, e_v, eg, d4, d5, e6, e7, e8, -1.0)
-            qv += inv_c * e_v * e_v
+            iv += inv_c * e_v * e_v
             if not single:
                 two_e = 2.0 * inv_c * e_v
                 k = 0
                 for i in range(NL):
-                    qg[i] += two_e * eg[i]
+                    ig[i] += two_e * eg[i]
                     ei = 2.0 * inv_c * eg[i]
                     for j in range(i, NL):
-                        qh[k] += two_e * eh[k] + ei * eg[j]
+                        ih[k] += two_e * eh[k] + ei * eg[j]
                         k += 1
-        # ============ light P <- P + a (q - P): a = a_att rising, a_fast falling ================
-        Dl = qv - Pv
+        # ============ light P <- P + a (i - P): a = a_att rising, a_fast falling ================
+        Dl = iv - Pv
         if Dl > 0.0:
             al = aatt
             pa = _PA
         else:
             al = afast
             pa = _PF
-        if single:   # q = e^2 of the one channel (e, its derivatives still in e_v, eg, eh)
+        if single:   # i = e^2 of the one channel (e, its derivatives still in e_v, eg, eh)
             two_e = 2.0 * e_v
             for i in range(NL):
                 dg[i] = two_e * eg[i] - Pg[i]
@@ -528,9 +528,9 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
                     k += 1
         else:
             for i in range(NL):
-                dg[i] = qg[i] - Pg[i]
+                dg[i] = ig[i] - Pg[i]
             for k in range(HL):
-                Ph[k] += al * (qh[k] - Ph[k])
+                Ph[k] += al * (ih[k] - Ph[k])
         _unit(Ph, pa, dg, 1.0)
         for i in range(NL):
             Pg[i] += al * dg[i]
@@ -652,8 +652,11 @@ def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
 @dataclass(frozen=True)
 class OptoData:
     """What the kernels read: the pair's sources and the frame table (as
-    :class:`dsp.derivatives.ff5_kernel.KernelData`), the sample rate, and whether the
-    sources' rows are one signal's linked channels (:attr:`audio.framing.Frames.linked`)."""
+    :class:`dsp.derivatives.ff5_kernel.KernelData`: every row, whose gains the block stage
+    holds), the sample rate, whether the sources' rows are one signal's linked channels
+    (:attr:`audio.framing.Frames.linked`), and the frames a loss pass runs (``runs``,
+    ``run_lengths``): every row, or for a linked pair one per start (the first channel's
+    rows), each scoring every channel, so the cell and its sidechains run once per start."""
     xs: np.ndarray
     ys: np.ndarray
     index: np.ndarray
@@ -661,19 +664,28 @@ class OptoData:
     warmup: int
     length: int
     sample_rate: float
-    linked: bool = False
+    linked: bool
+    runs: np.ndarray
+    run_lengths: np.ndarray
 
 
 def prepare(frames: Frames) -> OptoData:
     index = np.ascontiguousarray(np.stack([frames.channel, frames.start], axis=1), dtype=np.int64).reshape(-1, 2)
-    return OptoData(frames.source_x, frames.source_y, index, np.ascontiguousarray(frames.lengths, dtype=np.int64),
-                    int(frames.warmup), int(frames.length), float(frames.sample_rate), bool(frames.linked))
+    lengths = np.ascontiguousarray(frames.lengths, dtype=np.int64)
+    runs, run_lengths = index, lengths
+    if frames.linked:   # make_frames cuts every channel at the same starts
+        lead = frames.channel == 0
+        if lead.sum() * frames.source_x.shape[0] != frames.n_frames:
+            raise ValueError("a linked pair's channels must be framed alike")
+        runs, run_lengths = np.ascontiguousarray(index[lead]), np.ascontiguousarray(lengths[lead])
+    return OptoData(frames.source_x, frames.source_y, index, lengths, int(frames.warmup), int(frames.length),
+                    float(frames.sample_rate), bool(frames.linked), runs, run_lengths)
 
 
 def loss_natural(data: OptoData, natural, blocks=None) -> float:
     """Loss at the natural vector (:data:`dsp.models.opto.KERNEL_ORDER`), blocks held (or none)."""
     prm = constants(natural, blocks, data.sample_rate)
-    return float(_loss_kernel(data.xs, data.ys, data.index, data.lengths, data.warmup, prm, data.linked).sum())
+    return float(_loss_kernel(data.xs, data.ys, data.runs, data.run_lengths, data.warmup, prm, data.linked).sum())
 
 
 def loss_grad_hess_natural(data: OptoData, natural, blocks=None, fit_mix: bool = True):
@@ -681,7 +693,7 @@ def loss_grad_hess_natural(data: OptoData, natural, blocks=None, fit_mix: bool =
     the loop parameters of :data:`dsp.models.opto.KERNEL_ORDER` (without ``input_mix`` unless
     ``fit_mix``), then the make-up (dB)."""
     prm = constants(natural, blocks, data.sample_rate)
-    sums = _hess_kernel(data.xs, data.ys, data.index, data.lengths, data.warmup, prm, bool(fit_mix),
+    sums = _hess_kernel(data.xs, data.ys, data.runs, data.run_lengths, data.warmup, prm, bool(fit_mix),
                         data.linked).sum(axis=0)
     cross = sums[1 + NO:1 + NO + HO] + sums[1 + NO + HO:]
     full = np.empty((NO, NO))
@@ -706,7 +718,7 @@ def gain_frames(data: OptoData, natural, part: slice = slice(None)) -> np.ndarra
 def output_energy_natural(data: OptoData, natural, blocks=None) -> float:
     """Pre-emphasised output energy over the scored samples (no output stored)."""
     prm = constants(natural, blocks, data.sample_rate)
-    return float(_energy_kernel(data.xs, data.index, data.lengths, data.warmup, prm, data.linked).sum())
+    return float(_energy_kernel(data.xs, data.runs, data.run_lengths, data.warmup, prm, data.linked).sum())
 
 
 
