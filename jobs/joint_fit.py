@@ -155,7 +155,7 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
             score = GrayboxValScore(train, val, options) if graybox and val else None
             if val:
                 sel = select_smoothness(train, val, KNOB, candidates, mode_options, priors=priors, val_score=score,
-                                        progress=None if cfg.quiet else _said(mode))
+                                        progress=None if cfg.quiet else _print_candidate(mode))
                 fits[mode], selections[mode] = sel.best, sel.table
             else:   # nothing to choose on: the first (simplest) candidate
                 size, lam = candidates[0]
@@ -199,7 +199,7 @@ def run_joint_job(cfg, ckpt_dir: Path, options, init) -> int:
     return 0
 
 
-def _said(mode: str):
+def _print_candidate(mode: str):
     """Progress of the selection: one line per candidate as it is scored (a candidate can take minutes)."""
     def say(row: dict) -> None:
         again = f" (same basis as candidate {row['same_as'] + 1})" if "same_as" in row else ""

@@ -200,8 +200,9 @@ def _cell(st, q, prm):
 
 
 @njit(cache=True, inline="always")
-def _lit_by(xs, c, linked):
-    """The source rows whose drives light frame ``c``'s cell: all (linked) or its own."""
+def _frame_channels(xs, c, linked):
+    """The source rows a frame of row ``c`` runs: they light its cell and are scored; every
+    channel of a linked pair, else row ``c`` alone."""
     if linked:
         return 0, xs.shape[0]
     return c, c + 1
@@ -215,7 +216,7 @@ def _frame_value(xs, ys, c, s0, n_end, warmup, prm, gain_out, want_loss, linked,
     (``ys`` is not read)."""
     st = np.zeros(STATE_SIZE)
     st[0] = 1.0
-    lo, hi = _lit_by(xs, c, linked)
+    lo, hi = _frame_channels(xs, c, linked)
     zsh = np.zeros(hi - lo)
     inv_c = 1.0 / (hi - lo)
     lin = np.zeros((hi - lo, 5))   # per channel: h1, h2, output high-pass, pre-emphasis, target's
@@ -320,8 +321,8 @@ def _hess_kernel(xs, ys, index, lengths, warmup, prm, mix_free, linked):
 
 @njit(cache=True)
 def _hess_frame(xs, ys, c, s0, n_end, warmup, prm, mix_free, linked, out):
-    # loop states: value, first (NL) and packed second (HL) derivatives; a shelf per lighting channel
-    lo, hi = _lit_by(xs, c, linked)
+    # loop states: value, first (NL) and packed second (HL) derivatives; a shelf per channel
+    lo, hi = _frame_channels(xs, c, linked)
     inv_c = 1.0 / (hi - lo)
     single = hi - lo == 1   # one channel: the light input's derivatives are fused into its update
     e_v = 0.0

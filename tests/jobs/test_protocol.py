@@ -119,7 +119,7 @@ def test_joint_opto_fits_the_cells_curves_through_one_set_of_blocks_per_mode(tmp
 
 
 def test_the_selection_says_each_candidate(capsys):
-    say = jobs.joint_fit._said("limit")
+    say = jobs.joint_fit._print_candidate("limit")
     row = {"size": 4, "smoothness": 1e-3, "prior": 0.0, "val_esr": 0.01234, "iterations": 12, "seconds": 41.6}
     say(row)
     say({**row, "size": 9, "seconds": 0.0, "same_as": 0})
