@@ -45,6 +45,7 @@ from dsp.models.classes import processor
 from dsp.models.ff5_streaming import StreamingCompressor
 from neural.checkpoint import load_checkpoint
 from neural.conditioning import RENDERED_CLASSES, conditioning, dsp_gain_db, gain_db
+from neural.frozen_stream import MAX_BLOCK, FrozenStream, supports
 from neural.heads import count_parameters
 
 __all__ = ["NeuralRenderer", "BlockProcessor", "run_chunked"]
@@ -71,13 +72,17 @@ class BlockProcessor:
     """Stateful renderer of consecutive ``(channels, n)`` blocks at one setting.
 
     The setting is a knob dict of the model's device. The channel count is fixed by
-    the first block. ``reset()`` returns to silence.
+    the first block. ``reset()`` returns to silence. Blocks of up to
+    :data:`neural.frozen_stream.MAX_BLOCK` samples of a control-rate S6 model take
+    :class:`neural.frozen_stream.FrozenStream` (the same output, without the modules' per-call
+    overhead), longer ones the modules; the state passes between the two.
     """
 
     def __init__(self, renderer: "NeuralRenderer", setting: dict):
         self.renderer = renderer
         self.params = renderer.dsp_params(setting)
         self.cond = torch.from_numpy(renderer.conditioning(setting))[None, :]
+        self.frozen_ok = supports(renderer.model)
         self.reset()
 
     def reset(self) -> None:
@@ -90,6 +95,8 @@ class BlockProcessor:
         self.make_up_db = float(self.params["make_up_db"]) if self.renderer.uses_dsp else 0.0
         self.state = None
         self.channels = None
+        self.frozen = None        # the FrozenStream, made at the first block that takes it
+        self.frozen_live = False  # the stream's state is the FrozenStream's (else self.state)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         block = np.atleast_2d(np.asarray(block, dtype=np.float32))
@@ -99,21 +106,39 @@ class BlockProcessor:
             self.channels = block.shape[0]
         elif block.shape[0] != self.channels:
             raise ValueError(f"block has {block.shape[0]} channels, the stream has {self.channels}")
-        x = torch.from_numpy(np.ascontiguousarray(block))
-        y_dsp = g_db = None
+        block = np.ascontiguousarray(block)
+        n = block.shape[1]
+        g = y_np = None
         if self.comp is not None:
             g = dsp_gain_db(self.comp, block, self.make_up_db)
-            g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
-            y_dsp = x * torch.pow(10.0, g_db / 20.0)
         elif self.dsp is not None:   # one pass of the DSP model gives its output and the gain (dsp_features)
             y, gain = self.dsp.process_and_gain(block.astype(np.float64))
             g = gain_db(gain, self.make_up_db)
-            g_db = torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
-            y_dsp = torch.from_numpy(y.astype(np.float32))
-        cond = self.cond.expand(self.channels, -1)
+            y_np = y.astype(np.float32)
         with torch.inference_mode():
+            x = torch.from_numpy(block)
+            g_db = None if g is None else torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
+            y_dsp = None
+            if self.comp is not None:
+                y_dsp = x * torch.pow(10.0, g_db / 20.0)
+            elif y_np is not None:
+                y_dsp = torch.from_numpy(y_np)
+            if self.frozen_ok and 0 < n <= MAX_BLOCK:
+                return self._frozen_block(block, None if y_dsp is None else y_dsp.numpy(),
+                                          None if g_db is None else g_db.numpy())
+            if self.frozen_live:   # a long block after short ones: the modules carry on from their state
+                self.state, self.frozen_live = self.frozen.state(), False
+            cond = self.cond.expand(self.channels, -1)
             y, self.state = run_chunked(self.renderer.model, x, y_dsp, g_db, cond, self.state)
         return y.numpy().astype(np.float32, copy=False)
+
+    def _frozen_block(self, x, y_dsp, g_db) -> np.ndarray:
+        if self.frozen is None:
+            self.frozen = FrozenStream(self.renderer.model, self.cond, self.channels)
+        if not self.frozen_live:
+            self.frozen.load(self.state)
+            self.frozen_live = True
+        return self.frozen(x, y_dsp, g_db)
 
 
 class NeuralRenderer:

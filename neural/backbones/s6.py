@@ -160,56 +160,23 @@ class S6Model(ConditionedStack):
         blocks = [S6Block(width, state, expand, conv, dt_min, dt_max, chunk, fused) for _ in range(layers)]
         super().__init__(in_features, out_features, cond_dim, width, blocks, film_hidden)
         self.fused = fused
-        self._packed = None   # (weights' key, packed arrays): see _packed_weights
-        self._film = None     # (weights' key, cond, (scale, shift)): see _film_coefficients
 
-    def _run(self, x: Tensor, cond: Optional[Tensor], state: Optional[Tuple]) -> Tuple[Tensor, Tuple]:
-        if (cond is None or cond.dim() == 2) and use_compiled(self, x, self.fused, s6_stack.KERNEL):
-            return self._run_compiled(x, cond, state)
-        return super()._run(x, cond, state)
+    def compiled_kernel(self):
+        return (s6_stack.KERNEL, 10) if self.fused else None
 
-    def _run_compiled(self, x: Tensor, cond: Optional[Tensor], state: Optional[Tuple]) -> Tuple[Tensor, Tuple]:
-        """The stack in one compiled call (module doc); same output and state as the torch path."""
-        key, weights = self._packed_weights(x.dtype)
-        scale, shift = self._film_coefficients(key, cond, x)
-        batch, steps = x.shape[:2]
+    def kernel_state(self, state: Optional[Tuple], batch: int, dtype) -> Tuple[Tensor, Tensor]:
+        """(conv tails, scan states): ``(layers, B, d_conv - 1, d_inner)``, ``(layers, B, d_inner, N)``."""
         first = self.blocks[0]
         if state is None:
-            tail = x.new_zeros(len(self.blocks), batch, first.d_conv - 1, first.d_inner)
-            h = x.new_zeros(len(self.blocks), batch, first.d_inner, first.d_state)
-        else:   # copies: the caller's state stays as it was
-            tail = torch.stack([s[0] for s in state]).to(x.dtype)
-            h = torch.stack([s[1] for s in state]).to(x.dtype)
-        y = x.new_empty(batch, steps, self.out_features)
-        s6_stack.KERNEL(x.detach().contiguous().numpy(), *weights[:10], scale, shift, *weights[10:],
-                        tail.numpy(), h.numpy(), y.numpy())
-        return y, tuple(zip(tail.unbind(0), h.unbind(0)))
+            return (torch.zeros(len(self.blocks), batch, first.d_conv - 1, first.d_inner, dtype=dtype),
+                    torch.zeros(len(self.blocks), batch, first.d_inner, first.d_state, dtype=dtype))
+        return torch.stack([s[0] for s in state]).to(dtype), torch.stack([s[1] for s in state]).to(dtype)
 
-    def _weights_key(self, dtype) -> Optional[tuple]:
-        """What identifies the current weights (storage and version of every parameter); None when
-        they carry no version counter (created under ``torch.inference_mode``): then nothing is kept.
+    def layer_states(self, first: Tensor, second: Tensor) -> Tuple:
+        return tuple(zip(first.unbind(0), second.unbind(0)))
 
-        The parameters are looked up by (module, name) on every call, a list made once:
-        ``self.parameters()`` walks the module tree, which costs more than the kernel."""
-        slots = self.__dict__.get("_param_slots")
-        if slots is None:
-            slots = [(m._parameters, name) for m in self.modules() for name, p in m._parameters.items()
-                     if p is not None]
-            self.__dict__["_param_slots"] = slots
-        key = [dtype]
-        for params, name in slots:
-            p = params[name]
-            if p.is_inference():
-                return None
-            key.append(p.data_ptr())
-            key.append(p._version)
-        return tuple(key)
-
-    def _packed_weights(self, dtype):
-        """``(key, arrays)``: the kernel's weight arguments in ``dtype``, per layer stacked on a first axis."""
-        key = self._weights_key(dtype)
-        if key is not None and self._packed is not None and self._packed[0] == key:
-            return self._packed
+    def _pack(self, dtype) -> tuple:
+        """The kernel's weight arguments in ``dtype``, per layer stacked on a first axis."""
         blocks = self.blocks
 
         def stack(get):
@@ -229,31 +196,4 @@ class S6Model(ConditionedStack):
             stack(lambda i, b: self.glus[i].proj.bias),
             own(self.out_proj.weight), own(self.out_proj.bias),
         )
-        packed = (key, arrays)
-        if key is not None:
-            self._packed = packed
-        return packed
-
-    def _film_coefficients(self, key, cond: Optional[Tensor], x: Tensor):
-        """The FiLM layers' ``(1 + gamma, beta)`` for ``cond``, each ``(B, layers, width)`` in x's dtype,
-        kept for the last cond (compared by value) while the weights stay the same."""
-        batch, width = x.shape[0], self.in_proj.out_features
-        kept = self._film
-        if key is not None and kept is not None and kept[0] == key and kept[2][0].shape[0] == batch:
-            if cond is None if kept[1] is None else (cond is not None and cond.shape == kept[1].shape
-                                                      and torch.equal(cond, kept[1])):
-                return kept[2]
-        scales, shifts = [], []
-        for film in self.films:
-            if film.net is None:
-                scales.append(x.new_ones(batch, width))
-                shifts.append(x.new_zeros(batch, width))
-            else:
-                gamma, beta = film.coefficients(cond)
-                scales.append(gamma + 1.0)
-                shifts.append(beta)
-        coefficients = (torch.stack(scales, 1).to(x.dtype).contiguous().numpy(),
-                        torch.stack(shifts, 1).to(x.dtype).contiguous().numpy())
-        if key is not None:
-            self._film = (key, None if cond is None else cond.clone(), coefficients)
-        return coefficients
+        return arrays

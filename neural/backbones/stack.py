@@ -7,13 +7,22 @@ the interface ``block(x, state) -> (y, state)`` and ``block.initial_state(batch_
 :class:`~neural.backbones.lru.LRUBlock`). Family signature: :mod:`neural.backbones.base`.
 
 Shape: see :mod:`neural.backbones.base`; the state has one entry per layer (the block's state).
+
+Compiled inference (S6, LSTM): a subclass whose whole stack runs in one compiled call
+(:mod:`neural.kernels.s6_stack`, :mod:`neural.kernels.lstm_stack`) packs its weights for the
+kernel (``_pack``); :meth:`ConditionedStack._packed_weights` keeps them until the weights
+change (their version counters) and :meth:`ConditionedStack._film_coefficients` keeps the
+FiLM scales and shifts for the last conditioning vector, so a streaming block costs a
+handful of operations.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor, nn
 
+from ..kernels.compiled import use_compiled
 from .base import Backbone, State
 from .film import FiLM, GLU
 
@@ -41,12 +50,21 @@ class ConditionedStack(Backbone):
         self.films = nn.ModuleList(FiLM(cond_dim, width, film_hidden) for _ in blocks)
         self.glus = nn.ModuleList(GLU(width) for _ in blocks)
         self.out_proj = nn.Linear(width, out_features)
+        self._packed = None   # (weights' key, packed arrays): see _packed_weights
+        self._film = None     # (weights' key, cond, (scale, shift)): see _film_coefficients
 
     def initial_state(self, batch_size: int) -> State:
         """Zero state for ``batch_size`` signals (silence before the first block)."""
         return tuple(block.initial_state(batch_size) for block in self.blocks)
 
     def _run(self, x: Tensor, cond: Optional[Tensor], state: Optional[State]) -> Tuple[Tensor, State]:
+        kernel = self.compiled_kernel()
+        if (kernel is not None and (self.compiled_steps is None or x.shape[1] <= self.compiled_steps)
+                and (cond is None or cond.dim() == 2) and use_compiled(self, x, self.fused, kernel[0])):
+            return self._run_compiled(x, cond, state, kernel)
+        return self._run_modules(x, cond, state)
+
+    def _run_modules(self, x: Tensor, cond: Optional[Tensor], state: Optional[State]) -> Tuple[Tensor, State]:
         h = self.in_proj(x)
         new_state = []
         for i, (block, film, glu) in enumerate(zip(self.blocks, self.films, self.glus)):
@@ -54,3 +72,90 @@ class ConditionedStack(Backbone):
             h = h + glu(film(y, cond))
             new_state.append(s)
         return self.out_proj(h), tuple(new_state)
+
+    # --- compiled inference (subclasses with a kernel) --------------------------------------
+    fused = False           # whether to use the compiled kernel (a subclass with one sets it per model)
+    compiled_steps = None   # the longest block (steps) the kernel takes; None: any
+
+    def compiled_kernel(self):
+        """``(kernel, weight arrays before its FiLM arguments)``, or None: the stack has no compiled path.
+        The kernel's arguments: ``x``, the first weight arrays, the FiLM scales and shifts, the
+        rest, the two state arrays (:meth:`kernel_state`), the output."""
+        return None
+
+    def kernel_state(self, state: Optional[State], batch: int, dtype) -> Tuple[Tensor, Tensor]:
+        """The kernel's two state arrays (``(layers, B, ...)``, fresh copies) from a state tuple."""
+        raise NotImplementedError
+
+    def layer_states(self, first: Tensor, second: Tensor) -> State:
+        """The state tuple from the kernel's two state arrays."""
+        raise NotImplementedError
+
+    def _pack(self, dtype) -> tuple:
+        """The compiled kernel's weight arguments in ``dtype``."""
+        raise NotImplementedError
+
+    def _run_compiled(self, x: Tensor, cond: Optional[Tensor], state: Optional[State], kernel) -> Tuple[Tensor, State]:
+        """The stack in one compiled call; the caller's state stays as it was."""
+        run, split = kernel
+        key, weights = self._packed_weights(x.dtype)
+        scale, shift = self._film_coefficients(key, cond, x)
+        first, second = self.kernel_state(state, x.shape[0], x.dtype)
+        y = x.new_empty(x.shape[0], x.shape[1], self.out_features)
+        run(x.detach().contiguous().numpy(), *weights[:split], scale, shift, *weights[split:], first.numpy(),
+            second.numpy(), y.numpy())
+        return y, self.layer_states(first, second)
+
+    def _weights_key(self, dtype) -> Optional[tuple]:
+        """What identifies the current weights (storage and version of every parameter); None when
+        they carry no version counter (created under ``torch.inference_mode``): then nothing is kept.
+
+        The parameters are looked up by (module, name) on every call, a list made once:
+        ``self.parameters()`` walks the module tree, which costs more than the kernel."""
+        slots = self.__dict__.get("_param_slots")
+        if slots is None:
+            slots = [(m._parameters, name) for m in self.modules() for name, p in m._parameters.items()
+                     if p is not None]
+            self.__dict__["_param_slots"] = slots
+        key = [dtype]
+        for params, name in slots:
+            p = params[name]
+            if p.is_inference():
+                return None
+            key.append(p.data_ptr())
+            key.append(p._version)
+        return tuple(key)
+
+    def _packed_weights(self, dtype):
+        """``(key, arrays)``: :meth:`_pack`'s arrays, kept while the weights stay the same."""
+        key = self._weights_key(dtype)
+        if key is not None and self._packed is not None and self._packed[0] == key:
+            return self._packed
+        packed = (key, self._pack(dtype))
+        if key is not None:
+            self._packed = packed
+        return packed
+
+    def _film_coefficients(self, key, cond: Optional[Tensor], x: Tensor):
+        """The FiLM layers' ``(1 + gamma, beta)`` for ``cond``, each ``(B, layers, width)`` in x's dtype,
+        kept for the last cond (compared by value) while the weights stay the same."""
+        batch, width = x.shape[0], self.in_proj.out_features
+        kept = self._film
+        if key is not None and kept is not None and kept[0] == key and kept[2][0].shape[0] == batch:
+            if cond is None if kept[1] is None else (cond is not None and cond.shape == kept[1].shape
+                                                      and torch.equal(cond, kept[1])):
+                return kept[2]
+        scales, shifts = [], []
+        for film in self.films:
+            if film.net is None:
+                scales.append(x.new_ones(batch, width))
+                shifts.append(x.new_zeros(batch, width))
+            else:
+                gamma, beta = film.coefficients(cond)
+                scales.append(gamma + 1.0)
+                shifts.append(beta)
+        coefficients = (torch.stack(scales, 1).to(x.dtype).contiguous().numpy(),
+                        torch.stack(shifts, 1).to(x.dtype).contiguous().numpy())
+        if key is not None:
+            self._film = (key, None if cond is None else cond.clone(), coefficients)
+        return coefficients

@@ -37,20 +37,24 @@ def _build():
     import numba
     import numpy as np
 
+    # module globals, not locals: a kernel that closes over a local is not cached on disk
+    global film_glu_residual, input_layer, output_layer
+    from .stack_parts import film_glu_residual, input_layer, output_layer
+
     @numba.njit(cache=True, nogil=True, fastmath=False)
     def kernel(x, in_wt, in_b, win_t, conv_w, conv_b, xw_t, xb, A, Dsk, ow_t, fscale, fshift, gw_t, gb,
                out_w, out_b, tail, h, y):  # pragma: no cover - compiled
         # the projections' weights come transposed (input index first): the loops over an
         # output index are innermost, independent lanes that vectorise, each output still
-        # summed over its inputs in order. The five projections are written out in place:
-        # a shared jitted helper defined here (a closure) stops numba from loading this
-        # kernel from its disk cache, and every process then recompiled it (about 2.5 s)
-        batch, steps, features = x.shape
+        # summed over its inputs in order. The block's projections are written out in place; the
+        # parts shared with the LSTM stack are module-level functions (neural.kernels.stack_parts):
+        # a jitted helper defined here (a closure) would stop numba from loading this kernel from
+        # its disk cache, and every process would recompile it (about 2.5 s)
+        batch, steps = x.shape[:2]
         layers, width, two_inner = win_t.shape
         inner = two_inner // 2
         taps = conv_w.shape[2]
         states = A.shape[2]
-        outs = out_w.shape[0]
         dt = x.dtype
         res = np.empty(width, dt)       # the residual stream
         uz = np.empty(two_inner, dt)    # signal and gate branches
@@ -66,13 +70,7 @@ def _build():
         acc_g = np.empty(2 * width)
         for i in range(batch):
             for t in range(steps):
-                acc_w[:] = 0.0
-                for f in range(features):
-                    xf = x[i, t, f]
-                    for w in range(width):
-                        acc_w[w] += in_wt[f, w] * xf
-                for w in range(width):
-                    res[w] = acc_w[w] + in_b[w]
+                input_layer(x, i, t, in_wt, in_b, acc_w, res)
                 for l in range(layers):
                     acc_uz[:] = 0.0
                     for w in range(width):
@@ -123,21 +121,8 @@ def _build():
                             acc_w[w] += ow_t[l, d, w] * gd
                     for w in range(width):
                         v[w] = acc_w[w]
-                        v[w] = v[w] * fscale[i, l, w] + fshift[i, l, w]
-                    acc_g[:] = 0.0
-                    for w in range(width):
-                        vw = v[w]
-                        for r in range(2 * width):
-                            acc_g[r] += gw_t[l, w, r] * vw
-                    for r in range(2 * width):
-                        g[r] = acc_g[r] + gb[l, r]
-                    for w in range(width):
-                        res[w] = res[w] + g[w] / (1.0 + math.exp(-g[width + w]))
-                for o in range(outs):
-                    acc = 0.0
-                    for w in range(width):
-                        acc += out_w[o, w] * res[w]
-                    y[i, t, o] = acc + out_b[o]
+                    film_glu_residual(v, fscale, fshift, i, l, gw_t, gb, acc_g, g, res)
+                output_layer(res, out_w, out_b, y, i, t)
 
     return kernel
 
