@@ -17,10 +17,14 @@ of about 8 on 2 cores, the default S6 hybrid with its audio path at 256 / 2048 s
 CPU-time RTF of 0.9 / 4.4 here but 6 / 18 alone.
 
 Models: a one-pair fit, a knob map (two modes, three levels), a gray-box knob map (the same
-with the blocks around the compressor), a knob table, and untrained S6, LSTM and FF hybrids
-with the sizes of ``cfg/model/<backbone>.yaml`` (control rate included) and its hybrid
-audio-rate path (``cfg/model/base.yaml``, the weights moved off the identity); or the
-exportable sources given with ``--source`` (ckpt.yaml, chain folder, neural .pt).
+with the blocks around the compressor), an opto knob map (an LA-2A-like cell in those blocks),
+a knob table, and untrained S6, LSTM and FF hybrids on the first map, and an S6 hybrid on the
+opto map (the default model's form), with the sizes of ``cfg/model/<backbone>.yaml`` (control
+rate included) and its hybrid audio-rate path (``cfg/model/base.yaml``, the weights moved
+off the identity); or the exportable sources given with ``--source`` (ckpt.yaml, chain
+folder, neural .pt). For a neural model whose block processor has the frozen path
+(:mod:`neural.frozen_stream`), the last column times the same processor through its modules
+(the path it takes without it; ``DIFFERS`` if the two outputs were not equal bit for bit).
 
 ``--check-blocks`` adds an accuracy pass: the exported module streamed in blocks of each
 size (0: the whole signal in one call) against the Python renderer in 4096-sample blocks.
@@ -77,17 +81,22 @@ def synthetic_sources(folder: Path) -> list[Path]:
     """A fit, knob maps (ff5, graybox), a knob table and untrained S6 / LSTM / FF hybrids at their configured sizes."""
     from neural.checkpoint import build_model, model_spec, save_checkpoint as save_neural
     (folder / "fit").mkdir()
-    save_checkpoint(folder / "fit" / "ckpt.yaml", {"params": PARAMS, "esr": 0.0, "loss": 0.0, "iterations": 0,
-                                                   "converged": True, "seconds": 0.0, "sample_rate": SR})
+    save_checkpoint(folder / "fit" / "ckpt.yaml", {"compressor": "ff5", "params": PARAMS, "esr": 0.0, "loss": 0.0,
+                                                   "iterations": 0, "converged": True, "seconds": 0.0,
+                                                   "sample_rate": SR})
     (folder / "chain").mkdir()
     KnobMap(TABLE, "ff5").save(folder / "chain" / "knobmap.yaml")
     (folder / "graybox_chain").mkdir()
     KnobMap(GRAYBOX_TABLE, "graybox").save(folder / "graybox_chain" / "knobmap.yaml")
+    (folder / "opto_chain").mkdir()
+    KnobMap(OPTO_TABLE, "opto").save(folder / "opto_chain" / "knobmap.yaml")
     KNOB_TABLE.save(folder / "knobtable.yaml")
-    sources = [folder / "fit", folder / "chain", folder / "graybox_chain", folder / "knobtable.yaml"]
+    sources = [folder / "fit", folder / "chain", folder / "graybox_chain", folder / "opto_chain",
+               folder / "knobtable.yaml"]
     base = yaml.safe_load((ROOT / "cfg" / "model" / "base.yaml").read_text())
     path_options = (base.get("audio_path") or {}).get("hybrid")
-    for backbone in ("s6", "lstm", "ff"):
+    # the hybrids on the ff5 map, and the default model's (an S6 hybrid on an opto map)
+    for backbone, dsp in (("s6", "ff5"), ("lstm", "ff5"), ("ff", "ff5"), ("s6", "opto")):
         cfg = yaml.safe_load((ROOT / "cfg" / "model" / f"{backbone}.yaml").read_text())
         hp = dict(cfg["hyperparameters"])
         torch.manual_seed(0)
@@ -98,8 +107,9 @@ def synthetic_sources(folder: Path) -> list[Path]:
             if model.audio_path is not None:   # off the identity, as after training
                 model.audio_path.fir.add_(torch.randn(model.audio_path.fir.shape) * 0.05)
                 model.audio_path.branch.normal_(0.0, 0.3)
-        path = folder / f"{backbone}_hybrid.pt"
-        save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": KnobMap(TABLE, "ff5").to_record(),
+        path = folder / (f"{backbone}_hybrid.pt" if dsp == "ff5" else f"{backbone}_{dsp}_hybrid.pt")
+        kmap = KnobMap(TABLE, "ff5") if dsp == "ff5" else KnobMap(OPTO_TABLE, "opto")
+        save_neural(path, {"model": spec, "variant": "hybrid", "sample_rate": SR, "param_map": kmap.to_record(),
                            "state_dict": model.state_dict(), "config": {}})
         sources.append(path)
     return sources
@@ -141,13 +151,14 @@ def main(argv=None) -> int:
         sources = [s for s in sources if any(w in s.name for w in args.only)]
     print(f"{args.seconds:g} s mono at {SR} Hz, one thread, best of {args.repeats}; RTF = audio s / wall s "
           f"(CPU-time RTF in brackets)")
-    print(f"{'model':34s} {'block':>6s} {'TorchScript RTF':>22s} {'Python RTF':>22s} {'max |diff|':>11s}")
+    print(f"{'model':34s} {'block':>6s} {'TorchScript RTF':>22s} {'Python RTF':>22s} {'max |diff|':>11s} "
+          f"{'Python, modules only':>22s}")
     worst = 0.0
     for src in sources:
-        kind, path = resolve_source(src)
+        kind, path, fit = resolve_source(src)
         res = export_model(src, tmp / f"{src.stem}.ts")
         module = torch.jit.load(str(res.out))
-        ex = build(kind, path, SR if kind != "neural" else None)
+        ex = build(kind, path, fit, SR if kind != "neural" else None)
         desc, make_reference = ex.description, ex.reference
         setting = {"fit": None, "knobtable": KNOB_SETTING}.get(kind, SETTING)
         knobs = ex.knob_args(setting)
@@ -160,8 +171,10 @@ def main(argv=None) -> int:
                 with torch.inference_mode():
                     return torch.cat([module(t, *knobs) for t in tensors], 1).numpy()
 
-            def run_python():
+            def run_python(frozen=True):
                 proc = make_reference(setting)
+                if hasattr(proc, "frozen_ok"):   # a neural block processor: its frozen path on or off
+                    proc.frozen_ok = proc.frozen_ok and frozen
                 return np.concatenate([proc(b) for b in blocks], 1)
 
             module(tensors[0], *knobs)  # the first calls of a scripted module optimise its graph
@@ -170,8 +183,13 @@ def main(argv=None) -> int:
             wp, cp, yp = timed(run_python, args.seconds, args.repeats)
             diff = float(np.max(np.abs(ys - yp)))
             worst = max(worst, diff)
-            name = desc if len(desc) <= 34 else desc[:31] + "..."
-            print(f"{name:34s} {block:6d} {ws:10.1f} ({cs:8.1f}) {wp:10.1f} ({cp:8.1f}) {diff:11.2e}")
+            name = src.stem if kind == "neural" else desc   # a neural file's name says its backbone and map
+            name = name if len(name) <= 34 else name[:31] + "..."
+            modules = ""
+            if kind == "neural" and make_reference(setting).frozen_ok:   # the same renderer through its modules
+                wm, cm, ym = timed(lambda: run_python(False), args.seconds, args.repeats)
+                modules = f" {wm:10.1f} ({cm:8.1f})" + ("" if np.array_equal(ym, yp) else " DIFFERS")
+            print(f"{name:34s} {block:6d} {ws:10.1f} ({cs:8.1f}) {wp:10.1f} ({cp:8.1f}) {diff:11.2e}{modules}")
         if args.check_blocks:
             ref = np.concatenate([p for p in _blocks_through(make_reference(setting), x, 4096)], 1)
             for block in args.check_blocks:

@@ -179,8 +179,9 @@ def synthetic_sources(folder: Path, rate: int, models) -> dict:
     sources = {}
     if "fit" in models:
         (folder / "fit").mkdir()
-        save_checkpoint(folder / "fit" / "ckpt.yaml", {"params": PARAMS, "esr": 0.0, "loss": 0.0, "iterations": 0,
-                                                       "converged": True, "seconds": 0.0, "sample_rate": rate})
+        save_checkpoint(folder / "fit" / "ckpt.yaml", {"compressor": "ff5", "params": PARAMS, "esr": 0.0, "loss": 0.0,
+                                                       "iterations": 0, "converged": True, "seconds": 0.0,
+                                                       "sample_rate": rate})
         sources["fit"] = folder / "fit"
     maps = {"graybox": KnobMap(GRAYBOX_TABLE, "graybox"), "opto": KnobMap(OPTO_TABLE, "opto")}
     for name, kmap in maps.items():
