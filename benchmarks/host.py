@@ -27,7 +27,11 @@ sources given with ``--source``. The signal is the project's synthesised program
 
     python benchmarks/host.py [--models fit graybox s6 lstm opto s6_opto lstm_opto] [--blocks 32 64 128 256 512 2048]
                               [--minutes 10] [--silence 60] [--rate 48000] [--channels 1]
-                              [--source PATH ...] [--json OUT.json]
+                              [--source PATH ...] [--json OUT.json] [--python] [--neutone PYTHON]
+
+``--python`` adds the hybrids streamed through the Python renderer's block processor
+(``NeuralRenderer.block_processor``: what ``test_comp.py --neural`` and ``leveller`` stream
+with), in a fresh process of its own (the project importable), timed the same way.
 """
 from __future__ import annotations
 
@@ -75,7 +79,30 @@ def rss_mb():
 def blocks_of(x):
     return [x[:, i:i + block].contiguous() for i in range(0, x.shape[1] - block + 1, block)]
 
+class PythonProcessor:
+    """The Python renderer's block processor (what test_comp.py --neural and leveller stream with),
+    called as a host calls an exported module."""
+
+    def __init__(self):
+        sys.path.insert(0, a["root"])
+        from neural.inference import NeuralRenderer
+        self.renderer = NeuralRenderer.load(a["file"])
+        self.reset()
+
+    def reset(self):
+        setting = {"mode": "limit" if knobs[1] >= 0.5 else "compress", "peak_reduction": knobs[0]}
+        self.proc = self.renderer.block_processor(rate, setting)
+
+    def forward(self, b, *knobs):
+        return torch.from_numpy(self.proc(b.numpy()))
+
+    def latency(self):
+        return 0
+
+
 def load():
+    if a["python"]:
+        return PythonProcessor()
     if not a["neutone"]:
         return torch.jit.load(a["file"])
     from neutone_sdk.utils import load_neutone_model
@@ -241,6 +268,9 @@ def main(argv=None) -> int:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--source", nargs="*", default=None, help="exportable sources instead of the synthetic ones")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--python", action="store_true",
+                    help="also time the hybrids through the Python renderer's block processor (NeuralRenderer."
+                         "block_processor: test_comp.py --neural, leveller), the same way")
     ap.add_argument("--neutone", default=None, metavar="PYTHON",
                     help="the Python of neutone-sdk's environment (docs/NEUTONE.md): also export the S6 hybrid as a "
                          "Neutone model (the SDK's submission checks) and time it the same way, stereo at --rate")
@@ -269,6 +299,10 @@ def main(argv=None) -> int:
     print("-" * len(header))
     rows = []
     runs = [(name, res.out, res.kind, sys.executable, False, signal) for name, res in files.items()]
+    if args.python:   # the neural sources again, through the Python renderer's block processor
+        for name in [n for n in sources if n in HYBRIDS]:
+            LABELS[name + "_python"] = LABELS[name].replace("(", "(Python, ", 1)
+            runs.append((name + "_python", sources[name], "python", sys.executable, False, signal))
     if args.neutone and "s6" in sources:
         stereo = tmp / "program-stereo.pt"
         torch.save(program(args.rate, 2), stereo)
@@ -289,7 +323,7 @@ def main(argv=None) -> int:
         for block in args.blocks:
             payload = json.dumps({"file": str(out_file), "knobs": knobs, "block": block, "rate": args.rate,
                                   "signal": str(sig), "minutes": args.minutes, "silence": args.silence,
-                                  "neutone": neutone})
+                                  "neutone": neutone, "python": kind == "python", "root": str(ROOT)})
             out = subprocess.run([python, "-I", "-c", CHILD, payload], capture_output=True, text=True, cwd=tmp)
             if out.returncode != 0:
                 print(f"{LABELS.get(name, name):30s} {block:6d} failed: {out.stderr.strip().splitlines()[-1]}")

@@ -223,9 +223,13 @@ class AudioPath(nn.Module):
         block's shaped samples (``t``), the branch states (``K``); columns: the block's
         output (``t``) and the new branch states (``K``). Built in float64.
         """
-        key = (t, dtype, device, *((p.data_ptr(), p._version) for p in (self.fir, self.log_hz, self.branch)))
+        weights = (self.fir, self.log_hz, self.branch)
+        # inference tensors (weights loaded under torch.inference_mode) carry no version counter:
+        # then nothing is kept, the matrix is built for every block
+        key = None if any(p.is_inference() for p in weights) else \
+            (t, dtype, device, *((p.data_ptr(), p._version) for p in weights))
         cached = getattr(self, "_block_cache", None)
-        if cached is not None and cached[0] == key:
+        if key is not None and cached is not None and cached[0] == key:
             return cached[1]
         taps, k = self.fir_taps, self.poles
         fir = self.fir.detach().double().cpu()
@@ -243,7 +247,8 @@ class AudioPath(nn.Module):
             m[taps - 1 + t:, :t] = (w * p ** (cols.double()[:, None] + 1)).T   # old states -> y
             m[taps - 1 + t:, t:] = torch.diag(p ** t)                          # old states -> new states
         m = m.to(dtype=dtype, device=device)
-        self._block_cache = (key, m)
+        if key is not None:
+            self._block_cache = (key, m)
         return m
 
     def forward(self, u: Tensor, cond: Optional[Tensor] = None) -> Tensor:

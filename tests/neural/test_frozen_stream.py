@@ -108,3 +108,15 @@ def test_models_it_does_not_cover_stream_through_the_modules(tmp_path):
     x = _signal(0.1, 1)
     out, proc = _stream(r, x, [64] * -(-x.shape[1] // 64), True, la2a_setting("compress", 60))
     assert proc.frozen is None and np.isfinite(out).all()
+
+
+def test_a_renderer_loaded_under_inference_mode_streams(tmp_path):
+    r = _renderer(tmp_path, "hybrid_gain", "fitted+knobs")
+    with torch.inference_mode():   # its weights are inference tensors: no version counters to key caches on
+        loaded = NeuralRenderer.load(tmp_path / "m.pt")
+    x = _signal(0.3, 1)
+    setting = la2a_setting("limit", 70)
+    sizes = _blocks(x.shape[1], 3)
+    want, _ = _stream(r, x, sizes, True, setting)
+    for frozen in (True, False):
+        np.testing.assert_array_equal(_stream(loaded, x, sizes, frozen, setting)[0], want)
