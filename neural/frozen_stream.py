@@ -34,6 +34,7 @@ __all__ = ["MAX_BLOCK", "supports", "FrozenStream"]
 
 MAX_BLOCK = _BLOCK_MAX   # the audio path's one-matrix blocks; longer blocks take the module path
 _LN10 = 2.302585092994046
+_KEPT_LENGTHS = 8   # block lengths whose audio-path matrix a stream keeps (each up to about 1 MB)
 
 
 def _head(model: torch.nn.Module) -> torch.nn.Module:
@@ -165,7 +166,9 @@ class FrozenStream:
         row = np.empty((x.shape[0], taps + n + self.path_h.shape[1]), np.float32)
         shaper.KERNEL(y.numpy(), self.shape_coefficients, self.path.use_shaper, self.path_tail, self.path_h, row)
         m = self.matrices.get(n)
-        if m is None:
+        if m is None:   # a few block lengths kept (a host's buffer size, its odd last buffers): bounded memory
+            if len(self.matrices) >= _KEPT_LENGTHS:
+                del self.matrices[next(iter(self.matrices))]
             m = self.matrices[n] = self.path._block_matrix(n, torch.float32, torch.device("cpu"))
         out = (t(row) @ m).numpy()   # AudioPath.process on a host block
         self.path_tail = row[:, n:n + taps].copy()

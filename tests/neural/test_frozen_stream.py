@@ -120,3 +120,12 @@ def test_a_renderer_loaded_under_inference_mode_streams(tmp_path):
     want, _ = _stream(r, x, sizes, True, setting)
     for frozen in (True, False):
         np.testing.assert_array_equal(_stream(loaded, x, sizes, frozen, setting)[0], want)
+
+
+def test_a_stream_of_ever_changing_block_sizes_keeps_few_matrices(tmp_path):
+    r = _renderer(tmp_path, "hybrid_gain", "fitted+knobs")
+    x = _signal(0.2, 1)
+    sizes = list(range(7, 300, 23))   # 13 lengths, each once
+    frozen, proc = _stream(r, x, sizes, True, la2a_setting("compress", 80))
+    np.testing.assert_array_equal(frozen, _stream(r, x, sizes, False, la2a_setting("compress", 80))[0])
+    assert len(proc.frozen.matrices) <= 8
