@@ -12,7 +12,10 @@ Same computation as :class:`dsp.models.opto_streaming.StreamingOpto` (float64 in
   the previous sample's output, so there is no block form: it runs sample by sample on
   Python floats inside TorchScript (a few tens of scalar steps per sample, no tensor
   operation; a mono block takes a branch with fewer steps), and the block's gains become one tensor exactly (as integers in units of
-  ``2^-52``: TorchScript makes a float list float32);
+  ``2^-52``: TorchScript makes a float list float32); its decaying states are set to zero
+  below ``deploy.kernels.FLUSH`` at the end of a block, as the Python renderer's
+  (:func:`dsp.derivatives.opto_kernel.stream_gain`), so a long silence never reaches the
+  subnormal range;
 - the blocks around it (``Hin``, ``S``, ``Hout``) are the gray-box's :class:`deploy.graybox.GrayboxStage`.
 
 - :class:`FixedOpto`: a one-pair opto fit, ``forward(x)``.
@@ -32,6 +35,7 @@ from torch import Tensor, nn
 
 from deploy.compressor import KnobMapCurves
 from deploy.graybox import BLOCK_ORDER, _StreamingGraybox, shelf_section
+from deploy.kernels import FLUSH
 
 __all__ = ["CORE_ORDER", "OPTO_ORDER", "OptoCell", "FixedOpto", "KnobMapOpto"]
 
@@ -65,6 +69,7 @@ class OptoCell(nn.Module):
         self.k_db = K_DB           # module constants as attributes: TorchScript reads no float globals
         self.floor = POWER_FLOOR
         self.unit = GAIN_UNIT
+        self.flush = FLUSH
 
     @torch.jit.export
     def reset(self) -> None:
@@ -154,7 +159,13 @@ class OptoCell(nn.Module):
             mem += memory_rate * ((1.0 - g) - mem)
         if mono:
             z[0] = z0
-        self.state = [g, light, cs, mem]
+        # decaying states below FLUSH become 0 before a long silence takes them to the subnormal range
+        flush = self.flush
+        for c in range(channels):
+            if abs(z[c]) < flush:
+                z[c] = 0.0
+        self.state = [g, 0.0 if light < flush else light, 0.0 if abs(cs) < flush else cs,
+                      0.0 if abs(mem) < flush else mem]
         return out
 
 

@@ -70,6 +70,7 @@ _NPRM = 40
 # loop parameter positions (KERNEL_ORDER); the mix is 10 when free, the make-up n
 _PT, _PG, _PA, _PF, _PR, _PW, _PM, _PK, _PSF, _PSG, _PMIX = range(11)
 STATE_SIZE = 4      # g, light, c_slow, memory (+ one shelf state per channel)
+_FLUSH = 1e-200     # streaming: decaying states below this become 0 (dsp.models.streaming_kernels.FLUSH)
 
 
 def constants(natural, blocks, sample_rate: float) -> np.ndarray:
@@ -291,7 +292,10 @@ def stream_gain(x, st, zsh, prm, gain):
     """Linked detection over channels, block by block: the gain (before make-up) of each
     sample of ``x`` ``(C, n)`` into ``gain`` ``(n,)``; ``st`` (:data:`STATE_SIZE`) and the
     per-channel shelf states ``zsh`` ``(C,)`` carry over between blocks. The light is fed by
-    the mean over channels of the squared drive (one channel: the fit's path exactly)."""
+    the mean over channels of the squared drive (one channel: the fit's path exactly). At the
+    block's end the states decaying towards zero (light, slow carriers, memory, shelves) are
+    set to zero below ``1e-200``, before a long silence takes them to the subnormal range
+    (:mod:`dsp.models.streaming_kernels`)."""
     C, N = x.shape
     for n in range(N):
         g = st[0]
@@ -303,6 +307,12 @@ def stream_gain(x, st, zsh, prm, gain):
             zsh[c] = prm[_B1] * s - prm[_A1] * e
             q += e * e
         _cell(st, q / C, prm)
+    for i in range(1, STATE_SIZE):
+        if abs(st[i]) < _FLUSH:
+            st[i] = 0.0
+    for c in range(C):
+        if abs(zsh[c]) < _FLUSH:
+            zsh[c] = 0.0
 
 
 # ----------------------------------------------------------------------------------------

@@ -67,3 +67,18 @@ def test_state_reset_rate_and_channels(signal):
     m.set_sample_rate(2000)   # the 1.5 kHz sidechain shelf lies above Nyquist there
     with pytest.raises(Exception, match="half the sample rate"):
         m(torch.from_numpy(signal))
+
+
+def test_a_long_silence_leaves_no_cell_state_on_its_way_to_the_subnormal_range():
+    sr = 8000   # fast decays: the silence needed stays short
+    p = {**P, "release_ms": 10.0, "release_slow_ms": 100.0, "memory_ms": 100.0, "sidechain_shelf_hz": 1000.0,
+         "input_highpass_hz": 200.0, "input_shelf_hz": 1000.0, "output_highpass_hz": 300.0}
+    m = torch.jit.script(FixedOpto(p, sr))
+    m(torch.from_numpy(0.5 * check_signal(1.0, sr, channels=1, seed=3)))
+    assert m.cell.state[1] > 1e-6   # lit
+    silence = torch.zeros(1, 4096)
+    for _ in range(200 * sr // 4096):   # 200 s: without the flush the light and the shelf go subnormal
+        out = m(silence)
+    states = list(m.cell.state) + list(m.cell.shelf)
+    assert all(v == 0.0 or abs(v) >= 1e-200 for v in states) and m.cell.state[1] == 0.0
+    assert torch.all(out == 0.0)

@@ -61,3 +61,32 @@ def test_graybox_block_equals_lfilter_and_shaper(stereo):
         graybox_block(part, gain[start:start + 777], b_in, a_in, z_in, drive, asymmetry, b_out, a_out, z_out,
                       got[:, start:start + 777])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
+def _subnormal_or_tiny(values) -> bool:
+    v = np.abs(np.asarray(values, dtype=np.float64).ravel())
+    return bool(((v > 0) & (v < 1e-200)).any())
+
+
+def test_a_long_silence_leaves_no_state_on_its_way_to_the_subnormal_range():
+    """Loud material, then minutes of digital silence block by block: every decaying state of the
+    gray-box's filters and of the opto cell is zero or above 1e-200 (no subnormal arithmetic)."""
+    from dsp.models.opto import OPTO_START
+    from dsp.models.opto_streaming import StreamingOpto
+    sr = 8000   # fast decays: the silence needed stays short
+    blocks = {"input_highpass_hz": 200.0, "input_shelf_hz": 1000.0, "input_shelf_db": -3.0, "tube_drive": 1.5,
+              "tube_asymmetry": 0.1, "output_highpass_hz": 300.0}
+    params = {**OPTO_START, **blocks, "threshold_db": -30.0, "release_ms": 10.0, "release_slow_ms": 100.0,
+              "memory_ms": 100.0, "sidechain_shelf_hz": 1000.0}
+    proc = StreamingOpto(params, sr)
+    loud = 0.5 * synthesize(1.0, sr, seed=3)[None].astype(np.float64)
+    proc.process(loud)
+    lit = proc.cells[0].state[1]
+    assert lit > 1e-6   # the cell was lit
+    silence = np.zeros((1, 512))
+    for _ in range(200 * sr // 512):   # 200 s: without the flush the light, the shelves and filters go subnormal
+        out = proc.process(silence)
+    cell = proc.cells[0]
+    assert not _subnormal_or_tiny(cell.state) and not _subnormal_or_tiny(cell.shelf)
+    assert not _subnormal_or_tiny(proc.input_filter.state) and not _subnormal_or_tiny(proc.output_filter.state)
+    assert cell.state[1] == 0.0 and np.all(out == 0.0)
