@@ -78,7 +78,7 @@ class FrozenStream:
 
     def __init__(self, model: torch.nn.Module, cond, channels: int):
         head = _head(model)
-        self.model, self.head, self.channels = model, head, channels
+        self.model, self.channels = model, channels
         self.frame = head.frame
         self.gain_out = type(head).__name__ == "HybridGainDB"   # y_dsp * gain; else the black box, x * gain
         self.uses_dsp = bool(head.uses_dsp)
