@@ -6,8 +6,8 @@ Without a graph (CPU, cond constant over the block), a block of up to
 (:mod:`neural.kernels.lstm_stack`), as the S6 stack does: a streaming block of a few
 control frames then costs a handful of operations instead of ``torch.nn.LSTM``'s call and
 the FiLM, GLU and projections of every layer. Longer blocks (files rendered offline) keep
-``torch.nn.LSTM``, whose batched input projection is faster there (a 20 s render: 217x real
-time against 174x through the kernel).
+``torch.nn.LSTM``, whose batched input projection is faster there
+(:data:`neural.backbones.stack.COMPILED_STEPS`).
 """
 from __future__ import annotations
 
@@ -18,11 +18,9 @@ from torch import Tensor, nn
 
 from ..kernels import lstm_stack
 from .base import register
-from .stack import ConditionedStack
+from .stack import COMPILED_STEPS, ConditionedStack
 
 __all__ = ["COMPILED_STEPS", "LSTMBlock", "LSTMModel"]
-
-COMPILED_STEPS = 64   # steps (control frames) per block up to which the compiled stack runs
 
 LSTMState = Tuple[Tensor, Tensor]
 

@@ -22,11 +22,12 @@ Streaming: the block carries the last ``d_conv - 1`` conv inputs and the scan st
 running a signal block by block gives the offline output (to float rounding).
 
 Backbone (:class:`S6Model`): the conditioned stack of :mod:`neural.backbones.stack`
-with S6 blocks. Without a graph (CPU, cond constant over the block) the whole stack
-runs in one compiled call (:mod:`neural.kernels.s6_stack`): its weights are packed once
-and kept until they change (their version counters), the FiLM scales and shifts kept
-for the last conditioning vector, so a streaming block costs a handful of tensor
-operations instead of ~40 per layer.
+with S6 blocks. Without a graph (CPU, cond constant over the block), a block of up to
+:data:`neural.backbones.stack.COMPILED_STEPS` steps runs the whole stack in one compiled
+call (:mod:`neural.kernels.s6_stack`): its weights are packed once and kept until they
+change (their version counters), the FiLM scales and shifts kept for the last
+conditioning vector, so a streaming block costs a handful of tensor operations instead
+of ~40 per layer. Longer blocks (offline renders) take the torch path, faster there.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from ..kernels import s6_stack, selective
 from ..kernels.compiled import use_compiled
 from ..kernels.scan import scan_parallel
 from .base import register
-from .stack import ConditionedStack
+from .stack import COMPILED_STEPS, ConditionedStack
 
 __all__ = ["S6Block", "S6Model"]
 
@@ -160,6 +161,8 @@ class S6Model(ConditionedStack):
         blocks = [S6Block(width, state, expand, conv, dt_min, dt_max, chunk, fused) for _ in range(layers)]
         super().__init__(in_features, out_features, cond_dim, width, blocks, film_hidden)
         self.fused = fused
+
+    compiled_steps = COMPILED_STEPS   # longer blocks (offline renders) are faster through the torch path
 
     def compiled_kernel(self):
         return (s6_stack.KERNEL, 10) if self.fused else None
