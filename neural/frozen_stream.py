@@ -53,8 +53,7 @@ def supports(model: torch.nn.Module) -> bool:
     stack = _stack_kernel(head.backbone)
     if getattr(head, "frame", 1) <= 1 or stack is None:
         return False
-    steps = head.backbone.compiled_steps
-    if steps is not None and MAX_BLOCK > head.frame * steps:
+    if MAX_BLOCK > head.frame * head.backbone.compiled_steps:
         return False   # the modules would run such a block without the kernel: not the same roundings
     if type(head).__name__ not in ("HybridGainDB", "BlackBoxGain"):
         return False

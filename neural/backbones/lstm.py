@@ -2,12 +2,11 @@
 the LSTM backbone: the conditioned stack of :mod:`neural.backbones.stack` with LSTM blocks.
 
 Without a graph (CPU, cond constant over the block), a block of up to
-:data:`COMPILED_STEPS` steps runs the whole stack in one compiled call
+:data:`neural.backbones.stack.COMPILED_STEPS` steps runs the whole stack in one compiled call
 (:mod:`neural.kernels.lstm_stack`), as the S6 stack does: a streaming block of a few
 control frames then costs a handful of operations instead of ``torch.nn.LSTM``'s call and
 the FiLM, GLU and projections of every layer. Longer blocks (files rendered offline) keep
-``torch.nn.LSTM``, whose batched input projection is faster there
-(:data:`neural.backbones.stack.COMPILED_STEPS`).
+``torch.nn.LSTM``, whose batched input projection is faster there.
 """
 from __future__ import annotations
 
@@ -18,9 +17,9 @@ from torch import Tensor, nn
 
 from ..kernels import lstm_stack
 from .base import register
-from .stack import COMPILED_STEPS, ConditionedStack
+from .stack import ConditionedStack
 
-__all__ = ["COMPILED_STEPS", "LSTMBlock", "LSTMModel"]
+__all__ = ["LSTMBlock", "LSTMModel"]
 
 LSTMState = Tuple[Tensor, Tensor]
 
@@ -66,8 +65,6 @@ class LSTMModel(ConditionedStack):
         blocks = [LSTMBlock(hidden) for _ in range(layers)]
         super().__init__(in_features, out_features, cond_dim, hidden, blocks, film_hidden)
         self.fused = fused
-
-    compiled_steps = COMPILED_STEPS
 
     def compiled_kernel(self):
         return (lstm_stack.KERNEL, 5) if self.fused else None

@@ -42,7 +42,7 @@ from ..kernels import s6_stack, selective
 from ..kernels.compiled import use_compiled
 from ..kernels.scan import scan_parallel
 from .base import register
-from .stack import COMPILED_STEPS, ConditionedStack
+from .stack import ConditionedStack
 
 __all__ = ["S6Block", "S6Model"]
 
@@ -161,8 +161,6 @@ class S6Model(ConditionedStack):
         blocks = [S6Block(width, state, expand, conv, dt_min, dt_max, chunk, fused) for _ in range(layers)]
         super().__init__(in_features, out_features, cond_dim, width, blocks, film_hidden)
         self.fused = fused
-
-    compiled_steps = COMPILED_STEPS   # longer blocks (offline renders) are faster through the torch path
 
     def compiled_kernel(self):
         return (s6_stack.KERNEL, 10) if self.fused else None

@@ -47,6 +47,9 @@ class ConditionedStack(Backbone):
         film_hidden: hidden width of each FiLM MLP.
     """
 
+    fused = False                    # use the compiled kernel (a subclass with one sets it per model)
+    compiled_steps = COMPILED_STEPS  # the longest block (steps) the kernel takes
+
     def __init__(self, in_features: int, out_features: int, cond_dim: int, width: int, blocks: Sequence[nn.Module],
                  film_hidden: int = 16):
         super().__init__(in_features, out_features, cond_dim, width=width, layers=len(blocks))
@@ -64,8 +67,8 @@ class ConditionedStack(Backbone):
 
     def _run(self, x: Tensor, cond: Optional[Tensor], state: Optional[State]) -> Tuple[Tensor, State]:
         kernel = self.compiled_kernel()
-        if (kernel is not None and (self.compiled_steps is None or x.shape[1] <= self.compiled_steps)
-                and (cond is None or cond.dim() == 2) and use_compiled(self, x, self.fused, kernel[0])):
+        if (kernel is not None and x.shape[1] <= self.compiled_steps and (cond is None or cond.dim() == 2)
+                and use_compiled(self, x, self.fused, kernel[0])):
             return self._run_compiled(x, cond, state, kernel)
         return self._run_modules(x, cond, state)
 
@@ -79,9 +82,6 @@ class ConditionedStack(Backbone):
         return self.out_proj(h), tuple(new_state)
 
     # --- compiled inference (subclasses with a kernel) --------------------------------------
-    fused = False           # whether to use the compiled kernel (a subclass with one sets it per model)
-    compiled_steps = None   # the longest block (steps) the kernel takes; None: any
-
     def compiled_kernel(self):
         """``(kernel, weight arrays before its FiLM arguments)``, or None: the stack has no compiled path.
         The kernel's arguments: ``x``, the first weight arrays, the FiLM scales and shifts, the

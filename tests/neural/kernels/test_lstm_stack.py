@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from neural.backbones.lstm import COMPILED_STEPS, LSTMModel
+from neural.backbones.lstm import LSTMModel
+from neural.backbones.stack import COMPILED_STEPS
 from neural.kernels import lstm_stack
 
 pytestmark = pytest.mark.skipif(not lstm_stack.available(), reason="numba not available")
