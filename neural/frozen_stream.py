@@ -28,6 +28,7 @@ import torch
 from neural.audio_path import _BLOCK_MAX
 from neural.backbones.stack import ConditionedStack
 from neural.control import _FLOOR
+from neural.heads import BlackBoxGain, HybridGainDB
 from neural.kernels import frames, shaper
 
 __all__ = ["MAX_BLOCK", "supports", "FrozenStream"]
@@ -55,7 +56,7 @@ def supports(model: torch.nn.Module) -> bool:
         return False
     if MAX_BLOCK > head.frame * head.backbone.compiled_steps:
         return False   # the modules would run such a block without the kernel: not the same roundings
-    if type(head).__name__ not in ("HybridGainDB", "BlackBoxGain"):
+    if not isinstance(head, (HybridGainDB, BlackBoxGain)):   # the output forms it computes
         return False
     if next(model.parameters()).dtype != torch.float32 or next(model.parameters()).device.type != "cpu":
         return False
@@ -79,7 +80,7 @@ class FrozenStream:
         head = _head(model)
         self.model, self.channels = model, channels
         self.frame = head.frame
-        self.gain_out = type(head).__name__ == "HybridGainDB"   # y_dsp * gain; else the black box, x * gain
+        self.gain_out = isinstance(head, HybridGainDB)   # y_dsp * gain; else the black box, x * gain
         self.uses_dsp = bool(head.uses_dsp)
         backbone = head.backbone
         self.backbone = backbone

@@ -73,7 +73,7 @@ class BlockProcessor:
 
     The setting is a knob dict of the model's device. The channel count is fixed by
     the first block. ``reset()`` returns to silence. Blocks of up to
-    :data:`neural.frozen_stream.MAX_BLOCK` samples of a control-rate S6 model take
+    :data:`neural.frozen_stream.MAX_BLOCK` samples of a control-rate S6 or LSTM model take
     :class:`neural.frozen_stream.FrozenStream` (the same output, without the modules' per-call
     overhead), longer ones the modules; the state passes between the two.
     """
@@ -108,29 +108,34 @@ class BlockProcessor:
             raise ValueError(f"block has {block.shape[0]} channels, the stream has {self.channels}")
         block = np.ascontiguousarray(block)
         n = block.shape[1]
-        g = y_np = None
+        g_db, y_dsp = self._dsp_features(block)
+        if self.frozen_ok and 0 < n <= MAX_BLOCK:
+            return self._frozen_block(block, y_dsp, g_db)
+        with torch.inference_mode():
+            if self.frozen_live:   # a long block after short ones: the modules carry on from their state
+                self.state, self.frozen_live = self.frozen.state(), False
+            cond = self.cond.expand(self.channels, -1)
+            t = torch.from_numpy
+            y, self.state = run_chunked(self.renderer.model, t(block), None if y_dsp is None else t(y_dsp),
+                                        None if g_db is None else t(g_db), cond, self.state)
+        return y.numpy().astype(np.float32, copy=False)
+
+    def _dsp_features(self, block: np.ndarray) -> tuple:
+        """The DSP gain in dB and the DSP output for one block (advances the DSP model), each
+        ``(channels, n)`` float32 (the linked gain on every channel), or None for a black box."""
         if self.comp is not None:
             g = dsp_gain_db(self.comp, block, self.make_up_db)
         elif self.dsp is not None:   # one pass of the DSP model gives its output and the gain (dsp_features)
             y, gain = self.dsp.process_and_gain(block.astype(np.float64))
             g = gain_db(gain, self.make_up_db)
-            y_np = y.astype(np.float32)
-        with torch.inference_mode():
-            x = torch.from_numpy(block)
-            g_db = None if g is None else torch.from_numpy(g)[None, :].expand(self.channels, -1).contiguous()
-            y_dsp = None
-            if self.comp is not None:
-                y_dsp = x * torch.pow(10.0, g_db / 20.0)
-            elif y_np is not None:
-                y_dsp = torch.from_numpy(y_np)
-            if self.frozen_ok and 0 < n <= MAX_BLOCK:
-                return self._frozen_block(block, None if y_dsp is None else y_dsp.numpy(),
-                                          None if g_db is None else g_db.numpy())
-            if self.frozen_live:   # a long block after short ones: the modules carry on from their state
-                self.state, self.frozen_live = self.frozen.state(), False
-            cond = self.cond.expand(self.channels, -1)
-            y, self.state = run_chunked(self.renderer.model, x, y_dsp, g_db, cond, self.state)
-        return y.numpy().astype(np.float32, copy=False)
+        else:
+            return None, None
+        g_db = np.repeat(g[None, :], block.shape[0], 0)
+        if self.comp is not None:   # an ff5 fit's output is x times its gain (rounded as torch rounds it)
+            with torch.inference_mode():
+                y_dsp = (torch.from_numpy(block) * torch.pow(10.0, torch.from_numpy(g_db) / 20.0)).numpy()
+            return g_db, y_dsp
+        return g_db, y.astype(np.float32)
 
     def _frozen_block(self, x, y_dsp, g_db) -> np.ndarray:
         if self.frozen is None:
