@@ -93,7 +93,7 @@ class PythonProcessor:
         setting = {"mode": "limit" if knobs[1] >= 0.5 else "compress", "peak_reduction": knobs[0]}
         self.proc = self.renderer.block_processor(rate, setting)
 
-    def forward(self, b, *knobs):
+    def forward(self, b, *setting):   # the setting is fixed at reset (the stream's knobs)
         return torch.from_numpy(self.proc(b.numpy()))
 
     def latency(self):

@@ -62,12 +62,12 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     from common.cli import compose_cli
-    from jobs.train import _la2a_corpus
+    from jobs.train import la2a_corpus
     from neural.inference import NeuralRenderer
     torch.set_num_threads(1)
     run = Path(argv[0])
     cfg = compose_cli("train_neural", argv[1:], "", "train_neural.py")
-    corpus = _la2a_corpus(cfg, Path(str(cfg.dsp_dir)), None)
+    corpus = la2a_corpus(cfg, Path(str(cfg.dsp_dir)), None)
     renderer = NeuralRenderer.load(run / "best.pt")
     rows = []
     for t in corpus.test_tracks():

@@ -7,7 +7,7 @@ not); load the corpus's takes with the DSP gain at their setting; train on the T
 split, validate on the Val split; then score ``best.pt`` on the Test split against the
 DSP model, print the table and write it to ``out_dir/test_esr.csv``.
 
-The corpus decides what is held out (:func:`_la2a_corpus`, :func:`_takes_corpus`):
+The corpus decides what is held out (:func:`la2a_corpus`, :func:`_takes_corpus`):
 
 - the LA-2A chain: every level but ``unseen_levels`` is trained at (within ``modes``
   and ``levels``); the Test table covers every level, seen and unseen;
@@ -55,7 +55,7 @@ from neural.heads import count_parameters
 from neural.training.loop import TrainSettings, train
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
-__all__ = ["run_train_job"]
+__all__ = ["run_train_job", "la2a_corpus"]
 
 
 def _settings(cfg) -> TrainSettings:
@@ -114,7 +114,11 @@ class Corpus:
     note: str = ""                    # printed under it
 
 
-def _la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
+def la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
+    """The LA-2A training corpus of ``cfg`` (``train_neural.py``'s config) under the protocol: its
+    Train and Val tracks at the trained levels, its Test tracks at every level, the DSP fit in
+    ``dsp_dir`` (fitted first if missing, the unseen levels held out); ``limit`` samples per file
+    at most (None: all). Also what ``benchmarks/hybrid_headroom.py`` scores a run on."""
     unseen = held_out_levels(cfg)
     modes = [str(m) for m in cfg.modes]
     if not modes or any(m not in MODES for m in modes):
@@ -211,7 +215,7 @@ def run_train_job(cfg) -> int:
         # on as many threads: their parallel loops only spin on shared cores otherwise
         numba.set_num_threads(min(int(cfg.threads), numba.config.NUMBA_NUM_THREADS))
     limit = int(float(cfg.max_seconds_per_pair) * rate) if cfg.get("max_seconds_per_pair") else None
-    corpus = _la2a_corpus(cfg, dsp_dir, limit) if rows is None else _takes_corpus(cfg, rows, dsp_dir, limit)
+    corpus = la2a_corpus(cfg, dsp_dir, limit) if rows is None else _takes_corpus(cfg, rows, dsp_dir, limit)
     conditioning = spec["conditioning"]
     sr = tracks_rate(corpus.train + corpus.val) if corpus.train or corpus.val else rate
     if sr != rate:   # the headers said otherwise (a file changed under us)
