@@ -30,7 +30,7 @@ from dsp.models.classes import model_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 
-__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "refuse_other_init", "level_key", "level_dir", "write_summary", "knobmap_check"]
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "fit_span", "refuse_other_init", "level_key", "level_dir", "write_summary", "knobmap_check"]
 
 SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
 
@@ -48,6 +48,18 @@ class ChainSpec:
     # the shape prior: a chained level's threshold no lower than the previous (higher-PR)
     # level's, as PR is the sidechain gain (dsp.fitting.ff5.FitOptions.threshold_floor)
     monotone_threshold: bool = True
+    # the part of each fitting take a fit reads, as fractions of its length (None: all of it): a
+    # fold of the out-of-fold DSP features a hybrid can train on (jobs/crossfit.py)
+    span: tuple[float, float] | None = None
+
+
+def fit_span(x, y, span: tuple[float, float] | None):
+    """``x`` and ``y`` (channels, samples) cut to ``span`` (fractions of their length; None: as they are)."""
+    if span is None:
+        return x, y
+    n = x.shape[1]
+    start, stop = int(round(span[0] * n)), int(round(span[1] * n))
+    return x[:, start:stop], y[:, start:stop]
 
 
 def level_dir(ckpt_dir: Path, mode: str, pr: int) -> Path:
@@ -126,6 +138,7 @@ def run_chain(find_pair: Callable[[str, int], tuple[Path, Path] | None], ckpt_di
                 x, y, sr, aligned = read_aligned_pair(inp, tgt, spec.align)
                 if on_alignment:
                     on_alignment(mode, pr, aligned)
+                x, y = fit_span(x, y, spec.span)
                 frames = frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt)
                 level_options = mode_options
                 if chained and spec.monotone_threshold:
@@ -164,6 +177,7 @@ def _unit_fits(find_pair, ckpt_dir: Path, spec: ChainSpec, options) -> dict:
     levels = []
     for mode, pr, (inp, tgt) in firsts:
         x, y, sr, _ = read_aligned_pair(inp, tgt, spec.align)
+        x, y = fit_span(x, y, spec.span)
         levels.append((frame_pair(x, y, sr, spec.frame_s, spec.overlap_s, tgt), spec.default_init, options.for_mode(mode)))
     return {(m, pr): res for (m, pr, _), res in zip(firsts, fit_unit(levels))}
 

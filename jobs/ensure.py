@@ -27,7 +27,8 @@ __all__ = ["ensure_dsp_fit"]
 
 
 def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, quiet: bool = False,
-                   modes=None, unseen=(), compressor: str = "ff5") -> KnobMap | KnobTable | KnobCurves:
+                   modes=None, unseen=(), compressor: str = "ff5", report: bool = True
+                   ) -> KnobMap | KnobTable | KnobCurves:
     """The fitted parameter map in ``dsp_dir``, fitted first where it is missing.
 
     Args:
@@ -43,6 +44,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
             them, an existing one must not have been fitted there.
         compressor: the DSP model class (``ff5`` | ``graybox``) to fit with; an existing
             chain of another class is refused.
+        report: false: a fit made here writes no ``report.html`` (a fit nobody listens to).
 
     Returns:
         a :class:`dsp.knobs.parammap.ParamMap`.
@@ -54,7 +56,8 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
         raise UserError(f"data.fit_splits: the DSP fit of a comparison or a neural training reads Train material "
                         f"only (the protocol), got {list(data.fit_splits)}")
     unseen_arg = f"unseen_levels=[{','.join(map(str, unseen))}]"
-    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}", unseen_arg, f"compressor={compressor}"]
+    overrides = [f"ckpt_dir={dsp_dir}", f"quiet={bool(quiet)}", unseen_arg, f"compressor={compressor}",
+                 f"report.html={bool(report)}"]
     if takes is None:
         path = dsp_dir / "knobmap.yaml"
         missing = not path.is_file()
@@ -81,6 +84,10 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
     if kmap.compressor != compressor:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: is a {kmap.compressor} fit, compressor={compressor} "
                         f"was asked (point dsp_dir elsewhere)")
+    span = (kmap.protocol or {}).get("fit_span")
+    if span is not None and span != [float(v) for v in (data.get("fit_span") or [])]:
+        raise UserError(f"{dsp_dir / 'knobmap.yaml'}: fitted on part of each take (data.fit_span={span}, a fold "
+                        f"of crossfit=true); point dsp_dir at a fit of the whole takes")
     problem = protocol_problem(kmap.protocol, unseen)
     if problem:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: this DSP fit {problem}; remove {dsp_dir} to have it refitted "

@@ -54,7 +54,7 @@ from jobs.records import (PARAM_COLUMNS, chain_table_columns, invalidate_derived
 from report.fit_summary import ESR_LEGEND
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
-__all__ = ["FIT_JOBS", "fit_job_name", "run_fit_job", "TAKES_SUMMARY"]
+__all__ = ["FIT_JOBS", "fit_job_name", "fit_span_setting", "run_fit_job", "TAKES_SUMMARY"]
 
 FIT_JOBS = ("pair", "digital", "chain", "manifest")
 TAKES_SUMMARY = "manifest_summary.csv"
@@ -119,6 +119,10 @@ def run_fit_job(cfg) -> int:
     report_options(cfg)   # the page's settings, checked before the fit
     map_large_allocations()   # a long pair's frame-sized temporaries back to the system when freed
     kind = fit_job_name(cfg)
+    span = fit_span_setting(cfg.data)
+    if span is not None and (kind != "chain" or _fit_method(cfg) != "per_level"):
+        raise UserError(f"data.fit_span: only a per-level chain fits part of each take (this is a {kind} job"
+                        f"{'' if kind != 'chain' else ', method=' + _fit_method(cfg)})")
     if kind in _FF5_ONLY:
         options = _ff5_options(options, kind, bool(cfg.quiet))
     job = {"pair": _single_job, "digital": _digital_job, "chain": _chain_job, "manifest": _manifest_job}
@@ -259,6 +263,20 @@ def _fit_method(cfg) -> str:
     return method
 
 
+def fit_span_setting(data) -> tuple[float, float] | None:
+    """``data.fit_span`` checked: None, or ``(start, stop)`` fractions with 0 <= start < stop <= 1."""
+    span = data.get("fit_span")
+    if span is None:
+        return None
+    try:
+        start, stop = (float(v) for v in span)
+    except (TypeError, ValueError):
+        raise UserError(f"data.fit_span: give [start, stop] as fractions of each take, got {span!r}") from None
+    if not 0.0 <= start < stop <= 1.0:
+        raise UserError(f"data.fit_span: need 0 <= start < stop <= 1, got [{start:g}, {stop:g}]")
+    return start, stop
+
+
 def _fit_key_settings(cfg) -> dict:
     """The config's settings a reused fit must share besides the fit options (dsp/storage/fitkey.py):
     the compressor section, which pair of a level is fitted, and any alignment setting."""
@@ -267,6 +285,8 @@ def _fit_key_settings(cfg) -> dict:
     data = cfg.data
     chosen = {k: plain(data.get(k)) for k in ("fit_splits", "fit_tag")}
     chosen.update({k: plain(data.get(k)) for k in data if "align" in str(k)})
+    if data.get("fit_span") is not None:   # a fit of part of each take (the key of a whole-take fit unchanged)
+        chosen["fit_span"] = list(fit_span_setting(data))
     return {"compressor": plain(cfg.compressor), "data": chosen,
             **{k: plain(cfg.get(k)) for k in ("method",) if k in cfg}}
 
@@ -307,7 +327,7 @@ def _chain_job(cfg, ckpt_dir, options, init, tracker=NULL_TRACKER) -> int:
     check_rates([p for m, pr in todo for p in find(m, pr)])   # one rate, before any fit
     spec = ChainSpec(modes, levels, str(cfg.init), init,
                      float(cfg.data.frame_s), float(cfg.data.overlap_s), align_mode(cfg.data),
-                     _fit_key_settings(cfg), bool(cfg.chain.monotone_threshold))
+                     _fit_key_settings(cfg), bool(cfg.chain.monotone_threshold), fit_span_setting(cfg.data))
     refuse_other_init(ckpt_dir, spec)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     invalidate_derived(ckpt_dir)

@@ -82,6 +82,8 @@ def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, m
             fitted.setdefault(r["mode"], []).append(int(r["peak_reduction"]))
     protocol = fit_record(method, cfg.data.fit_splits, held_out, fitted,
                           data_key(fit_pair_finder(pairs, cfg.data), fitted))
+    if cfg.data.get("fit_span") is not None:   # a fold of out-of-fold features: part of each take
+        protocol["fit_span"] = [float(v) for v in cfg.data.fit_span]
     kmap = KnobMap.from_rows(rows, compressor, protocol)
     kmap.save(ckpt_dir / "knobmap.yaml")
     print(format_table(rows, chain_table_columns(options, table_columns)))

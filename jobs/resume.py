@@ -20,7 +20,7 @@ __all__ = ["RESUMABLE", "changed_settings", "check_resumable"]
 RESUMABLE = ("max_steps", "max_minutes")
 # config entries that shape the run (besides the model spec and the training settings)
 _CONFIG_KEYS = ("seed", "variant", "unseen_levels", "modes", "levels", "unseen_dsp", "normalise_conditioning",
-                "max_seconds_per_pair", "data")
+                "max_seconds_per_pair", "data", "crossfit")
 # data entries that only say where things are cached or how much is printed
 _DATA_IGNORED = ("cache_dir",)
 
@@ -68,6 +68,8 @@ def changed_settings(saved: dict, now: dict) -> list[str]:
         if key == "data":
             old = {k: v for k, v in (old or {}).items() if k not in _DATA_IGNORED}
             new = {k: v for k, v in (new or {}).items() if k not in _DATA_IGNORED}
+        elif key == "crossfit":   # absent in runs from before it: off
+            old, new = bool(old), bool(new)
         changed += _differences(key, old, new)
     if saved.get("param_map") != now.get("param_map"):
         changed.append("the DSP fit (dsp_dir)")

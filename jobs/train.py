@@ -26,6 +26,7 @@ from typing import Callable
 
 import numba
 import torch
+from omegaconf import OmegaConf
 
 from audio.datasets import load_pairs
 from audio.devices import LA2A, MODES, Device
@@ -46,7 +47,7 @@ from jobs.resume import check_resumable
 from neural.checkpoint import build_model, fit_cond_norm, load_checkpoint, model_spec
 from neural.control import frame_at_rate
 from neural.conditioning import DEFAULT_SAMPLE_RATE
-from neural.training.data import SegmentSampler, load_tracks, tracks_rate, validation_batch
+from neural.training.data import HALF, SegmentSampler, load_tracks, tracks_rate, validation_batch
 from audio.metrics import TEST_SKIP_S
 from neural.evaluation import format_results, score_tracks, summarise, write_results_csv
 from neural.inference import NeuralRenderer
@@ -143,17 +144,35 @@ def la2a_corpus(cfg, dsp_dir: Path, limit) -> Corpus:
     def trained(s: dict) -> bool:
         return in_range(s) and seen(s)
 
-    train_tracks = load_tracks(pairs, param_map, ["Train"], trained, cfg.quiet, "train pairs", limit, align_mode(cfg.data))
+    hybrid = str(cfg.get("variant", "hybrid")) == "hybrid"   # a black box reads no DSP feature
+    halves = _fitted_halves(cfg, dsp_dir, modes, unseen) if cfg.get("crossfit") and hybrid else None
+    train_tracks = load_tracks(pairs, param_map, ["Train"], trained, cfg.quiet, "train pairs", limit,
+                               align_mode(cfg.data), halves)
     val_tracks = load_tracks(pairs, param_map, ["Val"], trained, cfg.quiet, "val pairs", limit, align_mode(cfg.data))
     if not val_tracks:
         raise UserError("no validation material: the Val split has no pair at a trained level")
     levels = {t.level for t in train_tracks}
     assert not any(level[1] in unseen for level in levels | {t.level for t in val_tracks})
-    record = {"unseen_levels": unseen, "trained_levels": sorted([list(level) for level in levels])}
+    record = {"unseen_levels": unseen, "trained_levels": sorted([list(level) for level in levels]),
+              "crossfit": bool(halves)}
     return Corpus(LA2A, param_map, train_tracks, val_tracks, record,
-                  f"at {len(levels)} settings, unseen levels {unseen}",
+                  f"at {len(levels)} settings, unseen levels {unseen}"
+                  + ("; DSP features out of fold (crossfit: each half of a take rendered by the other half's fit)"
+                     if halves else ""),
                   lambda: load_tracks(pairs, param_map, ["Test"], in_range, cfg.quiet, "test pairs", limit, align_mode(cfg.data)),
                   seen, "no Test material at the trained modes: no test table")
+
+
+def _fitted_halves(cfg, dsp_dir: Path, modes: list[str], unseen: list[int]) -> tuple[ParamMap, ParamMap]:
+    """``crossfit``: the chains of the first and of the second half of every Train take
+    (``data.fit_span``), in ``dsp_dir/crossfit/first_half`` and ``second_half``, fitted first where
+    missing (Train only, the unseen levels held out, as ``dsp_dir``'s chain)."""
+    halves = []
+    for name, span in (("first_half", [0.0, HALF]), ("second_half", [HALF, 1.0])):
+        data = OmegaConf.merge(cfg.data, {"fit_span": span})
+        halves.append(ensure_dsp_fit(data, dsp_dir / "crossfit" / name, fit=bool(cfg.fit_chain), quiet=bool(cfg.quiet),
+                                     modes=modes, unseen=unseen, compressor=compressor_name(cfg), report=False))
+    return halves[0], halves[1]
 
 
 def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
@@ -166,6 +185,9 @@ def _takes_corpus(cfg, rows, dsp_dir: Path, limit) -> Corpus:
     in Val and Test only.
     """
     path = Path(str(cfg.data.path))
+    if cfg.get("crossfit"):
+        raise UserError(f"{path}: crossfit=true needs a chain of takes to cut in halves (the LA-2A corpus); "
+                        "a manifest's fits are one per take")
     device = manifest_device(rows)
     fit_rows = [r for r in rows if r.split in set(cfg.data.fit_splits)]
     if not fit_rows:

@@ -208,3 +208,24 @@ def test_garbage_resume_checkpoint(run_cli, clean_failure, take_snapshot, tmp_pa
     before = take_snapshot(run)
     res = run_cli(_tiny(chain_cache, chain_reference, run), cwd=tmp_path)
     clean_failure(res, str(run / "last.pt"), before=before, watch=(run,))
+
+
+@pytest.mark.slow
+def test_crossfit_fits_the_halves_and_trains_on_them(chain_cache, chain_reference, run_cli, tmp_path):
+    """crossfit=true: the chains of each take's first and second half are fitted beside the DSP fit
+    (Train only, the unseen level held out), and the model records that it trained on them."""
+    import shutil
+
+    from audio.devices import la2a_setting
+    from dsp.storage.open_fit import load_param_map
+    dsp = tmp_path / "fits"
+    shutil.copytree(chain_reference, dsp)
+    res = run_cli(_tiny(chain_cache, dsp, tmp_path / "run", "crossfit=true", "modes=[compress]",
+                        "train.max_steps=2", "test=false"))
+    assert res.returncode == 0, res.stderr
+    halves = [load_param_map(dsp / "crossfit" / name / "knobmap.yaml", "knobmap") for name in ("first_half", "second_half")]
+    assert all(h.protocol["held_out"] == [90] and h.protocol["fit_splits"] == ["Train"] for h in halves)
+    first, second = (h.at(la2a_setting("compress", 100)) for h in halves)
+    assert first != second   # fitted on different audio
+    r = NeuralRenderer.load(tmp_path / "run" / "best.pt")
+    assert r.record["crossfit"] is True

@@ -34,12 +34,14 @@ import torch
 from tqdm import tqdm
 
 from audio.devices import LA2A, Device
+from audio.io import audio_info
 from audio.pairs import read_aligned_pair
 from common.errors import UserError
 from dsp.knobs.parammap import ParamMap
+from dsp.models.classes import ModelParams
 from neural.conditioning import DEFAULT_SAMPLE_RATE, check_dsp_class, conditioning, dsp_features
 
-__all__ = ["tracks_rate", "Track", "load_tracks", "Batch", "SegmentSampler", "validation_batch"]
+__all__ = ["tracks_rate", "Track", "load_tracks", "HALF", "out_of_fold_features", "Batch", "SegmentSampler", "validation_batch"]
 
 @dataclass
 class Track:
@@ -72,7 +74,7 @@ class Track:
 def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
                 keep: Callable[[dict], bool] = lambda setting: True,
                 quiet: bool = False, desc: str = "tracks", max_samples: int | None = None,
-                align: str = "auto") -> list[Track]:
+                align: str = "auto", halves: tuple[ParamMap, ParamMap] | None = None) -> list[Track]:
     """Read the mono takes of ``splits`` at settings where ``keep(setting)``, at their own
     sample rate, with the DSP gain at their setting (``param_map.at``) computed at that
     rate and every conditioning of the device.
@@ -83,6 +85,9 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
     20-minute files). ``align``: ``"auto"`` corrects each target's latency and polarity
     against its input as the DSP fit does (:func:`audio.pairs.read_aligned_pair`), so a
     hybrid sees the pair its DSP parameters were fitted on; ``"off"`` reads it as is.
+    ``halves``: the fits of the first and of the second half of every take (``data.fit_span``):
+    the DSP features become out of fold (:func:`out_of_fold_features`); the parameters and
+    the conditioning stay ``param_map``'s.
 
     Raises:
         UserError: a file that is not mono, a file at another rate than the first take
@@ -99,10 +104,35 @@ def load_tracks(takes: Sequence, param_map: ParamMap, splits: Iterable[str],
             raise UserError(f"{t.input}: sample rate {sr} Hz, but {chosen[0].input} is "
                             f"{tracks[0].sample_rate} Hz; resample the corpus to one rate")
         params = param_map.at(t.setting)
-        g_db, dsp_out = dsp_features(x[0], params, sr)
+        if halves is None:
+            g_db, dsp_out = dsp_features(x[0], params, sr)
+        else:
+            whole = x.shape[1] if max_samples is None or x.shape[1] < max_samples else audio_info(t.input).frames
+            g_db, dsp_out = out_of_fold_features(x[0], halves[0].at(t.setting), halves[1].at(t.setting),
+                                                 int(round(HALF * whole)), sr)
         cond = {name: conditioning(name, params, t.setting, device) for name in device.conditionings}
         tracks.append(Track(t.split, dict(t.setting), t.id, x[0], y[0], g_db, params, cond, device, dsp_out, sr))
     return tracks
+
+
+HALF = 0.5   # where a take is cut in two for out-of-fold features (the folds' data.fit_span)
+
+
+def out_of_fold_features(x: np.ndarray, first: ModelParams, second: ModelParams, split: int,
+                         sample_rate: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`neural.conditioning.dsp_features` of a take whose two halves were fitted apart:
+    before ``split`` those of the fit of the second half, from it on those of the fit of the first.
+
+    A fit's errors on its own fitting audio are smaller than, and not like, its errors on new
+    material, which is what a hybrid meets on Test; so it learns from features of a fit that did
+    not read the audio. Each fit renders the whole take (its state at the cut is the one it has
+    there) and the two are joined at the cut.
+    """
+    g_second, y_second = dsp_features(x, second, sample_rate)
+    g_first, y_first = dsp_features(x, first, sample_rate)
+    g_db = np.concatenate([g_second[:split], g_first[split:]])
+    y = None if y_second is None else np.concatenate([y_second[:split], y_first[split:]])
+    return g_db, y
 
 
 def tracks_rate(tracks: Sequence[Track]) -> int:

@@ -33,3 +33,14 @@ def test_missing_take_fits_without_fitting_is_an_error(tmp_path):
     with pytest.raises(UserError, match="no DSP fit of manifest line 2"):
         ensure_dsp_fit(data, tmp_path / "fits", takes, fit=False)
     assert not (tmp_path / "fits").exists()
+
+
+def test_a_fit_of_half_takes_is_refused_where_whole_takes_are_wanted(tmp_path):
+    """A fold of crossfit=true (data.fit_span) is not the DSP fit of a hybrid or a comparison."""
+    protocol = {"method": "per_level", "fit_splits": ["Train"], "held_out": [], "fitted": {"compress": [40, 100]},
+                "fit_span": [0.0, 0.5]}
+    KnobMap({"compress": {100: PARAMS, 40: {**PARAMS, "ratio": 2.0}}}, "ff5", protocol).save(tmp_path / "knobmap.yaml")
+    with pytest.raises(UserError, match="fitted on part of each take"):
+        ensure_dsp_fit(load_config("config", []).data, tmp_path, fit=False, compressor="ff5")
+    half = load_config("config", ["data.fit_span=[0.0,0.5]"]).data
+    assert ensure_dsp_fit(half, tmp_path, fit=False, compressor="ff5").protocol == protocol

@@ -28,7 +28,7 @@ def _with(**changes):
 def test_the_same_run_and_a_longer_one_may_resume():
     assert changed_settings(SAVED, SAVED) == []
     longer = _with(train_settings__max_steps=400, train_settings__max_minutes=60.0, config__quiet=True,
-                   config__test=False, config__data__cache_dir="elsewhere")
+                   config__test=False, config__data__cache_dir="elsewhere", config__crossfit=False)
     assert changed_settings(SAVED, longer) == []
 
 
@@ -39,6 +39,7 @@ def test_the_same_run_and_a_longer_one_may_resume():
     ({"config__unseen_levels": [45, 65]}, ["unseen_levels"]),
     ({"model__hyperparameters__width": 8}, ["model.hyperparameters.width"]),
     ({"variant": "blackbox"}, ["variant"]),
+    ({"config__crossfit": True}, ["crossfit"]),   # other DSP features; absent (an older run) is off
     ({"param_map__modes__compress__100__ratio": 3.0}, ["the DSP fit (dsp_dir)"]),
 ])
 def test_a_changed_setting_is_named(changes, keys):
