@@ -49,7 +49,7 @@ class ChainSpec:
     # level's, as PR is the sidechain gain (dsp.fitting.ff5.FitOptions.threshold_floor)
     monotone_threshold: bool = True
     # the part of each fitting take a fit reads, as fractions of its length (None: all of it): a
-    # fold of the out-of-fold DSP features a hybrid can train on (jobs/crossfit.py)
+    # fold of the out-of-fold DSP features a hybrid can train on (train_neural.py crossfit=true)
     span: tuple[float, float] | None = None
 
 
