@@ -30,7 +30,7 @@ from dsp.models.classes import model_class
 from dsp.knobs.knobmap import KnobMap
 from dsp.models.parameters import PARAM_NAMES
 
-__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "fit_span", "refuse_other_init", "level_key", "level_dir", "write_summary", "knobmap_check"]
+__all__ = ["SUMMARY_COLUMNS", "ChainSpec", "run_chain", "fit_span", "fit_span_setting", "refuse_other_init", "level_key", "level_dir", "write_summary", "knobmap_check"]
 
 SUMMARY_COLUMNS = ["mode", "peak_reduction", *PARAM_NAMES, "esr", "iterations", "seconds"]
 
@@ -60,6 +60,20 @@ def fit_span(x, y, span: tuple[float, float] | None):
     n = x.shape[1]
     start, stop = int(round(span[0] * n)), int(round(span[1] * n))
     return x[:, start:stop], y[:, start:stop]
+
+
+def fit_span_setting(data) -> tuple[float, float] | None:
+    """``data.fit_span`` checked: None, or ``(start, stop)`` fractions with 0 <= start < stop <= 1."""
+    span = data.get("fit_span")
+    if span is None:
+        return None
+    try:
+        start, stop = (float(v) for v in span)
+    except (TypeError, ValueError):
+        raise UserError(f"data.fit_span: give [start, stop] as fractions of each take, got {span!r}") from None
+    if not 0.0 <= start < stop <= 1.0:
+        raise UserError(f"data.fit_span: need 0 <= start < stop <= 1, got [{start:g}, {stop:g}]")
+    return start, stop
 
 
 def level_dir(ckpt_dir: Path, mode: str, pr: int) -> Path:

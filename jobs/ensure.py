@@ -18,6 +18,7 @@ from dsp.knobs.knobmap import KnobMap
 from dsp.storage.open_fit import load_param_map
 from dsp.knobs.knobtable import KnobTable
 from dsp.storage.take_fits import load_take_fits, take_fit
+from jobs.chain import fit_span_setting
 from jobs.joint_fit import MANIFEST_CURVES
 from jobs.fit import run_fit_job
 from audio.datasets import fit_pair_finder, load_pairs
@@ -84,11 +85,7 @@ def ensure_dsp_fit(data, dsp_dir: str | Path, takes=None, *, fit: bool = True, q
     if kmap.compressor != compressor:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: is a {kmap.compressor} fit, compressor={compressor} "
                         f"was asked (point dsp_dir elsewhere)")
-    span = (kmap.protocol or {}).get("fit_span")
-    if span is not None and span != [float(v) for v in (data.get("fit_span") or [])]:
-        raise UserError(f"{dsp_dir / 'knobmap.yaml'}: fitted on part of each take (data.fit_span={span}, a fold "
-                        f"of crossfit=true); point dsp_dir at a fit of the whole takes")
-    problem = protocol_problem(kmap.protocol, unseen)
+    problem = protocol_problem(kmap.protocol, unseen, fit_span_setting(data))
     if problem:
         raise UserError(f"{dsp_dir / 'knobmap.yaml'}: this DSP fit {problem}; remove {dsp_dir} to have it refitted "
                         f"on Train without the unseen levels, or run `python train_comp.py ckpt_dir=DIR {unseen_arg}` "

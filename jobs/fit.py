@@ -32,7 +32,7 @@ from common.records import write_csv
 from common.tracking import NULL_TRACKER
 from common.table import format_table
 from audio.framing import frame_pair
-from jobs.chain import ChainSpec, knobmap_check, refuse_other_init, run_chain
+from jobs.chain import ChainSpec, fit_span_setting, knobmap_check, refuse_other_init, run_chain
 from dsp.storage.open_fit import open_fit
 from dsp.storage.records import save_checkpoint
 from dsp.fitting.collapse import check_fit_collapse
@@ -54,7 +54,7 @@ from jobs.records import (PARAM_COLUMNS, chain_table_columns, invalidate_derived
 from report.fit_summary import ESR_LEGEND
 from report.tensorboard import log_audio_pairs, log_esr_vs_setting, log_knob_map, open_tracker
 
-__all__ = ["FIT_JOBS", "fit_job_name", "fit_span_setting", "run_fit_job", "TAKES_SUMMARY"]
+__all__ = ["FIT_JOBS", "fit_job_name", "run_fit_job", "TAKES_SUMMARY"]
 
 FIT_JOBS = ("pair", "digital", "chain", "manifest")
 TAKES_SUMMARY = "manifest_summary.csv"
@@ -261,20 +261,6 @@ def _fit_method(cfg) -> str:
     if method not in FIT_METHODS:
         raise UserError(f"method must be one of {', '.join(FIT_METHODS)}, got {method!r}")
     return method
-
-
-def fit_span_setting(data) -> tuple[float, float] | None:
-    """``data.fit_span`` checked: None, or ``(start, stop)`` fractions with 0 <= start < stop <= 1."""
-    span = data.get("fit_span")
-    if span is None:
-        return None
-    try:
-        start, stop = (float(v) for v in span)
-    except (TypeError, ValueError):
-        raise UserError(f"data.fit_span: give [start, stop] as fractions of each take, got {span!r}") from None
-    if not 0.0 <= start < stop <= 1.0:
-        raise UserError(f"data.fit_span: need 0 <= start < stop <= 1, got [{start:g}, {stop:g}]")
-    return start, stop
 
 
 def _fit_key_settings(cfg) -> dict:

@@ -47,14 +47,18 @@ def held_out_levels(cfg) -> list[int]:
 
 
 def fit_record(method: str, fit_splits: Iterable[str], held_out: Iterable[int],
-               fitted: dict[str, Iterable[int]], data_key: str | None = None) -> dict:
+               fitted: dict[str, Iterable[int]], data_key: str | None = None,
+               fit_span: tuple[float, float] | None = None) -> dict:
     """The ``protocol`` entry of a fit's records: method, splits read, levels held out,
-    levels fitted per mode (plain types), and the :func:`data_key` of the files fitted."""
+    levels fitted per mode (plain types), the :func:`data_key` of the files fitted, and the
+    part of each take fitted when not all of it (``data.fit_span``: a fold of ``crossfit``)."""
     record = {"method": str(method), "fit_splits": [str(s) for s in fit_splits],
               "held_out": sorted(int(v) for v in held_out),
               "fitted": {str(m): sorted(int(v) for v in lv) for m, lv in fitted.items()}}
     if data_key is not None:
         record["data_key"] = str(data_key)
+    if fit_span is not None:
+        record["fit_span"] = [float(v) for v in fit_span]
     return record
 
 
@@ -80,8 +84,10 @@ def takes_data_key(takes) -> str:
                           for t in takes))
 
 
-def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
-    """Why a fit with this ``protocol`` record breaks the protocol for ``unseen`` ("" if it does not)."""
+def protocol_problem(protocol: dict | None, unseen: Iterable[int],
+                     fit_span: tuple[float, float] | None = None) -> str:
+    """Why a fit with this ``protocol`` record breaks the protocol for ``unseen`` ("" if it does not);
+    ``fit_span``: the part of each take the fit must have read (None: all of it)."""
     if not protocol:
         return "does not record which splits it read and which levels it held out (an older fit)"
     read = sorted(set(protocol.get("fit_splits") or []) - set(PROTOCOL_SPLITS))
@@ -91,6 +97,9 @@ def protocol_problem(protocol: dict | None, unseen: Iterable[int]) -> str:
     seen = sorted({int(v) for lv in (protocol.get("fitted") or {}).values() for v in lv} & unseen)
     if seen:
         return f"was fitted at the unseen level(s) {seen}"
+    span = protocol.get("fit_span")
+    if span is not None and span != (None if fit_span is None else [float(v) for v in fit_span]):
+        return f"was fitted on part of each take (data.fit_span={span}, a fold of crossfit=true)"
     return ""
 
 

@@ -14,7 +14,7 @@ from common.records import write_csv
 from common.table import format_table
 from dsp.fitting.by_class import options_class
 from dsp.knobs.knobmap import KnobMap
-from jobs.chain import write_summary
+from jobs.chain import fit_span_setting, write_summary
 from jobs.protocol import SPLIT_COLUMNS, add_split_scores, data_key, fit_record
 from report.fit_summary import MOST_LISTED, findings
 
@@ -81,9 +81,7 @@ def write_chain_records(cfg, ckpt_dir: Path, rows: list[dict], pairs, options, m
         if r.get("esr") is not None and not r.get("held_out"):   # joint: a row off the curves only
             fitted.setdefault(r["mode"], []).append(int(r["peak_reduction"]))
     protocol = fit_record(method, cfg.data.fit_splits, held_out, fitted,
-                          data_key(fit_pair_finder(pairs, cfg.data), fitted))
-    if cfg.data.get("fit_span") is not None:   # a fold of out-of-fold features: part of each take
-        protocol["fit_span"] = [float(v) for v in cfg.data.fit_span]
+                          data_key(fit_pair_finder(pairs, cfg.data), fitted), fit_span_setting(cfg.data))
     kmap = KnobMap.from_rows(rows, compressor, protocol)
     kmap.save(ckpt_dir / "knobmap.yaml")
     print(format_table(rows, chain_table_columns(options, table_columns)))

@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from common.config import load_config
 from common.errors import UserError
-from jobs.chain import fit_span
-from jobs.fit import fit_job_name, fit_span_setting
+from jobs.chain import fit_span, fit_span_setting
+from jobs.fit import fit_job_name
 
 
 @pytest.mark.parametrize("overrides, kind", [
