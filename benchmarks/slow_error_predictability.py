@@ -8,7 +8,7 @@ output (``benchmarks/hybrid_headroom.py``'s oracle over 1001 frames of 32 sample
 frame; it reads the target). A regression from per-frame inputs to that gain is fitted on the
 Train takes (``--fit-on Val``: on the Val takes, material the DSP fit never read; a diagnostic,
 as Val is for choosing checkpoints), weighted by each frame's pre-emphasised DSP power (what
-the ESR weighs), and its prediction is applied to the DSP output of every **Test** take
+the ESR weighs; each take's weights sum to one, as each take's ESR is its own), and its prediction is applied to the DSP output of every **Test** take
 (first second unscored). Inputs:
 
 - ``history``: the setting (PR / 100, mode), the frame's input level (log10 RMS) and DSP gain
