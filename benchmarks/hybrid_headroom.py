@@ -34,14 +34,15 @@ FRAME = 32
 WINDOWS = (9, 101, 1001)
 
 
-def _esr(y: np.ndarray, target: np.ndarray, skip: int) -> float:
+def esr(y: np.ndarray, target: np.ndarray, skip: int) -> float:
+    """Pre-emphasised ESR of ``y`` against ``target``, the first ``skip`` samples unscored."""
     a, b = preemphasis_np(y)[skip:], preemphasis_np(target)[skip:]
     return float(((a - b) ** 2).sum() / (b ** 2).sum())
 
 
-def oracle(y: np.ndarray, target: np.ndarray, window: int | None) -> tuple[np.ndarray, float]:
-    """``y`` times the least-squares gain per frame over ``window`` frames (None: the whole take),
-    and the mean gain in dB."""
+def oracle_gain(y: np.ndarray, target: np.ndarray, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares gain of ``y`` against ``target`` per frame, pooled over ``window`` frames
+    (None: the whole take), clipped to 0.25..4, and each frame's pre-emphasised power of ``y``."""
     n = len(y) // FRAME * FRAME
     a = preemphasis_np(y)[:n].reshape(-1, FRAME)
     b = preemphasis_np(target)[:n].reshape(-1, FRAME)
@@ -51,7 +52,14 @@ def oracle(y: np.ndarray, target: np.ndarray, window: int | None) -> tuple[np.nd
     else:
         box = np.ones(window)
         gain = np.convolve(cross, box, "same") / np.maximum(np.convolve(power, box, "same"), 1e-30)
-    gain = np.clip(gain, 0.25, 4.0)
+    return np.clip(gain, 0.25, 4.0), power
+
+
+def oracle(y: np.ndarray, target: np.ndarray, window: int | None) -> tuple[np.ndarray, float]:
+    """``y`` times the least-squares gain per frame over ``window`` frames (None: the whole take),
+    and the mean gain in dB."""
+    gain, _ = oracle_gain(y, target, window)
+    n = len(gain) * FRAME
     out = y.copy()
     out[:n] = (y[:n].reshape(-1, FRAME) * gain[:, None]).reshape(-1)
     return out, float(20 * np.log10(gain).mean())
@@ -78,8 +86,8 @@ def main(argv: list[str]) -> int:
         row = {"mode": t.setting["mode"], "pr": t.setting["peak_reduction"], "seen": corpus.seen(t.setting)}
         for name, out in outputs.items():
             whole, row[name + "_offset_db"] = oracle(out, y, None)
-            row[name] = [_esr(out, y, skip)] + [_esr(oracle(out, y, w)[0], y, skip) for w in WINDOWS] + \
-                [_esr(whole, y, skip)]
+            row[name] = [esr(out, y, skip)] + [esr(oracle(out, y, w)[0], y, skip) for w in WINDOWS] + \
+                [esr(whole, y, skip)]
         rows.append(row)
         print(f"{row['mode']:8s} PR {row['pr']:5.0f} {'seen' if row['seen'] else 'UNSEEN':6s}  DSP {row['dsp'][0]:.5f} "
               f"(level {row['dsp_offset_db']:+.2f} dB)  hybrid {row['hybrid'][0]:.5f} "

@@ -34,19 +34,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.signal import lfilter  # noqa: E402
 
-from audio.metrics import TEST_SKIP_S, preemphasis_np  # noqa: E402
-from hybrid_headroom import FRAME, _esr  # noqa: E402
+from audio.metrics import TEST_SKIP_S  # noqa: E402
+from hybrid_headroom import FRAME, esr, oracle_gain  # noqa: E402
 
 WINDOW = 1001                       # frames: the slow oracle (about 0.73 s at 44.1 kHz)
 SMOOTHING_S = (0.3, 1.0, 3.0, 10.0, 30.0)
+# the regressions' inputs: printed label -> the take_frames entry that holds them
+INPUTS = {"history": "history", "states": "history_and_states"}
 
 
 def cell_states(x: np.ndarray, params, sample_rate: int) -> np.ndarray:
     """The opto cell's state ``(g, light, slow conductance, memory)`` at the end of every frame of ``x``."""
-    from dsp.derivatives.opto_kernel import STATE_SIZE, constants, stream_gain
-    from dsp.models.opto import OPTO_NAMES, natural_from_physical
-    prm = constants(natural_from_physical({k: float(params[k]) for k in OPTO_NAMES}, sample_rate), None,
-                    sample_rate)
+    from dsp.derivatives.opto_kernel import STATE_SIZE, stream_gain
+    from dsp.models.opto_streaming import StreamingOpto
+    prm = StreamingOpto(params, sample_rate).prm   # the streaming model's kernel constants
     state, shelf, gain = np.zeros(STATE_SIZE), np.zeros(1), np.empty(FRAME)
     state[0] = 1.0
     xx = np.ascontiguousarray(x[None, :], dtype=np.float64)
@@ -71,19 +72,16 @@ def take_frames(t) -> dict:
                level, gain] + [_smoothed(v, s, sr) for v in (level, gain) for s in SMOOTHING_S]
     st = cell_states(t.x, t.params, sr)
     states = [np.log10(st[:, 1] + 1e-12), st[:, 2], st[:, 3], np.log(st[:, 0])]
-    a = preemphasis_np(t.y_dsp().astype(np.float64))[:n * FRAME].reshape(n, FRAME)
-    b = preemphasis_np(t.y.astype(np.float64))[:n * FRAME].reshape(n, FRAME)
-    cross, power = (a * b).sum(1), (a * a).sum(1)
-    box = np.ones(WINDOW)
-    oracle = np.clip(np.convolve(cross, box, "same") / np.maximum(np.convolve(power, box, "same"), 1e-30), 0.25, 4.0)
+    oracle, power = oracle_gain(t.y_dsp().astype(np.float64), t.y.astype(np.float64), WINDOW)
     weight = power.copy()
     weight[:int(round(TEST_SKIP_S * sr)) // FRAME] = 0.0
-    return {"history": np.stack(history, 1), "states": np.stack(history + states, 1),
+    return {"history": np.stack(history, 1), "history_and_states": np.stack(history + states, 1),
             "target": 20.0 * np.log10(oracle), "weight": weight / max(weight.sum(), 1e-30), "track": t}
 
 
 def fit(frames: list[dict], inputs: str, kind: str):
-    """A weighted regression from ``inputs`` to the slow gain; returns a predictor of a take's frames."""
+    """A weighted regression from the ``inputs`` entry of each take to the slow gain; returns a
+    predictor of a take's frames."""
     x = np.concatenate([f[inputs] for f in frames])
     y = np.concatenate([f["target"] for f in frames])
     w = np.concatenate([f["weight"] for f in frames])
@@ -116,7 +114,7 @@ def _esr_with(t, gain_db: np.ndarray) -> float:
     d = t.y_dsp().astype(np.float64)
     out = d.copy()
     out[:len(gain_db) * FRAME] *= np.repeat(10.0 ** (gain_db / 20.0), FRAME)
-    return _esr(out, t.y.astype(np.float64), int(round(TEST_SKIP_S * t.sample_rate)))
+    return esr(out, t.y.astype(np.float64), int(round(TEST_SKIP_S * t.sample_rate)))
 
 
 def main(argv: list[str]) -> int:
@@ -155,10 +153,10 @@ def main(argv: list[str]) -> int:
     print(f"{'prediction':24s} " + " ".join(f"{m + (' seen' if s else ' unseen'):>16s}" for m, s in groups))
     print(f"{'oracle (reads target)':24s} " + " ".join(f"{c:>16s}" for c in ratios(oracle)))
     for kind in ("ridge", "mlp"):
-        for inputs in ("history", "states"):
+        for label, inputs in INPUTS.items():
             predict = fit(fitted, inputs, kind)
             values = [_esr_with(f["track"], predict(f)) for f in test]
-            print(f"{kind + ', ' + inputs:24s} " + " ".join(f"{c:>16s}" for c in ratios(values)), flush=True)
+            print(f"{kind + ', ' + label:24s} " + " ".join(f"{c:>16s}" for c in ratios(values)), flush=True)
     return 0
 
 
