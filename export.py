@@ -20,7 +20,7 @@ setting of per-take fits, or the knob curves of a joint fit):
 Before the file is written it is loaded back and checked against the Python renderer
 (test_comp.py's) on a test signal in odd-sized blocks; a module that differs by more
 than 1e-4 is not written. Both DSP classes export (compressor=ff5 and compressor=graybox,
-a fit or a knob map); neural models: S6, LSTM and FF backbones of LA-2A models, hybrids
+a fit or a knob map); neural models: S6, LSTM, LRU and FF backbones of LA-2A models, hybrids
 with their audio-rate path (shaper and filter after the gain) included.
 
     python export.py checkpoints/standin la2a_neutone --neutone   # Neutone FX model folder

@@ -1,4 +1,4 @@
-"""Trained neural compressors (S6, LSTM and FF backbones) as streaming TorchScript modules.
+"""Trained neural compressors (S6, LSTM, LRU and FF backbones) as streaming TorchScript modules.
 
 The project's own modules are not scriptable as they stand (the S6 stack calls a numba
 kernel, the stack's state is a tuple of anything), so this module rebuilds the same
@@ -20,8 +20,8 @@ its size; a 64-sample block holds one or two control frames):
 - The DSP part and the audio path are :mod:`deploy.compressor`, :mod:`deploy.graybox`
   and :mod:`deploy.audio_path` (block matrices, the gain solved over the block).
 
-Classes: :class:`ScriptS6Layer`, :class:`ScriptLSTMLayer` (a block, FiLM, GLU and the
-residual), :class:`ScriptStack` (the conditioned stack, :mod:`neural.backbones.stack`),
+Classes: :class:`ScriptS6Layer`, :class:`ScriptLSTMLayer`, :class:`ScriptLRULayer` (a block,
+FiLM, GLU and the residual), :class:`ScriptStack` (the conditioned stack, :mod:`neural.backbones.stack`),
 :class:`ScriptFF` (the per-sample MLP, :mod:`neural.backbones.ff`), :class:`ScriptHead`
 (the output form, per sample or at the control rate, :mod:`neural.control`) and
 :class:`NeuralCompressor` (the model with its knob map, ``forward(x, peak_reduction,
@@ -52,10 +52,10 @@ from deploy.opto import OPTO_ORDER, _StreamingOpto
 _DSP_MODULES = {"ff5": (_StreamingDSP, PARAM_ORDER), "graybox": (_StreamingGraybox, GRAYBOX_ORDER),
                 "opto": (_StreamingOpto, OPTO_ORDER)}
 
-__all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptStack", "ScriptFF", "ScriptHead",
+__all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptLRULayer", "ScriptStack", "ScriptFF", "ScriptHead",
            "NeuralCompressor", "neural_module"]
 
-EXPORTABLE_BACKBONES = ("s6", "lstm", "ff")
+EXPORTABLE_BACKBONES = ("s6", "lstm", "lru", "ff")
 
 
 def _detached(t: Tensor) -> Tensor:
@@ -100,6 +100,34 @@ def _fold_glu(glu_w: Tensor, glu_b: Tensor, scale: Tensor, shift: Tensor) -> Tup
     return glu_w * scale, F.linear(shift, glu_w, glu_b).reshape(-1)
 
 
+def _input_fold(module: nn.Module, w_block: Tensor, b_block: Tensor, in_proj: Optional[nn.Module]) -> None:
+    """The block's input map as buffers ``w_in``, ``b_in`` (and ``b_base``, the bias before a
+    setting's offset); for the first layer folded with the stack's input projection:
+    ``[h, block input] = W [feats] + b``."""
+    if in_proj is not None:
+        w_in, b_in = in_proj.weight.detach().float(), in_proj.bias.detach().float()
+        w = torch.cat([w_in, w_block @ w_in], 0)
+        b = torch.cat([b_in, w_block @ b_in + b_block], 0)
+    else:
+        w, b = w_block, b_block
+    module.register_buffer("w_in", w.clone())
+    module.register_buffer("b_in", b.clone())
+    module.register_buffer("b_base", b.clone())
+
+
+class _FiLMOutputLayer(nn.Module):
+    """A layer whose block output goes straight to FiLM and the GLU (LSTM, LRU): ``configure``
+    folds FiLM at ``cond`` (1, C) into the GLU's projection and restores the input bias."""
+
+    @torch.jit.export
+    def configure(self, cond: Optional[Tensor]) -> None:
+        scale, shift = self.film.scale_shift(cond)
+        w, b = _fold_glu(self.glu_w, self.glu_b, scale, shift)
+        self.w_fold = w
+        self.b_fold = b
+        self.b_in = self.b_base
+
+
 def _scan_closed(log_a: Tensor, b: Tensor, s0: Tensor) -> Tensor:
     """``s_t = exp(log_a_t) s_{t-1} + b_t`` over the frame axis in closed form, for many frames at once.
 
@@ -137,16 +165,7 @@ class ScriptS6Layer(nn.Module):
         d, n = block.d_inner, block.d_state
         self.d_inner, self.d_state, self.d_conv, self.width = d, n, block.d_conv, width
         self.first = in_proj is not None
-        w_uz = block.in_proj.weight.detach().float()                       # (2d, width)
-        if in_proj is not None:   # [h, u, z] = W [feats] + b
-            w_in, b_in = in_proj.weight.detach().float(), in_proj.bias.detach().float()
-            w = torch.cat([w_in, w_uz @ w_in], 0)
-            b = torch.cat([b_in, w_uz @ b_in], 0)
-        else:
-            w, b = w_uz, torch.zeros(2 * d)
-        self.register_buffer("w_in", w.clone())
-        self.register_buffer("b_in", b.clone())
-        self.register_buffer("b_base", b.clone())
+        _input_fold(self, block.in_proj.weight.detach().float(), torch.zeros(2 * d), in_proj)   # [h,] u, z
         conv = block.conv_weight.detach().float()                           # (d, taps)
         taps = conv.shape[1]
         # the depthwise conv on the unfolded window (d, taps) -> one matrix (d, d * taps)
@@ -207,7 +226,7 @@ class ScriptS6Layer(nn.Module):
         return h + F.glu(v, -1), [tail, s]
 
 
-class ScriptLSTMLayer(nn.Module):
+class ScriptLSTMLayer(_FiLMOutputLayer):
     """One LSTM layer of the stack (:class:`neural.backbones.lstm.LSTMBlock`, FiLM, GLU, residual).
 
     The first layer takes the frame features and applies the stack's input projection
@@ -225,30 +244,13 @@ class ScriptLSTMLayer(nn.Module):
         lstm = block.lstm
         self.width = width
         self.first = in_proj is not None
-        w_ih = lstm.weight_ih_l0.detach().float()
         b_gates = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().float()
-        if in_proj is not None:   # [h, gates from the input] = W [feats] + b
-            w_in, b_in = in_proj.weight.detach().float(), in_proj.bias.detach().float()
-            w = torch.cat([w_in, w_ih @ w_in], 0)
-            b = torch.cat([b_in, w_ih @ b_in + b_gates], 0)
-        else:
-            w, b = w_ih, b_gates
-        self.register_buffer("w_in", w.clone())
-        self.register_buffer("b_in", b.clone())
-        self.register_buffer("b_base", b.clone())
+        _input_fold(self, lstm.weight_ih_l0.detach().float(), b_gates, in_proj)   # [h,] gates from the input
         self.register_buffer("w_hh_t", _detached(lstm.weight_hh_l0).t().contiguous())   # (width, 4 width)
         self.lstm = nn.LSTM(width, width, batch_first=True)
         self.lstm.load_state_dict(lstm.state_dict())
         self.lstm.float()
         _output_fold(self, glu, film, width, width)
-
-    @torch.jit.export
-    def configure(self, cond: Optional[Tensor]) -> None:
-        scale, shift = self.film.scale_shift(cond)
-        w, b = _fold_glu(self.glu_w, self.glu_b, scale, shift)
-        self.w_fold = w
-        self.b_fold = b
-        self.b_in = self.b_base
 
     def initial_state(self, batch: int) -> List[Tensor]:
         return [torch.zeros(batch, self.width), torch.zeros(batch, self.width)]
@@ -279,8 +281,87 @@ class ScriptLSTMLayer(nn.Module):
         return h + F.glu(v, -1), [hx, cx]
 
 
+class ScriptLRULayer(_FiLMOutputLayer):
+    """One LRU layer of the stack (:class:`neural.backbones.lru.LRUBlock`, FiLM, GLU, residual).
+
+    The complex recurrence ``h_t = lambda h_{t-1} + gamma B u_t`` on (real, imaginary) parts in
+    float64, as the compiled scan of the Python path accumulates it; the state is rounded to
+    float32 at the end of a block as that path's complex64 state is. Blocks of up to 8 frames
+    step frame by frame; longer ones take one matrix of ``lambda``'s powers per block (its
+    closed form, no per-frame operations). The first layer takes the frame features and applies
+    the stack's input projection itself (folded with the LRU's input map).
+    State: ``[h_re, h_im]``, each :math:`(B, N)` float64.
+    """
+
+    first: Final[bool]
+
+    def __init__(self, block: nn.Module, film: nn.Module, glu: nn.Module, width: int,
+                 in_proj: Optional[nn.Module] = None):
+        super().__init__()
+        lru = block.lru
+        n = lru.state
+        self.n_state, self.width = n, width
+        self.first = in_proj is not None
+        w_b = (lru.B * torch.exp(lru.gamma_log).view(-1, 1, 1)).detach().float()   # (N, width, 2)
+        w_u = torch.cat([w_b[..., 0], w_b[..., 1]], 0)                           # rows: all re, then all im
+        _input_fold(self, w_u, torch.zeros(2 * n), in_proj)                     # [h,] bu_re, bu_im
+        log_lam = lru.log_eigenvalues().detach()                                # complex128 (N,)
+        self.register_buffer("log_mag", log_lam.real.clone())                   # log |lambda| (< 0)
+        self.register_buffer("phase", log_lam.imag.clone())
+        lam = torch.exp(log_lam)
+        self.register_buffer("lam_re", lam.real.clone())
+        self.register_buffer("lam_im", lam.imag.clone())
+        c = lru.C.detach().float()                                               # (width, N, 2)
+        self.register_buffer("w_c", torch.cat([c[..., 0], -c[..., 1]], 1).contiguous())   # Re(C h) on [re, im]
+        self.register_buffer("skip", _detached(lru.D))
+        _output_fold(self, glu, film, width, width)
+
+    def initial_state(self, batch: int) -> List[Tensor]:
+        z = torch.zeros(batch, self.n_state, dtype=torch.float64)
+        return [z, z.clone()]
+
+    def forward(self, h: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        n = self.n_state
+        steps = h.shape[1]
+        if self.first:
+            h, bu = F.linear(h, self.w_in, self.b_in).split([self.width, 2 * n], -1)
+        else:
+            bu = F.linear(h, self.w_in)
+        b_re, b_im = bu.double().split([n, n], -1)                               # (B, T, N)
+        s_re, s_im = state[0], state[1]
+        if steps <= 8:
+            outs_re: List[Tensor] = []
+            outs_im: List[Tensor] = []
+            for t in range(steps):
+                s_re, s_im = (self.lam_re * s_re - self.lam_im * s_im + b_re[:, t],
+                              self.lam_re * s_im + self.lam_im * s_re + b_im[:, t])
+                outs_re.append(s_re)
+                outs_im.append(s_im)
+            h_re, h_im = torch.stack(outs_re, 1), torch.stack(outs_im, 1)
+        else:
+            # h_t = sum_{k <= t} lambda^(t-k) b_k + lambda^(t+1) h_0, lambda^m = |lambda|^m e^(i m theta)
+            lag = torch.arange(steps, dtype=torch.float64, device=h.device)
+            m = (lag.view(-1, 1) - lag.view(1, -1)).unsqueeze(-1)                 # (T, T, 1)
+            mask = (m >= 0).to(torch.float64)
+            mag = torch.exp(m.clamp_min(0.0) * self.log_mag) * mask
+            p_re, p_im = mag * torch.cos(m * self.phase), mag * torch.sin(m * self.phase)   # (T, T, N)
+            h_re = torch.einsum("tkn,bkn->btn", p_re, b_re) - torch.einsum("tkn,bkn->btn", p_im, b_im)
+            h_im = torch.einsum("tkn,bkn->btn", p_re, b_im) + torch.einsum("tkn,bkn->btn", p_im, b_re)
+            m0 = lag.view(-1, 1) + 1.0                                               # (T, 1)
+            mag0 = torch.exp(m0 * self.log_mag)
+            q_re, q_im = mag0 * torch.cos(m0 * self.phase), mag0 * torch.sin(m0 * self.phase)   # (T, N)
+            h_re = h_re + q_re * s_re.unsqueeze(1) - q_im * s_im.unsqueeze(1)
+            h_im = h_im + q_re * s_im.unsqueeze(1) + q_im * s_re.unsqueeze(1)
+        # the Python path's states are complex64: the read-out and the carried state in float32
+        h_f = torch.cat([h_re, h_im], -1).float()
+        y = F.gelu(torch.addcmul(F.linear(h_f, self.w_c), h, self.skip))
+        v = F.linear(y, self.w_fold, self.b_fold)                                # FiLM, GLU projection
+        last = h_f[:, steps - 1]
+        return h + F.glu(v, -1), [last[:, :n].double(), last[:, n:].double()]
+
+
 class ScriptStack(nn.Module):
-    """:class:`neural.backbones.stack.ConditionedStack` (S6 or LSTM blocks) from its weights.
+    """:class:`neural.backbones.stack.ConditionedStack` (S6, LSTM or LRU blocks) from its weights.
 
     ``forward(features (B, T, F_in), state) -> (out (B, T), state)``.
     """
@@ -288,7 +369,7 @@ class ScriptStack(nn.Module):
     def __init__(self, stack: nn.Module, backbone: str):
         super().__init__()
         width = stack.in_proj.out_features
-        kind = ScriptS6Layer if backbone == "s6" else ScriptLSTMLayer
+        kind = {"s6": ScriptS6Layer, "lstm": ScriptLSTMLayer, "lru": ScriptLRULayer}[backbone]
         self.layers = nn.ModuleList(kind(b, f, g, width, stack.in_proj if i == 0 else None)
                                     for i, (b, f, g) in enumerate(zip(stack.blocks, stack.films, stack.glus)))
         self.register_buffer("w_out", _detached(stack.out_proj.weight))

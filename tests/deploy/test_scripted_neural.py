@@ -26,7 +26,9 @@ CASES = [("s6", "hybrid", "hybrid_gain", "fitted", {"frame": 32}, True),
          ("s6", "blackbox", "blackbox", "knobs", {"frame": 32}, False),
          ("ff", "hybrid", "hybrid_gain", "fitted+knobs", {"level_feature": True}, True),
          ("ff", "blackbox", "blackbox", "knobs", {"layers": 1}, False),
-         ("ff", "hybrid", "hybrid_gain", "fitted", {"frame": 32}, False)]
+         ("ff", "hybrid", "hybrid_gain", "fitted", {"frame": 32}, False),
+         ("lru", "hybrid", "hybrid_gain", "fitted+knobs", {"frame": 32}, True),
+         ("lru", "blackbox", "blackbox", "knobs", {"level_feature": True, "layers": 1}, False)]
 
 
 # a gray-box knob map: the hybrid's DSP output is the gray-box's (filters and tube around the gain)
@@ -53,7 +55,8 @@ def write_checkpoint(path, backbone="s6", variant="hybrid", head="hybrid_gain", 
     """A tiny untrained model whose output differs from the DSP's (or the input); ``audio_path``: its
     options (:func:`neural.audio_path.audio_path_options`), the path's weights moved off the identity."""
     torch.manual_seed(seed)
-    hp = {"s6": {"width": 8, "state": 3}, "lstm": {"hidden": 8}, "ff": {"width": 8}}.get(backbone, {})
+    hp = {"s6": {"width": 8, "state": 3}, "lstm": {"hidden": 8}, "ff": {"width": 8},
+          "lru": {"width": 8, "state": 4}}.get(backbone, {})
     size = param_map.device.conditioning_size(conditioning)
     norm = {"mean": [0.1] * size, "std": [0.5] * size, "clip": 3.0} if normalised else None
     spec = model_spec(backbone, head, conditioning, {**hp, **(extra or {})}, cond_norm=norm,

@@ -104,7 +104,7 @@ def test_knob_table_streams_in_varying_blocks(signal):
     assert np.max(np.abs(y - ref)) < 1e-5
 
 
-# (param map, backbone, head, conditioning, extra, audio path): hybrids and black boxes of the three
+# (param map, backbone, head, conditioning, extra, audio path): hybrids and black boxes of the
 # exportable backbones, per sample and at the control rate, with and without the audio path
 NEURAL_CASES = [(GRAYBOX_MAP, "s6", "hybrid_gain", "fitted", {"frame": 32}, PATH),
                 (OPTO_MAP, "s6", "hybrid_gain", "fitted+knobs", {"frame": 32}, PATH),
@@ -112,7 +112,8 @@ NEURAL_CASES = [(GRAYBOX_MAP, "s6", "hybrid_gain", "fitted", {"frame": 32}, PATH
                 (KNOBMAP, "ff", "hybrid_gain", "fitted", {"level_feature": True}, None),
                 (GRAYBOX_MAP, "s6", "blackbox", "knobs", {"frame": 32}, None),
                 (KNOBMAP, "lstm", "blackbox", "knobs", {"level_feature": True}, {"fir_taps": 4, "poles": 2}),
-                (KNOBMAP, "ff", "blackbox", "knobs", {"frame": 32}, PATH)]
+                (KNOBMAP, "ff", "blackbox", "knobs", {"frame": 32}, PATH),
+                (OPTO_MAP, "lru", "hybrid_gain", "fitted+knobs", {"frame": 32}, PATH)]
 
 
 @pytest.mark.parametrize("param_map, backbone, head, conditioning, extra, path", NEURAL_CASES,
