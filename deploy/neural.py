@@ -56,6 +56,7 @@ __all__ = ["EXPORTABLE_BACKBONES", "ScriptS6Layer", "ScriptLSTMLayer", "ScriptLR
            "NeuralCompressor", "neural_module"]
 
 EXPORTABLE_BACKBONES = ("s6", "lstm", "lru", "ff")
+STREAM_PIECE = 4096   # the longest block processed at once; a longer call (a whole file) runs as consecutive pieces
 
 
 def _detached(t: Tensor) -> Tensor:
@@ -618,6 +619,7 @@ class NeuralCompressor(nn.Module):
     staged: Final[bool]      # constants: TorchScript compiles only the branches they select
     has_path: Final[bool]
     needs_params: Final[bool]
+    piece: Final[int]
     uses_dsp: Final[bool]
     peak_reduction: float
     mode: int
@@ -628,6 +630,7 @@ class NeuralCompressor(nn.Module):
         super().__init__()
         head = getattr(model, "head", model)
         self.head = ScriptHead(head)
+        self.piece = STREAM_PIECE
         self.uses_dsp = self.head.uses_dsp
         self.normalise = hasattr(model, "mean")
         dim = int(head.cond_dim)
@@ -725,6 +728,18 @@ class NeuralCompressor(nn.Module):
             self.frame_state = self.head.initial_frame_state(channels)
         if xf.shape[1] == 0:
             return x.clone()
+        # a whole file in one call streams as consecutive pieces (the block matrices grow as n^2)
+        if xf.shape[1] <= self.piece:
+            y = self._block(xf, peak_reduction, mode)
+        else:
+            y = torch.cat([self._block(part, peak_reduction, mode) for part in xf.split(self.piece, 1)], 1)
+        y = y.to(x.dtype)
+        return y if x.dim() == 2 else y.reshape(x.shape)
+
+    def _block(self, xf: Tensor, peak_reduction: Union[float, int, Tensor],
+               mode: Union[float, int, Tensor]) -> Tensor:
+        """One block of at most :data:`STREAM_PIECE` samples: ``(C, n)`` float32 in, the output before its
+        cast to the caller's dtype out."""
         pr = _setting(peak_reduction)
         mode_value = _setting(mode)
         slot = _mode_slot(mode_value)
@@ -747,8 +762,7 @@ class NeuralCompressor(nn.Module):
         y = self.head.output(o, xf, y_dsp)
         if self.has_path:
             y = self.path(y)
-        y = y.to(x.dtype)
-        return y if x.dim() == 2 else y.reshape(x.shape)
+        return y
 
 
 def neural_module(record: dict, model: nn.Module, source: str) -> NeuralCompressor:

@@ -160,3 +160,18 @@ def test_manifest_model_is_a_user_error(tmp_path):
     assert isinstance(load_checkpoint(path)[0]["param_map_obj"].device, KnobDevice)
     with pytest.raises(UserError, match="own knobs \\(threshold, ratio\\) cannot be exported"):
         neural_module(*load_checkpoint(path), str(path))
+
+
+@pytest.mark.parametrize("backbone", ["s6", "lru"])
+def test_a_whole_file_in_one_call_streams_in_pieces(tmp_path, backbone):
+    """A 20 s call equals the same signal streamed in host buffers; done at once, the control-rate
+    ramp alone would be a (frames x samples) matrix of some 100 GB."""
+    path = write_checkpoint(tmp_path / "m.pt", backbone, extra={"frame": 32})
+    m = torch.jit.script(neural_module(*load_checkpoint(path), str(path)))
+    x = torch.from_numpy(check_signal(20.0, SR, channels=1, seed=4)[0])
+    whole = m(x, 65.0, 0.0)
+    m.reset()
+    buffers = torch.cat([m(b, 65.0, 0.0) for b in x.split(1000)])
+    assert whole.shape == x.shape and whole.dtype == x.dtype
+    assert float((whole - buffers).abs().max()) < 1e-6
+    assert float((whole - x).abs().max()) > 1e-3
