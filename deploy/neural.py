@@ -287,9 +287,9 @@ class ScriptLRULayer(_FiLMOutputLayer):
 
     The complex recurrence ``h_t = lambda h_{t-1} + gamma B u_t`` on (real, imaginary) parts in
     float64, as the compiled scan of the Python path accumulates it; the state is rounded to
-    float32 at the end of a block as that path's complex64 state is. Blocks of up to 8 frames
-    step frame by frame; longer ones take one matrix of ``lambda``'s powers per block (its
-    closed form, no per-frame operations). The first layer takes the frame features and applies
+    float32 at the end of a block as that path's complex64 state is. Blocks of up to 8 steps
+    step one by one; longer ones take one matrix of ``lambda``'s powers per window of up to 64
+    steps (the closed form, no per-step operations). The first layer takes the frame features and applies
     the stack's input projection itself (folded with the LRU's input map).
     State: ``[h_re, h_im]``, each :math:`(B, N)` float64.
     """
@@ -321,6 +321,21 @@ class ScriptLRULayer(_FiLMOutputLayer):
         z = torch.zeros(batch, self.n_state, dtype=torch.float64)
         return [z, z.clone()]
 
+    def _window(self, b_re: Tensor, b_im: Tensor, s_re: Tensor, s_im: Tensor) -> Tuple[Tensor, Tensor]:
+        """The recurrence over ``T`` steps in closed form: ``h_t = sum_{k <= t} lambda^(t-k) b_k +
+        lambda^(t+1) h_0`` with ``lambda^m = |lambda|^m e^(i m theta)``; b :math:`(B, T, N)`, s :math:`(B, N)`."""
+        lag = torch.arange(b_re.shape[1], dtype=torch.float64, device=b_re.device)
+        m = (lag.view(-1, 1) - lag.view(1, -1)).unsqueeze(-1)                     # (T, T, 1)
+        mag = torch.exp(m.clamp_min(0.0) * self.log_mag) * (m >= 0).to(torch.float64)
+        p_re, p_im = mag * torch.cos(m * self.phase), mag * torch.sin(m * self.phase)   # (T, T, N)
+        h_re = torch.einsum("tkn,bkn->btn", p_re, b_re) - torch.einsum("tkn,bkn->btn", p_im, b_im)
+        h_im = torch.einsum("tkn,bkn->btn", p_re, b_im) + torch.einsum("tkn,bkn->btn", p_im, b_re)
+        m0 = lag.view(-1, 1) + 1.0                                                   # (T, 1)
+        mag0 = torch.exp(m0 * self.log_mag)
+        q_re, q_im = mag0 * torch.cos(m0 * self.phase), mag0 * torch.sin(m0 * self.phase)   # (T, N)
+        return (h_re + q_re * s_re.unsqueeze(1) - q_im * s_im.unsqueeze(1),
+                h_im + q_re * s_im.unsqueeze(1) + q_im * s_re.unsqueeze(1))
+
     def forward(self, h: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         n = self.n_state
         steps = h.shape[1]
@@ -339,20 +354,15 @@ class ScriptLRULayer(_FiLMOutputLayer):
                 outs_re.append(s_re)
                 outs_im.append(s_im)
             h_re, h_im = torch.stack(outs_re, 1), torch.stack(outs_im, 1)
-        else:
-            # h_t = sum_{k <= t} lambda^(t-k) b_k + lambda^(t+1) h_0, lambda^m = |lambda|^m e^(i m theta)
-            lag = torch.arange(steps, dtype=torch.float64, device=h.device)
-            m = (lag.view(-1, 1) - lag.view(1, -1)).unsqueeze(-1)                 # (T, T, 1)
-            mask = (m >= 0).to(torch.float64)
-            mag = torch.exp(m.clamp_min(0.0) * self.log_mag) * mask
-            p_re, p_im = mag * torch.cos(m * self.phase), mag * torch.sin(m * self.phase)   # (T, T, N)
-            h_re = torch.einsum("tkn,bkn->btn", p_re, b_re) - torch.einsum("tkn,bkn->btn", p_im, b_im)
-            h_im = torch.einsum("tkn,bkn->btn", p_re, b_im) + torch.einsum("tkn,bkn->btn", p_im, b_re)
-            m0 = lag.view(-1, 1) + 1.0                                               # (T, 1)
-            mag0 = torch.exp(m0 * self.log_mag)
-            q_re, q_im = mag0 * torch.cos(m0 * self.phase), mag0 * torch.sin(m0 * self.phase)   # (T, N)
-            h_re = h_re + q_re * s_re.unsqueeze(1) - q_im * s_im.unsqueeze(1)
-            h_im = h_im + q_re * s_im.unsqueeze(1) + q_im * s_re.unsqueeze(1)
+        else:   # windows of up to 64 steps (the powers' matrix is T x T x N), the state carried between
+            parts_re: List[Tensor] = []
+            parts_im: List[Tensor] = []
+            for w_re, w_im in zip(b_re.split(64, 1), b_im.split(64, 1)):
+                p_re, p_im = self._window(w_re, w_im, s_re, s_im)
+                s_re, s_im = p_re[:, -1], p_im[:, -1]
+                parts_re.append(p_re)
+                parts_im.append(p_im)
+            h_re, h_im = torch.cat(parts_re, 1), torch.cat(parts_im, 1)
         # the Python path's states are complex64: the read-out and the carried state in float32
         h_f = torch.cat([h_re, h_im], -1).float()
         y = F.gelu(torch.addcmul(F.linear(h_f, self.w_c), h, self.skip))
