@@ -14,7 +14,8 @@ its size; a 64-sample block holds one or two control frames):
   projection folded in); the S6 block's causal convolution is one matrix product over
   the unfolded window; over many frames (long buffers) its scan is a closed form of cumulative
   sums; an LSTM layer steps its few frames as a handful of operations each (``torch.nn.LSTM``'s
-  call costs more than that for short buffers).
+  call costs more than that for short buffers); an LRU layer's step is one real matrix product
+  (the diagonal complex ``lambda`` on the state's real and imaginary parts).
 - The control rate's per-sample ramp is one product with a matrix cached per block
   length and frame phase.
 - The DSP part and the audio path are :mod:`deploy.compressor`, :mod:`deploy.graybox`
@@ -285,13 +286,13 @@ class ScriptLSTMLayer(_FiLMOutputLayer):
 class ScriptLRULayer(_FiLMOutputLayer):
     """One LRU layer of the stack (:class:`neural.backbones.lru.LRUBlock`, FiLM, GLU, residual).
 
-    The complex recurrence ``h_t = lambda h_{t-1} + gamma B u_t`` on (real, imaginary) parts in
-    float64, as the compiled scan of the Python path accumulates it; the state is rounded to
-    float32 at the end of a block as that path's complex64 state is. Blocks of up to 8 steps
-    step one by one; longer ones take one matrix of ``lambda``'s powers per window of up to 64
-    steps (the closed form, no per-step operations). The first layer takes the frame features and applies
-    the stack's input projection itself (folded with the LRU's input map).
-    State: ``[h_re, h_im]``, each :math:`(B, N)` float64.
+    The complex recurrence ``h_t = lambda h_{t-1} + gamma B u_t`` on the state's real and
+    imaginary parts side by side, ``[re, im]`` :math:`(B, 2N)`, so that multiplying by the
+    diagonal ``lambda`` is one real ``(2N, 2N)`` matrix and a step is one ``addmm``; in float64,
+    as the compiled scan of the Python path accumulates it, the carried state rounded to float32
+    at the end of a block as that path's complex64 state is. The first layer takes the frame
+    features and applies the stack's input projection itself (folded with the LRU's input map).
+    State: ``[h]``, :math:`(B, 2N)` float64.
     """
 
     first: Final[bool]
@@ -306,69 +307,34 @@ class ScriptLRULayer(_FiLMOutputLayer):
         w_b = (lru.B * torch.exp(lru.gamma_log).view(-1, 1, 1)).detach().float()   # (N, width, 2)
         w_u = torch.cat([w_b[..., 0], w_b[..., 1]], 0)                           # rows: all re, then all im
         _input_fold(self, w_u, torch.zeros(2 * n), in_proj)                     # [h,] bu_re, bu_im
-        log_lam = lru.log_eigenvalues().detach()                                # complex128 (N,)
-        self.register_buffer("log_mag", log_lam.real.clone())                   # log |lambda| (< 0)
-        self.register_buffer("phase", log_lam.imag.clone())
-        lam = torch.exp(log_lam)
-        self.register_buffer("lam_re", lam.real.clone())
-        self.register_buffer("lam_im", lam.imag.clone())
+        lam = torch.exp(lru.log_eigenvalues().detach())                         # complex128 (N,)
+        re, im = torch.diag(lam.real), torch.diag(lam.imag)
+        # [re, im] @ step = [lam_re re - lam_im im, lam_im re + lam_re im]: lambda times the state
+        self.register_buffer("step", torch.cat([torch.cat([re, im], 1), torch.cat([-im, re], 1)], 0))
         c = lru.C.detach().float()                                               # (width, N, 2)
         self.register_buffer("w_c", torch.cat([c[..., 0], -c[..., 1]], 1).contiguous())   # Re(C h) on [re, im]
         self.register_buffer("skip", _detached(lru.D))
         _output_fold(self, glu, film, width, width)
 
     def initial_state(self, batch: int) -> List[Tensor]:
-        z = torch.zeros(batch, self.n_state, dtype=torch.float64)
-        return [z, z.clone()]
-
-    def _window(self, b_re: Tensor, b_im: Tensor, s_re: Tensor, s_im: Tensor) -> Tuple[Tensor, Tensor]:
-        """The recurrence over ``T`` steps in closed form: ``h_t = sum_{k <= t} lambda^(t-k) b_k +
-        lambda^(t+1) h_0`` with ``lambda^m = |lambda|^m e^(i m theta)``; b :math:`(B, T, N)`, s :math:`(B, N)`."""
-        lag = torch.arange(b_re.shape[1], dtype=torch.float64, device=b_re.device)
-        m = (lag.view(-1, 1) - lag.view(1, -1)).unsqueeze(-1)                     # (T, T, 1)
-        mag = torch.exp(m.clamp_min(0.0) * self.log_mag) * (m >= 0).to(torch.float64)
-        p_re, p_im = mag * torch.cos(m * self.phase), mag * torch.sin(m * self.phase)   # (T, T, N)
-        h_re = torch.einsum("tkn,bkn->btn", p_re, b_re) - torch.einsum("tkn,bkn->btn", p_im, b_im)
-        h_im = torch.einsum("tkn,bkn->btn", p_re, b_im) + torch.einsum("tkn,bkn->btn", p_im, b_re)
-        m0 = lag.view(-1, 1) + 1.0                                                   # (T, 1)
-        mag0 = torch.exp(m0 * self.log_mag)
-        q_re, q_im = mag0 * torch.cos(m0 * self.phase), mag0 * torch.sin(m0 * self.phase)   # (T, N)
-        return (h_re + q_re * s_re.unsqueeze(1) - q_im * s_im.unsqueeze(1),
-                h_im + q_re * s_im.unsqueeze(1) + q_im * s_re.unsqueeze(1))
+        return [torch.zeros(batch, 2 * self.n_state, dtype=torch.float64)]
 
     def forward(self, h: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        n = self.n_state
         steps = h.shape[1]
         if self.first:
-            h, bu = F.linear(h, self.w_in, self.b_in).split([self.width, 2 * n], -1)
+            h, bu = F.linear(h, self.w_in, self.b_in).split([self.width, 2 * self.n_state], -1)
         else:
             bu = F.linear(h, self.w_in)
-        b_re, b_im = bu.double().split([n, n], -1)                               # (B, T, N)
-        s_re, s_im = state[0], state[1]
-        if steps <= 8:
-            outs_re: List[Tensor] = []
-            outs_im: List[Tensor] = []
-            for t in range(steps):
-                s_re, s_im = (self.lam_re * s_re - self.lam_im * s_im + b_re[:, t],
-                              self.lam_re * s_im + self.lam_im * s_re + b_im[:, t])
-                outs_re.append(s_re)
-                outs_im.append(s_im)
-            h_re, h_im = torch.stack(outs_re, 1), torch.stack(outs_im, 1)
-        else:   # windows of up to 64 steps (the powers' matrix is T x T x N), the state carried between
-            parts_re: List[Tensor] = []
-            parts_im: List[Tensor] = []
-            for w_re, w_im in zip(b_re.split(64, 1), b_im.split(64, 1)):
-                p_re, p_im = self._window(w_re, w_im, s_re, s_im)
-                s_re, s_im = p_re[:, -1], p_im[:, -1]
-                parts_re.append(p_re)
-                parts_im.append(p_im)
-            h_re, h_im = torch.cat(parts_re, 1), torch.cat(parts_im, 1)
+        s = state[0]
+        states: List[Tensor] = []
+        for b_t in bu.double().unbind(1):
+            s = torch.addmm(b_t, s, self.step)
+            states.append(s)
         # the Python path's states are complex64: the read-out and the carried state in float32
-        h_f = torch.cat([h_re, h_im], -1).float()
-        y = F.gelu(torch.addcmul(F.linear(h_f, self.w_c), h, self.skip))
+        states32 = torch.stack(states, 1).float()
+        y = F.gelu(torch.addcmul(F.linear(states32, self.w_c), h, self.skip))
         v = F.linear(y, self.w_fold, self.b_fold)                                # FiLM, GLU projection
-        last = h_f[:, steps - 1]
-        return h + F.glu(v, -1), [last[:, :n].double(), last[:, n:].double()]
+        return h + F.glu(v, -1), [states32[:, steps - 1].double()]
 
 
 class ScriptStack(nn.Module):
