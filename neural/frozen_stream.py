@@ -1,4 +1,4 @@
-"""A renderer's streaming path for the control-rate S6 and LSTM models: host blocks without the modules.
+"""A renderer's streaming path for the control-rate S6, LSTM and LRU models: host blocks without the modules.
 
 :class:`neural.inference.BlockProcessor` streams a fixed model at a fixed setting. Through
 the modules, a 64-sample block of the default S6 hybrid costs some 270 Python calls (shape
@@ -7,14 +7,14 @@ coefficients looked up, a dozen small tensors made and viewed), several times th
 arithmetic of the compiled kernels underneath. :class:`FrozenStream` does what depends on
 the weights and the setting once, keeps the state in NumPy arrays of its own, and runs a
 block as the compiled kernels the module path calls on such a block (frame features, the
-whole S6 or LSTM stack, the ramp, the audio path's shaper row: :mod:`neural.kernels`) with the
+whole S6, LSTM or LRU stack, the ramp, the audio path's shaper row: :mod:`neural.kernels`) with the
 same inputs, and the output form and the audio path's matrix product as the same torch
 operations. Its output is the module path's bit for bit, so a stream may switch between
 the two from block to block (:meth:`FrozenStream.load`, :meth:`FrozenStream.state`): the
 processor takes this path for blocks of up to :data:`MAX_BLOCK` samples and the module
 path for longer ones.
 
-What it covers (:func:`supports`): heads at a control rate (``frame > 1``) on an S6 or LSTM
+What it covers (:func:`supports`): heads at a control rate (``frame > 1``) on an S6, LSTM or LRU
 backbone, with or without the audio path, conditioned or not, when the compiled kernels
 are there; anything else streams through the modules.
 

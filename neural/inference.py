@@ -73,7 +73,7 @@ class BlockProcessor:
 
     The setting is a knob dict of the model's device. The channel count is fixed by
     the first block. ``reset()`` returns to silence. Blocks of up to
-    :data:`neural.frozen_stream.MAX_BLOCK` samples of a control-rate S6 or LSTM model take
+    :data:`neural.frozen_stream.MAX_BLOCK` samples of a control-rate S6, LSTM or LRU model take
     :class:`neural.frozen_stream.FrozenStream` (the same output, without the modules' per-call
     overhead), longer ones the modules; the state passes between the two.
     """

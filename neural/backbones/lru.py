@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..kernels import lru_stack
 from ..kernels.compiled import use_compiled
 from ..kernels.lti import COMPLEX_KERNEL, complex_zeros, scan_complex_fused, scan_lti
 from .base import register
@@ -95,14 +96,16 @@ class LRULayer(nn.Module):
         """``lambda``, complex :math:`(N,)` in the parameters' precision."""
         return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
 
+    def input_matrix(self) -> Tensor:
+        """``gamma * B`` as one real matrix :math:`(2N, H)`: the rows (re, im) of every mode."""
+        return (self.B * torch.exp(self.gamma_log).view(-1, 1, 1)).permute(0, 2, 1).reshape(2 * self.state, self.width)
+
     def forward(self, u: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         b, steps, _ = u.shape
         h0 = self.initial_state(b) if state is None else state
         if steps == 0:
             return u.clone(), h0
-        # gamma * B u as one real matmul: rows (re, im) of every mode
-        w_in = (self.B * torch.exp(self.gamma_log).view(-1, 1, 1)).permute(0, 2, 1).reshape(2 * self.state, self.width)
-        bu = torch.view_as_complex(F.linear(u, w_in).unflatten(-1, (self.state, 2)))  # (B, T, N)
+        bu = torch.view_as_complex(F.linear(u, self.input_matrix()).unflatten(-1, (self.state, 2)))  # (B, T, N)
         if use_compiled(self, u, self.fused, COMPLEX_KERNEL):
             h, h_last = scan_complex_fused(self.log_eigenvalues(), bu, h0)
         else:
@@ -150,3 +153,40 @@ class LRUModel(ConditionedStack):
                  chunk: int = 8, film_hidden: int = 16, fused: bool = True):
         blocks = [LRUBlock(width, state, r_min, r_max, max_phase, chunk, fused) for _ in range(max(layers, 0))]
         super().__init__(in_features, out_features, cond_dim, width, blocks, film_hidden)
+        self.fused = fused
+
+    def compiled_kernel(self):
+        return (lru_stack.KERNEL, 6) if self.fused else None
+
+    def kernel_state(self, state: Optional[Tuple], batch: int, dtype) -> Tuple[Tensor, Tensor]:
+        """The states' real and imaginary parts, ``(layers, B, N)`` each (a layer's own is complex ``(B, N)``)."""
+        if state is None:
+            zeros = torch.zeros(len(self.blocks), batch, self.blocks[0].lru.state, dtype=dtype)
+            return zeros, zeros.clone()
+        stacked = torch.stack(list(state))
+        return stacked.real.to(dtype), stacked.imag.to(dtype)
+
+    def layer_states(self, first: Tensor, second: Tensor) -> Tuple:
+        return tuple(torch.complex(re, im) for re, im in zip(first.unbind(0), second.unbind(0)))
+
+    def _pack(self, dtype) -> tuple:
+        """The kernel's weight arguments: input layer, the LRU layers (6 arrays with it, stacked on a
+        first axis; lambda complex128), then (FiLM) GLUs and the output layer; projections transposed."""
+        layers = [b.lru for b in self.blocks]
+
+        def stack(get):
+            return torch.stack([get(i, m).detach() for i, m in enumerate(layers)]).to(dtype).contiguous().numpy()
+
+        def own(t):
+            return t.detach().to(dtype).contiguous().numpy()
+
+        sign = torch.tensor([1.0, -1.0])
+        return (
+            own(self.in_proj.weight.T), own(self.in_proj.bias),
+            stack(lambda i, m: m.input_matrix().T),
+            torch.stack([torch.exp(m.log_eigenvalues()).detach() for m in layers]).contiguous().numpy(),
+            stack(lambda i, m: (m.C * sign.to(m.C.dtype)).reshape(m.width, 2 * m.state).T),
+            stack(lambda i, m: m.D),
+            stack(lambda i, m: self.glus[i].proj.weight.T), stack(lambda i, m: self.glus[i].proj.bias),
+            own(self.out_proj.weight), own(self.out_proj.bias),
+        )

@@ -8,8 +8,8 @@ the interface ``block(x, state) -> (y, state)`` and ``block.initial_state(batch_
 
 Shape: see :mod:`neural.backbones.base`; the state has one entry per layer (the block's state).
 
-Compiled inference (S6, LSTM): a subclass whose whole stack runs in one compiled call
-(:mod:`neural.kernels.s6_stack`, :mod:`neural.kernels.lstm_stack`) packs its weights for the
+Compiled inference (S6, LSTM, LRU): a subclass whose whole stack runs in one compiled call
+(:mod:`neural.kernels.s6_stack`, :mod:`neural.kernels.lstm_stack`, :mod:`neural.kernels.lru_stack`) packs its weights for the
 kernel (``_pack``); :meth:`ConditionedStack._packed_weights` keeps them until the weights
 change (their version counters) and :meth:`ConditionedStack._film_coefficients` keeps the
 FiLM scales and shifts for the last conditioning vector, so a streaming block costs a
@@ -28,7 +28,7 @@ from .film import FiLM, GLU
 
 __all__ = ["COMPILED_STEPS", "ConditionedStack"]
 
-# steps (control frames) per block up to which the S6 and LSTM stacks run their compiled kernel:
+# steps (control frames) per block up to which the S6, LSTM and LRU stacks run their compiled kernel:
 # a host's buffers; longer blocks (files rendered offline) are faster through the torch path
 # (a 20 s render: S6 149x real time against 129x through the kernel, LSTM 205-217x against 174x)
 COMPILED_STEPS = 64

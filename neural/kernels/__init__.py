@@ -4,8 +4,9 @@
   (a reference loop and a chunked parallel form, differentiable).
 - :mod:`neural.kernels.selective`: the S6 block's selective scan and read-out in one
   compiled loop (inference only).
-- :mod:`neural.kernels.s6_stack`: a whole conditioned S6 stack (every layer, FiLM and GLU
-  included) in one compiled loop (inference only): a streaming block in one call.
+- :mod:`neural.kernels.s6_stack`, :mod:`neural.kernels.lstm_stack`, :mod:`neural.kernels.lru_stack`:
+  a whole conditioned S6, LSTM or LRU stack (every layer, FiLM and GLU included) in one compiled
+  loop (inference only): a streaming block in one call.
 - :mod:`neural.kernels.frames`: the control rate's frame features and per-sample ramp in
   one compiled call each (inference only).
 - :mod:`neural.kernels.shaper`: the audio path's shaper and filter row for a host block

@@ -1,7 +1,7 @@
-"""The parts the compiled S6 and LSTM stacks share: the input layer, FiLM -> GLU -> residual, the output layer.
+"""The parts the compiled S6, LSTM and LRU stacks share: the input layer, FiLM -> GLU -> residual, the output layer.
 
 Module-level jitted functions (numba, cached on disk), imported only by the stack kernels'
-builders (:mod:`neural.kernels.s6_stack`, :mod:`neural.kernels.lstm_stack`), since importing
+builders (:mod:`neural.kernels.s6_stack`, :mod:`neural.kernels.lstm_stack`, :mod:`neural.kernels.lru_stack`), since importing
 this module imports numba. (Helpers defined inside a builder, as closures, would stop numba
 from loading the kernels from its disk cache.) Products are summed in double precision
 (the ``acc_*`` buffers) and rounded to the model's dtype where the torch path holds a tensor.

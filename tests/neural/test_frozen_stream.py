@@ -1,4 +1,4 @@
-"""FrozenStream: the block processor's path for control-rate S6 models gives the modules' output
+"""FrozenStream: the block processor's path for control-rate S6, LSTM and LRU models gives the modules' output
 bit for bit, for any mix of block sizes (switching between the two paths), mono and stereo."""
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def _opto_map() -> KnobMap:
 
 def _renderer(tmp_path, head, conditioning, dsp="opto", path=True, layers=1, frame=32, backbone="s6"):
     torch.manual_seed(1)
-    hp = {"width": 8, "state": 3, "layers": layers, "frame": frame} if backbone == "s6" else \
-        {"hidden": 8, "layers": layers, "frame": frame}
+    hp = {"s6": {"width": 8, "state": 3}, "lru": {"width": 8, "state": 4}}.get(backbone, {"hidden": 8})
+    hp = {**hp, "layers": layers, "frame": frame}
     spec = model_spec(backbone, head, conditioning, hp, audio_path={"fir_taps": 8, "poles": 2} if path else None)
     model = build_model(spec)
     with torch.no_grad():   # a model whose output is neither the DSP's nor the input
@@ -76,11 +76,13 @@ def _stream(r, x, sizes, frozen: bool, setting):
     ("blackbox", "knobs", "opto", True, 1),
     ("hybrid_gain", "fitted+knobs", "opto", True, "lstm"),   # the LSTM hybrid
     ("hybrid_gain", "fitted", "ff5", False, "lstm2"),
+    ("hybrid_gain", "fitted+knobs", "opto", True, "lru2"),   # the LRU hybrid (the default backbone)
+    ("blackbox", "knobs", "opto", True, "lru"),
 ])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_frozen_blocks_equal_the_modules(tmp_path, head, conditioning, dsp, path, layers, channels):
-    backbone = "lstm" if str(layers).startswith("lstm") else "s6"
-    layers = int(str(layers)[4:] or 1) if backbone == "lstm" else layers
+    backbone = str(layers).rstrip("0123456789") or "s6"   # "lstm2": an LSTM of 2 layers; 1: an S6 of 1
+    layers = int(str(layers)[len(backbone):] or 1) if backbone != "s6" else layers
     r = _renderer(tmp_path, head, conditioning, dsp, path, layers, backbone=backbone)
     assert supports(r.model)
     x = _signal(0.6, channels)
