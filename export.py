@@ -2,7 +2,7 @@
 
     python export.py fits/song/ckpt.yaml song.pt           # a one-pair fit: forward(x)
     python export.py checkpoints/standin la2a.pt            # a chain: forward(x, peak_reduction, mode)
-    python export.py runs/s6_hybrid/best.pt s6_hybrid.pt    # a neural run: forward(x, peak_reduction, mode)
+    python export.py runs/lru_hybrid/best.pt hybrid.pt      # a neural run: forward(x, peak_reduction, mode)
     python export.py checkpoints/manifest dev.pt            # a manifest fit (per take or knob curves): forward(x, knobs)
 
 The file runs with torch alone (nothing of this project installed):

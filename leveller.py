@@ -6,7 +6,7 @@ Arrays in, arrays out; physical units everywhere.
     y = leveller.render(x, 44100, fit["params"])                 # x: (samples,) or (channels, samples)
     chain = leveller.open_fit("checkpoints/standin")             # any fit folder or file
     y = chain.render(x, 44100, {"mode": "compress", "peak_reduction": 65})
-    model = leveller.load_neural("runs/s6_hybrid/best.pt")
+    model = leveller.load_neural("runs/lru_hybrid/best.pt")
     y = model.render(x, 44100, {"mode": "compress", "peak_reduction": 65})
 
 Bad input (a missing file, a setting outside what was fitted, parameters out of range,

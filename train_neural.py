@@ -1,6 +1,6 @@
-"""Train a neural model of the device: S6 or LSTM, residual hybrid or black box.
+"""Train a neural model of the device (LRU, S6, LSTM, ...), residual hybrid or black box.
 
-    python train_neural.py model=s6 variant=hybrid         # corrects the fitted DSP model
+    python train_neural.py                                 # the LRU hybrid: corrects the fitted DSP model
     python train_neural.py model=lstm variant=blackbox     # the knobs alone
     python train_neural.py data=signaltrain data.root=DIR model=s6 max_minutes=60
 

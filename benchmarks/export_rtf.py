@@ -95,8 +95,8 @@ def synthetic_sources(folder: Path) -> list[Path]:
                folder / "knobtable.yaml"]
     base = yaml.safe_load((ROOT / "cfg" / "model" / "base.yaml").read_text())
     path_options = (base.get("audio_path") or {}).get("hybrid")
-    # the hybrids on the ff5 map, and the default model's (an S6 hybrid on an opto map)
-    for backbone, dsp in (("s6", "ff5"), ("lstm", "ff5"), ("ff", "ff5"), ("s6", "opto")):
+    # the hybrids on the ff5 map, and the default model's (an LRU hybrid on an opto map) and an S6 one
+    for backbone, dsp in (("s6", "ff5"), ("lstm", "ff5"), ("ff", "ff5"), ("lru", "opto"), ("s6", "opto")):
         cfg = yaml.safe_load((ROOT / "cfg" / "model" / f"{backbone}.yaml").read_text())
         hp = dict(cfg["hyperparameters"])
         torch.manual_seed(0)

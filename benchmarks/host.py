@@ -19,13 +19,13 @@ Models (built synthetically, as ``benchmarks/export_rtf.py`` does, at ``--rate``
 one-pair ff5 fit, a gray-box knob map, and the default S6 and LSTM hybrids
 (``cfg/model/<backbone>.yaml`` sizes, control rate, ``cfg/model/base.yaml``'s audio path,
 weights moved off their start) on that gray-box map; an opto knob map (an LA-2A-like cell in
-the same blocks) and the same two hybrids on it (``opto``, ``s6_opto``, ``lstm_opto``: the
-default model class's); the hybrids are checkpoints at
+the same blocks) and three hybrids on it (``opto``, ``lru_opto``, ``s6_opto``, ``lstm_opto``: the
+default model class's, the LRU the default backbone); the hybrids are checkpoints at
 ``--rate`` (their control frame scaled to it, 35 samples at 48 kHz). Or exportable
 sources given with ``--source``. The signal is the project's synthesised program material
 (drums, bass, plucks, chords, speech-like bursts) at -12 dBFS RMS or so, looped.
 
-    python benchmarks/host.py [--models fit graybox s6 lstm opto s6_opto lstm_opto] [--blocks 32 64 128 256 512 2048]
+    python benchmarks/host.py [--models fit graybox s6 lstm opto lru_opto s6_opto lstm_opto] [--blocks 32 64 128 256 512 2048]
                               [--minutes 10] [--silence 60] [--rate 48000] [--channels 1]
                               [--source PATH ...] [--json OUT.json] [--python] [--neutone PYTHON]
 
@@ -52,11 +52,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-MODELS = ("fit", "graybox", "s6", "lstm", "opto", "s6_opto", "lstm_opto")
+MODELS = ("fit", "graybox", "s6", "lstm", "opto", "lru_opto", "s6_opto", "lstm_opto")
 LABELS = {"fit": "one-pair ff5 fit", "graybox": "gray-box knob map", "s6": "S6 hybrid (gray-box, path)",
-          "lstm": "LSTM hybrid (gray-box, path)", "opto": "opto knob map", "s6_opto": "S6 hybrid (opto, path)",
+          "lstm": "LSTM hybrid (gray-box, path)", "opto": "opto knob map", "lru_opto": "LRU hybrid (opto, path)",
+          "s6_opto": "S6 hybrid (opto, path)",
           "lstm_opto": "LSTM hybrid (opto, path)"}
-HYBRIDS = {"s6": ("s6", "graybox"), "lstm": ("lstm", "graybox"), "s6_opto": ("s6", "opto"),
+HYBRIDS = {"s6": ("s6", "graybox"), "lstm": ("lstm", "graybox"), "lru_opto": ("lru", "opto"), "s6_opto": ("s6", "opto"),
            "lstm_opto": ("lstm", "opto")}   # model name -> (backbone, the DSP map it is trained on)
 SETTING = (65.0, 1.0)   # peak reduction, mode (limit): the knob arguments of the knob maps and hybrids
 

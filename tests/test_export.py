@@ -130,22 +130,24 @@ def test_graybox_fit_and_knob_map_export_run_without_the_project(tmp_path, run_c
         assert np.max(np.abs(y - StreamingGraybox(kmap.at(la2a_setting(mode, pr)), SR).process(x))) < 1e-4
 
 
-def test_neural_export_runs_without_the_project(tmp_path, run_cli):
-    """The default S6 hybrid: control rate, its conditioning standardised, the audio-rate path on."""
+@pytest.mark.parametrize("backbone", ["lru", "s6"])
+def test_neural_export_runs_without_the_project(tmp_path, run_cli, backbone):
+    """The default hybrids (LRU, S6): control rate, conditioning standardised, the audio-rate path on."""
     sys.path.insert(0, str(Path(__file__).parent / "deploy"))
     try:
         from test_scripted_neural import AUDIO_PATH, write_checkpoint
     finally:
         sys.path.pop(0)
     from neural.inference import NeuralRenderer
-    path = write_checkpoint(tmp_path / "best.pt", extra={"frame": 32}, normalised=True, audio_path=AUDIO_PATH)
-    res = run_cli(["export.py", path, tmp_path / "s6.pt"])
+    path = write_checkpoint(tmp_path / "best.pt", backbone, conditioning="fitted+knobs", extra={"frame": 32},
+                            normalised=True, audio_path=AUDIO_PATH)
+    res = run_cli(["export.py", path, tmp_path / f"{backbone}.pt"])
     assert res.returncode == 0, res.stderr
-    assert "s6 hybrid" in res.stdout
+    assert f"{backbone} hybrid" in res.stdout
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     x = check_signal(0.2, SR, channels=1, seed=2)
-    (y,) = run_fresh([(tmp_path / "s6.pt", [65.0, 1.0])], x, outside)
+    (y,) = run_fresh([(tmp_path / f"{backbone}.pt", [65.0, 1.0])], x, outside)
     ref = stream(NeuralRenderer.load(path).block_processor(SR, la2a_setting("limit", 65.0)), x, 4096)
     assert np.max(np.abs(y - ref)) < 1e-4
 

@@ -66,9 +66,10 @@ def test_graybox_knobmap_neutone_model_matches(tmp_path):
     assert np.max(np.abs(y - ref)) < 1e-4
 
 
-@pytest.mark.slow   # the SDK's checks run the S6 at many buffer sizes: about 2 min on a busy 2-core machine
-def test_default_hybrid_with_audio_path_neutone_model_matches(tmp_path):
-    """The default S6 hybrid (control rate, audio-rate path on) passes the SDK's checks and streams as the renderer."""
+@pytest.mark.slow   # the SDK's checks run the model at many buffer sizes: about 2 min each on a busy 2-core machine
+@pytest.mark.parametrize("backbone", ["lru", "s6"])
+def test_default_hybrid_with_audio_path_neutone_model_matches(tmp_path, backbone):
+    """The default hybrids (LRU, S6; control rate, audio-rate path on) pass the SDK's checks and stream as the renderer."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
@@ -78,7 +79,8 @@ def test_default_hybrid_with_audio_path_neutone_model_matches(tmp_path):
         sys.path.pop(0)
     from neural.inference import NeuralRenderer
     from deploy.verify import stream
-    path = write_checkpoint(tmp_path / "best.pt", extra={"frame": 32}, normalised=True, audio_path=AUDIO_PATH)
+    path = write_checkpoint(tmp_path / "best.pt", backbone, conditioning="fitted+knobs", extra={"frame": 32},
+                            normalised=True, audio_path=AUDIO_PATH)
     res = export_neutone(path, tmp_path / "nm", submission=False)
     model, _ = load_neutone_model(str(res.out))
     model.set_daw_sample_rate_and_buffer_size(44100, 512)

@@ -95,8 +95,9 @@ def test_scripted_equals_renderer(tmp_path, backbone, variant, head, conditionin
 
 
 # (param map, backbone, head, conditioning, extra, normalised, audio path): the default hybrid's path,
-# per sample and at the control rate, on an ff5 and a gray-box map
-PATH_CASES = [(KNOBMAP, "s6", "hybrid_gain", "fitted", {"frame": 32}, True, AUDIO_PATH),
+# per sample and at the control rate, on an ff5 and a gray-box map; the default backbone (LRU) first
+PATH_CASES = [(KNOBMAP, "lru", "hybrid_gain", "fitted+knobs", {"frame": 32}, True, AUDIO_PATH),
+              (KNOBMAP, "s6", "hybrid_gain", "fitted", {"frame": 32}, True, AUDIO_PATH),
               (GRAYBOX_MAP, "s6", "hybrid_gain", "fitted+knobs", {"frame": 32}, True, AUDIO_PATH),
               (GRAYBOX_MAP, "lstm", "hybrid_add", "fitted", {"level_feature": True}, False,
                {"shaper": False, "fir_taps": 3, "poles": 2}),
