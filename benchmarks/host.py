@@ -273,7 +273,8 @@ def main(argv=None) -> int:
                     help="also time the hybrids through the Python renderer's block processor (NeuralRenderer."
                          "block_processor: test_comp.py --neural, leveller), the same way")
     ap.add_argument("--neutone", default=None, metavar="PYTHON",
-                    help="the Python of neutone-sdk's environment (docs/NEUTONE.md): also export the S6 hybrid as a "
+                    help="the Python of neutone-sdk's environment (docs/NEUTONE.md): also export the LRU hybrid on opto "
+                         "(the default; else the S6 hybrid on the gray-box) as a "
                          "Neutone model (the SDK's submission checks) and time it the same way, stereo at --rate")
     args = ap.parse_args(argv)
 
@@ -304,21 +305,24 @@ def main(argv=None) -> int:
         for name in [n for n in sources if n in HYBRIDS]:
             LABELS[name + "_python"] = LABELS[name].replace("(", "(Python, ", 1)
             runs.append((name + "_python", sources[name], "python", sys.executable, False, signal))
-    if args.neutone and "s6" in sources:
+    neutone_source = next((n for n in ("lru_opto", "s6") if n in sources), None)   # the default hybrid first
+    if args.neutone and neutone_source:
         stereo = tmp / "program-stereo.pt"
         torch.save(program(args.rate, 2), stereo)
         start = time.perf_counter()
+        out_dir = tmp / f"{neutone_source}_neutone"
         made = subprocess.run([args.neutone, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                                "from jobs.export import export_neutone; export_neutone(sys.argv[2], sys.argv[3])",
-                               str(ROOT), str(sources["s6"]), str(tmp / "s6_neutone")], capture_output=True,
+                               str(ROOT), str(sources[neutone_source]), str(out_dir)], capture_output=True,
                               text=True, cwd=ROOT)
+        label = LABELS[neutone_source].split(" (")[0]
         if made.returncode != 0:
             print(f"Neutone export failed: {(made.stderr.strip().splitlines() or ['?'])[-1]}")
         else:
-            print(f"Neutone: the S6 hybrid passed the SDK's save_neutone_model checks (submission, "
+            print(f"Neutone: the {label} passed the SDK's save_neutone_model checks (submission, "
                   f"{time.perf_counter() - start:.0f} s); timed below as the plug-in runs it (stereo)")
-            LABELS["s6_neutone"] = "S6 hybrid, Neutone model"
-            runs.append(("s6_neutone", tmp / "s6_neutone" / "model.nm", "neutone", args.neutone, True, stereo))
+            LABELS[f"{neutone_source}_neutone"] = f"{LABELS[neutone_source]}, Neutone model"
+            runs.append((f"{neutone_source}_neutone", out_dir / "model.nm", "neutone", args.neutone, True, stereo))
     for name, out_file, kind, python, neutone, sig in runs:
         knobs = [] if kind == "fit" else [SETTING[0], SETTING[1]]
         for block in args.blocks:

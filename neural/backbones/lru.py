@@ -48,7 +48,7 @@ from ..kernels import lru_stack
 from ..kernels.compiled import use_compiled
 from ..kernels.lti import COMPLEX_KERNEL, complex_zeros, scan_complex_fused, scan_lti
 from .base import register
-from .stack import ConditionedStack
+from .stack import ConditionedStack, kernel_array, per_layer
 
 __all__ = ["LRULayer", "LRUBlock", "LRUModel"]
 
@@ -100,6 +100,11 @@ class LRULayer(nn.Module):
         """``gamma * B`` as one real matrix :math:`(2N, H)`: the rows (re, im) of every mode."""
         return (self.B * torch.exp(self.gamma_log).view(-1, 1, 1)).permute(0, 2, 1).reshape(2 * self.state, self.width)
 
+    def output_matrix(self) -> Tensor:
+        """``Re(C h) = C_re h_re - C_im h_im`` as one real matrix :math:`(H, 2N)` on the (re, im) pairs."""
+        sign = torch.tensor([1.0, -1.0], dtype=self.C.dtype, device=self.C.device)
+        return (self.C * sign).reshape(self.width, 2 * self.state)
+
     def forward(self, u: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         b, steps, _ = u.shape
         h0 = self.initial_state(b) if state is None else state
@@ -110,10 +115,7 @@ class LRULayer(nn.Module):
             h, h_last = scan_complex_fused(self.log_eigenvalues(), bu, h0)
         else:
             h, h_last = scan_lti(self.log_eigenvalues(), bu, h0, self.chunk)
-        # Re(C h) = C_re h_re - C_im h_im, as one real matmul on (h_re, h_im) pairs
-        sign = torch.tensor([1.0, -1.0], dtype=self.C.dtype, device=self.C.device)
-        w_out = (self.C * sign).reshape(self.width, 2 * self.state)
-        y = torch.addcmul(F.linear(torch.view_as_real(h).flatten(-2), w_out), u, self.D)
+        y = torch.addcmul(F.linear(torch.view_as_real(h).flatten(-2), self.output_matrix()), u, self.D)
         return y, h_last
 
 
@@ -175,17 +177,16 @@ class LRUModel(ConditionedStack):
         layers = [b.lru for b in self.blocks]
 
         def stack(get):
-            return torch.stack([get(i, m).detach() for i, m in enumerate(layers)]).to(dtype).contiguous().numpy()
+            return per_layer(layers, get, dtype)
 
         def own(t):
-            return t.detach().to(dtype).contiguous().numpy()
+            return kernel_array(t, dtype)
 
-        sign = torch.tensor([1.0, -1.0])
         return (
             own(self.in_proj.weight.T), own(self.in_proj.bias),
             stack(lambda i, m: m.input_matrix().T),
             torch.stack([torch.exp(m.log_eigenvalues()).detach() for m in layers]).contiguous().numpy(),
-            stack(lambda i, m: (m.C * sign.to(m.C.dtype)).reshape(m.width, 2 * m.state).T),
+            stack(lambda i, m: m.output_matrix().T),
             stack(lambda i, m: m.D),
             stack(lambda i, m: self.glus[i].proj.weight.T), stack(lambda i, m: self.glus[i].proj.bias),
             own(self.out_proj.weight), own(self.out_proj.bias),

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..kernels import lstm_stack
 from .base import register
-from .stack import ConditionedStack
+from .stack import ConditionedStack, kernel_array, per_layer
 
 __all__ = ["LSTMBlock", "LSTMModel"]
 
@@ -84,10 +84,10 @@ class LSTMModel(ConditionedStack):
         """The kernel's weight arguments in ``dtype``: input layer, LSTM layers (stacked on a first
         axis), then (FiLM) GLUs and the output layer; projections transposed (input index first)."""
         def stack(get):
-            return torch.stack([get(i, b.lstm).detach() for i, b in enumerate(self.blocks)]).to(dtype).contiguous().numpy()
+            return per_layer([b.lstm for b in self.blocks], get, dtype)
 
         def own(t):
-            return t.detach().to(dtype).contiguous().numpy()
+            return kernel_array(t, dtype)
 
         return (
             own(self.in_proj.weight.T), own(self.in_proj.bias),

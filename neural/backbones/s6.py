@@ -42,7 +42,7 @@ from ..kernels import s6_stack, selective
 from ..kernels.compiled import use_compiled
 from ..kernels.scan import scan_parallel
 from .base import register
-from .stack import ConditionedStack
+from .stack import ConditionedStack, kernel_array, per_layer
 
 __all__ = ["S6Block", "S6Model"]
 
@@ -178,13 +178,11 @@ class S6Model(ConditionedStack):
 
     def _pack(self, dtype) -> tuple:
         """The kernel's weight arguments in ``dtype``, per layer stacked on a first axis."""
-        blocks = self.blocks
-
         def stack(get):
-            return torch.stack([get(i, b).detach() for i, b in enumerate(blocks)]).to(dtype).contiguous().numpy()
+            return per_layer(self.blocks, get, dtype)
 
         def own(t):
-            return t.detach().to(dtype).contiguous().numpy()
+            return kernel_array(t, dtype)
 
         # the kernel's order: input layer, the S6 blocks (10 arrays); then (FiLM), GLUs, output layer
         # (the projections transposed: input index first)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -26,12 +27,22 @@ from ..kernels.compiled import use_compiled
 from .base import Backbone, State
 from .film import FiLM, GLU
 
-__all__ = ["COMPILED_STEPS", "ConditionedStack"]
+__all__ = ["COMPILED_STEPS", "ConditionedStack", "kernel_array", "per_layer"]
 
 # steps (control frames) per block up to which the S6, LSTM and LRU stacks run their compiled kernel:
 # a host's buffers; longer blocks (files rendered offline) are faster through the torch path
 # (a 20 s render: S6 149x real time against 129x through the kernel, LSTM 205-217x against 174x)
 COMPILED_STEPS = 64
+
+
+def kernel_array(t: Tensor, dtype) -> np.ndarray:
+    """One weight as a compiled kernel takes it: detached, in ``dtype``, contiguous, a NumPy view."""
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+def per_layer(items, get, dtype) -> np.ndarray:
+    """``get(i, item)`` of every layer stacked on a first axis, as :func:`kernel_array`."""
+    return kernel_array(torch.stack([get(i, item).detach() for i, item in enumerate(items)]), dtype)
 
 
 class ConditionedStack(Backbone):
