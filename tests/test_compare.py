@@ -108,7 +108,8 @@ def test_a_registered_metric_reaches_the_csv_and_the_markdown(compared):
 
     try:
         args = [f"out_dir={tmp / 'with_metric'}", f"dsp_dir={tmp / 'dsp'}", "models=[]", "train_missing=false",
-                "unseen_levels=[90]", "plots.peak_reduction=90", "rtf_seconds=0.1", *_tiny(tmp / "cache")]
+                "unseen_levels=[90]", "plots.peak_reduction=90", "rtf_seconds=0.1", "dsp_fits=[]",
+                *_tiny(tmp / "cache")]
         assert run_compare(load_config("compare", args), args) == 0
     finally:
         METRICS.pop("peak_error")
