@@ -37,8 +37,8 @@ def _build():
     import numpy as np
 
     # module globals, not locals: a kernel that closes over a local is not cached on disk
-    global film_glu_residual, input_layer, output_layer
-    from .stack_parts import film_glu_residual, input_layer, output_layer
+    global film_glu_residual, input_layer, layer_projection, output_layer
+    from .stack_parts import film_glu_residual, input_layer, layer_projection, output_layer
 
     @numba.njit(cache=True, nogil=True, fastmath=False)
     def kernel(x, in_wt, in_b, win_t, lam, cw_t, dskip, fscale, fshift, gw_t, gb, out_w, out_b, s_re, s_im,
@@ -66,25 +66,14 @@ def _build():
             for t in range(steps):
                 input_layer(x, i, t, in_wt, in_b, acc_w, res)
                 for l in range(layers):
-                    acc_b[:] = 0.0
-                    for w in range(width):
-                        r = res[w]
-                        for k in range(two_n):
-                            acc_b[k] += win_t[l, w, k] * r
-                    for k in range(two_n):
-                        bu[k] = acc_b[k]
+                    layer_projection(win_t, l, res, acc_b, bu)
                     for n in range(states):
                         sn = lam[l, n] * s[l, n] + complex(bu[2 * n], bu[2 * n + 1])
                         s[l, n] = sn
                         read[2 * n] = sn.real
                         read[2 * n + 1] = sn.imag
-                    acc_w[:] = 0.0
-                    for k in range(two_n):
-                        rk = read[k]
-                        for w in range(width):
-                            acc_w[w] += cw_t[l, k, w] * rk
+                    layer_projection(cw_t, l, read, acc_w, v)   # Re(C s), rounded as the torch path's matmul
                     for w in range(width):
-                        v[w] = acc_w[w]                       # Re(C s), rounded as the torch path's matmul
                         v[w] = v[w] + dskip[l, w] * res[w]
                         a = np.float64(v[w])
                         v[w] = 0.5 * a * (1.0 + math.erf(a / math.sqrt(2.0)))   # gelu (erf form)

@@ -38,8 +38,8 @@ def _build():
     import numpy as np
 
     # module globals, not locals: a kernel that closes over a local is not cached on disk
-    global film_glu_residual, input_layer, output_layer
-    from .stack_parts import film_glu_residual, input_layer, output_layer
+    global film_glu_residual, input_layer, layer_projection, output_layer
+    from .stack_parts import film_glu_residual, input_layer, layer_projection, output_layer
 
     @numba.njit(cache=True, nogil=True, fastmath=False)
     def kernel(x, in_wt, in_b, win_t, conv_w, conv_b, xw_t, xb, A, Dsk, ow_t, fscale, fshift, gw_t, gb,
@@ -72,13 +72,7 @@ def _build():
             for t in range(steps):
                 input_layer(x, i, t, in_wt, in_b, acc_w, res)
                 for l in range(layers):
-                    acc_uz[:] = 0.0
-                    for w in range(width):
-                        r = res[w]
-                        for d in range(two_inner):
-                            acc_uz[d] += win_t[l, w, d] * r
-                    for d in range(two_inner):
-                        uz[d] = acc_uz[d]
+                    layer_projection(win_t, l, res, acc_uz, uz)
                     # causal depthwise conv over [tail, u], then the tail moves on by one sample
                     for d in range(inner):
                         acc = 0.0
@@ -114,13 +108,7 @@ def _build():
                             acc += h[l, i, d, n] * proj[inner + states + n]
                         zd = uz[inner + d]
                         gated[d] = (acc + Dsk[l, d] * uc[d]) * (zd / (1.0 + math.exp(-zd)))
-                    acc_w[:] = 0.0
-                    for d in range(inner):
-                        gd = gated[d]
-                        for w in range(width):
-                            acc_w[w] += ow_t[l, d, w] * gd
-                    for w in range(width):
-                        v[w] = acc_w[w]
+                    layer_projection(ow_t, l, gated, acc_w, v)
                     film_glu_residual(v, fscale, fshift, i, l, gw_t, gb, acc_g, g, res)
                 output_layer(res, out_w, out_b, y, i, t)
 

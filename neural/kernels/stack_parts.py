@@ -1,4 +1,5 @@
-"""The parts the compiled S6, LSTM and LRU stacks share: the input layer, FiLM -> GLU -> residual, the output layer.
+"""The parts the compiled S6, LSTM and LRU stacks share: the input layer, a layer's projection, FiLM -> GLU -> residual,
+the output layer.
 
 Module-level jitted functions (numba, cached on disk), imported only by the stack kernels'
 builders (:mod:`neural.kernels.s6_stack`, :mod:`neural.kernels.lstm_stack`, :mod:`neural.kernels.lru_stack`), since importing
@@ -23,6 +24,18 @@ def input_layer(x, i, t, in_wt, in_b, acc_w, res):  # pragma: no cover - compile
             acc_w[w] += in_wt[f, w] * xf
     for w in range(res.shape[0]):
         res[w] = acc_w[w] + in_b[w]
+
+
+@numba.njit(cache=True, nogil=True)
+def layer_projection(w_t, l, vec, acc, out):  # pragma: no cover - compiled
+    """``out = W_l vec`` of layer ``l`` (the weight transposed: input index first), summed in ``acc``."""
+    acc[:] = 0.0
+    for j in range(vec.shape[0]):
+        vj = vec[j]
+        for k in range(out.shape[0]):
+            acc[k] += w_t[l, j, k] * vj
+    for k in range(out.shape[0]):
+        out[k] = acc[k]
 
 
 @numba.njit(cache=True, nogil=True)

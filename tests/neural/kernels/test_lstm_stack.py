@@ -5,51 +5,30 @@ import torch
 from neural.backbones.lstm import LSTMModel
 from neural.backbones.stack import COMPILED_STEPS
 from neural.kernels import lstm_stack
+from tests.neural.kernels.stack_check import blocks_against_torch, close, perturbed_pair
 
 pytestmark = pytest.mark.skipif(not lstm_stack.available(), reason="numba not available")
 
 
 def _pair(layers, cond_dim, dtype, seed=0):
     """A compiled-path model with perturbed weights and a torch-path twin (fused=False)."""
-    torch.manual_seed(seed)
-    model = LSTMModel(4, 2, cond_dim, hidden=12, layers=layers).to(dtype)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    twin = LSTMModel(4, 2, cond_dim, hidden=12, layers=layers, fused=False).to(dtype)
-    twin.load_state_dict(model.state_dict())
-    return model, twin
-
-
-def _close(got, want, tol):
-    scale = max([1.0] + want.abs().flatten().tolist())
-    return got.shape == want.shape and bool(((got - want).abs() <= tol * scale).all())
+    return perturbed_pair(lambda fused: LSTMModel(4, 2, cond_dim, hidden=12, layers=layers, fused=fused), dtype, seed)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layers, cond_dim", [(1, 7), (2, 3), (2, 0)])
 def test_compiled_stack_matches_the_torch_path_block_by_block(layers, cond_dim, dtype):
     model, twin = _pair(layers, cond_dim, dtype)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 400, 4, generator=g).to(dtype)
-    cond = torch.rand(2, cond_dim, generator=g).to(dtype) if cond_dim else None
+    x, cond, start, (out, state), (ref, ref_state), from_silence = blocks_against_torch(model, twin, cond_dim, dtype)
+    kept = [(h.clone(), c.clone()) for h, c in start]
     with torch.inference_mode():
-        start = twin.process(x[:, :30], cond)[1]        # a state the torch path made
-        ref, ref_state = twin.process(x[:, 30:], cond, start)
-        parts, state, i = [], start, 30
-        for n in (1, 0, 7, 64, 64, 64, 64, 64, 42):   # blocks the kernel takes (up to COMPILED_STEPS)
-            y, state = model.process(x[:, i:i + n], cond, state)
-            parts.append(y)
-            i += n
-        out = torch.cat(parts, 1)
-        kept = [(h.clone(), c.clone()) for h, c in start]
         model.process(x[:, 30:40], cond, start)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
-    assert out.dtype == dtype and _close(out, ref, tol)
-    assert (ref - twin.process(x[:, 30:], cond)[0]).abs().max() > 1e-3   # the carried state matters
+    assert out.dtype == dtype and close(out, ref, tol)
+    assert (ref - from_silence).abs().max() > 1e-3   # the carried state matters
     for (h, c), (ref_h, ref_c) in zip(state, ref_state):   # (1, B, width), as torch.nn.LSTM's
         assert h.shape == ref_h.shape and c.shape == ref_c.shape and h.dtype == dtype
-        assert _close(h, ref_h, tol) and _close(c, ref_c, tol)
+        assert close(h, ref_h, tol) and close(c, ref_c, tol)
     # the caller's state is left as it was
     assert all(torch.equal(h, kh) and torch.equal(c, kc) for (h, c), (kh, kc) in zip(start, kept))
 

@@ -4,6 +4,7 @@ import torch
 
 from neural.backbones.s6 import S6Model
 from neural.kernels import s6_stack
+from tests.neural.kernels.stack_check import blocks_against_torch, close, perturbed_pair
 
 pytestmark = pytest.mark.skipif(not s6_stack.available(), reason="numba not available")
 
@@ -14,51 +15,23 @@ SIZES = [  # (layers, expand, conv, cond_dim): the default shape, a deeper and w
 
 def _pair(layers, expand, conv, cond_dim, dtype, seed=0):
     """A compiled-path model with perturbed weights and a torch-path twin (fused=False)."""
-    torch.manual_seed(seed)
     sizes = dict(width=12, state=5, layers=layers, expand=expand, conv=conv, dt_min=1e-3, dt_max=0.5)
-    model = S6Model(4, 2, cond_dim, **sizes).to(dtype)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    twin = S6Model(4, 2, cond_dim, fused=False, **sizes).to(dtype)
-    twin.load_state_dict(model.state_dict())
-    return model, twin
-
-
-def _close(got, want, tol):
-    """Within ``tol`` relative to the larger of 1 and the largest reference value (empty tensors: equal shapes)."""
-    scale = max([1.0] + want.abs().flatten().tolist())
-    return got.shape == want.shape and bool(((got - want).abs() <= tol * scale).all())
-
-
-def _stream(model, x, cond, sizes, state=None):
-    parts, i = [], 0
-    for n in sizes:
-        y, state = model.process(x[:, i:i + n], cond, state)
-        parts.append(y)
-        i += n
-    return torch.cat(parts, 1), state
+    return perturbed_pair(lambda fused: S6Model(4, 2, cond_dim, fused=fused, **sizes), dtype, seed)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layers, expand, conv, cond_dim", SIZES)
 def test_compiled_stack_matches_the_torch_path_block_by_block(layers, expand, conv, cond_dim, dtype):
     model, twin = _pair(layers, expand, conv, cond_dim, dtype)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 400, 4, generator=g).to(dtype)
-    cond = torch.rand(2, cond_dim, generator=g).to(dtype) if cond_dim else None
-    with torch.inference_mode():
-        start = twin.process(x[:, :30], cond)[1]        # a state the torch path made
-        ref, ref_state = twin.process(x[:, 30:], cond, start)
-        out, state = _stream(model, x[:, 30:], cond, [1, 0, 7, 64, 64, 64, 64, 64, 42], start)   # kernel-sized
+    _, _, _, (out, state), (ref, ref_state), from_silence = blocks_against_torch(model, twin, cond_dim, dtype)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     assert out.dtype == dtype and out.shape == ref.shape
-    assert _close(out, ref, tol)
-    assert (ref - twin.process(x[:, 30:], cond)[0]).abs().max() > 1e-3   # the carried state matters
+    assert close(out, ref, tol)
+    assert (ref - from_silence).abs().max() > 1e-3   # the carried state matters
     for (tail, h), (ref_tail, ref_h) in zip(state, ref_state):   # products summed in double: not bit for bit
         for got, want in ((tail, ref_tail), (h, ref_h)):
             assert got.shape == want.shape and got.dtype == dtype
-            assert _close(got, want, tol)
+            assert close(got, want, tol)
 
 
 def test_the_callers_state_is_left_as_it_was():
